@@ -1,0 +1,504 @@
+//! Subcommands. Errors become `anyhow` here, at the edge; exit codes are part of the
+//! interface: 0 success (or a valid plan), 1 problems found, 2 input rejected.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use geo_types::{Coord, MultiPolygon};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+use wangge::domain::{Grid, Layer};
+use wangge::io::geojson::{self as gj, ReadOptions};
+use wangge::spatial::LocateOptions;
+use wangge::spatial::coverage::{self, Problem, ValidateOptions};
+use wangge::spatial::crs::CoordSys;
+use wangge::workflow::locate::GridLocator;
+
+mod demo;
+mod synth_cmd;
+
+#[derive(Parser)]
+#[command(
+    name = "wangge",
+    version,
+    about = "Social-governance grids: exact coverage validation and fast location"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Prove that grids tile their parent: overlaps, gaps, spill, mismatched edges.
+    Validate(ValidateArgs),
+    /// Find the grid of points.
+    Locate(LocateArgs),
+    /// Generate deterministic synthetic partitions.
+    Synth(synth_cmd::SynthArgs),
+    /// Build the Binzhou demo (if needed), validate it and locate sample points.
+    Demo(demo::DemoArgs),
+}
+
+#[derive(Args)]
+struct ValidateArgs {
+    /// GeoJSON FeatureCollection of grids.
+    grids: PathBuf,
+    /// Parent boundary (one feature), or several parents matched to grids by
+    /// `--parent-field` / `--parent-id-field`.
+    #[arg(long)]
+    parent: Option<PathBuf>,
+    /// Grid id property (falls back to the feature id).
+    #[arg(long, default_value = "grid_id")]
+    id_field: String,
+    /// Grid property naming its parent.
+    #[arg(long, default_value = "community")]
+    parent_field: String,
+    /// Parent id property in the parent file (falls back to the feature id).
+    #[arg(long, default_value = "code")]
+    parent_id_field: String,
+    /// Coordinate system of both files.
+    #[arg(long, default_value = "wgs84")]
+    coord_sys: CoordSys,
+    /// Print exactly one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Write the problems as a GeoJSON FeatureCollection.
+    #[arg(long)]
+    problems_out: Option<PathBuf>,
+    /// Print timings and sizes as one JSON line on stderr.
+    #[arg(long)]
+    stats: bool,
+    /// Gaps/overlaps narrower than this (metres) are reported as edge_mismatch.
+    #[arg(long, default_value_t = ValidateOptions::default().sliver_width_m)]
+    sliver_width_m: f64,
+    /// Grids smaller than this (m²) get a warning.
+    #[arg(long, default_value_t = ValidateOptions::default().min_area_m2)]
+    min_area_m2: f64,
+}
+
+#[derive(Args)]
+struct LocateArgs {
+    /// GeoJSON FeatureCollection of grids.
+    #[arg(long)]
+    grids: PathBuf,
+    /// One point as LON,LAT.
+    #[arg(long, conflicts_with = "points")]
+    point: Option<String>,
+    /// CSV file with lon,lat per line.
+    #[arg(long)]
+    points: Option<PathBuf>,
+    /// Coordinate system of the points.
+    #[arg(long, default_value = "wgs84")]
+    coord_sys: CoordSys,
+    /// Any CRS PROJ knows for the points (e.g. EPSG:4549), instead of --coord-sys.
+    #[cfg(feature = "proj")]
+    #[arg(long, conflicts_with = "coord_sys")]
+    crs: Option<String>,
+    #[arg(long, default_value = "grid_id")]
+    id_field: String,
+    /// Flag points this close (metres) to another grid.
+    #[arg(long, default_value_t = LocateOptions::default().near_boundary_m)]
+    near_boundary_m: f64,
+    /// Give points in no grid the nearest grid within this distance (metres).
+    #[arg(long, default_value_t = LocateOptions::default().max_outside_m)]
+    max_outside_m: f64,
+    /// One JSON object per line with ancestors and distances instead of CSV.
+    #[arg(long)]
+    json: bool,
+    /// Print timings as one JSON line on stderr.
+    #[arg(long)]
+    stats: bool,
+}
+
+/// Runs the command line; maps errors to exit code 2 with the message on stderr.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate(a) => validate(a),
+        Command::Locate(a) => locate(a),
+        Command::Synth(a) => synth_cmd::run(a).map(|_| ExitCode::SUCCESS),
+        Command::Demo(a) => demo::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+pub(crate) fn spinner(msg: &str, len: u64) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb.set_message(msg.to_string());
+    pb
+}
+
+/// One validation unit: grids of one layer under one parent.
+struct Group {
+    parent_id: Option<String>,
+    layer: Layer,
+    members: Vec<usize>,
+}
+
+/// The outcome of validating a whole file, all groups together.
+pub(crate) struct Validation {
+    pub problems: Vec<(Option<String>, Layer, Problem)>,
+    pub grids: usize,
+    pub vertices: usize,
+    pub groups: usize,
+}
+
+pub(crate) fn validate_grids(
+    grids: &[Grid],
+    parents: &BTreeMap<String, MultiPolygon<f64>>,
+    parent_field: &str,
+    options: &ValidateOptions,
+) -> Result<Validation> {
+    let single_parent = (parents.len() == 1)
+        .then(|| parents.keys().next().cloned())
+        .flatten();
+    let mut groups: BTreeMap<(Option<String>, u8), Group> = BTreeMap::new();
+    for (i, g) in grids.iter().enumerate() {
+        let parent_id = if parents.is_empty() {
+            None
+        } else if let Some(only) = &single_parent {
+            Some(only.clone())
+        } else {
+            let own = g.properties.get(parent_field).and_then(|v| match v {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            });
+            match own {
+                Some(p) if parents.contains_key(&p) => Some(p),
+                Some(p) => bail!(
+                    "grid {:?} names parent {p:?}, which is not in the parent file",
+                    g.id
+                ),
+                None => bail!(
+                    "grid {:?} has no {parent_field:?} property to match it to one of {} parents",
+                    g.id,
+                    parents.len()
+                ),
+            }
+        };
+        groups
+            .entry((parent_id.clone(), g.layer as u8))
+            .or_insert_with(|| Group {
+                parent_id,
+                layer: g.layer,
+                members: Vec::new(),
+            })
+            .members
+            .push(i);
+    }
+    let pb = spinner("validating", groups.len() as u64);
+    let mut out = Validation {
+        problems: Vec::new(),
+        grids: grids.len(),
+        vertices: 0,
+        groups: groups.len(),
+    };
+    for group in groups.values() {
+        let polys: Vec<MultiPolygon<f64>> = group
+            .members
+            .iter()
+            .map(|&i| grids[i].boundary.clone())
+            .collect();
+        let ids: Vec<&str> = group
+            .members
+            .iter()
+            .map(|&i| grids[i].id.as_str())
+            .collect();
+        let parent = group.parent_id.as_ref().and_then(|p| parents.get(p));
+        let opts = ValidateOptions {
+            require_cover: group.layer == Layer::Comprehensive,
+            ..*options
+        };
+        let report = coverage::validate(&polys, &ids, parent, &opts);
+        out.vertices += report.stats.vertices;
+        for mut p in report.problems {
+            p.grids = p
+                .grids
+                .iter()
+                .map(|&g| group.members[g as usize] as u32)
+                .collect();
+            out.problems.push((group.parent_id.clone(), group.layer, p));
+        }
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    Ok(out)
+}
+
+fn read_parents(
+    path: &Path,
+    id_field: &str,
+    coord_sys: CoordSys,
+) -> Result<BTreeMap<String, MultiPolygon<f64>>> {
+    let opts = ReadOptions {
+        id_field: id_field.to_string(),
+        coord_sys,
+        index_as_missing_id: true,
+        ..ReadOptions::default()
+    };
+    let parents = gj::read_grids_file(path, &opts)
+        .with_context(|| format!("parent file {}", path.display()))?;
+    Ok(parents.into_iter().map(|p| (p.id, p.boundary)).collect())
+}
+
+pub(crate) fn problem_json(
+    grids: &[Grid],
+    parent: &Option<String>,
+    layer: Layer,
+    p: &Problem,
+) -> Value {
+    json!({
+        "kind": p.kind.as_str(),
+        "severity": p.severity(),
+        "grids": p.grids.iter().map(|&g| grids[g as usize].id.clone()).collect::<Vec<_>>(),
+        "parent": parent,
+        "layer": layer.as_str(),
+        "area_m2": p.area_m2,
+        "width_m": p.width_m,
+        "location": [p.location.x, p.location.y],
+        "geometry": p.geometry.as_ref().map(gj::geometry_json),
+        "detail": p.detail,
+    })
+}
+
+fn validate(a: ValidateArgs) -> Result<ExitCode> {
+    let t0 = Instant::now();
+    let read = ReadOptions {
+        id_field: a.id_field.clone(),
+        allow_duplicate_ids: true,
+        coord_sys: a.coord_sys,
+        ..ReadOptions::default()
+    };
+    let grids = match gj::read_grids_file(&a.grids, &read) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("error: {}: {e}", a.grids.display());
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let parents = match &a.parent {
+        Some(p) => match read_parents(p, &a.parent_id_field, a.coord_sys) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return Ok(ExitCode::from(2));
+            }
+        },
+        None => BTreeMap::new(),
+    };
+    let parse_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let t1 = Instant::now();
+    let options = ValidateOptions {
+        sliver_width_m: a.sliver_width_m,
+        min_area_m2: a.min_area_m2,
+        ..ValidateOptions::default()
+    };
+    let v = validate_grids(&grids, &parents, &a.parent_field, &options)?;
+    let validate_ms = t1.elapsed().as_secs_f64() * 1e3;
+    let valid = v
+        .problems
+        .iter()
+        .all(|(_, _, p)| p.severity() != coverage::Severity::Error);
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, _, p) in &v.problems {
+        *counts.entry(p.kind.as_str()).or_insert(0) += 1;
+    }
+    let stats = json!({
+        "grids": v.grids, "vertices": v.vertices, "groups": v.groups,
+        "problems": v.problems.len(), "by_kind": counts,
+        "parse_ms": parse_ms, "validate_ms": validate_ms,
+    });
+    if let Some(path) = &a.problems_out {
+        let features: Vec<Value> = v
+            .problems
+            .iter()
+            .map(|(parent, layer, p)| {
+                let mut props = problem_json(&grids, parent, *layer, p);
+                let geometry = props.as_object_mut().and_then(|o| o.remove("geometry")).filter(|g| !g.is_null());
+                json!({
+                    "type": "Feature",
+                    "properties": props,
+                    "geometry": geometry.unwrap_or_else(|| json!({"type": "Point", "coordinates": [p.location.x, p.location.y]})),
+                })
+            })
+            .collect();
+        std::fs::write(
+            path,
+            serde_json::to_string(&json!({"type": "FeatureCollection", "features": features}))?,
+        )
+        .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        let problems: Vec<Value> = v
+            .problems
+            .iter()
+            .map(|(pa, l, p)| problem_json(&grids, pa, *l, p))
+            .collect();
+        serde_json::to_writer(
+            &mut out,
+            &json!({"valid": valid, "problems": problems, "stats": stats}),
+        )?;
+        writeln!(out)?;
+    } else {
+        writeln!(
+            out,
+            "{} grids, {} vertices, {} parent/layer groups",
+            v.grids, v.vertices, v.groups
+        )?;
+        if v.problems.is_empty() {
+            writeln!(out, "valid: the grids tile their parents exactly")?;
+        }
+        for (parent, _, p) in &v.problems {
+            let sev = match p.severity() {
+                coverage::Severity::Error => "error",
+                coverage::Severity::Warning => "warning",
+            };
+            let area = p.area_m2.map(|a| format!(" {a:.1} m²")).unwrap_or_default();
+            let width = p
+                .width_m
+                .filter(|&w| w > 0.0)
+                .map(|w| format!(", {w:.2} m wide"))
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "{sev:7} {:18} {}{area}{width} at {:.6},{:.6}{}",
+                p.kind.as_str(),
+                p.detail,
+                p.location.x,
+                p.location.y,
+                parent
+                    .as_ref()
+                    .map(|p| format!(" (parent {p})"))
+                    .unwrap_or_default()
+            )?;
+        }
+        if !v.problems.is_empty() {
+            let summary: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            writeln!(
+                out,
+                "{}: {}",
+                if valid {
+                    "valid with warnings"
+                } else {
+                    "INVALID"
+                },
+                summary.join(", ")
+            )?;
+        }
+    }
+    if a.stats {
+        eprintln!("{stats}");
+    }
+    Ok(if valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn locate(a: LocateArgs) -> Result<ExitCode> {
+    let t0 = Instant::now();
+    let read = ReadOptions {
+        id_field: a.id_field.clone(),
+        ..ReadOptions::default()
+    };
+    let grids = match gj::read_grids_file(&a.grids, &read) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("error: {}: {e}", a.grids.display());
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let points: Vec<Coord<f64>> = match (&a.point, &a.points) {
+        (Some(p), _) => vec![wangge::io::points::parse_pair(p)?],
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            wangge::io::points::parse_csv(&text, &path.display().to_string())?
+        }
+        (None, None) => bail!("give --point LON,LAT or --points FILE.csv"),
+    };
+    #[cfg(feature = "proj")]
+    let (query, coord_sys): (Vec<Coord<f64>>, CoordSys) = match &a.crs {
+        Some(crs) => {
+            let t = wangge::spatial::crs::proj::ToCgcs2000::new(crs)?;
+            (
+                points
+                    .iter()
+                    .map(|&p| t.convert(p))
+                    .collect::<Result<_, _>>()?,
+                CoordSys::Cgcs2000,
+            )
+        }
+        None => (points.clone(), a.coord_sys),
+    };
+    #[cfg(not(feature = "proj"))]
+    let (query, coord_sys) = (points.clone(), a.coord_sys);
+    let locator = GridLocator::new(grids);
+    let build_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let options = LocateOptions {
+        near_boundary_m: a.near_boundary_m,
+        max_outside_m: a.max_outside_m,
+        boundary_distance: a.json,
+    };
+    let t1 = Instant::now();
+    let results: Vec<_> = query
+        .iter()
+        .map(|&p| locator.locate(p, coord_sys, &options))
+        .collect();
+    let locate_s = t1.elapsed().as_secs_f64();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if !a.json {
+        writeln!(out, "lon,lat,grid_id,flags")?;
+    }
+    for (p, r) in points.iter().zip(&results) {
+        if a.json {
+            let mut v = serde_json::to_value(r)?;
+            if let Some(o) = v.as_object_mut() {
+                o.insert("lon".into(), json!(p.x));
+                o.insert("lat".into(), json!(p.y));
+            }
+            writeln!(out, "{v}")?;
+        } else {
+            let id = r.grid.as_ref().map(|g| g.id.as_str()).unwrap_or("");
+            writeln!(out, "{},{},{},{}", p.x, p.y, csv_field(id), r.flags())?;
+        }
+    }
+    out.flush()?;
+    if a.stats {
+        let n = points.len();
+        eprintln!(
+            "{}",
+            json!({"build_ms": build_ms, "locate_ms": locate_s * 1e3, "points": n,
+                   "points_per_s": if locate_s > 0.0 { n as f64 / locate_s } else { 0.0 },
+                   "index_bytes": locator.index_bytes()})
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}

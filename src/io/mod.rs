@@ -1,0 +1,7 @@
+//! Reading and writing boundary and point files. GeoJSON is always available; the
+//! formats GDAL reads arrive with the import command.
+
+pub mod geojson;
+pub mod points;
+
+pub use geojson::{FeatureProblem, FeatureRef, InputError, Position, ReadOptions};

@@ -1,0 +1,30 @@
+//! # wangge (网格)
+//!
+//! The spatial backbone of a municipality's social-governance grid service: it keeps
+//! the official grid boundaries, proves that they tile their villages and communities
+//! exactly, and tells any caller which grid a location belongs to.
+//!
+//! ## Code tour
+//! * [`spatial`] — the engine, pure and synchronous: [`spatial::Partition`] answers
+//!   point lookups, [`spatial::coverage::validate`] proves a tiling, [`spatial::synth`]
+//!   makes deterministic test partitions, [`spatial::crs`] converts GCJ-02/BD-09 and
+//!   (feature `proj`) any CRS.
+//! * [`domain`] — plain data: administrative levels and codes, grids and layers.
+//! * [`io`] — GeoJSON in and out, with errors that name the feature and position.
+//! * [`workflow`] — combines the layers: a [`workflow::locate::GridLocator`] turns the
+//!   engine's polygon indices into grids with their ancestors.
+//!
+//! Dependencies point one way: `cli` → `workflow` → `spatial`, `io` → `domain`.
+
+/// Plain data and invariants: levels, codes, grids.
+pub mod domain;
+/// Crate-wide error type.
+pub mod error;
+/// Reading and writing boundary files.
+pub mod io;
+/// The spatial engine (no I/O).
+pub mod spatial;
+/// Operations that combine the engine with grid data.
+pub mod workflow;
+
+pub use error::{Error, Result};

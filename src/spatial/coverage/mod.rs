@@ -1,0 +1,839 @@
+//! Coverage validation: do these grids tile their parent exactly?
+//!
+//! ## Method
+//! In a valid tiling every interior edge appears exactly twice, in opposite directions,
+//! and the grids' outer edges are the parent's boundary. So:
+//! 1. every edge of every grid, and every edge of the parent reversed, goes into a
+//!    multiset of directed edges where opposite pairs cancel — O(V), and for a clean
+//!    plan nothing remains;
+//! 2. what remains is split at vertices lying exactly on other remaining edges
+//!    (T-junctions) and cancelled again: what cancels now between two grids is a shared
+//!    boundary that matches geometrically but not vertex-for-vertex (`edge_mismatch`,
+//!    area 0). Grids meeting the parent's boundary where the parent has no vertex are
+//!    accepted: the parent is usually drawn by another office, and the tiling is exact;
+//! 3. the rest bounds the regions where the coverage count is wrong. As closed rings,
+//!    the regions of negative winding are gaps (parent covered by no grid); pairs of
+//!    remaining grids are intersected for overlaps, and remaining grids are clipped
+//!    against the parent for spill. Only the grids that own a remaining edge take part,
+//!    so the expensive polygon operations touch the defects, not the plan.
+//!
+//! Gaps and overlaps whose mean width (2·area/perimeter) is under
+//! [`ValidateOptions::sliver_width_m`] are reported as `edge_mismatch` instead: they are
+//! neighbours that should share an edge and do not.
+//!
+//! Without a parent, the union of the grids is the reference: its holes are gaps.
+
+mod overlay;
+pub mod validity;
+
+use crate::spatial::geom;
+use crate::spatial::loops::{self, EdgeBag};
+use crate::spatial::measure;
+use geo_types::{Coord, Geometry, LineString, MultiLineString, MultiPolygon, Polygon, Rect};
+use rstar::{AABB, RTree, RTreeObject};
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde::Serialize;
+
+pub use validity::InvalidReason;
+
+/// Tolerances of [`validate`]; every one is in metres or square metres.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ValidateOptions {
+    /// Gaps, overlaps and spills narrower than this (mean width, metres) are reported as
+    /// `edge_mismatch`. Default 1 m: below the width of a road kerb, above the
+    /// digitising noise of cadastral data.
+    pub sliver_width_m: f64,
+    /// Grids smaller than this (m²) get a `small_grid` warning. Default 1 000 m².
+    pub min_area_m2: f64,
+    /// The grids must cover the parent (comprehensive layer): report gaps. Dedicated
+    /// grids only must not overlap each other or leave the parent. Default true.
+    pub require_cover: bool,
+}
+
+impl Default for ValidateOptions {
+    fn default() -> Self {
+        ValidateOptions {
+            sliver_width_m: 1.0,
+            min_area_m2: 1_000.0,
+            require_cover: true,
+        }
+    }
+}
+
+/// What is wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    /// The geometry itself is invalid (self-intersection, bad ring, hole outside shell…).
+    InvalidGeometry,
+    /// Two grids carry the same id.
+    DuplicateId,
+    /// Two grids have the same geometry.
+    DuplicateGeometry,
+    /// Two grids overlap.
+    Overlap,
+    /// Part of the parent is covered by no grid.
+    Gap,
+    /// Part of a grid lies outside its parent.
+    OutsideParent,
+    /// Neighbours whose shared boundary does not match vertex-for-vertex.
+    EdgeMismatch,
+    /// Warning: a grid consists of several disconnected parts.
+    Disconnected,
+    /// Warning: a grid is smaller than the minimum area.
+    SmallGrid,
+}
+
+impl ProblemKind {
+    /// Stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProblemKind::InvalidGeometry => "invalid_geometry",
+            ProblemKind::DuplicateId => "duplicate_id",
+            ProblemKind::DuplicateGeometry => "duplicate_geometry",
+            ProblemKind::Overlap => "overlap",
+            ProblemKind::Gap => "gap",
+            ProblemKind::OutsideParent => "outside_parent",
+            ProblemKind::EdgeMismatch => "edge_mismatch",
+            ProblemKind::Disconnected => "disconnected",
+            ProblemKind::SmallGrid => "small_grid",
+        }
+    }
+
+    /// Errors block approval; warnings do not.
+    pub fn severity(self) -> Severity {
+        match self {
+            ProblemKind::Disconnected | ProblemKind::SmallGrid => Severity::Warning,
+            _ => Severity::Error,
+        }
+    }
+}
+
+/// Whether a problem blocks approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Blocks submission and approval of a plan.
+    Error,
+    /// Shown to the planner; does not block.
+    Warning,
+}
+
+/// One problem, located.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub kind: ProblemKind,
+    /// Indices of the grids involved (into the validated slice), ascending.
+    pub grids: Vec<u32>,
+    /// Area in m² of the problem region, where it has one.
+    pub area_m2: Option<f64>,
+    /// Mean width in metres of gaps, overlaps and slivers.
+    pub width_m: Option<f64>,
+    /// A representative point (inside the region where there is one).
+    pub location: Coord<f64>,
+    /// The problem's geometry: the region, or the mismatched edges.
+    pub geometry: Option<Geometry<f64>>,
+    /// A human sentence.
+    pub detail: String,
+}
+
+impl Problem {
+    /// Error or warning.
+    pub fn severity(&self) -> Severity {
+        self.kind.severity()
+    }
+}
+
+/// Figures about the validated plan.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Stats {
+    pub grids: usize,
+    pub vertices: usize,
+    pub edges: usize,
+    /// Directed edges that did not cancel against a neighbour or the parent.
+    pub unmatched_edges: usize,
+    pub grids_area_m2: f64,
+    pub parent_area_m2: Option<f64>,
+}
+
+/// The result of [`validate`].
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub problems: Vec<Problem>,
+    pub stats: Stats,
+}
+
+impl Report {
+    /// No error-severity problem.
+    pub fn is_valid(&self) -> bool {
+        self.problems
+            .iter()
+            .all(|p| p.severity() != Severity::Error)
+    }
+
+    /// How many problems of each kind.
+    pub fn counts(&self) -> std::collections::BTreeMap<ProblemKind, usize> {
+        let mut m = std::collections::BTreeMap::new();
+        for p in &self.problems {
+            *m.entry(p.kind).or_insert(0) += 1;
+        }
+        m
+    }
+}
+
+const PARENT: u32 = u32::MAX;
+
+/// Validates that `grids` tile `parent` (or, without a parent, that they do not
+/// overlap and leave no holes). `ids[i]` names grid `i` for the duplicate-id check.
+///
+/// ```
+/// use geo_types::{polygon, MultiPolygon};
+/// use wangge::spatial::coverage::{validate, ValidateOptions, ProblemKind};
+/// let west = MultiPolygon(vec![polygon![(x: 118.0, y: 37.0), (x: 118.01, y: 37.0), (x: 118.01, y: 37.01), (x: 118.0, y: 37.01)]]);
+/// // The east grid starts 20 m too far east: a gap.
+/// let east = MultiPolygon(vec![polygon![(x: 118.0102, y: 37.0), (x: 118.02, y: 37.0), (x: 118.02, y: 37.01), (x: 118.0102, y: 37.01)]]);
+/// let parent = MultiPolygon(vec![polygon![(x: 118.0, y: 37.0), (x: 118.02, y: 37.0), (x: 118.02, y: 37.01), (x: 118.0, y: 37.01)]]);
+/// let report = validate(&[west, east], &["W", "E"], Some(&parent), &ValidateOptions::default());
+/// assert_eq!(report.problems.len(), 1);
+/// assert_eq!(report.problems[0].kind, ProblemKind::Gap);
+/// assert_eq!(report.problems[0].grids, vec![0, 1]);
+/// ```
+pub fn validate(
+    grids: &[MultiPolygon<f64>],
+    ids: &[&str],
+    parent: Option<&MultiPolygon<f64>>,
+    options: &ValidateOptions,
+) -> Report {
+    let mut problems = Vec::new();
+    let mut stats = Stats {
+        grids: grids.len(),
+        ..Stats::default()
+    };
+
+    // Per grid: validity, size, parts.
+    for (i, g) in grids.iter().enumerate() {
+        let i = i as u32;
+        stats.vertices += geom::vertex_count(g);
+        if let Some((reason, at)) = validity::check(g) {
+            problems.push(Problem {
+                kind: ProblemKind::InvalidGeometry,
+                grids: vec![i],
+                area_m2: None,
+                width_m: None,
+                location: at,
+                geometry: Some(Geometry::Point(geo_types::Point(at))),
+                detail: format!("{}: {}", name(ids, i), reason.describe()),
+            });
+        }
+        let area = measure::local_area_m2(g);
+        stats.grids_area_m2 += area;
+        if g.0.len() > 1 {
+            problems.push(Problem {
+                kind: ProblemKind::Disconnected,
+                grids: vec![i],
+                area_m2: Some(area),
+                width_m: None,
+                location: representative(g),
+                geometry: None,
+                detail: format!("{} consists of {} separate parts", name(ids, i), g.0.len()),
+            });
+        }
+        if area < options.min_area_m2 {
+            problems.push(Problem {
+                kind: ProblemKind::SmallGrid,
+                grids: vec![i],
+                area_m2: Some(area),
+                width_m: None,
+                location: representative(g),
+                geometry: None,
+                detail: format!(
+                    "{} covers {:.0} m², less than the minimum {:.0} m²",
+                    name(ids, i),
+                    area,
+                    options.min_area_m2
+                ),
+            });
+        }
+    }
+    if let Some(p) = parent {
+        stats.parent_area_m2 = Some(measure::local_area_m2(p));
+        if let Some((reason, at)) = validity::check(p) {
+            problems.push(Problem {
+                kind: ProblemKind::InvalidGeometry,
+                grids: vec![],
+                area_m2: None,
+                width_m: None,
+                location: at,
+                geometry: Some(Geometry::Point(geo_types::Point(at))),
+                detail: format!("the parent boundary is invalid: {}", reason.describe()),
+            });
+        }
+    }
+
+    duplicate_ids(ids, grids, &mut problems);
+    let duplicates = duplicate_geometries(grids, ids, &mut problems);
+
+    // 1. Cancel edges.
+    let mut bag = EdgeBag::default();
+    for g in grids {
+        bag.add_rings(g);
+    }
+    if let (Some(p), true) = (parent, options.require_cover) {
+        bag.add_rings(&reversed(p));
+    }
+    stats.edges = grids.iter().map(geom::vertex_count).sum();
+    let remainder = bag.remainder();
+    stats.unmatched_edges = remainder.len();
+    if remainder.is_empty() {
+        return finish(problems, stats);
+    }
+
+    // Who owns each remaining edge (a grid, or the parent).
+    let owners = owners_of(&remainder, grids, parent.filter(|_| options.require_cover));
+
+    // 2. T-junctions.
+    let (remainder, mismatches) = resolve_t_junctions(&remainder, &owners);
+    for ((a, b), (edges, at)) in mismatches {
+        let involved = vec![a, b];
+        problems.push(Problem {
+            kind: ProblemKind::EdgeMismatch,
+            grids: involved,
+            area_m2: Some(0.0),
+            width_m: Some(0.0),
+            location: at,
+            geometry: Some(Geometry::MultiLineString(MultiLineString(
+                edges
+                    .into_iter()
+                    .map(|(p, q)| LineString(vec![p, q]))
+                    .collect(),
+            ))),
+            detail: format!(
+                "{} and {} share a boundary that does not match vertex-for-vertex",
+                name(ids, a),
+                name(ids, b)
+            ),
+        });
+    }
+    if remainder.is_empty() {
+        return finish(problems, stats);
+    }
+
+    // 3. Regions.
+    let involved: Vec<u32> = {
+        let mut s: Vec<u32> = remainder
+            .iter()
+            .flat_map(|(_, o)| o.iter().copied())
+            .filter(|&o| o != PARENT)
+            .collect();
+        s.sort_unstable();
+        s.dedup();
+        s
+    };
+    let rings = loops::assemble_rings(&remainder.iter().map(|(e, _)| *e).collect::<Vec<_>>());
+    let gaps = if !options.require_cover {
+        MultiPolygon(vec![])
+    } else if parent.is_some() {
+        overlay::winding_regions(&rings, false)
+    } else {
+        holes_as_polygons(&overlay::winding_regions(&rings, true))
+    };
+    let index = GridIndex::new(grids, &involved);
+    for gap in gaps.0 {
+        let mp = MultiPolygon(vec![gap]);
+        let neighbours = index.touching(&mp, grids);
+        push_region(
+            &mut problems,
+            ProblemKind::Gap,
+            mp,
+            neighbours,
+            ids,
+            options,
+            |ids, g| match g.len() {
+                0 => "area covered by no grid".to_string(),
+                _ => format!("gap between {}", names(ids, g)),
+            },
+        );
+    }
+
+    for (i, j) in index.intersecting_pairs() {
+        if duplicates.contains(&(i, j)) {
+            continue;
+        }
+        let common = overlay::intersection(&grids[i as usize], &grids[j as usize]);
+        push_region(
+            &mut problems,
+            ProblemKind::Overlap,
+            common,
+            vec![i, j],
+            ids,
+            options,
+            |ids, g| format!("{} overlap", names(ids, g)),
+        );
+    }
+
+    if let Some(p) = parent {
+        for &i in &involved {
+            let spill = overlay::difference(&grids[i as usize], p);
+            push_region(
+                &mut problems,
+                ProblemKind::OutsideParent,
+                spill,
+                vec![i],
+                ids,
+                options,
+                |ids, g| format!("{} reaches outside its parent", names(ids, g)),
+            );
+        }
+    }
+    finish(problems, stats)
+}
+
+fn finish(mut problems: Vec<Problem>, stats: Stats) -> Report {
+    problems.sort_by(|a, b| {
+        (a.severity(), a.kind, &a.grids)
+            .cmp(&(b.severity(), b.kind, &b.grids))
+            .then(a.location.x.total_cmp(&b.location.x))
+            .then(a.location.y.total_cmp(&b.location.y))
+    });
+    Report { problems, stats }
+}
+
+fn name(ids: &[&str], i: u32) -> String {
+    if i == PARENT {
+        return "the parent boundary".into();
+    }
+    match ids.get(i as usize) {
+        Some(id) => format!("grid {id}"),
+        None => format!("grid #{i}"),
+    }
+}
+
+fn names(ids: &[&str], grids: &[u32]) -> String {
+    let v: Vec<String> = grids.iter().map(|&g| name(ids, g)).collect();
+    v.join(" and ")
+}
+
+fn representative(mp: &MultiPolygon<f64>) -> Coord<f64> {
+    use geo::InteriorPoint;
+    mp.interior_point()
+        .map(|p| p.0)
+        .or_else(|| mp.0.first().and_then(|p| p.exterior().0.first().copied()))
+        .unwrap_or(Coord { x: 0.0, y: 0.0 })
+}
+
+/// Reports a region problem, or an `edge_mismatch` when the region is a sliver.
+fn push_region(
+    problems: &mut Vec<Problem>,
+    kind: ProblemKind,
+    region: MultiPolygon<f64>,
+    grids: Vec<u32>,
+    ids: &[&str],
+    options: &ValidateOptions,
+    describe: impl Fn(&[&str], &[u32]) -> String,
+) {
+    let region = MultiPolygon(
+        region
+            .0
+            .into_iter()
+            .filter(|p| geom::ring_twice_area(&p.exterior().0) != 0.0)
+            .collect(),
+    );
+    if region.0.is_empty() {
+        return;
+    }
+    let area = measure::local_area_m2(&region);
+    if area <= 0.0 {
+        return;
+    }
+    let width = measure::mean_width_m(area, measure::local_perimeter_m(&region));
+    let location = representative(&region);
+    let (kind, detail) = if width < options.sliver_width_m {
+        (
+            ProblemKind::EdgeMismatch,
+            format!(
+                "{}: a sliver {:.2} m wide ({} of {:.1} m²) where boundaries should coincide",
+                names(ids, &grids),
+                width,
+                kind.as_str(),
+                area
+            ),
+        )
+    } else {
+        (kind, format!("{} ({:.1} m²)", describe(ids, &grids), area))
+    };
+    let geometry = if region.0.len() == 1 {
+        Geometry::Polygon(region.0[0].clone())
+    } else {
+        Geometry::MultiPolygon(region)
+    };
+    problems.push(Problem {
+        kind,
+        grids,
+        area_m2: Some(area),
+        width_m: Some(width),
+        location,
+        geometry: Some(geometry),
+        detail,
+    });
+}
+
+fn reversed(mp: &MultiPolygon<f64>) -> MultiPolygon<f64> {
+    MultiPolygon(
+        mp.0.iter()
+            .map(|p| {
+                let rev = |r: &LineString<f64>| {
+                    let mut v = r.0.clone();
+                    v.reverse();
+                    LineString(v)
+                };
+                Polygon::new(rev(p.exterior()), p.interiors().iter().map(rev).collect())
+            })
+            .collect(),
+    )
+}
+
+fn holes_as_polygons(mp: &MultiPolygon<f64>) -> MultiPolygon<f64> {
+    let mut out = MultiPolygon(
+        mp.0.iter()
+            .flat_map(|p| p.interiors().iter())
+            .map(|h| Polygon::new(h.clone(), vec![]))
+            .collect(),
+    );
+    geom::normalise_orientation(&mut out);
+    out
+}
+
+use crate::spatial::loops::EdgeKey;
+
+fn undirected(a: Coord<f64>, b: Coord<f64>) -> EdgeKey {
+    let (ka, kb) = (loops::key(a), loops::key(b));
+    if ka < kb { (ka, kb) } else { (kb, ka) }
+}
+
+/// For each remaining edge, the grids (or `PARENT`) that have it in that direction.
+fn owners_of(
+    remainder: &[(Coord<f64>, Coord<f64>)],
+    grids: &[MultiPolygon<f64>],
+    parent: Option<&MultiPolygon<f64>>,
+) -> FxHashMap<(EdgeKey, bool), Vec<u32>> {
+    let wanted: FxHashSet<EdgeKey> = remainder.iter().map(|e| undirected(e.0, e.1)).collect();
+    let mut owners: FxHashMap<(EdgeKey, bool), Vec<u32>> = FxHashMap::default();
+    let mut visit = |mp: &MultiPolygon<f64>, who: u32| {
+        for r in geom::rings(mp) {
+            for w in r.0.windows(2) {
+                let k = undirected(w[0], w[1]);
+                if wanted.contains(&k) {
+                    let forward = loops::key(w[0]) < loops::key(w[1]);
+                    let v = owners.entry((k, forward)).or_default();
+                    if v.last() != Some(&who) {
+                        v.push(who);
+                    }
+                }
+            }
+        }
+    };
+    for (i, g) in grids.iter().enumerate() {
+        visit(g, i as u32);
+    }
+    if let Some(p) = parent {
+        visit(&reversed(p), PARENT);
+    }
+    owners
+}
+
+type Edge = (Coord<f64>, Coord<f64>);
+type Mismatches = std::collections::BTreeMap<(u32, u32), (Vec<Edge>, Coord<f64>)>;
+
+/// Splits remaining edges at remaining vertices that lie exactly on them and cancels
+/// again. Returns what still remains (with owners) and, per pair of owners, the edges
+/// whose only fault was a missing vertex.
+fn resolve_t_junctions(
+    remainder: &[Edge],
+    owners: &FxHashMap<(EdgeKey, bool), Vec<u32>>,
+) -> (Vec<(Edge, Vec<u32>)>, Mismatches) {
+    let owner_of = |e: &Edge| -> Vec<u32> {
+        let k = undirected(e.0, e.1);
+        let forward = loops::key(e.0) < loops::key(e.1);
+        owners.get(&(k, forward)).cloned().unwrap_or_default()
+    };
+    let vertices: Vec<[f64; 2]> = {
+        let mut v: Vec<[f64; 2]> = remainder
+            .iter()
+            .flat_map(|e| [[e.0.x, e.0.y], [e.1.x, e.1.y]])
+            .collect();
+        v.sort_by(|a, b| a[0].total_cmp(&b[0]).then(a[1].total_cmp(&b[1])));
+        v.dedup();
+        v
+    };
+    let tree = RTree::bulk_load(vertices);
+    // Split every edge at the vertices strictly inside it.
+    let mut pieces: Vec<(Edge, usize)> = Vec::new();
+    for (idx, &(a, b)) in remainder.iter().enumerate() {
+        let env = AABB::from_corners([a.x.min(b.x), a.y.min(b.y)], [a.x.max(b.x), a.y.max(b.y)]);
+        let mut inner: Vec<(f64, Coord<f64>)> = tree
+            .locate_in_envelope(&env)
+            .map(|p| Coord { x: p[0], y: p[1] })
+            .filter(|&p| p != a && p != b && geom::orient(a, b, p) == 0.0)
+            .map(|p| {
+                let t = if (b.x - a.x).abs() >= (b.y - a.y).abs() {
+                    (p.x - a.x) / (b.x - a.x)
+                } else {
+                    (p.y - a.y) / (b.y - a.y)
+                };
+                (t, p)
+            })
+            .collect();
+        if inner.is_empty() {
+            pieces.push(((a, b), idx));
+            continue;
+        }
+        inner.sort_by(|x, y| x.0.total_cmp(&y.0));
+        let mut prev = a;
+        for (_, p) in inner {
+            pieces.push(((prev, p), idx));
+            prev = p;
+        }
+        pieces.push(((prev, b), idx));
+    }
+    let mut bag = EdgeBag::default();
+    for (e, _) in &pieces {
+        bag.add(e.0, e.1);
+    }
+    let left: FxHashSet<(EdgeKey, bool)> = bag
+        .remainder()
+        .iter()
+        .map(|e| (undirected(e.0, e.1), loops::key(e.0) < loops::key(e.1)))
+        .collect();
+    let survives =
+        |e: &Edge| left.contains(&(undirected(e.0, e.1), loops::key(e.0) < loops::key(e.1)));
+    // Edges that were split, and whose pieces all cancelled, are vertex mismatches;
+    // find their partners through the cancelled pieces.
+    let mut piece_users: FxHashMap<EdgeKey, Vec<usize>> = FxHashMap::default();
+    for (e, idx) in &pieces {
+        piece_users
+            .entry(undirected(e.0, e.1))
+            .or_default()
+            .push(*idx);
+    }
+    let mut remaining_edges: Vec<(Edge, Vec<u32>)> = Vec::new();
+    let mut mismatches: Mismatches = Default::default();
+    // Which original edges cancelled whole (pieces are pushed in order of idx).
+    let mut cancelled_whole = vec![true; remainder.len()];
+    for (p, idx) in &pieces {
+        if survives(p) {
+            cancelled_whole[*idx] = false;
+        }
+    }
+    // Group pieces per original edge.
+    let mut start = 0;
+    while start < pieces.len() {
+        let idx = pieces[start].1;
+        let mut end = start;
+        while end < pieces.len() && pieces[end].1 == idx {
+            end += 1;
+        }
+        let e = remainder[idx];
+        let me = owner_of(&e);
+        let all_cancelled = pieces[start..end].iter().all(|(p, _)| !survives(p));
+        if all_cancelled {
+            // Partners: other original edges that shared a piece with this one. Only a
+            // pure vertex mismatch counts: every partner must have cancelled whole too,
+            // else the pieces are part of a gap or overlap outline reported as such.
+            let mut partners: Vec<u32> = Vec::new();
+            let mut pure = true;
+            for (p, _) in &pieces[start..end] {
+                for &other in piece_users.get(&undirected(p.0, p.1)).into_iter().flatten() {
+                    if other != idx {
+                        pure &= cancelled_whole[other];
+                        partners.extend(owner_of(&remainder[other]));
+                    }
+                }
+            }
+            partners.sort_unstable();
+            partners.dedup();
+            // Grid edges that meet the parent boundary without a parent vertex there
+            // tile it exactly; only grid-grid vertex mismatches are reported.
+            for &a in me.iter().filter(|&&a| a != PARENT) {
+                for &b in partners.iter().filter(|&&b| b != PARENT && b != a) {
+                    if !pure {
+                        continue;
+                    }
+                    let key = (a.min(b), a.max(b));
+                    let at = if end - start > 1 {
+                        pieces[start].0.1
+                    } else {
+                        e.0
+                    };
+                    let entry = mismatches.entry(key).or_insert_with(|| (Vec::new(), at));
+                    entry.0.push(e);
+                }
+            }
+        } else {
+            for (p, _) in &pieces[start..end] {
+                if survives(p) {
+                    remaining_edges.push((*p, me.clone()));
+                }
+            }
+        }
+        start = end;
+    }
+    (remaining_edges, mismatches)
+}
+
+/// Pairs of identical grids (same rings, any starting vertex), reported once.
+fn duplicate_geometries(
+    grids: &[MultiPolygon<f64>],
+    ids: &[&str],
+    problems: &mut Vec<Problem>,
+) -> FxHashSet<(u32, u32)> {
+    let canonical = |mp: &MultiPolygon<f64>| -> Vec<Vec<(u64, u64)>> {
+        let mut rings: Vec<Vec<(u64, u64)>> = geom::rings(mp)
+            .map(|r| {
+                let n = r.0.len().saturating_sub(1);
+                let keys: Vec<(u64, u64)> = r.0[..n].iter().map(|&c| loops::key(c)).collect();
+                let start = (0..keys.len()).min_by_key(|&i| keys[i]).unwrap_or(0);
+                keys[start..]
+                    .iter()
+                    .chain(&keys[..start])
+                    .copied()
+                    .collect()
+            })
+            .collect();
+        rings.sort();
+        rings
+    };
+    let mut seen: FxHashMap<Vec<Vec<(u64, u64)>>, u32> = FxHashMap::default();
+    let mut pairs = FxHashSet::default();
+    for (i, g) in grids.iter().enumerate() {
+        let i = i as u32;
+        match seen.entry(canonical(g)) {
+            std::collections::hash_map::Entry::Occupied(o) => {
+                let first = *o.get();
+                pairs.insert((first, i));
+                problems.push(Problem {
+                    kind: ProblemKind::DuplicateGeometry,
+                    grids: vec![first, i],
+                    area_m2: Some(measure::local_area_m2(g)),
+                    width_m: None,
+                    location: representative(g),
+                    geometry: None,
+                    detail: format!(
+                        "{} has the same geometry as {}",
+                        name(ids, i),
+                        name(ids, first)
+                    ),
+                });
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(i);
+            }
+        }
+    }
+    pairs
+}
+
+fn duplicate_ids(ids: &[&str], grids: &[MultiPolygon<f64>], problems: &mut Vec<Problem>) {
+    let mut by_id: FxHashMap<&str, Vec<u32>> = FxHashMap::default();
+    for (i, id) in ids.iter().enumerate() {
+        by_id.entry(id).or_default().push(i as u32);
+    }
+    let mut dups: Vec<(&str, Vec<u32>)> = by_id.into_iter().filter(|(_, v)| v.len() > 1).collect();
+    dups.sort();
+    for (id, v) in dups {
+        let at = grids
+            .get(v[0] as usize)
+            .map(representative)
+            .unwrap_or(Coord { x: 0.0, y: 0.0 });
+        problems.push(Problem {
+            kind: ProblemKind::DuplicateId,
+            detail: format!("{} grids share the id {id:?}", v.len()),
+            grids: v,
+            area_m2: None,
+            width_m: None,
+            location: at,
+            geometry: None,
+        });
+    }
+}
+
+struct Boxed {
+    idx: u32,
+    env: AABB<[f64; 2]>,
+}
+
+impl RTreeObject for Boxed {
+    type Envelope = AABB<[f64; 2]>;
+    fn envelope(&self) -> Self::Envelope {
+        self.env
+    }
+}
+
+fn aabb(r: Rect<f64>) -> AABB<[f64; 2]> {
+    AABB::from_corners([r.min().x, r.min().y], [r.max().x, r.max().y])
+}
+
+/// Bounding boxes of the grids that own a remaining edge.
+struct GridIndex {
+    tree: RTree<Boxed>,
+}
+
+impl GridIndex {
+    fn new(grids: &[MultiPolygon<f64>], involved: &[u32]) -> Self {
+        let items = involved
+            .iter()
+            .filter_map(|&i| {
+                geom::bounds(&grids[i as usize]).map(|r| Boxed {
+                    idx: i,
+                    env: aabb(r),
+                })
+            })
+            .collect();
+        GridIndex {
+            tree: RTree::bulk_load(items),
+        }
+    }
+
+    fn intersecting_pairs(&self) -> Vec<(u32, u32)> {
+        let mut pairs: Vec<(u32, u32)> = self
+            .tree
+            .intersection_candidates_with_other_tree(&self.tree)
+            .filter(|(a, b)| a.idx < b.idx)
+            .map(|(a, b)| (a.idx, b.idx))
+            .collect();
+        pairs.sort_unstable();
+        pairs
+    }
+
+    /// Grids whose boundary comes within a centimetre of the region's boundary.
+    fn touching(&self, region: &MultiPolygon<f64>, grids: &[MultiPolygon<f64>]) -> Vec<u32> {
+        let Some(b) = geom::bounds(region) else {
+            return vec![];
+        };
+        let pad = 1e-7;
+        let env = AABB::from_corners(
+            [b.min().x - pad, b.min().y - pad],
+            [b.max().x + pad, b.max().y + pad],
+        );
+        let scale = measure::LocalScale::at(b.center().y);
+        let vertices: Vec<Coord<f64>> = geom::rings(region)
+            .flat_map(|r| r.0.iter().copied())
+            .collect();
+        let mut out: Vec<u32> = self
+            .tree
+            .locate_in_envelope_intersecting(&env)
+            .filter(|c| {
+                let edges: Vec<(Coord<f64>, Coord<f64>)> = geom::rings(&grids[c.idx as usize])
+                    .flat_map(|r| r.0.windows(2).map(|w| (w[0], w[1])))
+                    .collect();
+                vertices.iter().any(|&v| {
+                    edges
+                        .iter()
+                        .any(|&(a, b)| scale.segment_distance2(v, a, b) < 0.01 * 0.01)
+                })
+            })
+            .map(|c| c.idx)
+            .collect();
+        out.sort_unstable();
+        out
+    }
+}

@@ -1,0 +1,133 @@
+//! Small, exact-where-it-matters helpers on rings and polygons shared by the engine.
+
+use geo_types::{Coord, LineString, MultiPolygon, Polygon, Rect};
+
+/// Twice the signed area of a closed ring (shoelace); positive for counter-clockwise.
+///
+/// ```
+/// use geo_types::coord;
+/// let square = [coord! {x: 0., y: 0.}, coord! {x: 1., y: 0.}, coord! {x: 1., y: 1.},
+///               coord! {x: 0., y: 1.}, coord! {x: 0., y: 0.}];
+/// assert_eq!(wangge::spatial::geom::ring_twice_area(&square), 2.0);
+/// ```
+pub fn ring_twice_area(ring: &[Coord<f64>]) -> f64 {
+    if ring.len() < 4 {
+        return 0.0;
+    }
+    // Relative to the first vertex: keeps the products small, so the sum stays accurate
+    // for tiny rings far from the origin (slivers at 118°E).
+    let o = ring[0];
+    let mut sum = 0.0;
+    for w in ring.windows(2) {
+        let (a, b) = (w[0] - o, w[1] - o);
+        sum += a.x * b.y - b.x * a.y;
+    }
+    sum
+}
+
+/// Orients every ring by the right-hand rule (RFC 7946): exteriors counter-clockwise,
+/// holes clockwise. Input of either orientation is accepted.
+pub fn normalise_orientation(mp: &mut MultiPolygon<f64>) {
+    for poly in mp.0.iter_mut() {
+        let (ext, holes) =
+            std::mem::replace(poly, Polygon::new(LineString::new(vec![]), vec![])).into_inner();
+        let ext = oriented_ring(ext, true);
+        let holes = holes.into_iter().map(|h| oriented_ring(h, false)).collect();
+        *poly = Polygon::new(ext, holes);
+    }
+}
+
+fn oriented_ring(mut ring: LineString<f64>, ccw: bool) -> LineString<f64> {
+    let a = ring_twice_area(&ring.0);
+    if (a > 0.0) != ccw && a != 0.0 {
+        ring.0.reverse();
+    }
+    ring
+}
+
+/// Bounding rectangle of a multipolygon's exteriors, `None` when empty.
+pub fn bounds(mp: &MultiPolygon<f64>) -> Option<Rect<f64>> {
+    let mut it = mp.0.iter().flat_map(|p| p.exterior().0.iter());
+    let first = *it.next()?;
+    let (mut min, mut max) = (first, first);
+    for c in it {
+        min.x = min.x.min(c.x);
+        min.y = min.y.min(c.y);
+        max.x = max.x.max(c.x);
+        max.y = max.y.max(c.y);
+    }
+    Some(Rect::new(min, max))
+}
+
+/// Every ring of a multipolygon, exteriors and holes alike.
+pub fn rings(mp: &MultiPolygon<f64>) -> impl Iterator<Item = &LineString<f64>> {
+    mp.0.iter()
+        .flat_map(|p| std::iter::once(p.exterior()).chain(p.interiors().iter()))
+}
+
+/// Number of vertices, counting each closed ring's repeated last vertex once.
+pub fn vertex_count(mp: &MultiPolygon<f64>) -> usize {
+    rings(mp).map(|r| r.0.len().saturating_sub(1)).sum()
+}
+
+/// Exact orientation of `c` relative to the directed line `a → b`: positive when `c` is
+/// to the left. Adaptive precision (Shewchuk), so the sign is always right.
+#[inline]
+pub fn orient(a: Coord<f64>, b: Coord<f64>, c: Coord<f64>) -> f64 {
+    robust::orient2d(
+        robust::Coord { x: a.x, y: a.y },
+        robust::Coord { x: b.x, y: b.y },
+        robust::Coord { x: c.x, y: c.y },
+    )
+}
+
+/// Whether two closed segments share at least one point (exact).
+pub fn segments_intersect(a: Coord<f64>, b: Coord<f64>, c: Coord<f64>, d: Coord<f64>) -> bool {
+    let o1 = orient(a, b, c);
+    let o2 = orient(a, b, d);
+    let o3 = orient(c, d, a);
+    let o4 = orient(c, d, b);
+    if ((o1 > 0.0 && o2 < 0.0) || (o1 < 0.0 && o2 > 0.0))
+        && ((o3 > 0.0 && o4 < 0.0) || (o3 < 0.0 && o4 > 0.0))
+    {
+        return true;
+    }
+    (o1 == 0.0 && on_segment(a, b, c))
+        || (o2 == 0.0 && on_segment(a, b, d))
+        || (o3 == 0.0 && on_segment(c, d, a))
+        || (o4 == 0.0 && on_segment(c, d, b))
+}
+
+/// For `p` collinear with `a b`: whether it lies within the segment's bounds.
+#[inline]
+pub fn on_segment(a: Coord<f64>, b: Coord<f64>, p: Coord<f64>) -> bool {
+    p.x >= a.x.min(b.x) && p.x <= a.x.max(b.x) && p.y >= a.y.min(b.y) && p.y <= a.y.max(b.y)
+}
+
+/// Whether a closed segment meets a closed axis-aligned rectangle.
+pub fn segment_meets_rect(a: Coord<f64>, b: Coord<f64>, r: &Rect<f64>) -> bool {
+    let (min, max) = (r.min(), r.max());
+    if a.x.max(b.x) < min.x || a.x.min(b.x) > max.x || a.y.max(b.y) < min.y || a.y.min(b.y) > max.y
+    {
+        return false;
+    }
+    let inside = |p: Coord<f64>| p.x >= min.x && p.x <= max.x && p.y >= min.y && p.y <= max.y;
+    if inside(a) || inside(b) {
+        return true;
+    }
+    let corners = [
+        min,
+        Coord { x: max.x, y: min.y },
+        max,
+        Coord { x: min.x, y: max.y },
+    ];
+    (0..4).any(|i| segments_intersect(a, b, corners[i], corners[(i + 1) % 4]))
+}
+
+/// A point strictly inside a polygon's area where one exists: the midpoint of the widest
+/// interior span on the horizontal line through the middle of the tallest band.
+/// Used as the representative location of problems.
+pub fn interior_point(poly: &Polygon<f64>) -> Option<Coord<f64>> {
+    use geo::InteriorPoint;
+    poly.interior_point().map(|p| p.0)
+}

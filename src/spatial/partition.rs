@@ -1,0 +1,607 @@
+//! The partition snapshot: an immutable index over the active grids that answers
+//! "which grid is this point in" in a few hundred nanoseconds at most.
+//!
+//! ## How it works
+//! A uniform raster of cells covers the partition's bounding box, about
+//! [`BuildOptions::cells_per_polygon`] cells per polygon. Each cell is one `u32`:
+//! * a polygon index, when the cell lies wholly inside that polygon and no edge passes
+//!   through it (most cells: one memory access answers the lookup);
+//! * `EMPTY`, when no polygon reaches the cell;
+//! * otherwise an offset into a candidate list (polygons whose edges cross the cell,
+//!   and polygons that contain the whole cell), sorted by polygon index, each tested
+//!   with the y-stripe point-in-polygon of [`PolygonSet`].
+//!
+//! Every boundary cell also lists the edges that pass through it, which answers the
+//! proximity questions (`near_boundary`, nearest grid for a point outside all grids,
+//! distance to the boundary) by scanning a few cells.
+//!
+//! Points exactly on a shared edge follow the rule documented in [`super::pip`]: the
+//! owner is the grid immediately east (north, on an east–west edge). If polygons
+//! overlap (a defective plan), the lowest polygon index containing the point wins.
+
+use super::geom;
+use super::measure::LocalScale;
+use super::pip::PolygonSet;
+use geo_types::{Coord, MultiPolygon, Rect};
+
+const EMPTY: u32 = u32::MAX;
+const LIST: u32 = 1 << 31;
+/// On a candidate entry: the polygon contains the whole cell, no test needed.
+const FULL: u32 = 1 << 31;
+
+/// Tuning of [`Partition::build`].
+#[derive(Debug, Clone, Copy)]
+pub struct BuildOptions {
+    /// Target number of raster cells per polygon (more: faster lookups, more memory).
+    pub cells_per_polygon: f64,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            cells_per_polygon: 48.0,
+        }
+    }
+}
+
+/// What a lookup should work out besides the containing polygon.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LocateOptions {
+    /// A point closer than this (metres) to another polygon's boundary is flagged
+    /// `near_boundary` with that neighbour. Default 15 m.
+    pub near_boundary_m: f64,
+    /// A point in no polygon gets the nearest polygon within this distance (metres),
+    /// flagged `outside`. Default 200 m.
+    pub max_outside_m: f64,
+    /// Compute the exact distance to the containing polygon's boundary even when it is
+    /// far away (a wider search). Default true; batch callers that only need the grid
+    /// and the flags turn it off.
+    pub boundary_distance: bool,
+}
+
+impl Default for LocateOptions {
+    fn default() -> Self {
+        LocateOptions {
+            near_boundary_m: 15.0,
+            max_outside_m: 200.0,
+            boundary_distance: true,
+        }
+    }
+}
+
+/// The answer of [`Partition::locate`].
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Location {
+    /// The polygon containing the point or, when `outside`, the nearest polygon within
+    /// `max_outside_m`. `None`: nothing within reach.
+    pub polygon: Option<u32>,
+    /// No polygon contains the point.
+    pub outside: bool,
+    /// Distance in metres from the point to `polygon`'s boundary. Always set when
+    /// `outside` or `near_boundary`; otherwise only with `boundary_distance`.
+    pub boundary_distance_m: Option<f64>,
+    /// Another polygon's boundary is within `near_boundary_m`.
+    pub near_boundary: bool,
+    /// The nearest other polygon within `near_boundary_m`, with its distance.
+    pub neighbour: Option<(u32, f64)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct CellGrid {
+    x0: f64,
+    y0: f64,
+    cw: f64,
+    ch: f64,
+    inv_cw: f64,
+    inv_ch: f64,
+    nx: usize,
+    ny: usize,
+    bbox: Rect<f64>,
+}
+
+impl CellGrid {
+    fn new(bbox: Rect<f64>, target_cells: f64) -> Self {
+        let (w, h) = (bbox.width().max(1e-9), bbox.height().max(1e-9));
+        let target = target_cells.clamp(1.0, (1u64 << 26) as f64);
+        let nx = ((target * w / h).sqrt().ceil() as usize).clamp(1, 1 << 16);
+        let ny = ((target / nx as f64).ceil() as usize).clamp(1, 1 << 16);
+        let (cw, ch) = (w / nx as f64, h / ny as f64);
+        CellGrid {
+            x0: bbox.min().x,
+            y0: bbox.min().y,
+            cw,
+            ch,
+            inv_cw: 1.0 / cw,
+            inv_ch: 1.0 / ch,
+            nx,
+            ny,
+            bbox,
+        }
+    }
+
+    #[inline]
+    fn cell_of(&self, p: Coord<f64>) -> Option<(usize, usize)> {
+        let (min, max) = (self.bbox.min(), self.bbox.max());
+        // Written so that NaN fails every comparison and lands here.
+        if !(p.x >= min.x && p.x < max.x && p.y >= min.y && p.y < max.y) {
+            return None;
+        }
+        let ix = (((p.x - self.x0) * self.inv_cw) as usize).min(self.nx - 1);
+        let iy = (((p.y - self.y0) * self.inv_ch) as usize).min(self.ny - 1);
+        Some((ix, iy))
+    }
+
+    /// Cell column for `x`, clamped to the raster.
+    fn col(&self, x: f64) -> usize {
+        (((x - self.x0) * self.inv_cw).floor().max(0.0) as usize).min(self.nx - 1)
+    }
+
+    fn row(&self, y: f64) -> usize {
+        (((y - self.y0) * self.inv_ch).floor().max(0.0) as usize).min(self.ny - 1)
+    }
+
+    /// The cell's rectangle grown by a hair, so that rounding in `cell_of` can never
+    /// put a point into a cell whose rectangle does not contain it.
+    fn rect(&self, ix: usize, iy: usize) -> Rect<f64> {
+        let (ex, ey) = (self.cw * 1e-9, self.ch * 1e-9);
+        Rect::new(
+            Coord {
+                x: self.x0 + ix as f64 * self.cw - ex,
+                y: self.y0 + iy as f64 * self.ch - ey,
+            },
+            Coord {
+                x: self.x0 + (ix + 1) as f64 * self.cw + ex,
+                y: self.y0 + (iy + 1) as f64 * self.ch + ey,
+            },
+        )
+    }
+
+    fn centre(&self, ix: usize, iy: usize) -> Coord<f64> {
+        Coord {
+            x: self.x0 + (ix as f64 + 0.5) * self.cw,
+            y: self.y0 + (iy as f64 + 0.5) * self.ch,
+        }
+    }
+}
+
+/// An immutable point-location index over a set of polygons (see the module docs).
+///
+/// ```
+/// use geo_types::{polygon, coord, MultiPolygon};
+/// use wangge::spatial::{Partition, LocateOptions};
+/// let west = polygon![(x: 0., y: 0.), (x: 1., y: 0.), (x: 1., y: 1.), (x: 0., y: 1.)];
+/// let east = polygon![(x: 1., y: 0.), (x: 2., y: 0.), (x: 2., y: 1.), (x: 1., y: 1.)];
+/// let p = Partition::build(&[MultiPolygon(vec![west]), MultiPolygon(vec![east])]);
+/// assert_eq!(p.polygon_at(coord! {x: 1.5, y: 0.5}), Some(1));
+/// // On the shared edge: the grid to the east owns the point.
+/// let loc = p.locate(coord! {x: 1.0, y: 0.5}, &LocateOptions::default());
+/// assert_eq!(loc.polygon, Some(1));
+/// assert!(loc.near_boundary);
+/// assert_eq!(loc.neighbour.map(|n| n.0), Some(0));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Partition {
+    set: PolygonSet,
+    grid: CellGrid,
+    cells: Vec<u32>,
+    lists: Vec<u32>,
+    cell_edge_offsets: Vec<u32>,
+    cell_edges: Vec<u32>,
+    /// First coordinate offset of each polygon, for finding an edge's owner.
+    poly_coord_starts: Vec<u32>,
+}
+
+impl Partition {
+    /// Builds the index with default options. Polygon `i` of the input is index `i`.
+    pub fn build(polygons: &[MultiPolygon<f64>]) -> Self {
+        Self::build_with(polygons, BuildOptions::default())
+    }
+
+    /// Builds the index.
+    pub fn build_with(polygons: &[MultiPolygon<f64>], options: BuildOptions) -> Self {
+        let set = PolygonSet::new(polygons);
+        let bbox = polygons
+            .iter()
+            .filter_map(geom::bounds)
+            .reduce(|a, b| {
+                Rect::new(
+                    Coord {
+                        x: a.min().x.min(b.min().x),
+                        y: a.min().y.min(b.min().y),
+                    },
+                    Coord {
+                        x: a.max().x.max(b.max().x),
+                        y: a.max().y.max(b.max().y),
+                    },
+                )
+            })
+            .unwrap_or(Rect::new(Coord { x: 0., y: 0. }, Coord { x: 0., y: 0. }));
+        let grid = CellGrid::new(bbox, options.cells_per_polygon * set.len().max(1) as f64);
+        let ncells = grid.nx * grid.ny;
+        let poly_coord_starts: Vec<u32> = (0..set.len() as u32)
+            .map(|i| set.polys[i as usize].coord_range(&set).start)
+            .collect();
+
+        // 1. Rasterise every edge into the cells it passes through.
+        let mut pairs: Vec<(u32, u32)> = Vec::new();
+        for i in 0..set.len() as u32 {
+            set.for_each_edge(i, |k| {
+                let (a, b) = set.edge(k);
+                let (c0, c1) = (grid.col(a.x.min(b.x)), grid.col(a.x.max(b.x)));
+                let (r0, r1) = (grid.row(a.y.min(b.y)), grid.row(a.y.max(b.y)));
+                // Cells are grown by a hair: an edge on a cell border may also touch the
+                // neighbour, so widen the range by one where the edge is that close.
+                let (c0, c1) = (c0.saturating_sub(1), (c1 + 1).min(grid.nx - 1));
+                let (r0, r1) = (r0.saturating_sub(1), (r1 + 1).min(grid.ny - 1));
+                for iy in r0..=r1 {
+                    for ix in c0..=c1 {
+                        if geom::segment_meets_rect(a, b, &grid.rect(ix, iy)) {
+                            pairs.push(((iy * grid.nx + ix) as u32, k));
+                        }
+                    }
+                }
+            });
+        }
+        let (cell_edge_offsets, cell_edges) = group_by_cell(ncells, &pairs);
+        drop(pairs);
+        let owner = |k: u32| (poly_coord_starts.partition_point(|&s| s <= k) - 1) as u32;
+
+        // 2. Cells that a polygon contains wholly: runs of cells its edges do not touch,
+        //    one exact point-in-polygon test per run.
+        let touches = |cell: usize, i: u32| -> bool {
+            let r = set.polys[i as usize].coord_range(&set);
+            let edges =
+                &cell_edges[cell_edge_offsets[cell] as usize..cell_edge_offsets[cell + 1] as usize];
+            let at = edges.partition_point(|&k| k < r.start);
+            at < edges.len() && edges[at] < r.end
+        };
+        let mut full: Vec<(u32, u32)> = Vec::new();
+        for i in 0..set.len() as u32 {
+            let b = set.bbox(i);
+            if set.polys[i as usize].rings.is_empty() {
+                continue;
+            }
+            let (c0, c1) = (grid.col(b.min().x), grid.col(b.max().x));
+            let (r0, r1) = (grid.row(b.min().y), grid.row(b.max().y));
+            for iy in r0..=r1 {
+                let mut run_inside: Option<bool> = None;
+                for ix in c0..=c1 {
+                    let cell = iy * grid.nx + ix;
+                    if touches(cell, i) {
+                        run_inside = None;
+                        continue;
+                    }
+                    let inside =
+                        *run_inside.get_or_insert_with(|| set.contains(i, grid.centre(ix, iy)));
+                    if inside {
+                        full.push((cell as u32, i));
+                    }
+                }
+            }
+        }
+        let (full_offsets, full_polys) = group_by_cell(ncells, &full);
+        drop(full);
+
+        // 3. Encode each cell.
+        let mut cells = vec![EMPTY; ncells];
+        let mut lists = Vec::new();
+        let mut entries: Vec<u32> = Vec::new();
+        for (cell, word) in cells.iter_mut().enumerate() {
+            let edges =
+                &cell_edges[cell_edge_offsets[cell] as usize..cell_edge_offsets[cell + 1] as usize];
+            let fulls = &full_polys[full_offsets[cell] as usize..full_offsets[cell + 1] as usize];
+            if edges.is_empty() && fulls.len() == 1 {
+                *word = fulls[0];
+                continue;
+            }
+            if edges.is_empty() && fulls.is_empty() {
+                continue;
+            }
+            entries.clear();
+            entries.extend(fulls.iter().map(|&i| i | FULL));
+            let mut last = u32::MAX;
+            for &k in edges {
+                let o = owner(k);
+                if o != last {
+                    entries.push(o);
+                    last = o;
+                }
+            }
+            entries.sort_unstable_by_key(|e| e & !FULL);
+            *word = LIST | lists.len() as u32;
+            lists.push(entries.len() as u32);
+            lists.extend_from_slice(&entries);
+        }
+
+        Partition {
+            set,
+            grid,
+            cells,
+            lists,
+            cell_edge_offsets,
+            cell_edges,
+            poly_coord_starts,
+        }
+    }
+
+    /// Number of polygons indexed.
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    /// Whether no polygon is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    /// Heap bytes held by the index, including the polygon coordinates.
+    pub fn heap_bytes(&self) -> usize {
+        self.set.heap_bytes()
+            + (self.cells.capacity()
+                + self.lists.capacity()
+                + self.cell_edge_offsets.capacity()
+                + self.cell_edges.capacity()
+                + self.poly_coord_starts.capacity())
+                * 4
+    }
+
+    /// Whether polygon `i` contains `p` (the boundary rule of [`super::pip`]).
+    pub fn contains(&self, i: u32, p: Coord<f64>) -> bool {
+        self.set.contains(i, p)
+    }
+
+    /// The lowest-index polygon containing `p`, if any. The hot path of every lookup.
+    #[inline]
+    pub fn polygon_at(&self, p: Coord<f64>) -> Option<u32> {
+        let (ix, iy) = self.grid.cell_of(p)?;
+        let w = self.cells[iy * self.grid.nx + ix];
+        if w == EMPTY {
+            return None;
+        }
+        if w & LIST == 0 {
+            return Some(w);
+        }
+        let at = (w & !LIST) as usize;
+        let n = self.lists[at] as usize;
+        self.lists[at + 1..at + 1 + n]
+            .iter()
+            .find(|&&e| e & FULL != 0 || self.set.contains(e, p))
+            .map(|&e| e & !FULL)
+    }
+
+    /// Every polygon containing `p`, in index order (more than one only where polygons
+    /// overlap).
+    pub fn polygons_at(&self, p: Coord<f64>, out: &mut Vec<u32>) {
+        out.clear();
+        let Some((ix, iy)) = self.grid.cell_of(p) else {
+            return;
+        };
+        let w = self.cells[iy * self.grid.nx + ix];
+        if w == EMPTY {
+            return;
+        }
+        if w & LIST == 0 {
+            out.push(w);
+            return;
+        }
+        let at = (w & !LIST) as usize;
+        let n = self.lists[at] as usize;
+        out.extend(
+            self.lists[at + 1..at + 1 + n]
+                .iter()
+                .filter(|&&e| e & FULL != 0 || self.set.contains(e, p))
+                .map(|&e| e & !FULL),
+        );
+    }
+
+    /// Locates `p`: the containing polygon, or the nearest one when outside, with the
+    /// proximity flags described on [`Location`].
+    pub fn locate(&self, p: Coord<f64>, options: &LocateOptions) -> Location {
+        let scale = LocalScale::at(p.y);
+        match self.polygon_at(p) {
+            Some(i) => {
+                let mut loc = Location {
+                    polygon: Some(i),
+                    ..Location::default()
+                };
+                if !self.clear_of_edges_within(p, options.near_boundary_m, &scale) {
+                    let near = self.nearest_edges_in_window(p, options.near_boundary_m, &scale, i);
+                    if let Some((d2, _)) = near.own {
+                        loc.boundary_distance_m = Some(d2.sqrt());
+                    }
+                    if let Some((d2, j)) = near.other {
+                        loc.neighbour = Some((j, d2.sqrt()));
+                        loc.near_boundary = true;
+                    }
+                    if loc.boundary_distance_m.is_some() {
+                        loc.near_boundary = true;
+                    }
+                }
+                if options.boundary_distance && loc.boundary_distance_m.is_none() {
+                    loc.boundary_distance_m = self.boundary_distance(i, p);
+                }
+                loc
+            }
+            None => {
+                let near = self.nearest_edges_in_window(p, options.max_outside_m, &scale, u32::MAX);
+                match near.other {
+                    Some((d2, j)) => Location {
+                        polygon: Some(j),
+                        outside: true,
+                        boundary_distance_m: Some(d2.sqrt()),
+                        near_boundary: false,
+                        neighbour: None,
+                    },
+                    None => Location {
+                        outside: true,
+                        ..Location::default()
+                    },
+                }
+            }
+        }
+    }
+
+    /// Whether the raster proves that no edge lies within `radius_m` of `p`: `p` sits
+    /// in a cell without edges, at least `radius_m` from the cell's border.
+    #[inline]
+    fn clear_of_edges_within(&self, p: Coord<f64>, radius_m: f64, scale: &LocalScale) -> bool {
+        let Some((ix, iy)) = self.grid.cell_of(p) else {
+            return false;
+        };
+        let cell = iy * self.grid.nx + ix;
+        if self.cell_edge_offsets[cell] != self.cell_edge_offsets[cell + 1] {
+            return false;
+        }
+        let x0 = self.grid.x0 + ix as f64 * self.grid.cw;
+        let y0 = self.grid.y0 + iy as f64 * self.grid.ch;
+        let dx = (p.x - x0).min(x0 + self.grid.cw - p.x) * scale.x;
+        let dy = (p.y - y0).min(y0 + self.grid.ch - p.y) * scale.y;
+        dx.min(dy) >= radius_m
+    }
+
+    /// Nearest edge of polygon `own` and nearest edge of any other polygon, both within
+    /// `radius_m` of `p` (squared metres, polygon index). Ties go to the lower index.
+    fn nearest_edges_in_window(
+        &self,
+        p: Coord<f64>,
+        radius_m: f64,
+        scale: &LocalScale,
+        own: u32,
+    ) -> Nearest {
+        let mut best = Nearest::default();
+        if self.set.is_empty() {
+            return best;
+        }
+        let r2 = radius_m * radius_m;
+        let (rx, ry) = (radius_m / scale.x, radius_m / scale.y);
+        let (gmin, gmax) = (self.grid.bbox.min(), self.grid.bbox.max());
+        if p.x + rx < gmin.x || p.x - rx > gmax.x || p.y + ry < gmin.y || p.y - ry > gmax.y {
+            return best;
+        }
+        let own_range = if own == u32::MAX {
+            0..0
+        } else {
+            self.set.polys[own as usize].coord_range(&self.set)
+        };
+        let (c0, c1) = (self.grid.col(p.x - rx), self.grid.col(p.x + rx));
+        let (r0, r1) = (self.grid.row(p.y - ry), self.grid.row(p.y + ry));
+        for iy in r0..=r1 {
+            for ix in c0..=c1 {
+                let cell = iy * self.grid.nx + ix;
+                let (from, to) = (
+                    self.cell_edge_offsets[cell],
+                    self.cell_edge_offsets[cell + 1],
+                );
+                for &k in &self.cell_edges[from as usize..to as usize] {
+                    let (a, b) = self.set.edge(k);
+                    let d2 = scale.segment_distance2(p, a, b);
+                    if d2 > r2 {
+                        continue;
+                    }
+                    if own_range.contains(&k) {
+                        if best.own.is_none_or(|(bd, _)| d2 < bd) {
+                            best.own = Some((d2, own));
+                        }
+                    } else if best.other.is_none_or(|(bd, _)| d2 <= bd) {
+                        let j = self.owner(k);
+                        if best.other.is_none_or(|(bd, bj)| d2 < bd || j < bj) {
+                            best.other = Some((d2, j));
+                        }
+                    }
+                }
+            }
+        }
+        best
+    }
+
+    /// Exact distance in metres from `p` to the boundary of polygon `i`, found by
+    /// scanning rings of cells outwards from `p` until no nearer edge can exist.
+    pub fn boundary_distance(&self, i: u32, p: Coord<f64>) -> Option<f64> {
+        let scale = LocalScale::at(p.y);
+        let range = self.set.polys.get(i as usize)?.coord_range(&self.set);
+        let g = &self.grid;
+        let (cx, cy) = (g.col(p.x) as isize, g.row(p.y) as isize);
+        let mut best = f64::INFINITY;
+        let max_r = g.nx.max(g.ny) as isize;
+        for r in 0..=max_r {
+            if r > 0 {
+                // Every cell of ring r lies outside the block of rings < r around p's cell.
+                let bx0 = g.x0 + (cx - r + 1) as f64 * g.cw;
+                let bx1 = g.x0 + (cx + r) as f64 * g.cw;
+                let by0 = g.y0 + (cy - r + 1) as f64 * g.ch;
+                let by1 = g.y0 + (cy + r) as f64 * g.ch;
+                let lb = ((p.x - bx0).min(bx1 - p.x) * scale.x)
+                    .min((p.y - by0).min(by1 - p.y) * scale.y);
+                if lb.max(0.0).powi(2) > best {
+                    break;
+                }
+            }
+            for (ix, iy) in ring_cells(cx, cy, r, g.nx as isize, g.ny as isize) {
+                let cell = iy * g.nx + ix;
+                let (from, to) = (
+                    self.cell_edge_offsets[cell],
+                    self.cell_edge_offsets[cell + 1],
+                );
+                let edges = &self.cell_edges[from as usize..to as usize];
+                let at = edges.partition_point(|&k| k < range.start);
+                for &k in edges[at..].iter().take_while(|&&k| k < range.end) {
+                    let (a, b) = self.set.edge(k);
+                    best = best.min(scale.segment_distance2(p, a, b));
+                }
+            }
+        }
+        best.is_finite().then(|| best.sqrt())
+    }
+
+    /// The polygon owning the edge that starts at coordinate offset `k`.
+    fn owner(&self, k: u32) -> u32 {
+        (self.poly_coord_starts.partition_point(|&s| s <= k) - 1) as u32
+    }
+}
+
+#[derive(Default)]
+struct Nearest {
+    own: Option<(f64, u32)>,
+    other: Option<(f64, u32)>,
+}
+
+/// Cells on the square ring at Chebyshev distance `r` around (cx, cy), clipped to the raster.
+fn ring_cells(
+    cx: isize,
+    cy: isize,
+    r: isize,
+    nx: isize,
+    ny: isize,
+) -> impl Iterator<Item = (usize, usize)> {
+    let inside = move |x: isize, y: isize| x >= 0 && y >= 0 && x < nx && y < ny;
+    let cells: Box<dyn Iterator<Item = (isize, isize)>> = if r == 0 {
+        Box::new(std::iter::once((cx, cy)))
+    } else {
+        let top = (cx - r..=cx + r).map(move |x| (x, cy - r));
+        let bottom = (cx - r..=cx + r).map(move |x| (x, cy + r));
+        let left = (cy - r + 1..cy + r).map(move |y| (cx - r, y));
+        let right = (cy - r + 1..cy + r).map(move |y| (cx + r, y));
+        Box::new(top.chain(bottom).chain(left).chain(right))
+    };
+    cells
+        .filter(move |&(x, y)| inside(x, y))
+        .map(|(x, y)| (x as usize, y as usize))
+}
+
+/// Counting sort of (cell, value) pairs into CSR offsets and values, stable.
+fn group_by_cell(ncells: usize, pairs: &[(u32, u32)]) -> (Vec<u32>, Vec<u32>) {
+    let mut offsets = vec![0u32; ncells + 1];
+    for &(c, _) in pairs {
+        offsets[c as usize + 1] += 1;
+    }
+    for i in 1..offsets.len() {
+        offsets[i] += offsets[i - 1];
+    }
+    let mut fill = offsets.clone();
+    let mut values = vec![0u32; pairs.len()];
+    for &(c, v) in pairs {
+        values[fill[c as usize] as usize] = v;
+        fill[c as usize] += 1;
+    }
+    (offsets, values)
+}

@@ -1,0 +1,155 @@
+//! Locating points among grids: the engine's polygon indices turned into grids, their
+//! ancestors and the layer they belong to.
+
+use crate::domain::{Grid, Layer, RegionRef};
+use crate::spatial::crs::CoordSys;
+use crate::spatial::{LocateOptions, Location, Partition};
+use geo_types::Coord;
+use serde::Serialize;
+
+/// An immutable snapshot of grids ready for lookups: one partition for the
+/// comprehensive layer and one for dedicated grids.
+pub struct GridLocator {
+    grids: Vec<Grid>,
+    comprehensive: Partition,
+    comprehensive_ids: Vec<u32>,
+    dedicated: Partition,
+    dedicated_ids: Vec<u32>,
+}
+
+/// A grid in a lookup answer.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GridRef {
+    pub id: String,
+    pub name: Option<String>,
+    pub layer: Layer,
+}
+
+/// The neighbour of a point near a boundary.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Neighbour {
+    pub grid: GridRef,
+    pub distance_m: f64,
+}
+
+/// The answer for one point.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Located {
+    /// The comprehensive grid containing the point, or the nearest one when `outside`.
+    pub grid: Option<GridRef>,
+    /// Community/village, township, county of `grid`, nearest first.
+    pub ancestors: Vec<RegionRef>,
+    /// Distance in metres from the point to the grid's boundary.
+    pub boundary_distance_m: Option<f64>,
+    /// The point is within the near-boundary distance of another grid.
+    pub near_boundary: bool,
+    pub neighbour: Option<Neighbour>,
+    /// The point lies in no grid; `grid` is the nearest within the limit, if any.
+    pub outside: bool,
+    /// Dedicated grids (park, school, market…) that also contain the point.
+    pub dedicated: Vec<GridRef>,
+}
+
+impl Located {
+    /// The flags as a `;`-separated list (`near_boundary`, `outside`, `dedicated`).
+    pub fn flags(&self) -> String {
+        let mut f = Vec::new();
+        if self.near_boundary {
+            f.push("near_boundary");
+        }
+        if self.outside {
+            f.push("outside");
+        }
+        if !self.dedicated.is_empty() {
+            f.push("dedicated");
+        }
+        f.join(";")
+    }
+}
+
+impl GridLocator {
+    /// Builds the snapshot.
+    pub fn new(grids: Vec<Grid>) -> Self {
+        let split = |layer: Layer| -> (Vec<u32>, Partition) {
+            let ids: Vec<u32> = (0..grids.len() as u32)
+                .filter(|&i| grids[i as usize].layer == layer)
+                .collect();
+            let polys: Vec<_> = ids
+                .iter()
+                .map(|&i| grids[i as usize].boundary.clone())
+                .collect();
+            (ids, Partition::build(&polys))
+        };
+        let (comprehensive_ids, comprehensive) = split(Layer::Comprehensive);
+        let (dedicated_ids, dedicated) = split(Layer::Dedicated);
+        GridLocator {
+            grids,
+            comprehensive,
+            comprehensive_ids,
+            dedicated,
+            dedicated_ids,
+        }
+    }
+
+    /// The grids, in input order.
+    pub fn grids(&self) -> &[Grid] {
+        &self.grids
+    }
+
+    /// Heap bytes of the lookup indexes (geometry included).
+    pub fn index_bytes(&self) -> usize {
+        self.comprehensive.heap_bytes() + self.dedicated.heap_bytes()
+    }
+
+    fn grid_ref(&self, i: u32) -> GridRef {
+        let g = &self.grids[i as usize];
+        GridRef {
+            id: g.id.clone(),
+            name: g.name.clone(),
+            layer: g.layer,
+        }
+    }
+
+    /// Locates a point given in `coord_sys`.
+    pub fn locate(&self, p: Coord<f64>, coord_sys: CoordSys, options: &LocateOptions) -> Located {
+        let p = coord_sys.to_wgs84(p);
+        let loc: Location = self.comprehensive.locate(p, options);
+        let grid_index = loc.polygon.map(|i| self.comprehensive_ids[i as usize]);
+        let mut dedicated = Vec::new();
+        if !self.dedicated.is_empty() {
+            let mut hits = Vec::new();
+            self.dedicated.polygons_at(p, &mut hits);
+            dedicated = hits
+                .into_iter()
+                .map(|i| self.grid_ref(self.dedicated_ids[i as usize]))
+                .collect();
+        }
+        Located {
+            grid: grid_index.map(|i| self.grid_ref(i)),
+            ancestors: grid_index
+                .map(|i| self.grids[i as usize].ancestors.clone())
+                .unwrap_or_default(),
+            boundary_distance_m: loc.boundary_distance_m,
+            near_boundary: loc.near_boundary,
+            neighbour: loc.neighbour.map(|(j, d)| Neighbour {
+                grid: self.grid_ref(self.comprehensive_ids[j as usize]),
+                distance_m: d,
+            }),
+            outside: loc.outside,
+            dedicated,
+        }
+    }
+
+    /// The comprehensive grid index (into [`Self::grids`]) of each point, in order:
+    /// the fast path for batches that need only the grid.
+    pub fn grid_indices(&self, points: &[Coord<f64>]) -> Vec<Option<u32>> {
+        points
+            .iter()
+            .map(|&p| {
+                self.comprehensive
+                    .polygon_at(p)
+                    .map(|i| self.comprehensive_ids[i as usize])
+            })
+            .collect()
+    }
+}

@@ -16,6 +16,10 @@ pub fn key(c: Coord<f64>) -> (u64, u64) {
 pub type EdgeKey = ((u64, u64), (u64, u64));
 
 /// Edges `a → b` with net multiplicity: adding `a → b` then `b → a` leaves nothing.
+///
+/// Entries that cancel are removed at once, so when polygons arrive in spatial order
+/// (see [`spatial_order`]) the map only ever holds the edges along the frontier of
+/// what has been added: it stays in cache even for a million edges.
 #[derive(Default)]
 pub struct EdgeBag {
     net: FxHashMap<EdgeKey, (i32, Coord<f64>, Coord<f64>)>,
@@ -33,7 +37,17 @@ impl EdgeBag {
         } else {
             ((kb, ka), b, a, -1)
         };
-        self.net.entry(k).or_insert((0, lo, hi)).0 += s;
+        match self.net.entry(k) {
+            std::collections::hash_map::Entry::Occupied(mut o) => {
+                o.get_mut().0 += s;
+                if o.get().0 == 0 {
+                    o.remove();
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert((s, lo, hi));
+            }
+        }
     }
 
     /// Adds every edge of every ring.
@@ -57,6 +71,54 @@ impl EdgeBag {
         out.sort_by_key(|e| (key(e.0), key(e.1)));
         out
     }
+}
+
+/// Indices of `polys` in Z-order (Morton) of their bounding-box centres: neighbours
+/// come close together, which keeps an [`EdgeBag`] small.
+pub fn spatial_order(polys: &[MultiPolygon<f64>]) -> Vec<usize> {
+    let centres: Vec<Option<Coord<f64>>> = polys
+        .iter()
+        .map(|p| geom::bounds(p).map(|r| r.center()))
+        .collect();
+    let (mut min, mut max) = (
+        Coord {
+            x: f64::INFINITY,
+            y: f64::INFINITY,
+        },
+        Coord {
+            x: f64::NEG_INFINITY,
+            y: f64::NEG_INFINITY,
+        },
+    );
+    for c in centres.iter().flatten() {
+        min.x = min.x.min(c.x);
+        min.y = min.y.min(c.y);
+        max.x = max.x.max(c.x);
+        max.y = max.y.max(c.y);
+    }
+    let (w, h) = ((max.x - min.x).max(1e-12), (max.y - min.y).max(1e-12));
+    let spread = |v: u32| -> u64 {
+        let mut x = v as u64;
+        x = (x | (x << 16)) & 0x0000_ffff_0000_ffff;
+        x = (x | (x << 8)) & 0x00ff_00ff_00ff_00ff;
+        x = (x | (x << 4)) & 0x0f0f_0f0f_0f0f_0f0f;
+        x = (x | (x << 2)) & 0x3333_3333_3333_3333;
+        (x | (x << 1)) & 0x5555_5555_5555_5555
+    };
+    let mut keyed: Vec<(u64, usize)> = centres
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let z = c.map_or(0, |c| {
+                let qx = (((c.x - min.x) / w) * 65535.0) as u32;
+                let qy = (((c.y - min.y) / h) * 65535.0) as u32;
+                spread(qx) | (spread(qy) << 1)
+            });
+            (z, i)
+        })
+        .collect();
+    keyed.sort_unstable();
+    keyed.into_iter().map(|(_, i)| i).collect()
 }
 
 /// Assembles balanced directed edges (every vertex has as many edges in as out) into

@@ -345,6 +345,26 @@ impl Partition {
                 * 4
     }
 
+    /// Shape of the raster: how many cells answer a lookup on their own.
+    pub fn raster_stats(&self) -> RasterStats {
+        let mut st = RasterStats {
+            cells: self.cells.len(),
+            ..RasterStats::default()
+        };
+        for &w in &self.cells {
+            if w == EMPTY {
+                st.empty += 1;
+            } else if w & LIST == 0 {
+                st.interior += 1;
+            } else {
+                st.boundary += 1;
+                st.candidates += self.lists[(w & !LIST) as usize] as usize;
+            }
+        }
+        st.cell_edges = self.cell_edges.len();
+        st
+    }
+
     /// Whether polygon `i` contains `p` (the boundary rule of [`super::pip`]).
     pub fn contains(&self, i: u32, p: Coord<f64>) -> bool {
         self.set.contains(i, p)
@@ -557,6 +577,19 @@ impl Partition {
     fn owner(&self, k: u32) -> u32 {
         (self.poly_coord_starts.partition_point(|&s| s <= k) - 1) as u32
     }
+}
+
+/// Counts describing a partition's raster (see [`Partition::raster_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RasterStats {
+    pub cells: usize,
+    /// Cells wholly inside one polygon: a lookup there is one memory access.
+    pub interior: usize,
+    pub empty: usize,
+    pub boundary: usize,
+    /// Sum of candidate polygons over boundary cells.
+    pub candidates: usize,
+    pub cell_edges: usize,
 }
 
 #[derive(Default)]

@@ -275,8 +275,8 @@ pub fn validate(
 
     // 1. Cancel edges.
     let mut bag = EdgeBag::default();
-    for g in grids {
-        bag.add_rings(g);
+    for i in loops::spatial_order(grids) {
+        bag.add_rings(&grids[i]);
     }
     if let (Some(p), true) = (parent, options.require_cover) {
         bag.add_rings(&reversed(p));
@@ -686,47 +686,63 @@ fn duplicate_geometries(
     ids: &[&str],
     problems: &mut Vec<Problem>,
 ) -> FxHashSet<(u32, u32)> {
-    let canonical = |mp: &MultiPolygon<f64>| -> Vec<Vec<(u64, u64)>> {
-        let mut rings: Vec<Vec<(u64, u64)>> = geom::rings(mp)
-            .map(|r| {
-                let n = r.0.len().saturating_sub(1);
-                let keys: Vec<(u64, u64)> = r.0[..n].iter().map(|&c| loops::key(c)).collect();
-                let start = (0..keys.len()).min_by_key(|&i| keys[i]).unwrap_or(0);
-                keys[start..]
-                    .iter()
-                    .chain(&keys[..start])
-                    .copied()
-                    .collect()
-            })
-            .collect();
-        rings.sort();
-        rings
+    use std::hash::{Hash, Hasher};
+    // Each ring hashed from its smallest vertex on, so the starting vertex does not
+    // matter; the ring hashes combined order-independently. Equal hashes are then
+    // compared exactly.
+    let ring_start = |r: &[Coord<f64>]| -> usize {
+        let n = r.len().saturating_sub(1);
+        (0..n).min_by_key(|&i| loops::key(r[i])).unwrap_or(0)
     };
-    let mut seen: FxHashMap<Vec<Vec<(u64, u64)>>, u32> = FxHashMap::default();
+    let fingerprint = |mp: &MultiPolygon<f64>| -> u64 {
+        let mut acc = 0u64;
+        for r in geom::rings(mp) {
+            let n = r.0.len().saturating_sub(1);
+            let start = ring_start(&r.0);
+            let mut h = rustc_hash::FxHasher::default();
+            for i in 0..n {
+                loops::key(r.0[(start + i) % n]).hash(&mut h);
+            }
+            acc = acc.wrapping_add(h.finish().wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        }
+        acc
+    };
+    let same = |a: &MultiPolygon<f64>, b: &MultiPolygon<f64>| -> bool {
+        let canon = |mp: &MultiPolygon<f64>| -> Vec<Vec<(u64, u64)>> {
+            let mut rings: Vec<Vec<(u64, u64)>> = geom::rings(mp)
+                .map(|r| {
+                    let n = r.0.len().saturating_sub(1);
+                    let start = ring_start(&r.0);
+                    (0..n).map(|i| loops::key(r.0[(start + i) % n])).collect()
+                })
+                .collect();
+            rings.sort();
+            rings
+        };
+        canon(a) == canon(b)
+    };
+    let mut seen: FxHashMap<u64, Vec<u32>> = FxHashMap::default();
     let mut pairs = FxHashSet::default();
     for (i, g) in grids.iter().enumerate() {
         let i = i as u32;
-        match seen.entry(canonical(g)) {
-            std::collections::hash_map::Entry::Occupied(o) => {
-                let first = *o.get();
-                pairs.insert((first, i));
-                problems.push(Problem {
-                    kind: ProblemKind::DuplicateGeometry,
-                    grids: vec![first, i],
-                    area_m2: Some(measure::local_area_m2(g)),
-                    width_m: None,
-                    location: representative(g),
-                    geometry: None,
-                    detail: format!(
-                        "{} has the same geometry as {}",
-                        name(ids, i),
-                        name(ids, first)
-                    ),
-                });
-            }
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(i);
-            }
+        let bucket = seen.entry(fingerprint(g)).or_default();
+        if let Some(&first) = bucket.iter().find(|&&j| same(&grids[j as usize], g)) {
+            pairs.insert((first, i));
+            problems.push(Problem {
+                kind: ProblemKind::DuplicateGeometry,
+                grids: vec![first, i],
+                area_m2: Some(measure::local_area_m2(g)),
+                width_m: None,
+                location: representative(g),
+                geometry: None,
+                detail: format!(
+                    "{} has the same geometry as {}",
+                    name(ids, i),
+                    name(ids, first)
+                ),
+            });
+        } else {
+            bucket.push(i);
         }
     }
     pairs

@@ -64,22 +64,25 @@ pub fn check(mp: &MultiPolygon<f64>) -> Option<(InvalidReason, Coord<f64>)> {
                 ));
             }
             // Repeated consecutive positions are allowed (GEOS does too): skip them.
-            let pts: Vec<Coord<f64>> = dedup(c);
-            if pts.len() < 4 {
-                return Some((InvalidReason::BadRing, c[0]));
-            }
-            let n = (pts.len() - 1) as u32;
-            for (pos, w) in pts.windows(2).enumerate() {
+            let first_edge = edges.len();
+            for w in c.windows(2).filter(|w| w[0] != w[1]) {
                 edges.push(Edge {
                     a: w[0],
                     b: w[1],
                     ring: ring_id,
                     part: part as u32,
-                    pos: pos as u32,
-                    ring_len: n,
+                    pos: (edges.len() - first_edge) as u32,
+                    ring_len: 0,
                     min_y: w[0].y.min(w[1].y),
                     max_y: w[0].y.max(w[1].y),
                 });
+            }
+            let n = (edges.len() - first_edge) as u32;
+            if n < 3 {
+                return Some((InvalidReason::BadRing, c[0]));
+            }
+            for e in &mut edges[first_edge..] {
+                e.ring_len = n;
             }
             ring_id += 1;
         }
@@ -90,18 +93,8 @@ pub fn check(mp: &MultiPolygon<f64>) -> Option<(InvalidReason, Coord<f64>)> {
     containment(mp)
 }
 
-fn dedup(c: &[Coord<f64>]) -> Vec<Coord<f64>> {
-    let mut out: Vec<Coord<f64>> = Vec::with_capacity(c.len());
-    for &p in c {
-        if out.last() != Some(&p) {
-            out.push(p);
-        }
-    }
-    out
-}
-
 fn sweep(edges: &mut [Edge]) -> Option<(InvalidReason, Coord<f64>)> {
-    edges.sort_by(|a, b| a.min_y.total_cmp(&b.min_y));
+    edges.sort_unstable_by(|a, b| a.min_y.total_cmp(&b.min_y));
     let mut active: Vec<usize> = Vec::new();
     for i in 0..edges.len() {
         let e = &edges[i];

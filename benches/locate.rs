@@ -1,7 +1,8 @@
 //! Point location throughput, one thread, on synthetic partitions of 1k, 10k and 100k
 //! grids (~120 vertices each), 100 000 random points over the bounding box.
 //!
-//! * `polygon_at`: the grid only (the dispatch hot path);
+//! * `polygon_at`: the grid only (the dispatch hot path), points one by one;
+//! * `polygon_at_many`: the same as a batch, visited in raster order;
 //! * `locate_flags`: grid + near_boundary/neighbour + nearest grid when outside;
 //! * `locate_full`: the above + the exact distance to the grid's boundary;
 //! * `rstar_geo_contains` (10k only): the off-the-shelf georust baseline, an R-tree of
@@ -42,6 +43,13 @@ fn bench(c: &mut Criterion) {
                     hits += part.polygon_at(p).is_some() as u32;
                 }
                 black_box(hits)
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("polygon_at_many", n), &points, |b, pts| {
+            let mut out = Vec::new();
+            b.iter(|| {
+                part.polygon_at_many(pts, &mut out);
+                black_box(out.len())
             })
         });
         let flags = LocateOptions {

@@ -72,8 +72,24 @@ pub fn vertex_count(mp: &MultiPolygon<f64>) -> usize {
 
 /// Exact orientation of `c` relative to the directed line `a → b`: positive when `c` is
 /// to the left. Adaptive precision (Shewchuk), so the sign is always right.
-#[inline]
+#[inline(always)]
 pub fn orient(a: Coord<f64>, b: Coord<f64>, c: Coord<f64>) -> f64 {
+    // Shewchuk's stage-A filter, inlined: when the rounded determinant is larger
+    // than its error bound its sign is exact; otherwise the adaptive version decides.
+    const CCW_ERRBOUND_A: f64 = (3.0 + 16.0 * f64::EPSILON / 2.0) * f64::EPSILON / 2.0;
+    let detleft = (a.x - c.x) * (b.y - c.y);
+    let detright = (a.y - c.y) * (b.x - c.x);
+    let det = detleft - detright;
+    let bound = CCW_ERRBOUND_A * (detleft.abs() + detright.abs());
+    if det > bound || -det > bound {
+        return det;
+    }
+    orient_exact(a, b, c)
+}
+
+#[cold]
+#[inline(never)]
+fn orient_exact(a: Coord<f64>, b: Coord<f64>, c: Coord<f64>) -> f64 {
     robust::orient2d(
         robust::Coord { x: a.x, y: a.y },
         robust::Coord { x: b.x, y: b.y },

@@ -26,8 +26,13 @@ use geo_types::{Coord, MultiPolygon, Rect};
 
 const EMPTY: u32 = u32::MAX;
 const LIST: u32 = 1 << 31;
+/// Words of a candidate entry: polygon and flags, cell-edge range, break range.
+const ENTRY: usize = 5;
 /// On a candidate entry: the polygon contains the whole cell, no test needed.
 const FULL: u32 = 1 << 31;
+/// On a candidate entry: crossing parity of the outside edges at the cell's bottom.
+const BASE: u32 = 1 << 30;
+const POLY: u32 = !(FULL | BASE);
 
 /// Tuning of [`Partition::build`].
 #[derive(Debug, Clone, Copy)]
@@ -39,7 +44,7 @@ pub struct BuildOptions {
 impl Default for BuildOptions {
     fn default() -> Self {
         BuildOptions {
-            cells_per_polygon: 48.0,
+            cells_per_polygon: 64.0,
         }
     }
 }
@@ -185,6 +190,8 @@ pub struct Partition {
     grid: CellGrid,
     cells: Vec<u32>,
     lists: Vec<u32>,
+    /// Heights where the outside crossing parity of a cell's candidate flips.
+    breaks: Vec<f64>,
     cell_edge_offsets: Vec<u32>,
     cell_edges: Vec<u32>,
     /// First coordinate offset of each polygon, for finding an edge's owner.
@@ -282,13 +289,15 @@ impl Partition {
         let (full_offsets, full_polys) = group_by_cell(ncells, &full);
         drop(full);
 
-        // 3. Encode each cell.
+        // 3. Encode each cell. A candidate with edges in the cell carries what the
+        //    cell-local crossing test needs (see `cell_contains`).
         let mut cells = vec![EMPTY; ncells];
         let mut lists = Vec::new();
-        let mut entries: Vec<u32> = Vec::new();
+        let mut breaks: Vec<f64> = Vec::new();
+        let mut entries: Vec<[u32; ENTRY]> = Vec::new();
         for (cell, word) in cells.iter_mut().enumerate() {
-            let edges =
-                &cell_edges[cell_edge_offsets[cell] as usize..cell_edge_offsets[cell + 1] as usize];
+            let (e0, e1) = (cell_edge_offsets[cell], cell_edge_offsets[cell + 1]);
+            let edges = &cell_edges[e0 as usize..e1 as usize];
             let fulls = &full_polys[full_offsets[cell] as usize..full_offsets[cell + 1] as usize];
             if edges.is_empty() && fulls.len() == 1 {
                 *word = fulls[0];
@@ -298,30 +307,87 @@ impl Partition {
                 continue;
             }
             entries.clear();
-            entries.extend(fulls.iter().map(|&i| i | FULL));
-            let mut last = u32::MAX;
-            for &k in edges {
-                let o = owner(k);
-                if o != last {
-                    entries.push(o);
-                    last = o;
+            entries.extend(fulls.iter().map(|&i| [i | FULL, 0, 0, 0, 0]));
+            let (ix, iy) = (cell % grid.nx, cell / grid.nx);
+            let rect = grid.rect(ix, iy);
+            let mut run = 0usize;
+            while run < edges.len() {
+                let o = owner(edges[run]);
+                let mut end = run;
+                while end < edges.len() && owner(edges[end]) == o {
+                    end += 1;
                 }
+                let own = &edges[run..end];
+                let base = local_reference(&set, o, own, &rect, &mut breaks);
+                entries.push([
+                    o | if base.0 { BASE } else { 0 },
+                    e0 + run as u32,
+                    e0 + end as u32,
+                    base.1,
+                    breaks.len() as u32,
+                ]);
+                run = end;
             }
-            entries.sort_unstable_by_key(|e| e & !FULL);
+            entries.sort_unstable_by_key(|e| e[0] & POLY);
             *word = LIST | lists.len() as u32;
             lists.push(entries.len() as u32);
-            lists.extend_from_slice(&entries);
+            for e in &entries {
+                lists.extend_from_slice(e);
+            }
         }
-
-        Partition {
+        let mut set = set;
+        // Lookups use the raster's cell-local test; the stripe index served the build.
+        set.drop_stripes();
+        let mut p = Partition {
             set,
             grid,
             cells,
             lists,
+            breaks,
             cell_edge_offsets,
             cell_edges,
             poly_coord_starts,
+        };
+        p.shrink();
+        p
+    }
+
+    fn shrink(&mut self) {
+        self.cells.shrink_to_fit();
+        self.lists.shrink_to_fit();
+        self.breaks.shrink_to_fit();
+        self.cell_edge_offsets.shrink_to_fit();
+        self.cell_edges.shrink_to_fit();
+        self.poly_coord_starts.shrink_to_fit();
+    }
+
+    /// Whether polygon entry `e` of a boundary cell contains `p`, looking only at the
+    /// polygon's edges in that cell.
+    ///
+    /// The ray from `p` towards +x crosses the polygon's edges inside the cell, and
+    /// beyond the cell's right border `X` the edges that do not enter the cell. Those
+    /// outer crossings are known at build time for the cell's bottom (`BASE`: the
+    /// crossing parity at `(X, Y0)` minus the cell's own edges) and change only at the
+    /// heights of vertices right of `X` where an edge of the cell meets one that is not
+    /// (`breaks`). The result equals the full crossing test of [`super::pip`] exactly.
+    #[inline]
+    fn cell_contains(&self, e: &[u32], p: Coord<f64>) -> bool {
+        if e[0] & FULL != 0 {
+            return true;
         }
+        let mut inside = e[0] & BASE != 0;
+        for &b in &self.breaks[e[3] as usize..e[4] as usize] {
+            if b <= p.y {
+                inside = !inside;
+            }
+        }
+        for &k in &self.cell_edges[e[1] as usize..e[2] as usize] {
+            let (a, b) = self.set.edge(k);
+            if crosses_ray(a, b, p) {
+                inside = !inside;
+            }
+        }
+        inside
     }
 
     /// Number of polygons indexed.
@@ -337,6 +403,7 @@ impl Partition {
     /// Heap bytes held by the index, including the polygon coordinates.
     pub fn heap_bytes(&self) -> usize {
         self.set.heap_bytes()
+            + self.breaks.capacity() * 8
             + (self.cells.capacity()
                 + self.lists.capacity()
                 + self.cell_edge_offsets.capacity()
@@ -367,7 +434,28 @@ impl Partition {
 
     /// Whether polygon `i` contains `p` (the boundary rule of [`super::pip`]).
     pub fn contains(&self, i: u32, p: Coord<f64>) -> bool {
-        self.set.contains(i, p)
+        let mut all = Vec::new();
+        self.polygons_at(p, &mut all);
+        all.contains(&i)
+    }
+
+    /// [`Self::polygon_at`] for many points, answered in input order. The points are
+    /// visited in raster order, so neighbouring lookups share cache lines: on large
+    /// partitions this is several times faster than looking points up one by one.
+    pub fn polygon_at_many(&self, points: &[Coord<f64>], out: &mut Vec<Option<u32>>) {
+        out.clear();
+        out.resize(points.len(), None);
+        let mut order: Vec<u64> = Vec::with_capacity(points.len());
+        for (i, &p) in points.iter().enumerate() {
+            if let Some((ix, iy)) = self.grid.cell_of(p) {
+                order.push((((iy * self.grid.nx + ix) as u64) << 32) | i as u64);
+            }
+        }
+        order.sort_unstable();
+        for key in order {
+            let i = (key & 0xffff_ffff) as usize;
+            out[i] = self.polygon_at(points[i]);
+        }
     }
 
     /// The lowest-index polygon containing `p`, if any. The hot path of every lookup.
@@ -383,10 +471,10 @@ impl Partition {
         }
         let at = (w & !LIST) as usize;
         let n = self.lists[at] as usize;
-        self.lists[at + 1..at + 1 + n]
-            .iter()
-            .find(|&&e| e & FULL != 0 || self.set.contains(e, p))
-            .map(|&e| e & !FULL)
+        self.lists[at + 1..at + 1 + n * ENTRY]
+            .chunks_exact(ENTRY)
+            .find(|e| self.cell_contains(e, p))
+            .map(|e| e[0] & POLY)
     }
 
     /// Every polygon containing `p`, in index order (more than one only where polygons
@@ -407,10 +495,10 @@ impl Partition {
         let at = (w & !LIST) as usize;
         let n = self.lists[at] as usize;
         out.extend(
-            self.lists[at + 1..at + 1 + n]
-                .iter()
-                .filter(|&&e| e & FULL != 0 || self.set.contains(e, p))
-                .map(|&e| e & !FULL),
+            self.lists[at + 1..at + 1 + n * ENTRY]
+                .chunks_exact(ENTRY)
+                .filter(|e| self.cell_contains(e, p))
+                .map(|e| e[0] & POLY),
         );
     }
 
@@ -579,6 +667,51 @@ impl Partition {
     }
 }
 
+/// The half-open crossing test of one edge against the ray from `p` towards +x.
+#[inline]
+fn crosses_ray(a: Coord<f64>, b: Coord<f64>, p: Coord<f64>) -> bool {
+    if (a.y > p.y) == (b.y > p.y) {
+        return false;
+    }
+    let o = geom::orient(a, b, p);
+    (b.y > a.y && o > 0.0) || (b.y < a.y && o < 0.0)
+}
+
+/// For polygon `poly` and its edges `own` (sorted) in the cell `rect`: the crossing
+/// parity at `(X, Y0)` of the edges that do not enter the cell, and the breaks (pushed
+/// onto `breaks`; returns their start offset).
+fn local_reference(
+    set: &PolygonSet,
+    poly: u32,
+    own: &[u32],
+    rect: &Rect<f64>,
+    breaks: &mut Vec<f64>,
+) -> (bool, u32) {
+    let (x, y0) = (rect.max().x, rect.min().y);
+    let corner = Coord { x, y: y0 };
+    let mut parity = set.contains(poly, corner);
+    for &k in own {
+        let (a, b) = set.edge(k);
+        if crosses_ray(a, b, corner) {
+            parity = !parity;
+        }
+    }
+    let start = breaks.len() as u32;
+    let is_own = |k: u32| own.binary_search(&k).is_ok();
+    for &k in own {
+        let (a, b) = set.edge(k);
+        // At a vertex right of X, an outside edge meets this cell edge: the outside
+        // crossing count changes there by one.
+        if a.x > x && a.y > y0 && !is_own(set.prev_edge(k)) {
+            breaks.push(a.y);
+        }
+        if b.x > x && b.y > y0 && !is_own(set.next_edge(k)) {
+            breaks.push(b.y);
+        }
+    }
+    (parity, start)
+}
+
 /// Counts describing a partition's raster (see [`Partition::raster_stats`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RasterStats {
@@ -590,6 +723,74 @@ pub struct RasterStats {
     /// Sum of candidate polygons over boundary cells.
     pub candidates: usize,
     pub cell_edges: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spatial::synth::{SynthOptions, tile};
+    use geo_types::polygon;
+    use rand::{Rng, SeedableRng};
+
+    fn synthetic(cells: usize, seed: u64) -> Vec<MultiPolygon<f64>> {
+        let parent = MultiPolygon(vec![
+            polygon![(x: 118.0, y: 37.0), (x: 118.1, y: 37.0), (x: 118.1, y: 37.08), (x: 118.0, y: 37.08)],
+        ]);
+        tile(
+            &parent,
+            cells,
+            &SynthOptions {
+                seed,
+                densify: 5,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .cells
+    }
+
+    /// The raster's cell-local test must agree with the full crossing test everywhere,
+    /// including exactly on vertices, where degenerate cases live.
+    #[test]
+    fn cell_local_test_equals_the_full_crossing_test() {
+        for (seed, per_poly) in [(1, 8.0), (2, 48.0), (3, 300.0)] {
+            let cells = synthetic(60, seed);
+            let part = Partition::build_with(
+                &cells,
+                BuildOptions {
+                    cells_per_polygon: per_poly,
+                },
+            );
+            let full = PolygonSet::new(&cells);
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let mut probes: Vec<Coord<f64>> = (0..20_000)
+                .map(|_| Coord {
+                    x: rng.random_range(117.99..118.11),
+                    y: rng.random_range(36.99..37.09),
+                })
+                .collect();
+            probes.extend(
+                cells
+                    .iter()
+                    .flat_map(|c| geom::rings(c).flat_map(|r| r.0.iter().copied())),
+            );
+            let mut all = Vec::new();
+            let (mut batch, mut expected) = (Vec::new(), Vec::new());
+            for p in probes {
+                let truth: Vec<u32> = (0..cells.len() as u32)
+                    .filter(|&i| full.contains(i, p))
+                    .collect();
+                part.polygons_at(p, &mut all);
+                assert_eq!(all, truth, "at {p:?}");
+                assert_eq!(part.polygon_at(p), truth.first().copied());
+                batch.push(p);
+                expected.push(truth.first().copied());
+            }
+            let mut got = Vec::new();
+            part.polygon_at_many(&batch, &mut got);
+            assert_eq!(got, expected);
+        }
+    }
 }
 
 #[derive(Default)]

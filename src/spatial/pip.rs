@@ -137,6 +137,16 @@ impl PolygonSet {
         self.polys.push(meta);
     }
 
+    /// Frees the stripe index (the partition answers containment from its own
+    /// raster); [`Self::contains`] then scans every edge of the polygon.
+    pub(crate) fn drop_stripes(&mut self) {
+        self.stripe_offsets = Vec::new();
+        self.stripe_edges = Vec::new();
+        self.coords.shrink_to_fit();
+        self.ring_starts.shrink_to_fit();
+        self.polys.shrink_to_fit();
+    }
+
     /// Number of polygons.
     pub fn len(&self) -> usize {
         self.polys.len()
@@ -159,6 +169,20 @@ impl PolygonSet {
         let (min, max) = (m.bbox.min(), m.bbox.max());
         if p.y < min.y || p.y >= max.y || p.x >= max.x {
             return false;
+        }
+        if self.stripe_offsets.is_empty() {
+            // Stripes dropped: the same test over every edge.
+            let mut inside = false;
+            self.for_each_edge(i, |k| {
+                let (a, b) = self.edge(k);
+                if (a.y > p.y) != (b.y > p.y) {
+                    let o = geom::orient(a, b, p);
+                    if (b.y > a.y && o > 0.0) || (b.y < a.y && o < 0.0) {
+                        inside = !inside;
+                    }
+                }
+            });
+            return inside;
         }
         let s = (m.stripe_base + m.stripe_of(p.y)) as usize;
         let (from, to) = (self.stripe_offsets[s], self.stripe_offsets[s + 1]);
@@ -184,6 +208,31 @@ impl PolygonSet {
             for k in self.ring_starts[r]..self.ring_starts[r + 1] - 1 {
                 f(k);
             }
+        }
+    }
+
+    /// The ring (index into `ring_starts`) holding coordinate offset `k`.
+    fn ring_of(&self, k: u32) -> usize {
+        self.ring_starts.partition_point(|&s| s <= k) - 1
+    }
+
+    /// The edge before edge `k` in its ring (cyclically).
+    pub(crate) fn prev_edge(&self, k: u32) -> u32 {
+        let r = self.ring_of(k);
+        if k == self.ring_starts[r] {
+            self.ring_starts[r + 1] - 2
+        } else {
+            k - 1
+        }
+    }
+
+    /// The edge after edge `k` in its ring (cyclically).
+    pub(crate) fn next_edge(&self, k: u32) -> u32 {
+        let r = self.ring_of(k);
+        if k + 2 == self.ring_starts[r + 1] {
+            self.ring_starts[r]
+        } else {
+            k + 1
         }
     }
 

@@ -427,12 +427,16 @@ fn locate(a: LocateArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    #[cfg(feature = "proj")]
+    let lon_lat = a.crs.is_none();
+    #[cfg(not(feature = "proj"))]
+    let lon_lat = true;
     let points: Vec<Coord<f64>> = match (&a.point, &a.points) {
-        (Some(p), _) => vec![wangge::io::points::parse_pair(p)?],
+        (Some(p), _) => vec![wangge::io::points::parse_pair(p, lon_lat)?],
         (None, Some(path)) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            wangge::io::points::parse_csv(&text, &path.display().to_string())?
+            wangge::io::points::parse_csv_in(&text, &path.display().to_string(), lon_lat)?
         }
         (None, None) => bail!("give --point LON,LAT or --points FILE.csv"),
     };

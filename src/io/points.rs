@@ -11,6 +11,12 @@ use geo_types::Coord;
 /// assert_eq!(pts.len(), 2);
 /// ```
 pub fn parse_csv(text: &str, path: &str) -> Result<Vec<Coord<f64>>, InputError> {
+    parse_csv_in(text, path, true)
+}
+
+/// Like [`parse_csv`]; `lon_lat` false accepts any finite pair (projected
+/// coordinates, e.g. Gauss–Krüger eastings and northings).
+pub fn parse_csv_in(text: &str, path: &str, lon_lat: bool) -> Result<Vec<Coord<f64>>, InputError> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -26,7 +32,11 @@ pub fn parse_csv(text: &str, path: &str) -> Result<Vec<Coord<f64>>, InputError> 
         };
         match (a.parse::<f64>(), b.parse::<f64>()) {
             (Ok(x), Ok(y)) => {
-                check_lon_lat(x, y).map_err(|p| err(p.to_string()))?;
+                if lon_lat {
+                    check_lon_lat(x, y).map_err(|p| err(p.to_string()))?;
+                } else if !x.is_finite() || !y.is_finite() {
+                    return Err(err("coordinate is not a finite number".into()));
+                }
                 out.push(Coord { x, y });
             }
             _ if i == 0 => continue,
@@ -36,13 +46,12 @@ pub fn parse_csv(text: &str, path: &str) -> Result<Vec<Coord<f64>>, InputError> 
     Ok(out)
 }
 
-/// Parses `LON,LAT` as given on a command line.
-pub fn parse_pair(s: &str) -> Result<Coord<f64>, InputError> {
-    parse_csv(&format!("0,0\n{s}"), "--point").and_then(|v| {
-        v.get(1).copied().ok_or_else(|| InputError::Points {
-            path: "--point".into(),
-            line: 1,
-            message: format!("expected LON,LAT, found {s:?}"),
-        })
+/// Parses `X,Y` as given on a command line (`lon_lat`: check the ranges).
+pub fn parse_pair(s: &str, lon_lat: bool) -> Result<Coord<f64>, InputError> {
+    let v = parse_csv_in(&format!("x,y\n{s}"), "--point", lon_lat)?;
+    v.first().copied().ok_or_else(|| InputError::Points {
+        path: "--point".into(),
+        line: 1,
+        message: format!("expected X,Y, found {s:?}"),
     })
 }

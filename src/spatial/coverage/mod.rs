@@ -337,7 +337,10 @@ pub fn validate(
     } else {
         holes_as_polygons(&overlay::winding_regions(&rings, true))
     };
-    let index = GridIndex::new(grids, &involved);
+    // Every grid may be the partner of an overlap: a grid whose edges all cancel
+    // against its neighbours can still lie under another grid's remaining edges.
+    let all: Vec<u32> = (0..grids.len() as u32).collect();
+    let index = GridIndex::new(grids, &all);
     for gap in gaps.0 {
         let mp = MultiPolygon(vec![gap]);
         let neighbours = index.touching(&mp, grids);
@@ -355,7 +358,7 @@ pub fn validate(
         );
     }
 
-    for (i, j) in index.intersecting_pairs() {
+    for (i, j) in index.pairs_with(&involved, grids) {
         if duplicates.contains(&(i, j)) {
             continue;
         }
@@ -809,14 +812,22 @@ impl GridIndex {
         }
     }
 
-    fn intersecting_pairs(&self) -> Vec<(u32, u32)> {
-        let mut pairs: Vec<(u32, u32)> = self
-            .tree
-            .intersection_candidates_with_other_tree(&self.tree)
-            .filter(|(a, b)| a.idx < b.idx)
-            .map(|(a, b)| (a.idx, b.idx))
-            .collect();
+    /// Pairs `(i, j)`, `i < j`, of grids with intersecting boxes where at least one
+    /// of the two is in `involved`.
+    fn pairs_with(&self, involved: &[u32], grids: &[MultiPolygon<f64>]) -> Vec<(u32, u32)> {
+        let mut pairs: Vec<(u32, u32)> = Vec::new();
+        for &i in involved {
+            let Some(b) = geom::bounds(&grids[i as usize]) else {
+                continue;
+            };
+            for c in self.tree.locate_in_envelope_intersecting(&aabb(b)) {
+                if c.idx != i {
+                    pairs.push((i.min(c.idx), i.max(c.idx)));
+                }
+            }
+        }
         pairs.sort_unstable();
+        pairs.dedup();
         pairs
     }
 

@@ -1,0 +1,9 @@
+//! Integration tests, one binary: the engine against real boundaries and GEOS's
+//! verdicts, property tests on synthetic partitions, and the command line as a user
+//! runs it.
+
+mod cli;
+mod helpers;
+mod injected;
+mod properties;
+mod real_data;

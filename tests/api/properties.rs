@@ -1,0 +1,109 @@
+//! Invariants on random synthetic partitions.
+
+use crate::helpers::{check, lenient, synthetic};
+use geo::Contains;
+use geo_types::{Coord, Point};
+use proptest::prelude::*;
+use wangge::spatial::{LocateOptions, Partition};
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Every clean synthetic partition validates with nothing to report.
+    #[test]
+    fn validation_of_a_clean_synthetic_tiling_finds_nothing(cells in 2usize..80, seed in 0u64..10_000, densify in 0usize..6) {
+        let (parent, cells) = synthetic(cells, seed, densify);
+        let report = check(&cells, Some(&parent), &lenient());
+        prop_assert!(report.problems.is_empty(), "{:?}", &report.problems[..report.problems.len().min(2)]);
+    }
+
+    /// Lookups agree with a brute-force scan using geo's predicates, and in a tiling
+    /// every point of the parent has exactly one grid.
+    #[test]
+    fn lookups_agree_with_a_brute_force_scan(
+        cells in 2usize..60,
+        seed in 0u64..10_000,
+        densify in 0usize..5,
+        points in prop::collection::vec((0.0f64..1.0, 0.0f64..1.0), 200),
+    ) {
+        let (parent, cells) = synthetic(cells, seed, densify);
+        let part = Partition::build(&cells);
+        let mut batch = Vec::new();
+        let mut expected = Vec::new();
+        for (u, v) in points {
+            // Over the parent's box and a margin around it.
+            let p = Coord { x: 117.998 + u * 0.024, y: 37.298 + v * 0.020 };
+            let brute: Vec<u32> = (0..cells.len() as u32).filter(|&i| cells[i as usize].contains(&Point(p))).collect();
+            let got = part.polygon_at(p);
+            prop_assert!(brute.len() <= 1);
+            prop_assert_eq!(got, brute.first().copied(), "at {:?}", p);
+            prop_assert_eq!(parent.contains(&Point(p)), got.is_some());
+            let loc = part.locate(p, &LocateOptions::default());
+            if let Some(i) = got {
+                prop_assert_eq!(loc.polygon, Some(i));
+                prop_assert!(!loc.outside);
+                prop_assert!(loc.boundary_distance_m.is_some_and(|d| d >= 0.0));
+            } else {
+                prop_assert!(loc.outside);
+            }
+            batch.push(p);
+            expected.push(got);
+        }
+        let mut many = Vec::new();
+        part.polygon_at_many(&batch, &mut many);
+        prop_assert_eq!(many, expected);
+    }
+}
+
+#[test]
+fn points_near_a_boundary_are_flagged_with_the_neighbour() {
+    let (_, cells) = synthetic(20, 3, 0);
+    let part = Partition::build(&cells);
+    // A vertex shared by two cells: on the boundary, so within any threshold.
+    let shared = cells[0].0[0].exterior().0[1];
+    let loc = part.locate(shared, &LocateOptions::default());
+    assert!(loc.near_boundary);
+    let (neighbour, d) = loc.neighbour.expect("a neighbour");
+    assert!(d < 1e-6);
+    assert_ne!(Some(neighbour), loc.polygon);
+}
+
+#[test]
+fn a_point_just_outside_gets_the_nearest_grid_within_the_limit() {
+    let (parent, cells) = synthetic(20, 4, 0);
+    let part = Partition::build(&cells);
+    let b = wangge::spatial::geom::bounds(&parent).unwrap();
+    // 100 m west of the parent's west edge (x), mid-height.
+    let p = Coord {
+        x: b.min().x - 100.0 / 88_600.0,
+        y: b.center().y,
+    };
+    let loc = part.locate(p, &LocateOptions::default());
+    assert!(loc.outside);
+    let d = loc.boundary_distance_m.expect("distance");
+    assert!((d - 100.0).abs() < 1.0, "{d}");
+    let far = Coord {
+        x: b.min().x - 300.0 / 88_600.0,
+        y: b.center().y,
+    };
+    let loc = part.locate(far, &LocateOptions::default());
+    assert!(loc.outside && loc.polygon.is_none());
+}
+
+#[test]
+fn the_exact_boundary_distance_matches_a_brute_force_minimum() {
+    let (_, cells) = synthetic(30, 5, 3);
+    let part = Partition::build(&cells);
+    let p = Coord {
+        x: 118.0071,
+        y: 37.3077,
+    };
+    let i = part.polygon_at(p).expect("inside");
+    let scale = wangge::spatial::measure::LocalScale::at(p.y);
+    let brute = wangge::spatial::geom::rings(&cells[i as usize])
+        .flat_map(|r| r.0.windows(2).map(|w| (w[0], w[1])).collect::<Vec<_>>())
+        .map(|(a, b)| scale.segment_distance2(p, a, b).sqrt())
+        .fold(f64::INFINITY, f64::min);
+    let d = part.boundary_distance(i, p).expect("distance");
+    assert!((d - brute).abs() < 1e-9, "{d} vs {brute}");
+}

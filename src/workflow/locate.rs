@@ -143,13 +143,10 @@ impl GridLocator {
     /// The comprehensive grid index (into [`Self::grids`]) of each point, in order:
     /// the fast path for batches that need only the grid.
     pub fn grid_indices(&self, points: &[Coord<f64>]) -> Vec<Option<u32>> {
-        points
-            .iter()
-            .map(|&p| {
-                self.comprehensive
-                    .polygon_at(p)
-                    .map(|i| self.comprehensive_ids[i as usize])
-            })
+        let mut out = Vec::new();
+        self.comprehensive.polygon_at_many(points, &mut out);
+        out.into_iter()
+            .map(|i| i.map(|i| self.comprehensive_ids[i as usize]))
             .collect()
     }
 }

@@ -38,6 +38,14 @@ pub enum SynthError {
     Triangulation(String),
     #[error("asked for {0} cells; at least 1 is needed")]
     NoCells(usize),
+    #[error(
+        "the parent polygon is invalid ({reason} at {x}, {y}); fix it before cutting it into cells"
+    )]
+    InvalidParent {
+        reason: &'static str,
+        x: f64,
+        y: f64,
+    },
 }
 
 /// Options of [`tile`].
@@ -95,6 +103,14 @@ pub fn tile(
     let bbox = geom::bounds(parent).ok_or(SynthError::EmptyParent)?;
     if bbox.width() <= 0.0 || bbox.height() <= 0.0 {
         return Err(SynthError::EmptyParent);
+    }
+    // The triangulation needs non-crossing constraint edges.
+    if let Some((reason, at)) = super::coverage::validity::check(parent) {
+        return Err(SynthError::InvalidParent {
+            reason: reason.describe(),
+            x: at.x,
+            y: at.y,
+        });
     }
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let parent_set = PolygonSet::new(std::iter::once(parent));
@@ -406,6 +422,15 @@ mod tests {
             "{:#?}",
             &r.problems[..r.problems.len().min(3)]
         );
+    }
+
+    #[test]
+    fn an_invalid_parent_is_refused_not_triangulated() {
+        let bow = MultiPolygon(vec![
+            polygon![(x: 0., y: 0.), (x: 2., y: 2.), (x: 2., y: 0.), (x: 0., y: 2.)],
+        ]);
+        let e = tile(&bow, 5, &SynthOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("ring self-intersection"), "{e}");
     }
 
     #[test]

@@ -107,3 +107,62 @@ fn the_exact_boundary_distance_matches_a_brute_force_minimum() {
     let d = part.boundary_distance(i, p).expect("distance");
     assert!((d - brute).abs() < 1e-9, "{d} vs {brute}");
 }
+
+#[test]
+fn a_dedicated_grid_is_returned_beside_the_comprehensive_one() {
+    use wangge::domain::{Grid, Layer};
+    use wangge::spatial::crs::CoordSys;
+    use wangge::workflow::locate::GridLocator;
+    let grid = |id: &str, layer: Layer, boundary| Grid {
+        id: id.into(),
+        name: None,
+        layer,
+        parent: None,
+        ancestors: vec![],
+        boundary,
+        properties: Default::default(),
+    };
+    let locator = GridLocator::new(vec![
+        grid(
+            "W",
+            Layer::Comprehensive,
+            crate::helpers::square(118.0, 37.0, 0.01, 0.01),
+        ),
+        grid(
+            "E",
+            Layer::Comprehensive,
+            crate::helpers::square(118.01, 37.0, 0.01, 0.01),
+        ),
+        grid(
+            "school",
+            Layer::Dedicated,
+            crate::helpers::square(118.008, 37.004, 0.004, 0.002),
+        ),
+    ]);
+    let r = locator.locate(
+        Coord {
+            x: 118.0085,
+            y: 37.005,
+        },
+        CoordSys::Wgs84,
+        &LocateOptions::default(),
+    );
+    assert_eq!(r.grid.as_ref().map(|g| g.id.as_str()), Some("W"));
+    assert_eq!(
+        r.dedicated
+            .iter()
+            .map(|g| g.id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["school"]
+    );
+    assert!(r.flags().contains("dedicated"));
+    let r = locator.locate(
+        Coord {
+            x: 118.002,
+            y: 37.005,
+        },
+        CoordSys::Wgs84,
+        &LocateOptions::default(),
+    );
+    assert!(r.dedicated.is_empty());
+}

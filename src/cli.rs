@@ -286,12 +286,8 @@ fn validate(a: ValidateArgs) -> Result<ExitCode> {
         coord_sys: a.coord_sys,
         ..ReadOptions::default()
     };
-    let grids = match gj::read_grids_file(&a.grids, &read) {
-        Ok(g) => g,
-        Err(e) => {
-            eprintln!("error: {}: {e}", a.grids.display());
-            return Ok(ExitCode::from(2));
-        }
+    let Some(grids) = read_or_report(&a.grids, &read) else {
+        return Ok(ExitCode::from(2));
     };
     let parents = match &a.parent {
         Some(p) => match read_parents(p, &a.parent_id_field, a.coord_sys) {
@@ -420,12 +416,8 @@ fn locate(a: LocateArgs) -> Result<ExitCode> {
         id_field: a.id_field.clone(),
         ..ReadOptions::default()
     };
-    let grids = match gj::read_grids_file(&a.grids, &read) {
-        Ok(g) => g,
-        Err(e) => {
-            eprintln!("error: {}: {e}", a.grids.display());
-            return Ok(ExitCode::from(2));
-        }
+    let Some(grids) = read_or_report(&a.grids, &read) else {
+        return Ok(ExitCode::from(2));
     };
     #[cfg(feature = "proj")]
     let lon_lat = a.crs.is_none();
@@ -497,6 +489,13 @@ fn locate(a: LocateArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reads a grid file; a rejected file is reported on stderr (the caller exits 2).
+fn read_or_report(path: &Path, read: &ReadOptions) -> Option<Vec<Grid>> {
+    gj::read_grids_file(path, read)
+        .map_err(|e| eprintln!("error: {}: {e}", path.display()))
+        .ok()
 }
 
 fn csv_field(s: &str) -> String {

@@ -47,8 +47,13 @@ fn oriented_ring(mut ring: LineString<f64>, ccw: bool) -> LineString<f64> {
 
 /// Bounding rectangle of a multipolygon's exteriors, `None` when empty.
 pub fn bounds(mp: &MultiPolygon<f64>) -> Option<Rect<f64>> {
-    let mut it = mp.0.iter().flat_map(|p| p.exterior().0.iter());
-    let first = *it.next()?;
+    bounds_of(mp.0.iter().flat_map(|p| p.exterior().0.iter().copied()))
+}
+
+/// Bounding rectangle of coordinates, `None` when there are none.
+pub fn bounds_of(coords: impl IntoIterator<Item = Coord<f64>>) -> Option<Rect<f64>> {
+    let mut it = coords.into_iter();
+    let first = it.next()?;
     let (mut min, mut max) = (first, first);
     for c in it {
         min.x = min.x.min(c.x);
@@ -57,6 +62,17 @@ pub fn bounds(mp: &MultiPolygon<f64>) -> Option<Rect<f64>> {
         max.y = max.y.max(c.y);
     }
     Some(Rect::new(min, max))
+}
+
+/// The half-open crossing test of edge `a → b` against the ray from `p` towards +x:
+/// the edge counts when `min(y) <= p.y < max(y)` and `p` is strictly left of it.
+#[inline(always)]
+pub fn crosses_ray(a: Coord<f64>, b: Coord<f64>, p: Coord<f64>) -> bool {
+    if (a.y > p.y) == (b.y > p.y) {
+        return false;
+    }
+    let o = orient(a, b, p);
+    (b.y > a.y && o > 0.0) || (b.y < a.y && o < 0.0)
 }
 
 /// Every ring of a multipolygon, exteriors and holes alike.

@@ -19,7 +19,7 @@
 //! owner is the grid immediately east (north, on an east–west edge). If polygons
 //! overlap (a defective plan), the lowest polygon index containing the point wins.
 
-use super::geom;
+use super::geom::{self, crosses_ray};
 use super::measure::LocalScale;
 use super::pip::PolygonSet;
 use geo_types::{Coord, MultiPolygon, Rect};
@@ -208,22 +208,13 @@ impl Partition {
     /// Builds the index.
     pub fn build_with(polygons: &[MultiPolygon<f64>], options: BuildOptions) -> Self {
         let set = PolygonSet::new(polygons);
-        let bbox = polygons
-            .iter()
-            .filter_map(geom::bounds)
-            .reduce(|a, b| {
-                Rect::new(
-                    Coord {
-                        x: a.min().x.min(b.min().x),
-                        y: a.min().y.min(b.min().y),
-                    },
-                    Coord {
-                        x: a.max().x.max(b.max().x),
-                        y: a.max().y.max(b.max().y),
-                    },
-                )
-            })
-            .unwrap_or(Rect::new(Coord { x: 0., y: 0. }, Coord { x: 0., y: 0. }));
+        let bbox = geom::bounds_of(
+            polygons
+                .iter()
+                .filter_map(geom::bounds)
+                .flat_map(|r| [r.min(), r.max()]),
+        )
+        .unwrap_or(Rect::new(Coord { x: 0., y: 0. }, Coord { x: 0., y: 0. }));
         let grid = CellGrid::new(bbox, options.cells_per_polygon * set.len().max(1) as f64);
         let ncells = grid.nx * grid.ny;
         let poly_coord_starts: Vec<u32> = (0..set.len() as u32)
@@ -720,16 +711,6 @@ fn prefetch<T>(r: &T) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = r;
-}
-
-/// The half-open crossing test of one edge against the ray from `p` towards +x.
-#[inline]
-fn crosses_ray(a: Coord<f64>, b: Coord<f64>, p: Coord<f64>) -> bool {
-    if (a.y > p.y) == (b.y > p.y) {
-        return false;
-    }
-    let o = geom::orient(a, b, p);
-    (b.y > a.y && o > 0.0) || (b.y < a.y && o < 0.0)
 }
 
 /// For polygon `poly` and its edges `own` (sorted) in the cell `rect`: the crossing

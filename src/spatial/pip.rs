@@ -75,7 +75,10 @@ impl PolygonSet {
         }
         let last_ring = (self.ring_starts.len() - 1) as u32;
         let own = &self.coords[first_coord..];
-        let bbox = bbox_of(own);
+        let bbox = geom::bounds_of(own.iter().copied()).unwrap_or(Rect::new(
+            Coord { x: 0.0, y: 0.0 },
+            Coord { x: 0.0, y: 0.0 },
+        ));
         let edges = own.len().saturating_sub((last_ring - first_ring) as usize);
         // About two edges per stripe on average: measured as the sweet spot between
         // stripe memory and edges tested per lookup.
@@ -175,11 +178,8 @@ impl PolygonSet {
             let mut inside = false;
             self.for_each_edge(i, |k| {
                 let (a, b) = self.edge(k);
-                if (a.y > p.y) != (b.y > p.y) {
-                    let o = geom::orient(a, b, p);
-                    if (b.y > a.y && o > 0.0) || (b.y < a.y && o < 0.0) {
-                        inside = !inside;
-                    }
+                if geom::crosses_ray(a, b, p) {
+                    inside = !inside;
                 }
             });
             return inside;
@@ -188,14 +188,9 @@ impl PolygonSet {
         let (from, to) = (self.stripe_offsets[s], self.stripe_offsets[s + 1]);
         let mut inside = false;
         for &k in &self.stripe_edges[from as usize..to as usize] {
-            let a = self.coords[k as usize];
-            let b = self.coords[k as usize + 1];
-            if (a.y > p.y) != (b.y > p.y) {
-                // p strictly left of the edge, seen along the edge's upward direction.
-                let o = geom::orient(a, b, p);
-                if (b.y > a.y && o > 0.0) || (b.y < a.y && o < 0.0) {
-                    inside = !inside;
-                }
+            let (a, b) = self.edge(k);
+            if geom::crosses_ray(a, b, p) {
+                inside = !inside;
             }
         }
         inside
@@ -261,20 +256,6 @@ impl PolyMeta {
         let s = ((y - self.y0) * self.inv_h) as i64;
         s.clamp(0, self.n_stripes as i64 - 1) as u32
     }
-}
-
-fn bbox_of(coords: &[Coord<f64>]) -> Rect<f64> {
-    let Some(&first) = coords.first() else {
-        return Rect::new(Coord { x: 0.0, y: 0.0 }, Coord { x: 0.0, y: 0.0 });
-    };
-    let (mut min, mut max) = (first, first);
-    for c in coords {
-        min.x = min.x.min(c.x);
-        min.y = min.y.min(c.y);
-        max.x = max.x.max(c.x);
-        max.y = max.y.max(c.y);
-    }
-    Rect::new(min, max)
 }
 
 #[cfg(test)]

@@ -136,6 +136,17 @@ pub fn on_segment(a: Coord<f64>, b: Coord<f64>, p: Coord<f64>) -> bool {
     p.x >= a.x.min(b.x) && p.x <= a.x.max(b.x) && p.y >= a.y.min(b.y) && p.y <= a.y.max(b.y)
 }
 
+/// Whether `p` lies on the closed segment `a b` (exact).
+#[inline]
+pub fn lies_on_segment(a: Coord<f64>, b: Coord<f64>, p: Coord<f64>) -> bool {
+    orient(a, b, p) == 0.0 && on_segment(a, b, p)
+}
+
+/// Whether `p` lies on the closed ring (exact).
+pub fn lies_on_ring(ring: &[Coord<f64>], p: Coord<f64>) -> bool {
+    ring.windows(2).any(|w| lies_on_segment(w[0], w[1], p))
+}
+
 /// Whether a closed segment meets a closed axis-aligned rectangle.
 pub fn segment_meets_rect(a: Coord<f64>, b: Coord<f64>, r: &Rect<f64>) -> bool {
     let (min, max) = (r.min(), r.max());

@@ -237,7 +237,7 @@ pub fn rings_to_multipolygon(rings: Vec<Vec<Coord<f64>>>) -> MultiPolygon<f64> {
             y: (a.y + b.y) / 2.0,
         };
         if let Some(i) = (0..shells.len() as u32)
-            .find(|&i| set.contains(i, probe) || on_ring(&shells[i as usize].1, probe))
+            .find(|&i| set.contains(i, probe) || geom::lies_on_ring(&shells[i as usize].1, probe))
         {
             assigned[i as usize].push(LineString(h));
         }
@@ -249,11 +249,6 @@ pub fn rings_to_multipolygon(rings: Vec<Vec<Coord<f64>>>) -> MultiPolygon<f64> {
             .map(|((_, r), hs)| Polygon::new(LineString(r), hs))
             .collect(),
     )
-}
-
-fn on_ring(ring: &[Coord<f64>], p: Coord<f64>) -> bool {
-    ring.windows(2)
-        .any(|w| geom::orient(w[0], w[1], p) == 0.0 && geom::on_segment(w[0], w[1], p))
 }
 
 #[cfg(test)]

@@ -243,7 +243,7 @@ impl Partition {
         }
         let (cell_edge_offsets, cell_edges) = group_by_cell(ncells, &pairs);
         drop(pairs);
-        let owner = |k: u32| (poly_coord_starts.partition_point(|&s| s <= k) - 1) as u32;
+        let owner = |k: u32| owner_in(&poly_coord_starts, k);
 
         // 2. Cells that a polygon contains wholly: runs of cells its edges do not touch,
         //    one exact point-in-polygon test per run.
@@ -695,8 +695,14 @@ impl Partition {
 
     /// The polygon owning the edge that starts at coordinate offset `k`.
     fn owner(&self, k: u32) -> u32 {
-        (self.poly_coord_starts.partition_point(|&s| s <= k) - 1) as u32
+        owner_in(&self.poly_coord_starts, k)
     }
+}
+
+/// The polygon whose coordinates (starting at `starts[i]`) include offset `k`.
+#[inline]
+fn owner_in(starts: &[u32], k: u32) -> u32 {
+    (starts.partition_point(|&s| s <= k) - 1) as u32
 }
 
 /// Asks the CPU to start loading the cache line holding `r`.

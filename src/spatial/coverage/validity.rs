@@ -162,10 +162,10 @@ fn overlap_length_positive(e: &Edge, f: &Edge) -> bool {
 /// Whether two intersecting, non-overlapping segments meet only where one of them ends
 /// (a touch at a point, which OGC allows between different rings).
 fn touches_at_endpoint(e: &Edge, f: &Edge) -> bool {
-    let on = |p: Coord<f64>, a: Coord<f64>, b: Coord<f64>| {
-        geom::orient(a, b, p) == 0.0 && geom::on_segment(a, b, p)
-    };
-    on(e.a, f.a, f.b) || on(e.b, f.a, f.b) || on(f.a, e.a, e.b) || on(f.b, e.a, e.b)
+    geom::lies_on_segment(f.a, f.b, e.a)
+        || geom::lies_on_segment(f.a, f.b, e.b)
+        || geom::lies_on_segment(e.a, e.b, f.a)
+        || geom::lies_on_segment(e.a, e.b, f.b)
 }
 
 /// A point where the two segments meet (an endpoint on the other, or the crossing).
@@ -176,7 +176,7 @@ fn shared_point(e: &Edge, f: &Edge) -> Coord<f64> {
         (f.a, e.a, e.b),
         (f.b, e.a, e.b),
     ] {
-        if geom::orient(a, b, p) == 0.0 && geom::on_segment(a, b, p) {
+        if geom::lies_on_segment(a, b, p) {
             return p;
         }
     }
@@ -221,11 +221,9 @@ fn containment(mp: &MultiPolygon<f64>) -> Option<(InvalidReason, Coord<f64>)> {
 
 /// A vertex of `ring` that does not lie on `other`'s boundary (rings may touch).
 fn off_boundary_vertex(ring: &[Coord<f64>], other: &[Coord<f64>]) -> Option<Coord<f64>> {
-    ring.iter().copied().find(|&p| {
-        !other
-            .windows(2)
-            .any(|w| geom::orient(w[0], w[1], p) == 0.0 && geom::on_segment(w[0], w[1], p))
-    })
+    ring.iter()
+        .copied()
+        .find(|&p| !geom::lies_on_ring(other, p))
 }
 
 fn in_any_hole(poly: &geo_types::Polygon<f64>, p: Coord<f64>) -> bool {

@@ -4,6 +4,9 @@
 # Build: PROJ through pkg-config (and libclang for the proj-sys bindings); GDAL for the
 # file formats of the import command.
 WANGGE_BUILD_PACKAGES="pkg-config libproj-dev libclang-dev clang libgdal-dev"
+# Tests: ogr2ogr makes the Shapefile/KML fixtures from data/ (the PostgreSQL server and
+# PostGIS come from scripts/pg.sh, matched to the installed server version).
+WANGGE_TEST_PACKAGES="gdal-bin"
 
 wangge_missing_packages() {
   local missing=()

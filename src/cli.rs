@@ -11,11 +11,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
-use wangge::domain::{Grid, Layer};
+use wangge::domain::Grid;
 use wangge::io::geojson::{self as gj, ReadOptions};
 use wangge::spatial::LocateOptions;
-use wangge::spatial::coverage::{self, Problem, ValidateOptions};
+use wangge::spatial::coverage::ValidateOptions;
 use wangge::spatial::crs::CoordSys;
+use wangge::workflow::check::{Validation, problem_json, validate_groups};
 use wangge::workflow::locate::GridLocator;
 
 mod demo;
@@ -144,21 +145,8 @@ pub(crate) fn spinner(msg: &str, len: u64) -> ProgressBar {
     pb
 }
 
-/// One validation unit: grids of one layer under one parent.
-struct Group {
-    parent_id: Option<String>,
-    layer: Layer,
-    members: Vec<usize>,
-}
-
-/// The outcome of validating a whole file, all groups together.
-pub(crate) struct Validation {
-    pub problems: Vec<(Option<String>, Layer, Problem)>,
-    pub grids: usize,
-    pub vertices: usize,
-    pub groups: usize,
-}
-
+/// Validates grids grouped by the parent each names in `parent_field` (or the only
+/// parent), with a progress bar.
 pub(crate) fn validate_grids(
     grids: &[Grid],
     parents: &BTreeMap<String, MultiPolygon<f64>>,
@@ -168,9 +156,9 @@ pub(crate) fn validate_grids(
     let single_parent = (parents.len() == 1)
         .then(|| parents.keys().next().cloned())
         .flatten();
-    let mut groups: BTreeMap<(Option<String>, u8), Group> = BTreeMap::new();
-    for (i, g) in grids.iter().enumerate() {
-        let parent_id = if parents.is_empty() {
+    let mut parent_of = Vec::with_capacity(grids.len());
+    for g in grids {
+        let parent = if parents.is_empty() {
             None
         } else if let Some(only) = &single_parent {
             Some(only.clone())
@@ -193,53 +181,15 @@ pub(crate) fn validate_grids(
                 ),
             }
         };
-        groups
-            .entry((parent_id.clone(), g.layer as u8))
-            .or_insert_with(|| Group {
-                parent_id,
-                layer: g.layer,
-                members: Vec::new(),
-            })
-            .members
-            .push(i);
+        parent_of.push(parent);
     }
-    let pb = spinner("validating", groups.len() as u64);
-    let mut out = Validation {
-        problems: Vec::new(),
-        grids: grids.len(),
-        vertices: 0,
-        groups: groups.len(),
-    };
-    for group in groups.values() {
-        let polys: Vec<MultiPolygon<f64>> = group
-            .members
-            .iter()
-            .map(|&i| grids[i].boundary.clone())
-            .collect();
-        let ids: Vec<&str> = group
-            .members
-            .iter()
-            .map(|&i| grids[i].id.as_str())
-            .collect();
-        let parent = group.parent_id.as_ref().and_then(|p| parents.get(p));
-        let opts = ValidateOptions {
-            require_cover: group.layer == Layer::Comprehensive,
-            ..*options
-        };
-        let report = coverage::validate(&polys, &ids, parent, &opts);
-        out.vertices += report.stats.vertices;
-        for mut p in report.problems {
-            p.grids = p
-                .grids
-                .iter()
-                .map(|&g| group.members[g as usize] as u32)
-                .collect();
-            out.problems.push((group.parent_id.clone(), group.layer, p));
-        }
-        pb.inc(1);
-    }
+    let pb = spinner("validating", 0);
+    let v = validate_groups(grids, &parent_of, parents, options, |done, total| {
+        pb.set_length(total as u64);
+        pb.set_position(done as u64);
+    });
     pb.finish_and_clear();
-    Ok(out)
+    Ok(v)
 }
 
 fn read_parents(
@@ -256,26 +206,6 @@ fn read_parents(
     let parents = gj::read_grids_file(path, &opts)
         .with_context(|| format!("parent file {}", path.display()))?;
     Ok(parents.into_iter().map(|p| (p.id, p.boundary)).collect())
-}
-
-pub(crate) fn problem_json(
-    grids: &[Grid],
-    parent: &Option<String>,
-    layer: Layer,
-    p: &Problem,
-) -> Value {
-    json!({
-        "kind": p.kind.as_str(),
-        "severity": p.severity(),
-        "grids": p.grids.iter().map(|&g| grids[g as usize].id.clone()).collect::<Vec<_>>(),
-        "parent": parent,
-        "layer": layer.as_str(),
-        "area_m2": p.area_m2,
-        "width_m": p.width_m,
-        "location": [p.location.x, p.location.y],
-        "geometry": p.geometry.as_ref().map(gj::geometry_json),
-        "detail": p.detail,
-    })
 }
 
 fn validate(a: ValidateArgs) -> Result<ExitCode> {
@@ -308,19 +238,9 @@ fn validate(a: ValidateArgs) -> Result<ExitCode> {
     };
     let v = validate_grids(&grids, &parents, &a.parent_field, &options)?;
     let validate_ms = t1.elapsed().as_secs_f64() * 1e3;
-    let valid = v
-        .problems
-        .iter()
-        .all(|(_, _, p)| p.severity() != coverage::Severity::Error);
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for (_, _, p) in &v.problems {
-        *counts.entry(p.kind.as_str()).or_insert(0) += 1;
-    }
-    let stats = json!({
-        "grids": v.grids, "vertices": v.vertices, "groups": v.groups,
-        "problems": v.problems.len(), "by_kind": counts,
-        "parse_ms": parse_ms, "validate_ms": validate_ms,
-    });
+    let valid = v.is_valid();
+    let stats = json!({"parse_ms": parse_ms, "validate_ms": validate_ms});
+    let report = v.to_json(&grids, stats);
     if let Some(path) = &a.problems_out {
         let features: Vec<Value> = v
             .problems
@@ -343,65 +263,13 @@ fn validate(a: ValidateArgs) -> Result<ExitCode> {
     }
     let mut out = std::io::stdout().lock();
     if a.json {
-        let problems: Vec<Value> = v
-            .problems
-            .iter()
-            .map(|(pa, l, p)| problem_json(&grids, pa, *l, p))
-            .collect();
-        serde_json::to_writer(
-            &mut out,
-            &json!({"valid": valid, "problems": problems, "stats": stats}),
-        )?;
+        serde_json::to_writer(&mut out, &report)?;
         writeln!(out)?;
     } else {
-        writeln!(
-            out,
-            "{} grids, {} vertices, {} parent/layer groups",
-            v.grids, v.vertices, v.groups
-        )?;
-        if v.problems.is_empty() {
-            writeln!(out, "valid: the grids tile their parents exactly")?;
-        }
-        for (parent, _, p) in &v.problems {
-            let sev = match p.severity() {
-                coverage::Severity::Error => "error",
-                coverage::Severity::Warning => "warning",
-            };
-            let area = p.area_m2.map(|a| format!(" {a:.1} m²")).unwrap_or_default();
-            let width = p
-                .width_m
-                .filter(|&w| w > 0.0)
-                .map(|w| format!(", {w:.2} m wide"))
-                .unwrap_or_default();
-            writeln!(
-                out,
-                "{sev:7} {:18} {}{area}{width} at {:.6},{:.6}{}",
-                p.kind.as_str(),
-                p.detail,
-                p.location.x,
-                p.location.y,
-                parent
-                    .as_ref()
-                    .map(|p| format!(" (parent {p})"))
-                    .unwrap_or_default()
-            )?;
-        }
-        if !v.problems.is_empty() {
-            let summary: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
-            writeln!(
-                out,
-                "{}: {}",
-                if valid {
-                    "valid with warnings"
-                } else {
-                    "INVALID"
-                },
-                summary.join(", ")
-            )?;
-        }
+        v.write_text(&mut out)?;
     }
     if a.stats {
-        eprintln!("{stats}");
+        eprintln!("{}", report["stats"]);
     }
     Ok(if valid {
         ExitCode::SUCCESS

@@ -24,6 +24,8 @@ pub mod error;
 pub mod io;
 /// The spatial engine (no I/O).
 pub mod spatial;
+/// Storage of regions, grid versions, plans and members (PostGIS, SQLite).
+pub mod store;
 /// Operations that combine the engine with grid data.
 pub mod workflow;
 

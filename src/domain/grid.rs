@@ -5,7 +5,9 @@ use geo_types::MultiPolygon;
 use serde::{Deserialize, Serialize};
 
 /// Which tiling a grid belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Layer {
     /// Comprehensive grids tile their community or village exactly.

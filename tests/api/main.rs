@@ -2,8 +2,10 @@
 //! verdicts, property tests on synthetic partitions, and the command line as a user
 //! runs it.
 
+mod backends;
 mod cli;
 mod helpers;
 mod injected;
 mod properties;
 mod real_data;
+mod store_contract;

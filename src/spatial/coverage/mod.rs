@@ -417,12 +417,57 @@ fn names(ids: &[&str], grids: &[u32]) -> String {
     v.join(" and ")
 }
 
-fn representative(mp: &MultiPolygon<f64>) -> Coord<f64> {
+/// A point inside `mp` (on it when it has no interior): where problems are pinned.
+pub fn representative(mp: &MultiPolygon<f64>) -> Coord<f64> {
     use geo::InteriorPoint;
     mp.interior_point()
         .map(|p| p.0)
         .or_else(|| mp.0.first().and_then(|p| p.exterior().0.first().copied()))
         .unwrap_or(Coord { x: 0.0, y: 0.0 })
+}
+
+fn ring_start(r: &[Coord<f64>]) -> usize {
+    let n = r.len().saturating_sub(1);
+    (0..n).min_by_key(|&i| loops::key(r[i])).unwrap_or(0)
+}
+
+/// A hash of a shape that ignores where each ring starts and the order of rings: equal
+/// shapes hash equal; confirm a match with [`same_shape`].
+pub fn shape_fingerprint(mp: &MultiPolygon<f64>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut acc = 0u64;
+    for r in geom::rings(mp) {
+        let n = r.0.len().saturating_sub(1);
+        let start = ring_start(&r.0);
+        let mut h = rustc_hash::FxHasher::default();
+        for i in 0..n {
+            loops::key(r.0[(start + i) % n]).hash(&mut h);
+        }
+        // Combined order-independently: rings may come in any order.
+        acc = acc.wrapping_add(h.finish().wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    }
+    acc
+}
+
+/// Whether two shapes have exactly the same rings (any start vertex, any ring order).
+pub fn same_shape(a: &MultiPolygon<f64>, b: &MultiPolygon<f64>) -> bool {
+    let canon = |mp: &MultiPolygon<f64>| -> Vec<Vec<(u64, u64)>> {
+        let mut rings: Vec<Vec<(u64, u64)>> = geom::rings(mp)
+            .map(|r| {
+                let n = r.0.len().saturating_sub(1);
+                let start = ring_start(&r.0);
+                (0..n).map(|i| loops::key(r.0[(start + i) % n])).collect()
+            })
+            .collect();
+        rings.sort();
+        rings
+    };
+    canon(a) == canon(b)
+}
+
+/// Area in m² that two shapes share.
+pub fn overlap_area_m2(a: &MultiPolygon<f64>, b: &MultiPolygon<f64>) -> f64 {
+    measure::local_area_m2(&overlay::intersection(a, b))
 }
 
 /// Reports a region problem, or an `edge_mismatch` when the region is a sliver.
@@ -690,47 +735,12 @@ fn duplicate_geometries(
     ids: &[&str],
     problems: &mut Vec<Problem>,
 ) -> FxHashSet<(u32, u32)> {
-    use std::hash::{Hash, Hasher};
-    // Each ring hashed from its smallest vertex on, so the starting vertex does not
-    // matter; the ring hashes combined order-independently. Equal hashes are then
-    // compared exactly.
-    let ring_start = |r: &[Coord<f64>]| -> usize {
-        let n = r.len().saturating_sub(1);
-        (0..n).min_by_key(|&i| loops::key(r[i])).unwrap_or(0)
-    };
-    let fingerprint = |mp: &MultiPolygon<f64>| -> u64 {
-        let mut acc = 0u64;
-        for r in geom::rings(mp) {
-            let n = r.0.len().saturating_sub(1);
-            let start = ring_start(&r.0);
-            let mut h = rustc_hash::FxHasher::default();
-            for i in 0..n {
-                loops::key(r.0[(start + i) % n]).hash(&mut h);
-            }
-            acc = acc.wrapping_add(h.finish().wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        }
-        acc
-    };
-    let same = |a: &MultiPolygon<f64>, b: &MultiPolygon<f64>| -> bool {
-        let canon = |mp: &MultiPolygon<f64>| -> Vec<Vec<(u64, u64)>> {
-            let mut rings: Vec<Vec<(u64, u64)>> = geom::rings(mp)
-                .map(|r| {
-                    let n = r.0.len().saturating_sub(1);
-                    let start = ring_start(&r.0);
-                    (0..n).map(|i| loops::key(r.0[(start + i) % n])).collect()
-                })
-                .collect();
-            rings.sort();
-            rings
-        };
-        canon(a) == canon(b)
-    };
     let mut seen: FxHashMap<u64, Vec<u32>> = FxHashMap::default();
     let mut pairs = FxHashSet::default();
     for (i, g) in grids.iter().enumerate() {
         let i = i as u32;
-        let bucket = seen.entry(fingerprint(g)).or_default();
-        if let Some(&first) = bucket.iter().find(|&&j| same(&grids[j as usize], g)) {
+        let bucket = seen.entry(shape_fingerprint(g)).or_default();
+        if let Some(&first) = bucket.iter().find(|&&j| same_shape(&grids[j as usize], g)) {
             pairs.insert((first, i));
             problems.push(Problem {
                 kind: ProblemKind::DuplicateGeometry,

@@ -1,0 +1,812 @@
+//! The embedded store: one SQLite file. Boundaries are WKB blobs with an R*Tree of their
+//! bounding boxes; dates are ISO 8601 text, which sorts like the dates it names.
+
+use super::records::*;
+use super::{Store, StoreError, StoreResult, wkb};
+use crate::domain::Layer;
+use crate::spatial::geom;
+use crate::spatial::pip::PolygonSet;
+use async_trait::async_trait;
+use chrono::{NaiveDate, Utc};
+use geo_types::Coord;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::types::Json;
+use sqlx::{Row, Sqlite, Transaction};
+use std::path::Path;
+use std::time::Duration;
+
+/// The SQLite backend.
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+const GRID_COLUMNS: &str = "g.id, g.code, g.name, g.layer, g.parent_code, g.boundary, \
+     g.households, g.attributes, g.valid_from, g.valid_to, g.plan_id";
+const PLAN_COLUMNS: &str = "id, scope_code, layer, title, status, effective_date, created_by, \
+     created_at, updated_at, error_count, warning_count, validation";
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database file at `path`, in WAL mode with full
+    /// synchronous commits: an acknowledged write survives a crash.
+    pub async fn open(path: &Path) -> StoreResult<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+fn grid_from_row(row: &SqliteRow) -> StoreResult<GridVersion> {
+    let boundary: Vec<u8> = row.try_get("boundary")?;
+    let layer: String = row.try_get("layer")?;
+    let Json(attributes): Json<serde_json::Map<String, serde_json::Value>> =
+        row.try_get("attributes")?;
+    Ok(GridVersion {
+        id: row.try_get("id")?,
+        code: row.try_get("code")?,
+        name: row.try_get("name")?,
+        layer: parse_layer(&layer)?,
+        parent_code: row.try_get("parent_code")?,
+        boundary: wkb::decode(&boundary)?,
+        households: row.try_get("households")?,
+        attributes,
+        valid_from: row.try_get("valid_from")?,
+        valid_to: row.try_get("valid_to")?,
+        plan_id: row.try_get("plan_id")?,
+    })
+}
+
+fn plan_from_row(row: &SqliteRow) -> StoreResult<Plan> {
+    let layer: String = row.try_get("layer")?;
+    let status: String = row.try_get("status")?;
+    let Json(validation): Json<serde_json::Value> = row.try_get("validation")?;
+    Ok(Plan {
+        id: row.try_get("id")?,
+        scope_code: row.try_get("scope_code")?,
+        layer: parse_layer(&layer)?,
+        title: row.try_get("title")?,
+        status: parse_stored(&status)?,
+        effective_date: row.try_get("effective_date")?,
+        created_by: row.try_get("created_by")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        error_count: row.try_get("error_count")?,
+        warning_count: row.try_get("warning_count")?,
+        validation,
+    })
+}
+
+fn lineage_from_row(row: &SqliteRow) -> StoreResult<LineageLink> {
+    let kind: String = row.try_get("kind")?;
+    Ok(LineageLink {
+        from_code: row.try_get("from_code")?,
+        to_code: row.try_get("to_code")?,
+        kind: parse_stored(&kind)?,
+        area_m2: row.try_get("area_m2")?,
+    })
+}
+
+fn like_prefix(under: Option<&str>) -> String {
+    format!("{}%", under.unwrap_or(""))
+}
+
+async fn plan_in(tx: &mut Transaction<'_, Sqlite>, id: i64) -> StoreResult<Plan> {
+    let row = sqlx::query(&format!("SELECT {PLAN_COLUMNS} FROM plans WHERE id = ?1"))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or(StoreError::NotFound {
+            what: "plan",
+            id: id.to_string(),
+        })?;
+    plan_from_row(&row)
+}
+
+async fn record_event(
+    tx: &mut Transaction<'_, Sqlite>,
+    id: i64,
+    from: Option<PlanStatus>,
+    to: PlanStatus,
+    actor: &str,
+    reason: Option<&str>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO plan_events (plan_id, from_status, to_status, actor, at, reason) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .bind(id)
+    .bind(from.map(PlanStatus::as_str))
+    .bind(to.as_str())
+    .bind(actor)
+    .bind(Utc::now())
+    .bind(reason)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn write_content(
+    tx: &mut Transaction<'_, Sqlite>,
+    id: i64,
+    layer: Layer,
+    content: &PlanContent,
+) -> StoreResult<()> {
+    for table in ["plan_grids", "plan_lineage", "plan_bases"] {
+        sqlx::query(&format!("DELETE FROM {table} WHERE plan_id = ?1"))
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    for (seq, g) in content.grids.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO plan_grids (plan_id, seq, code, name, parent_code, boundary, \
+             households, attributes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .bind(id)
+        .bind(seq as i64)
+        .bind(&g.code)
+        .bind(&g.name)
+        .bind(&g.parent_code)
+        .bind(wkb::encode(&g.boundary)?)
+        .bind(g.households)
+        .bind(Json(&g.attributes))
+        .execute(&mut **tx)
+        .await?;
+    }
+    for l in &content.lineage {
+        sqlx::query(
+            "INSERT INTO plan_lineage (plan_id, from_code, to_code, kind, area_m2) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(id)
+        .bind(&l.from_code)
+        .bind(&l.to_code)
+        .bind(l.kind.as_str())
+        .bind(l.area_m2)
+        .execute(&mut **tx)
+        .await?;
+    }
+    for (community, generation) in &content.bases {
+        sqlx::query(
+            "INSERT INTO plan_bases (plan_id, community_code, generation) VALUES (?1, ?2, ?3)",
+        )
+        .bind(id)
+        .bind(community)
+        .bind(generation)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO layer_heads (community_code, layer, generation) VALUES (?1, ?2, 0) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(community)
+        .bind(layer.as_str())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        sqlx::migrate!("migrations/sqlite").run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn upsert_regions(&self, regions: &[RegionRecord]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        // Parents first, so the foreign key holds whatever order the caller used.
+        let mut sorted: Vec<&RegionRecord> = regions.iter().collect();
+        sorted.sort_by_key(|r| r.code.len());
+        for r in sorted {
+            let boundary = r.boundary.as_ref().map(wkb::encode).transpose()?;
+            sqlx::query(
+                "INSERT INTO regions (code, name, level, parent_code, boundary) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (code) DO UPDATE SET \
+                 name = excluded.name, level = excluded.level, \
+                 parent_code = excluded.parent_code, boundary = excluded.boundary",
+            )
+            .bind(&r.code)
+            .bind(&r.name)
+            .bind(r.level.as_str())
+            .bind(&r.parent_code)
+            .bind(boundary)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn regions(&self, under: Option<&str>) -> StoreResult<Vec<RegionRecord>> {
+        let rows = sqlx::query(
+            "SELECT code, name, level, parent_code, boundary FROM regions \
+             WHERE code LIKE ?1 ORDER BY code",
+        )
+        .bind(like_prefix(under))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let level: String = row.try_get("level")?;
+                let boundary: Option<Vec<u8>> = row.try_get("boundary")?;
+                Ok(RegionRecord {
+                    code: row.try_get("code")?,
+                    name: row.try_get("name")?,
+                    level: parse_level(&level)?,
+                    parent_code: row.try_get("parent_code")?,
+                    boundary: boundary.as_deref().map(wkb::decode).transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    async fn grids(
+        &self,
+        date: Option<NaiveDate>,
+        layer: Option<Layer>,
+        under: Option<&str>,
+    ) -> StoreResult<Vec<GridVersion>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {GRID_COLUMNS} FROM grid_versions g WHERE g.code LIKE ?1 \
+             AND (?2 IS NULL OR g.layer = ?2) AND CASE WHEN ?3 IS NULL THEN g.valid_to IS NULL \
+             ELSE g.valid_from <= ?3 AND (g.valid_to IS NULL OR g.valid_to > ?3) END \
+             ORDER BY g.code"
+        ))
+        .bind(like_prefix(under))
+        .bind(layer.map(Layer::as_str))
+        .bind(date)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(grid_from_row).collect()
+    }
+
+    async fn grid_at(
+        &self,
+        point: Coord<f64>,
+        date: NaiveDate,
+        layer: Layer,
+    ) -> StoreResult<Option<GridVersion>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {GRID_COLUMNS} FROM grid_versions g JOIN grid_versions_bbox b ON b.id = g.id \
+             WHERE b.min_x <= ?1 AND b.max_x >= ?1 AND b.min_y <= ?2 AND b.max_y >= ?2 \
+             AND g.layer = ?3 AND g.valid_from <= ?4 AND (g.valid_to IS NULL OR g.valid_to > ?4) \
+             ORDER BY g.id"
+        ))
+        .bind(point.x)
+        .bind(point.y)
+        .bind(layer.as_str())
+        .bind(date)
+        .fetch_all(&self.pool)
+        .await?;
+        let candidates = rows
+            .iter()
+            .map(grid_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(first_containing(candidates, point))
+    }
+
+    async fn grid_history(&self, code: &str) -> StoreResult<Vec<GridVersion>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {GRID_COLUMNS} FROM grid_versions g WHERE g.code = ?1 ORDER BY g.valid_from, g.id"
+        ))
+        .bind(code)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(grid_from_row).collect()
+    }
+
+    async fn grid_lineage(&self, code: &str) -> StoreResult<Vec<LineageLink>> {
+        let rows = sqlx::query(
+            "SELECT from_code, to_code, kind, area_m2 FROM grid_lineage \
+             WHERE from_code = ?1 OR to_code = ?1 ORDER BY plan_id, from_code, to_code",
+        )
+        .bind(code)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(lineage_from_row).collect()
+    }
+
+    async fn highest_codes(&self, communities: &[String]) -> StoreResult<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        for c in communities {
+            let max: Option<String> =
+                sqlx::query_scalar("SELECT max(code) FROM grid_versions WHERE parent_code = ?1")
+                    .bind(c)
+                    .fetch_one(&self.pool)
+                    .await?;
+            if let Some(m) = max {
+                out.push((c.clone(), m));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn generations(
+        &self,
+        layer: Layer,
+        communities: &[String],
+    ) -> StoreResult<Vec<(String, i64)>> {
+        let mut out = Vec::with_capacity(communities.len());
+        for c in communities {
+            let g: Option<i64> = sqlx::query_scalar(
+                "SELECT generation FROM layer_heads WHERE community_code = ?1 AND layer = ?2",
+            )
+            .bind(c)
+            .bind(layer.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+            out.push((c.clone(), g.unwrap_or(0)));
+        }
+        Ok(out)
+    }
+
+    async fn create_plan(&self, plan: &NewPlan, content: &PlanContent) -> StoreResult<Plan> {
+        let mut tx = self.pool.begin().await?;
+        let now = Utc::now();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO plans (scope_code, layer, title, status, effective_date, created_by, \
+             created_at, updated_at, error_count, warning_count, validation) \
+             VALUES (?1, ?2, ?3, 'draft', ?4, ?5, ?6, ?6, ?7, ?8, ?9) RETURNING id",
+        )
+        .bind(&plan.scope_code)
+        .bind(plan.layer.as_str())
+        .bind(&plan.title)
+        .bind(plan.effective_date)
+        .bind(&plan.actor)
+        .bind(now)
+        .bind(content.error_count)
+        .bind(content.warning_count)
+        .bind(Json(&content.validation))
+        .fetch_one(&mut *tx)
+        .await?;
+        write_content(&mut tx, id, plan.layer, content).await?;
+        record_event(&mut tx, id, None, PlanStatus::Draft, &plan.actor, None).await?;
+        let stored = plan_in(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    async fn replace_plan_content(
+        &self,
+        id: i64,
+        actor: &str,
+        content: &PlanContent,
+    ) -> StoreResult<Plan> {
+        let mut tx = self.pool.begin().await?;
+        let changed = sqlx::query(
+            "UPDATE plans SET error_count = ?2, warning_count = ?3, validation = ?4, \
+             updated_at = ?5 WHERE id = ?1 AND status = 'draft'",
+        )
+        .bind(id)
+        .bind(content.error_count)
+        .bind(content.warning_count)
+        .bind(Json(&content.validation))
+        .bind(Utc::now())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let plan = plan_in(&mut tx, id).await?;
+        if changed == 0 {
+            return Err(StoreError::Refused(format!(
+                "plan {id} is {}: only a draft can be changed",
+                plan.status.as_str()
+            )));
+        }
+        write_content(&mut tx, id, plan.layer, content).await?;
+        record_event(
+            &mut tx,
+            id,
+            Some(PlanStatus::Draft),
+            PlanStatus::Draft,
+            actor,
+            Some("content replaced"),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(plan)
+    }
+
+    async fn plan(&self, id: i64) -> StoreResult<Plan> {
+        let mut tx = self.pool.begin().await?;
+        let plan = plan_in(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(plan)
+    }
+
+    async fn plans(
+        &self,
+        under: Option<&str>,
+        status: Option<PlanStatus>,
+    ) -> StoreResult<Vec<Plan>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {PLAN_COLUMNS} FROM plans WHERE scope_code LIKE ?1 \
+             AND (?2 IS NULL OR status = ?2) ORDER BY id DESC"
+        ))
+        .bind(like_prefix(under))
+        .bind(status.map(PlanStatus::as_str))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(plan_from_row).collect()
+    }
+
+    async fn plan_grids(&self, id: i64) -> StoreResult<Vec<PlanGrid>> {
+        let rows = sqlx::query(
+            "SELECT code, name, parent_code, boundary, households, attributes FROM plan_grids \
+             WHERE plan_id = ?1 ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let boundary: Vec<u8> = row.try_get("boundary")?;
+                let Json(attributes) = row.try_get("attributes")?;
+                Ok(PlanGrid {
+                    code: row.try_get("code")?,
+                    name: row.try_get("name")?,
+                    parent_code: row.try_get("parent_code")?,
+                    boundary: wkb::decode(&boundary)?,
+                    households: row.try_get("households")?,
+                    attributes,
+                })
+            })
+            .collect()
+    }
+
+    async fn plan_lineage(&self, id: i64) -> StoreResult<Vec<LineageLink>> {
+        let rows = sqlx::query(
+            "SELECT from_code, to_code, kind, area_m2 FROM plan_lineage WHERE plan_id = ?1 \
+             ORDER BY kind, from_code, to_code",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(lineage_from_row).collect()
+    }
+
+    async fn plan_events(&self, id: i64) -> StoreResult<Vec<PlanEvent>> {
+        let rows = sqlx::query(
+            "SELECT from_status, to_status, actor, at, reason FROM plan_events \
+             WHERE plan_id = ?1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let from: Option<String> = row.try_get("from_status")?;
+                let to: String = row.try_get("to_status")?;
+                Ok(PlanEvent {
+                    from: from.as_deref().map(parse_stored).transpose()?,
+                    to: parse_stored(&to)?,
+                    actor: row.try_get("actor")?,
+                    at: row.try_get("at")?,
+                    reason: row.try_get("reason")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn transition(&self, id: i64, change: &Transition) -> StoreResult<Plan> {
+        check_transition(change)?;
+        let mut tx = self.pool.begin().await?;
+        let needs_clean = matches!(change.to, PlanStatus::Submitted | PlanStatus::Approved);
+        let changed = sqlx::query(
+            "UPDATE plans SET status = ?3, updated_at = ?4, \
+             effective_date = coalesce(?5, effective_date) \
+             WHERE id = ?1 AND status = ?2 AND (?6 = 0 OR error_count = 0)",
+        )
+        .bind(id)
+        .bind(change.from.as_str())
+        .bind(change.to.as_str())
+        .bind(Utc::now())
+        .bind(change.effective_date)
+        .bind(needs_clean as i64)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let plan = plan_in(&mut tx, id).await?;
+        if changed == 0 {
+            return Err(refusal(&plan, change));
+        }
+        record_event(
+            &mut tx,
+            id,
+            Some(change.from),
+            change.to,
+            &change.actor,
+            change.reason.as_deref(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(plan)
+    }
+
+    async fn activate(&self, id: i64, actor: &str) -> StoreResult<Activation> {
+        let mut tx = self.pool.begin().await?;
+        // The first statement writes, so SQLite takes the write lock now: a racing
+        // activation waits here and then finds the generations moved on.
+        let bumped = sqlx::query(
+            "UPDATE layer_heads SET generation = generation + 1 WHERE EXISTS ( \
+               SELECT 1 FROM plan_bases b JOIN plans p ON p.id = b.plan_id \
+               WHERE b.plan_id = ?1 AND p.status = 'approved' \
+               AND b.community_code = layer_heads.community_code AND p.layer = layer_heads.layer \
+               AND b.generation = layer_heads.generation)",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let plan = plan_in(&mut tx, id).await?;
+        let bases: i64 = sqlx::query_scalar("SELECT count(*) FROM plan_bases WHERE plan_id = ?1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let effective = precheck_activation(&plan, bumped, bases)?;
+        let too_early: Option<NaiveDate> = sqlx::query_scalar(
+            "SELECT max(valid_from) FROM grid_versions WHERE valid_to IS NULL AND layer = ?1 \
+             AND parent_code IN (SELECT community_code FROM plan_bases WHERE plan_id = ?2)",
+        )
+        .bind(plan.layer.as_str())
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        check_effective_after(&plan, effective, too_early)?;
+        let closed = sqlx::query(
+            "UPDATE grid_versions SET valid_to = ?1 WHERE valid_to IS NULL AND layer = ?2 \
+             AND parent_code IN (SELECT community_code FROM plan_bases WHERE plan_id = ?3)",
+        )
+        .bind(effective)
+        .bind(plan.layer.as_str())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let inserted = sqlx::query(
+            "INSERT INTO grid_versions (code, name, layer, parent_code, boundary, households, \
+             attributes, valid_from, valid_to, plan_id) \
+             SELECT code, name, ?2, parent_code, boundary, households, attributes, ?3, NULL, ?1 \
+             FROM plan_grids WHERE plan_id = ?1 ORDER BY seq",
+        )
+        .bind(id)
+        .bind(plan.layer.as_str())
+        .bind(effective)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        // Bounding boxes of the new versions for grid_at.
+        let rows = sqlx::query("SELECT id, boundary FROM grid_versions WHERE plan_id = ?1")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+        for row in rows {
+            let gid: i64 = row.try_get("id")?;
+            let b: Vec<u8> = row.try_get("boundary")?;
+            let Some(r) = geom::bounds(&wkb::decode(&b)?) else {
+                continue;
+            };
+            sqlx::query(
+                "INSERT INTO grid_versions_bbox (id, min_x, max_x, min_y, max_y) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .bind(gid)
+            .bind(r.min().x)
+            .bind(r.max().x)
+            .bind(r.min().y)
+            .bind(r.max().y)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO grid_lineage (plan_id, from_code, to_code, kind, area_m2) \
+             SELECT plan_id, from_code, to_code, kind, area_m2 FROM plan_lineage WHERE plan_id = ?1",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE plans SET status = 'active', updated_at = ?2 WHERE id = ?1")
+            .bind(id)
+            .bind(Utc::now())
+            .execute(&mut *tx)
+            .await?;
+        record_event(
+            &mut tx,
+            id,
+            Some(PlanStatus::Approved),
+            PlanStatus::Active,
+            actor,
+            None,
+        )
+        .await?;
+        let superseded: Vec<i64> = sqlx::query_scalar(
+            "UPDATE plans SET status = 'superseded', updated_at = ?2 WHERE status = 'active' \
+             AND id <> ?1 AND NOT EXISTS (SELECT 1 FROM grid_versions g \
+             WHERE g.plan_id = plans.id AND g.valid_to IS NULL) RETURNING id",
+        )
+        .bind(id)
+        .bind(Utc::now())
+        .fetch_all(&mut *tx)
+        .await?;
+        for &s in &superseded {
+            let reason = format!("replaced by plan {id}");
+            record_event(
+                &mut tx,
+                s,
+                Some(PlanStatus::Active),
+                PlanStatus::Superseded,
+                actor,
+                Some(&reason),
+            )
+            .await?;
+        }
+        let plan = plan_in(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(Activation {
+            plan,
+            closed,
+            inserted,
+            superseded,
+        })
+    }
+
+    async fn add_member(&self, member: &NewMember) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO members (scope_code, role, name, phone, duty_schedule) \
+             VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+        )
+        .bind(&member.scope_code)
+        .bind(member.role.as_str())
+        .bind(&member.name)
+        .bind(&member.phone)
+        .bind(Json(&member.duty_schedule))
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn members(&self, scope_code: &str) -> StoreResult<Vec<Member>> {
+        let rows = sqlx::query(
+            "SELECT id, scope_code, role, name, phone, duty_schedule FROM members \
+             WHERE scope_code = ?1 ORDER BY id",
+        )
+        .bind(scope_code)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let role: String = row.try_get("role")?;
+                let Json(duty_schedule) = row.try_get("duty_schedule")?;
+                Ok(Member {
+                    id: row.try_get("id")?,
+                    scope_code: row.try_get("scope_code")?,
+                    role: parse_stored(&role)?,
+                    name: row.try_get("name")?,
+                    phone: row.try_get("phone")?,
+                    duty_schedule,
+                })
+            })
+            .collect()
+    }
+
+    async fn set_supervision_phone(&self, scope_code: &str, phone: &str) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO supervision_phones (scope_code, phone) VALUES (?1, ?2) \
+             ON CONFLICT (scope_code) DO UPDATE SET phone = excluded.phone",
+        )
+        .bind(scope_code)
+        .bind(phone)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn supervision_phone(&self, scope_codes: &[String]) -> StoreResult<Option<String>> {
+        for code in scope_codes {
+            let phone: Option<String> =
+                sqlx::query_scalar("SELECT phone FROM supervision_phones WHERE scope_code = ?1")
+                    .bind(code)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            if phone.is_some() {
+                return Ok(phone);
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The first candidate (in id order) that contains `p` by the engine's rule, so both
+/// backends agree with the in-memory partition on shared edges.
+pub(super) fn first_containing(candidates: Vec<GridVersion>, p: Coord<f64>) -> Option<GridVersion> {
+    let set = PolygonSet::new(candidates.iter().map(|g| &g.boundary));
+    let hit = (0..candidates.len() as u32).find(|&i| set.contains(i, p))?;
+    candidates.into_iter().nth(hit as usize)
+}
+
+pub(super) fn check_transition(change: &Transition) -> StoreResult<()> {
+    if change.from.may_become(change.to) {
+        Ok(())
+    } else {
+        Err(StoreError::Refused(format!(
+            "a plan cannot go from {} to {}",
+            change.from.as_str(),
+            change.to.as_str()
+        )))
+    }
+}
+
+pub(super) fn refusal(plan: &Plan, change: &Transition) -> StoreError {
+    if plan.status != change.from {
+        StoreError::Conflict(format!(
+            "plan {} is {}, not {}",
+            plan.id,
+            plan.status.as_str(),
+            change.from.as_str()
+        ))
+    } else {
+        StoreError::Refused(format!(
+            "plan {} has {} validation error(s): it cannot be {}",
+            plan.id,
+            plan.error_count,
+            change.to.as_str()
+        ))
+    }
+}
+
+/// Checks an activation after the generation bump: the plan is approved, dated, and
+/// every community it was drawn against is still at the generation it saw.
+pub(super) fn precheck_activation(plan: &Plan, bumped: u64, bases: i64) -> StoreResult<NaiveDate> {
+    if plan.status != PlanStatus::Approved {
+        return Err(StoreError::Conflict(format!(
+            "plan {} is {}: only an approved plan can be activated",
+            plan.id,
+            plan.status.as_str()
+        )));
+    }
+    let Some(effective) = plan.effective_date else {
+        return Err(StoreError::Refused(format!(
+            "plan {} has no effective date",
+            plan.id
+        )));
+    };
+    if bumped != bases as u64 {
+        return Err(StoreError::Conflict(format!(
+            "the grids plan {} was drawn against have changed since (another plan was \
+             activated over the same communities); redraw it against the current grids",
+            plan.id
+        )));
+    }
+    Ok(effective)
+}
+
+pub(super) fn check_effective_after(
+    plan: &Plan,
+    effective: NaiveDate,
+    latest_current: Option<NaiveDate>,
+) -> StoreResult<()> {
+    match latest_current {
+        Some(d) if d >= effective => Err(StoreError::Refused(format!(
+            "plan {} takes effect on {effective}, but grids it replaces only became valid on {d}",
+            plan.id
+        ))),
+        _ => Ok(()),
+    }
+}

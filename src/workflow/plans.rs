@@ -1,0 +1,676 @@
+//! The boundary lifecycle: drafting a plan (resolving each grid's community, validating,
+//! tracing lineage to the current grids, assigning codes), moving it through review,
+//! previewing its impact and activating it.
+//!
+//! Codes: a grid that is unchanged or only modified (one old grid became exactly one new
+//! grid) keeps its code. A split, merge or new grid gets a fresh code: its community's
+//! code plus the next unused 3-digit sequence, assigned in reading order (north to
+//! south in bands, west to east within a band). A grid arriving with a 15-digit code of
+//! its own community that was never used keeps that code, so an existing official layer
+//! imports with its codes. Codes are never reused.
+
+use crate::domain::{Grid, Layer, Level, RegionCode};
+use crate::spatial::coverage::{self, ValidateOptions};
+use crate::spatial::pip::PolygonSet;
+use crate::spatial::{geom, measure};
+use crate::store::{
+    GridVersion, LineageKind, LineageLink, NewPlan, Plan, PlanContent, PlanGrid, PlanStatus,
+    RegionRecord, Store, StoreError, Transition,
+};
+use crate::workflow::check::{Validation, validate_groups};
+use crate::workflow::hierarchy::reading_order;
+use crate::workflow::live::LiveGrids;
+use chrono::NaiveDate;
+use geo_types::{Coord, MultiPolygon};
+use rstar::primitives::{GeomWithData, Rectangle};
+use rstar::{AABB, RTree};
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Why a plan could not be drafted or moved on.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The scope is not a region code above grid level.
+    #[error("{0:?} is not a city, county, township or community code")]
+    BadScope(String),
+    /// A grid's community could not be determined.
+    #[error(
+        "cannot tell which community grid {grid:?} belongs to: give it a parent field, a \
+         15-digit code, or load community boundaries first"
+    )]
+    UnknownCommunity { grid: String },
+    /// A grid belongs to a community outside the plan's scope.
+    #[error("grid {grid:?} belongs to community {community}, outside the plan's scope {scope}")]
+    OutsideScope {
+        grid: String,
+        community: String,
+        scope: String,
+    },
+    /// A plan must propose at least one grid.
+    #[error("a plan needs at least one grid")]
+    Empty,
+    /// A community ran out of 3-digit grid sequences.
+    #[error("community {0} has used all 999 grid codes")]
+    CodesExhausted(String),
+    /// The effective date has not come yet.
+    #[error("plan {id} takes effect on {effective}; it can be activated from that day on")]
+    NotYetEffective { id: i64, effective: NaiveDate },
+}
+
+/// The tolerances plans are validated with.
+pub fn plan_validate_options() -> ValidateOptions {
+    ValidateOptions::default()
+}
+
+/// A plan's content computed against the store, before or without storing it.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub content: PlanContent,
+    pub validation: Validation,
+    /// The grids as validated (ids are the assigned codes).
+    pub grids: Vec<Grid>,
+}
+
+/// What a planner asks for when drafting.
+#[derive(Debug, Clone)]
+pub struct DraftRequest {
+    pub scope_code: String,
+    pub layer: Layer,
+    pub title: String,
+    pub effective_date: Option<NaiveDate>,
+    pub actor: String,
+    pub grids: Vec<Grid>,
+}
+
+/// Drafts a plan: prepares it against the current grids and stores it.
+pub async fn draft(store: &dyn Store, request: DraftRequest) -> Result<Plan, PlanError> {
+    let prepared = prepare(store, &request.scope_code, request.layer, request.grids).await?;
+    let plan = NewPlan {
+        scope_code: request.scope_code,
+        layer: request.layer,
+        title: request.title,
+        effective_date: request.effective_date,
+        actor: request.actor,
+    };
+    Ok(store.create_plan(&plan, &prepared.content).await?)
+}
+
+/// Replaces a draft's grids, re-running validation, lineage and codes.
+pub async fn revise(
+    store: &dyn Store,
+    id: i64,
+    actor: &str,
+    grids: Vec<Grid>,
+) -> Result<Plan, PlanError> {
+    let plan = store.plan(id).await?;
+    let prepared = prepare(store, &plan.scope_code, plan.layer, grids).await?;
+    Ok(store
+        .replace_plan_content(id, actor, &prepared.content)
+        .await?)
+}
+
+/// Moves a plan on (submit, approve, reject, return to draft).
+pub async fn transition(
+    store: &dyn Store,
+    id: i64,
+    to: PlanStatus,
+    actor: &str,
+    reason: Option<String>,
+    effective_date: Option<NaiveDate>,
+) -> Result<Plan, PlanError> {
+    let plan = store.plan(id).await?;
+    Ok(store
+        .transition(
+            id,
+            &Transition {
+                from: plan.status,
+                to,
+                actor: actor.to_string(),
+                reason,
+                effective_date,
+            },
+        )
+        .await?)
+}
+
+/// Activates an approved plan whose effective date is `today` or earlier, then swaps
+/// the lookup snapshot (when given) to the new current grids.
+pub async fn activate(
+    store: &dyn Store,
+    id: i64,
+    actor: &str,
+    today: NaiveDate,
+    live: Option<&LiveGrids>,
+) -> Result<crate::store::Activation, PlanError> {
+    let plan = store.plan(id).await?;
+    if let Some(effective) = plan.effective_date.filter(|&d| d > today) {
+        return Err(PlanError::NotYetEffective { id, effective });
+    }
+    let activation = store.activate(id, actor).await?;
+    if let Some(live) = live {
+        live.reload(store).await?;
+    }
+    Ok(activation)
+}
+
+/// Resolves communities, validates, traces lineage and assigns codes, without storing.
+pub async fn prepare(
+    store: &dyn Store,
+    scope: &str,
+    layer: Layer,
+    grids: Vec<Grid>,
+) -> Result<Prepared, PlanError> {
+    let scope_code: RegionCode = scope
+        .parse()
+        .map_err(|_| PlanError::BadScope(scope.to_string()))?;
+    if scope_code.level() == Level::Grid {
+        return Err(PlanError::BadScope(scope.to_string()));
+    }
+    if grids.is_empty() {
+        return Err(PlanError::Empty);
+    }
+    let regions = store.regions(Some(scope)).await?;
+    let communities: Vec<&RegionRecord> = regions
+        .iter()
+        .filter(|r| r.level == Level::Community && r.boundary.is_some())
+        .collect();
+    let parent_of = assign_communities(scope, &grids, &communities)?;
+    let parents: BTreeMap<String, MultiPolygon<f64>> = communities
+        .iter()
+        .filter_map(|r| Some((r.code.clone(), r.boundary.clone()?)))
+        .collect();
+
+    let current: Vec<GridVersion> = store.grids(None, Some(layer), Some(scope)).await?;
+    let lineage = trace_lineage(&current, &grids);
+
+    let mut affected: BTreeSet<String> = parent_of.iter().cloned().collect();
+    affected.extend(current.iter().map(|g| g.parent_code.clone()));
+    let affected: Vec<String> = affected.into_iter().collect();
+    let highest: HashMap<String, String> =
+        store.highest_codes(&affected).await?.into_iter().collect();
+    let codes = assign_codes(&grids, &parent_of, &lineage, &current, &highest, &parents)?;
+
+    let mut coded = grids;
+    for (g, code) in coded.iter_mut().zip(&codes) {
+        if g.id != *code && !g.id.is_empty() {
+            g.properties
+                .entry("source_id")
+                .or_insert_with(|| Value::from(g.id.clone()));
+        }
+        g.id = code.clone();
+        g.layer = layer;
+    }
+    let parent_opts: Vec<Option<String>> = parent_of.iter().cloned().map(Some).collect();
+    let validation = validate_groups(
+        &coded,
+        &parent_opts,
+        &parents,
+        &plan_validate_options(),
+        |_, _| {},
+    );
+    let links = lineage.links(&current, &codes);
+    let bases = store.generations(layer, &affected).await?;
+    let report = validation.to_json(&coded, json!({}));
+    let plan_grids = coded
+        .iter()
+        .zip(&parent_of)
+        .map(|(g, parent)| {
+            let mut attributes = g.properties.clone();
+            let households = attributes
+                .remove("households")
+                .and_then(|v| v.as_i64().or_else(|| v.as_str()?.trim().parse().ok()))
+                .and_then(|h| i32::try_from(h).ok());
+            PlanGrid {
+                code: g.id.clone(),
+                name: g.name.clone(),
+                parent_code: parent.clone(),
+                boundary: g.boundary.clone(),
+                households,
+                attributes,
+            }
+        })
+        .collect();
+    Ok(Prepared {
+        content: PlanContent {
+            grids: plan_grids,
+            lineage: links,
+            bases,
+            error_count: validation.errors() as i32,
+            warning_count: validation.warnings() as i32,
+            validation: report,
+        },
+        validation,
+        grids: coded,
+    })
+}
+
+/// Each grid's community: its own `parent` when that is a community code, else the
+/// first 12 digits of a 15-digit id, else the community containing an interior point.
+fn assign_communities(
+    scope: &str,
+    grids: &[Grid],
+    communities: &[&RegionRecord],
+) -> Result<Vec<String>, PlanError> {
+    let set = PolygonSet::new(communities.iter().filter_map(|r| r.boundary.as_ref()));
+    let mut out = Vec::with_capacity(grids.len());
+    for g in grids {
+        let own = g
+            .parent
+            .as_deref()
+            .filter(|p| is_code_of(p, Level::Community))
+            .map(str::to_string)
+            .or_else(|| {
+                is_code_of(&g.id, Level::Grid)
+                    .then(|| g.id[..Level::Community.code_len()].to_string())
+            });
+        let community = match own {
+            Some(c) => c,
+            None => {
+                let p = coverage::representative(&g.boundary);
+                let hit = (0..set.len() as u32).find(|&i| set.contains(i, p));
+                match hit {
+                    Some(i) => communities[i as usize].code.clone(),
+                    None => return Err(PlanError::UnknownCommunity { grid: g.id.clone() }),
+                }
+            }
+        };
+        if !community.starts_with(scope) {
+            return Err(PlanError::OutsideScope {
+                grid: g.id.clone(),
+                community,
+                scope: scope.to_string(),
+            });
+        }
+        out.push(community);
+    }
+    Ok(out)
+}
+
+fn is_code_of(s: &str, level: Level) -> bool {
+    s.parse::<RegionCode>().is_ok_and(|c| c.level() == level)
+}
+
+/// Overlaps between the current grids and a plan's grids.
+struct Lineage {
+    /// (old index, new index, shared m²) for every significant overlap.
+    pairs: Vec<(usize, usize, f64)>,
+    old_area: Vec<f64>,
+    new_area: Vec<f64>,
+    /// Per new grid: its kind and, for unchanged/modified, the old grid it continues.
+    kinds: Vec<(LineageKind, Option<usize>)>,
+}
+
+/// An overlap counts when it is at least 1 m² and 0.5 % of the smaller grid: less is
+/// digitising noise along a shared edge, not area that changed hands.
+fn significant(shared: f64, a: f64, b: f64) -> bool {
+    shared >= 1.0 && shared >= 0.005 * a.min(b)
+}
+
+fn trace_lineage(current: &[GridVersion], proposed: &[Grid]) -> Lineage {
+    let old_area: Vec<f64> = current
+        .iter()
+        .map(|g| measure::local_area_m2(&g.boundary))
+        .collect();
+    let new_area: Vec<f64> = proposed
+        .iter()
+        .map(|g| measure::local_area_m2(&g.boundary))
+        .collect();
+    let mut pairs = Vec::new();
+    // Identical shapes first: the common case of a plan that changes a few grids.
+    let mut by_print: HashMap<u64, Vec<usize>> = HashMap::new();
+    for (i, g) in current.iter().enumerate() {
+        by_print
+            .entry(coverage::shape_fingerprint(&g.boundary))
+            .or_default()
+            .push(i);
+    }
+    let mut identical: Vec<Option<usize>> = vec![None; proposed.len()];
+    let mut old_identical = vec![false; current.len()];
+    for (j, g) in proposed.iter().enumerate() {
+        if let Some(list) = by_print.get(&coverage::shape_fingerprint(&g.boundary))
+            && let Some(&i) = list.iter().find(|&&i| {
+                !old_identical[i] && coverage::same_shape(&current[i].boundary, &g.boundary)
+            })
+        {
+            identical[j] = Some(i);
+            old_identical[i] = true;
+            pairs.push((i, j, new_area[j]));
+        }
+    }
+    let tree: RTree<GeomWithData<Rectangle<[f64; 2]>, usize>> = RTree::bulk_load(
+        current
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !old_identical[*i])
+            .filter_map(|(i, g)| {
+                let r = geom::bounds(&g.boundary)?;
+                Some(GeomWithData::new(
+                    Rectangle::from_corners([r.min().x, r.min().y], [r.max().x, r.max().y]),
+                    i,
+                ))
+            })
+            .collect(),
+    );
+    for (j, g) in proposed.iter().enumerate() {
+        if identical[j].is_some() {
+            continue;
+        }
+        let Some(r) = geom::bounds(&g.boundary) else {
+            continue;
+        };
+        let env = AABB::from_corners([r.min().x, r.min().y], [r.max().x, r.max().y]);
+        for cand in tree.locate_in_envelope_intersecting(&env) {
+            let i = cand.data;
+            let shared = coverage::overlap_area_m2(&current[i].boundary, &g.boundary);
+            if significant(shared, old_area[i], new_area[j]) {
+                pairs.push((i, j, shared));
+            }
+        }
+    }
+    // Main successor of each old grid and main predecessor of each new one.
+    let mut main_succ: Vec<Option<(usize, f64)>> = vec![None; current.len()];
+    let mut preds: Vec<Vec<(usize, f64)>> = vec![Vec::new(); proposed.len()];
+    for &(i, j, a) in &pairs {
+        if main_succ[i].is_none_or(|(_, best)| a > best) {
+            main_succ[i] = Some((j, a));
+        }
+        preds[j].push((i, a));
+    }
+    let mut main_pred_count = vec![0usize; current.len()];
+    for p in &preds {
+        if let Some(&(i, _)) = p.iter().max_by(|a, b| a.1.total_cmp(&b.1)) {
+            main_pred_count[i] += 1;
+        }
+    }
+    let kinds = (0..proposed.len())
+        .map(|j| {
+            if let Some(i) = identical[j] {
+                return (LineageKind::Unchanged, Some(i));
+            }
+            if preds[j].is_empty() {
+                return (LineageKind::New, None);
+            }
+            let mostly_here: Vec<usize> = preds[j]
+                .iter()
+                .filter(|(i, _)| main_succ[*i].is_some_and(|(s, _)| s == j))
+                .map(|(i, _)| *i)
+                .collect();
+            match mostly_here.as_slice() {
+                [] => (LineageKind::Split, None),
+                [i] if main_pred_count[*i] == 1 => (LineageKind::Modified, Some(*i)),
+                [_] => (LineageKind::Split, None),
+                _ => (LineageKind::Merged, None),
+            }
+        })
+        .collect();
+    Lineage {
+        pairs,
+        old_area,
+        new_area,
+        kinds,
+    }
+}
+
+impl Lineage {
+    fn links(&self, current: &[GridVersion], codes: &[String]) -> Vec<LineageLink> {
+        let mut links = Vec::new();
+        let mut has_succ = vec![false; current.len()];
+        for &(i, j, a) in &self.pairs {
+            has_succ[i] = true;
+            links.push(LineageLink {
+                from_code: Some(current[i].code.clone()),
+                to_code: Some(codes[j].clone()),
+                kind: self.kinds[j].0,
+                area_m2: a,
+            });
+        }
+        for (j, (kind, _)) in self.kinds.iter().enumerate() {
+            if *kind == LineageKind::New {
+                links.push(LineageLink {
+                    from_code: None,
+                    to_code: Some(codes[j].clone()),
+                    kind: LineageKind::New,
+                    area_m2: self.new_area[j],
+                });
+            }
+        }
+        for (i, g) in current.iter().enumerate() {
+            if !has_succ[i] {
+                links.push(LineageLink {
+                    from_code: Some(g.code.clone()),
+                    to_code: None,
+                    kind: LineageKind::Retired,
+                    area_m2: self.old_area[i],
+                });
+            }
+        }
+        links.sort_by(|a, b| {
+            (a.kind, &a.from_code, &a.to_code).cmp(&(b.kind, &b.from_code, &b.to_code))
+        });
+        links
+    }
+}
+
+fn assign_codes(
+    grids: &[Grid],
+    parent_of: &[String],
+    lineage: &Lineage,
+    current: &[GridVersion],
+    highest: &HashMap<String, String>,
+    parents: &BTreeMap<String, MultiPolygon<f64>>,
+) -> Result<Vec<String>, PlanError> {
+    let seq_of = |code: &str| {
+        code.get(12..)
+            .and_then(|s| s.parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    let mut next: HashMap<&str, u32> = HashMap::new();
+    for c in parent_of {
+        let used = highest.get(c).map(|h| seq_of(h)).unwrap_or(0);
+        next.insert(c.as_str(), used + 1);
+    }
+    let mut codes: Vec<Option<String>> = vec![None; grids.len()];
+    let mut taken: BTreeSet<String> = BTreeSet::new();
+    // Continuations keep their code (within the same community).
+    for (j, (kind, from)) in lineage.kinds.iter().enumerate() {
+        if let (LineageKind::Unchanged | LineageKind::Modified, Some(i)) = (kind, from)
+            && current[*i].parent_code == parent_of[j]
+        {
+            taken.insert(current[*i].code.clone());
+            codes[j] = Some(current[*i].code.clone());
+        }
+    }
+    // A never-used code of the grid's own community arriving with it is kept.
+    for (j, g) in grids.iter().enumerate() {
+        if codes[j].is_none()
+            && is_code_of(&g.id, Level::Grid)
+            && g.id.starts_with(&parent_of[j])
+            && seq_of(&g.id) >= next[parent_of[j].as_str()]
+            && taken.insert(g.id.clone())
+        {
+            codes[j] = Some(g.id.clone());
+        }
+    }
+    for (j, c) in codes.iter().enumerate() {
+        if let Some(code) = c {
+            let n = next.entry(parent_of[j].as_str()).or_insert(1);
+            *n = (*n).max(seq_of(code) + 1);
+        }
+    }
+    // Fresh codes in reading order within each community.
+    let mut by_community: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (j, c) in codes.iter().enumerate() {
+        if c.is_none() {
+            by_community
+                .entry(parent_of[j].as_str())
+                .or_default()
+                .push(j);
+        }
+    }
+    for (community, members) in by_community {
+        let points: Vec<Coord<f64>> = members
+            .iter()
+            .map(|&j| coverage::representative(&grids[j].boundary))
+            .collect();
+        let frame = parents
+            .get(community)
+            .and_then(geom::bounds)
+            .or_else(|| geom::bounds_of(points.iter().copied()))
+            .unwrap_or(geo_types::Rect::new(
+                Coord { x: 0.0, y: 0.0 },
+                Coord { x: 0.0, y: 0.0 },
+            ));
+        let n = next.entry(community).or_insert(1);
+        for k in reading_order(&points, frame) {
+            if *n > 999 {
+                return Err(PlanError::CodesExhausted(community.to_string()));
+            }
+            codes[members[k]] = Some(format!("{community}{:03}", *n));
+            *n += 1;
+        }
+    }
+    Ok(codes.into_iter().map(Option::unwrap_or_default).collect())
+}
+
+/// What activating a plan would change.
+#[derive(Debug, Clone, Serialize)]
+pub struct Impact {
+    pub plan_id: i64,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<ChangedGrid>,
+    pub unchanged: usize,
+    pub lineage: Vec<LineageLink>,
+    /// Members whose grid disappears, with the grid that takes most of its area.
+    pub members_moving: Vec<MemberMove>,
+    /// Households that change grid, estimated from each old grid's households in
+    /// proportion to the area that leaves its code.
+    pub households_moving_estimate: f64,
+}
+
+/// A grid that keeps its code but not its boundary.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChangedGrid {
+    pub code: String,
+    pub area_gained_m2: f64,
+    pub area_lost_m2: f64,
+}
+
+/// A member whose grid goes away.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberMove {
+    pub member_id: i64,
+    pub name: String,
+    pub role: crate::store::Role,
+    pub from_code: String,
+    /// The successor with the largest share of the old grid, if any.
+    pub to_code: Option<String>,
+}
+
+/// Previews what activating plan `id` would change, against the current grids.
+pub async fn impact(store: &dyn Store, id: i64) -> Result<Impact, PlanError> {
+    let plan = store.plan(id).await?;
+    let lineage = store.plan_lineage(id).await?;
+    let proposed = store.plan_grids(id).await?;
+    let current = store
+        .grids(None, Some(plan.layer), Some(&plan.scope_code))
+        .await?;
+    let new_codes: BTreeSet<&str> = proposed.iter().map(|g| g.code.as_str()).collect();
+    let old: HashMap<&str, &GridVersion> = current.iter().map(|g| (g.code.as_str(), g)).collect();
+    let added = new_codes
+        .iter()
+        .filter(|c| !old.contains_key(*c))
+        .map(|c| c.to_string())
+        .collect();
+    let removed: Vec<String> = old
+        .keys()
+        .filter(|c| !new_codes.contains(*c))
+        .map(|c| c.to_string())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut changed = Vec::new();
+    let mut unchanged = 0;
+    for g in &proposed {
+        if !old.contains_key(g.code.as_str()) {
+            continue;
+        }
+        if lineage
+            .iter()
+            .any(|l| l.kind == LineageKind::Unchanged && l.to_code.as_deref() == Some(&g.code))
+        {
+            unchanged += 1;
+            continue;
+        }
+        // Measured on the shared pieces themselves, so what one grid loses to another
+        // is exactly what the other gains.
+        let code = Some(g.code.as_str());
+        let moved = |into: bool| -> f64 {
+            lineage
+                .iter()
+                .filter(|l| {
+                    let (this, other) = if into {
+                        (&l.to_code, &l.from_code)
+                    } else {
+                        (&l.from_code, &l.to_code)
+                    };
+                    this.as_deref() == code && other.as_deref() != code
+                })
+                .map(|l| l.area_m2)
+                .sum()
+        };
+        changed.push(ChangedGrid {
+            code: g.code.clone(),
+            area_gained_m2: moved(true),
+            area_lost_m2: moved(false),
+        });
+    }
+    let mut members_moving = Vec::new();
+    for code in &removed {
+        let successor = lineage
+            .iter()
+            .filter(|l| l.from_code.as_deref() == Some(code.as_str()) && l.to_code.is_some())
+            .max_by(|a, b| a.area_m2.total_cmp(&b.area_m2))
+            .and_then(|l| l.to_code.clone());
+        for m in store.members(code).await? {
+            members_moving.push(MemberMove {
+                member_id: m.id,
+                name: m.name,
+                role: m.role,
+                from_code: code.clone(),
+                to_code: successor.clone(),
+            });
+        }
+    }
+    let mut households = 0.0;
+    for o in &current {
+        let Some(h) = o.households.filter(|&h| h > 0) else {
+            continue;
+        };
+        let area = measure::local_area_m2(&o.boundary);
+        if area <= 0.0 {
+            continue;
+        }
+        let stays: f64 = lineage
+            .iter()
+            .filter(|l| {
+                l.from_code.as_deref() == Some(&o.code) && l.to_code.as_deref() == Some(&o.code)
+            })
+            .map(|l| l.area_m2)
+            .sum();
+        households += h as f64 * ((area - stays) / area).clamp(0.0, 1.0);
+    }
+    Ok(Impact {
+        plan_id: id,
+        added,
+        removed,
+        changed,
+        unchanged,
+        lineage,
+        members_moving,
+        households_moving_estimate: households.round(),
+    })
+}

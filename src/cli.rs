@@ -20,6 +20,8 @@ use wangge::workflow::check::{Validation, problem_json, validate_groups};
 use wangge::workflow::locate::GridLocator;
 
 mod demo;
+#[cfg(feature = "proj")]
+mod store_cmds;
 mod synth_cmd;
 
 #[derive(Parser)]
@@ -43,6 +45,33 @@ enum Command {
     Synth(synth_cmd::SynthArgs),
     /// Build the Binzhou demo (if needed), validate it and locate sample points.
     Demo(demo::DemoArgs),
+    /// Apply the store's migrations.
+    #[cfg(feature = "proj")]
+    Migrate(store_cmds::StoreArgs),
+    /// Read grids or regions from a file (GDAL formats, any CRS) into the store.
+    #[cfg(feature = "proj")]
+    Import {
+        #[command(subcommand)]
+        what: store_cmds::ImportCommand,
+        #[command(flatten)]
+        store: store_cmds::StoreArgs,
+    },
+    /// Write current or historic grids or regions to GeoJSON, GeoPackage or Shapefile.
+    #[cfg(feature = "proj")]
+    Export {
+        #[command(flatten)]
+        args: store_cmds::ExportArgs,
+        #[command(flatten)]
+        store: store_cmds::StoreArgs,
+    },
+    /// Review and activate boundary plans.
+    #[cfg(feature = "proj")]
+    Plan {
+        #[command(subcommand)]
+        what: store_cmds::PlanCommand,
+        #[command(flatten)]
+        store: store_cmds::StoreArgs,
+    },
 }
 
 #[derive(Args)]
@@ -124,6 +153,14 @@ pub fn run() -> ExitCode {
         Command::Locate(a) => locate(a),
         Command::Synth(a) => synth_cmd::run(a).map(|_| ExitCode::SUCCESS),
         Command::Demo(a) => demo::run(a),
+        #[cfg(feature = "proj")]
+        Command::Migrate(s) => store_cmds::migrate(s),
+        #[cfg(feature = "proj")]
+        Command::Import { what, store } => store_cmds::import(what, store),
+        #[cfg(feature = "proj")]
+        Command::Export { args, store } => store_cmds::export(args, store),
+        #[cfg(feature = "proj")]
+        Command::Plan { what, store } => store_cmds::plan(what, store),
     };
     match result {
         Ok(code) => code,

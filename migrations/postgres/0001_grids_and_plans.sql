@@ -6,7 +6,7 @@ CREATE TABLE regions (
     code        text PRIMARY KEY,
     name        text NOT NULL,
     level       text NOT NULL CHECK (level IN ('city', 'county', 'township', 'community')),
-    parent_code text REFERENCES regions (code),
+    parent_code text,
     boundary    geometry(MultiPolygon, 4490)
 );
 CREATE INDEX regions_parent ON regions (parent_code);

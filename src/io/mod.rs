@@ -1,6 +1,8 @@
 //! Reading and writing boundary and point files. GeoJSON is always available; the
 //! formats GDAL reads arrive with the import command.
 
+#[cfg(feature = "proj")]
+pub mod gdal_files;
 pub mod geojson;
 pub mod points;
 

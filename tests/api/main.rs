@@ -5,6 +5,7 @@
 mod backends;
 mod cli;
 mod helpers;
+mod import_files;
 mod injected;
 mod properties;
 mod real_data;

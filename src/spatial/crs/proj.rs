@@ -45,6 +45,32 @@ impl ToCgcs2000 {
         })
     }
 
+    /// Transforms many coordinates in place with one PROJ call (much faster than one
+    /// call per coordinate for whole files).
+    pub fn convert_all(&self, coords: &mut [Coord<f64>]) -> Result<(), ProjError> {
+        let mut pairs: Vec<(f64, f64)> = coords.iter().map(|c| (c.x, c.y)).collect();
+        self.proj
+            .convert_array(&mut pairs)
+            .map_err(|e| ProjError::Convert {
+                crs: self.crs.clone(),
+                x: coords.first().map_or(f64::NAN, |c| c.x),
+                y: coords.first().map_or(f64::NAN, |c| c.y),
+                message: e.to_string(),
+            })?;
+        for (c, (x, y)) in coords.iter_mut().zip(pairs) {
+            if !x.is_finite() || !y.is_finite() {
+                return Err(ProjError::Convert {
+                    crs: self.crs.clone(),
+                    x: c.x,
+                    y: c.y,
+                    message: "result is not finite".into(),
+                });
+            }
+            *c = Coord { x, y };
+        }
+        Ok(())
+    }
+
     /// Transforms one coordinate.
     pub fn convert(&self, c: Coord<f64>) -> Result<Coord<f64>, ProjError> {
         let (x, y) = self

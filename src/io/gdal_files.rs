@@ -1,0 +1,615 @@
+//! Boundary files through GDAL: GeoJSON, Shapefile (also zipped), GeoPackage, KML in;
+//! GeoJSON, GeoPackage, Shapefile out. Coordinates are transformed with PROJ to
+//! CGCS2000 lon/lat (EPSG:4490) from the file's CRS or the one the caller names.
+//!
+//! Attribute text must arrive as real text: a Shapefile's encoding comes from
+//! `--encoding`, else its `.cpg`, else its DBF language id; a file that declares none is
+//! read as raw bytes and accepted only if they are UTF-8. Anything else is an error
+//! naming the feature, never silent mojibake.
+
+use crate::domain::{Grid, Layer};
+use crate::spatial::crs::CoordSys;
+use crate::spatial::crs::proj::{ProjError, ToCgcs2000};
+use gdal::spatial_ref::{AxisMappingStrategy, SpatialRef};
+use gdal::vector::{Feature, Geometry, LayerAccess, LayerOptions, OGRFieldType};
+use gdal::{Dataset, DatasetOptions, DriverManager, GdalOpenFlags};
+use geo_types::{Coord, MultiPolygon};
+use geozero::ToGeo;
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+
+/// Why a file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("cannot open {path}: {message}")]
+    Open { path: PathBuf, message: String },
+    #[error("{path} has no layer {layer:?} (layers: {available})")]
+    NoSuchLayer {
+        path: PathBuf,
+        layer: String,
+        available: String,
+    },
+    #[error("feature {feature}: {message}")]
+    Feature { feature: String, message: String },
+    #[error(
+        "feature {feature}: attribute {field:?} is not valid UTF-8 and the file declares no \
+         encoding (no .cpg); pass --encoding (e.g. GBK or GB18030)"
+    )]
+    UndeclaredEncoding { feature: String, field: String },
+    #[error(
+        "{path} has no coordinate system and its coordinates are not longitude/latitude \
+         (e.g. {x:.1}, {y:.1}){hint}; pass --crs"
+    )]
+    NoCrs {
+        path: PathBuf,
+        x: f64,
+        y: f64,
+        hint: String,
+    },
+    #[error(transparent)]
+    Proj(#[from] ProjError),
+    #[error("GDAL: {0}")]
+    Gdal(#[from] gdal::errors::GdalError),
+    #[error("unknown output format {0:?}: expected geojson, gpkg or shp")]
+    UnknownFormat(String),
+}
+
+/// Which attributes mean what, and how to read the file.
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    /// Grid id/code attribute (default: the first of grid_id, code, id; else the FID).
+    pub id_field: Option<String>,
+    /// Name attribute (default: name, Name, 名称).
+    pub name_field: Option<String>,
+    /// Parent community attribute (default: community, parent).
+    pub parent_field: Option<String>,
+    /// Household count attribute (default: households).
+    pub households_field: Option<String>,
+    /// Layer attribute with comprehensive/dedicated (default: layer).
+    pub layer_field: Option<String>,
+    /// The dataset layer to read (default: the first).
+    pub source_layer: Option<String>,
+    /// Source CRS overriding the file's: anything PROJ accepts, or gcj02/bd09.
+    pub crs: Option<String>,
+    /// Attribute encoding of a Shapefile (e.g. GBK, GB18030, UTF-8).
+    pub encoding: Option<String>,
+}
+
+/// What a file held.
+#[derive(Debug, Clone)]
+pub struct ImportedFile {
+    pub grids: Vec<Grid>,
+    /// The CRS the coordinates were transformed from.
+    pub source_crs: String,
+    /// The attribute encoding used, when the format has one.
+    pub encoding: Option<String>,
+    pub driver: String,
+}
+
+fn gdal_path(path: &Path) -> PathBuf {
+    let zipped = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("zip"));
+    if zipped && !path.to_string_lossy().starts_with("/vsizip/") {
+        PathBuf::from(format!("/vsizip/{}", path.display()))
+    } else {
+        path.to_path_buf()
+    }
+}
+
+fn has_cpg(path: &Path) -> bool {
+    path.with_extension("cpg").exists() || path.with_extension("CPG").exists()
+}
+
+fn dbf_language_id(path: &Path) -> Option<u8> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path.with_extension("dbf")).ok()?;
+    let mut header = [0u8; 30];
+    f.read_exact(&mut header).ok()?;
+    Some(header[29]).filter(|&id| id != 0)
+}
+
+/// Reads grids from any vector file GDAL knows. `progress(done, total)` is called as
+/// features are read.
+pub fn read_grids(
+    path: &Path,
+    options: &ImportOptions,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<ImportedFile, FileError> {
+    let gpath = gdal_path(path);
+    let is_shp = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("shp"));
+    // A loose Shapefile that declares no encoding is read raw (ENCODING=""), so
+    // non-UTF-8 bytes show up as such instead of being recoded from an assumed Latin-1.
+    // Inside a zip GDAL reads the .cpg itself, and raw bytes are checked all the same.
+    let declared = options.encoding.clone().or_else(|| {
+        (is_shp && (has_cpg(path) || dbf_language_id(path).is_some())).then(|| "declared".into())
+    });
+    let encoding_option = match (&options.encoding, &declared) {
+        (Some(e), _) => Some(format!("ENCODING={e}")),
+        (None, None) if is_shp => Some("ENCODING=".to_string()),
+        _ => None,
+    };
+    let open_options: Vec<&str> = encoding_option.iter().map(String::as_str).collect();
+    let dataset = Dataset::open_ex(
+        &gpath,
+        DatasetOptions {
+            open_flags: GdalOpenFlags::GDAL_OF_VECTOR | GdalOpenFlags::GDAL_OF_READONLY,
+            open_options: (!open_options.is_empty()).then_some(open_options.as_slice()),
+            ..Default::default()
+        },
+    )
+    .map_err(|e| FileError::Open {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let driver = dataset.driver().short_name();
+    let mut layer = match &options.source_layer {
+        Some(name) => dataset
+            .layer_by_name(name)
+            .map_err(|_| FileError::NoSuchLayer {
+                path: path.to_path_buf(),
+                layer: name.clone(),
+                available: dataset
+                    .layers()
+                    .map(|l| l.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?,
+        None => dataset.layer(0).map_err(|e| FileError::Open {
+            path: path.to_path_buf(),
+            message: format!("no vector layer: {e}"),
+        })?,
+    };
+    let field_names: Vec<String> = layer.defn().fields().map(|f| f.name()).collect();
+    let field_types: Vec<OGRFieldType::Type> =
+        layer.defn().fields().map(|f| f.field_type()).collect();
+    let find = |explicit: &Option<String>, defaults: &[&str]| -> Option<usize> {
+        match explicit {
+            Some(name) => field_names
+                .iter()
+                .position(|f| f.eq_ignore_ascii_case(name)),
+            None => defaults
+                .iter()
+                .find_map(|d| field_names.iter().position(|f| f.eq_ignore_ascii_case(d))),
+        }
+    };
+    for (explicit, what) in [
+        (&options.id_field, "--id-field"),
+        (&options.name_field, "--name-field"),
+        (&options.parent_field, "--parent-field"),
+        (&options.households_field, "--households-field"),
+        (&options.layer_field, "--layer-field"),
+    ] {
+        if let Some(name) = explicit
+            && find(explicit, &[]).is_none()
+        {
+            return Err(FileError::Open {
+                path: path.to_path_buf(),
+                message: format!(
+                    "{what} {name:?} is not a field of the file (fields: {})",
+                    field_names.join(", ")
+                ),
+            });
+        }
+    }
+    let id_idx = find(&options.id_field, &["grid_id", "code", "id"]);
+    let name_idx = find(&options.name_field, &["name", "名称", "grid_name"]);
+    let parent_idx = find(
+        &options.parent_field,
+        &["community", "parent", "parent_code"],
+    );
+    let households_idx = find(&options.households_field, &["households", "hh"]);
+    let layer_idx = find(&options.layer_field, &["layer"]);
+
+    let transform = Transform::new(path, options.crs.as_deref(), layer.spatial_ref())?;
+    let total = layer.try_feature_count().unwrap_or(0);
+    let mut grids = Vec::with_capacity(total as usize);
+    for (n, feature) in layer.features().enumerate() {
+        let fid = feature.fid().map_or(n as u64, |f| f);
+        let feature_name = |id: &str| {
+            if id.is_empty() {
+                format!("#{fid}")
+            } else {
+                format!("{id:?} (#{fid})")
+            }
+        };
+        let text = |idx: Option<usize>| -> Result<Option<String>, FileError> {
+            let Some(i) = idx else { return Ok(None) };
+            let v = feature.field_as_string(i)?;
+            if let Some(s) = &v
+                && s.contains('\u{FFFD}')
+            {
+                return Err(FileError::UndeclaredEncoding {
+                    feature: format!("#{fid}"),
+                    field: field_names[i].clone(),
+                });
+            }
+            Ok(v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()))
+        };
+        let id = text(id_idx)?.unwrap_or_else(|| fid.to_string());
+        let mut properties = Map::new();
+        for (i, name) in field_names.iter().enumerate() {
+            // Numbers stay numbers; everything else (dates, lists) as GDAL formats it.
+            let value = match field_types[i] {
+                OGRFieldType::OFTInteger | OGRFieldType::OFTInteger64 => {
+                    feature.field_as_integer64(i)?.map(Value::from)
+                }
+                OGRFieldType::OFTReal => feature.field_as_double(i)?.map(Value::from),
+                _ => text(Some(i))?.map(Value::from),
+            }
+            .unwrap_or(Value::Null);
+            properties.insert(name.clone(), value);
+        }
+        if let Some(h) = households_idx {
+            let households = feature.field_as_integer64(h)?;
+            properties.insert(
+                "households".into(),
+                households.map(Value::from).unwrap_or(Value::Null),
+            );
+        }
+        let layer_kind = match text(layer_idx)? {
+            Some(l) => l.parse::<Layer>().map_err(|message| FileError::Feature {
+                feature: feature_name(&id),
+                message,
+            })?,
+            None => Layer::Comprehensive,
+        };
+        let geometry = feature.geometry().ok_or_else(|| FileError::Feature {
+            feature: feature_name(&id),
+            message: "has no geometry".into(),
+        })?;
+        let mut boundary = polygonal(geometry).map_err(|message| FileError::Feature {
+            feature: feature_name(&id),
+            message,
+        })?;
+        transform
+            .apply(&mut boundary)
+            .map_err(|e| FileError::Feature {
+                feature: feature_name(&id),
+                message: e.to_string(),
+            })?;
+        crate::spatial::geom::normalise_orientation(&mut boundary);
+        grids.push(Grid {
+            name: text(name_idx)?,
+            parent: text(parent_idx)?,
+            layer: layer_kind,
+            ancestors: Vec::new(),
+            boundary,
+            properties,
+            id,
+        });
+        if n % 1024 == 0 {
+            progress(n as u64, total);
+        }
+    }
+    progress(grids.len() as u64, total);
+    Ok(ImportedFile {
+        grids,
+        source_crs: transform.describe(),
+        encoding: if is_shp {
+            Some(match (&options.encoding, declared) {
+                (Some(e), _) => e.clone(),
+                (None, Some(_)) => "declared by the file (.cpg/LDID)".into(),
+                (None, None) => "UTF-8 (undeclared)".into(),
+            })
+        } else {
+            None
+        },
+        driver,
+    })
+}
+
+fn polygonal(g: &Geometry) -> Result<MultiPolygon<f64>, String> {
+    let wkb = g.wkb().map_err(|e| format!("unreadable geometry: {e}"))?;
+    let geo = geozero::wkb::Wkb(wkb.as_slice())
+        .to_geo()
+        .map_err(|e| format!("unreadable geometry: {e}"))?;
+    let mut parts = Vec::new();
+    collect_polygons(geo, &mut parts)?;
+    if parts.is_empty() {
+        return Err("geometry is empty".into());
+    }
+    Ok(MultiPolygon(parts))
+}
+
+fn collect_polygons(
+    g: geo_types::Geometry<f64>,
+    out: &mut Vec<geo_types::Polygon<f64>>,
+) -> Result<(), String> {
+    use geo_types::Geometry as G;
+    match g {
+        G::Polygon(p) => out.push(p),
+        G::MultiPolygon(m) => out.extend(m.0),
+        G::GeometryCollection(c) => {
+            for g in c.0 {
+                collect_polygons(g, out)?;
+            }
+        }
+        other => {
+            return Err(format!(
+                "expected a polygon or multipolygon, found a {}",
+                geometry_kind(&other)
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn geometry_kind(g: &geo_types::Geometry<f64>) -> &'static str {
+    use geo_types::Geometry as G;
+    match g {
+        G::Point(_) => "point",
+        G::MultiPoint(_) => "multipoint",
+        G::Line(_) | G::LineString(_) => "linestring",
+        G::MultiLineString(_) => "multilinestring",
+        _ => "non-polygonal geometry",
+    }
+}
+
+/// How coordinates get to CGCS2000 lon/lat.
+enum Transform {
+    /// Already lon/lat on CGCS2000/WGS84.
+    Identity(String),
+    /// An offset datum (GCJ-02, BD-09), undone by wangge's own conversion.
+    Offset(CoordSys),
+    /// Anything PROJ knows.
+    Proj(String, Box<ToCgcs2000>),
+    /// No CRS anywhere: accepted only if every coordinate is plausible lon/lat.
+    Unknown(PathBuf),
+}
+
+impl Transform {
+    fn new(
+        path: &Path,
+        crs: Option<&str>,
+        layer_srs: Option<SpatialRef>,
+    ) -> Result<Self, FileError> {
+        if let Some(name) = crs {
+            return Ok(match name.parse::<CoordSys>() {
+                Ok(CoordSys::Wgs84 | CoordSys::Cgcs2000) => Transform::Identity(name.to_string()),
+                Ok(offset) => Transform::Offset(offset),
+                Err(_) => Transform::Proj(name.to_string(), Box::new(ToCgcs2000::new(name)?)),
+            });
+        }
+        let Some(mut srs) = layer_srs else {
+            return Ok(Transform::Unknown(path.to_path_buf()));
+        };
+        let _ = srs.auto_identify_epsg();
+        let code = match (srs.auth_name(), srs.auth_code()) {
+            (Some(a), Ok(c)) => Some(format!("{a}:{c}")),
+            _ => None,
+        };
+        if matches!(
+            code.as_deref(),
+            Some("EPSG:4490" | "EPSG:4326" | "OGC:CRS84")
+        ) || (srs.is_geographic()
+            && srs
+                .name()
+                .is_some_and(|n| n.contains("84") || n.contains("2000")))
+        {
+            return Ok(Transform::Identity(
+                code.unwrap_or_else(|| srs.name().unwrap_or_default()),
+            ));
+        }
+        let definition = match &code {
+            Some(c) => c.clone(),
+            None => srs.to_wkt()?,
+        };
+        let label = code.unwrap_or_else(|| srs.name().unwrap_or_else(|| "the file's CRS".into()));
+        Ok(Transform::Proj(
+            label,
+            Box::new(ToCgcs2000::new(&definition)?),
+        ))
+    }
+
+    fn apply(&self, m: &mut MultiPolygon<f64>) -> Result<(), FileError> {
+        match self {
+            Transform::Identity(_) => Ok(()),
+            Transform::Offset(sys) => {
+                for_each_coord(m, |c| *c = sys.to_wgs84(*c));
+                Ok(())
+            }
+            Transform::Proj(_, proj) => {
+                for p in &mut m.0 {
+                    let mut ext = p.exterior().0.clone();
+                    proj.convert_all(&mut ext)?;
+                    p.exterior_mut(|r| r.0 = ext);
+                    let mut holes: Vec<Vec<Coord<f64>>> =
+                        p.interiors().iter().map(|r| r.0.clone()).collect();
+                    for h in &mut holes {
+                        proj.convert_all(h)?;
+                    }
+                    p.interiors_mut(|rs| {
+                        for (r, h) in rs.iter_mut().zip(holes) {
+                            r.0 = h;
+                        }
+                    });
+                }
+                Ok(())
+            }
+            Transform::Unknown(path) => {
+                let mut bad = None;
+                for_each_coord(m, |c| {
+                    if bad.is_none() && !(c.x.abs() <= 180.0 && c.y.abs() <= 90.0) {
+                        bad = Some(*c);
+                    }
+                });
+                match bad {
+                    None => Ok(()),
+                    Some(c) => Err(FileError::NoCrs {
+                        path: path.clone(),
+                        x: c.x,
+                        y: c.y,
+                        hint: gauss_kruger_hint(c),
+                    }),
+                }
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Transform::Identity(name) => format!("{name} (lon/lat, no transformation)"),
+            Transform::Offset(sys) => sys.as_str().to_string(),
+            Transform::Proj(name, _) => name.clone(),
+            Transform::Unknown(_) => "none given; coordinates are lon/lat".into(),
+        }
+    }
+}
+
+/// Gauss–Krüger eastings with the zone number in front (e.g. 40 512 345 m) name their
+/// CGCS2000 3-degree zone: zones 25–45 are EPSG:4513–4533.
+fn gauss_kruger_hint(c: Coord<f64>) -> String {
+    let zone = (c.x / 1_000_000.0).floor() as i64;
+    if (25..=45).contains(&zone) && (0.0..10_000_000.0).contains(&c.y) {
+        format!(
+            "; they look like CGCS2000 3-degree Gauss-Kruger zone {zone} (EPSG:{})",
+            4513 + zone - 25
+        )
+    } else {
+        String::new()
+    }
+}
+
+fn for_each_coord(m: &mut MultiPolygon<f64>, mut f: impl FnMut(&mut Coord<f64>)) {
+    for p in &mut m.0 {
+        p.exterior_mut(|r| r.0.iter_mut().for_each(&mut f));
+        p.interiors_mut(|rs| rs.iter_mut().for_each(|r| r.0.iter_mut().for_each(&mut f)));
+    }
+}
+
+/// Output formats of [`write_features`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    GeoJson,
+    GeoPackage,
+    Shapefile,
+}
+
+impl ExportFormat {
+    /// From a name (`geojson`, `gpkg`, `shp`) or a file extension.
+    pub fn parse(name: &str) -> Result<Self, FileError> {
+        match name.to_ascii_lowercase().as_str() {
+            "geojson" | "json" => Ok(ExportFormat::GeoJson),
+            "gpkg" | "geopackage" => Ok(ExportFormat::GeoPackage),
+            "shp" | "shapefile" => Ok(ExportFormat::Shapefile),
+            other => Err(FileError::UnknownFormat(other.to_string())),
+        }
+    }
+
+    fn driver(self) -> &'static str {
+        match self {
+            ExportFormat::GeoJson => "GeoJSON",
+            ExportFormat::GeoPackage => "GPKG",
+            ExportFormat::Shapefile => "ESRI Shapefile",
+        }
+    }
+}
+
+/// One feature to write: a boundary and its attributes (strings and integers).
+#[derive(Debug, Clone)]
+pub struct OutFeature {
+    pub boundary: MultiPolygon<f64>,
+    pub attributes: Vec<(&'static str, Option<OutValue>)>,
+}
+
+/// An attribute value of an [`OutFeature`].
+#[derive(Debug, Clone)]
+pub enum OutValue {
+    Text(String),
+    Integer(i64),
+}
+
+/// Writes features in CGCS2000 lon/lat (EPSG:4490; GeoJSON per RFC 7946) to `path`,
+/// replacing it. Shapefiles get UTF-8 attributes with a `.cpg` saying so.
+pub fn write_features(
+    path: &Path,
+    format: ExportFormat,
+    layer_name: &str,
+    features: &[OutFeature],
+) -> Result<(), FileError> {
+    let driver = DriverManager::get_driver_by_name(format.driver())?;
+    if path.exists() {
+        let _ = driver.delete(path);
+        let _ = std::fs::remove_file(path);
+    }
+    let mut dataset = driver.create_vector_only(path)?;
+    let mut srs = SpatialRef::from_epsg(4490)?;
+    srs.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    let layer_options: &[&str] = match format {
+        ExportFormat::Shapefile => &["ENCODING=UTF-8"],
+        ExportFormat::GeoJson => &["RFC7946=YES"],
+        ExportFormat::GeoPackage => &[],
+    };
+    let fields: Vec<(&'static str, OGRFieldType::Type)> = features
+        .first()
+        .map(|f| {
+            f.attributes
+                .iter()
+                .map(|(name, v)| {
+                    let ty = match v {
+                        Some(OutValue::Integer(_)) => OGRFieldType::OFTInteger64,
+                        _ => OGRFieldType::OFTString,
+                    };
+                    (*name, ty)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // GeoPackage writes are one SQLite transaction: fast, and all or nothing.
+    if format == ExportFormat::GeoPackage {
+        let mut txn = dataset.start_transaction()?;
+        write_layer(&mut txn, layer_name, &srs, layer_options, &fields, features)?;
+        txn.commit()?;
+    } else {
+        write_layer(
+            &mut dataset,
+            layer_name,
+            &srs,
+            layer_options,
+            &fields,
+            features,
+        )?;
+    }
+    Ok(())
+}
+
+fn write_layer(
+    ds: &mut Dataset,
+    layer_name: &str,
+    srs: &SpatialRef,
+    layer_options: &[&str],
+    fields: &[(&'static str, OGRFieldType::Type)],
+    features: &[OutFeature],
+) -> Result<(), FileError> {
+    let layer = ds.create_layer(LayerOptions {
+        name: layer_name,
+        srs: Some(srs),
+        ty: gdal::vector::OGRwkbGeometryType::wkbMultiPolygon,
+        options: Some(layer_options),
+    })?;
+    layer.create_defn_fields(fields)?;
+    for f in features {
+        let mut feature = Feature::new(layer.defn())?;
+        for (i, (_, v)) in f.attributes.iter().enumerate() {
+            match v {
+                Some(OutValue::Text(s)) => feature.set_field_string(i, s)?,
+                Some(OutValue::Integer(n)) => feature.set_field_integer64(i, *n)?,
+                None => feature.set_field_null(i)?,
+            }
+        }
+        let wkb = geozero::ToWkb::to_wkb(
+            &geo_types::Geometry::MultiPolygon(f.boundary.clone()),
+            geozero::CoordDimensions::xy(),
+        )
+        .map_err(|e| FileError::Feature {
+            feature: format!("{:?}", f.attributes.first()),
+            message: e.to_string(),
+        })?;
+        feature.set_geometry(Geometry::from_wkb(&wkb)?)?;
+        feature.create(&layer)?;
+    }
+    Ok(())
+}

@@ -11,12 +11,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 use wangge::domain::Grid;
+use wangge::domain::{Layer, Level};
 use wangge::io::geojson::{self as gj, ReadOptions};
 use wangge::spatial::LocateOptions;
 use wangge::spatial::coverage::{Severity, ValidateOptions};
 use wangge::spatial::crs::CoordSys;
+use wangge::store::{self, PlanStatus, RegionRecord, Store};
 use wangge::workflow::hierarchy::HierarchyOptions;
-use wangge::workflow::locate::GridLocator;
+use wangge::workflow::live::LiveGrids;
+use wangge::workflow::plans::{self, DraftRequest};
 
 /// One coverage check: label, children, parents by code, parent property of children.
 type Check<'a> = (
@@ -37,6 +40,9 @@ pub struct DemoArgs {
     /// Generate the demo plan again even if it exists.
     #[arg(long)]
     rebuild: bool,
+    /// The store the demo is loaded into (once) and located from.
+    #[arg(long, env = "DATABASE_URL", default_value = store::DEFAULT_URL)]
+    database_url: String,
 }
 
 /// Sample places, in GCJ-02 as an Amap/Tencent phone SDK would report them.
@@ -152,12 +158,25 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
     }
     println!();
 
-    let t = Instant::now();
-    let locator = GridLocator::new(grids);
+    let runtime = tokio::runtime::Runtime::new()?;
+    let locator = runtime.block_on(async {
+        let store = store::open(&a.database_url)
+            .await
+            .with_context(|| format!("opening the store at {}", a.database_url))?;
+        load_once(store.as_ref(), &counties, &townships, &communities, grids).await?;
+        let t = Instant::now();
+        let live = LiveGrids::load(store.as_ref()).await?;
+        println!(
+            "{} store at {}: {} current grids; partition loaded in {:.1} ms",
+            store.backend(),
+            a.database_url,
+            live.snapshot().grids().len(),
+            t.elapsed().as_secs_f64() * 1e3,
+        );
+        anyhow::Ok(live.snapshot())
+    })?;
     println!(
-        "partition of {} grids built in {:.1} ms ({:.1} MB)",
-        locator.grids().len(),
-        t.elapsed().as_secs_f64() * 1e3,
+        "lookup index: {:.1} MB (geometry included)",
         locator.index_bytes() as f64 / 1e6
     );
     println!();
@@ -201,9 +220,79 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
         "     target/release/wangge locate --grids {} --point 118.0196,37.3843 --coord-sys gcj02",
         a.dir.join("grids.geojson").display()
     );
+    println!("     target/release/wangge plan list");
+    println!(
+        "     target/release/wangge export /tmp/bincheng.gpkg --under 371602 --as-of 2026-06-01"
+    );
     Ok(if all_valid {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Puts the demo into an empty store: regions, then the grids as a plan that goes
+/// through the whole approval chain. A store that already has grids is left alone.
+async fn load_once(
+    store: &dyn Store,
+    counties: &[Grid],
+    townships: &[Grid],
+    communities: &[Grid],
+    grids: Vec<Grid>,
+) -> Result<()> {
+    if !store.grids(None, None, None).await?.is_empty() {
+        return Ok(());
+    }
+    let t = Instant::now();
+    let region = |g: &Grid, level: Level, parent: Option<String>| RegionRecord {
+        code: g.id.clone(),
+        name: g.name.clone().unwrap_or_else(|| g.id.clone()),
+        level,
+        parent_code: parent,
+        boundary: Some(g.boundary.clone()),
+    };
+    let mut regions = vec![RegionRecord {
+        code: "3716".into(),
+        name: "滨州市".into(),
+        level: Level::City,
+        parent_code: None,
+        boundary: None,
+    }];
+    for (level, set) in [
+        (Level::County, counties),
+        (Level::Township, townships),
+        (Level::Community, communities),
+    ] {
+        for g in set {
+            let parent =
+                g.id.get(..g.id.len().saturating_sub(3).max(4))
+                    .map(str::to_string);
+            regions.push(region(g, level, parent));
+        }
+    }
+    store.upsert_regions(&regions).await?;
+    let effective = "2026-01-01".parse()?;
+    let plan = plans::draft(
+        store,
+        DraftRequest {
+            scope_code: "3716".into(),
+            layer: Layer::Comprehensive,
+            title: "滨州市网格 (demo)".into(),
+            effective_date: Some(effective),
+            actor: "demo".into(),
+            grids,
+        },
+    )
+    .await?;
+    plans::transition(store, plan.id, PlanStatus::Submitted, "demo", None, None).await?;
+    plans::transition(store, plan.id, PlanStatus::Approved, "demo", None, None).await?;
+    plans::activate(store, plan.id, "demo", effective, None).await?;
+    println!(
+        "loaded {} regions and plan {} ({} grids, active from {effective}) into the store in {:.1} s",
+        regions.len(),
+        plan.id,
+        store.grids(None, None, None).await?.len(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

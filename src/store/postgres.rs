@@ -148,44 +148,56 @@ async fn write_content(
             .await?;
     }
     copy_plan_grids(tx, id, &content.grids).await?;
-    for l in &content.lineage {
-        sqlx::query(
-            "INSERT INTO plan_lineage (plan_id, from_code, to_code, kind, area_m2) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(id)
-        .bind(&l.from_code)
-        .bind(&l.to_code)
-        .bind(l.kind.as_str())
-        .bind(l.area_m2)
-        .execute(&mut **tx)
-        .await?;
-    }
-    for (community, generation) in &content.bases {
-        sqlx::query(
-            "INSERT INTO plan_bases (plan_id, community_code, generation) VALUES ($1, $2, $3)",
-        )
-        .bind(id)
-        .bind(community)
-        .bind(generation)
-        .execute(&mut **tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO layer_heads (community_code, layer, generation) VALUES ($1, $2, 0) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(community)
-        .bind(layer.as_str())
-        .execute(&mut **tx)
-        .await?;
-    }
+    // Whole arrays per statement: one round trip however many links a plan has.
+    let from: Vec<Option<&str>> = content
+        .lineage
+        .iter()
+        .map(|l| l.from_code.as_deref())
+        .collect();
+    let to: Vec<Option<&str>> = content
+        .lineage
+        .iter()
+        .map(|l| l.to_code.as_deref())
+        .collect();
+    let kind: Vec<&str> = content.lineage.iter().map(|l| l.kind.as_str()).collect();
+    let area: Vec<f64> = content.lineage.iter().map(|l| l.area_m2).collect();
+    sqlx::query(
+        "INSERT INTO plan_lineage (plan_id, from_code, to_code, kind, area_m2) \
+         SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::float8[])",
+    )
+    .bind(id)
+    .bind(&from)
+    .bind(&to)
+    .bind(&kind)
+    .bind(&area)
+    .execute(&mut **tx)
+    .await?;
+    let communities: Vec<&str> = content.bases.iter().map(|(c, _)| c.as_str()).collect();
+    let generations: Vec<i64> = content.bases.iter().map(|(_, g)| *g).collect();
+    sqlx::query(
+        "INSERT INTO plan_bases (plan_id, community_code, generation) \
+         SELECT $1, * FROM UNNEST($2::text[], $3::int8[])",
+    )
+    .bind(id)
+    .bind(&communities)
+    .bind(&generations)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO layer_heads (community_code, layer, generation) \
+         SELECT c, $2, 0 FROM UNNEST($1::text[]) AS c ON CONFLICT DO NOTHING",
+    )
+    .bind(&communities)
+    .bind(layer.as_str())
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
 #[async_trait]
 impl Store for PgStore {
     fn backend(&self) -> &'static str {
-        "postgres"
+        "postgis"
     }
 
     async fn migrate(&self) -> StoreResult<()> {
@@ -325,18 +337,15 @@ impl Store for PgStore {
         layer: Layer,
         communities: &[String],
     ) -> StoreResult<Vec<(String, i64)>> {
-        let mut out = Vec::with_capacity(communities.len());
-        for c in communities {
-            let g: Option<i64> = sqlx::query_scalar(
-                "SELECT generation FROM layer_heads WHERE community_code = $1 AND layer = $2",
-            )
-            .bind(c)
-            .bind(layer.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-            out.push((c.clone(), g.unwrap_or(0)));
-        }
-        Ok(out)
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT c, coalesce(h.generation, 0) FROM UNNEST($1::text[]) AS c \
+             LEFT JOIN layer_heads h ON h.community_code = c AND h.layer = $2 ORDER BY c",
+        )
+        .bind(communities)
+        .bind(layer.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
     }
 
     async fn create_plan(&self, plan: &NewPlan, content: &PlanContent) -> StoreResult<Plan> {

@@ -221,16 +221,25 @@ fn synth_output_validates_clean_through_the_cli() {
 fn the_demo_builds_validates_and_locates() {
     let dir = tempfile::tempdir().unwrap();
     let counties = crate::helpers::fixture("real/binzhou_371600_full.datav.geojson");
-    let o = wangge(&[
+    let db = format!("sqlite://{}/wangge.db", dir.path().display());
+    let args = [
         "demo",
         "--counties",
         &counties.display().to_string(),
         "--dir",
         &dir.path().display().to_string(),
-    ]);
+        "--database-url",
+        &db,
+    ];
+    let o = wangge(&args);
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
     let out = stdout(&o);
     assert!(out.contains("grids tile their community"), "{out}");
+    assert!(out.contains("loaded 402 regions and plan 1"), "{out}");
+    // The second run finds the store loaded and locates from it.
+    let again = stdout(&wangge(&args));
+    assert!(!again.contains("loaded 402"), "{again}");
+    assert!(again.contains("4019 current grids"), "{again}");
     // 滨城区 sample lands in a Bincheng grid (county code 371602).
     assert!(
         out.lines()

@@ -216,6 +216,11 @@ pub enum PlanCommand {
         #[command(flatten)]
         actor: ActorArgs,
     },
+    /// Activate every approved plan whose effective date has come (run daily).
+    ActivateDue {
+        #[command(flatten)]
+        actor: ActorArgs,
+    },
     /// What activation would change: grids, lineage, members, households.
     Impact { id: i64 },
 }
@@ -487,6 +492,18 @@ pub fn plan(command: PlanCommand, store_args: StoreArgs) -> Result<ExitCode> {
                 json!(plans::activate(s, id, &actor.actor, today, None).await?)
             }
             PlanCommand::Impact { id } => json!(plans::impact(s, id).await?),
+            PlanCommand::ActivateDue { actor } => {
+                let results = plans::activate_due(s, &actor.actor, today, None).await?;
+                let rows: Vec<_> = results
+                    .into_iter()
+                    .map(|(id, r)| match r {
+                        Ok(a) => json!({"plan": id, "activated": true,
+                            "closed": a.closed, "inserted": a.inserted}),
+                        Err(e) => json!({"plan": id, "activated": false, "error": e.to_string()}),
+                    })
+                    .collect();
+                json!(rows)
+            }
         };
         println!("{}", serde_json::to_string_pretty(&value)?);
         Ok(ExitCode::SUCCESS)

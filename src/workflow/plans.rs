@@ -156,6 +156,30 @@ pub async fn activate(
     Ok(activation)
 }
 
+/// Activates every approved plan whose effective date has come (oldest date first), as
+/// a daily job would. Each activation stands alone: a conflict or failure of one is
+/// reported and the others go on.
+pub async fn activate_due(
+    store: &dyn Store,
+    actor: &str,
+    today: NaiveDate,
+    live: Option<&LiveGrids>,
+) -> Result<Vec<(i64, Result<crate::store::Activation, PlanError>)>, PlanError> {
+    let mut due: Vec<Plan> = store
+        .plans(None, Some(PlanStatus::Approved))
+        .await?
+        .into_iter()
+        .filter(|p| p.effective_date.is_some_and(|d| d <= today))
+        .collect();
+    due.sort_by_key(|p| (p.effective_date, p.id));
+    let mut out = Vec::with_capacity(due.len());
+    for plan in due {
+        let result = activate(store, plan.id, actor, today, live).await;
+        out.push((plan.id, result));
+    }
+    Ok(out)
+}
+
 /// Resolves communities, validates, traces lineage and assigns codes, without storing.
 pub async fn prepare(
     store: &dyn Store,

@@ -704,7 +704,33 @@ async fn activation_swaps_the_live_lookup_snapshot(b: Backend) {
     assert_eq!(old.grid.map(|g| g.id), Some(code(2)));
 }
 
+async fn due_plans_activate_in_date_order_and_future_ones_wait(b: Backend) {
+    let store = b.store.as_ref();
+    seed_regions(store).await;
+    let due = |d: &'static str| async move {
+        plans::activate_due(store, "cron", date(d), None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(id, r)| (id, r.is_ok()))
+            .collect::<Vec<_>>()
+    };
+    let first = approved_plan(store, first_grids(), "2026-01-01").await;
+    assert!(due("2025-12-31").await.is_empty(), "not due yet");
+    assert_eq!(due("2026-01-15").await, vec![(first, true)]);
+    // Drawn against the January grids, approved for June: it waits until June.
+    let later = approved_plan(store, second_grids("NW"), "2026-06-01").await;
+    assert!(due("2026-03-01").await.is_empty());
+    assert_eq!(
+        store.plan(later).await.unwrap().status,
+        PlanStatus::Approved
+    );
+    assert_eq!(due("2026-06-01").await, vec![(later, true)]);
+    assert_eq!(current_codes(store).await.len(), 5);
+}
+
 crate::contract!(
+    due_plans_activate_in_date_order_and_future_ones_wait,
     regions_are_upserted_and_listed_by_prefix,
     a_plan_goes_from_draft_to_active_with_codes_in_reading_order,
     a_plan_with_validation_errors_cannot_be_submitted,

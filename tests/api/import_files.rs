@@ -428,3 +428,21 @@ async fn a_rejected_import_stores_nothing() {
     assert!(err.contains("\"x\"") && err.contains("point"), "{err}");
     assert!(store.plans(None, None).await.unwrap().is_empty());
 }
+
+#[test]
+fn migrate_creates_the_embedded_store_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("nested/wangge.db");
+    for _ in 0..2 {
+        let o = wangge(&db, &["migrate"]);
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("up to date"));
+    }
+    assert!(db.exists());
+    let o = Command::new(env!("CARGO_BIN_EXE_wangge"))
+        .args(["migrate", "--database-url", "mysql://nowhere"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unsupported database URL"));
+}

@@ -10,6 +10,7 @@
 
 mod postgres;
 mod records;
+mod rows;
 mod sqlite;
 pub mod wkb;
 

@@ -22,7 +22,7 @@ const GRIDS_PER_COMMUNITY: usize = 100;
 
 /// Communities as a block of 0.06° × 0.045° rectangles (≈ 5 km × 5 km), each tiled into
 /// 100 grids of ~120 vertices, written to a GeoPackage like a planner's file.
-fn dataset(n: usize, dir: &Path) -> (Vec<RegionRecord>, std::path::PathBuf) {
+fn dataset(n: usize, dir: &Path) -> (Vec<RegionRecord>, std::path::PathBuf, usize) {
     let communities = n.div_ceil(GRIDS_PER_COMMUNITY);
     let cols = (communities as f64).sqrt().ceil() as usize;
     let mut regions = Vec::new();
@@ -80,7 +80,7 @@ fn dataset(n: usize, dir: &Path) -> (Vec<RegionRecord>, std::path::PathBuf) {
         ),
         regions.len()
     );
-    (regions, path)
+    (regions, path, features.len())
 }
 
 /// The whole import: file → grids → prepared plan → stored → approved → active.
@@ -163,7 +163,7 @@ fn bench(c: &mut Criterion) {
         .and_then(|s| s.parse().ok())
         .unwrap_or(100_000);
     let dir = tempfile::tempdir().expect("temp dir");
-    let (regions, file) = dataset(n, dir.path());
+    let (regions, file, count) = dataset(n, dir.path());
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     if std::env::var_os("WANGGE_TEST_DATABASE_URL").is_none() {
         eprintln!("no PostGIS cluster (run scripts/bench): measuring SQLite only");
@@ -217,12 +217,20 @@ fn bench(c: &mut Criterion) {
             Some(store)
         });
         let Some(store) = store else { continue };
+        let (_, timings) = rt
+            .block_on(live::load_locator_timed(store.as_ref()))
+            .expect("load");
+        eprintln!(
+            "{backend}: fetch and decode {:.2} s, build the index {:.2} s",
+            timings.fetch.as_secs_f64(),
+            timings.index.as_secs_f64()
+        );
         group.bench_function(backend, |b| {
             b.iter(|| {
                 let locator = rt
                     .block_on(live::load_locator(store.as_ref()))
                     .expect("load");
-                assert_eq!(locator.grids().len(), n);
+                assert_eq!(locator.grids().len(), count);
                 locator
             })
         });

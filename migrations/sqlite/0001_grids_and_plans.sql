@@ -50,6 +50,11 @@ CREATE TABLE plan_grids (
     boundary    blob NOT NULL,
     households  integer,
     attributes  text NOT NULL,
+    -- Bounding box, copied into grid_versions_bbox on activation.
+    min_x       real NOT NULL,
+    max_x       real NOT NULL,
+    min_y       real NOT NULL,
+    max_y       real NOT NULL,
     PRIMARY KEY (plan_id, seq)
 );
 

@@ -38,17 +38,22 @@ pub struct GridVersion {
 impl GridVersion {
     /// The engine's view of this version.
     pub fn to_grid(&self) -> Grid {
-        let mut properties = self.attributes.clone();
+        self.clone().into_grid()
+    }
+
+    /// The engine's view of this version, without copying the boundary.
+    pub fn into_grid(self) -> Grid {
+        let mut properties = self.attributes;
         if let Some(h) = self.households {
             properties.insert("households".into(), Value::from(h));
         }
         Grid {
-            id: self.code.clone(),
-            name: self.name.clone(),
+            id: self.code,
+            name: self.name,
             layer: self.layer,
-            parent: Some(self.parent_code.clone()),
+            parent: Some(self.parent_code),
             ancestors: Vec::new(),
-            boundary: self.boundary.clone(),
+            boundary: self.boundary,
             properties,
         }
     }

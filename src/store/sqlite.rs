@@ -14,9 +14,12 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::types::Json;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use std::path::Path;
 use std::time::Duration;
+
+/// Rows per multi-row INSERT (12 parameters each, well under SQLite's 32 766).
+const ROWS_PER_STATEMENT: usize = 500;
 
 /// The SQLite backend.
 pub struct SqliteStore {
@@ -103,34 +106,51 @@ async fn write_content(
             .execute(&mut **tx)
             .await?;
     }
-    for (seq, g) in content.grids.iter().enumerate() {
-        sqlx::query(
+    // Many rows per statement: each statement is a round trip to sqlx's worker thread.
+    let rows: Vec<(usize, &PlanGrid, Vec<u8>, geo_types::Rect<f64>)> = content
+        .grids
+        .iter()
+        .enumerate()
+        .map(|(seq, g)| {
+            let bbox = geom::bounds(&g.boundary).ok_or_else(|| {
+                StoreError::Corrupt(format!("grid {} has an empty boundary", g.code))
+            })?;
+            Ok((seq, g, wkb::encode(&g.boundary)?, bbox))
+        })
+        .collect::<StoreResult<_>>()?;
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut insert = QueryBuilder::<Sqlite>::new(
             "INSERT INTO plan_grids (plan_id, seq, code, name, parent_code, boundary, \
-             households, attributes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )
-        .bind(id)
-        .bind(seq as i64)
-        .bind(&g.code)
-        .bind(&g.name)
-        .bind(&g.parent_code)
-        .bind(wkb::encode(&g.boundary)?)
-        .bind(g.households)
-        .bind(Json(&g.attributes))
-        .execute(&mut **tx)
-        .await?;
+             households, attributes, min_x, max_x, min_y, max_y) ",
+        );
+        insert.push_values(chunk, |mut row, (seq, g, wkb, bbox)| {
+            row.push_bind(id)
+                .push_bind(*seq as i64)
+                .push_bind(&g.code)
+                .push_bind(&g.name)
+                .push_bind(&g.parent_code)
+                .push_bind(wkb.as_slice())
+                .push_bind(g.households)
+                .push_bind(Json(&g.attributes))
+                .push_bind(bbox.min().x)
+                .push_bind(bbox.max().x)
+                .push_bind(bbox.min().y)
+                .push_bind(bbox.max().y);
+        });
+        insert.build().execute(&mut **tx).await?;
     }
-    for l in &content.lineage {
-        sqlx::query(
-            "INSERT INTO plan_lineage (plan_id, from_code, to_code, kind, area_m2) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .bind(id)
-        .bind(&l.from_code)
-        .bind(&l.to_code)
-        .bind(l.kind.as_str())
-        .bind(l.area_m2)
-        .execute(&mut **tx)
-        .await?;
+    for chunk in content.lineage.chunks(ROWS_PER_STATEMENT) {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO plan_lineage (plan_id, from_code, to_code, kind, area_m2) ",
+        );
+        insert.push_values(chunk, |mut row, l| {
+            row.push_bind(id)
+                .push_bind(&l.from_code)
+                .push_bind(&l.to_code)
+                .push_bind(l.kind.as_str())
+                .push_bind(l.area_m2);
+        });
+        insert.build().execute(&mut **tx).await?;
     }
     for (community, generation) in &content.bases {
         sqlx::query(
@@ -510,27 +530,14 @@ impl Store for SqliteStore {
         .await?
         .rows_affected();
         // Bounding boxes of the new versions for grid_at.
-        let rows = sqlx::query("SELECT id, boundary FROM grid_versions WHERE plan_id = ?1")
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await?;
-        for row in rows {
-            let gid: i64 = row.try_get("id")?;
-            let b: Vec<u8> = row.try_get("boundary")?;
-            let Some(r) = geom::bounds(&wkb::decode(&b)?) else {
-                continue;
-            };
-            sqlx::query(
-                "INSERT INTO grid_versions_bbox (id, min_x, max_x, min_y, max_y) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .bind(gid)
-            .bind(r.min().x)
-            .bind(r.max().x)
-            .bind(r.min().y)
-            .bind(r.max().y)
-            .execute(&mut *tx)
-            .await?;
-        }
+        sqlx::query(
+            "INSERT INTO grid_versions_bbox (id, min_x, max_x, min_y, max_y) \
+             SELECT g.id, p.min_x, p.max_x, p.min_y, p.max_y FROM grid_versions g \
+             JOIN plan_grids p ON p.plan_id = g.plan_id AND p.code = g.code WHERE g.plan_id = ?1",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO grid_lineage (plan_id, from_code, to_code, kind, area_m2) \
              SELECT plan_id, from_code, to_code, kind, area_m2 FROM plan_lineage WHERE plan_id = ?1",

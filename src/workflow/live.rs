@@ -43,6 +43,23 @@ impl LiveGrids {
 /// Builds a locator from the current grids, with community, township and county named
 /// from the stored regions.
 pub async fn load_locator(store: &dyn Store) -> Result<GridLocator, StoreError> {
+    Ok(load_locator_timed(store).await?.0)
+}
+
+/// Where loading spends its time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadTimings {
+    /// Query, transfer and WKB decoding.
+    pub fetch: std::time::Duration,
+    /// Building the partitions.
+    pub index: std::time::Duration,
+}
+
+/// [`load_locator`], with timings.
+pub async fn load_locator_timed(
+    store: &dyn Store,
+) -> Result<(GridLocator, LoadTimings), StoreError> {
+    let t = std::time::Instant::now();
     let versions = store.grids(None, None, None).await?;
     let names: HashMap<String, String> = store
         .regions(None)
@@ -50,11 +67,10 @@ pub async fn load_locator(store: &dyn Store) -> Result<GridLocator, StoreError> 
         .into_iter()
         .map(|r| (r.code, r.name))
         .collect();
-    let grids = versions
-        .iter()
+    let grids: Vec<_> = versions
+        .into_iter()
         .map(|v| {
-            let mut g = v.to_grid();
-            g.ancestors = [Level::Community, Level::Township, Level::County]
+            let ancestors = [Level::Community, Level::Township, Level::County]
                 .into_iter()
                 .filter_map(|level| {
                     let code = v.code.get(..level.code_len())?.to_string();
@@ -65,8 +81,18 @@ pub async fn load_locator(store: &dyn Store) -> Result<GridLocator, StoreError> 
                     })
                 })
                 .collect();
+            let mut g = v.into_grid();
+            g.ancestors = ancestors;
             g
         })
         .collect();
-    Ok(GridLocator::new(grids))
+    let fetch = t.elapsed();
+    let locator = GridLocator::new(grids);
+    Ok((
+        locator,
+        LoadTimings {
+            fetch,
+            index: t.elapsed() - fetch,
+        },
+    ))
 }

@@ -40,12 +40,16 @@ pub struct BuildOptions {
     /// Target number of raster cells per polygon (more: faster lookups, more memory).
     /// The default, 96, leaves ~70 % of cells wholly inside one grid.
     pub cells_per_polygon: f64,
+    /// Threads for the build; 0 chooses (one below 2 000 polygons, else every core up
+    /// to 8). The index is the same whatever the number.
+    pub threads: usize,
 }
 
 impl Default for BuildOptions {
     fn default() -> Self {
         BuildOptions {
             cells_per_polygon: 96.0,
+            threads: 0,
         }
     }
 }
@@ -221,26 +225,39 @@ impl Partition {
             .map(|i| set.polys[i as usize].coord_range(&set).start)
             .collect();
 
-        // 1. Rasterise every edge into the cells it passes through.
-        let mut pairs: Vec<(u32, u32)> = Vec::new();
-        for i in 0..set.len() as u32 {
-            set.for_each_edge(i, |k| {
-                let (a, b) = set.edge(k);
-                let (c0, c1) = (grid.col(a.x.min(b.x)), grid.col(a.x.max(b.x)));
-                let (r0, r1) = (grid.row(a.y.min(b.y)), grid.row(a.y.max(b.y)));
-                // Cells are grown by a hair: an edge on a cell border may also touch the
-                // neighbour, so widen the range by one where the edge is that close.
-                let (c0, c1) = (c0.saturating_sub(1), (c1 + 1).min(grid.nx - 1));
-                let (r0, r1) = (r0.saturating_sub(1), (r1 + 1).min(grid.ny - 1));
-                for iy in r0..=r1 {
-                    for ix in c0..=c1 {
-                        if geom::segment_meets_rect(a, b, &grid.rect(ix, iy)) {
-                            pairs.push(((iy * grid.nx + ix) as u32, k));
+        // 1. Rasterise every edge into the cells it passes through. Polygons are split
+        //    into contiguous ranges, one per thread, and the results concatenated in
+        //    order, so each cell's edges stay sorted by edge index.
+        let threads = match options.threads {
+            0 => build_threads(set.len()),
+            t => t,
+        };
+        let pairs: Vec<(u32, u32)> = in_parallel(set.len(), threads, |polys| {
+            let mut pairs: Vec<(u32, u32)> = Vec::new();
+            for i in polys {
+                let i = i as u32;
+                set.for_each_edge(i, |k| {
+                    let (a, b) = set.edge(k);
+                    let (c0, c1) = (grid.col(a.x.min(b.x)), grid.col(a.x.max(b.x)));
+                    let (r0, r1) = (grid.row(a.y.min(b.y)), grid.row(a.y.max(b.y)));
+                    // Cells are grown by a hair: an edge on a cell border may also touch
+                    // the neighbour, so widen the range by one where the edge is that close.
+                    let (c0, c1) = (c0.saturating_sub(1), (c1 + 1).min(grid.nx - 1));
+                    let (r0, r1) = (r0.saturating_sub(1), (r1 + 1).min(grid.ny - 1));
+                    for iy in r0..=r1 {
+                        for ix in c0..=c1 {
+                            if geom::segment_meets_rect(a, b, &grid.rect(ix, iy)) {
+                                pairs.push(((iy * grid.nx + ix) as u32, k));
+                            }
                         }
                     }
-                }
-            });
-        }
+                });
+            }
+            pairs
+        })
+        .into_iter()
+        .flatten()
+        .collect();
         let (cell_edge_offsets, cell_edges) = group_by_cell(ncells, &pairs);
         drop(pairs);
         let owner = |k: u32| owner_in(&poly_coord_starts, k);
@@ -254,78 +271,115 @@ impl Partition {
             let at = edges.partition_point(|&k| k < r.start);
             at < edges.len() && edges[at] < r.end
         };
-        let mut full: Vec<(u32, u32)> = Vec::new();
-        for i in 0..set.len() as u32 {
-            let b = set.bbox(i);
-            if set.polys[i as usize].rings.is_empty() {
-                continue;
-            }
-            let (c0, c1) = (grid.col(b.min().x), grid.col(b.max().x));
-            let (r0, r1) = (grid.row(b.min().y), grid.row(b.max().y));
-            for iy in r0..=r1 {
-                let mut run_inside: Option<bool> = None;
-                for ix in c0..=c1 {
-                    let cell = iy * grid.nx + ix;
-                    if touches(cell, i) {
-                        run_inside = None;
-                        continue;
-                    }
-                    let inside =
-                        *run_inside.get_or_insert_with(|| set.contains(i, grid.centre(ix, iy)));
-                    if inside {
-                        full.push((cell as u32, i));
+        let full: Vec<(u32, u32)> = in_parallel(set.len(), threads, |polys| {
+            let mut full = Vec::new();
+            for i in polys {
+                let i = i as u32;
+                if set.polys[i as usize].rings.is_empty() {
+                    continue;
+                }
+                let b = set.bbox(i);
+                let (c0, c1) = (grid.col(b.min().x), grid.col(b.max().x));
+                let (r0, r1) = (grid.row(b.min().y), grid.row(b.max().y));
+                for iy in r0..=r1 {
+                    let mut run_inside: Option<bool> = None;
+                    for ix in c0..=c1 {
+                        let cell = iy * grid.nx + ix;
+                        if touches(cell, i) {
+                            run_inside = None;
+                            continue;
+                        }
+                        let inside =
+                            *run_inside.get_or_insert_with(|| set.contains(i, grid.centre(ix, iy)));
+                        if inside {
+                            full.push((cell as u32, i));
+                        }
                     }
                 }
             }
-        }
+            full
+        })
+        .into_iter()
+        .flatten()
+        .collect();
         let (full_offsets, full_polys) = group_by_cell(ncells, &full);
         drop(full);
 
         // 3. Encode each cell. A candidate with edges in the cell carries what the
         //    cell-local crossing test needs (see `cell_contains`).
-        let mut cells = vec![EMPTY; ncells];
+        let encoded = in_parallel(ncells, threads, |range| {
+            let mut out = EncodedCells::default();
+            let mut entries: Vec<[u32; ENTRY]> = Vec::new();
+            for cell in range {
+                let (e0, e1) = (cell_edge_offsets[cell], cell_edge_offsets[cell + 1]);
+                let edges = &cell_edges[e0 as usize..e1 as usize];
+                let fulls =
+                    &full_polys[full_offsets[cell] as usize..full_offsets[cell + 1] as usize];
+                if edges.is_empty() && fulls.len() == 1 {
+                    out.words.push(fulls[0]);
+                    continue;
+                }
+                if edges.is_empty() && fulls.is_empty() {
+                    out.words.push(EMPTY);
+                    continue;
+                }
+                entries.clear();
+                entries.extend(fulls.iter().map(|&i| [i | FULL, 0, 0, 0, 0]));
+                let (ix, iy) = (cell % grid.nx, cell / grid.nx);
+                let rect = grid.rect(ix, iy);
+                let mut run = 0usize;
+                while run < edges.len() {
+                    let o = owner(edges[run]);
+                    let mut end = run;
+                    while end < edges.len() && owner(edges[end]) == o {
+                        end += 1;
+                    }
+                    let own = &edges[run..end];
+                    let base = local_reference(&set, o, own, &rect, &mut out.breaks);
+                    entries.push([
+                        o | if base.0 { BASE } else { 0 },
+                        e0 + run as u32,
+                        e0 + end as u32,
+                        base.1,
+                        out.breaks.len() as u32,
+                    ]);
+                    run = end;
+                }
+                entries.sort_unstable_by_key(|e| e[0] & POLY);
+                out.words.push(LIST | out.lists.len() as u32);
+                out.lists.push(entries.len() as u32);
+                for e in &entries {
+                    out.lists.extend_from_slice(e);
+                }
+            }
+            out
+        });
+        // Each thread numbered its lists and breaks from zero: shift them into place.
+        let mut cells = Vec::with_capacity(ncells);
         let mut lists = Vec::new();
         let mut breaks: Vec<f64> = Vec::new();
-        let mut entries: Vec<[u32; ENTRY]> = Vec::new();
-        for (cell, word) in cells.iter_mut().enumerate() {
-            let (e0, e1) = (cell_edge_offsets[cell], cell_edge_offsets[cell + 1]);
-            let edges = &cell_edges[e0 as usize..e1 as usize];
-            let fulls = &full_polys[full_offsets[cell] as usize..full_offsets[cell + 1] as usize];
-            if edges.is_empty() && fulls.len() == 1 {
-                *word = fulls[0];
-                continue;
-            }
-            if edges.is_empty() && fulls.is_empty() {
-                continue;
-            }
-            entries.clear();
-            entries.extend(fulls.iter().map(|&i| [i | FULL, 0, 0, 0, 0]));
-            let (ix, iy) = (cell % grid.nx, cell / grid.nx);
-            let rect = grid.rect(ix, iy);
-            let mut run = 0usize;
-            while run < edges.len() {
-                let o = owner(edges[run]);
-                let mut end = run;
-                while end < edges.len() && owner(edges[end]) == o {
-                    end += 1;
+        for mut part in encoded {
+            let (list_base, break_base) = (lists.len() as u32, breaks.len() as u32);
+            cells.extend(part.words.iter().map(|&w| {
+                if w != EMPTY && w & LIST != 0 {
+                    w + list_base
+                } else {
+                    w
                 }
-                let own = &edges[run..end];
-                let base = local_reference(&set, o, own, &rect, &mut breaks);
-                entries.push([
-                    o | if base.0 { BASE } else { 0 },
-                    e0 + run as u32,
-                    e0 + end as u32,
-                    base.1,
-                    breaks.len() as u32,
-                ]);
-                run = end;
+            }));
+            let mut at = 0;
+            while at < part.lists.len() {
+                let n = part.lists[at] as usize;
+                for e in part.lists[at + 1..at + 1 + n * ENTRY].chunks_exact_mut(ENTRY) {
+                    if e[0] & FULL == 0 {
+                        e[3] += break_base;
+                        e[4] += break_base;
+                    }
+                }
+                at += 1 + n * ENTRY;
             }
-            entries.sort_unstable_by_key(|e| e[0] & POLY);
-            *word = LIST | lists.len() as u32;
-            lists.push(entries.len() as u32);
-            for e in &entries {
-                lists.extend_from_slice(e);
-            }
+            lists.extend_from_slice(&part.lists);
+            breaks.append(&mut part.breaks);
         }
         let mut set = set;
         // Lookups use the raster's cell-local test; the stripe index served the build.
@@ -754,6 +808,49 @@ fn local_reference(
     (parity, start)
 }
 
+/// One thread's share of the encoded raster, numbered from zero.
+#[derive(Default)]
+struct EncodedCells {
+    words: Vec<u32>,
+    lists: Vec<u32>,
+    breaks: Vec<f64>,
+}
+
+/// Threads for building an index of `n` polygons: one for small inputs (spawning costs
+/// more than it saves), else what the machine offers, at most 8.
+fn build_threads(n: usize) -> usize {
+    if n < 2_000 {
+        return 1;
+    }
+    std::thread::available_parallelism().map_or(1, |t| t.get().min(8))
+}
+
+/// Runs `work` on `threads` contiguous ranges of `0..n` and returns the results in range
+/// order.
+fn in_parallel<T: Send>(
+    n: usize,
+    threads: usize,
+    work: impl Fn(std::ops::Range<usize>) -> T + Sync,
+) -> Vec<T> {
+    let threads = threads.clamp(1, n.max(1));
+    if threads == 1 {
+        return vec![work(0..n)];
+    }
+    let step = n.div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let work = &work;
+                s.spawn(move || work(t * step..((t + 1) * step).min(n)))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
 /// Counts describing a partition's raster (see [`Partition::raster_stats`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RasterStats {
@@ -791,6 +888,28 @@ mod tests {
         .cells
     }
 
+    #[test]
+    fn a_parallel_build_equals_a_single_threaded_one() {
+        let polys = synthetic(300, 11);
+        let build = |threads| {
+            Partition::build_with(
+                &polys,
+                BuildOptions {
+                    threads,
+                    ..BuildOptions::default()
+                },
+            )
+        };
+        let one = build(1);
+        for threads in [2, 3, 7] {
+            let many = build(threads);
+            assert_eq!(one.cells, many.cells, "{threads} threads");
+            assert_eq!(one.lists, many.lists, "{threads} threads");
+            assert_eq!(one.breaks, many.breaks, "{threads} threads");
+            assert_eq!(one.cell_edges, many.cell_edges, "{threads} threads");
+        }
+    }
+
     /// The raster's cell-local test must agree with the full crossing test everywhere,
     /// including exactly on vertices, where degenerate cases live.
     #[test]
@@ -801,6 +920,8 @@ mod tests {
                 &cells,
                 BuildOptions {
                     cells_per_polygon: per_poly,
+                    // Several threads: the parallel build must be exact too.
+                    threads: 3,
                 },
             );
             let full = PolygonSet::new(&cells);

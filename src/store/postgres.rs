@@ -204,15 +204,21 @@ impl Store for PgStore {
         let rows = sqlx::query(&format!(
             "SELECT {GRID_COLUMNS} FROM grid_versions g WHERE g.code LIKE $1 \
              AND ($2::text IS NULL OR g.layer = $2) AND CASE WHEN $3::date IS NULL THEN g.valid_to IS NULL \
-             ELSE g.valid_from <= $3 AND (g.valid_to IS NULL OR g.valid_to > $3) END \
-             ORDER BY g.code"
+             ELSE g.valid_from <= $3 AND (g.valid_to IS NULL OR g.valid_to > $3) END"
         ))
         .bind(like_prefix(under))
         .bind(layer.map(Layer::as_str))
         .bind(date)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(grid_from_row).collect()
+        // Sorted here, not in SQL: sorting rows that carry whole boundaries would make
+        // the database spill hundreds of megabytes to a temporary sort.
+        let mut grids = rows
+            .iter()
+            .map(grid_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        grids.sort_unstable_by(|a, b| a.code.cmp(&b.code).then(a.id.cmp(&b.id)));
+        Ok(grids)
     }
 
     async fn grid_at(

@@ -232,8 +232,8 @@ impl Partition {
             0 => build_threads(set.len()),
             t => t,
         };
-        let pairs: Vec<(u32, u32)> = in_parallel(set.len(), threads, |polys| {
-            let mut pairs: Vec<(u32, u32)> = Vec::new();
+        let pairs: Vec<Vec<(u32, u32)>> = in_parallel(set.len(), threads, |polys| {
+            let mut pairs: Vec<(u32, u32)> = Vec::with_capacity(polys.len() * 512);
             for i in polys {
                 let i = i as u32;
                 set.for_each_edge(i, |k| {
@@ -254,10 +254,7 @@ impl Partition {
                 });
             }
             pairs
-        })
-        .into_iter()
-        .flatten()
-        .collect();
+        });
         let (cell_edge_offsets, cell_edges) = group_by_cell(ncells, &pairs);
         drop(pairs);
         let owner = |k: u32| owner_in(&poly_coord_starts, k);
@@ -271,7 +268,7 @@ impl Partition {
             let at = edges.partition_point(|&k| k < r.start);
             at < edges.len() && edges[at] < r.end
         };
-        let full: Vec<(u32, u32)> = in_parallel(set.len(), threads, |polys| {
+        let full: Vec<Vec<(u32, u32)>> = in_parallel(set.len(), threads, |polys| {
             let mut full = Vec::new();
             for i in polys {
                 let i = i as u32;
@@ -298,10 +295,7 @@ impl Partition {
                 }
             }
             full
-        })
-        .into_iter()
-        .flatten()
-        .collect();
+        });
         let (full_offsets, full_polys) = group_by_cell(ncells, &full);
         drop(full);
 
@@ -986,17 +980,19 @@ fn ring_cells(
 }
 
 /// Counting sort of (cell, value) pairs into CSR offsets and values, stable.
-fn group_by_cell(ncells: usize, pairs: &[(u32, u32)]) -> (Vec<u32>, Vec<u32>) {
+fn group_by_cell(ncells: usize, parts: &[Vec<(u32, u32)>]) -> (Vec<u32>, Vec<u32>) {
+    // Parts are read in order without concatenating them first: at city scale they
+    // hold hundreds of megabytes.
     let mut offsets = vec![0u32; ncells + 1];
-    for &(c, _) in pairs {
+    for &(c, _) in parts.iter().flatten() {
         offsets[c as usize + 1] += 1;
     }
     for i in 1..offsets.len() {
         offsets[i] += offsets[i - 1];
     }
     let mut fill = offsets.clone();
-    let mut values = vec![0u32; pairs.len()];
-    for &(c, v) in pairs {
+    let mut values = vec![0u32; offsets[ncells] as usize];
+    for &(c, v) in parts.iter().flatten() {
         values[fill[c as usize] as usize] = v;
         fill[c as usize] += 1;
     }

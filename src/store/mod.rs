@@ -11,6 +11,7 @@
 mod postgres;
 mod records;
 mod rows;
+mod rules;
 mod sqlite;
 pub mod wkb;
 

@@ -3,7 +3,7 @@
 //! Bulk writes of plan grids go through `COPY … (FORMAT binary)`.
 
 use super::records::*;
-use super::sqlite::{
+use super::rules::{
     check_effective_after, check_transition, first_containing, precheck_activation, refusal,
 };
 use super::{Store, StoreError, StoreResult, wkb};

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
-use wangge::domain::Grid;
+use wangge::domain::{Grid, RegionCode};
 use wangge::domain::{Layer, Level};
 use wangge::io::geojson::{self as gj, ReadOptions};
 use wangge::spatial::LocateOptions;
@@ -264,10 +264,10 @@ async fn load_once(
         (Level::Community, communities),
     ] {
         for g in set {
-            let parent =
-                g.id.get(..g.id.len().saturating_sub(3).max(4))
-                    .map(str::to_string);
-            regions.push(region(g, level, parent));
+            let code: RegionCode =
+                g.id.parse()
+                    .with_context(|| format!("demo region {:?}", g.id))?;
+            regions.push(region(g, level, code.parent().map(|p| p.to_string())));
         }
     }
     store.upsert_regions(&regions).await?;

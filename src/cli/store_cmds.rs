@@ -74,8 +74,12 @@ impl FileArgs {
     }
 
     fn read(&self) -> Result<ImportedFile> {
+        self.read_with(&self.options())
+    }
+
+    fn read_with(&self, options: &ImportOptions) -> Result<ImportedFile> {
         let pb = spinner("reading", 0);
-        let file = gdal_files::read_grids(&self.file, &self.options(), |done, total| {
+        let file = gdal_files::read_grids(&self.file, options, |done, total| {
             pb.set_length(total);
             pb.set_position(done);
         });
@@ -331,13 +335,7 @@ fn import_regions(a: ImportRegionsArgs, store_args: StoreArgs) -> Result<ExitCod
     if options.id_field.is_none() {
         options.id_field = Some("code".into());
     }
-    let pb = spinner("reading", 0);
-    let file = gdal_files::read_grids(&a.file.file, &options, |d, t| {
-        pb.set_length(t);
-        pb.set_position(d);
-    })
-    .with_context(|| format!("importing {}", a.file.file.display()))?;
-    pb.finish_and_clear();
+    let file = a.file.read_with(&options)?;
     let mut regions = Vec::with_capacity(file.grids.len());
     for g in file.grids {
         let code: wangge::domain::RegionCode =

@@ -412,21 +412,16 @@ impl Transform {
                 Ok(())
             }
             Transform::Proj(_, proj) => {
-                for p in &mut m.0 {
-                    let mut ext = p.exterior().0.clone();
-                    proj.convert_all(&mut ext)?;
-                    p.exterior_mut(|r| r.0 = ext);
-                    let mut holes: Vec<Vec<Coord<f64>>> =
-                        p.interiors().iter().map(|r| r.0.clone()).collect();
-                    for h in &mut holes {
-                        proj.convert_all(h)?;
+                // One PROJ call for the whole feature, written back in the same order.
+                let mut coords = Vec::new();
+                for_each_coord(m, |c| coords.push(*c));
+                proj.convert_all(&mut coords)?;
+                let mut converted = coords.into_iter();
+                for_each_coord(m, |c| {
+                    if let Some(n) = converted.next() {
+                        *c = n;
                     }
-                    p.interiors_mut(|rs| {
-                        for (r, h) in rs.iter_mut().zip(holes) {
-                            r.0 = h;
-                        }
-                    });
-                }
+                });
                 Ok(())
             }
             Transform::Unknown(path) => {

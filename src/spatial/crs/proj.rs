@@ -45,26 +45,32 @@ impl ToCgcs2000 {
         })
     }
 
+    fn error(&self, c: Coord<f64>, message: String) -> ProjError {
+        ProjError::Convert {
+            crs: self.crs.clone(),
+            x: c.x,
+            y: c.y,
+            message,
+        }
+    }
+
     /// Transforms many coordinates in place with one PROJ call (much faster than one
     /// call per coordinate for whole files).
     pub fn convert_all(&self, coords: &mut [Coord<f64>]) -> Result<(), ProjError> {
         let mut pairs: Vec<(f64, f64)> = coords.iter().map(|c| (c.x, c.y)).collect();
-        self.proj
-            .convert_array(&mut pairs)
-            .map_err(|e| ProjError::Convert {
-                crs: self.crs.clone(),
-                x: coords.first().map_or(f64::NAN, |c| c.x),
-                y: coords.first().map_or(f64::NAN, |c| c.y),
-                message: e.to_string(),
-            })?;
+        self.proj.convert_array(&mut pairs).map_err(|e| {
+            let first = coords.first().copied();
+            self.error(
+                first.unwrap_or(Coord {
+                    x: f64::NAN,
+                    y: f64::NAN,
+                }),
+                e.to_string(),
+            )
+        })?;
         for (c, (x, y)) in coords.iter_mut().zip(pairs) {
             if !x.is_finite() || !y.is_finite() {
-                return Err(ProjError::Convert {
-                    crs: self.crs.clone(),
-                    x: c.x,
-                    y: c.y,
-                    message: "result is not finite".into(),
-                });
+                return Err(self.error(*c, "result is not finite".into()));
             }
             *c = Coord { x, y };
         }
@@ -76,19 +82,9 @@ impl ToCgcs2000 {
         let (x, y) = self
             .proj
             .convert((c.x, c.y))
-            .map_err(|e| ProjError::Convert {
-                crs: self.crs.clone(),
-                x: c.x,
-                y: c.y,
-                message: e.to_string(),
-            })?;
+            .map_err(|e| self.error(c, e.to_string()))?;
         if !x.is_finite() || !y.is_finite() {
-            return Err(ProjError::Convert {
-                crs: self.crs.clone(),
-                x: c.x,
-                y: c.y,
-                message: "result is not finite".into(),
-            });
+            return Err(self.error(c, "result is not finite".into()));
         }
         Ok(Coord { x, y })
     }

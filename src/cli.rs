@@ -19,7 +19,9 @@ use wangge::spatial::crs::CoordSys;
 use wangge::workflow::check::{Validation, problem_json, validate_groups};
 use wangge::workflow::locate::GridLocator;
 
+mod access_cmds;
 mod demo;
+mod serve;
 #[cfg(feature = "proj")]
 mod store_cmds;
 mod synth_cmd;
@@ -45,6 +47,22 @@ enum Command {
     Synth(synth_cmd::SynthArgs),
     /// Build the Binzhou demo (if needed), validate it and locate sample points.
     Demo(demo::DemoArgs),
+    /// Run the HTTP service (locate, plans, public cards, OGC API – Features).
+    Serve(serve::ServeArgs),
+    /// Administer user accounts and their grants.
+    User {
+        #[command(subcommand)]
+        what: access_cmds::UserCommand,
+        #[command(flatten)]
+        store: access_cmds::AccountStoreArgs,
+    },
+    /// Issue and revoke bearer tokens.
+    Token {
+        #[command(subcommand)]
+        what: access_cmds::TokenCommand,
+        #[command(flatten)]
+        store: access_cmds::AccountStoreArgs,
+    },
     /// Apply the store's migrations.
     #[cfg(feature = "proj")]
     Migrate(store_cmds::StoreArgs),
@@ -153,6 +171,9 @@ pub fn run() -> ExitCode {
         Command::Locate(a) => locate(a),
         Command::Synth(a) => synth_cmd::run(a).map(|_| ExitCode::SUCCESS),
         Command::Demo(a) => demo::run(a),
+        Command::Serve(a) => serve::run(a),
+        Command::User { what, store } => access_cmds::user(what, store),
+        Command::Token { what, store } => access_cmds::token(what, store),
         #[cfg(feature = "proj")]
         Command::Migrate(s) => store_cmds::migrate(s),
         #[cfg(feature = "proj")]

@@ -16,12 +16,18 @@
 //!
 //! Dependencies point one way: `cli` → `workflow` → `spatial`, `io` → `domain`.
 
+/// Principals, roles over region subtrees, tokens, passwords, masking (no HTTP).
+pub mod auth;
 /// Plain data and invariants: levels, codes, grids.
 pub mod domain;
 /// Crate-wide error type.
 pub mod error;
+/// The HTTP service (axum): locate, plans, public cards, OGC API – Features.
+pub mod http;
 /// Reading and writing boundary files.
 pub mod io;
+/// Service settings (file + environment), validated at start-up.
+pub mod settings;
 /// The spatial engine (no I/O).
 pub mod spatial;
 /// Storage of regions, grid versions, plans and members (PostGIS, SQLite).

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use geo_types::{Coord, MultiPolygon};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 use wangge::domain::{Grid, RegionCode};
@@ -16,7 +16,7 @@ use wangge::io::geojson::{self as gj, ReadOptions};
 use wangge::spatial::LocateOptions;
 use wangge::spatial::coverage::{Severity, ValidateOptions};
 use wangge::spatial::crs::CoordSys;
-use wangge::store::{self, PlanStatus, RegionRecord, Store};
+use wangge::store::{self, NewMember, PlanStatus, RegionRecord, Role, Store};
 use wangge::workflow::hierarchy::HierarchyOptions;
 use wangge::workflow::live::LiveGrids;
 use wangge::workflow::plans::{self, DraftRequest};
@@ -57,21 +57,30 @@ const SAMPLES: &[(&str, f64, f64)] = &[
     ("Jinan (outside Binzhou)", 117.0009, 36.6758),
 ];
 
-pub fn run(a: DemoArgs) -> Result<ExitCode> {
+/// The demo's four levels, as generated into the demo directory.
+pub struct DemoLayers {
+    pub counties: Vec<Grid>,
+    pub townships: Vec<Grid>,
+    pub communities: Vec<Grid>,
+    pub grids: Vec<Grid>,
+}
+
+/// Generates the demo hierarchy from the real counties (once, unless `rebuild`) and
+/// reads it back.
+pub fn build_layers(counties: &Path, dir: &Path, rebuild: bool) -> Result<DemoLayers> {
     let t = Instant::now();
-    let grids_path = a.dir.join("grids.geojson");
-    if a.rebuild || !grids_path.exists() {
+    if rebuild || !dir.join("grids.geojson").exists() {
         eprintln!(
             "building the demo plan in {} (real counties, synthetic lower levels)…",
-            a.dir.display()
+            dir.display()
         );
-        let counties = synth_cmd::read_counties(&a.counties, "adcode", CoordSys::Gcj02)?;
+        let counties = synth_cmd::read_counties(counties, "adcode", CoordSys::Gcj02)?;
         let h = synth_cmd::generate_all(&counties, &HierarchyOptions::default())?;
-        synth_cmd::write_hierarchy(&a.dir, &counties, &h)?;
+        synth_cmd::write_hierarchy(dir, &counties, &h)?;
         eprintln!("  built in {:.1} s", t.elapsed().as_secs_f64());
     }
     let read = |name: &str, id: &str| -> Result<Vec<Grid>> {
-        let path = a.dir.join(name);
+        let path = dir.join(name);
         gj::read_grids_file(
             &path,
             &ReadOptions {
@@ -81,10 +90,21 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
         )
         .with_context(|| format!("reading {}", path.display()))
     };
-    let counties = read("counties.geojson", "code")?;
-    let townships = read("townships.geojson", "code")?;
-    let communities = read("communities.geojson", "code")?;
-    let grids = read("grids.geojson", "grid_id")?;
+    Ok(DemoLayers {
+        counties: read("counties.geojson", "code")?,
+        townships: read("townships.geojson", "code")?,
+        communities: read("communities.geojson", "code")?,
+        grids: read("grids.geojson", "grid_id")?,
+    })
+}
+
+pub fn run(a: DemoArgs) -> Result<ExitCode> {
+    let DemoLayers {
+        counties,
+        townships,
+        communities,
+        grids,
+    } = build_layers(&a.counties, &a.dir, a.rebuild)?;
 
     println!(
         "Binzhou demo: {} counties (real), {} townships, {} communities, {} grids (synthetic)",
@@ -159,7 +179,7 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
     println!();
 
     let runtime = tokio::runtime::Runtime::new()?;
-    let locator = runtime.block_on(async {
+    let snapshot = runtime.block_on(async {
         let store = store::open(&a.database_url)
             .await
             .with_context(|| format!("opening the store at {}", a.database_url))?;
@@ -170,11 +190,12 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
             "{} store at {}: {} current grids; partition loaded in {:.1} ms",
             store.backend(),
             a.database_url,
-            live.snapshot().grids().len(),
+            live.snapshot().locator.grids().len(),
             t.elapsed().as_secs_f64() * 1e3,
         );
         anyhow::Ok(live.snapshot())
     })?;
+    let locator = &snapshot.locator;
     println!(
         "lookup index: {:.1} MB (geometry included)",
         locator.index_bytes() as f64 / 1e6
@@ -233,7 +254,7 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
 
 /// Puts the demo into an empty store: regions, then the grids as a plan that goes
 /// through the whole approval chain. A store that already has grids is left alone.
-async fn load_once(
+pub async fn load_once(
     store: &dyn Store,
     counties: &[Grid],
     townships: &[Grid],
@@ -287,6 +308,23 @@ async fn load_once(
     plans::transition(store, plan.id, PlanStatus::Submitted, "demo", None, None).await?;
     plans::transition(store, plan.id, PlanStatus::Approved, "demo", None, None).await?;
     plans::activate(store, plan.id, "demo", effective, None).await?;
+    let codes: Vec<String> = store
+        .grids(None, None, None)
+        .await?
+        .into_iter()
+        .map(|g| g.code)
+        .collect();
+    store.add_members(&demo_members(&codes)).await?;
+    // 12345 is the government service hotline; the county lines are fictional.
+    store.set_supervision_phone("3716", "12345").await?;
+    for c in counties {
+        store
+            .set_supervision_phone(
+                &c.id,
+                &format!("0543-12345-{}", c.id.get(4..).unwrap_or(&c.id)),
+            )
+            .await?;
+    }
     println!(
         "loaded {} regions and plan {} ({} grids, active from {effective}) into the store in {:.1} s",
         regions.len(),
@@ -295,4 +333,45 @@ async fn load_once(
         t.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Fictional grid members (a leader on days, a full-time member on evenings and
+/// weekends) and supervision phones: the demo's cards and on-duty answers need people,
+/// and real names and numbers must not be used.
+fn demo_members(grids: &[String]) -> Vec<NewMember> {
+    const SURNAMES: &[char] = &[
+        '王', '李', '张', '刘', '陈', '杨', '赵', '黄', '周', '吴', '徐', '孙',
+    ];
+    const GIVEN: &[char] = &[
+        '伟', '芳', '娜', '敏', '静', '丽', '强', '磊', '军', '洋', '勇', '艳',
+    ];
+    let person = |i: usize| {
+        format!(
+            "{}{}{}",
+            SURNAMES[i % SURNAMES.len()],
+            GIVEN[(i / SURNAMES.len()) % GIVEN.len()],
+            GIVEN[(i * 7 + 3) % GIVEN.len()]
+        )
+    };
+    let mut out = Vec::with_capacity(grids.len() * 2);
+    for (i, code) in grids.iter().enumerate() {
+        out.push(NewMember {
+            scope_code: code.clone(),
+            role: Role::GridLeader,
+            name: person(2 * i),
+            phone: Some(format!("0543-6{:06}", 2 * i)),
+            duty_schedule: serde_json::json!({"shifts": [{"days": [1, 2, 3, 4, 5], "from": "08:00", "to": "18:00"}]}),
+        });
+        out.push(NewMember {
+            scope_code: code.clone(),
+            role: Role::FullTime,
+            name: person(2 * i + 1),
+            phone: Some(format!("0543-6{:06}", 2 * i + 1)),
+            duty_schedule: serde_json::json!({"shifts": [
+                {"days": [1, 2, 3, 4, 5], "from": "18:00", "to": "08:00"},
+                {"days": [6, 7], "from": "00:00", "to": "23:59"}
+            ]}),
+        });
+    }
+    out
 }

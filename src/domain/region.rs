@@ -8,7 +8,19 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// A level of the hierarchy, from the city down to the grid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
     /// Prefecture-level city (地级市), e.g. Binzhou.

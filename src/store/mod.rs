@@ -8,6 +8,8 @@
 //! either applies completely or not at all; two activations over the same communities
 //! cannot both succeed.
 
+pub mod access;
+mod access_sql;
 mod postgres;
 mod records;
 mod rows;
@@ -15,6 +17,7 @@ mod rules;
 mod sqlite;
 pub mod wkb;
 
+pub use access::{AccessStore, AuditEntry, AuditQuery, NewAuditEntry, TokenRecord, UserRecord};
 pub use postgres::PgStore;
 pub use records::*;
 pub use sqlite::SqliteStore;
@@ -59,7 +62,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// Implementations must behave identically; `tests/api/store_contract.rs` runs one suite
 /// against both.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: AccessStore + Send + Sync {
     /// The backend's name (`postgis` or `sqlite`).
     fn backend(&self) -> &'static str;
 
@@ -134,6 +137,8 @@ pub trait Store: Send + Sync {
 
     /// Adds a grid member or service-team member; returns its id.
     async fn add_member(&self, member: &NewMember) -> StoreResult<i64>;
+    /// Adds several members in one transaction (all or none); returns their ids.
+    async fn add_members(&self, members: &[NewMember]) -> StoreResult<Vec<i64>>;
     /// Members serving a grid or region code.
     async fn members(&self, scope_code: &str) -> StoreResult<Vec<Member>>;
     /// Sets the supervision phone of a grid or region.
@@ -141,7 +146,25 @@ pub trait Store: Send + Sync {
     /// The supervision phone of the first of `scope_codes` that has one (pass a grid's
     /// code and then its ancestors').
     async fn supervision_phone(&self, scope_codes: &[String]) -> StoreResult<Option<String>>;
+    /// Every member, by scope code and id (the service keeps them in memory).
+    async fn all_members(&self) -> StoreResult<Vec<Member>>;
+    /// Every supervision phone, as `(scope_code, phone)`.
+    async fn supervision_phones(&self) -> StoreResult<Vec<(String, String)>>;
+
+    /// A number that grows whenever current grids change (the sum of all layer
+    /// generations): replicas compare it to decide whether to reload.
+    async fn grids_version(&self) -> StoreResult<i64>;
+    /// A stream that yields whenever any process activates a plan, where the backend
+    /// can push (PostgreSQL `LISTEN`); `None` where callers must poll
+    /// [`Store::grids_version`].
+    async fn watch_grids(&self) -> StoreResult<Option<GridsWatch>>;
 }
+
+/// Notifications of grid changes (see [`Store::watch_grids`]).
+pub type GridsWatch = tokio::sync::mpsc::Receiver<()>;
+
+/// The channel activations notify on (PostgreSQL).
+pub const GRIDS_CHANNEL: &str = "wangge_grids";
 
 /// Opens the store a URL names (`postgres://…` or `sqlite://path`), creating an SQLite
 /// file when missing, and applies migrations.

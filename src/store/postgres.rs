@@ -2,11 +2,14 @@
 //! `geometry(MultiPolygon, 4490)` with GiST indexes, which QGIS can open directly.
 //! Bulk writes of plan grids go through `COPY … (FORMAT binary)`.
 
+use super::GRIDS_CHANNEL;
+use super::access::{AuditEntry, AuditQuery, NewAuditEntry, TokenRecord, UserRecord};
 use super::records::*;
 use super::rules::{
     check_effective_after, check_transition, first_containing, precheck_activation, refusal,
 };
-use super::{Store, StoreError, StoreResult, wkb};
+use super::{GridsWatch, Store, StoreError, StoreResult, wkb};
+use crate::domain::Grant;
 use crate::domain::Layer;
 use async_trait::async_trait;
 use chrono::{NaiveDate, Utc};
@@ -555,6 +558,12 @@ impl Store for PgStore {
             .await?;
         }
         let plan = plan_in(&mut tx, id).await?;
+        // Delivered at commit, to every replica listening (none on rollback).
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(GRIDS_CHANNEL)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(Activation {
             plan,
@@ -565,17 +574,32 @@ impl Store for PgStore {
     }
 
     async fn add_member(&self, member: &NewMember) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar(
-            "INSERT INTO members (scope_code, role, name, phone, duty_schedule) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING id",
-        )
-        .bind(&member.scope_code)
-        .bind(member.role.as_str())
-        .bind(&member.name)
-        .bind(&member.phone)
-        .bind(Json(&member.duty_schedule))
-        .fetch_one(&self.pool)
-        .await?)
+        self.add_members(std::slice::from_ref(member))
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("INSERT returned no id".into()))
+    }
+
+    async fn add_members(&self, members: &[NewMember]) -> StoreResult<Vec<i64>> {
+        let mut tx = self.pool.begin().await?;
+        let mut ids = Vec::with_capacity(members.len());
+        for member in members {
+            ids.push(
+                sqlx::query_scalar(
+                    "INSERT INTO members (scope_code, role, name, phone, duty_schedule) \
+                     VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                )
+                .bind(&member.scope_code)
+                .bind(member.role.as_str())
+                .bind(&member.name)
+                .bind(&member.phone)
+                .bind(Json(&member.duty_schedule))
+                .fetch_one(&mut *tx)
+                .await?,
+            );
+        }
+        tx.commit().await?;
+        Ok(ids)
     }
 
     async fn members(&self, scope_code: &str) -> StoreResult<Vec<Member>> {
@@ -613,6 +637,52 @@ impl Store for PgStore {
             }
         }
         Ok(None)
+    }
+
+    async fn all_members(&self) -> StoreResult<Vec<Member>> {
+        let rows = sqlx::query(
+            "SELECT id, scope_code, role, name, phone, duty_schedule FROM members \
+             ORDER BY scope_code, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(member_from_row).collect()
+    }
+
+    async fn supervision_phones(&self) -> StoreResult<Vec<(String, String)>> {
+        Ok(
+            sqlx::query_as("SELECT scope_code, phone FROM supervision_phones ORDER BY scope_code")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn grids_version(&self) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(generation), 0) AS BIGINT) FROM layer_heads",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn watch_grids(&self) -> StoreResult<Option<GridsWatch>> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        listener.listen(GRIDS_CHANNEL).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            // PgListener reconnects by itself; an error here is a notification we may
+            // have missed, so the receiver is told to check.
+            loop {
+                let missed = listener.recv().await.is_err();
+                if tx.try_send(()).is_err() && tx.is_closed() {
+                    return;
+                }
+                if missed {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        });
+        Ok(Some(rx))
     }
 }
 
@@ -698,3 +768,9 @@ mod copy_binary {
         b.extend_from_slice(&(-1i16).to_be_bytes());
     }
 }
+
+fn sql(s: &'static str) -> std::borrow::Cow<'static, str> {
+    s.into()
+}
+
+super::access_sql::access_store_impl!(PgStore, sql);

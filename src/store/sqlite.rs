@@ -1,11 +1,13 @@
 //! The embedded store: one SQLite file. Boundaries are WKB blobs with an R*Tree of their
 //! bounding boxes; dates are ISO 8601 text, which sorts like the dates it names.
 
+use super::access::{AuditEntry, AuditQuery, NewAuditEntry, TokenRecord, UserRecord};
 use super::records::*;
 use super::rules::{
     check_effective_after, check_transition, first_containing, precheck_activation, refusal,
 };
-use super::{Store, StoreError, StoreResult, wkb};
+use super::{GridsWatch, Store, StoreError, StoreResult, wkb};
+use crate::domain::Grant;
 use crate::domain::Layer;
 use crate::spatial::geom;
 use async_trait::async_trait;
@@ -599,17 +601,32 @@ impl Store for SqliteStore {
     }
 
     async fn add_member(&self, member: &NewMember) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar(
-            "INSERT INTO members (scope_code, role, name, phone, duty_schedule) \
-             VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
-        )
-        .bind(&member.scope_code)
-        .bind(member.role.as_str())
-        .bind(&member.name)
-        .bind(&member.phone)
-        .bind(Json(&member.duty_schedule))
-        .fetch_one(&self.pool)
-        .await?)
+        self.add_members(std::slice::from_ref(member))
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("INSERT returned no id".into()))
+    }
+
+    async fn add_members(&self, members: &[NewMember]) -> StoreResult<Vec<i64>> {
+        let mut tx = self.pool.begin().await?;
+        let mut ids = Vec::with_capacity(members.len());
+        for member in members {
+            ids.push(
+                sqlx::query_scalar(
+                    "INSERT INTO members (scope_code, role, name, phone, duty_schedule) \
+                     VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+                )
+                .bind(&member.scope_code)
+                .bind(member.role.as_str())
+                .bind(&member.name)
+                .bind(&member.phone)
+                .bind(Json(&member.duty_schedule))
+                .fetch_one(&mut *tx)
+                .await?,
+            );
+        }
+        tx.commit().await?;
+        Ok(ids)
     }
 
     async fn members(&self, scope_code: &str) -> StoreResult<Vec<Member>> {
@@ -648,4 +665,41 @@ impl Store for SqliteStore {
         }
         Ok(None)
     }
+
+    async fn all_members(&self) -> StoreResult<Vec<Member>> {
+        let rows = sqlx::query(
+            "SELECT id, scope_code, role, name, phone, duty_schedule FROM members \
+             ORDER BY scope_code, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(member_from_row).collect()
+    }
+
+    async fn supervision_phones(&self) -> StoreResult<Vec<(String, String)>> {
+        Ok(
+            sqlx::query_as("SELECT scope_code, phone FROM supervision_phones ORDER BY scope_code")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn grids_version(&self) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(generation), 0) AS BIGINT) FROM layer_heads",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn watch_grids(&self) -> StoreResult<Option<GridsWatch>> {
+        Ok(None)
+    }
 }
+
+/// SQLite's positional parameters are `?n`; the shared statements are written `$n`.
+fn sql(s: &'static str) -> std::borrow::Cow<'static, str> {
+    s.replace('$', "?").into()
+}
+
+super::access_sql::access_store_impl!(SqliteStore, sql);

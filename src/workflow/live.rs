@@ -1,28 +1,81 @@
-//! The grids every lookup sees: a [`GridLocator`] built from the store's current grids,
-//! swapped whole when a plan is activated. Readers hold an `Arc` of the snapshot they
-//! started with, so a swap never blocks or tears a lookup.
+//! What every lookup sees: a [`Snapshot`] of the current grids (a [`GridLocator`]), the
+//! regions, members and supervision phones, built from the store and swapped whole when
+//! a plan is activated. Readers hold an `Arc` of the snapshot they started with, so a
+//! swap never blocks or tears a lookup.
 
-use crate::domain::{Level, RegionRef};
-use crate::store::{Store, StoreError};
+use crate::domain::{Grid, Level, RegionRef};
+use crate::store::{Member, RegionRecord, Store, StoreError};
+use crate::workflow::duty;
 use crate::workflow::locate::GridLocator;
+use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+/// One consistent view of the current grids and who serves them.
+pub struct Snapshot {
+    pub locator: GridLocator,
+    /// Every region, ordered by code.
+    pub regions: Vec<RegionRecord>,
+    /// [`Store::grids_version`] when loading started.
+    pub version: i64,
+    pub loaded_at: DateTime<Utc>,
+    grid_by_code: HashMap<String, u32>,
+    region_by_code: HashMap<String, u32>,
+    members: HashMap<String, Vec<Member>>,
+    phones: HashMap<String, String>,
+}
+
+impl Snapshot {
+    /// The current grid with this code.
+    pub fn grid(&self, code: &str) -> Option<&Grid> {
+        let i = *self.grid_by_code.get(code)?;
+        self.locator.grids().get(i as usize)
+    }
+
+    /// The region with this code.
+    pub fn region(&self, code: &str) -> Option<&RegionRecord> {
+        let i = *self.region_by_code.get(code)?;
+        self.regions.get(i as usize)
+    }
+
+    /// Members serving a grid or region code.
+    pub fn members(&self, code: &str) -> &[Member] {
+        self.members.get(code).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The member to call in grid `code` at `at` (see [`duty::on_duty`]).
+    pub fn on_duty(&self, code: &str, at: DateTime<Utc>) -> Option<&Member> {
+        duty::on_duty(self.members(code), at)
+    }
+
+    /// The supervision phone of a grid: its own, else its nearest ancestor's.
+    pub fn supervision_phone(&self, code: &str) -> Option<&str> {
+        let mut scopes = vec![code];
+        if let Some(grid) = self.grid(code) {
+            scopes.extend(grid.ancestors.iter().map(|a| a.code.as_str()));
+        }
+        scopes.push(code.get(..Level::City.code_len()).unwrap_or(code));
+        scopes
+            .into_iter()
+            .find_map(|s| self.phones.get(s).map(String::as_str))
+    }
+}
+
 /// The current snapshot, replaceable.
 pub struct LiveGrids {
-    current: RwLock<Arc<GridLocator>>,
+    current: RwLock<Arc<Snapshot>>,
 }
 
 impl LiveGrids {
     /// Loads the current grids of both layers.
     pub async fn load(store: &dyn Store) -> Result<Self, StoreError> {
         Ok(LiveGrids {
-            current: RwLock::new(Arc::new(load_locator(store).await?)),
+            current: RwLock::new(Arc::new(load_snapshot(store).await?)),
         })
     }
 
     /// The snapshot lookups should use now.
-    pub fn snapshot(&self) -> Arc<GridLocator> {
+    pub fn snapshot(&self) -> Arc<Snapshot> {
         match self.current.read() {
             Ok(g) => g.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -31,13 +84,56 @@ impl LiveGrids {
 
     /// Rebuilds from the store and swaps the snapshot in (after an activation).
     pub async fn reload(&self, store: &dyn Store) -> Result<(), StoreError> {
-        let fresh = Arc::new(load_locator(store).await?);
+        let fresh = Arc::new(load_snapshot(store).await?);
         match self.current.write() {
             Ok(mut g) => *g = fresh,
             Err(poisoned) => *poisoned.into_inner() = fresh,
         }
         Ok(())
     }
+
+    /// Reloads only when the store's grids changed since the snapshot was loaded, or
+    /// when `force` (members and phones are not versioned). Returns whether it did.
+    pub async fn refresh(&self, store: &dyn Store, force: bool) -> Result<bool, StoreError> {
+        if !force && store.grids_version().await? == self.snapshot().version {
+            return Ok(false);
+        }
+        self.reload(store).await?;
+        Ok(true)
+    }
+}
+
+/// Builds a snapshot from the store.
+pub async fn load_snapshot(store: &dyn Store) -> Result<Snapshot, StoreError> {
+    let version = store.grids_version().await?;
+    let regions = store.regions(None).await?;
+    let locator = build_locator(store, &regions).await?;
+    let mut members: HashMap<String, Vec<Member>> = HashMap::new();
+    for m in store.all_members().await? {
+        members.entry(m.scope_code.clone()).or_default().push(m);
+    }
+    let phones = store.supervision_phones().await?.into_iter().collect();
+    let grid_by_code = locator
+        .grids()
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (g.id.clone(), i as u32))
+        .collect();
+    let region_by_code = regions
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.code.clone(), i as u32))
+        .collect();
+    Ok(Snapshot {
+        locator,
+        regions,
+        version,
+        loaded_at: Utc::now(),
+        grid_by_code,
+        region_by_code,
+        members,
+        phones,
+    })
 }
 
 /// Builds a locator from the current grids, with community, township and county named
@@ -60,14 +156,31 @@ pub async fn load_locator_timed(
     store: &dyn Store,
 ) -> Result<(GridLocator, LoadTimings), StoreError> {
     let t = std::time::Instant::now();
-    let versions = store.grids(None, None, None).await?;
-    let names: HashMap<String, String> = store
-        .regions(None)
-        .await?
-        .into_iter()
-        .map(|r| (r.code, r.name))
+    let regions = store.regions(None).await?;
+    let (grids, mut timings) = current_grids(store, &regions).await?;
+    timings.fetch = t.elapsed();
+    let locator = GridLocator::new(grids);
+    timings.index = t.elapsed() - timings.fetch;
+    Ok((locator, timings))
+}
+
+async fn build_locator(
+    store: &dyn Store,
+    regions: &[RegionRecord],
+) -> Result<GridLocator, StoreError> {
+    Ok(GridLocator::new(current_grids(store, regions).await?.0))
+}
+
+async fn current_grids(
+    store: &dyn Store,
+    regions: &[RegionRecord],
+) -> Result<(Vec<Grid>, LoadTimings), StoreError> {
+    let names: HashMap<&str, &str> = regions
+        .iter()
+        .map(|r| (r.code.as_str(), r.name.as_str()))
         .collect();
-    let grids: Vec<_> = versions
+    let versions = store.grids(None, None, None).await?;
+    let grids = versions
         .into_iter()
         .map(|v| {
             let ancestors = [Level::Community, Level::Township, Level::County]
@@ -76,7 +189,7 @@ pub async fn load_locator_timed(
                     let code = v.code.get(..level.code_len())?.to_string();
                     Some(RegionRef {
                         level,
-                        name: names.get(&code).cloned(),
+                        name: names.get(code.as_str()).map(|n| n.to_string()),
                         code,
                     })
                 })
@@ -86,13 +199,5 @@ pub async fn load_locator_timed(
             g
         })
         .collect();
-    let fetch = t.elapsed();
-    let locator = GridLocator::new(grids);
-    Ok((
-        locator,
-        LoadTimings {
-            fetch,
-            index: t.elapsed() - fetch,
-        },
-    ))
+    Ok((grids, LoadTimings::default()))
 }

@@ -8,6 +8,8 @@ use wangge::store::{PgStore, SqliteStore, Store};
 pub struct Backend {
     pub store: Arc<dyn Store>,
     pub raw: Raw,
+    /// The URL a server process opens the same database with.
+    pub url: String,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -47,6 +49,7 @@ pub async fn sqlite() -> Option<Backend> {
     Some(Backend {
         store: Arc::new(store),
         raw: Raw::Sqlite(raw),
+        url: format!("sqlite://{}", path.display()),
         _dir: Some(dir),
     })
 }
@@ -94,6 +97,7 @@ pub async fn postgis() -> Option<Backend> {
     Some(Backend {
         store: Arc::new(store),
         raw: Raw::Postgres(raw),
+        url,
         _dir: None,
     })
 }

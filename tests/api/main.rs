@@ -9,4 +9,5 @@ mod import_files;
 mod injected;
 mod properties;
 mod real_data;
+mod service;
 mod store_contract;

@@ -11,18 +11,18 @@ use wangge::store::{LineageKind, NewMember, PlanStatus, RegionRecord, Role, Stor
 use wangge::workflow::live::LiveGrids;
 use wangge::workflow::plans::{self, DraftRequest, PlanError};
 
-const COMMUNITY: &str = "371602001001";
+pub(crate) const COMMUNITY: &str = "371602001001";
 
-fn poly(points: &[(f64, f64)]) -> MultiPolygon<f64> {
+pub(crate) fn poly(points: &[(f64, f64)]) -> MultiPolygon<f64> {
     let ring: Vec<Coord<f64>> = points.iter().map(|&(x, y)| Coord { x, y }).collect();
     MultiPolygon(vec![Polygon::new(LineString::from(ring), vec![])])
 }
 
-fn date(s: &str) -> NaiveDate {
+pub(crate) fn date(s: &str) -> NaiveDate {
     s.parse().expect("date")
 }
 
-fn grid(name: &str, boundary: MultiPolygon<f64>, households: i64) -> Grid {
+pub(crate) fn grid(name: &str, boundary: MultiPolygon<f64>, households: i64) -> Grid {
     let mut properties = serde_json::Map::new();
     properties.insert("households".into(), json!(households));
     Grid {
@@ -37,7 +37,7 @@ fn grid(name: &str, boundary: MultiPolygon<f64>, households: i64) -> Grid {
 }
 
 /// Four quadrants of the community: NW, NE, SW, SE.
-fn first_grids() -> Vec<Grid> {
+pub(crate) fn first_grids() -> Vec<Grid> {
     vec![
         grid(
             "NW",
@@ -83,7 +83,7 @@ fn first_grids() -> Vec<Grid> {
 }
 
 /// NW takes a strip of NE (both modified), SW splits in two, SE stays as it was.
-fn second_grids(nw_name: &str) -> Vec<Grid> {
+pub(crate) fn second_grids(nw_name: &str) -> Vec<Grid> {
     vec![
         grid(
             nw_name,
@@ -143,7 +143,7 @@ fn second_grids(nw_name: &str) -> Vec<Grid> {
     ]
 }
 
-async fn seed_regions(store: &dyn Store) {
+pub(crate) async fn seed_regions(store: &dyn Store) {
     let region = |code: &str, name: &str, level, parent: Option<&str>, boundary| RegionRecord {
         code: code.into(),
         name: name.into(),
@@ -180,7 +180,7 @@ async fn seed_regions(store: &dyn Store) {
         .expect("regions");
 }
 
-async fn approved_plan(store: &dyn Store, grids: Vec<Grid>, effective: &str) -> i64 {
+pub(crate) async fn approved_plan(store: &dyn Store, grids: Vec<Grid>, effective: &str) -> i64 {
     let plan = plans::draft(
         store,
         DraftRequest {
@@ -232,7 +232,7 @@ async fn current_codes(store: &dyn Store) -> Vec<String> {
         .collect()
 }
 
-fn code(seq: u32) -> String {
+pub(crate) fn code(seq: u32) -> String {
     format!("{COMMUNITY}{seq:03}")
 }
 
@@ -688,7 +688,9 @@ async fn activation_swaps_the_live_lookup_snapshot(b: Backend) {
         y: 37.318,
     };
     let before = live.snapshot();
-    let answer = before.locate(strip, Default::default(), &Default::default());
+    let answer = before
+        .locator
+        .locate(strip, Default::default(), &Default::default());
     assert_eq!(answer.grid.as_ref().map(|g| g.id.clone()), Some(code(2)));
     assert_eq!(answer.ancestors[0].name.as_deref(), Some("黄河社区"));
     let second = approved_plan(store, second_grids("NW"), "2026-06-01").await;
@@ -697,10 +699,13 @@ async fn activation_swaps_the_live_lookup_snapshot(b: Backend) {
         .unwrap();
     let after = live
         .snapshot()
+        .locator
         .locate(strip, Default::default(), &Default::default());
     assert_eq!(after.grid.map(|g| g.id), Some(code(1)));
     // A reader that started before the swap keeps a consistent old snapshot.
-    let old = before.locate(strip, Default::default(), &Default::default());
+    let old = before
+        .locator
+        .locate(strip, Default::default(), &Default::default());
     assert_eq!(old.grid.map(|g| g.id), Some(code(2)));
 }
 

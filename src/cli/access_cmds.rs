@@ -1,0 +1,213 @@
+//! `wangge user …` and `wangge token …`: accounts administered on the configured store,
+//! also while servers run (they see changes within the token cache's few seconds).
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use std::io::{BufRead, IsTerminal};
+use std::process::ExitCode;
+use wangge::auth;
+use wangge::domain::{Grant, UserRole};
+use wangge::store::{self, Store};
+
+/// Where the accounts are.
+#[derive(Args, Clone)]
+pub struct AccountStoreArgs {
+    /// postgres://… for PostGIS, sqlite://path for the embedded store.
+    #[arg(long, env = "DATABASE_URL", default_value = store::DEFAULT_URL, global = true)]
+    pub database_url: String,
+}
+
+#[derive(Args, Clone)]
+pub struct GrantArgs {
+    /// city_admin, planner, dispatcher, grid_member, department_handler or auditor.
+    #[arg(long)]
+    role: UserRole,
+    /// Region (or grid) code the role covers, with everything under it.
+    #[arg(long)]
+    scope: String,
+}
+
+impl GrantArgs {
+    fn grant(&self) -> Result<Grant> {
+        if self.scope.is_empty() || !self.scope.chars().all(|c| c.is_ascii_digit()) {
+            bail!("--scope {:?} is not a region code", self.scope);
+        }
+        Ok(Grant {
+            role: self.role,
+            scope: self.scope.clone(),
+        })
+    }
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Creates a user with one grant.
+    Add {
+        name: String,
+        #[command(flatten)]
+        grant: GrantArgs,
+        /// Read the password from the first line of stdin (else: token-only account).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Adds a grant.
+    Grant {
+        name: String,
+        #[command(flatten)]
+        grant: GrantArgs,
+    },
+    /// Removes a grant.
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        grant: GrantArgs,
+    },
+    /// Sets a new password (from stdin) and revokes the user's tokens.
+    Password { name: String },
+    /// Lists users and their grants.
+    List,
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Issues a token and prints only the token (for systems calling the API).
+    Issue {
+        name: String,
+        /// Lifetime, e.g. 30d, 12h.
+        #[arg(long, default_value = "30d")]
+        ttl: humantime::Duration,
+        /// What the token is for.
+        #[arg(long, default_value = "cli")]
+        label: String,
+    },
+    /// Revokes every live token of a user.
+    RevokeAll { name: String },
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+async fn open(s: &AccountStoreArgs) -> Result<std::sync::Arc<dyn Store>> {
+    store::open(&s.database_url)
+        .await
+        .with_context(|| format!("opening the store at {}", s.database_url))
+}
+
+fn read_password() -> Result<String> {
+    if std::io::stdin().is_terminal() {
+        eprint!("password: ");
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\r', '\n']).to_string();
+    if password.chars().count() < 8 {
+        bail!("the password needs at least 8 characters");
+    }
+    Ok(password)
+}
+
+pub fn user(command: UserCommand, s: AccountStoreArgs) -> Result<ExitCode> {
+    runtime()?.block_on(async {
+        let store = open(&s).await?;
+        match command {
+            UserCommand::Add {
+                name,
+                grant,
+                password_stdin,
+            } => {
+                let grant = grant.grant()?;
+                let hash = if password_stdin {
+                    Some(auth::hash_password(&read_password()?)?)
+                } else {
+                    None
+                };
+                store.create_user(&name, hash.as_deref()).await?;
+                store.grant(&name, &grant).await?;
+                audit(store.as_ref(), "user_add", &name, &grant.scope).await?;
+                eprintln!("added {name} as {} of {}", grant.role, grant.scope);
+            }
+            UserCommand::Grant { name, grant } => {
+                let grant = grant.grant()?;
+                store.grant(&name, &grant).await?;
+                audit(store.as_ref(), "user_grant", &name, &grant.scope).await?;
+                eprintln!("{name} is now also {} of {}", grant.role, grant.scope);
+            }
+            UserCommand::Revoke { name, grant } => {
+                let grant = grant.grant()?;
+                if !store.revoke_grant(&name, &grant).await? {
+                    bail!("{name} does not hold {} of {}", grant.role, grant.scope);
+                }
+                audit(store.as_ref(), "user_revoke", &name, &grant.scope).await?;
+                eprintln!("{name} is no longer {} of {}", grant.role, grant.scope);
+            }
+            UserCommand::Password { name } => {
+                let hash = auth::hash_password(&read_password()?)?;
+                store.set_password(&name, &hash).await?;
+                let n = store.revoke_user_tokens(&name).await?;
+                audit(store.as_ref(), "user_password", &name, "").await?;
+                eprintln!("password of {name} changed; {n} tokens revoked");
+            }
+            UserCommand::List => {
+                for u in store.users().await? {
+                    let grants: Vec<String> = u
+                        .grants
+                        .iter()
+                        .map(|g| format!("{}@{}", g.role, g.scope))
+                        .collect();
+                    println!(
+                        "{}\t{}\t{}",
+                        u.name,
+                        if u.password_hash.is_some() {
+                            "password"
+                        } else {
+                            "token-only"
+                        },
+                        grants.join(",")
+                    );
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn audit(store: &dyn Store, action: &str, user: &str, scope: &str) -> Result<()> {
+    let actor = std::env::var("WANGGE_ACTOR").unwrap_or_else(|_| "cli".into());
+    store
+        .append_audit(&store::NewAuditEntry {
+            actor,
+            action: action.into(),
+            resource: format!("users/{user}"),
+            scope_code: scope.into(),
+            detail: serde_json::json!({}),
+        })
+        .await?;
+    Ok(())
+}
+
+pub fn token(command: TokenCommand, s: AccountStoreArgs) -> Result<ExitCode> {
+    runtime()?.block_on(async {
+        let store = open(&s).await?;
+        match command {
+            TokenCommand::Issue { name, ttl, label } => {
+                if store.user(&name).await?.is_none() {
+                    bail!("no user {name:?} (add it with `wangge user add`)");
+                }
+                let ttl = chrono::Duration::from_std(*ttl).context("--ttl is too long")?;
+                let issued = auth::issue_token(&name, &label, ttl);
+                store.store_token(&issued.record).await?;
+                audit(store.as_ref(), "token_issue", &name, "").await?;
+                println!("{}", issued.secret);
+            }
+            TokenCommand::RevokeAll { name } => {
+                let n = store.revoke_user_tokens(&name).await?;
+                audit(store.as_ref(), "token_revoke", &name, "").await?;
+                eprintln!("{n} tokens of {name} revoked");
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,152 @@
+//! `wangge serve`: the HTTP service on the configured store, optionally loading the
+//! Binzhou demo into an empty one first.
+
+use super::demo;
+use anyhow::{Context, Result};
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing_subscriber::EnvFilter;
+use wangge::http::{self, AppState};
+use wangge::settings::Settings;
+use wangge::store::{self, Store};
+use wangge::workflow::live::LiveGrids;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080, or the settings'].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Load the Binzhou demo (regions, grids, fictional members) into an empty store.
+    #[arg(long)]
+    demo: bool,
+    /// TOML settings file (see README); `WANGGE_*` variables override it.
+    #[arg(long, env = "WANGGE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Real county boundaries the demo is generated from.
+    #[arg(long, default_value = "data/binzhou_371600_full.datav.geojson")]
+    demo_counties: PathBuf,
+    /// Where the generated demo is kept.
+    #[arg(long, default_value = "var/demo")]
+    demo_dir: PathBuf,
+}
+
+fn init_tracing(format: &str) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second initialisation (never in the binary) is harmless; ignore it.
+    let _ = if format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+pub fn run(a: ServeArgs) -> Result<ExitCode> {
+    let mut settings = Settings::load(a.config.as_deref())?;
+    if let Some(listen) = a.listen {
+        settings.listen = listen;
+    }
+    init_tracing(&settings.log_format);
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(&[
+            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0, 5.0,
+        ])
+        .context("histogram buckets")?
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let store = store::open(&settings.database_url)
+            .await
+            .with_context(|| format!("opening the store at {}", settings.database_url))?;
+        if a.demo {
+            if store.grids(None, None, None).await?.is_empty() {
+                let layers = demo::build_layers(&a.demo_counties, &a.demo_dir, false)?;
+                demo::load_once(store.as_ref(), &layers.counties, &layers.townships, &layers.communities, layers.grids).await?;
+            } else {
+                tracing::info!("the store has grids already; the demo is not loaded again");
+            }
+        }
+        let live = Arc::new(LiveGrids::load(store.as_ref()).await?);
+        let grids = live.snapshot().locator.grids().len();
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("listening on {}", settings.listen))?;
+        let addr = listener.local_addr()?;
+        let reload_every = Duration::from_secs(settings.reload_check_secs);
+        let state = AppState::new(store.clone(), live.clone(), settings, Some(metrics));
+        tokio::spawn(follow_activations(store.clone(), live.clone(), reload_every));
+        println!("wangge serving {grids} grids from the {} store on http://{addr}/", store.backend());
+        println!("  API docs http://{addr}/docs · OGC API http://{addr}/ogc · health http://{addr}/healthz");
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        tracing::info!(%addr, grids, backend = store.backend(), "listening");
+        axum::serve(
+            listener,
+            http::router(state).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+        tracing::info!("stopped");
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Reloads the snapshot when another process activates a plan: at once on a PostgreSQL
+/// notification, and every `every` by comparing versions (the fallback, and the only
+/// way on SQLite).
+async fn follow_activations(store: Arc<dyn Store>, live: Arc<LiveGrids>, every: Duration) {
+    let mut watch = match store.watch_grids().await {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for activations; polling only");
+            None
+        }
+    };
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            Some(()) = async { match watch.as_mut() { Some(w) => w.recv().await, None => std::future::pending().await } } => {}
+        }
+        match live.refresh(store.as_ref(), false).await {
+            Ok(true) => tracing::info!(
+                version = live.snapshot().version,
+                grids = live.snapshot().locator.grids().len(),
+                "boundaries reloaded"
+            ),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "reload failed; serving the previous boundaries"),
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM: stop accepting, finish in-flight requests.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,231 @@
+//! Every error leaves as `application/problem+json` (RFC 9457) with a stable `type`
+//! (`urn:wangge:problem:<slug>`), a `title`, a human `detail`, and for bad geometry the
+//! feature and position.
+
+use crate::auth::AuthError;
+use crate::io::InputError;
+use crate::store::StoreError;
+use crate::workflow::plans::PlanError;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    /// Stable machine-readable kind, e.g. `not-found`.
+    pub slug: &'static str,
+    pub title: &'static str,
+    pub detail: String,
+    /// Extension members (`feature`, `position`, `errors`, …).
+    pub extra: Map<String, Value>,
+}
+
+impl ApiError {
+    /// An error with no extension members.
+    pub fn new(
+        status: StatusCode,
+        slug: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        ApiError {
+            status,
+            slug,
+            title,
+            detail: detail.into(),
+            extra: Map::new(),
+        }
+    }
+
+    /// Adds an extension member.
+    pub fn with(mut self, key: &str, value: Value) -> Self {
+        self.extra.insert(key.to_string(), value);
+        self
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "Bad request",
+            detail,
+        )
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
+    }
+
+    pub fn unauthenticated(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "Authentication required",
+            detail,
+        )
+    }
+
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            detail,
+        )
+    }
+
+    /// The problem document.
+    pub fn body(&self) -> Value {
+        let mut doc = json!({
+            "type": format!("urn:wangge:problem:{}", self.slug),
+            "title": self.title,
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+        });
+        if let Some(obj) = doc.as_object_mut() {
+            obj.extend(self.extra.clone());
+        }
+        doc
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(status = %self.status, detail = %self.detail, "request failed");
+        }
+        let mut response = (self.status, axum::Json(self.body())).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"wangge\""),
+            );
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let detail = e.to_string();
+        match e {
+            StoreError::NotFound { .. } => ApiError::not_found(detail),
+            StoreError::Conflict(_) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", "Conflict", detail)
+            }
+            StoreError::Refused(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                "refused",
+                "Not allowed in the current state",
+                detail,
+            ),
+            StoreError::UnsupportedUrl(_)
+            | StoreError::Database(_)
+            | StoreError::Migrate(_)
+            | StoreError::Corrupt(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store-unavailable",
+                "The store failed",
+                detail,
+            ),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        let detail = e.to_string();
+        match e {
+            AuthError::Unauthenticated(_) | AuthError::BadCredentials => {
+                ApiError::unauthenticated(detail)
+            }
+            AuthError::Forbidden(_) => ApiError::forbidden(detail),
+            AuthError::Hashing(_) => ApiError::internal(detail),
+            AuthError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<PlanError> for ApiError {
+    fn from(e: PlanError) -> Self {
+        let detail = e.to_string();
+        match e {
+            PlanError::Store(e) => e.into(),
+            PlanError::NotYetEffective { .. } => ApiError::new(
+                StatusCode::CONFLICT,
+                "not-yet-effective",
+                "The plan is not yet effective",
+                detail,
+            ),
+            PlanError::UnknownCommunity { grid } | PlanError::OutsideScope { grid, .. } => {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "bad-plan",
+                    "The plan cannot be drafted",
+                    detail,
+                )
+                .with("feature", json!(grid))
+            }
+            PlanError::BadScope(_) | PlanError::Empty | PlanError::CodesExhausted(_) => {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "bad-plan",
+                    "The plan cannot be drafted",
+                    detail,
+                )
+            }
+        }
+    }
+}
+
+impl From<InputError> for ApiError {
+    fn from(e: InputError) -> Self {
+        let detail = e.to_string();
+        let mut err = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad-geometry",
+            "The input was rejected",
+            detail,
+        );
+        if let InputError::Feature {
+            feature, position, ..
+        } = &e
+        {
+            err = err.with("feature", json!({"index": feature.index, "id": feature.id}));
+            if let Some(p) = position {
+                err = err.with("position", json!(p));
+            }
+        }
+        err
+    }
+}
+
+#[cfg(feature = "proj")]
+impl From<crate::io::gdal_files::FileError> for ApiError {
+    fn from(e: crate::io::gdal_files::FileError) -> Self {
+        use crate::io::gdal_files::FileError;
+        let detail = e.to_string();
+        let err = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad-file",
+            "The file was rejected",
+            detail,
+        );
+        match e {
+            FileError::Feature { feature, .. } | FileError::UndeclaredEncoding { feature, .. } => {
+                err.with("feature", json!(feature))
+            }
+            _ => err,
+        }
+    }
+}

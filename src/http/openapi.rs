@@ -1,0 +1,88 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations (utoipa), and a
+//! self-contained page that renders it: no script from a CDN, because municipal
+//! networks are often closed.
+
+use super::{access, locate, ops, plans, public};
+use axum::Json;
+use axum::Router;
+use axum::response::Html;
+use axum::routing::get;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        if let Some(components) = openapi.components.as_mut() {
+            components.add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "wangge", description = "Social-governance grids: locate, plans, public grid cards, OGC API – Features under /ogc"),
+    paths(
+        ops::healthz, ops::readyz, ops::metrics,
+        locate::locate_one, locate::locate_batch,
+        public::card, public::locate,
+        access::login, access::logout, access::me, access::members, access::add_member, access::audit,
+        plans::list, plans::show, plans::validation, plans::problems, plans::impact, plans::events,
+        plans::upload, plans::replace, plans::step, plans::grid_history, plans::area_history,
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "locate", description = "Dispatch: which grid, who to call"),
+        (name = "public", description = "Grid cards for residents (Art. 6)"),
+        (name = "plans", description = "Boundary plans: draft, validate, approve, activate"),
+        (name = "members", description = "Grid members (personal data)"),
+        (name = "access", description = "Login, tokens, audit log"),
+        (name = "operations", description = "Health and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new()
+        .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+        .route("/docs", get(|| async { Html(DOCS_PAGE) }))
+}
+
+const DOCS_PAGE: &str = r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>wangge API</title>
+<style>
+body{font:15px/1.45 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
+h2{margin-top:2rem;border-bottom:1px solid #ddd}
+.op{margin:.6rem 0;padding:.5rem .8rem;border-left:4px solid #4a7;background:#f7f9f7}
+.m{font-weight:600;text-transform:uppercase;display:inline-block;width:4.5rem}
+.post .m{color:#b60}.put .m{color:#06b}.get .m{color:#072}
+code{font-size:90%}small{color:#666}table{border-collapse:collapse;margin-top:.3rem}td{padding:0 .6rem 0 0;vertical-align:top}
+</style></head><body>
+<h1>wangge API</h1>
+<p>The machine-readable definition is <a href="/openapi.json">/openapi.json</a> (OpenAPI 3.1). GIS tools: <a href="/ogc">/ogc</a> (OGC API – Features).</p>
+<div id="ops">Loading…</div>
+<script>
+fetch('/openapi.json').then(r=>r.json()).then(doc=>{
+  const byTag={};
+  for(const [path,item] of Object.entries(doc.paths)) for(const [method,op] of Object.entries(item)){
+    const tag=(op.tags||['other'])[0]; (byTag[tag]=byTag[tag]||[]).push({path,method,op});
+  }
+  const esc=s=>String(s??'').replace(/[&<>]/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;'}[c]));
+  let html='';
+  for(const t of doc.tags||[]) if(byTag[t.name]){
+    html+=`<h2>${esc(t.name)}</h2><p><small>${esc(t.description)}</small></p>`;
+    for(const {path,method,op} of byTag[t.name]){
+      const params=(op.parameters||[]).map(p=>`<tr><td><code>${esc(p.name)}</code></td><td><small>${esc(p.in)}${p.required?', required':''}</small></td><td>${esc(p.description)}</td></tr>`).join('');
+      const codes=Object.entries(op.responses||{}).map(([c,r])=>`${c} ${esc(r.description)}`).join(' · ');
+      html+=`<div class="op ${method}"><span class="m">${method}</span><code>${esc(path)}</code>${op.security?' 🔒':''}
+        <div>${esc(op.summary||'')} <small>${esc(op.description||'')}</small></div>
+        ${params?`<table>${params}</table>`:''}<div><small>${codes}</small></div></div>`;
+    }
+  }
+  document.getElementById('ops').innerHTML=html;
+});
+</script></body></html>"#;

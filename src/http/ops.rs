@@ -1,0 +1,76 @@
+//! Operations: liveness, readiness, Prometheus metrics, and the middleware that counts
+//! and times every request by route.
+
+use super::{ApiError, AppState};
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use std::time::Instant;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "alive")))]
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// The store answers and grids are loaded.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "ready"), (status = 503, description = "store unreachable")))]
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let version = state.store.grids_version().await?;
+    let snapshot = state.live.snapshot();
+    Ok(Json(json!({
+        "status": "ready",
+        "backend": state.store.backend(),
+        "grids": snapshot.locator.grids().len(),
+        "boundaries_version": snapshot.version,
+        "store_version": version,
+    })))
+}
+
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus metrics", content_type = "text/plain")))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let snapshot = state.live.snapshot();
+    metrics::gauge!("wangge_partition_grids").set(snapshot.locator.grids().len() as f64);
+    metrics::gauge!("wangge_partition_generation").set(snapshot.version as f64);
+    metrics::gauge!("wangge_partition_index_bytes").set(snapshot.locator.index_bytes() as f64);
+    match &state.metrics {
+        Some(handle) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4",
+            )],
+            handle.render(),
+        )
+            .into_response(),
+        None => ApiError::not_found("metrics are not recorded in this process").into_response(),
+    }
+}
+
+/// Counts and times requests per route template (never per raw path: bounded labels).
+pub async fn track(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("wangge_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
+        .increment(1);
+    metrics::histogram!("wangge_http_request_duration_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,508 @@
+//! The planner's API: upload a draft (multipart: GeoJSON, zipped Shapefile, GeoPackage,
+//! with the CLI's CRS, encoding and field options), read its validation and problems,
+//! replace it, move it through submit → approve → activate (or reject/return), read its
+//! impact and the history of a grid or an area. A township submits, a county approves.
+
+use super::access::record;
+use super::extract::Caller;
+use super::{ApiError, AppState};
+use crate::auth::Action;
+use crate::domain::{Grid, Layer};
+use crate::store::{GridVersion, LineageLink, Plan, PlanEvent, PlanStatus};
+use crate::workflow::plans::{self, DraftRequest};
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use utoipa::{IntoParams, ToSchema};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/plans", get(list).post(upload))
+        .route("/v1/plans/{id}", get(show).put(replace))
+        .route("/v1/plans/{id}/validation", get(validation))
+        .route("/v1/plans/{id}/problems", get(problems))
+        .route("/v1/plans/{id}/impact", get(impact))
+        .route("/v1/plans/{id}/events", get(events))
+        .route("/v1/plans/{id}/{step}", post(step))
+        .route("/v1/grids/{code}/history", get(grid_history))
+        .route("/v1/regions/{code}/history", get(area_history))
+}
+
+/// A plan's header, as listed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlanSummary {
+    pub id: i64,
+    pub scope_code: String,
+    pub layer: Layer,
+    pub title: String,
+    pub status: String,
+    pub effective_date: Option<NaiveDate>,
+    pub created_by: String,
+    pub error_count: i32,
+    pub warning_count: i32,
+}
+
+fn summary(p: &Plan) -> PlanSummary {
+    PlanSummary {
+        id: p.id,
+        scope_code: p.scope_code.clone(),
+        layer: p.layer,
+        title: p.title.clone(),
+        status: p.status.as_str().to_string(),
+        effective_date: p.effective_date,
+        created_by: p.created_by.clone(),
+        error_count: p.error_count,
+        warning_count: p.warning_count,
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListQuery {
+    /// Plans of this region and below.
+    pub under: Option<String>,
+    /// draft, submitted, approved, active, superseded or rejected.
+    pub status: Option<String>,
+}
+
+fn parse_status(s: &str) -> Result<PlanStatus, ApiError> {
+    serde_json::from_value(json!(s))
+        .map_err(|_| ApiError::bad_request(format!("unknown plan status {s:?}")))
+}
+
+/// Plans in the caller's jurisdiction, newest first.
+#[utoipa::path(get, path = "/v1/plans", tag = "plans", params(ListQuery), security(("bearer" = [])),
+    responses((status = 200, body = [PlanSummary])))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<PlanSummary>>, ApiError> {
+    let status = q.status.as_deref().map(parse_status).transpose()?;
+    if let Some(u) = &q.under {
+        caller.require(Action::ReadPlans, u)?;
+    }
+    let plans = state.store.plans(q.under.as_deref(), status).await?;
+    Ok(Json(
+        plans
+            .iter()
+            .filter(|p| caller.0.may(Action::ReadPlans, &p.scope_code))
+            .map(summary)
+            .collect(),
+    ))
+}
+
+async fn readable(state: &AppState, caller: &Caller, id: i64) -> Result<Plan, ApiError> {
+    let plan = state.store.plan(id).await?;
+    caller.require(Action::ReadPlans, &plan.scope_code)?;
+    Ok(plan)
+}
+
+/// A plan with its validation summary.
+#[utoipa::path(get, path = "/v1/plans/{id}", tag = "plans", params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 200, body = PlanSummary), (status = 403, description = "outside the jurisdiction"), (status = 404)))]
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<Json<PlanSummary>, ApiError> {
+    Ok(Json(summary(&readable(&state, &caller, id).await?)))
+}
+
+/// The stored validation report (the same JSON as `wangge validate --json`).
+#[utoipa::path(get, path = "/v1/plans/{id}/validation", tag = "plans", params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 200, description = "validation report")))]
+pub async fn validation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(readable(&state, &caller, id).await?.validation))
+}
+
+/// The plan's problems as a GeoJSON FeatureCollection.
+#[utoipa::path(get, path = "/v1/plans/{id}/problems", tag = "plans", params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 200, description = "GeoJSON FeatureCollection", content_type = "application/geo+json")))]
+pub async fn problems(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let plan = readable(&state, &caller, id).await?;
+    let features: Vec<Value> = plan
+        .validation
+        .get("problems")
+        .and_then(Value::as_array)
+        .map(|ps| {
+            ps.iter()
+                .map(|p| {
+                    let geometry = match p.get("geometry") {
+                        Some(g) if !g.is_null() => g.clone(),
+                        _ => json!({"type": "Point", "coordinates": p.get("location").cloned().unwrap_or(Value::Null)}),
+                    };
+                    let mut props = p.as_object().cloned().unwrap_or_default();
+                    props.remove("geometry");
+                    json!({"type": "Feature", "geometry": geometry, "properties": props})
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Json(
+        json!({"type": "FeatureCollection", "features": features}),
+    ))
+}
+
+/// What activating the plan would change.
+#[utoipa::path(get, path = "/v1/plans/{id}/impact", tag = "plans", params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 200, description = "impact preview")))]
+pub async fn impact(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let plan = readable(&state, &caller, id).await?;
+    let mut impact = serde_json::to_value(plans::impact(state.store.as_ref(), id).await?)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    // Members moving are personal data: names only for callers who may read them.
+    if !caller.0.may(Action::ReadPersonal, &plan.scope_code)
+        && let Some(moves) = impact
+            .get_mut("members_moving")
+            .and_then(Value::as_array_mut)
+    {
+        for m in moves {
+            if let Some(name) = m
+                .get("name")
+                .and_then(Value::as_str)
+                .map(crate::auth::mask_name)
+            {
+                m["name"] = json!(name);
+            }
+        }
+    }
+    Ok(Json(impact))
+}
+
+/// Who moved the plan when, and why.
+#[utoipa::path(get, path = "/v1/plans/{id}/events", tag = "plans", params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 200, description = "events, oldest first")))]
+pub async fn events(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<Json<Vec<Value>>, ApiError> {
+    readable(&state, &caller, id).await?;
+    Ok(Json(
+        state
+            .store
+            .plan_events(id)
+            .await?
+            .iter()
+            .map(event_json)
+            .collect(),
+    ))
+}
+
+fn event_json(e: &PlanEvent) -> Value {
+    json!({"from": e.from.map(|s| s.as_str()), "to": e.to.as_str(), "actor": e.actor, "at": e.at, "reason": e.reason})
+}
+
+/// An upload, read into memory and written to a temporary file for GDAL.
+struct Upload {
+    fields: HashMap<String, String>,
+    file: Option<(String, Vec<u8>)>,
+}
+
+async fn read_upload(mut multipart: Multipart) -> Result<Upload, ApiError> {
+    let mut fields = HashMap::new();
+    let mut file = None;
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("unreadable multipart body: {e}")))?
+    {
+        let name = field.name().unwrap_or_default().to_string();
+        if name == "file" {
+            let filename = field.file_name().unwrap_or("upload.geojson").to_string();
+            let bytes = field
+                .bytes()
+                .await
+                .map_err(|e| ApiError::bad_request(format!("unreadable file part: {e}")))?;
+            file = Some((filename, bytes.to_vec()));
+        } else {
+            let text = field
+                .text()
+                .await
+                .map_err(|e| ApiError::bad_request(format!("unreadable field {name:?}: {e}")))?;
+            fields.insert(name, text);
+        }
+    }
+    Ok(Upload { fields, file })
+}
+
+/// Parses the uploaded file into grids (GDAL and PROJ when built with them).
+async fn grids_of(upload: &mut Upload) -> Result<Vec<Grid>, ApiError> {
+    let (filename, bytes) = upload
+        .file
+        .take()
+        .ok_or_else(|| ApiError::bad_request("the form needs a `file` part"))?;
+    let extension = std::path::Path::new(&filename)
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_else(|| "geojson".into());
+    if !extension.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(ApiError::bad_request(format!(
+            "unusable file name {filename:?}"
+        )));
+    }
+    let f = |k: &str| upload.fields.get(k).filter(|v| !v.is_empty()).cloned();
+    #[cfg(feature = "proj")]
+    {
+        let options = crate::io::gdal_files::ImportOptions {
+            id_field: f("id_field"),
+            name_field: f("name_field"),
+            parent_field: f("parent_field"),
+            households_field: f("households_field"),
+            layer_field: None,
+            source_layer: f("source_layer"),
+            crs: f("crs"),
+            encoding: f("encoding"),
+        };
+        tokio::task::spawn_blocking(move || -> Result<Vec<Grid>, ApiError> {
+            let dir = tempfile::tempdir()
+                .map_err(|e| ApiError::internal(format!("no temporary directory: {e}")))?;
+            let path = dir.path().join(format!("upload.{extension}"));
+            std::fs::write(&path, &bytes)
+                .map_err(|e| ApiError::internal(format!("cannot keep the upload: {e}")))?;
+            Ok(crate::io::gdal_files::read_grids(&path, &options, |_, _| {})?.grids)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("the reader failed: {e}")))?
+    }
+    #[cfg(not(feature = "proj"))]
+    {
+        let _ = extension;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            ApiError::bad_request("this build reads GeoJSON only, and the file is not UTF-8 text")
+        })?;
+        let options = crate::io::ReadOptions {
+            id_field: f("id_field").unwrap_or_else(|| "grid_id".into()),
+            ..crate::io::ReadOptions::default()
+        };
+        Ok(crate::io::geojson::read_grids(&text, &options)?)
+    }
+}
+
+/// Uploads a draft plan. Form fields: `file` (GeoJSON, zipped Shapefile, GeoPackage,
+/// KML), `scope` (region code the plan replaces grids of), `title`, optional `layer`
+/// (comprehensive), `effective` (YYYY-MM-DD), `crs`, `encoding`, `id_field`,
+/// `name_field`, `parent_field`, `households_field`, `source_layer`.
+#[utoipa::path(post, path = "/v1/plans", tag = "plans", security(("bearer" = [])),
+    request_body(content_type = "multipart/form-data", description = "file + fields"),
+    responses((status = 201, body = PlanSummary), (status = 422, description = "the file or plan was rejected; nothing stored")))]
+pub async fn upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    multipart: Multipart,
+) -> Result<(StatusCode, Json<PlanSummary>), ApiError> {
+    let mut form = read_upload(multipart).await?;
+    let scope =
+        form.fields.get("scope").cloned().ok_or_else(|| {
+            ApiError::bad_request("the form needs a `scope` field (a region code)")
+        })?;
+    caller.require(Action::DraftPlan, &scope)?;
+    let layer = match form.fields.get("layer").map(String::as_str) {
+        None | Some("") | Some("comprehensive") => Layer::Comprehensive,
+        Some("dedicated") => Layer::Dedicated,
+        Some(other) => return Err(ApiError::bad_request(format!("unknown layer {other:?}"))),
+    };
+    let effective_date = form
+        .fields
+        .get("effective")
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<NaiveDate>()
+                .map_err(|_| ApiError::bad_request(format!("effective {s:?} is not YYYY-MM-DD")))
+        })
+        .transpose()?;
+    let title = form
+        .fields
+        .get("title")
+        .cloned()
+        .unwrap_or_else(|| format!("plan for {scope}"));
+    let grids = grids_of(&mut form).await?;
+    let plan = plans::draft(
+        state.store.as_ref(),
+        DraftRequest {
+            scope_code: scope.clone(),
+            layer,
+            title,
+            effective_date,
+            actor: caller.0.name.clone(),
+            grids,
+        },
+    )
+    .await?;
+    record(
+        &state,
+        &caller.0.name,
+        "plan_draft",
+        format!("plans/{}", plan.id),
+        &scope,
+        json!({"grids": plan.validation.pointer("/stats/grids"), "errors": plan.error_count}),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(summary(&plan))))
+}
+
+/// Replaces a draft's grids (same form as the upload; `scope` and `layer` are the plan's).
+#[utoipa::path(put, path = "/v1/plans/{id}", tag = "plans", params(("id" = i64, Path)), security(("bearer" = [])),
+    request_body(content_type = "multipart/form-data", description = "file + options"),
+    responses((status = 200, body = PlanSummary), (status = 409, description = "not a draft")))]
+pub async fn replace(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    multipart: Multipart,
+) -> Result<Json<PlanSummary>, ApiError> {
+    let plan = state.store.plan(id).await?;
+    caller.require(Action::DraftPlan, &plan.scope_code)?;
+    let mut form = read_upload(multipart).await?;
+    let grids = grids_of(&mut form).await?;
+    let plan = plans::revise(state.store.as_ref(), id, &caller.0.name, grids).await?;
+    record(
+        &state,
+        &caller.0.name,
+        "plan_revise",
+        format!("plans/{id}"),
+        &plan.scope_code,
+        json!({"errors": plan.error_count}),
+    )
+    .await?;
+    Ok(Json(summary(&plan)))
+}
+
+/// What a step may carry.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct StepRequest {
+    /// Why (required to reject or return).
+    pub reason: Option<String>,
+    /// Effective date (approve; YYYY-MM-DD).
+    pub effective: Option<NaiveDate>,
+}
+
+/// `submit`, `approve`, `reject`, `return` or `activate`.
+#[utoipa::path(post, path = "/v1/plans/{id}/{step}", tag = "plans",
+    params(("id" = i64, Path), ("step" = String, Path, description = "submit, approve, reject, return or activate")),
+    request_body(content = StepRequest, description = "optional"),
+    security(("bearer" = [])),
+    responses((status = 200, body = PlanSummary), (status = 403, description = "wrong role or level"), (status = 409, description = "not allowed in the current state")))]
+pub async fn step(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, step)): Path<(i64, String)>,
+    body: Option<Json<StepRequest>>,
+) -> Result<Json<PlanSummary>, ApiError> {
+    let req = body.map(|Json(b)| b).unwrap_or_default();
+    let plan = state.store.plan(id).await?;
+    let (action, to) = match step.as_str() {
+        "submit" => (Action::DraftPlan, PlanStatus::Submitted),
+        "approve" => (Action::ReviewPlan, PlanStatus::Approved),
+        "reject" => (Action::ReviewPlan, PlanStatus::Rejected),
+        "return" => (Action::ReviewPlan, PlanStatus::Draft),
+        "activate" => (Action::ActivatePlan, PlanStatus::Active),
+        other => {
+            return Err(ApiError::not_found(format!(
+                "no step {other:?}: use submit, approve, reject, return or activate"
+            )));
+        }
+    };
+    caller.require(action, &plan.scope_code)?;
+    if matches!(step.as_str(), "reject" | "return")
+        && req.reason.as_deref().is_none_or(str::is_empty)
+    {
+        return Err(ApiError::bad_request(format!("{step} needs a reason")));
+    }
+    let actor = caller.0.name.clone();
+    let plan = if to == PlanStatus::Active {
+        let today = Utc::now().date_naive();
+        let a = plans::activate(state.store.as_ref(), id, &actor, today, Some(&state.live)).await?;
+        metrics::counter!("wangge_plans_activated_total").increment(1);
+        a.plan
+    } else {
+        plans::transition(
+            state.store.as_ref(),
+            id,
+            to,
+            &actor,
+            req.reason.clone(),
+            req.effective,
+        )
+        .await?
+    };
+    record(
+        &state,
+        &actor,
+        &format!("plan_{step}"),
+        format!("plans/{id}"),
+        &plan.scope_code,
+        json!({"reason": req.reason, "effective": req.effective}),
+    )
+    .await?;
+    Ok(Json(summary(&plan)))
+}
+
+/// Every version of a grid and the lineage that leads to and from it.
+#[utoipa::path(get, path = "/v1/grids/{code}/history", tag = "plans", params(("code" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, description = "versions and lineage")))]
+pub async fn grid_history(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(code): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let versions = state.store.grid_history(&code).await?;
+    if versions.is_empty() {
+        return Err(ApiError::not_found(format!("grid {code} never existed")));
+    }
+    let lineage: Vec<LineageLink> = state.store.grid_lineage(&code).await?;
+    Ok(Json(json!({
+        "code": code,
+        "versions": versions.iter().map(version_json).collect::<Vec<_>>(),
+        "lineage": lineage,
+    })))
+}
+
+fn version_json(v: &GridVersion) -> Value {
+    json!({
+        "name": v.name, "layer": v.layer, "community_code": v.parent_code, "households": v.households,
+        "valid_from": v.valid_from, "valid_to": v.valid_to, "plan_id": v.plan_id,
+        "geometry": crate::io::geojson::geometry_json(&geo_types::Geometry::MultiPolygon(v.boundary.clone())),
+    })
+}
+
+/// The plans of an area, with their events: who redrew it when.
+#[utoipa::path(get, path = "/v1/regions/{code}/history", tag = "plans", params(("code" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, description = "plans with events, newest first")))]
+pub async fn area_history(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(code): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Action::ReadPlans, &code)?;
+    let mut out = Vec::new();
+    for plan in state.store.plans(Some(&code), None).await? {
+        let events: Vec<Value> = state
+            .store
+            .plan_events(plan.id)
+            .await?
+            .iter()
+            .map(event_json)
+            .collect();
+        out.push(json!({"plan": summary(&plan), "events": events}));
+    }
+    Ok(Json(json!({"code": code, "plans": out})))
+}

@@ -1,0 +1,236 @@
+//! Service settings: defaults, then a TOML file, then `WANGGE_*` environment variables
+//! (and `DATABASE_URL`), checked at start-up so a bad value stops the service with a
+//! message naming it instead of surfacing later.
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// Everything `wangge serve` can be told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address to listen on (`WANGGE_LISTEN`). Port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// `postgres://…` (PostGIS) or `sqlite://path`; `DATABASE_URL` also sets it.
+    pub database_url: String,
+    /// Largest accepted request body (uploads of plans), bytes.
+    pub body_limit_bytes: usize,
+    /// A request taking longer is answered 503 and abandoned.
+    pub request_timeout_secs: u64,
+    /// Requests per minute per client address on the public endpoints.
+    pub public_rate_per_minute: u32,
+    /// Trust the first `X-Forwarded-For` address as the client (behind a proxy).
+    pub trust_forwarded_for: bool,
+    /// Publish members' phones masked (`138****5678`) on public cards.
+    pub mask_public_phones: bool,
+    /// Lifetime of tokens issued by login, hours.
+    pub login_token_hours: u32,
+    /// Seconds between checks for plans activated by other replicas (a fallback to
+    /// PostgreSQL notifications, and the only mechanism on SQLite).
+    pub reload_check_secs: u64,
+    /// A point closer than this to another grid is flagged `near_boundary`, metres.
+    pub near_boundary_m: f64,
+    /// A point in no grid gets the nearest within this distance, metres.
+    pub max_outside_m: f64,
+    /// Points accepted by one `POST /v1/locate`.
+    pub max_batch_points: usize,
+    /// `text` or `json` log lines.
+    pub log_format: String,
+}
+
+/// Every setting's name (also its `WANGGE_` variable, upper-cased).
+const KEYS: [&str; 13] = [
+    "listen",
+    "database_url",
+    "body_limit_bytes",
+    "request_timeout_secs",
+    "public_rate_per_minute",
+    "trust_forwarded_for",
+    "mask_public_phones",
+    "login_token_hours",
+    "reload_check_secs",
+    "near_boundary_m",
+    "max_outside_m",
+    "max_batch_points",
+    "log_format",
+];
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: crate::store::DEFAULT_URL.to_string(),
+            body_limit_bytes: 256 << 20,
+            request_timeout_secs: 120,
+            public_rate_per_minute: 120,
+            trust_forwarded_for: false,
+            mask_public_phones: false,
+            login_token_hours: 12,
+            reload_check_secs: 5,
+            near_boundary_m: 15.0,
+            max_outside_m: 200.0,
+            max_batch_points: 100_000,
+            log_format: "text".into(),
+        }
+    }
+}
+
+/// Settings that cannot be used, each problem on its own line.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid settings:\n{}", .0.join("\n"))]
+pub struct SettingsError(pub Vec<String>);
+
+impl Settings {
+    /// Reads defaults, then `file` (if given, it must exist), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Settings, SettingsError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(SettingsError(vec![format!(
+                    "settings file {} does not exist",
+                    file.display()
+                )]));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment
+            // Only the settings' own names: other WANGGE_* variables (the CLI's actor, the
+            // test harness's URLs) are not settings.
+            .merge(Env::prefixed("WANGGE_").only(&KEYS))
+            .merge(
+                Env::raw()
+                    .only(&["DATABASE_URL"])
+                    .map(|_| "database_url".into()),
+            );
+        let settings: Settings = figment.extract().map_err(|e| {
+            SettingsError(
+                e.into_iter()
+                    .map(|e| {
+                        let key = e.path.join(".");
+                        let source = e
+                            .metadata
+                            .as_ref()
+                            .map(|m| m.name.to_string())
+                            .unwrap_or_default();
+                        format!("  {key}: {} ({source})", e.kind)
+                    })
+                    .collect(),
+            )
+        })?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// Range checks the types alone do not express.
+    pub fn check(&self) -> Result<(), SettingsError> {
+        let mut bad = Vec::new();
+        if !(self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://")
+            || self.database_url.starts_with("sqlite:"))
+        {
+            bad.push(format!(
+                "  database_url: {:?} is neither postgres://… nor sqlite://…",
+                self.database_url
+            ));
+        }
+        if self.body_limit_bytes < 1024 {
+            bad.push("  body_limit_bytes: must be at least 1024".into());
+        }
+        if self.request_timeout_secs == 0 {
+            bad.push("  request_timeout_secs: must be at least 1".into());
+        }
+        if self.public_rate_per_minute == 0 {
+            bad.push("  public_rate_per_minute: must be at least 1".into());
+        }
+        if self.login_token_hours == 0 {
+            bad.push("  login_token_hours: must be at least 1".into());
+        }
+        if self.reload_check_secs == 0 {
+            bad.push("  reload_check_secs: must be at least 1".into());
+        }
+        if !(self.near_boundary_m.is_finite() && self.near_boundary_m >= 0.0) {
+            bad.push("  near_boundary_m: must be a distance ≥ 0".into());
+        }
+        if !(self.max_outside_m.is_finite() && self.max_outside_m >= 0.0) {
+            bad.push("  max_outside_m: must be a distance ≥ 0".into());
+        }
+        if self.max_batch_points == 0 {
+            bad.push("  max_batch_points: must be at least 1".into());
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            bad.push(format!(
+                "  log_format: {:?} is neither text nor json",
+                self.log_format
+            ));
+        }
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(SettingsError(bad))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_setting_can_come_from_the_environment() {
+        let defaults = serde_json::to_value(Settings::default()).unwrap();
+        let mut names: Vec<&str> = defaults
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut keys = KEYS.to_vec();
+        names.sort();
+        keys.sort();
+        assert_eq!(names, keys);
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        Settings::default().check().unwrap();
+    }
+
+    #[test]
+    fn every_bad_value_is_named() {
+        let s = Settings {
+            database_url: "mysql://x".into(),
+            request_timeout_secs: 0,
+            log_format: "xml".into(),
+            ..Settings::default()
+        };
+        let e = s.check().unwrap_err().to_string();
+        for key in ["database_url", "request_timeout_secs", "log_format"] {
+            assert!(e.contains(key), "{e}");
+        }
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own large error
+    fn a_file_and_the_environment_override_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "w.toml",
+                "listen = \"127.0.0.1:9999\"\npublic_rate_per_minute = 7",
+            )?;
+            jail.set_env("WANGGE_PUBLIC_RATE_PER_MINUTE", "9");
+            jail.set_env("DATABASE_URL", "sqlite://x.db");
+            jail.set_env("WANGGE_ACTOR", "not a setting");
+            let s = Settings::load(Some(Path::new("w.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(s.listen.port(), 9999);
+            assert_eq!(s.public_rate_per_minute, 9);
+            assert_eq!(s.database_url, "sqlite://x.db");
+            jail.set_env("WANGGE_LISTEN", "not an address");
+            let e = Settings::load(None).unwrap_err().to_string();
+            assert!(e.contains("listen"), "{e}");
+            Ok(())
+        });
+    }
+}

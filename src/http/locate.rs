@@ -9,6 +9,8 @@ use crate::spatial::LocateOptions;
 use crate::spatial::crs::CoordSys;
 use crate::store::Member;
 use crate::workflow::live::Snapshot;
+use crate::workflow::locate::Brief;
+use axum::response::IntoResponse;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::routing::get;
@@ -300,23 +302,41 @@ pub struct BatchQuery {
     pub coord_sys: Option<String>,
 }
 
-/// One point of a batch answer.
+/// One point of a batch answer; false flags are left out.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct BatchItem {
-    /// Grid code, or null when the point is in no grid and none is near.
-    pub grid: Option<String>,
-    /// Community/village code of the grid.
-    pub community: Option<String>,
+pub struct BatchItem<'a> {
+    /// Grid code (its first 12 digits are the community's), or null when the point is
+    /// in no grid and none is near.
+    pub grid: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub near_boundary: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub outside: bool,
 }
 
 /// A batch answer, in input order.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct BatchAnswer {
+pub struct BatchAnswer<'a> {
     pub count: usize,
     pub boundaries_version: i64,
-    pub results: Vec<BatchItem>,
+    pub results: Vec<BatchItem<'a>>,
+}
+
+/// Locates `points` on all cores, keeping their order.
+fn locate_all(snapshot: &Snapshot, points: &[Coord<f64>], cs: CoordSys, options: &LocateOptions) -> Vec<Brief> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || points.len() < 20_000 {
+        return points.iter().map(|&p| snapshot.locator.locate_brief(p, cs, options)).collect();
+    }
+    let chunk = points.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = points
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(|&p| snapshot.locator.locate_brief(p, cs, options)).collect::<Vec<_>>()))
+            .collect();
+        // A panicking worker is a bug; answer without its part rather than crash.
+        parts.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+    })
 }
 
 /// Reads `[[lon,lat],…]`, `[{"lon":…,"lat":…},…]` or a FeatureCollection of points.
@@ -395,7 +415,7 @@ pub async fn locate_batch(
     caller: Caller,
     Query(q): Query<BatchQuery>,
     body: Bytes,
-) -> Result<Json<BatchAnswer>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     if !caller.0.may_somewhere(Action::Locate) {
         return Err(ApiError::forbidden(format!(
             "{} may not locate",
@@ -409,31 +429,28 @@ pub async fn locate_batch(
         ..locate_options(&state)
     };
     let snapshot = state.live.snapshot();
-    let answer = tokio::task::spawn_blocking(move || -> Result<BatchAnswer, ApiError> {
+    let body = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
         let points = parse_batch(&body, max)?;
-        let results = points
-            .iter()
-            .map(|&p| {
-                let l = snapshot.locator.locate(p, cs, &options);
-                let grid = l.grid.map(|g| g.id);
-                BatchItem {
-                    community: grid
-                        .as_deref()
-                        .and_then(|c| c.get(..Level::Community.code_len()))
-                        .map(str::to_string),
-                    grid,
-                    near_boundary: l.near_boundary,
-                    outside: l.outside,
-                }
-            })
-            .collect::<Vec<_>>();
-        Ok(BatchAnswer {
-            count: results.len(),
+        let briefs = locate_all(&snapshot, &points, cs, &options);
+        if briefs.len() != points.len() {
+            return Err(ApiError::internal("a batch worker failed"));
+        }
+        let grids = snapshot.locator.grids();
+        let answer = BatchAnswer {
+            count: briefs.len(),
             boundaries_version: snapshot.version,
-            results,
-        })
+            results: briefs
+                .iter()
+                .map(|b| BatchItem {
+                    grid: b.grid.and_then(|i| grids.get(i as usize)).map(|g| g.id.as_str()),
+                    near_boundary: b.near_boundary,
+                    outside: b.outside,
+                })
+                .collect(),
+        };
+        serde_json::to_vec(&answer).map_err(|e| ApiError::internal(e.to_string()))
     })
     .await
     .map_err(|e| ApiError::internal(format!("the batch worker failed: {e}")))??;
-    Ok(Json(answer))
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
 }

@@ -50,6 +50,14 @@ pub struct Located {
     pub dedicated: Vec<GridRef>,
 }
 
+/// A point's grid and flags, by index (see [`GridLocator::locate_brief`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Brief {
+    pub grid: Option<u32>,
+    pub near_boundary: bool,
+    pub outside: bool,
+}
+
 impl Located {
     /// The flags as a `;`-separated list (`near_boundary`, `outside`, `dedicated`).
     pub fn flags(&self) -> String {
@@ -137,6 +145,22 @@ impl GridLocator {
             }),
             outside: loc.outside,
             dedicated,
+        }
+    }
+
+    /// The comprehensive grid (index into [`Self::grids`]) of a point in `coord_sys`,
+    /// with the flags, without building names or ancestors: the batch path.
+    pub fn locate_brief(
+        &self,
+        p: Coord<f64>,
+        coord_sys: CoordSys,
+        options: &LocateOptions,
+    ) -> Brief {
+        let loc = self.comprehensive.locate(coord_sys.to_wgs84(p), options);
+        Brief {
+            grid: loc.polygon.map(|i| self.comprehensive_ids[i as usize]),
+            near_boundary: loc.near_boundary,
+            outside: loc.outside,
         }
     }
 

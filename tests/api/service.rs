@@ -220,7 +220,8 @@ pub async fn locate_answers_grid_ancestors_member_and_phone(b: Backend) {
         .map(|r| r["grid"].clone())
         .collect();
     assert_eq!(grids, vec![json!(code(3)), json!(code(2)), Value::Null]);
-    assert_eq!(batch["results"][0]["community"], COMMUNITY);
+    assert_eq!(batch["results"][2]["outside"], true);
+    assert!(batch["results"][0].get("outside").is_none(), "false flags are left out");
     let fc = json!({"type": "FeatureCollection", "features": [
         {"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": [IN_NE.0, IN_NE.1]}}]});
     let (_, batch) = post(&format!("{}/v1/locate", s.url), &token, fc).await;

@@ -10,9 +10,9 @@ use crate::spatial::crs::CoordSys;
 use crate::store::Member;
 use crate::workflow::live::Snapshot;
 use crate::workflow::locate::Brief;
-use axum::response::IntoResponse;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -323,19 +323,36 @@ pub struct BatchAnswer<'a> {
 }
 
 /// Locates `points` on all cores, keeping their order.
-fn locate_all(snapshot: &Snapshot, points: &[Coord<f64>], cs: CoordSys, options: &LocateOptions) -> Vec<Brief> {
+fn locate_all(
+    snapshot: &Snapshot,
+    points: &[Coord<f64>],
+    cs: CoordSys,
+    options: &LocateOptions,
+) -> Vec<Brief> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if threads < 2 || points.len() < 20_000 {
-        return points.iter().map(|&p| snapshot.locator.locate_brief(p, cs, options)).collect();
+        return points
+            .iter()
+            .map(|&p| snapshot.locator.locate_brief(p, cs, options))
+            .collect();
     }
     let chunk = points.len().div_ceil(threads);
     std::thread::scope(|scope| {
         let parts: Vec<_> = points
             .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(|&p| snapshot.locator.locate_brief(p, cs, options)).collect::<Vec<_>>()))
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|&p| snapshot.locator.locate_brief(p, cs, options))
+                        .collect::<Vec<_>>()
+                })
+            })
             .collect();
         // A panicking worker is a bug; answer without its part rather than crash.
-        parts.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+        parts
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
     })
 }
 
@@ -442,7 +459,10 @@ pub async fn locate_batch(
             results: briefs
                 .iter()
                 .map(|b| BatchItem {
-                    grid: b.grid.and_then(|i| grids.get(i as usize)).map(|g| g.id.as_str()),
+                    grid: b
+                        .grid
+                        .and_then(|i| grids.get(i as usize))
+                        .map(|g| g.id.as_str()),
                     near_boundary: b.near_boundary,
                     outside: b.outside,
                 })
@@ -452,5 +472,9 @@ pub async fn locate_batch(
     })
     .await
     .map_err(|e| ApiError::internal(format!("the batch worker failed: {e}")))??;
-    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
 }

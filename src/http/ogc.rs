@@ -5,10 +5,10 @@
 
 use super::{ApiError, AppState};
 use crate::domain::{Grid, Level};
-use crate::store::{GridVersion, RegionRecord};
-use crate::workflow::live::Snapshot;
 use crate::io::geojson::geometry_json;
 use crate::spatial::geom;
+use crate::store::{GridVersion, RegionRecord};
+use crate::workflow::live::Snapshot;
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};

@@ -221,7 +221,10 @@ pub async fn locate_answers_grid_ancestors_member_and_phone(b: Backend) {
         .collect();
     assert_eq!(grids, vec![json!(code(3)), json!(code(2)), Value::Null]);
     assert_eq!(batch["results"][2]["outside"], true);
-    assert!(batch["results"][0].get("outside").is_none(), "false flags are left out");
+    assert!(
+        batch["results"][0].get("outside").is_none(),
+        "false flags are left out"
+    );
     let fc = json!({"type": "FeatureCollection", "features": [
         {"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": [IN_NE.0, IN_NE.1]}}]});
     let (_, batch) = post(&format!("{}/v1/locate", s.url), &token, fc).await;
@@ -593,6 +596,16 @@ pub async fn a_township_drafts_and_submits_a_county_approves_and_the_map_changes
     // Others' drafts are invisible.
     let (st, _) = get(&format!("{}/v1/plans/{id}", s.url), Some(&other_township)).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = get(
+        &format!("{}/v1/plans/{id}/impact", s.url),
+        Some(&other_township),
+    )
+    .await;
+    assert_eq!(
+        st,
+        StatusCode::FORBIDDEN,
+        "the impact names members: not across townships"
+    );
     let (_, listed) = get(&format!("{}/v1/plans", s.url), Some(&other_township)).await;
     assert_eq!(listed, json!([]));
 
@@ -881,3 +894,196 @@ crate::contract!(
     replicas_serve_a_plan_activated_elsewhere_within_two_seconds,
     gdal_reads_every_grid_back_through_ogc_api_features,
 );
+
+/// A surveying office's file: Gauss–Krüger zone 39 metres, GBK names, no `.cpg`, zipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zipped_gauss_kruger_gbk_shapefile_uploads_as_a_draft() {
+    let b = crate::backends::sqlite().await.expect("sqlite");
+    let store = b.store.as_ref();
+    seeded(store).await;
+    let township = user(store, "li", UserRole::Planner, "371602001").await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("draft.geojson");
+    std::fs::write(&src, as_geojson(second_grids("西北网格"))).unwrap();
+    let shp = dir.path().join("draft.shp");
+    let o = Command::new("ogr2ogr")
+        .args([
+            "-f",
+            "ESRI Shapefile",
+            "-t_srs",
+            "EPSG:4527",
+            "-lco",
+            "ENCODING=CP936",
+        ])
+        .arg(&shp)
+        .arg(&src)
+        .output()
+        .expect("ogr2ogr (gdal-bin)");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let zip = dir.path().join("draft.zip");
+    let mut args = vec![
+        "-m".to_string(),
+        "zipfile".into(),
+        "-c".into(),
+        zip.display().to_string(),
+    ];
+    args.extend(
+        ["shp", "shx", "dbf", "prj"]
+            .iter()
+            .map(|e| shp.with_extension(e).display().to_string()),
+    );
+    assert!(
+        Command::new("python3")
+            .args(&args)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let s = Server::start(&b.url, &[]);
+    let send = |encoding: Option<&str>| {
+        let mut form = reqwest::multipart::Form::new()
+            .text("scope", COMMUNITY)
+            .text("id_field", "grid_id")
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(std::fs::read(&zip).unwrap())
+                    .file_name("draft.zip"),
+            );
+        if let Some(e) = encoding {
+            form = form.text("encoding", e.to_string());
+        }
+        client()
+            .post(format!("{}/v1/plans", s.url))
+            .bearer_auth(&township)
+            .multipart(form)
+            .send()
+    };
+    // Without the encoding: refused, naming the feature, nothing stored (no mojibake).
+    let refused = send(None).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let problem: Value = refused.json().await.unwrap();
+    assert_eq!(problem["type"], "urn:wangge:problem:bad-file", "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("encoding"),
+        "{problem}"
+    );
+    assert!(problem["feature"].is_string(), "{problem}");
+    assert_eq!(store.plans(None, None).await.unwrap().len(), 1);
+    let ok = send(Some("GBK")).await.unwrap();
+    assert_eq!(ok.status(), StatusCode::CREATED);
+    let plan: Value = ok.json().await.unwrap();
+    assert_eq!(plan["error_count"], 0, "{plan}");
+    let grids = store
+        .plan_grids(plan["id"].as_i64().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        grids.iter().any(|g| g.attributes["grid_id"] == "西北网格"),
+        "{grids:?}"
+    );
+}
+
+/// Accounts administered from the command line while the server runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_adds_users_and_issues_and_revokes_tokens_of_a_running_server() {
+    let b = crate::backends::sqlite().await.expect("sqlite");
+    seeded(b.store.as_ref()).await;
+    let s = Server::start(&b.url, &[]);
+    let wangge = |args: &[&str], stdin: &str| {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wangge"))
+            .args(args)
+            .env("DATABASE_URL", &b.url)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let o = wangge(
+        &[
+            "user",
+            "add",
+            "zhao",
+            "--role",
+            "dispatcher",
+            "--scope",
+            "371602",
+            "--password-stdin",
+        ],
+        "correct horse battery\n",
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = wangge(
+        &[
+            "user",
+            "add",
+            "zhao",
+            "--role",
+            "dispatcher",
+            "--scope",
+            "371602",
+        ],
+        "",
+    );
+    assert!(
+        !o.status.success(),
+        "a second user of the same name is refused"
+    );
+    let o = wangge(
+        &["user", "add", "qian", "--role", "mayor", "--scope", "3716"],
+        "",
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown role"));
+    let o = wangge(&["token", "issue", "zhao", "--ttl", "30d"], "");
+    let token = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(token.lines().count(), 1, "only the token: {token:?}");
+    let token = token.trim().to_string();
+    assert!(token.starts_with("wg_"));
+    let (st, me) = get(&format!("{}/v1/me", s.url), Some(&token)).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(me["grants"][0]["scope"], "371602");
+    let login = client()
+        .post(format!("{}/v1/auth/login", s.url))
+        .json(&json!({"name": "zhao", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+    let o = wangge(
+        &[
+            "user", "grant", "zhao", "--role", "auditor", "--scope", "371602",
+        ],
+        "",
+    );
+    assert!(o.status.success());
+    let o = wangge(&["user", "list"], "");
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .contains("zhao\tpassword\tauditor@371602,dispatcher@371602")
+    );
+    let fresh = String::from_utf8(wangge(&["token", "issue", "zhao"], "").stdout).unwrap();
+    let o = wangge(&["token", "revoke-all", "zhao"], "");
+    assert!(o.status.success());
+    let (st, _) = get(&format!("{}/v1/me", s.url), Some(fresh.trim())).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "revoked from another process");
+    let audit = b
+        .store
+        .audit(&wangge::store::AuditQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
+    for a in ["user_add", "token_issue", "user_grant", "token_revoke"] {
+        assert!(actions.contains(&a), "{actions:?}");
+    }
+}

@@ -14,6 +14,7 @@ use wangge::http::{self, AppState};
 use wangge::settings::Settings;
 use wangge::store::{self, Store};
 use wangge::workflow::live::LiveGrids;
+use wangge::workflow::plans;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -83,11 +84,17 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         let reload_every = Duration::from_secs(settings.reload_check_secs);
         let state = AppState::new(store.clone(), live.clone(), settings, Some(metrics));
         tokio::spawn(follow_activations(store.clone(), live.clone(), reload_every));
+        tokio::spawn(activate_when_due(store.clone(), live.clone()));
         println!("wangge serving {grids} grids from the {} store on http://{addr}/", store.backend());
         println!("  API docs http://{addr}/docs · OGC API http://{addr}/ogc · health http://{addr}/healthz");
         use std::io::Write;
         std::io::stdout().flush()?;
         tracing::info!(%addr, grids, backend = store.backend(), "listening");
+        use axum::serve::ListenerExt;
+        // Answers are small and latency matters more than packet count.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(
             listener,
             http::router(state).into_make_service_with_connect_info::<SocketAddr>(),
@@ -124,6 +131,35 @@ async fn follow_activations(store: Arc<dyn Store>, live: Arc<LiveGrids>, every: 
             ),
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "reload failed; serving the previous boundaries"),
+        }
+    }
+}
+
+/// Activates approved plans whose effective date has come: at start and every hour, so
+/// a plan approved for a date needs nobody at midnight. Replicas may race for the same
+/// plan; the store lets one win and the others see a conflict, which is only logged.
+async fn activate_when_due(store: Arc<dyn Store>, live: Arc<LiveGrids>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let today = wangge::workflow::duty::today_in_china();
+        match plans::activate_due(store.as_ref(), "scheduler", today, Some(&live)).await {
+            Ok(done) => {
+                for (id, result) in done {
+                    match result {
+                        Ok(a) => tracing::info!(
+                            plan = id,
+                            inserted = a.inserted,
+                            closed = a.closed,
+                            "plan activated on its effective date"
+                        ),
+                        Err(e) => {
+                            tracing::warn!(plan = id, error = %e, "plan due but not activated")
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot list the plans due"),
         }
     }
 }

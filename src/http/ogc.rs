@@ -95,7 +95,9 @@ fn link(href: String, rel: &str, kind: &str, title: &str) -> Value {
     json!({"href": href, "rel": rel, "type": kind, "title": title})
 }
 
-async fn landing(State(state): State<AppState>, headers: HeaderMap) -> Json<Value> {
+/// The landing page: links to the API definition, conformance and the collections.
+#[utoipa::path(get, path = "/ogc", tag = "ogc", responses((status = 200, description = "landing page")))]
+pub async fn landing(State(state): State<AppState>, headers: HeaderMap) -> Json<Value> {
     let b = base(&headers, &state);
     let root = b.trim_end_matches("/ogc");
     Json(json!({
@@ -103,7 +105,7 @@ async fn landing(State(state): State<AppState>, headers: HeaderMap) -> Json<Valu
         "description": "Grid boundaries and the administrative divisions they tile (OGC API – Features)",
         "links": [
             link(b.clone(), "self", "application/json", "This document"),
-            link(format!("{root}/openapi.json"), "service-desc", "application/vnd.oai.openapi+json;version=3.0", "The API definition"),
+            link(format!("{root}/openapi.json"), "service-desc", "application/vnd.oai.openapi+json;version=3.1", "The API definition"),
             link(format!("{root}/docs"), "service-doc", "text/html", "The API documentation"),
             link(format!("{b}/conformance"), "conformance", "application/json", "Conformance classes"),
             link(format!("{b}/collections"), "data", "application/json", "The collections"),
@@ -111,11 +113,12 @@ async fn landing(State(state): State<AppState>, headers: HeaderMap) -> Json<Valu
     }))
 }
 
-async fn conformance() -> Json<Value> {
+/// The conformance classes implemented.
+#[utoipa::path(get, path = "/ogc/conformance", tag = "ogc", responses((status = 200, description = "conformsTo")))]
+pub async fn conformance() -> Json<Value> {
     Json(json!({"conformsTo": [
         "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
         "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
-        "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
         "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
     ]}))
 }
@@ -170,7 +173,9 @@ fn collection_doc(state: &AppState, b: &str, id: &str) -> Result<Value, ApiError
     }))
 }
 
-async fn collections(
+/// The boundary collections, with extents and CRSs.
+#[utoipa::path(get, path = "/ogc/collections", tag = "ogc", responses((status = 200, description = "collections")))]
+pub async fn collections(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
@@ -186,7 +191,9 @@ async fn collections(
     })))
 }
 
-async fn collection(
+/// One collection.
+#[utoipa::path(get, path = "/ogc/collections/{id}", tag = "ogc", params(("id" = String, Path, description = "grids, communities, townships or counties")), responses((status = 200, description = "collection"), (status = 404, description = "no such collection")))]
+pub async fn collection(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -195,7 +202,7 @@ async fn collection(
 }
 
 #[derive(Debug, Deserialize)]
-struct ItemsQuery {
+pub struct ItemsQuery {
     bbox: Option<String>,
     #[serde(rename = "bbox-crs")]
     bbox_crs: Option<String>,
@@ -385,7 +392,19 @@ fn with_offset(raw: Option<&str>, offset: usize) -> String {
     parts.join("&")
 }
 
-async fn items(
+/// Features of a collection, a page at a time (`next` links).
+#[utoipa::path(get, path = "/ogc/collections/{id}/items", tag = "ogc",
+    params(
+        ("id" = String, Path, description = "grids, communities, townships or counties"),
+        ("bbox" = Option<String>, Query, description = "minx,miny,maxx,maxy in bbox-crs"),
+        ("bbox-crs" = Option<String>, Query, description = "CRS84 (default) or EPSG:4490 URI"),
+        ("crs" = Option<String>, Query, description = "output CRS: CRS84 (default) or EPSG:4490 URI (latitude first)"),
+        ("limit" = Option<usize>, Query, description = "1..10000, default 10"),
+        ("offset" = Option<usize>, Query, description = "features to skip"),
+        ("datetime" = Option<String>, Query, description = "grids valid at this date (RFC 3339)"),
+    ),
+    responses((status = 200, description = "GeoJSON FeatureCollection", content_type = "application/geo+json"), (status = 400, description = "bad parameter")))]
+pub async fn items(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -407,7 +426,7 @@ async fn items(
         Some(s) => parse_datetime(s)?,
         None => None,
     }
-    .filter(|d| *d < Utc::now().date_naive() || kind != Kind::Grids);
+    .filter(|d| *d < crate::workflow::duty::today_in_china() || kind != Kind::Grids);
     let snapshot = state.live.snapshot();
     let all = load_items(&state, &snapshot, kind, date).await?;
     let matched: Vec<&Item> = all
@@ -481,12 +500,17 @@ async fn items(
 }
 
 #[derive(Debug, Deserialize)]
-struct ItemQuery {
+pub struct ItemQuery {
     crs: Option<String>,
     datetime: Option<String>,
 }
 
-async fn item(
+/// One feature.
+#[utoipa::path(get, path = "/ogc/collections/{id}/items/{fid}", tag = "ogc",
+    params(("id" = String, Path), ("fid" = String, Path, description = "grid or region code"),
+        ("crs" = Option<String>, Query), ("datetime" = Option<String>, Query)),
+    responses((status = 200, description = "GeoJSON Feature", content_type = "application/geo+json"), (status = 404, description = "no such feature")))]
+pub async fn item(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((id, fid)): Path<(String, String)>,
@@ -498,7 +522,7 @@ async fn item(
         Some(s) => parse_datetime(s)?,
         None => None,
     }
-    .filter(|d| *d < Utc::now().date_naive() || kind != Kind::Grids);
+    .filter(|d| *d < crate::workflow::duty::today_in_china() || kind != Kind::Grids);
     let snapshot = state.live.snapshot();
     let all = load_items(&state, &snapshot, kind, date).await?;
     let it = all

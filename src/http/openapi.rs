@@ -2,7 +2,7 @@
 //! self-contained page that renders it: no script from a CDN, because municipal
 //! networks are often closed.
 
-use super::{access, locate, ops, plans, public};
+use super::{access, locate, ogc, ops, plans, public};
 use axum::Json;
 use axum::Router;
 use axum::response::Html;
@@ -33,6 +33,7 @@ impl Modify for BearerAuth {
         access::login, access::logout, access::me, access::members, access::add_member, access::audit,
         plans::list, plans::show, plans::validation, plans::problems, plans::impact, plans::events,
         plans::upload, plans::replace, plans::step, plans::grid_history, plans::area_history,
+        ogc::landing, ogc::conformance, ogc::collections, ogc::collection, ogc::items, ogc::item,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -41,6 +42,7 @@ impl Modify for BearerAuth {
         (name = "plans", description = "Boundary plans: draft, validate, approve, activate"),
         (name = "members", description = "Grid members (personal data)"),
         (name = "access", description = "Login, tokens, audit log"),
+        (name = "ogc", description = "OGC API – Features (Part 1 Core, Part 2 CRS) for GIS tools"),
         (name = "operations", description = "Health and metrics"),
     )
 )]

@@ -14,7 +14,7 @@ use axum::extract::{Multipart, Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -429,7 +429,7 @@ pub async fn step(
     }
     let actor = caller.0.name.clone();
     let plan = if to == PlanStatus::Active {
-        let today = Utc::now().date_naive();
+        let today = crate::workflow::duty::today_in_china();
         let a = plans::activate(state.store.as_ref(), id, &actor, today, Some(&state.live)).await?;
         metrics::counter!("wangge_plans_activated_total").increment(1);
         a.plan

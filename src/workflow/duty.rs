@@ -30,6 +30,12 @@ fn china(at: DateTime<Utc>) -> NaiveDateTime {
     at.naive_utc() + TimeDelta::hours(8)
 }
 
+/// Today's date in China Standard Time: the date effective dates and `as_of` refer to,
+/// whatever the server's own time zone.
+pub fn today_in_china() -> chrono::NaiveDate {
+    china(Utc::now()).date()
+}
+
 /// Whether `member` is on duty at `at`. An unreadable schedule counts as "always", so a
 /// typo never leaves a grid without anyone to call.
 pub fn is_on_duty(member: &Member, at: DateTime<Utc>) -> bool {

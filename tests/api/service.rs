@@ -269,6 +269,7 @@ pub async fn locate_answers_grid_ancestors_member_and_phone(b: Backend) {
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     assert!(doc["paths"]["/v1/locate"]["get"].is_object());
     assert!(doc["paths"]["/v1/public/grids/{code}"]["get"].is_object());
+    assert!(doc["paths"]["/ogc/collections/{id}/items"]["get"].is_object());
     let page = client()
         .get(format!("{}/docs", s.url))
         .send()

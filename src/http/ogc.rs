@@ -270,6 +270,16 @@ fn parse_datetime(s: &str) -> Result<Option<NaiveDate>, ApiError> {
     })
 }
 
+/// The date to read versions of, when `datetime` names a day before today; today and
+/// later are the current grids (the snapshot).
+fn past_date(datetime: Option<&str>) -> Result<Option<NaiveDate>, ApiError> {
+    Ok(match datetime {
+        Some(s) => parse_datetime(s)?,
+        None => None,
+    }
+    .filter(|d| *d < crate::workflow::duty::today_in_china()))
+}
+
 fn swap_axes(v: &mut Value) {
     match v {
         Value::Array(items) if items.len() == 2 && items.iter().all(Value::is_number) => {
@@ -422,11 +432,7 @@ pub async fn items(
     };
     let limit = parse_count(q.limit.as_deref(), "limit", DEFAULT_LIMIT)?.clamp(1, MAX_LIMIT);
     let offset = parse_count(q.offset.as_deref(), "offset", 0)?;
-    let date = match &q.datetime {
-        Some(s) => parse_datetime(s)?,
-        None => None,
-    }
-    .filter(|d| *d < crate::workflow::duty::today_in_china() || kind != Kind::Grids);
+    let date = past_date(q.datetime.as_deref())?;
     let snapshot = state.live.snapshot();
     let all = load_items(&state, &snapshot, kind, date).await?;
     let matched: Vec<&Item> = all
@@ -518,11 +524,7 @@ pub async fn item(
 ) -> Result<Response, ApiError> {
     let (kind, ..) = kind_of(&id)?;
     let out_lat_first = lat_first(q.crs.as_deref(), "crs")?;
-    let date = match &q.datetime {
-        Some(s) => parse_datetime(s)?,
-        None => None,
-    }
-    .filter(|d| *d < crate::workflow::duty::today_in_china() || kind != Kind::Grids);
+    let date = past_date(q.datetime.as_deref())?;
     let snapshot = state.live.snapshot();
     let all = load_items(&state, &snapshot, kind, date).await?;
     let it = all

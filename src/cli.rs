@@ -374,7 +374,9 @@ fn locate(a: LocateArgs) -> Result<ExitCode> {
     };
     #[cfg(not(feature = "proj"))]
     let (query, coord_sys) = (points.clone(), a.coord_sys);
+    let t_index = Instant::now();
     let locator = GridLocator::new(grids);
+    let index_ms = t_index.elapsed().as_secs_f64() * 1e3;
     let build_ms = t0.elapsed().as_secs_f64() * 1e3;
     let options = LocateOptions {
         near_boundary_m: a.near_boundary_m,
@@ -409,7 +411,7 @@ fn locate(a: LocateArgs) -> Result<ExitCode> {
         let n = points.len();
         eprintln!(
             "{}",
-            json!({"build_ms": build_ms, "locate_ms": locate_s * 1e3, "points": n,
+            json!({"build_ms": build_ms, "index_ms": index_ms, "locate_ms": locate_s * 1e3, "points": n,
                    "points_per_s": if locate_s > 0.0 { n as f64 / locate_s } else { 0.0 },
                    "index_bytes": locator.index_bytes()})
         );

@@ -259,8 +259,11 @@ impl Partition {
         drop(pairs);
         let owner = |k: u32| owner_in(&poly_coord_starts, k);
 
-        // 2. Cells that a polygon contains wholly: runs of cells its edges do not touch,
-        //    one exact point-in-polygon test per run.
+        // 2. Cells that a polygon contains wholly. Two neighbouring cells that none of the
+        //    polygon's edges touch are both inside or both outside (the segment between
+        //    their centres lies in the two cells, which no edge meets), so the status
+        //    spreads along a run of untouched cells and down to the run below; an exact
+        //    point-in-polygon test is needed only for a run with no untouched cell above.
         let touches = |cell: usize, i: u32| -> bool {
             let r = set.polys[i as usize].coord_range(&set);
             let edges =
@@ -278,20 +281,33 @@ impl Partition {
                 let b = set.bbox(i);
                 let (c0, c1) = (grid.col(b.min().x), grid.col(b.max().x));
                 let (r0, r1) = (grid.row(b.min().y), grid.row(b.max().y));
+                // Status of each column's cell in the row above (None: touched).
+                let mut above: Vec<Option<bool>> = vec![None; c1 - c0 + 1];
+                let mut row: Vec<Option<bool>> = vec![None; c1 - c0 + 1];
                 for iy in r0..=r1 {
-                    let mut run_inside: Option<bool> = None;
-                    for ix in c0..=c1 {
-                        let cell = iy * grid.nx + ix;
-                        if touches(cell, i) {
-                            run_inside = None;
+                    let mut ix = c0;
+                    while ix <= c1 {
+                        if touches(iy * grid.nx + ix, i) {
+                            row[ix - c0] = None;
+                            ix += 1;
                             continue;
                         }
-                        let inside =
-                            *run_inside.get_or_insert_with(|| set.contains(i, grid.centre(ix, iy)));
-                        if inside {
-                            full.push((cell as u32, i));
+                        let start = ix;
+                        while ix <= c1 && !touches(iy * grid.nx + ix, i) {
+                            ix += 1;
+                        }
+                        let inside = above[start - c0..ix - c0]
+                            .iter()
+                            .find_map(|&s| s)
+                            .unwrap_or_else(|| set.contains(i, grid.centre(start, iy)));
+                        for x in start..ix {
+                            row[x - c0] = Some(inside);
+                            if inside {
+                                full.push(((iy * grid.nx + x) as u32, i));
+                            }
                         }
                     }
+                    std::mem::swap(&mut above, &mut row);
                 }
             }
             full

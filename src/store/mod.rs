@@ -154,6 +154,9 @@ pub trait Store: AccessStore + Send + Sync {
     /// A number that grows whenever current grids change (the sum of all layer
     /// generations): replicas compare it to decide whether to reload.
     async fn grids_version(&self) -> StoreResult<i64>;
+    /// A number that grows whenever members or supervision phones change (a trigger
+    /// counts every change, whoever makes it).
+    async fn directory_version(&self) -> StoreResult<i64>;
     /// A stream that yields whenever any process activates a plan, where the backend
     /// can push (PostgreSQL `LISTEN`); `None` where callers must poll
     /// [`Store::grids_version`].

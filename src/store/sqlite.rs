@@ -684,6 +684,16 @@ impl Store for SqliteStore {
         )
     }
 
+    async fn directory_version(&self) -> StoreResult<i64> {
+        Ok(
+            sqlx::query_scalar(
+                "SELECT CAST(version AS BIGINT) FROM directory_version WHERE id = 1",
+            )
+            .fetch_one(&self.pool)
+            .await?,
+        )
+    }
+
     async fn grids_version(&self) -> StoreResult<i64> {
         Ok(sqlx::query_scalar(
             "SELECT CAST(COALESCE(SUM(generation), 0) AS BIGINT) FROM layer_heads",

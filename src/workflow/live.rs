@@ -18,6 +18,8 @@ pub struct Snapshot {
     pub regions: Vec<RegionRecord>,
     /// [`Store::grids_version`] when loading started.
     pub version: i64,
+    /// [`Store::directory_version`] when loading started.
+    pub directory_version: i64,
     pub loaded_at: DateTime<Utc>,
     grid_by_code: HashMap<String, u32>,
     region_by_code: HashMap<String, u32>,
@@ -92,10 +94,14 @@ impl LiveGrids {
         Ok(())
     }
 
-    /// Reloads only when the store's grids changed since the snapshot was loaded, or
-    /// when `force` (members and phones are not versioned). Returns whether it did.
+    /// Reloads only when the store's grids, members or phones changed since the snapshot
+    /// was loaded, or when `force`. Returns whether it did.
     pub async fn refresh(&self, store: &dyn Store, force: bool) -> Result<bool, StoreError> {
-        if !force && store.grids_version().await? == self.snapshot().version {
+        let current = self.snapshot();
+        if !force
+            && store.grids_version().await? == current.version
+            && store.directory_version().await? == current.directory_version
+        {
             return Ok(false);
         }
         self.reload(store).await?;
@@ -106,6 +112,7 @@ impl LiveGrids {
 /// Builds a snapshot from the store.
 pub async fn load_snapshot(store: &dyn Store) -> Result<Snapshot, StoreError> {
     let version = store.grids_version().await?;
+    let directory_version = store.directory_version().await?;
     let regions = store.regions(None).await?;
     let locator = build_locator(store, &regions).await?;
     let mut members: HashMap<String, Vec<Member>> = HashMap::new();
@@ -128,6 +135,7 @@ pub async fn load_snapshot(store: &dyn Store) -> Result<Snapshot, StoreError> {
         locator,
         regions,
         version,
+        directory_version,
         loaded_at: Utc::now(),
         grid_by_code,
         region_by_code,

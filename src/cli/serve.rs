@@ -68,7 +68,7 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
             .await
             .with_context(|| format!("opening the store at {}", settings.database_url))?;
         if a.demo {
-            if store.grids(None, None, None).await?.is_empty() {
+            if !demo::has_grids(store.as_ref()).await? {
                 let layers = demo::build_layers(&a.demo_counties, &a.demo_dir, false)?;
                 demo::load_once(store.as_ref(), &layers.counties, &layers.townships, &layers.communities, layers.grids).await?;
             } else {

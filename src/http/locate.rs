@@ -8,7 +8,7 @@ use crate::domain::{Layer, Level, RegionRef};
 use crate::spatial::LocateOptions;
 use crate::spatial::crs::CoordSys;
 use crate::store::Member;
-use crate::workflow::live::Snapshot;
+use crate::workflow::live::{Snapshot, ancestors_of};
 use crate::workflow::locate::Brief;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -126,7 +126,7 @@ pub fn check_point(lon: f64, lat: f64) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn summary(code: &str, name: Option<&str>, layer: Layer) -> GridSummary {
+pub fn summary(code: &str, name: Option<&str>, layer: Layer) -> GridSummary {
     GridSummary {
         code: code.to_string(),
         name: name.map(str::to_string),
@@ -134,7 +134,7 @@ fn summary(code: &str, name: Option<&str>, layer: Layer) -> GridSummary {
     }
 }
 
-fn ancestors(refs: &[RegionRef]) -> Vec<Ancestor> {
+pub fn ancestors(refs: &[RegionRef]) -> Vec<Ancestor> {
     refs.iter()
         .map(|r| Ancestor {
             level: r.level,
@@ -261,17 +261,9 @@ async fn historic(
     let ancestors = version
         .as_ref()
         .map(|v| {
-            [Level::Community, Level::Township, Level::County]
-                .into_iter()
-                .filter_map(|level| {
-                    let code = v.code.get(..level.code_len())?;
-                    Some(Ancestor {
-                        level,
-                        code: code.to_string(),
-                        name: snapshot.region(code).map(|r| r.name.clone()),
-                    })
-                })
-                .collect()
+            ancestors(&ancestors_of(&v.code, |c| {
+                snapshot.region(c).map(|r| r.name.clone())
+            }))
         })
         .unwrap_or_default();
     Ok(LocateAnswer {

@@ -3,7 +3,9 @@
 //! per client address.
 
 use super::extract::ClientAddr;
-use super::locate::{Ancestor, GridSummary, MemberContact, check_point, contact, coord_sys};
+use super::locate::{
+    Ancestor, GridSummary, MemberContact, ancestors, check_point, contact, coord_sys, summary,
+};
 use super::{ApiError, AppState};
 use crate::io::geojson::geometry_json;
 use crate::workflow::live::Snapshot;
@@ -54,20 +56,8 @@ fn card_of(state: &AppState, snapshot: &Snapshot, code: &str) -> Result<GridCard
         .ok_or_else(|| ApiError::not_found(format!("no current grid {code}")))?;
     let mask = state.settings.mask_public_phones;
     Ok(GridCard {
-        grid: GridSummary {
-            code: g.id.clone(),
-            name: g.name.clone(),
-            layer: g.layer,
-        },
-        ancestors: g
-            .ancestors
-            .iter()
-            .map(|a| Ancestor {
-                level: a.level,
-                code: a.code.clone(),
-                name: a.name.clone(),
-            })
-            .collect(),
+        grid: summary(&g.id, g.name.as_deref(), g.layer),
+        ancestors: ancestors(&g.ancestors),
         scope: geometry_json(&geo_types::Geometry::MultiPolygon(g.boundary.clone())),
         members: snapshot
             .members(code)

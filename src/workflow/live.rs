@@ -114,7 +114,7 @@ pub async fn load_snapshot(store: &dyn Store) -> Result<Snapshot, StoreError> {
     let version = store.grids_version().await?;
     let directory_version = store.directory_version().await?;
     let regions = store.regions(None).await?;
-    let locator = build_locator(store, &regions).await?;
+    let locator = GridLocator::new(current_grids(store, &regions).await?);
     let mut members: HashMap<String, Vec<Member>> = HashMap::new();
     for m in store.all_members().await? {
         members.entry(m.scope_code.clone()).or_default().push(m);
@@ -165,47 +165,50 @@ pub async fn load_locator_timed(
 ) -> Result<(GridLocator, LoadTimings), StoreError> {
     let t = std::time::Instant::now();
     let regions = store.regions(None).await?;
-    let (grids, mut timings) = current_grids(store, &regions).await?;
-    timings.fetch = t.elapsed();
+    let grids = current_grids(store, &regions).await?;
+    let fetch = t.elapsed();
     let locator = GridLocator::new(grids);
-    timings.index = t.elapsed() - timings.fetch;
-    Ok((locator, timings))
+    Ok((
+        locator,
+        LoadTimings {
+            fetch,
+            index: t.elapsed() - fetch,
+        },
+    ))
 }
 
-async fn build_locator(
-    store: &dyn Store,
-    regions: &[RegionRecord],
-) -> Result<GridLocator, StoreError> {
-    Ok(GridLocator::new(current_grids(store, regions).await?.0))
+/// Community, township and county of a grid code, nearest first, named by `name_of`.
+pub fn ancestors_of(code: &str, name_of: impl Fn(&str) -> Option<String>) -> Vec<RegionRef> {
+    [Level::Community, Level::Township, Level::County]
+        .into_iter()
+        .filter_map(|level| {
+            let code = code.get(..level.code_len())?;
+            Some(RegionRef {
+                level,
+                name: name_of(code),
+                code: code.to_string(),
+            })
+        })
+        .collect()
 }
 
+/// The current grids with their ancestors named from `regions`.
 async fn current_grids(
     store: &dyn Store,
     regions: &[RegionRecord],
-) -> Result<(Vec<Grid>, LoadTimings), StoreError> {
+) -> Result<Vec<Grid>, StoreError> {
     let names: HashMap<&str, &str> = regions
         .iter()
         .map(|r| (r.code.as_str(), r.name.as_str()))
         .collect();
     let versions = store.grids(None, None, None).await?;
-    let grids = versions
+    Ok(versions
         .into_iter()
         .map(|v| {
-            let ancestors = [Level::Community, Level::Township, Level::County]
-                .into_iter()
-                .filter_map(|level| {
-                    let code = v.code.get(..level.code_len())?.to_string();
-                    Some(RegionRef {
-                        level,
-                        name: names.get(code.as_str()).map(|n| n.to_string()),
-                        code,
-                    })
-                })
-                .collect();
+            let ancestors = ancestors_of(&v.code, |c| names.get(c).map(|n| n.to_string()));
             let mut g = v.into_grid();
             g.ancestors = ancestors;
             g
         })
-        .collect();
-    Ok((grids, LoadTimings::default()))
+        .collect())
 }

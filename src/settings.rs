@@ -39,10 +39,18 @@ pub struct Settings {
     pub max_batch_points: usize,
     /// `text` or `json` log lines.
     pub log_format: String,
+    /// Reports per minute per client address on the public intake (form and Open311).
+    pub public_reports_per_minute: u32,
+    /// Seconds between sweeps for due and overdue cases.
+    pub sweep_secs: u64,
+    /// A deadline this many hours ahead is noticed as due soon.
+    pub due_soon_hours: u32,
+    /// Move overdue cases to the dispatch centre one level up.
+    pub escalate_overdue: bool,
 }
 
 /// Every setting's name (also its `WANGGE_` variable, upper-cased).
-const KEYS: [&str; 13] = [
+const KEYS: [&str; 17] = [
     "listen",
     "database_url",
     "body_limit_bytes",
@@ -56,6 +64,10 @@ const KEYS: [&str; 13] = [
     "max_outside_m",
     "max_batch_points",
     "log_format",
+    "public_reports_per_minute",
+    "sweep_secs",
+    "due_soon_hours",
+    "escalate_overdue",
 ];
 
 impl Default for Settings {
@@ -74,6 +86,10 @@ impl Default for Settings {
             max_outside_m: 200.0,
             max_batch_points: 100_000,
             log_format: "text".into(),
+            public_reports_per_minute: 20,
+            sweep_secs: 60,
+            due_soon_hours: 4,
+            escalate_overdue: true,
         }
     }
 }
@@ -135,6 +151,12 @@ impl Settings {
                 "  database_url: {:?} is neither postgres://… nor sqlite://…",
                 self.database_url
             ));
+        }
+        if self.public_reports_per_minute == 0 {
+            bad.push("  public_reports_per_minute: must be at least 1".into());
+        }
+        if self.sweep_secs == 0 {
+            bad.push("  sweep_secs: must be at least 1".into());
         }
         if self.body_limit_bytes < 1024 {
             bad.push("  body_limit_bytes: must be at least 1024".into());

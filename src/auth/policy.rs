@@ -27,6 +27,23 @@ pub enum Action {
     WriteMembers,
     /// Read the audit log.
     ReadAudit,
+    /// File a case located in a grid (a grid member's upload, a hotline call).
+    ReportCase,
+    /// Settle a reported case on site or hand it over (the grid member).
+    WorkOnSite,
+    /// Run a dispatch centre: accept, assign, decide extensions, supervise, escalate,
+    /// close, reopen, merge.
+    DispatchCase,
+    /// Act for a department on its cases (also requires being its staff).
+    HandleCase,
+    /// Check a handled case's result.
+    VerifyCase,
+    /// Read cases (handlers: their department's only).
+    ReadCases,
+    /// Admit or refuse matters, keep departments and the calendar.
+    ManageMatters,
+    /// Propose a matter for the list.
+    ProposeMatter,
 }
 
 /// An authenticated caller.
@@ -41,13 +58,16 @@ fn role_allows(role: UserRole, action: Action, grant_scope_len: usize) -> bool {
     use UserRole::*;
     let county_or_above = grant_scope_len <= Level::County.code_len();
     match (role, action) {
-        (CityAdmin, ReadAudit) => false,
+        (CityAdmin, ReadAudit | HandleCase | WorkOnSite) => false,
         (CityAdmin, _) => true,
         (Planner, ReadPlans | DraftPlan | ReadMembers | Locate) => true,
         (Planner, ReviewPlan | ActivatePlan) => county_or_above,
         (Dispatcher | GridMember, Locate | ReadMembers | ReadPersonal) => true,
-        (DepartmentHandler, Locate | ReadMembers) => true,
-        (Auditor, ReadAudit | ReadPlans | ReadMembers) => true,
+        (Dispatcher, ReportCase | DispatchCase | VerifyCase | ReadCases | ProposeMatter) => true,
+        (Dispatcher, ManageMatters) => county_or_above,
+        (GridMember, ReportCase | WorkOnSite | VerifyCase | ReadCases) => true,
+        (DepartmentHandler, Locate | ReadMembers | HandleCase | ReadCases | ProposeMatter) => true,
+        (Auditor, ReadAudit | ReadPlans | ReadMembers | ReadCases) => true,
         _ => false,
     }
 }

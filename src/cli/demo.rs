@@ -184,6 +184,7 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
             .await
             .with_context(|| format!("opening the store at {}", a.database_url))?;
         load_once(store.as_ref(), &counties, &townships, &communities, grids).await?;
+        load_dispatch_once(store.as_ref(), Path::new("data/matters.json")).await?;
         let t = Instant::now();
         let live = LiveGrids::load(store.as_ref()).await?;
         println!(
@@ -380,4 +381,87 @@ fn demo_members(grids: &[String]) -> Vec<NewMember> {
         });
     }
     out
+}
+
+/// The demo's departments, matters list and calendar (`data/matters.json`), unless the
+/// store has departments already.
+pub async fn load_dispatch_once(store: &dyn Store, file: &Path) -> Result<()> {
+    use wangge::store::{Department, NewMatter};
+    if !store.departments().await?.is_empty() {
+        return Ok(());
+    }
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let doc: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
+    let names = |key: &str| -> Vec<(String, String)> {
+        doc.get(key)
+            .and_then(|v| v.as_object())
+            .map(|o| {
+                o.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or(k).to_string()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let regions = store.regions(None).await?;
+    let mut departments = 0;
+    for r in &regions {
+        let key = match r.level {
+            Level::City => "city_departments",
+            Level::County => "county_departments",
+            Level::Township => "township_departments",
+            _ => continue,
+        };
+        for (kind, name) in names(key) {
+            store
+                .upsert_department(&Department {
+                    code: format!("{}-{kind}", r.code),
+                    name: format!("{}{name}", r.name),
+                    kind,
+                    region_code: r.code.clone(),
+                    webhook_url: None,
+                })
+                .await?;
+            departments += 1;
+        }
+    }
+    let matters = doc
+        .get("matters")
+        .and_then(|m| m.as_array())
+        .cloned()
+        .unwrap_or_default();
+    for m in &matters {
+        let mut m = m.clone();
+        if let Some(o) = m.as_object_mut() {
+            o.entry("valid_from")
+                .or_insert(serde_json::json!("2026-01-01"));
+            o.insert("proposed_by".into(), serde_json::json!("demo"));
+        }
+        let matter: NewMatter = serde_json::from_value(m).context("a matter in the demo list")?;
+        let proposed = store.propose_matter(&matter).await?;
+        store
+            .decide_matter(proposed.id, true, "demo", chrono::Utc::now())
+            .await?;
+    }
+    for day in doc
+        .get("calendar")
+        .and_then(|c| c.as_array())
+        .cloned()
+        .unwrap_or_default()
+    {
+        let date = day
+            .get("date")
+            .and_then(|d| d.as_str())
+            .unwrap_or_default()
+            .parse()?;
+        let kind = serde_json::from_value(day.get("kind").cloned().unwrap_or_default())?;
+        let note = day.get("note").and_then(|n| n.as_str()).unwrap_or_default();
+        store.set_calendar_day(date, Some(kind), note).await?;
+    }
+    println!(
+        "loaded {departments} departments and {} matters",
+        matters.len()
+    );
+    Ok(())
 }

@@ -33,6 +33,9 @@ pub struct ServeArgs {
     /// Where the generated demo is kept.
     #[arg(long, default_value = "var/demo")]
     demo_dir: PathBuf,
+    /// The demo's departments, matters list and calendar.
+    #[arg(long, default_value = "data/matters.json")]
+    demo_matters: PathBuf,
 }
 
 fn init_tracing(format: &str) {
@@ -74,6 +77,7 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
             } else {
                 tracing::info!("the store has grids already; the demo is not loaded again");
             }
+            demo::load_dispatch_once(store.as_ref(), &a.demo_matters).await?;
         }
         let live = Arc::new(LiveGrids::load(store.as_ref()).await?);
         let grids = live.snapshot().locator.grids().len();
@@ -85,6 +89,9 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         let state = AppState::new(store.clone(), live.clone(), settings, Some(metrics));
         tokio::spawn(follow_activations(store.clone(), live.clone(), reload_every));
         tokio::spawn(activate_when_due(store.clone(), live.clone()));
+        tokio::spawn(http::feed_events(state.clone(), Duration::from_millis(250)));
+        tokio::spawn(sweep_cases(store.clone(), state.settings.clone()));
+        tokio::spawn(deliver_webhooks(store.clone()));
         println!("wangge serving {grids} grids from the {} store on http://{addr}/", store.backend());
         println!("  API docs http://{addr}/docs · OGC API http://{addr}/ogc · health http://{addr}/healthz");
         use std::io::Write;
@@ -160,6 +167,57 @@ async fn activate_when_due(store: Arc<dyn Store>, live: Arc<LiveGrids>) {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot list the plans due"),
+        }
+    }
+}
+
+/// Notices due and overdue cases every `sweep_secs` (escalating overdue ones when so
+/// configured). Replicas may sweep at once; each case is noticed once.
+async fn sweep_cases(store: Arc<dyn Store>, settings: Arc<wangge::settings::Settings>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(settings.sweep_secs));
+    let sweep = wangge::workflow::dispatch::SweepSettings {
+        due_soon: chrono::Duration::hours(i64::from(settings.due_soon_hours)),
+        escalate_overdue: settings.escalate_overdue,
+    };
+    loop {
+        tick.tick().await;
+        match wangge::workflow::dispatch::sweep(store.as_ref(), chrono::Utc::now(), sweep).await {
+            Ok(r) if r.due_soon + r.overdue > 0 => tracing::info!(
+                due_soon = r.due_soon,
+                overdue = r.overdue,
+                escalated = r.escalated,
+                "deadlines noticed"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "deadline sweep failed"),
+        }
+    }
+}
+
+/// Sends queued webhooks every second.
+async fn deliver_webhooks(store: Arc<dyn Store>) {
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "no HTTP client: webhooks stay queued");
+            return;
+        }
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if let Err(e) = wangge::workflow::webhooks::deliver_due(
+            store.as_ref(),
+            &client,
+            chrono::Utc::now(),
+            100,
+        )
+        .await
+        {
+            tracing::warn!(error = %e, "webhook round failed");
         }
     }
 }

@@ -1,9 +1,13 @@
 //! Plain data and its invariants; no I/O, no async.
 
 pub mod access;
+pub mod case;
 pub mod grid;
+pub mod matter;
 pub mod region;
 
 pub use access::{Grant, UserRole};
+pub use case::{CaseSource, CaseState, CentreLevel, ReturnReason};
 pub use grid::{Grid, Layer};
+pub use matter::{Category, MatterStatus, TimeLimit, TimeUnit};
 pub use region::{Level, RegionCode, RegionRef};

@@ -229,3 +229,34 @@ impl From<crate::io::gdal_files::FileError> for ApiError {
         }
     }
 }
+
+impl From<crate::workflow::dispatch::DispatchError> for ApiError {
+    fn from(e: crate::workflow::dispatch::DispatchError) -> Self {
+        use crate::workflow::dispatch::DispatchError;
+        let detail = e.to_string();
+        match e {
+            DispatchError::Store(e) => e.into(),
+            DispatchError::Step(step) => ApiError::new(
+                StatusCode::CONFLICT,
+                "invalid-transition",
+                "The case's state does not allow this step",
+                detail,
+            )
+            .with("state", json!(step.from))
+            .with("step", json!(step.step)),
+            DispatchError::Forbidden(_) => ApiError::forbidden(detail),
+            DispatchError::Invalid(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "bad-case",
+                "The request cannot be applied to the case",
+                detail,
+            ),
+            DispatchError::Unroutable(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unroutable",
+                "No department is responsible",
+                detail,
+            ),
+        }
+    }
+}

@@ -2,14 +2,17 @@
 //! snapshot, and map errors to problem responses. One file per resource.
 
 mod access;
+mod cases;
 pub mod error;
 pub mod extract;
 mod locate;
+mod matters;
 mod ogc;
 mod openapi;
 mod ops;
 mod plans;
 mod public;
+mod reports;
 
 use crate::settings::Settings;
 use crate::store::Store;
@@ -27,6 +30,7 @@ use std::time::Duration;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+pub use cases::feed_events;
 pub use error::ApiError;
 
 /// What every handler can reach.
@@ -37,6 +41,10 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub tokens: Arc<TokenCache>,
     pub public_limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Residents' reports per client address.
+    pub report_limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Case events as the feeder reads them from the store, for the SSE streams.
+    pub case_events: tokio::sync::broadcast::Sender<cases::SharedEvent>,
     /// Renders `/metrics`; `None` when no recorder is installed (tests in-process).
     pub metrics: Option<PrometheusHandle>,
 }
@@ -51,7 +59,12 @@ impl AppState {
     ) -> Self {
         let per_minute =
             NonZeroU32::new(settings.public_rate_per_minute).unwrap_or(NonZeroU32::MIN);
+        let reports_per_minute =
+            NonZeroU32::new(settings.public_reports_per_minute).unwrap_or(NonZeroU32::MIN);
+        let (case_events, _) = tokio::sync::broadcast::channel(1024);
         AppState {
+            report_limiter: Arc::new(RateLimiter::keyed(Quota::per_minute(reports_per_minute))),
+            case_events,
             store,
             live,
             tokens: Arc::new(TokenCache::default()),
@@ -72,6 +85,9 @@ pub fn router(state: AppState) -> Router {
         .merge(public::routes())
         .merge(access::routes())
         .merge(plans::routes())
+        .merge(cases::routes())
+        .merge(matters::routes())
+        .merge(reports::routes())
         .nest("/ogc", ogc::routes())
         .merge(openapi::routes())
         .route_layer(axum::middleware::from_fn(ops::track))

@@ -2,7 +2,7 @@
 //! self-contained page that renders it: no script from a CDN, because municipal
 //! networks are often closed.
 
-use super::{access, locate, ogc, ops, plans, public};
+use super::{access, cases, locate, matters, ogc, ops, plans, public, reports};
 use axum::Json;
 use axum::Router;
 use axum::response::Html;
@@ -25,7 +25,7 @@ impl Modify for BearerAuth {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "wangge", description = "Social-governance grids: locate, plans, public grid cards, OGC API – Features under /ogc"),
+    info(title = "wangge", description = "Social-governance grids: locate, plans, public grid cards, case dispatch, Open311 under /open311/v2, OGC API – Features under /ogc"),
     paths(
         ops::healthz, ops::readyz, ops::metrics,
         locate::locate_one, locate::locate_batch,
@@ -34,6 +34,14 @@ impl Modify for BearerAuth {
         plans::list, plans::show, plans::validation, plans::problems, plans::impact, plans::events,
         plans::upload, plans::replace, plans::step, plans::grid_history, plans::area_history,
         ogc::landing, ogc::conformance, ogc::collections, ogc::collection, ogc::items, ogc::item,
+        cases::create, cases::list, cases::show, cases::events, cases::act, cases::stream,
+        cases::overdue, cases::due_soon, cases::assess, cases::analysis, cases::density,
+        matters::public_list, matters::all_versions, matters::propose, matters::decide,
+        matters::departments, matters::put_department, matters::add_staff,
+        matters::calendar, matters::put_day, matters::delete_day,
+        reports::public_report, reports::public_status,
+        reports::discovery, reports::services, reports::service, reports::post_request,
+        reports::requests, reports::request,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -42,6 +50,9 @@ impl Modify for BearerAuth {
         (name = "plans", description = "Boundary plans: draft, validate, approve, activate"),
         (name = "members", description = "Grid members (personal data)"),
         (name = "access", description = "Login, tokens, audit log"),
+        (name = "cases", description = "Dispatch (Art. 11–12): intake, workflow, deadlines, supervision, assessment"),
+        (name = "matters", description = "The matters list (Art. 10), departments, working-day calendar"),
+        (name = "open311", description = "Open311 GeoReport v2 for residents' apps"),
         (name = "ogc", description = "OGC API – Features (Part 1 Core, Part 2 CRS) for GIS tools"),
         (name = "operations", description = "Health and metrics"),
     )

@@ -36,7 +36,7 @@ pub struct GridCard {
     pub supervision_phone: Option<String>,
 }
 
-fn limit(state: &AppState, client: &ClientAddr) -> Result<(), ApiError> {
+pub(super) fn limit(state: &AppState, client: &ClientAddr) -> Result<(), ApiError> {
     state.public_limiter.check_key(&client.0).map_err(|_| {
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,

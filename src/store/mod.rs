@@ -10,6 +10,8 @@
 
 pub mod access;
 mod access_sql;
+pub mod dispatch;
+mod dispatch_sql;
 mod postgres;
 mod records;
 mod rows;
@@ -18,6 +20,10 @@ mod sqlite;
 pub mod wkb;
 
 pub use access::{AccessStore, AuditEntry, AuditQuery, NewAuditEntry, TokenRecord, UserRecord};
+pub use dispatch::{
+    CaseEvent, CaseQuery, CaseRecord, Delivery, Department, DispatchStore, IdempotencyKey,
+    MatterVersion, NewCaseEvent, NewMatter,
+};
 pub use postgres::PgStore;
 pub use records::*;
 pub use sqlite::SqliteStore;
@@ -62,7 +68,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// Implementations must behave identically; `tests/api/store_contract.rs` runs one suite
 /// against both.
 #[async_trait]
-pub trait Store: AccessStore + Send + Sync {
+pub trait Store: AccessStore + DispatchStore + Send + Sync {
     /// The backend's name (`postgis` or `sqlite`).
     fn backend(&self) -> &'static str;
 

@@ -779,8 +779,9 @@ mod copy_binary {
     }
 }
 
-fn sql(s: &'static str) -> std::borrow::Cow<'static, str> {
-    s.into()
+fn sql(s: &str) -> String {
+    s.to_string()
 }
 
 super::access_sql::access_store_impl!(PgStore, sql);
+super::dispatch_sql::dispatch_store_impl!(PgStore, sql, sqlx::postgres::PgRow);

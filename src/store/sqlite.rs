@@ -708,8 +708,9 @@ impl Store for SqliteStore {
 }
 
 /// SQLite's positional parameters are `?n`; the shared statements are written `$n`.
-fn sql(s: &'static str) -> std::borrow::Cow<'static, str> {
-    s.replace('$', "?").into()
+fn sql(s: &str) -> String {
+    s.replace('$', "?")
 }
 
 super::access_sql::access_store_impl!(SqliteStore, sql);
+super::dispatch_sql::dispatch_store_impl!(SqliteStore, sql, sqlx::sqlite::SqliteRow);

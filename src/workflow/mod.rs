@@ -1,8 +1,13 @@
 //! Operations that combine the engine with grid data.
 
+pub mod assessment;
+pub mod calendar;
 pub mod check;
+pub mod dispatch;
 pub mod duty;
 pub mod hierarchy;
 pub mod live;
 pub mod locate;
 pub mod plans;
+pub mod state;
+pub mod webhooks;

@@ -1,0 +1,373 @@
+//! The matters list (Art. 10) and what routing needs: the public list in force on a
+//! date, proposals by departments and their admission by the grid institution,
+//! departments with their staff and webhooks, and the working-day calendar.
+
+use super::access::record;
+use super::extract::Caller;
+use super::{ApiError, AppState};
+use crate::auth::Action;
+use crate::domain::Category;
+use crate::store::{Department, MatterVersion, NewMatter};
+use crate::workflow::calendar::{DayKind, china};
+use crate::workflow::dispatch;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use chrono::{NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::BTreeMap;
+use utoipa::{IntoParams, ToSchema};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/public/matters", get(public_list))
+        .route("/v1/matters", get(all_versions).post(propose))
+        .route("/v1/matters/versions/{id}/{decision}", post(decide))
+        .route("/v1/departments", get(departments))
+        .route("/v1/departments/{code}", put(put_department))
+        .route("/v1/departments/{code}/staff", post(add_staff))
+        .route("/v1/calendar", get(calendar))
+        .route("/v1/calendar/{date}", put(put_day).delete(delete_day))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct DateQuery {
+    /// The list in force on this date (China time; default today).
+    pub date: Option<NaiveDate>,
+}
+
+/// A matter as the public list shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PublicMatter {
+    pub code: String,
+    pub version: i32,
+    pub name: String,
+    pub description: String,
+    pub category: Category,
+    pub time_limit: String,
+    /// Whether residents may report it.
+    pub public: bool,
+    pub valid_from: NaiveDate,
+    /// Temporary matters end before this date.
+    pub valid_to: Option<NaiveDate>,
+}
+
+/// The public matters list, page-friendly: by category, in code order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PublicList {
+    pub date: NaiveDate,
+    pub count: usize,
+    pub categories: Vec<CategoryGroup>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CategoryGroup {
+    pub category: Category,
+    pub matters: Vec<PublicMatter>,
+}
+
+/// The matters list in force on a date (Art. 10: published), grouped by category.
+#[utoipa::path(get, path = "/v1/public/matters", tag = "matters", params(DateQuery),
+    responses((status = 200, body = PublicList)))]
+pub async fn public_list(
+    State(state): State<AppState>,
+    Query(q): Query<DateQuery>,
+) -> Result<Json<PublicList>, ApiError> {
+    let date = q
+        .date
+        .unwrap_or_else(|| Utc::now().with_timezone(&china()).date_naive());
+    let matters = dispatch::matters_on(state.store.as_ref(), date).await?;
+    let count = matters.len();
+    let mut groups: BTreeMap<Category, Vec<PublicMatter>> = BTreeMap::new();
+    for m in matters {
+        groups
+            .entry(m.matter.category)
+            .or_default()
+            .push(PublicMatter {
+                code: m.matter.code,
+                version: m.version,
+                name: m.matter.name,
+                description: m.matter.description,
+                category: m.matter.category,
+                time_limit: m.matter.time_limit.to_string(),
+                public: m.matter.public,
+                valid_from: m.matter.valid_from,
+                valid_to: m.matter.valid_to,
+            });
+    }
+    Ok(Json(PublicList {
+        date,
+        count,
+        categories: groups
+            .into_iter()
+            .map(|(category, matters)| CategoryGroup { category, matters })
+            .collect(),
+    }))
+}
+
+/// Every version of every matter, proposed and refused ones included.
+#[utoipa::path(get, path = "/v1/matters", tag = "matters", security(("bearer" = [])),
+    responses((status = 200, body = [MatterVersion])))]
+pub async fn all_versions(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<MatterVersion>>, ApiError> {
+    if !caller.0.may_somewhere(Action::ReadCases) {
+        return Err(ApiError::forbidden(format!(
+            "{} may not read the matters list's versions",
+            caller.0.name
+        )));
+    }
+    Ok(Json(state.store.matter_versions(None).await?))
+}
+
+/// A department's (or a centre's) proposal: a new matter or a new version of one.
+/// It enters the list only when admitted.
+#[utoipa::path(post, path = "/v1/matters", tag = "matters", request_body = NewMatter, security(("bearer" = [])),
+    responses((status = 201, body = MatterVersion), (status = 403)))]
+pub async fn propose(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(mut matter): Json<NewMatter>,
+) -> Result<(StatusCode, Json<MatterVersion>), ApiError> {
+    if !caller.0.may_somewhere(Action::ProposeMatter) {
+        return Err(ApiError::forbidden(format!(
+            "{} may not propose matters",
+            caller.0.name
+        )));
+    }
+    if matter.code.trim().is_empty() || matter.name.trim().is_empty() {
+        return Err(ApiError::bad_request("a matter needs a code and a name"));
+    }
+    if matter.time_limit.amount == 0 {
+        return Err(ApiError::bad_request("a time limit is at least 1"));
+    }
+    if matter.valid_to.is_some_and(|end| end <= matter.valid_from) {
+        return Err(ApiError::bad_request("valid_to must be after valid_from"));
+    }
+    matter.proposed_by = caller.0.name.clone();
+    let stored = state.store.propose_matter(&matter).await?;
+    record(
+        &state,
+        &caller.0.name,
+        "matter_propose",
+        format!("matters/{}", stored.id),
+        "",
+        json!({"code": stored.matter.code, "version": stored.version}),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(stored)))
+}
+
+/// Admission (`admit`) or refusal (`refuse`) of a proposed version by the grid
+/// institution; an admitted version ends the one before it where it starts.
+#[utoipa::path(post, path = "/v1/matters/versions/{id}/{decision}", tag = "matters", params(("id" = i64, Path), ("decision" = String, Path, description = "admit or refuse")), security(("bearer" = [])),
+    responses((status = 200, body = MatterVersion), (status = 403), (status = 409)))]
+pub async fn decide(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, decision)): Path<(i64, String)>,
+) -> Result<Json<MatterVersion>, ApiError> {
+    let admit = match decision.as_str() {
+        "admit" => true,
+        "refuse" => false,
+        other => {
+            return Err(ApiError::not_found(format!(
+                "no decision {other:?}: admit or refuse"
+            )));
+        }
+    };
+    if !caller.0.may_somewhere(Action::ManageMatters) {
+        return Err(ApiError::forbidden(format!(
+            "{} may not admit matters",
+            caller.0.name
+        )));
+    }
+    let decided = state
+        .store
+        .decide_matter(id, admit, &caller.0.name, Utc::now())
+        .await?;
+    record(
+        &state,
+        &caller.0.name,
+        if admit {
+            "matter_admit"
+        } else {
+            "matter_refuse"
+        },
+        format!("matters/{id}"),
+        "",
+        json!({"code": decided.matter.code, "version": decided.version}),
+    )
+    .await?;
+    Ok(Json(decided))
+}
+
+/// Every department.
+#[utoipa::path(get, path = "/v1/departments", tag = "matters", security(("bearer" = [])),
+    responses((status = 200, body = [Department])))]
+pub async fn departments(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<Vec<Department>>, ApiError> {
+    Ok(Json(state.store.departments().await?))
+}
+
+/// Creates or replaces a department (its webhook URL included).
+#[utoipa::path(put, path = "/v1/departments/{code}", tag = "matters", params(("code" = String, Path)), request_body = Department, security(("bearer" = [])),
+    responses((status = 200, body = Department), (status = 403)))]
+pub async fn put_department(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(code): Path<String>,
+    Json(mut d): Json<Department>,
+) -> Result<Json<Department>, ApiError> {
+    caller.require(Action::ManageMatters, &d.region_code)?;
+    d.code = code;
+    if let Some(url) = &d.webhook_url
+        && !url.starts_with("http://")
+    {
+        return Err(ApiError::bad_request(format!(
+            "webhook URL {url:?}: only http:// is supported (deliveries go to the municipal network; put a TLS proxy in front for https)"
+        ))
+        .with("parameter", json!("webhook_url")));
+    }
+    state.store.upsert_department(&d).await?;
+    record(
+        &state,
+        &caller.0.name,
+        "department_put",
+        format!("departments/{}", d.code),
+        &d.region_code,
+        json!({"kind": d.kind, "webhook": d.webhook_url.is_some()}),
+    )
+    .await?;
+    Ok(Json(d))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct StaffRequest {
+    pub user: String,
+}
+
+/// Makes a user staff of a department, so as a department handler they act on its cases.
+#[utoipa::path(post, path = "/v1/departments/{code}/staff", tag = "matters", params(("code" = String, Path)), request_body = StaffRequest, security(("bearer" = [])),
+    responses((status = 204), (status = 403), (status = 404)))]
+pub async fn add_staff(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(code): Path<String>,
+    Json(req): Json<StaffRequest>,
+) -> Result<StatusCode, ApiError> {
+    let d = state
+        .store
+        .departments()
+        .await?
+        .into_iter()
+        .find(|d| d.code == code)
+        .ok_or_else(|| ApiError::not_found(format!("no department {code:?}")))?;
+    caller.require(Action::ManageMatters, &d.region_code)?;
+    state.store.add_staff(&req.user, &code).await?;
+    record(
+        &state,
+        &caller.0.name,
+        "staff_add",
+        format!("departments/{code}/staff/{}", req.user),
+        &d.region_code,
+        json!({}),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A calendar exception.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CalendarDay {
+    pub date: NaiveDate,
+    pub kind: DayKind,
+    #[serde(default)]
+    pub note: String,
+}
+
+/// Public holidays and make-up working days (weekends are off otherwise).
+#[utoipa::path(get, path = "/v1/calendar", tag = "matters",
+    responses((status = 200, body = [CalendarDay])))]
+pub async fn calendar(State(state): State<AppState>) -> Result<Json<Vec<CalendarDay>>, ApiError> {
+    Ok(Json(
+        state
+            .store
+            .calendar_days()
+            .await?
+            .into_iter()
+            .map(|(date, kind, note)| CalendarDay { date, kind, note })
+            .collect(),
+    ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct DayRequest {
+    pub kind: DayKind,
+    #[serde(default)]
+    pub note: String,
+}
+
+fn require_calendar(caller: &Caller) -> Result<(), ApiError> {
+    if caller.0.may_somewhere(Action::ManageMatters) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "{} may not change the calendar",
+            caller.0.name
+        )))
+    }
+}
+
+/// Sets a holiday or make-up working day (deadlines computed afterwards use it).
+#[utoipa::path(put, path = "/v1/calendar/{date}", tag = "matters", params(("date" = NaiveDate, Path)), request_body = DayRequest, security(("bearer" = [])),
+    responses((status = 204), (status = 403)))]
+pub async fn put_day(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(date): Path<NaiveDate>,
+    Json(req): Json<DayRequest>,
+) -> Result<StatusCode, ApiError> {
+    require_calendar(&caller)?;
+    state
+        .store
+        .set_calendar_day(date, Some(req.kind), &req.note)
+        .await?;
+    record(
+        &state,
+        &caller.0.name,
+        "calendar_set",
+        format!("calendar/{date}"),
+        "",
+        json!({"kind": req.kind}),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes a calendar exception.
+#[utoipa::path(delete, path = "/v1/calendar/{date}", tag = "matters", params(("date" = NaiveDate, Path)), security(("bearer" = [])),
+    responses((status = 204), (status = 403)))]
+pub async fn delete_day(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(date): Path<NaiveDate>,
+) -> Result<StatusCode, ApiError> {
+    require_calendar(&caller)?;
+    state.store.set_calendar_day(date, None, "").await?;
+    record(
+        &state,
+        &caller.0.name,
+        "calendar_clear",
+        format!("calendar/{date}"),
+        "",
+        json!({}),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,492 @@
+//! Residents' reports (Art. 8–9): a public form endpoint and Open311 GeoReport v2
+//! (`/open311/v2`), no account needed, rate-limited per client address. Both store the
+//! case durably before answering; an `Idempotency-Key` makes a retry return the same
+//! case. Open311 clients get the spec's shapes (arrays, `[{code, description}]`
+//! errors) rather than problem documents.
+
+use super::cases::{created, idempotency};
+use super::extract::ClientAddr;
+use super::{ApiError, AppState};
+use crate::domain::CaseState;
+use crate::store::{CaseEvent, CaseQuery, CaseRecord};
+use crate::workflow::calendar::china;
+use crate::workflow::dispatch::{self, Contact, Report, Reporter};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/public/reports", post(public_report))
+        .route("/v1/public/reports/{id}", get(public_status))
+        .route("/open311/v2/discovery", get(discovery))
+        .route("/open311/v2/discovery.json", get(discovery))
+        .route("/open311/v2/services", get(services))
+        .route("/open311/v2/services.json", get(services))
+        .route("/open311/v2/services/{code}", get(service))
+        .route("/open311/v2/requests", get(requests).post(post_request))
+        .route(
+            "/open311/v2/requests.json",
+            get(requests).post(post_request),
+        )
+        .route("/open311/v2/requests/{id}", get(request))
+}
+
+fn limit(state: &AppState, client: &ClientAddr) -> Result<(), ApiError> {
+    state.report_limiter.check_key(&client.0).map_err(|_| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too many reports",
+            format!(
+                "at most {} reports a minute from one address",
+                state.settings.public_reports_per_minute
+            ),
+        )
+    })
+}
+
+/// What a resident sees of their report.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PublicCase {
+    pub id: i64,
+    pub state: CaseState,
+    /// `open` or `closed` (Open311's two states).
+    pub status: &'static str,
+    pub matter_code: Option<String>,
+    pub grid_code: String,
+    pub grid_name: Option<String>,
+    pub reported_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The latest result, feedback or explanation, if any.
+    pub status_notes: Option<String>,
+}
+
+fn status_of(state: CaseState) -> &'static str {
+    if state.is_final() { "closed" } else { "open" }
+}
+
+async fn public_case(state: &AppState, c: &CaseRecord) -> Result<PublicCase, ApiError> {
+    let events = state.store.case_events(c.id).await?;
+    let snapshot = state.live.snapshot();
+    Ok(PublicCase {
+        id: c.id,
+        state: c.state,
+        status: status_of(c.state),
+        matter_code: c.matter_code.clone(),
+        grid_code: c.grid_code.clone(),
+        grid_name: snapshot.grid(&c.grid_code).and_then(|g| g.name.clone()),
+        reported_at: c.reported_at,
+        updated_at: c.updated_at,
+        status_notes: status_notes(&events),
+    })
+}
+
+/// The note residents may see: results and feedback, not internal returns.
+fn status_notes(events: &[CaseEvent]) -> Option<String> {
+    events
+        .iter()
+        .rev()
+        .find(|e| {
+            matches!(
+                e.kind.as_str(),
+                "resolve_on_site" | "handle" | "close" | "merge"
+            )
+        })
+        .and_then(|e| e.note.clone())
+}
+
+/// A resident's report from the public form: a matter of the public list, a place and
+/// a description; contact optional (personal data, masked for most staff).
+#[utoipa::path(post, path = "/v1/public/reports", tag = "public", request_body = Report,
+    params(("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 201, body = PublicCase), (status = 422), (status = 429)))]
+pub async fn public_report(
+    State(state): State<AppState>,
+    client: ClientAddr,
+    headers: HeaderMap,
+    Json(report): Json<Report>,
+) -> Result<Response, ApiError> {
+    let key = idempotency(&headers, "public", &report)?;
+    limit(&state, &client)?;
+    let (case, fresh) = submit(&state, &report, false, key.as_ref()).await?;
+    let body = public_case(&state, &case).await?;
+    Ok(created(
+        format!("/v1/public/reports/{}", case.id),
+        fresh,
+        body,
+    ))
+}
+
+async fn submit(
+    state: &AppState,
+    report: &Report,
+    open311: bool,
+    key: Option<&crate::store::IdempotencyKey>,
+) -> Result<(CaseRecord, bool), ApiError> {
+    let snapshot = state.live.snapshot();
+    let (case, fresh) = dispatch::intake(
+        state.store.as_ref(),
+        &snapshot,
+        &super::locate::locate_options(state),
+        report,
+        Reporter::Public { open311 },
+        Utc::now(),
+        key,
+    )
+    .await?;
+    if fresh {
+        metrics::counter!("wangge_cases_reported_total", "source" => case.source.as_str())
+            .increment(1);
+    }
+    Ok((case, fresh))
+}
+
+/// The status of a report by its number.
+#[utoipa::path(get, path = "/v1/public/reports/{id}", tag = "public", params(("id" = i64, Path)),
+    responses((status = 200, body = PublicCase), (status = 404)))]
+pub async fn public_status(
+    State(state): State<AppState>,
+    client: ClientAddr,
+    Path(id): Path<i64>,
+) -> Result<Json<PublicCase>, ApiError> {
+    super::public::limit(&state, &client)?;
+    let case = state.store.case(id).await?;
+    Ok(Json(public_case(&state, &case).await?))
+}
+
+// ---- Open311 GeoReport v2 ----
+
+/// An Open311 error answer: `[{"code": 400, "description": "…"}]`.
+fn open311_error(status: StatusCode, description: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!([{"code": status.as_u16(), "description": description.into()}])),
+    )
+        .into_response()
+}
+
+fn from_api(e: ApiError) -> Response {
+    open311_error(e.status, e.detail)
+}
+
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    format!("http://{host}/open311/v2")
+}
+
+/// Service discovery.
+#[utoipa::path(get, path = "/open311/v2/discovery", tag = "open311",
+    responses((status = 200, description = "Open311 discovery document")))]
+pub async fn discovery(headers: HeaderMap) -> Json<Value> {
+    Json(json!({
+        "changeset": "2026-11-27T00:00:00Z",
+        "contact": "the grid service management institution",
+        "key_service": "no API key is needed; submissions are rate-limited per address",
+        "endpoints": [{
+            "specification": "http://wiki.open311.org/GeoReport_v2",
+            "url": base_url(&headers),
+            "changeset": "2026-11-27T00:00:00Z",
+            "type": "production",
+            "formats": ["application/json"],
+        }],
+    }))
+}
+
+/// The public matters as Open311 services.
+#[utoipa::path(get, path = "/open311/v2/services", tag = "open311",
+    responses((status = 200, description = "array of services")))]
+pub async fn services(State(state): State<AppState>) -> Response {
+    let today = Utc::now().with_timezone(&china()).date_naive();
+    match dispatch::matters_on(state.store.as_ref(), today).await {
+        Ok(matters) => Json(
+            matters
+                .into_iter()
+                .filter(|m| m.matter.public)
+                .map(|m| {
+                    json!({
+                        "service_code": m.matter.code,
+                        "service_name": m.matter.name,
+                        "description": m.matter.description,
+                        "metadata": false,
+                        "type": "realtime",
+                        "keywords": m.matter.category.as_str(),
+                        "group": m.matter.category.as_str(),
+                    })
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => from_api(e.into()),
+    }
+}
+
+/// One service's definition (no extra attributes: `metadata` is false for all).
+#[utoipa::path(get, path = "/open311/v2/services/{code}", tag = "open311", params(("code" = String, Path)),
+    responses((status = 200, description = "service definition"), (status = 404)))]
+pub async fn service(State(state): State<AppState>, Path(code): Path<String>) -> Response {
+    let code = code.trim_end_matches(".json").to_string();
+    let today = Utc::now().with_timezone(&china()).date_naive();
+    match dispatch::matter_in_force(state.store.as_ref(), &code, today).await {
+        Ok(m) if m.matter.public => {
+            Json(json!({"service_code": m.matter.code, "attributes": []})).into_response()
+        }
+        _ => open311_error(StatusCode::NOT_FOUND, format!("no public service {code:?}")),
+    }
+}
+
+/// The fields of an Open311 POST (form-encoded or JSON).
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub struct Open311Post {
+    pub service_code: Option<String>,
+    pub lat: Option<f64>,
+    pub long: Option<f64>,
+    /// Extension: the coordinates' system (wgs84 by default).
+    pub coord_sys: Option<String>,
+    pub address_string: Option<String>,
+    pub description: Option<String>,
+    pub media_url: Option<String>,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub phone: Option<String>,
+    pub api_key: Option<String>,
+    pub jurisdiction_id: Option<String>,
+    pub device_id: Option<String>,
+    pub account_id: Option<String>,
+}
+
+/// Creates a service request (`realtime`: the id comes back at once).
+#[utoipa::path(post, path = "/open311/v2/requests", tag = "open311",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "service_code, lat, long, description, media_url, email, first_name, last_name, phone, address_string (JSON also accepted)"),
+    responses((status = 201, description = "[{service_request_id, service_notice}]"), (status = 400), (status = 429)))]
+pub async fn post_request(
+    State(state): State<AppState>,
+    client: ClientAddr,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let form: Result<Open311Post, String> = if is_json {
+        serde_json::from_slice(&body).map_err(|e| e.to_string())
+    } else {
+        serde_urlencoded::from_bytes(&body).map_err(|e| e.to_string())
+    };
+    let form = match form {
+        Ok(f) => f,
+        Err(e) => {
+            return open311_error(StatusCode::BAD_REQUEST, format!("unreadable request: {e}"));
+        }
+    };
+    let (Some(code), Some(lat), Some(lon)) = (form.service_code.clone(), form.lat, form.long)
+    else {
+        return open311_error(
+            StatusCode::BAD_REQUEST,
+            "service_code, lat and long are required",
+        );
+    };
+    let name = match (&form.last_name, &form.first_name) {
+        (None, None) => None,
+        (l, f) => Some(format!(
+            "{}{}",
+            l.clone().unwrap_or_default(),
+            f.clone().unwrap_or_default()
+        )),
+    };
+    let report = Report {
+        lon,
+        lat,
+        coord_sys: form.coord_sys.clone(),
+        matter: Some(code),
+        description: form.description.clone().unwrap_or_default(),
+        photos: form.media_url.iter().cloned().collect(),
+        address: form.address_string.clone(),
+        contact: Contact {
+            name,
+            phone: form.phone.clone(),
+            email: form.email.clone(),
+        },
+    };
+    let key = match idempotency(&headers, "public", &report) {
+        Ok(k) => k,
+        Err(e) => return from_api(e),
+    };
+    if let Err(e) = limit(&state, &client) {
+        return from_api(e);
+    }
+    match submit(&state, &report, true, key.as_ref()).await {
+        Ok((case, _)) => (
+            StatusCode::CREATED,
+            Json(json!([{
+                "service_request_id": case.id.to_string(),
+                "service_notice": format!("filed for grid {}", case.grid_code),
+                "account_id": Value::Null,
+            }])),
+        )
+            .into_response(),
+        Err(e) => from_api(e),
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct RequestsQuery {
+    /// Comma-separated ids (other filters are then ignored, as the spec says).
+    pub service_request_id: Option<String>,
+    pub service_code: Option<String>,
+    pub start_date: Option<DateTime<Utc>>,
+    pub end_date: Option<DateTime<Utc>>,
+    /// `open` or `closed`; comma-separated for both.
+    pub status: Option<String>,
+    /// Paging extension: 1-based page of `page_size` (default 1000).
+    pub page: Option<i64>,
+    pub page_size: Option<i64>,
+}
+
+async fn as_request(state: &AppState, c: &CaseRecord, with_notes: bool) -> Result<Value, ApiError> {
+    let events = state.store.case_events(c.id).await?;
+    let matter_name = match c.matter_version {
+        Some(v) => Some(state.store.matter_version(v).await?.matter.name),
+        None => None,
+    };
+    let mut r = json!({
+        "service_request_id": c.id.to_string(),
+        "status": status_of(c.state),
+        "status_notes": status_notes(&events),
+        "service_name": matter_name,
+        "service_code": c.matter_code,
+        "description": c.description,
+        "agency_responsible": c.department_code,
+        "service_notice": Value::Null,
+        "requested_datetime": c.reported_at,
+        "updated_datetime": c.updated_at,
+        "expected_datetime": c.deadline,
+        "address": c.address,
+        "address_id": Value::Null,
+        "zipcode": Value::Null,
+        "lat": c.lat,
+        "long": c.lon,
+        "media_url": c.photos.first(),
+        "wangge_state": c.state,
+        "grid_code": c.grid_code,
+    });
+    if with_notes {
+        let notes: Vec<Value> = events
+            .iter()
+            .filter(|e| !matches!(e.kind.as_str(), "due_soon" | "overdue"))
+            .map(|e| {
+                json!({
+                    "datetime": e.at,
+                    "summary": e.kind,
+                    "description": if matches!(e.kind.as_str(), "resolve_on_site" | "handle" | "close" | "merge") { e.note.clone() } else { None },
+                    "type": if e.kind == "reported" { "opened" } else if e.to_state.is_final() { "closed" } else { "follow_on" },
+                    "status": status_of(e.to_state),
+                })
+            })
+            .collect();
+        r["notes"] = json!(notes);
+    }
+    Ok(r)
+}
+
+/// Service requests (public information only; personal data never leaves here).
+#[utoipa::path(get, path = "/open311/v2/requests", tag = "open311", params(RequestsQuery),
+    responses((status = 200, description = "array of requests")))]
+pub async fn requests(
+    State(state): State<AppState>,
+    client: ClientAddr,
+    Query(q): Query<RequestsQuery>,
+) -> Response {
+    if let Err(e) = super::public::limit(&state, &client) {
+        return from_api(e);
+    }
+    let result: Result<Vec<Value>, ApiError> = async {
+        let mut cases = Vec::new();
+        if let Some(ids) = &q.service_request_id {
+            for id in ids.split(',').filter(|s| !s.trim().is_empty()) {
+                let id: i64 = id.trim().parse().map_err(|_| {
+                    ApiError::bad_request(format!("service_request_id {id:?} is not a number"))
+                })?;
+                match state.store.case(id).await {
+                    Ok(c) => cases.push(c),
+                    Err(crate::store::StoreError::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        } else {
+            let now = Utc::now();
+            let end = q.end_date.unwrap_or(now);
+            let start = q.start_date.unwrap_or(end - chrono::Duration::days(90));
+            let page_size = q.page_size.unwrap_or(1000).clamp(1, 1000);
+            let page = q.page.unwrap_or(1).max(1);
+            let wanted: Vec<&str> = q
+                .status
+                .as_deref()
+                .map(|s| s.split(',').map(str::trim).collect())
+                .unwrap_or_default();
+            let all = state
+                .store
+                .cases(&CaseQuery {
+                    reported_from: Some(start),
+                    reported_to: Some(end),
+                    matter: q.service_code.clone(),
+                    limit: 100_000,
+                    ..CaseQuery::default()
+                })
+                .await?;
+            cases = all
+                .into_iter()
+                .filter(|c| wanted.is_empty() || wanted.contains(&status_of(c.state)))
+                .skip(((page - 1) * page_size) as usize)
+                .take(page_size as usize)
+                .collect();
+        }
+        let mut out = Vec::with_capacity(cases.len());
+        for c in &cases {
+            out.push(as_request(&state, c, false).await?);
+        }
+        Ok(out)
+    }
+    .await;
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => from_api(e),
+    }
+}
+
+/// One service request with its `notes` (history extension).
+#[utoipa::path(get, path = "/open311/v2/requests/{id}", tag = "open311", params(("id" = String, Path)),
+    responses((status = 200, description = "array of one request"), (status = 404)))]
+pub async fn request(
+    State(state): State<AppState>,
+    client: ClientAddr,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(e) = super::public::limit(&state, &client) {
+        return from_api(e);
+    }
+    let Ok(id) = id.trim_end_matches(".json").parse::<i64>() else {
+        return open311_error(StatusCode::NOT_FOUND, format!("no service request {id:?}"));
+    };
+    let result = async {
+        let c = state.store.case(id).await?;
+        as_request(&state, &c, true).await
+    }
+    .await;
+    match result {
+        Ok(v) => Json(json!([v])).into_response(),
+        Err(e) => from_api(e),
+    }
+}

@@ -1,0 +1,693 @@
+//! [`DispatchStore`](super::dispatch::DispatchStore) for both backends, one SQL text (see
+//! `access_sql.rs`): case times are epoch milliseconds in both schemas, JSON travels as
+//! `sqlx::types::Json`, booleans as booleans (SQLite stores 0/1).
+
+/// Milliseconds since the epoch (how case times are stored).
+pub(crate) fn ms(t: chrono::DateTime<chrono::Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// The instant `ms` milliseconds after the epoch.
+pub(crate) fn from_ms(ms: i64) -> super::StoreResult<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| super::StoreError::Corrupt(format!("time {ms} ms is out of range")))
+}
+
+pub(crate) fn parse_named<T: std::str::FromStr<Err = String>>(s: &str) -> super::StoreResult<T> {
+    s.parse().map_err(super::StoreError::Corrupt)
+}
+
+pub(crate) const CASE_COLUMNS: &str = "id, state, source, matter_code, matter_version, category, \
+    description, photos, address, lon, lat, coord_sys, grid_code, community_code, township_code, \
+    county_code, city_code, near_boundary, neighbour_grid, outside, reporter, reporter_name, \
+    reporter_phone, reporter_email, centre_code, department_code, deadline, assigned_at, \
+    extension_request, merged_into, returns, extensions, supervisions, escalations, \
+    verification_failures, due_soon_noticed, overdue_noticed, reported_at, updated_at, closed_at, \
+    version";
+
+pub(crate) const MATTER_COLUMNS: &str = "id, code, version, name, description, category, \
+    responsible, limit_amount, limit_unit, public, valid_from, valid_to, status, proposed_by, \
+    decided_by, decided_at";
+
+pub(crate) const EVENT_COLUMNS: &str =
+    "id, case_id, at, actor, kind, from_state, to_state, note, detail";
+
+/// A value bound to a dynamically built statement.
+pub(crate) enum Param {
+    Text(String),
+    Int(i64),
+}
+
+macro_rules! dispatch_store_impl {
+    ($store:ty, $sql:expr, $row:ty) => {
+        mod dispatch_rows {
+            use super::*;
+            use crate::domain::{TimeLimit};
+            use crate::store::dispatch::*;
+            use crate::store::dispatch_sql::{from_ms, parse_named};
+            use sqlx::Row;
+            use sqlx::types::Json;
+
+            pub(super) fn case(row: &$row) -> StoreResult<CaseRecord> {
+                let opt_ms = |name: &str| -> StoreResult<Option<chrono::DateTime<chrono::Utc>>> {
+                    let v: Option<i64> = row.try_get(name)?;
+                    v.map(from_ms).transpose()
+                };
+                let state: String = row.try_get("state")?;
+                let source: String = row.try_get("source")?;
+                let category: Option<String> = row.try_get("category")?;
+                let Json(photos): Json<Vec<String>> = row.try_get("photos")?;
+                let extension: Option<Json<serde_json::Value>> = row.try_get("extension_request")?;
+                Ok(CaseRecord {
+                    id: row.try_get("id")?,
+                    state: parse_named(&state)?,
+                    source: parse_named(&source)?,
+                    matter_code: row.try_get("matter_code")?,
+                    matter_version: row.try_get("matter_version")?,
+                    category: category.as_deref().map(parse_named).transpose()?,
+                    description: row.try_get("description")?,
+                    photos,
+                    address: row.try_get("address")?,
+                    lon: row.try_get("lon")?,
+                    lat: row.try_get("lat")?,
+                    coord_sys: row.try_get("coord_sys")?,
+                    grid_code: row.try_get("grid_code")?,
+                    community_code: row.try_get("community_code")?,
+                    township_code: row.try_get("township_code")?,
+                    county_code: row.try_get("county_code")?,
+                    city_code: row.try_get("city_code")?,
+                    near_boundary: row.try_get("near_boundary")?,
+                    neighbour_grid: row.try_get("neighbour_grid")?,
+                    outside: row.try_get("outside")?,
+                    reporter: row.try_get("reporter")?,
+                    reporter_name: row.try_get("reporter_name")?,
+                    reporter_phone: row.try_get("reporter_phone")?,
+                    reporter_email: row.try_get("reporter_email")?,
+                    centre_code: row.try_get("centre_code")?,
+                    department_code: row.try_get("department_code")?,
+                    deadline: opt_ms("deadline")?,
+                    assigned_at: opt_ms("assigned_at")?,
+                    extension_request: extension.map(|Json(v)| v),
+                    merged_into: row.try_get("merged_into")?,
+                    returns: row.try_get("returns")?,
+                    extensions: row.try_get("extensions")?,
+                    supervisions: row.try_get("supervisions")?,
+                    escalations: row.try_get("escalations")?,
+                    verification_failures: row.try_get("verification_failures")?,
+                    due_soon_noticed: row.try_get("due_soon_noticed")?,
+                    overdue_noticed: row.try_get("overdue_noticed")?,
+                    reported_at: from_ms(row.try_get("reported_at")?)?,
+                    updated_at: from_ms(row.try_get("updated_at")?)?,
+                    closed_at: opt_ms("closed_at")?,
+                    version: row.try_get("version")?,
+                })
+            }
+
+            pub(super) fn event(row: &$row) -> StoreResult<CaseEvent> {
+                let from: Option<String> = row.try_get("from_state")?;
+                let to: String = row.try_get("to_state")?;
+                let Json(detail): Json<serde_json::Value> = row.try_get("detail")?;
+                Ok(CaseEvent {
+                    id: row.try_get("id")?,
+                    case_id: row.try_get("case_id")?,
+                    at: from_ms(row.try_get("at")?)?,
+                    actor: row.try_get("actor")?,
+                    kind: row.try_get("kind")?,
+                    from_state: from.as_deref().map(parse_named).transpose()?,
+                    to_state: parse_named(&to)?,
+                    note: row.try_get("note")?,
+                    detail,
+                })
+            }
+
+            pub(super) fn matter(row: &$row) -> StoreResult<MatterVersion> {
+                let category: String = row.try_get("category")?;
+                let unit: String = row.try_get("limit_unit")?;
+                let status: String = row.try_get("status")?;
+                let Json(responsible): Json<std::collections::BTreeMap<crate::domain::CentreLevel, String>> =
+                    row.try_get("responsible")?;
+                let amount: i32 = row.try_get("limit_amount")?;
+                let decided_at: Option<i64> = row.try_get("decided_at")?;
+                Ok(MatterVersion {
+                    id: row.try_get("id")?,
+                    version: row.try_get("version")?,
+                    matter: NewMatter {
+                        code: row.try_get("code")?,
+                        name: row.try_get("name")?,
+                        description: row.try_get("description")?,
+                        category: parse_named(&category)?,
+                        responsible,
+                        time_limit: TimeLimit { amount: amount.max(0) as u32, unit: parse_named(&unit)? },
+                        public: row.try_get("public")?,
+                        valid_from: row.try_get("valid_from")?,
+                        valid_to: row.try_get("valid_to")?,
+                        proposed_by: row.try_get("proposed_by")?,
+                    },
+                    status: parse_named(&status)?,
+                    decided_by: row.try_get("decided_by")?,
+                    decided_at: decided_at.map(from_ms).transpose()?,
+                })
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl crate::store::dispatch::DispatchStore for $store {
+            async fn upsert_department(&self, d: &crate::store::dispatch::Department) -> StoreResult<()> {
+                let sql = $sql(
+                    "INSERT INTO departments (code, name, kind, region_code, webhook_url) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (code) DO UPDATE SET \
+                     name = excluded.name, kind = excluded.kind, region_code = excluded.region_code, \
+                     webhook_url = excluded.webhook_url",
+                );
+                let done = sqlx::query(&sql)
+                    .bind(&d.code)
+                    .bind(&d.name)
+                    .bind(&d.kind)
+                    .bind(&d.region_code)
+                    .bind(&d.webhook_url)
+                    .execute(&self.pool)
+                    .await;
+                match done {
+                    Ok(_) => Ok(()),
+                    Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict(
+                        format!("{} already has a department of kind {}", d.region_code, d.kind),
+                    )),
+                    Err(e) => Err(e.into()),
+                }
+            }
+
+            async fn departments(&self) -> StoreResult<Vec<crate::store::dispatch::Department>> {
+                let sql = $sql("SELECT code, name, kind, region_code, webhook_url FROM departments ORDER BY code");
+                let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(crate::store::dispatch::Department {
+                            code: row.try_get("code")?,
+                            name: row.try_get("name")?,
+                            kind: row.try_get("kind")?,
+                            region_code: row.try_get("region_code")?,
+                            webhook_url: row.try_get("webhook_url")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn add_staff(&self, user: &str, department: &str) -> StoreResult<()> {
+                let sql = $sql(
+                    "INSERT INTO department_staff (user_name, department_code) VALUES ($1, $2) \
+                     ON CONFLICT DO NOTHING",
+                );
+                match sqlx::query(&sql).bind(user).bind(department).execute(&self.pool).await {
+                    Ok(_) => Ok(()),
+                    Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => Err(StoreError::NotFound {
+                        what: "user or department",
+                        id: format!("{user} / {department}"),
+                    }),
+                    Err(e) => Err(e.into()),
+                }
+            }
+
+            async fn staff_departments(&self, user: &str) -> StoreResult<Vec<String>> {
+                let sql = $sql("SELECT department_code FROM department_staff WHERE user_name = $1 ORDER BY 1");
+                Ok(sqlx::query_scalar(&sql).bind(user).fetch_all(&self.pool).await?)
+            }
+
+            async fn propose_matter(
+                &self,
+                m: &crate::store::dispatch::NewMatter,
+            ) -> StoreResult<crate::store::dispatch::MatterVersion> {
+                let sql = $sql(&format!(
+                    "INSERT INTO matter_versions (code, version, name, description, category, responsible, \
+                     limit_amount, limit_unit, public, valid_from, valid_to, status, proposed_by) \
+                     VALUES ($1, (SELECT COALESCE(MAX(version), 0) + 1 FROM matter_versions WHERE code = $1), \
+                     $2, $3, $4, $5, $6, $7, $8, $9, $10, 'proposed', $11) RETURNING {}",
+                    crate::store::dispatch_sql::MATTER_COLUMNS
+                ));
+                let row = sqlx::query(&sql)
+                    .bind(&m.code)
+                    .bind(&m.name)
+                    .bind(&m.description)
+                    .bind(m.category.as_str())
+                    .bind(sqlx::types::Json(&m.responsible))
+                    .bind(i32::try_from(m.time_limit.amount).unwrap_or(i32::MAX))
+                    .bind(m.time_limit.unit.as_str())
+                    .bind(m.public)
+                    .bind(m.valid_from)
+                    .bind(m.valid_to)
+                    .bind(&m.proposed_by)
+                    .fetch_one(&self.pool)
+                    .await?;
+                dispatch_rows::matter(&row)
+            }
+
+            async fn decide_matter(
+                &self,
+                id: i64,
+                admit: bool,
+                actor: &str,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> StoreResult<crate::store::dispatch::MatterVersion> {
+                let mut tx = self.pool.begin().await?;
+                let sql = $sql(&format!(
+                    "UPDATE matter_versions SET status = $2, decided_by = $3, decided_at = $4 \
+                     WHERE id = $1 AND status = 'proposed' RETURNING {}",
+                    crate::store::dispatch_sql::MATTER_COLUMNS
+                ));
+                let row = sqlx::query(&sql)
+                    .bind(id)
+                    .bind(if admit { "admitted" } else { "refused" })
+                    .bind(actor)
+                    .bind(crate::store::dispatch_sql::ms(at))
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(row) = row else {
+                    let exists = self.matter_version(id).await?;
+                    return Err(StoreError::Refused(format!(
+                        "matter version {id} is {} already, not proposed",
+                        exists.status
+                    )));
+                };
+                let decided = dispatch_rows::matter(&row)?;
+                if admit {
+                    // Earlier admitted versions end where this one starts.
+                    let sql = $sql(
+                        "UPDATE matter_versions SET valid_to = $3 WHERE code = $1 AND id <> $2 \
+                         AND status = 'admitted' AND valid_from < $3 AND (valid_to IS NULL OR valid_to > $3)",
+                    );
+                    sqlx::query(&sql)
+                        .bind(&decided.matter.code)
+                        .bind(id)
+                        .bind(decided.matter.valid_from)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(decided)
+            }
+
+            async fn matter_versions(
+                &self,
+                code: Option<&str>,
+            ) -> StoreResult<Vec<crate::store::dispatch::MatterVersion>> {
+                let sql = $sql(&format!(
+                    "SELECT {} FROM matter_versions WHERE ($1 IS NULL OR code = $1) ORDER BY code, version",
+                    crate::store::dispatch_sql::MATTER_COLUMNS
+                ));
+                let rows = sqlx::query(&sql).bind(code).fetch_all(&self.pool).await?;
+                rows.iter().map(dispatch_rows::matter).collect()
+            }
+
+            async fn matter_version(&self, id: i64) -> StoreResult<crate::store::dispatch::MatterVersion> {
+                let sql = $sql(&format!(
+                    "SELECT {} FROM matter_versions WHERE id = $1",
+                    crate::store::dispatch_sql::MATTER_COLUMNS
+                ));
+                match sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await? {
+                    Some(row) => dispatch_rows::matter(&row),
+                    None => Err(StoreError::NotFound { what: "matter version", id: id.to_string() }),
+                }
+            }
+
+            async fn set_calendar_day(
+                &self,
+                date: chrono::NaiveDate,
+                kind: Option<crate::workflow::calendar::DayKind>,
+                note: &str,
+            ) -> StoreResult<()> {
+                let kind = kind.map(|k| match k {
+                    crate::workflow::calendar::DayKind::Holiday => "holiday",
+                    crate::workflow::calendar::DayKind::Workday => "workday",
+                });
+                match kind {
+                    Some(kind) => {
+                        let sql = $sql(
+                            "INSERT INTO calendar_days (day, kind, note) VALUES ($1, $2, $3) \
+                             ON CONFLICT (day) DO UPDATE SET kind = excluded.kind, note = excluded.note",
+                        );
+                        sqlx::query(&sql).bind(date).bind(kind).bind(note).execute(&self.pool).await?;
+                    }
+                    None => {
+                        let sql = $sql("DELETE FROM calendar_days WHERE day = $1");
+                        sqlx::query(&sql).bind(date).execute(&self.pool).await?;
+                    }
+                }
+                Ok(())
+            }
+
+            async fn calendar_days(
+                &self,
+            ) -> StoreResult<Vec<(chrono::NaiveDate, crate::workflow::calendar::DayKind, String)>> {
+                let sql = $sql("SELECT day, kind, note FROM calendar_days ORDER BY day");
+                let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+                rows.iter()
+                    .map(|row| {
+                        let kind: String = row.try_get("kind")?;
+                        let kind = match kind.as_str() {
+                            "holiday" => crate::workflow::calendar::DayKind::Holiday,
+                            "workday" => crate::workflow::calendar::DayKind::Workday,
+                            other => return Err(StoreError::Corrupt(format!("calendar kind {other:?}"))),
+                        };
+                        Ok((row.try_get("day")?, kind, row.try_get("note")?))
+                    })
+                    .collect()
+            }
+
+            async fn create_case(
+                &self,
+                c: &crate::store::dispatch::CaseRecord,
+                event: &crate::store::dispatch::NewCaseEvent,
+                idempotency: Option<&crate::store::dispatch::IdempotencyKey>,
+            ) -> StoreResult<(crate::store::dispatch::CaseRecord, bool)> {
+                use crate::store::dispatch_sql::ms;
+                let mut tx = self.pool.begin().await?;
+                let sql = $sql(&format!(
+                    "INSERT INTO cases (state, source, matter_code, matter_version, category, description, \
+                     photos, address, lon, lat, coord_sys, grid_code, community_code, township_code, \
+                     county_code, city_code, near_boundary, neighbour_grid, outside, reporter, \
+                     reporter_name, reporter_phone, reporter_email, centre_code, reported_at, updated_at, \
+                     idempotency_key, request_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+                     $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $25, $26, $27) \
+                     ON CONFLICT (idempotency_key) DO NOTHING RETURNING {}",
+                    crate::store::dispatch_sql::CASE_COLUMNS
+                ));
+                let row = sqlx::query(&sql)
+                    .bind(c.state.as_str())
+                    .bind(c.source.as_str())
+                    .bind(&c.matter_code)
+                    .bind(c.matter_version)
+                    .bind(c.category.map(|k| k.as_str()))
+                    .bind(&c.description)
+                    .bind(sqlx::types::Json(&c.photos))
+                    .bind(&c.address)
+                    .bind(c.lon)
+                    .bind(c.lat)
+                    .bind(&c.coord_sys)
+                    .bind(&c.grid_code)
+                    .bind(&c.community_code)
+                    .bind(&c.township_code)
+                    .bind(&c.county_code)
+                    .bind(&c.city_code)
+                    .bind(c.near_boundary)
+                    .bind(&c.neighbour_grid)
+                    .bind(c.outside)
+                    .bind(&c.reporter)
+                    .bind(&c.reporter_name)
+                    .bind(&c.reporter_phone)
+                    .bind(&c.reporter_email)
+                    .bind(&c.centre_code)
+                    .bind(ms(c.reported_at))
+                    .bind(idempotency.map(|i| i.key.as_str()))
+                    .bind(idempotency.map(|i| i.request_hash.as_str()))
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(row) = row else {
+                    // The key was used before: the same request gets the same case.
+                    let key = idempotency.map(|i| i.key.as_str()).unwrap_or_default();
+                    let sql = $sql(&format!(
+                        "SELECT {}, request_hash FROM cases WHERE idempotency_key = $1",
+                        crate::store::dispatch_sql::CASE_COLUMNS
+                    ));
+                    let row = sqlx::query(&sql).bind(key).fetch_one(&mut *tx).await?;
+                    let hash: Option<String> = row.try_get("request_hash")?;
+                    if hash.as_deref() != idempotency.map(|i| i.request_hash.as_str()) {
+                        return Err(StoreError::Refused(
+                            "this Idempotency-Key was used for a different request".into(),
+                        ));
+                    }
+                    return Ok((dispatch_rows::case(&row)?, false));
+                };
+                let stored = dispatch_rows::case(&row)?;
+                self.insert_event(&mut tx, stored.id, stored.state, event).await?;
+                tx.commit().await?;
+                Ok((stored, true))
+            }
+
+            async fn case(&self, id: i64) -> StoreResult<crate::store::dispatch::CaseRecord> {
+                let sql = $sql(&format!(
+                    "SELECT {} FROM cases WHERE id = $1",
+                    crate::store::dispatch_sql::CASE_COLUMNS
+                ));
+                match sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await? {
+                    Some(row) => dispatch_rows::case(&row),
+                    None => Err(StoreError::NotFound { what: "case", id: id.to_string() }),
+                }
+            }
+
+            async fn update_case(
+                &self,
+                c: &crate::store::dispatch::CaseRecord,
+                event: &crate::store::dispatch::NewCaseEvent,
+                notify: Option<&str>,
+            ) -> StoreResult<crate::store::dispatch::CaseRecord> {
+                use crate::store::dispatch_sql::ms;
+                let mut tx = self.pool.begin().await?;
+                let sql = $sql(&format!(
+                    "UPDATE cases SET state = $3, matter_code = $4, matter_version = $5, category = $6, \
+                     centre_code = $7, department_code = $8, deadline = $9, assigned_at = $10, \
+                     extension_request = $11, merged_into = $12, returns = $13, extensions = $14, \
+                     supervisions = $15, escalations = $16, verification_failures = $17, \
+                     due_soon_noticed = $18, overdue_noticed = $19, updated_at = $20, closed_at = $21, \
+                     version = version + 1 WHERE id = $1 AND version = $2 RETURNING {}",
+                    crate::store::dispatch_sql::CASE_COLUMNS
+                ));
+                let row = sqlx::query(&sql)
+                    .bind(c.id)
+                    .bind(c.version)
+                    .bind(c.state.as_str())
+                    .bind(&c.matter_code)
+                    .bind(c.matter_version)
+                    .bind(c.category.map(|k| k.as_str()))
+                    .bind(&c.centre_code)
+                    .bind(&c.department_code)
+                    .bind(c.deadline.map(ms))
+                    .bind(c.assigned_at.map(ms))
+                    .bind(c.extension_request.as_ref().map(sqlx::types::Json))
+                    .bind(c.merged_into)
+                    .bind(c.returns)
+                    .bind(c.extensions)
+                    .bind(c.supervisions)
+                    .bind(c.escalations)
+                    .bind(c.verification_failures)
+                    .bind(c.due_soon_noticed)
+                    .bind(c.overdue_noticed)
+                    .bind(ms(event.at))
+                    .bind(c.closed_at.map(ms))
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(row) = row else {
+                    drop(tx);
+                    let now = self.case(c.id).await?;
+                    return Err(StoreError::Conflict(format!(
+                        "case {} changed meanwhile (version {} → {}, now {}): reload and retry",
+                        c.id, c.version, now.version, now.state
+                    )));
+                };
+                let stored = dispatch_rows::case(&row)?;
+                let event_id = self.insert_event(&mut tx, stored.id, stored.state, event).await?;
+                if let Some(department) = notify {
+                    let sql = $sql(
+                        "INSERT INTO webhook_deliveries (event_id, department_code, next_at) \
+                         SELECT $1, code, $3 FROM departments WHERE code = $2 AND webhook_url IS NOT NULL",
+                    );
+                    sqlx::query(&sql)
+                        .bind(event_id)
+                        .bind(department)
+                        .bind(ms(event.at))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(stored)
+            }
+
+            async fn case_events(&self, id: i64) -> StoreResult<Vec<crate::store::dispatch::CaseEvent>> {
+                let sql = $sql(&format!(
+                    "SELECT {} FROM case_events WHERE case_id = $1 ORDER BY id",
+                    crate::store::dispatch_sql::EVENT_COLUMNS
+                ));
+                let rows = sqlx::query(&sql).bind(id).fetch_all(&self.pool).await?;
+                rows.iter().map(dispatch_rows::event).collect()
+            }
+
+            async fn cases(
+                &self,
+                q: &crate::store::dispatch::CaseQuery,
+            ) -> StoreResult<Vec<crate::store::dispatch::CaseRecord>> {
+                use crate::store::dispatch_sql::{Param, ms};
+                let mut clauses: Vec<String> = Vec::new();
+                let mut params: Vec<Param> = Vec::new();
+                fn next(p: Param, params: &mut Vec<Param>) -> String {
+                    params.push(p);
+                    format!("${}", params.len())
+                }
+                if !q.under.is_empty() {
+                    let mut ors = Vec::new();
+                    for code in &q.under {
+                        let column = match code.len() {
+                            0..=4 => "city_code",
+                            5 | 6 => "county_code",
+                            7..=9 => "township_code",
+                            10..=12 => "community_code",
+                            _ => "grid_code",
+                        };
+                        let p = next(Param::Text(code.clone()), &mut params);
+                        ors.push(format!("{column} = {p}"));
+                    }
+                    clauses.push(format!("({})", ors.join(" OR ")));
+                }
+                let list = |column: &str, values: Vec<String>, clauses: &mut Vec<String>, params: &mut Vec<Param>| {
+                    if !values.is_empty() {
+                        let ps: Vec<String> = values.into_iter().map(|v| next(Param::Text(v), params)).collect();
+                        clauses.push(format!("{column} IN ({})", ps.join(", ")));
+                    }
+                };
+                list("centre_code", q.centres.clone(), &mut clauses, &mut params);
+                list("state", q.states.iter().map(|s| s.as_str().to_string()).collect(), &mut clauses, &mut params);
+                list("department_code", q.departments.clone(), &mut clauses, &mut params);
+                list("matter_code", q.matter.iter().cloned().collect(), &mut clauses, &mut params);
+                list("reporter", q.reporter.iter().cloned().collect(), &mut clauses, &mut params);
+                let compare = |sql: &str, v: Option<i64>, clauses: &mut Vec<String>, params: &mut Vec<Param>| {
+                    if let Some(v) = v {
+                        params.push(Param::Int(v));
+                        clauses.push(format!("{sql} ${}", params.len()));
+                    }
+                };
+                compare("deadline <", q.deadline_before.map(ms), &mut clauses, &mut params);
+                compare("reported_at >=", q.reported_from.map(ms), &mut clauses, &mut params);
+                compare("reported_at <", q.reported_to.map(ms), &mut clauses, &mut params);
+                compare("id >", q.after_id, &mut clauses, &mut params);
+                let filter = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+                let order = if q.by_deadline { "deadline, id" } else { "id" };
+                let text = format!(
+                    "SELECT {} FROM cases {filter} ORDER BY {order} LIMIT {}",
+                    crate::store::dispatch_sql::CASE_COLUMNS,
+                    q.limit.clamp(1, 1_000_000)
+                );
+                let sql = $sql(&text);
+                let mut query = sqlx::query(&sql);
+                for p in params {
+                    query = match p {
+                        Param::Text(s) => query.bind(s),
+                        Param::Int(i) => query.bind(i),
+                    };
+                }
+                let rows = query.fetch_all(&self.pool).await?;
+                rows.iter().map(dispatch_rows::case).collect()
+            }
+
+            async fn events_after(
+                &self,
+                after_id: i64,
+                limit: i64,
+            ) -> StoreResult<Vec<crate::store::dispatch::CaseEvent>> {
+                let sql = $sql(&format!(
+                    "SELECT {} FROM case_events WHERE id > $1 ORDER BY id LIMIT $2",
+                    crate::store::dispatch_sql::EVENT_COLUMNS
+                ));
+                let rows = sqlx::query(&sql).bind(after_id).bind(limit).fetch_all(&self.pool).await?;
+                rows.iter().map(dispatch_rows::event).collect()
+            }
+
+            async fn last_event_id(&self) -> StoreResult<i64> {
+                let sql = $sql("SELECT COALESCE(MAX(id), 0) FROM case_events");
+                Ok(sqlx::query_scalar(&sql).fetch_one(&self.pool).await?)
+            }
+
+            async fn events_between(
+                &self,
+                from: chrono::DateTime<chrono::Utc>,
+                to: chrono::DateTime<chrono::Utc>,
+            ) -> StoreResult<Vec<crate::store::dispatch::CaseEvent>> {
+                use crate::store::dispatch_sql::ms;
+                let sql = $sql(&format!(
+                    "SELECT {} FROM case_events WHERE at >= $1 AND at < $2 ORDER BY id",
+                    crate::store::dispatch_sql::EVENT_COLUMNS
+                ));
+                let rows = sqlx::query(&sql).bind(ms(from)).bind(ms(to)).fetch_all(&self.pool).await?;
+                rows.iter().map(dispatch_rows::event).collect()
+            }
+
+            async fn due_deliveries(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+                limit: i64,
+            ) -> StoreResult<Vec<crate::store::dispatch::Delivery>> {
+                let sql = $sql(
+                    "SELECT w.event_id, w.department_code, d.webhook_url, w.attempts \
+                     FROM webhook_deliveries w JOIN departments d ON d.code = w.department_code \
+                     WHERE w.delivered_at IS NULL AND w.next_at <= $1 AND d.webhook_url IS NOT NULL \
+                     ORDER BY w.event_id LIMIT $2",
+                );
+                let rows = sqlx::query(&sql)
+                    .bind(crate::store::dispatch_sql::ms(now))
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(crate::store::dispatch::Delivery {
+                            event_id: row.try_get("event_id")?,
+                            department_code: row.try_get("department_code")?,
+                            url: row.try_get("webhook_url")?,
+                            attempts: row.try_get("attempts")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn finish_delivery(
+                &self,
+                event_id: i64,
+                department: &str,
+                outcome: Result<(), String>,
+                retry_at: chrono::DateTime<chrono::Utc>,
+            ) -> StoreResult<()> {
+                use crate::store::dispatch_sql::ms;
+                let (delivered, error) = match outcome {
+                    Ok(()) => (Some(ms(chrono::Utc::now())), None),
+                    Err(e) => (None, Some(e)),
+                };
+                let sql = $sql(
+                    "UPDATE webhook_deliveries SET attempts = attempts + 1, delivered_at = $3, \
+                     last_error = $4, next_at = $5 WHERE event_id = $1 AND department_code = $2",
+                );
+                sqlx::query(&sql)
+                    .bind(event_id)
+                    .bind(department)
+                    .bind(delivered)
+                    .bind(error)
+                    .bind(ms(retry_at))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+        }
+
+        impl $store {
+            async fn insert_event<'c>(
+                &self,
+                tx: &mut sqlx::Transaction<'c, <$row as sqlx::Row>::Database>,
+                case_id: i64,
+                to_state: crate::domain::CaseState,
+                e: &crate::store::dispatch::NewCaseEvent,
+            ) -> StoreResult<i64> {
+                let sql = $sql(
+                    "INSERT INTO case_events (case_id, at, actor, kind, from_state, to_state, note, detail) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                );
+                Ok(sqlx::query_scalar(&sql)
+                    .bind(case_id)
+                    .bind(crate::store::dispatch_sql::ms(e.at))
+                    .bind(&e.actor)
+                    .bind(&e.kind)
+                    .bind(e.from_state.map(|s| s.as_str()))
+                    .bind(to_state.as_str())
+                    .bind(&e.note)
+                    .bind(sqlx::types::Json(&e.detail))
+                    .fetch_one(&mut **tx)
+                    .await?)
+            }
+        }
+    };
+}
+pub(crate) use dispatch_store_impl;

@@ -1,0 +1,351 @@
+//! Assessment and analysis (Art. 12: notification and assessment, data judgment): figures
+//! per department, grid and grid member over a period, folded from the case events, and
+//! counts of cases by matter, category, grid and period.
+
+use super::live::Snapshot;
+use crate::domain::CaseState;
+use crate::store::{CaseEvent, CaseQuery, CaseRecord, Store, StoreResult};
+use chrono::{DateTime, Datelike, Utc};
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// The figures of one department, grid or member for a period.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Figures {
+    /// Department code, grid code or user name.
+    pub key: String,
+    /// Cases received: assigned to the department, reported in the grid, or reported
+    /// by the member.
+    pub received: u32,
+    pub resolved_on_site: u32,
+    pub handled_on_time: u32,
+    pub handled_late: u32,
+    /// Still with a department past the deadline at the period's end (or now).
+    pub open_overdue: u32,
+    /// On time ÷ (on time + late + open overdue): overdue cases count against it.
+    pub on_time_rate: Option<f64>,
+    pub returns: u32,
+    pub extensions: u32,
+    pub supervisions: u32,
+    pub verification_failures: u32,
+    pub mean_handling_hours: Option<f64>,
+    pub p90_handling_hours: Option<f64>,
+    #[serde(skip)]
+    handling_ms: Vec<i64>,
+}
+
+impl Figures {
+    fn finish(&mut self) {
+        let judged = self.handled_on_time + self.handled_late + self.open_overdue;
+        self.on_time_rate =
+            (judged > 0).then(|| f64::from(self.handled_on_time) / f64::from(judged));
+        if !self.handling_ms.is_empty() {
+            self.handling_ms.sort_unstable();
+            let n = self.handling_ms.len();
+            let hours = |ms: i64| ms as f64 / 3_600_000.0;
+            self.mean_handling_hours = Some(hours(self.handling_ms.iter().sum::<i64>()) / n as f64);
+            // Nearest-rank p90.
+            let rank = ((0.9 * n as f64).ceil() as usize).clamp(1, n);
+            self.p90_handling_hours = Some(hours(self.handling_ms[rank - 1]));
+        }
+    }
+}
+
+/// Figures per department, grid and member.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Assessment {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub departments: Vec<Figures>,
+    pub grids: Vec<Figures>,
+    pub members: Vec<Figures>,
+}
+
+fn text<'a>(detail: &'a Value, key: &str) -> Option<&'a str> {
+    detail.get(key).and_then(Value::as_str)
+}
+
+/// Folds the events of `[from, to)` (and the cases overdue at `min(to, now)`) into
+/// figures, keeping only keys `keep` accepts (the caller's jurisdiction).
+pub async fn assess(
+    store: &dyn Store,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    now: DateTime<Utc>,
+    keep: impl Fn(&str) -> bool,
+) -> StoreResult<Assessment> {
+    let events = store.events_between(from, to).await?;
+    let at = to.min(now);
+    let overdue = store
+        .cases(&CaseQuery {
+            states: vec![CaseState::Assigned, CaseState::Acknowledged],
+            deadline_before: Some(at),
+            limit: 1_000_000,
+            ..CaseQuery::default()
+        })
+        .await?;
+    Ok(fold(from, to, &events, &overdue, keep))
+}
+
+/// The pure part of [`assess`].
+pub fn fold(
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    events: &[CaseEvent],
+    overdue: &[CaseRecord],
+    keep: impl Fn(&str) -> bool,
+) -> Assessment {
+    let mut departments: BTreeMap<String, Figures> = BTreeMap::new();
+    let mut grids: BTreeMap<String, Figures> = BTreeMap::new();
+    let mut members: BTreeMap<String, Figures> = BTreeMap::new();
+    fn entry<'m>(map: &'m mut BTreeMap<String, Figures>, key: &str) -> &'m mut Figures {
+        map.entry(key.to_string()).or_insert_with(|| Figures {
+            key: key.to_string(),
+            ..Figures::default()
+        })
+    }
+    for e in events {
+        let grid = text(&e.detail, "grid");
+        let department = text(&e.detail, "department");
+        let mut both = |f: &dyn Fn(&mut Figures)| {
+            if let Some(d) = department {
+                f(entry(&mut departments, d));
+            }
+            if let Some(g) = grid {
+                f(entry(&mut grids, g));
+            }
+        };
+        match e.kind.as_str() {
+            "reported" => {
+                if let Some(g) = grid {
+                    entry(&mut grids, g).received += 1;
+                }
+                if e.detail.get("source").and_then(Value::as_str) == Some("grid_member") {
+                    entry(&mut members, &e.actor).received += 1;
+                }
+            }
+            "resolve_on_site" => {
+                if let Some(g) = grid {
+                    entry(&mut grids, g).resolved_on_site += 1;
+                }
+                entry(&mut members, &e.actor).resolved_on_site += 1;
+            }
+            "assign" => {
+                if let Some(d) = department {
+                    entry(&mut departments, d).received += 1;
+                }
+            }
+            "handle" => {
+                let on_time = e
+                    .detail
+                    .get("on_time")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(true);
+                let ms = e
+                    .detail
+                    .get("handling_ms")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                both(&|f: &mut Figures| {
+                    if on_time {
+                        f.handled_on_time += 1;
+                    } else {
+                        f.handled_late += 1;
+                    }
+                    f.handling_ms.push(ms);
+                });
+            }
+            "return" => both(&|f: &mut Figures| f.returns += 1),
+            "decide_extension" if e.detail.get("approve") == Some(&json!(true)) => {
+                both(&|f: &mut Figures| f.extensions += 1)
+            }
+            "supervise" => both(&|f: &mut Figures| f.supervisions += 1),
+            "reject_result" => both(&|f: &mut Figures| f.verification_failures += 1),
+            _ => {}
+        }
+    }
+    for c in overdue {
+        if c.assigned_at.is_some_and(|a| a >= to) {
+            continue;
+        }
+        if let Some(d) = &c.department_code {
+            entry(&mut departments, d).open_overdue += 1;
+        }
+        entry(&mut grids, &c.grid_code).open_overdue += 1;
+    }
+    let finish = |map: BTreeMap<String, Figures>| -> Vec<Figures> {
+        map.into_values()
+            .filter(|f| keep(&f.key))
+            .map(|mut f| {
+                f.finish();
+                f
+            })
+            .collect()
+    };
+    Assessment {
+        from,
+        to,
+        departments: finish(departments),
+        grids: finish(grids),
+        members: finish(members),
+    }
+}
+
+/// Figures as CSV (one table: `kind,key,…`).
+pub fn to_csv(a: &Assessment) -> String {
+    let mut out = String::from(
+        "kind,key,received,resolved_on_site,handled_on_time,handled_late,open_overdue,on_time_rate,returns,extensions,supervisions,verification_failures,mean_handling_hours,p90_handling_hours\n",
+    );
+    let opt = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_default();
+    for (kind, rows) in [
+        ("department", &a.departments),
+        ("grid", &a.grids),
+        ("member", &a.members),
+    ] {
+        for f in rows {
+            let key = if f.key.contains([',', '"', '\n']) {
+                format!("\"{}\"", f.key.replace('"', "\"\""))
+            } else {
+                f.key.clone()
+            };
+            out.push_str(&format!(
+                "{kind},{key},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                f.received,
+                f.resolved_on_site,
+                f.handled_on_time,
+                f.handled_late,
+                f.open_overdue,
+                opt(f.on_time_rate),
+                f.returns,
+                f.extensions,
+                f.supervisions,
+                f.verification_failures,
+                opt(f.mean_handling_hours),
+                opt(f.p90_handling_hours),
+            ));
+        }
+    }
+    out
+}
+
+/// How to bucket cases in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Period {
+    Day,
+    Week,
+    Month,
+}
+
+/// Counts of the cases reported in a period.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Analysis {
+    pub total: u64,
+    pub by_matter: BTreeMap<String, u64>,
+    pub by_category: BTreeMap<String, u64>,
+    pub by_grid: BTreeMap<String, u64>,
+    /// Period start (China date) → count.
+    pub by_period: BTreeMap<String, u64>,
+}
+
+/// Counts `cases` (already filtered to the period and jurisdiction).
+pub fn analyse(cases: &[CaseRecord], period: Period) -> Analysis {
+    let mut a = Analysis::default();
+    for c in cases {
+        a.total += 1;
+        *a.by_matter
+            .entry(
+                c.matter_code
+                    .clone()
+                    .unwrap_or_else(|| "unclassified".into()),
+            )
+            .or_default() += 1;
+        *a.by_category
+            .entry(
+                c.category
+                    .map(|k| k.as_str().to_string())
+                    .unwrap_or_else(|| "unclassified".into()),
+            )
+            .or_default() += 1;
+        *a.by_grid.entry(c.grid_code.clone()).or_default() += 1;
+        let d = c
+            .reported_at
+            .with_timezone(&super::calendar::china())
+            .date_naive();
+        let start = match period {
+            Period::Day => d,
+            Period::Week => {
+                d - chrono::Duration::days(i64::from(d.weekday().num_days_from_monday()))
+            }
+            Period::Month => d.with_day(1).unwrap_or(d),
+        };
+        *a.by_period.entry(start.to_string()).or_default() += 1;
+    }
+    a
+}
+
+/// The grids with the most cases per 1,000 households, as GeoJSON features (the grid's
+/// boundary from the snapshot), most first.
+pub fn density_geojson(analysis: &Analysis, snapshot: &Snapshot, top: usize) -> Value {
+    let mut rows: Vec<(String, u64, i64, f64)> = analysis
+        .by_grid
+        .iter()
+        .filter_map(|(code, &n)| {
+            let grid = snapshot.grid(code)?;
+            let households = grid
+                .properties
+                .get("households")?
+                .as_i64()
+                .filter(|&h| h > 0)?;
+            Some((
+                code.clone(),
+                n,
+                households,
+                n as f64 * 1000.0 / households as f64,
+            ))
+        })
+        .collect();
+    rows.sort_by(|a, b| b.3.total_cmp(&a.3).then_with(|| a.0.cmp(&b.0)));
+    rows.truncate(top);
+    let features: Vec<Value> = rows
+        .into_iter()
+        .filter_map(|(code, n, households, per_1000)| {
+            let grid = snapshot.grid(&code)?;
+            let geometry = geojson::Geometry::new(geojson::GeometryValue::from(&grid.boundary));
+            Some(json!({
+                "type": "Feature",
+                "id": code,
+                "geometry": geometry,
+                "properties": {
+                    "code": code,
+                    "name": grid.name,
+                    "cases": n,
+                    "households": households,
+                    "cases_per_1000_households": (per_1000 * 100.0).round() / 100.0,
+                },
+            }))
+        })
+        .collect();
+    json!({"type": "FeatureCollection", "features": features})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn p90_is_the_nearest_rank_and_overdue_counts_against_the_rate() {
+        let mut f = Figures {
+            handled_on_time: 3,
+            handled_late: 1,
+            open_overdue: 1,
+            handling_ms: (1..=10).map(|h| h * 3_600_000).collect(),
+            ..Figures::default()
+        };
+        f.finish();
+        assert_eq!(f.on_time_rate, Some(0.6));
+        assert_eq!(f.p90_handling_hours, Some(9.0));
+        assert_eq!(f.mean_handling_hours, Some(5.5));
+    }
+}

@@ -1,0 +1,827 @@
+//! The dispatch loop of Art. 11–12: intake (a report located and routed to its grid's
+//! member and township centre), the steps of the state machine with who may take them
+//! and what each changes (department, deadline, counters), and the sweep that notices
+//! due and overdue cases and escalates the overdue ones.
+
+use super::calendar::{WorkCalendar, china};
+use super::live::Snapshot;
+use super::state::{InvalidStep, Step, next_state};
+use crate::auth::{Action, Principal};
+use crate::domain::{CaseSource, CaseState, CentreLevel, ReturnReason};
+use crate::spatial::LocateOptions;
+use crate::spatial::crs::CoordSys;
+use crate::store::{
+    CaseQuery, CaseRecord, Department, IdempotencyKey, MatterVersion, NewCaseEvent, Store,
+    StoreError,
+};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use geo_types::Coord;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// What can go wrong in dispatch.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Step(#[from] InvalidStep),
+    /// The caller may not take this step on this case.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The request is malformed or names something that does not exist.
+    #[error("{0}")]
+    Invalid(String),
+    /// No department can be found for the case; assign one explicitly.
+    #[error("{0}")]
+    Unroutable(String),
+}
+
+type Result<T> = std::result::Result<T, DispatchError>;
+
+/// The reporter's contact (personal data: masked unless the reader needs it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Contact {
+    pub name: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+}
+
+/// A report as it arrives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Report {
+    pub lon: f64,
+    pub lat: f64,
+    /// wgs84 (default), cgcs2000, gcj02 or bd09.
+    #[serde(default)]
+    pub coord_sys: Option<String>,
+    /// The matter's code; without one a dispatcher classifies the case.
+    #[serde(default)]
+    pub matter: Option<String>,
+    pub description: String,
+    #[serde(default)]
+    pub photos: Vec<String>,
+    #[serde(default)]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub contact: Contact,
+}
+
+/// Who sends a report.
+#[derive(Debug, Clone, Copy)]
+pub enum Reporter<'a> {
+    /// A grid member, or a dispatcher recording a hotline call.
+    Account(&'a Principal),
+    /// A resident without an account (public form or Open311).
+    Public { open311: bool },
+}
+
+/// What a step needs besides the case: who takes it and the departments they act for.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor<'a> {
+    pub principal: &'a Principal,
+    pub departments: &'a [String],
+}
+
+/// A step with its arguments, as clients send it (`{"action": "assign", …}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Command {
+    ResolveOnSite {
+        result: String,
+    },
+    Escalate {
+        note: Option<String>,
+    },
+    Accept {
+        matter: Option<String>,
+        note: Option<String>,
+    },
+    /// Without `department` the matters list decides; naming another one needs `reason`.
+    Assign {
+        department: Option<String>,
+        matter: Option<String>,
+        reason: Option<String>,
+    },
+    Acknowledge {
+        note: Option<String>,
+    },
+    Return {
+        reason: ReturnReason,
+        explanation: String,
+    },
+    RequestExtension {
+        working_days: u32,
+        reason: String,
+    },
+    DecideExtension {
+        approve: bool,
+        note: Option<String>,
+    },
+    Handle {
+        feedback: String,
+    },
+    /// `ok: false` sends the case back to the department.
+    Verify {
+        ok: bool,
+        note: Option<String>,
+    },
+    Close {
+        note: Option<String>,
+    },
+    Reopen {
+        reason: String,
+    },
+    EscalateUp {
+        reason: String,
+    },
+    Supervise {
+        note: String,
+    },
+    Merge {
+        into: i64,
+        note: Option<String>,
+    },
+}
+
+impl Command {
+    /// The step this command takes.
+    pub fn step(&self) -> Step {
+        match self {
+            Command::ResolveOnSite { .. } => Step::ResolveOnSite,
+            Command::Escalate { .. } => Step::Escalate,
+            Command::Accept { .. } => Step::Accept,
+            Command::Assign { .. } => Step::Assign,
+            Command::Acknowledge { .. } => Step::Acknowledge,
+            Command::Return { .. } => Step::Return,
+            Command::RequestExtension { .. } => Step::RequestExtension,
+            Command::DecideExtension { .. } => Step::DecideExtension,
+            Command::Handle { .. } => Step::Handle,
+            Command::Verify { ok: true, .. } => Step::Verify,
+            Command::Verify { ok: false, .. } => Step::RejectResult,
+            Command::Close { .. } => Step::Close,
+            Command::Reopen { .. } => Step::Reopen,
+            Command::EscalateUp { .. } => Step::EscalateUp,
+            Command::Supervise { .. } => Step::Supervise,
+            Command::Merge { .. } => Step::Merge,
+        }
+    }
+}
+
+/// The calendar as stored.
+pub async fn calendar(store: &dyn Store) -> Result<WorkCalendar> {
+    Ok(WorkCalendar::with_days(
+        store
+            .calendar_days()
+            .await?
+            .into_iter()
+            .map(|(d, k, _)| (d, k)),
+    ))
+}
+
+/// The matters list on `date`: the admitted version in force of each matter.
+pub async fn matters_on(store: &dyn Store, date: NaiveDate) -> Result<Vec<MatterVersion>> {
+    Ok(store
+        .matter_versions(None)
+        .await?
+        .into_iter()
+        .filter(|m| m.in_force(date))
+        .collect())
+}
+
+/// The version of `code` in force on `date`.
+pub async fn matter_in_force(
+    store: &dyn Store,
+    code: &str,
+    date: NaiveDate,
+) -> Result<MatterVersion> {
+    store
+        .matter_versions(Some(code))
+        .await?
+        .into_iter()
+        .rev()
+        .find(|m| m.in_force(date))
+        .ok_or_else(|| {
+            DispatchError::Invalid(format!("no matter {code:?} is on the list on {date}"))
+        })
+}
+
+fn china_date(t: DateTime<Utc>) -> NaiveDate {
+    t.with_timezone(&china()).date_naive()
+}
+
+fn check_text(field: &str, value: &str, max: usize) -> Result<()> {
+    if value.trim().is_empty() {
+        return Err(DispatchError::Invalid(format!("{field} must not be empty")));
+    }
+    if value.chars().count() > max {
+        return Err(DispatchError::Invalid(format!(
+            "{field} is longer than {max} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Locates, classifies and stores a report; the case waits in its township's centre and
+/// its grid member's list. A retried submission with the same key returns the first
+/// case and `false`.
+pub async fn intake(
+    store: &dyn Store,
+    snapshot: &Snapshot,
+    options: &LocateOptions,
+    report: &Report,
+    reporter: Reporter<'_>,
+    now: DateTime<Utc>,
+    idempotency: Option<&IdempotencyKey>,
+) -> Result<(CaseRecord, bool)> {
+    check_text("description", &report.description, 4000)?;
+    if report.photos.len() > 10 {
+        return Err(DispatchError::Invalid("at most 10 photos".into()));
+    }
+    if let Some(bad) = report
+        .photos
+        .iter()
+        .find(|u| !(u.starts_with("http://") || u.starts_with("https://")) || u.len() > 2000)
+    {
+        return Err(DispatchError::Invalid(format!(
+            "photo {bad:?} is not an http(s) URL"
+        )));
+    }
+    let coord_sys: CoordSys = match report.coord_sys.as_deref() {
+        None => CoordSys::Wgs84,
+        Some(s) => s
+            .parse()
+            .map_err(|e| DispatchError::Invalid(format!("{e}")))?,
+    };
+    let plausible = (-180.0..=180.0).contains(&report.lon) && (-90.0..=90.0).contains(&report.lat);
+    if !plausible {
+        return Err(DispatchError::Invalid(format!(
+            "({}, {}) is not a longitude/latitude",
+            report.lon, report.lat
+        )));
+    }
+    let raw = Coord {
+        x: report.lon,
+        y: report.lat,
+    };
+    let located = snapshot.locator.locate(raw, coord_sys, options);
+    let Some(grid) = located.grid.as_ref() else {
+        return Err(DispatchError::Invalid(format!(
+            "({}, {}) lies in no grid and none is within {} m",
+            report.lon, report.lat, options.max_outside_m
+        )));
+    };
+    let grid_code = grid.id.clone();
+    let community = snapshot
+        .grid(&grid_code)
+        .and_then(|g| g.parent.clone())
+        .unwrap_or_else(|| grid_code.chars().take(12).collect());
+    if community.len() < 12 || !community.is_char_boundary(9) {
+        return Err(DispatchError::Invalid(format!(
+            "grid {grid_code} has no community code to route by"
+        )));
+    }
+    let point = coord_sys.to_wgs84(raw);
+    let today = china_date(now);
+    let matter = match &report.matter {
+        Some(code) => Some(matter_in_force(store, code, today).await?),
+        None => None,
+    };
+    let (source, reporter_name) = match reporter {
+        Reporter::Account(p) => {
+            if !p.may(Action::ReportCase, &grid_code) {
+                return Err(DispatchError::Forbidden(format!(
+                    "{} may not report cases in {grid_code}",
+                    p.name
+                )));
+            }
+            let source = if p.may(Action::WorkOnSite, &grid_code) {
+                CaseSource::GridMember
+            } else {
+                CaseSource::Hotline
+            };
+            (source, Some(p.name.clone()))
+        }
+        Reporter::Public { open311 } => {
+            match &matter {
+                Some(m) if m.matter.public => {}
+                Some(m) => {
+                    return Err(DispatchError::Invalid(format!(
+                        "matter {} is not open to residents' reports",
+                        m.matter.code
+                    )));
+                }
+                None => {
+                    return Err(DispatchError::Invalid(
+                        "residents choose a matter of the public list".into(),
+                    ));
+                }
+            }
+            let source = if open311 {
+                CaseSource::Open311
+            } else {
+                CaseSource::Resident
+            };
+            (source, None)
+        }
+    };
+    let case = CaseRecord {
+        id: 0,
+        state: CaseState::Reported,
+        source,
+        matter_code: matter.as_ref().map(|m| m.matter.code.clone()),
+        matter_version: matter.as_ref().map(|m| m.id),
+        category: matter.as_ref().map(|m| m.matter.category),
+        description: report.description.trim().to_string(),
+        photos: report.photos.clone(),
+        address: report.address.clone(),
+        lon: point.x,
+        lat: point.y,
+        coord_sys: coord_sys.as_str().to_string(),
+        grid_code: grid_code.clone(),
+        township_code: community[..9].to_string(),
+        county_code: community[..6].to_string(),
+        city_code: community[..4].to_string(),
+        community_code: community,
+        near_boundary: located.near_boundary,
+        neighbour_grid: located.neighbour.as_ref().map(|n| n.grid.id.clone()),
+        outside: located.outside,
+        reporter: reporter_name,
+        reporter_name: report.contact.name.clone(),
+        reporter_phone: report.contact.phone.clone(),
+        reporter_email: report.contact.email.clone(),
+        centre_code: String::new(),
+        department_code: None,
+        deadline: None,
+        assigned_at: None,
+        extension_request: None,
+        merged_into: None,
+        returns: 0,
+        extensions: 0,
+        supervisions: 0,
+        escalations: 0,
+        verification_failures: 0,
+        due_soon_noticed: false,
+        overdue_noticed: false,
+        reported_at: now,
+        updated_at: now,
+        closed_at: None,
+        version: 0,
+    };
+    let case = CaseRecord {
+        centre_code: case.township_code.clone(),
+        ..case
+    };
+    let member = snapshot.on_duty(&grid_code, now).map(|m| m.name.clone());
+    let event = NewCaseEvent {
+        at: now,
+        actor: case.reporter.clone().unwrap_or_else(|| source.to_string()),
+        kind: "reported".into(),
+        from_state: None,
+        note: None,
+        detail: json!({
+            "grid": grid_code,
+            "township": case.township_code,
+            "source": source,
+            "member_on_duty": member,
+            "near_boundary": located.near_boundary,
+            "matter_version": case.matter_version,
+        }),
+    };
+    Ok(store.create_case(&case, &event, idempotency).await?)
+}
+
+fn routed_department(
+    case: &CaseRecord,
+    matter: &MatterVersion,
+    departments: &[Department],
+) -> Result<Department> {
+    let mut level = CentreLevel::of_code(&case.centre_code);
+    while let Some(l) = level {
+        if let Some(kind) = matter.matter.responsible.get(&l) {
+            let region = match l {
+                CentreLevel::Township => &case.township_code,
+                CentreLevel::County => &case.county_code,
+                CentreLevel::City => &case.city_code,
+            };
+            return departments
+                .iter()
+                .find(|d| &d.kind == kind && &d.region_code == region)
+                .cloned()
+                .ok_or_else(|| {
+                    DispatchError::Unroutable(format!(
+                        "matter {} goes to a {kind} department at {} level, and {region} has none: name the department",
+                        matter.matter.code,
+                        l.as_str()
+                    ))
+                });
+        }
+        level = l.up();
+    }
+    Err(DispatchError::Unroutable(format!(
+        "matter {} names no department for the {} centre or above: name the department",
+        matter.matter.code, case.centre_code
+    )))
+}
+
+fn forbidden(p: &Principal, step: Step, case: &CaseRecord) -> DispatchError {
+    DispatchError::Forbidden(format!(
+        "{} may not {} case {}",
+        p.name,
+        step.as_str().replace('_', " "),
+        case.id
+    ))
+}
+
+/// Whether `actor` may take `step` on `case`.
+pub fn may_take(actor: &Actor<'_>, step: Step, case: &CaseRecord) -> bool {
+    let p = actor.principal;
+    let centre = p.may(Action::DispatchCase, &case.centre_code);
+    let handler = p.may_somewhere(Action::HandleCase)
+        && case
+            .department_code
+            .as_ref()
+            .is_some_and(|d| actor.departments.contains(d));
+    match step {
+        Step::ResolveOnSite | Step::Escalate => p.may(Action::WorkOnSite, &case.grid_code),
+        Step::Acknowledge | Step::Return | Step::RequestExtension | Step::Handle => handler,
+        Step::Verify | Step::RejectResult => {
+            centre || p.may(Action::VerifyCase, &case.grid_code) && !handler
+        }
+        Step::Accept
+        | Step::Assign
+        | Step::DecideExtension
+        | Step::Close
+        | Step::Reopen
+        | Step::EscalateUp
+        | Step::Supervise
+        | Step::Merge => centre,
+        Step::DueSoon | Step::Overdue => false,
+    }
+}
+
+/// Takes one step on a case for `actor`, if the case is still at `expected_version`
+/// (when given) and nobody changed it meanwhile.
+pub async fn act(
+    store: &dyn Store,
+    case_id: i64,
+    actor: Actor<'_>,
+    command: &Command,
+    expected_version: Option<i64>,
+    now: DateTime<Utc>,
+) -> Result<CaseRecord> {
+    let case = store.case(case_id).await?;
+    if let Some(v) = expected_version.filter(|&v| v != case.version) {
+        return Err(StoreError::Conflict(format!(
+            "case {case_id} is at version {}, not {v}: reload and retry",
+            case.version
+        ))
+        .into());
+    }
+    let step = command.step();
+    let to = next_state(case.state, step)?;
+    if !may_take(&actor, step, &case) {
+        return Err(forbidden(actor.principal, step, &case));
+    }
+    let mut next = CaseRecord {
+        state: to,
+        ..case.clone()
+    };
+    let note: Option<String>;
+    let mut detail = json!({});
+    let mut notify: Option<String> = None;
+    match command {
+        Command::ResolveOnSite { result } => {
+            check_text("result", result, 4000)?;
+            note = Some(result.clone());
+            next.closed_at = Some(now);
+        }
+        Command::Escalate { note: n } | Command::Acknowledge { note: n } => note = n.clone(),
+        Command::Accept { matter, note: n } => {
+            note = n.clone();
+            if let Some(code) = matter {
+                classify(store, &mut next, code, now).await?;
+            }
+        }
+        Command::Assign {
+            department,
+            matter,
+            reason,
+        } => {
+            if let Some(code) = matter {
+                classify(store, &mut next, code, now).await?;
+            }
+            let Some(version) = next.matter_version else {
+                return Err(DispatchError::Invalid(format!(
+                    "case {case_id} has no matter yet: name one (\"matter\") to assign it"
+                )));
+            };
+            let matter = store.matter_version(version).await?;
+            let departments = store.departments().await?;
+            let routed = routed_department(&next, &matter, &departments);
+            let chosen = match department {
+                Some(code) => {
+                    let chosen = departments
+                        .iter()
+                        .find(|d| &d.code == code)
+                        .cloned()
+                        .ok_or_else(|| DispatchError::Invalid(format!("no department {code:?}")))?;
+                    let is_routed = routed.as_ref().is_ok_and(|r| r.code == chosen.code);
+                    if !is_routed && reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+                        return Err(DispatchError::Invalid(format!(
+                            "the matters list sends {} to {}; assigning it to {code} needs a reason",
+                            matter.matter.code,
+                            routed
+                                .as_ref()
+                                .map(|r| r.code.clone())
+                                .unwrap_or_else(|_| "no department".into())
+                        )));
+                    }
+                    chosen
+                }
+                None => routed?,
+            };
+            let calendar = calendar(store).await?;
+            let deadline = calendar.deadline(now, matter.matter.time_limit);
+            next.department_code = Some(chosen.code.clone());
+            next.deadline = Some(deadline);
+            next.assigned_at = Some(now);
+            next.due_soon_noticed = false;
+            next.overdue_noticed = false;
+            next.extension_request = None;
+            note = reason.clone();
+            detail = json!({
+                "department": chosen.code,
+                "deadline": deadline,
+                "time_limit": matter.matter.time_limit,
+                "matter_version": matter.id,
+                "override": department.is_some() && reason.is_some(),
+            });
+            notify = Some(chosen.code);
+        }
+        Command::Return {
+            reason,
+            explanation,
+        } => {
+            check_text("explanation", explanation, 4000)?;
+            note = Some(explanation.clone());
+            detail = json!({"reason": reason});
+            next.returns += 1;
+            next.department_code = None;
+            next.deadline = None;
+            next.extension_request = None;
+        }
+        Command::RequestExtension {
+            working_days,
+            reason,
+        } => {
+            check_text("reason", reason, 2000)?;
+            if !(1..=60).contains(working_days) {
+                return Err(DispatchError::Invalid(
+                    "an extension is 1 to 60 working days".into(),
+                ));
+            }
+            if case.extension_request.is_some() {
+                return Err(DispatchError::Invalid(format!(
+                    "case {case_id} already has an extension request waiting"
+                )));
+            }
+            note = Some(reason.clone());
+            detail = json!({"working_days": working_days});
+            next.extension_request = Some(json!({
+                "working_days": working_days,
+                "reason": reason,
+                "by": actor.principal.name,
+                "at": now,
+            }));
+        }
+        Command::DecideExtension { approve, note: n } => {
+            let Some(request) = &case.extension_request else {
+                return Err(DispatchError::Invalid(format!(
+                    "case {case_id} has no extension request to decide"
+                )));
+            };
+            note = n.clone();
+            let days = request
+                .get("working_days")
+                .and_then(Value::as_u64)
+                .unwrap_or(0) as u32;
+            next.extension_request = None;
+            if *approve {
+                let calendar = calendar(store).await?;
+                let from = case.deadline.unwrap_or(now);
+                let deadline = calendar.add_working_days(from, days);
+                next.deadline = Some(deadline);
+                next.extensions += 1;
+                next.due_soon_noticed = false;
+                next.overdue_noticed = deadline <= now;
+                detail = json!({"approve": true, "working_days": days, "deadline": deadline});
+            } else {
+                detail = json!({"approve": false, "working_days": days});
+            }
+            notify = case.department_code.clone();
+        }
+        Command::Handle { feedback } => {
+            check_text("feedback", feedback, 4000)?;
+            note = Some(feedback.clone());
+            let on_time = case.deadline.is_none_or(|d| now <= d);
+            let handling_ms = case
+                .assigned_at
+                .map(|a| (now - a).num_milliseconds())
+                .unwrap_or(0);
+            detail =
+                json!({"on_time": on_time, "handling_ms": handling_ms, "deadline": case.deadline});
+        }
+        Command::Verify { ok, note: n } => {
+            note = n.clone();
+            if !ok {
+                next.verification_failures += 1;
+                notify = case.department_code.clone();
+            }
+        }
+        Command::Close { note: n } => {
+            note = n.clone();
+            next.closed_at = Some(now);
+        }
+        Command::Reopen { reason } => {
+            check_text("reason", reason, 2000)?;
+            note = Some(reason.clone());
+            next.closed_at = None;
+            next.department_code = None;
+            next.deadline = None;
+            next.assigned_at = None;
+        }
+        Command::EscalateUp { reason } => {
+            check_text("reason", reason, 2000)?;
+            note = Some(reason.clone());
+            escalate_centre(&mut next)?;
+            detail = json!({"centre": next.centre_code});
+            notify = case.department_code.clone();
+        }
+        Command::Supervise { note: n } => {
+            check_text("note", n, 2000)?;
+            note = Some(n.clone());
+            next.supervisions += 1;
+            notify = case.department_code.clone();
+        }
+        Command::Merge { into, note: n } => {
+            if *into == case_id {
+                return Err(DispatchError::Invalid(
+                    "a case cannot be merged into itself".into(),
+                ));
+            }
+            let target = store.case(*into).await?;
+            if target.state == CaseState::Merged {
+                return Err(DispatchError::Invalid(format!(
+                    "case {into} is itself merged into {}",
+                    target.merged_into.unwrap_or_default()
+                )));
+            }
+            note = n.clone();
+            next.merged_into = Some(*into);
+            next.closed_at = Some(now);
+            detail = json!({"into": into});
+        }
+    }
+    let event = NewCaseEvent {
+        at: now,
+        actor: actor.principal.name.clone(),
+        kind: step.as_str().into(),
+        from_state: Some(case.state),
+        note,
+        detail: with_context(detail, &case),
+    };
+    Ok(store.update_case(&next, &event, notify.as_deref()).await?)
+}
+
+/// Every event carries the grid and the department the case had when it happened, so
+/// assessments fold events without joining cases.
+fn with_context(mut detail: Value, case: &CaseRecord) -> Value {
+    if let Value::Object(map) = &mut detail {
+        map.entry("grid").or_insert(json!(case.grid_code));
+        map.entry("township").or_insert(json!(case.township_code));
+        if let Some(d) = &case.department_code {
+            map.entry("department").or_insert(json!(d));
+        }
+    }
+    detail
+}
+
+async fn classify(
+    store: &dyn Store,
+    case: &mut CaseRecord,
+    code: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let m = matter_in_force(store, code, china_date(now)).await?;
+    case.matter_code = Some(m.matter.code.clone());
+    case.matter_version = Some(m.id);
+    case.category = Some(m.matter.category);
+    Ok(())
+}
+
+fn escalate_centre(case: &mut CaseRecord) -> Result<()> {
+    let level = CentreLevel::of_code(&case.centre_code)
+        .and_then(CentreLevel::up)
+        .ok_or_else(|| {
+            DispatchError::Invalid(format!("case {} is at the city centre already", case.id))
+        })?;
+    case.centre_code = match level {
+        CentreLevel::County => case.county_code.clone(),
+        CentreLevel::City => case.city_code.clone(),
+        CentreLevel::Township => case.township_code.clone(),
+    };
+    case.escalations += 1;
+    Ok(())
+}
+
+/// What the sweep does with due cases.
+#[derive(Debug, Clone, Copy)]
+pub struct SweepSettings {
+    /// Notice a deadline this long before it passes.
+    pub due_soon: Duration,
+    /// Move an overdue case to the centre one level up.
+    pub escalate_overdue: bool,
+}
+
+/// What one sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct SweepReport {
+    pub due_soon: u32,
+    pub overdue: u32,
+    pub escalated: u32,
+}
+
+/// Notices cases whose deadline is near (`due_soon`) or past (`overdue`, escalated one
+/// level up when configured), once each, as events with webhooks to the department.
+/// Safe to run on every replica: a case another sweep noticed first is skipped.
+pub async fn sweep(
+    store: &dyn Store,
+    now: DateTime<Utc>,
+    settings: SweepSettings,
+) -> Result<SweepReport> {
+    let mut report = SweepReport::default();
+    let mut after = None;
+    loop {
+        let batch = store
+            .cases(&CaseQuery {
+                states: vec![CaseState::Assigned, CaseState::Acknowledged],
+                deadline_before: Some(now + settings.due_soon),
+                after_id: after,
+                limit: 500,
+                ..CaseQuery::default()
+            })
+            .await?;
+        let Some(last) = batch.last() else { break };
+        after = Some(last.id);
+        for case in batch {
+            let Some(deadline) = case.deadline else {
+                continue;
+            };
+            let overdue = deadline <= now;
+            if (overdue && case.overdue_noticed) || (!overdue && case.due_soon_noticed) {
+                continue;
+            }
+            let mut next = case.clone();
+            let mut detail = json!({"deadline": deadline});
+            let step = if overdue {
+                next.overdue_noticed = true;
+                next.due_soon_noticed = true;
+                if settings.escalate_overdue && escalate_centre(&mut next).is_ok() {
+                    detail["escalated_to"] = json!(next.centre_code);
+                }
+                Step::Overdue
+            } else {
+                next.due_soon_noticed = true;
+                Step::DueSoon
+            };
+            let event = NewCaseEvent {
+                at: now,
+                actor: "system".into(),
+                kind: step.as_str().into(),
+                from_state: Some(case.state),
+                note: None,
+                detail: with_context(detail, &case),
+            };
+            match store
+                .update_case(&next, &event, case.department_code.as_deref())
+                .await
+            {
+                Ok(_) => {
+                    if overdue {
+                        report.overdue += 1;
+                        if next.escalations > case.escalations {
+                            report.escalated += 1;
+                        }
+                    } else {
+                        report.due_soon += 1;
+                    }
+                }
+                // Someone acted on it meanwhile; the next sweep looks again.
+                Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(report)
+}

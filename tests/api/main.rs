@@ -4,6 +4,7 @@
 
 mod backends;
 mod cli;
+mod dispatch;
 mod helpers;
 mod import_files;
 mod injected;

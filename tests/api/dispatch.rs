@@ -981,10 +981,9 @@ async fn two_handlers_acting_at_once_one_wins_and_retries_are_idempotent(b: Back
     );
     let wins = [r1.is_ok(), r2.is_ok()].iter().filter(|&&w| w).count();
     assert_eq!(wins, 1, "{r1:?} {r2:?}");
-    let loser = if r1.is_ok() {
-        r2.unwrap_err()
-    } else {
-        r1.unwrap_err()
+    let loser = match (r1, r2) {
+        (Err(e), _) | (_, Err(e)) => e,
+        _ => unreachable!("one of them lost"),
     };
     assert!(
         matches!(loser, DispatchError::Store(StoreError::Conflict(_))),

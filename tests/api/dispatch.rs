@@ -1023,3 +1023,521 @@ crate::contract!(
     the_matters_list_is_versioned_and_never_rewrites_filed_cases,
     two_handlers_acting_at_once_one_wins_and_retries_are_idempotent,
 );
+
+// ---- the service, as clients meet it ----
+
+use crate::service::{Server, client, user};
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::sync::{Arc, Mutex};
+
+async fn send(req: reqwest::RequestBuilder) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let resp = req.send().await.expect("request");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.unwrap_or_default();
+    (
+        status,
+        headers,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// A department's webhook endpoint: records what it receives.
+async fn webhook_receiver() -> (String, Arc<Mutex<Vec<(String, Value)>>>) {
+    let got: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+    let sink = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::Json<Value>| {
+                let sink = sink.clone();
+                async move {
+                    let id = headers
+                        .get("x-wangge-event-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    sink.lock().unwrap().push((id, body.0));
+                    StatusCode::NO_CONTENT
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, got)
+}
+
+async fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !ok() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "waited 10 s for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+async fn a_case_travels_over_http_with_streams_webhooks_and_open311(b: Backend) {
+    let store = b.store.as_ref();
+    seeded(store).await;
+    seed_dispatch(store).await;
+    let member = user(store, "member.li", UserRole::GridMember, &code(2)).await;
+    let disp = user(store, "disp", UserRole::Dispatcher, TOWNSHIP).await;
+    let admin = user(store, "city.zhao", UserRole::CityAdmin, "3716").await;
+    let h1 = user(store, "h.urban", UserRole::DepartmentHandler, TOWNSHIP).await;
+    let h2 = user(store, "h.urban2", UserRole::DepartmentHandler, TOWNSHIP).await;
+    store.add_staff("h.urban", T_URBAN).await.unwrap();
+    store.add_staff("h.urban2", T_URBAN).await.unwrap();
+    let (hook, received) = webhook_receiver().await;
+    let s = Server::start(&b.url, &[]);
+    let url = |p: &str| format!("{}{p}", s.url);
+
+    // The city admin gives urban management a webhook.
+    let (st, _, body) = send(client().put(url(&format!("/v1/departments/{T_URBAN}"))).bearer_auth(&admin).json(&json!({
+        "code": T_URBAN, "name": "综合行政执法队", "kind": "urban_management", "region_code": TOWNSHIP, "webhook_url": hook,
+    }))).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let (st, _, _) = send(client().put(url(&format!("/v1/departments/{T_URBAN}"))).bearer_auth(&disp).json(&json!({
+        "code": T_URBAN, "name": "x", "kind": "urban_management", "region_code": TOWNSHIP, "webhook_url": null,
+    }))).await;
+    assert_eq!(
+        st,
+        StatusCode::FORBIDDEN,
+        "a township dispatcher does not keep departments"
+    );
+
+    // The public list.
+    let (st, _, list) = send(client().get(url("/v1/public/matters"))).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(list["count"], 2);
+    let codes: Vec<&str> = list["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["matters"].as_array().unwrap())
+        .map(|m| m["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["WG-001", "WG-003"]);
+
+    // The handler's event stream, open before anything happens.
+    let stream_text = Arc::new(Mutex::new(String::new()));
+    {
+        let sink = stream_text.clone();
+        let mut resp = client()
+            .get(url("/v1/cases/stream"))
+            .bearer_auth(&h1)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        tokio::spawn(async move {
+            while let Ok(Some(chunk)) = resp.chunk().await {
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&chunk));
+            }
+        });
+    }
+
+    // A resident reports, retries with the same key, and reuses the key wrongly.
+    let resident = json!({"lon": IN_NE.0, "lat": IN_NE.1, "matter": "WG-001", "description": "井盖缺失",
+        "contact": {"name": "王小明", "phone": "13912345678"}});
+    let (st, headers, first) = send(
+        client()
+            .post(url("/v1/public/reports"))
+            .header("idempotency-key", "resident-0001")
+            .json(&resident),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{first}");
+    let id = first["id"].as_i64().unwrap();
+    assert_eq!(headers["location"], format!("/v1/public/reports/{id}"));
+    assert_eq!(first["status"], "open");
+    let (st, headers, again) = send(
+        client()
+            .post(url("/v1/public/reports"))
+            .header("idempotency-key", "resident-0001")
+            .json(&resident),
+    )
+    .await;
+    assert_eq!((st, again["id"].as_i64()), (StatusCode::CREATED, Some(id)));
+    assert_eq!(headers["idempotent-replayed"], "true");
+    let mut changed = resident.clone();
+    changed["description"] = json!("别的事");
+    let (st, _, problem) = send(
+        client()
+            .post(url("/v1/public/reports"))
+            .header("idempotency-key", "resident-0001")
+            .json(&changed),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{problem}");
+    let (st, _, problem) =
+        send(client().post(url("/v1/public/reports")).json(
+            &json!({"lon": 100.0, "lat": 30.0, "matter": "WG-001", "description": "far away"}),
+        ))
+        .await;
+    assert_eq!(
+        (st, problem["type"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("urn:wangge:problem:bad-case")
+        )
+    );
+
+    // A grid member files one of theirs.
+    let (st, _, mine) = send(client().post(url("/v1/cases")).bearer_auth(&member).json(
+        &json!({"lon": IN_NE.0, "lat": IN_NE.1, "matter": "WG-003", "description": "邻里纠纷"}),
+    ))
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{mine}");
+    assert_eq!(mine["source"], "grid_member");
+
+    // The dispatcher's board: the resident's report is there, contact masked in lists,
+    // unmasked (and audited) on the case itself.
+    let (st, _, board) = send(
+        client()
+            .get(url("/v1/cases?state=reported"))
+            .bearer_auth(&disp),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{board}");
+    assert_eq!(board.as_array().unwrap().len(), 2);
+    assert_eq!(board[0]["reporter_name"], "王**");
+    let (st, headers, case) = send(
+        client()
+            .get(url(&format!("/v1/cases/{id}")))
+            .bearer_auth(&disp),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        (
+            case["reporter_name"].as_str(),
+            case["personal_data"].as_bool()
+        ),
+        (Some("王小明"), Some(true))
+    );
+    assert_eq!(headers["etag"], format!("\"{}\"", case["version"]));
+    assert!(
+        case["allowed_actions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("accept"))
+    );
+    let audit = store
+        .audit(&wangge::store::AuditQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(audit.iter().any(|e| e.action == "read_personal"
+        && e.resource == format!("cases/{id}")
+        && e.actor == "disp"));
+    let (st, _, _) = send(
+        client()
+            .get(url(&format!("/v1/cases/{id}")))
+            .bearer_auth(&h1),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "not the department's case yet");
+
+    // Accept and assign: the department's stream and webhook hear of it.
+    let step = |token: &str, body: Value, version: Option<i64>| {
+        let mut r = client()
+            .post(url(&format!("/v1/cases/{id}/actions")))
+            .bearer_auth(token)
+            .json(&body);
+        if let Some(v) = version {
+            r = r.header("if-match", format!("\"{v}\""));
+        }
+        send(r)
+    };
+    let (st, _, _) = step(&disp, json!({"action": "accept"}), None).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _, assigned) = step(&disp, json!({"action": "assign"}), None).await;
+    assert_eq!(st, StatusCode::OK, "{assigned}");
+    assert_eq!(assigned["department_code"], T_URBAN);
+    assert_eq!(assigned["state"], "assigned");
+    wait_for("the assignment on the handler's stream", || {
+        stream_text.lock().unwrap().contains("event: assign")
+    })
+    .await;
+    wait_for("the webhook", || !received.lock().unwrap().is_empty()).await;
+    {
+        let got = received.lock().unwrap();
+        assert_eq!(got[0].1["case"]["id"], id);
+        assert_eq!(got[0].1["event"]["kind"], "assign");
+        assert_eq!(got[0].0, got[0].1["event"]["id"].to_string());
+    }
+    let (st, _, _) = step(&disp, json!({"action": "accept"}), None).await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    let (_, _, problem) = step(&disp, json!({"action": "accept"}), None).await;
+    assert_eq!(problem["type"], "urn:wangge:problem:invalid-transition");
+    let (st, _, _) = step(&member, json!({"action": "handle", "feedback": "x"}), None).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+
+    // Two handlers of the department act on the version they both read: one wins.
+    let (_, headers, seen) = send(
+        client()
+            .get(url(&format!("/v1/cases/{id}")))
+            .bearer_auth(&h1),
+    )
+    .await;
+    assert_eq!(
+        seen["reporter_name"], "王**",
+        "handlers see the contact masked"
+    );
+    let v = headers["etag"]
+        .to_str()
+        .unwrap()
+        .trim_matches('"')
+        .parse::<i64>()
+        .unwrap();
+    let (a, b2) = tokio::join!(
+        step(&h1, json!({"action": "acknowledge"}), Some(v)),
+        step(
+            &h2,
+            json!({"action": "return", "reason": "other", "explanation": "not ours"}),
+            Some(v)
+        ),
+    );
+    let mut statuses = [a.0, b2.0];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [StatusCode::OK, StatusCode::CONFLICT],
+        "{} {}",
+        a.2,
+        b2.2
+    );
+
+    // Open311, as a resident's app speaks it.
+    let (st, _, services) = send(client().get(url("/open311/v2/services.json"))).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        services
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["service_code"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["WG-001"]
+    );
+    let (_, _, def) = send(client().get(url("/open311/v2/services/WG-001.json"))).await;
+    assert_eq!(def["service_code"], "WG-001");
+    let (_, _, disc) = send(client().get(url("/open311/v2/discovery.json"))).await;
+    assert_eq!(
+        disc["endpoints"][0]["specification"],
+        "http://wiki.open311.org/GeoReport_v2"
+    );
+    let form = [
+        ("service_code", "WG-001"),
+        ("lat", "37.315"),
+        ("long", "118.015"),
+        ("description", "路灯不亮"),
+        ("email", "a@example.org"),
+        ("first_name", "小明"),
+        ("last_name", "王"),
+    ];
+    let (st, _, posted) = send(client().post(url("/open311/v2/requests.json")).form(&form)).await;
+    assert_eq!(st, StatusCode::CREATED, "{posted}");
+    let rid = posted[0]["service_request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (st, _, one) = send(client().get(url(&format!("/open311/v2/requests/{rid}.json")))).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        (one[0]["status"].as_str(), one[0]["service_code"].as_str()),
+        (Some("open"), Some("WG-001"))
+    );
+    assert_eq!(one[0]["notes"][0]["type"], "opened");
+    assert!(
+        one[0].get("email").is_none(),
+        "no personal data in Open311 answers"
+    );
+    let (_, _, open) = send(client().get(url(&format!(
+        "/open311/v2/requests.json?status=open&service_request_id={rid},{id}"
+    ))))
+    .await;
+    assert_eq!(open.as_array().unwrap().len(), 2);
+    let (_, _, listed) = send(client().get(url("/open311/v2/requests.json?status=closed"))).await;
+    assert_eq!(listed.as_array().unwrap().len(), 0);
+    let (st, _, err) = send(client().post(url("/open311/v2/requests.json")).form(&[
+        ("service_code", "WG-003"),
+        ("lat", "37.315"),
+        ("long", "118.015"),
+        ("description", "x"),
+    ]))
+    .await;
+    assert_eq!(
+        (st, err[0]["code"].as_u64()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some(422)),
+        "members-only matter: {err}"
+    );
+    let (st, _, err) = send(
+        client()
+            .post(url("/open311/v2/requests.json"))
+            .form(&[("service_code", "WG-001")]),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{err}");
+    // The Open311 report is on the dispatcher's board.
+    let (_, _, board) = send(
+        client()
+            .get(url("/v1/cases?state=reported"))
+            .bearer_auth(&disp),
+    )
+    .await;
+    assert!(
+        board
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["id"].as_i64() == rid.parse().ok() && c["source"] == "open311")
+    );
+
+    // Assessment as CSV, lists per centre.
+    let (st, headers, csv) = send(
+        client()
+            .get(url(
+                "/v1/assessment?from=2026-01-01T00:00:00Z&to=2030-01-01T00:00:00Z&format=csv",
+            ))
+            .bearer_auth(&disp),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let csv = csv.as_str().unwrap().to_string();
+    assert!(csv.starts_with("kind,key,received"), "{csv}");
+    assert!(csv.contains(&format!("department,{T_URBAN},1,")), "{csv}");
+    let (st, _, overdue) = send(
+        client()
+            .get(url(&format!("/v1/centres/{TOWNSHIP}/overdue")))
+            .bearer_auth(&disp),
+    )
+    .await;
+    assert_eq!(
+        (st, overdue.as_array().map(Vec::len)),
+        (StatusCode::OK, Some(0))
+    );
+    let (st, _, _) = send(
+        client()
+            .get(url(&format!("/v1/centres/{COUNTY}/overdue")))
+            .bearer_auth(&disp),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _, density) = send(
+        client()
+            .get(url(
+                "/v1/analysis/density?from=2026-01-01T00:00:00Z&to=2030-01-01T00:00:00Z",
+            ))
+            .bearer_auth(&disp),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(density["features"][0]["properties"]["code"], code(2));
+    drop(s);
+}
+
+async fn every_accepted_submission_survives_a_sigkill_exactly_once(b: Backend) {
+    let store = b.store.clone();
+    seeded(store.as_ref()).await;
+    seed_dispatch(store.as_ref()).await;
+    let token = user(store.as_ref(), "member.li", UserRole::GridMember, &code(2)).await;
+    let server = Server::start(&b.url, &[]);
+    let base = Arc::new(Mutex::new(server.url.clone()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for task in 0..4 {
+        let (base, stop, token) = (base.clone(), stop.clone(), token.clone());
+        clients.push(tokio::spawn(async move {
+            let mut accepted: Vec<(String, i64)> = Vec::new();
+            let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build().unwrap();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let key = format!("crash-{task}-{i}");
+                i += 1;
+                // Retry with the same key until a 201: the server may be down.
+                for attempt in 0.. {
+                    assert!(attempt < 400, "{key} never accepted");
+                    let target = format!("{}/v1/cases", base.lock().unwrap());
+                    let r = http.post(target).bearer_auth(&token).header("idempotency-key", &key)
+                        .json(&json!({"lon": IN_NE.0, "lat": IN_NE.1, "matter": "WG-001", "description": key}))
+                        .send().await;
+                    if let Ok(resp) = r
+                        && resp.status() == StatusCode::CREATED
+                        && let Ok(v) = resp.json::<Value>().await
+                    {
+                        accepted.push((key.clone(), v["id"].as_i64().unwrap()));
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+            accepted
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    server.kill();
+    let restarted = Server::start(&b.url, &[]);
+    *base.lock().unwrap() = restarted.url.clone();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut accepted = Vec::new();
+    for c in clients {
+        accepted.extend(c.await.unwrap());
+    }
+    let stored = store
+        .cases(&wangge::store::CaseQuery {
+            limit: 1_000_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut per_key: HashMap<String, Vec<i64>> = HashMap::new();
+    for c in &stored {
+        per_key.entry(c.description.clone()).or_default().push(c.id);
+    }
+    assert!(
+        accepted.len() > 20,
+        "only {} submissions went through",
+        accepted.len()
+    );
+    for (key, id) in &accepted {
+        assert_eq!(
+            per_key.get(key),
+            Some(&vec![*id]),
+            "{key}: accepted as {id}, stored as {:?}",
+            per_key.get(key)
+        );
+    }
+    assert_eq!(
+        stored.len(),
+        accepted.len(),
+        "nothing stored twice or without an answer being retried"
+    );
+    eprintln!(
+        "{}: {} submissions accepted across a SIGKILL, each stored once",
+        b.store.backend(),
+        accepted.len()
+    );
+    drop(restarted);
+}
+
+crate::contract!(
+    a_case_travels_over_http_with_streams_webhooks_and_open311,
+    every_accepted_submission_survives_a_sigkill_exactly_once,
+);

@@ -47,6 +47,13 @@ impl Server {
         Server { child, url }
     }
 
+    /// SIGKILL: the crash path.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::forget(self);
+    }
+
     pub fn stop(mut self) -> std::process::ExitStatus {
         // SIGTERM: the graceful path.
         let _ = Command::new("kill")

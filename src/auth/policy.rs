@@ -94,6 +94,14 @@ impl Principal {
             .any(|g| g.covers(code) && role_allows(g.role, action, g.scope.len()))
     }
 
+    /// Like [`Principal::may`], counting only grants of roles other than `except` (a
+    /// department handler reads cases through their department, not their region).
+    pub fn may_except(&self, action: Action, code: &str, except: UserRole) -> bool {
+        self.grants.iter().any(|g| {
+            g.role != except && g.covers(code) && role_allows(g.role, action, g.scope.len())
+        })
+    }
+
     /// Whether this caller may take `action` anywhere at all (e.g. to list what it may see).
     pub fn may_somewhere(&self, action: Action) -> bool {
         self.grants

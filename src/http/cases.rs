@@ -7,7 +7,7 @@ use super::access::record;
 use super::extract::Caller;
 use super::{ApiError, AppState};
 use crate::auth::{Action, Principal, mask_name, mask_phone};
-use crate::domain::CaseState;
+use crate::domain::{CaseState, UserRole};
 use crate::store::{CaseEvent, CaseQuery, CaseRecord, IdempotencyKey};
 use crate::workflow::assessment::{self, Period};
 use crate::workflow::dispatch::{self, Actor, Command, Report, Reporter};
@@ -70,10 +70,11 @@ pub async fn departments_of(state: &AppState, p: &Principal) -> Result<Vec<Strin
 
 /// Whether the caller may read this case at all.
 pub fn may_read(p: &Principal, departments: &[String], case: &CaseRecord) -> bool {
-    p.grants.iter().any(|g| {
-        g.role != crate::domain::UserRole::DepartmentHandler
-            && p.may(Action::ReadCases, &case.grid_code)
-    }) || case
+    p.may_except(
+        Action::ReadCases,
+        &case.grid_code,
+        UserRole::DepartmentHandler,
+    ) || case
         .department_code
         .as_ref()
         .is_some_and(|d| departments.contains(d))
@@ -232,12 +233,12 @@ async fn scoped(
     let scopes: Vec<String> = p
         .grants
         .iter()
-        .filter(|g| g.role != crate::domain::UserRole::DepartmentHandler)
-        .filter(|g| p.may(Action::ReadCases, &g.scope))
+        .filter(|g| p.may_except(Action::ReadCases, &g.scope, UserRole::DepartmentHandler))
+        .filter(|g| g.role != UserRole::DepartmentHandler)
         .map(|g| g.scope.clone())
         .collect();
     match under {
-        Some(code) if p.may(Action::ReadCases, code) && !scopes.is_empty() => {
+        Some(code) if p.may_except(Action::ReadCases, code, UserRole::DepartmentHandler) => {
             q.under = vec![code.to_string()]
         }
         Some(code) if scopes.is_empty() && !departments.is_empty() => {
@@ -489,11 +490,8 @@ pub async fn act(
 fn visible(p: &Principal, departments: &[String], e: &CaseEvent) -> bool {
     let grid = e.detail.get("grid").and_then(Value::as_str).unwrap_or("");
     let department = e.detail.get("department").and_then(Value::as_str);
-    p.grants.iter().any(|g| {
-        g.role != crate::domain::UserRole::DepartmentHandler
-            && !grid.is_empty()
-            && p.may(Action::ReadCases, grid)
-    }) || department.is_some_and(|d| departments.iter().any(|x| x == d))
+    (!grid.is_empty() && p.may_except(Action::ReadCases, grid, UserRole::DepartmentHandler))
+        || department.is_some_and(|d| departments.iter().any(|x| x == d))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -551,7 +549,12 @@ pub async fn stream(
             }
         }
         loop {
-            match live.recv().await {
+            let received = tokio::select! {
+                r = live.recv() => r,
+                // The client went away: stop waiting for events it will never read.
+                _ = tx.closed() => return,
+            };
+            match received {
                 Ok(e) if e.id > last => {
                     last = e.id;
                     if visible(&principal, &departments, &e)

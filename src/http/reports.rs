@@ -7,7 +7,7 @@
 use super::cases::{created, idempotency};
 use super::extract::ClientAddr;
 use super::{ApiError, AppState};
-use crate::domain::CaseState;
+use crate::domain::{CaseSource, CaseState};
 use crate::store::{CaseEvent, CaseQuery, CaseRecord};
 use crate::workflow::calendar::china;
 use crate::workflow::dispatch::{self, Contact, Report, Reporter};
@@ -67,6 +67,19 @@ pub struct PublicCase {
     pub updated_at: DateTime<Utc>,
     /// The latest result, feedback or explanation, if any.
     pub status_notes: Option<String>,
+}
+
+/// Only residents' own reports are public; grid members' uploads and hotline records
+/// stay internal.
+const PUBLIC_SOURCES: [CaseSource; 2] = [CaseSource::Resident, CaseSource::Open311];
+
+async fn public_case_by_id(state: &AppState, id: i64) -> Result<CaseRecord, ApiError> {
+    let case = state.store.case(id).await?;
+    if PUBLIC_SOURCES.contains(&case.source) {
+        Ok(case)
+    } else {
+        Err(ApiError::not_found(format!("no public report {id}")))
+    }
 }
 
 fn status_of(state: CaseState) -> &'static str {
@@ -158,7 +171,7 @@ pub async fn public_status(
     Path(id): Path<i64>,
 ) -> Result<Json<PublicCase>, ApiError> {
     super::public::limit(&state, &client)?;
-    let case = state.store.case(id).await?;
+    let case = public_case_by_id(&state, id).await?;
     Ok(Json(public_case(&state, &case).await?))
 }
 
@@ -419,10 +432,10 @@ pub async fn requests(
                 let id: i64 = id.trim().parse().map_err(|_| {
                     ApiError::bad_request(format!("service_request_id {id:?} is not a number"))
                 })?;
-                match state.store.case(id).await {
+                match public_case_by_id(&state, id).await {
                     Ok(c) => cases.push(c),
-                    Err(crate::store::StoreError::NotFound { .. }) => {}
-                    Err(e) => return Err(e.into()),
+                    Err(e) if e.status == StatusCode::NOT_FOUND => {}
+                    Err(e) => return Err(e),
                 }
             }
         } else {
@@ -442,6 +455,7 @@ pub async fn requests(
                     reported_from: Some(start),
                     reported_to: Some(end),
                     matter: q.service_code.clone(),
+                    sources: PUBLIC_SOURCES.to_vec(),
                     limit: 100_000,
                     ..CaseQuery::default()
                 })
@@ -481,7 +495,7 @@ pub async fn request(
         return open311_error(StatusCode::NOT_FOUND, format!("no service request {id:?}"));
     };
     let result = async {
-        let c = state.store.case(id).await?;
+        let c = public_case_by_id(&state, id).await?;
         as_request(&state, &c, true).await
     }
     .await;

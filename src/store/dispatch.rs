@@ -167,6 +167,8 @@ pub struct CaseQuery {
     /// Cases whose dispatch centre is one of these codes.
     pub centres: Vec<String>,
     pub states: Vec<CaseState>,
+    /// Cases brought in these ways (any when empty).
+    pub sources: Vec<CaseSource>,
     pub departments: Vec<String>,
     pub matter: Option<String>,
     pub reporter: Option<String>,

@@ -543,6 +543,7 @@ macro_rules! dispatch_store_impl {
                 };
                 list("centre_code", q.centres.clone(), &mut clauses, &mut params);
                 list("state", q.states.iter().map(|s| s.as_str().to_string()).collect(), &mut clauses, &mut params);
+                list("source", q.sources.iter().map(|s| s.as_str().to_string()).collect(), &mut clauses, &mut params);
                 list("department_code", q.departments.clone(), &mut clauses, &mut params);
                 list("matter_code", q.matter.iter().cloned().collect(), &mut clauses, &mut params);
                 list("reporter", q.reporter.iter().cloned().collect(), &mut clauses, &mut params);

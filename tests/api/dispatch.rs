@@ -1362,11 +1362,18 @@ async fn a_case_travels_over_http_with_streams_webhooks_and_open311(b: Backend) 
         one[0].get("email").is_none(),
         "no personal data in Open311 answers"
     );
+    let mine_id = mine["id"].as_i64().unwrap();
     let (_, _, open) = send(client().get(url(&format!(
-        "/open311/v2/requests.json?status=open&service_request_id={rid},{id}"
+        "/open311/v2/requests.json?status=open&service_request_id={rid},{id},{mine_id}"
     ))))
     .await;
-    assert_eq!(open.as_array().unwrap().len(), 2);
+    assert_eq!(
+        open.as_array().unwrap().len(),
+        2,
+        "a grid member's upload is not public: {open}"
+    );
+    let (st, _, _) = send(client().get(url(&format!("/open311/v2/requests/{mine_id}.json")))).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
     let (_, _, listed) = send(client().get(url("/open311/v2/requests.json?status=closed"))).await;
     assert_eq!(listed.as_array().unwrap().len(), 0);
     let (st, _, err) = send(client().post(url("/open311/v2/requests.json")).form(&[

@@ -32,9 +32,12 @@ wangge_start_postgis() {
   fi
   "${as_pg[@]}" "$bin/initdb" -D "$dir/data" -U wangge --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log" >&2; return 1; }
-  # Durability off: this cluster lives for one test run.
+  # Durability off for tests: this cluster lives for one run. Benches set
+  # WANGGE_PG_DURABLE=1 so commits reach the disk as in production.
+  local durability="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+  [ "${WANGGE_PG_DURABLE:-0}" = 1 ] && durability=""
   "${as_pg[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -s \
-    -o "-c listen_addresses='' -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" start \
+    -o "-c listen_addresses='' -k $dir $durability -c max_connections=300" start \
     || { cat "$dir/server.log" >&2; return 1; }
   trap wangge_stop_postgis EXIT
   WANGGE_PG_ADMIN_URL="postgres://wangge@localhost/postgres?host=$dir"

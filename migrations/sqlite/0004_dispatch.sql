@@ -93,13 +93,16 @@ CREATE TABLE cases (
     idempotency_key text UNIQUE,
     request_hash    text
 );
--- The dispatcher's lists: by centre or area, open states, soonest deadline first.
-CREATE INDEX cases_centre ON cases (centre_code, state, deadline);
-CREATE INDEX cases_township ON cases (township_code, state, deadline);
-CREATE INDEX cases_county ON cases (county_code, state, deadline);
+-- The dispatcher's lists: by area and state, newest by id or soonest deadline first
+-- (lists query one state per branch, so each branch walks one of these in order);
+-- the deadline sweep by state and deadline.
+CREATE INDEX cases_township_id ON cases (township_code, state, id);
+CREATE INDEX cases_township_deadline ON cases (township_code, state, deadline);
+CREATE INDEX cases_county_id ON cases (county_code, state, id);
+CREATE INDEX cases_county_deadline ON cases (county_code, state, deadline);
 CREATE INDEX cases_department ON cases (department_code, state, deadline);
+CREATE INDEX cases_state_deadline ON cases (state, deadline);
 CREATE INDEX cases_grid ON cases (grid_code, reported_at);
-CREATE INDEX cases_open_deadline ON cases (deadline) WHERE state IN ('assigned', 'acknowledged');
 CREATE INDEX cases_reporter ON cases (reporter) WHERE reporter IS NOT NULL;
 
 CREATE TABLE case_events (

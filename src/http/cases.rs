@@ -176,6 +176,7 @@ pub async fn create(
     let snapshot = state.live.snapshot();
     let (case, fresh) = dispatch::intake(
         state.store.as_ref(),
+        &state.matters,
         &snapshot,
         &super::locate::locate_options(&state),
         &report,

@@ -189,6 +189,7 @@ pub async fn decide(
         .store
         .decide_matter(id, admit, &caller.0.name, Utc::now())
         .await?;
+    state.matters.invalidate();
     record(
         &state,
         &caller.0.name,

@@ -45,6 +45,8 @@ pub struct AppState {
     pub report_limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
     /// Case events as the feeder reads them from the store, for the SSE streams.
     pub case_events: tokio::sync::broadcast::Sender<cases::SharedEvent>,
+    /// The matters list, cached briefly for intake.
+    pub matters: Arc<crate::workflow::dispatch::MatterCatalog>,
     /// Renders `/metrics`; `None` when no recorder is installed (tests in-process).
     pub metrics: Option<PrometheusHandle>,
 }
@@ -65,6 +67,7 @@ impl AppState {
         AppState {
             report_limiter: Arc::new(RateLimiter::keyed(Quota::per_minute(reports_per_minute))),
             case_events,
+            matters: Arc::default(),
             store,
             live,
             tokens: Arc::new(TokenCache::default()),

@@ -147,6 +147,7 @@ async fn submit(
     let snapshot = state.live.snapshot();
     let (case, fresh) = dispatch::intake(
         state.store.as_ref(),
+        &state.matters,
         &snapshot,
         &super::locate::locate_options(state),
         report,

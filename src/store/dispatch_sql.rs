@@ -39,7 +39,7 @@ pub(crate) enum Param {
 }
 
 macro_rules! dispatch_store_impl {
-    ($store:ty, $sql:expr, $row:ty) => {
+    ($store:ty, $sql:expr, $row:ty, $one_statement:expr) => {
         mod dispatch_rows {
             use super::*;
             use crate::domain::{TimeLimit};
@@ -359,8 +359,7 @@ macro_rules! dispatch_store_impl {
                 idempotency: Option<&crate::store::dispatch::IdempotencyKey>,
             ) -> StoreResult<(crate::store::dispatch::CaseRecord, bool)> {
                 use crate::store::dispatch_sql::ms;
-                let mut tx = self.pool.begin().await?;
-                let sql = $sql(&format!(
+                let insert = format!(
                     "INSERT INTO cases (state, source, matter_code, matter_version, category, description, \
                      photos, address, lon, lat, coord_sys, grid_code, community_code, township_code, \
                      county_code, city_code, near_boundary, neighbour_grid, outside, reporter, \
@@ -369,8 +368,20 @@ macro_rules! dispatch_store_impl {
                      $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $25, $26, $27) \
                      ON CONFLICT (idempotency_key) DO NOTHING RETURNING {}",
                     crate::store::dispatch_sql::CASE_COLUMNS
-                ));
-                let row = sqlx::query(&sql)
+                );
+                // Where the database allows writes in a WITH clause, the case and its
+                // first event are one statement: one round trip, one implicit transaction.
+                let text = if $one_statement {
+                    format!(
+                        "WITH c AS ({insert}), e AS (INSERT INTO case_events (case_id, at, actor, kind, \
+                         from_state, to_state, note, detail) SELECT id, $28, $29, $30, $31, state, $32, $33 \
+                         FROM c) SELECT * FROM c"
+                    )
+                } else {
+                    insert
+                };
+                let sql = $sql(&text);
+                let query = sqlx::query(&sql)
                     .bind(c.state.as_str())
                     .bind(c.source.as_str())
                     .bind(&c.matter_code)
@@ -397,24 +408,26 @@ macro_rules! dispatch_store_impl {
                     .bind(&c.centre_code)
                     .bind(ms(c.reported_at))
                     .bind(idempotency.map(|i| i.key.as_str()))
-                    .bind(idempotency.map(|i| i.request_hash.as_str()))
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let Some(row) = row else {
-                    // The key was used before: the same request gets the same case.
-                    let key = idempotency.map(|i| i.key.as_str()).unwrap_or_default();
-                    let sql = $sql(&format!(
-                        "SELECT {}, request_hash FROM cases WHERE idempotency_key = $1",
-                        crate::store::dispatch_sql::CASE_COLUMNS
-                    ));
-                    let row = sqlx::query(&sql).bind(key).fetch_one(&mut *tx).await?;
-                    let hash: Option<String> = row.try_get("request_hash")?;
-                    if hash.as_deref() != idempotency.map(|i| i.request_hash.as_str()) {
-                        return Err(StoreError::Refused(
-                            "this Idempotency-Key was used for a different request".into(),
-                        ));
-                    }
-                    return Ok((dispatch_rows::case(&row)?, false));
+                    .bind(idempotency.map(|i| i.request_hash.as_str()));
+                if $one_statement {
+                    let row = query
+                        .bind(ms(event.at))
+                        .bind(&event.actor)
+                        .bind(&event.kind)
+                        .bind(event.from_state.map(|s| s.as_str()))
+                        .bind(&event.note)
+                        .bind(sqlx::types::Json(&event.detail))
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    return match row {
+                        Some(row) => Ok((dispatch_rows::case(&row)?, true)),
+                        None => Ok((self.replayed(idempotency).await?, false)),
+                    };
+                }
+                let mut tx = self.pool.begin().await?;
+                let Some(row) = query.fetch_optional(&mut *tx).await? else {
+                    drop(tx);
+                    return Ok((self.replayed(idempotency).await?, false));
                 };
                 let stored = dispatch_rows::case(&row)?;
                 self.insert_event(&mut tx, stored.id, stored.state, event).await?;
@@ -542,7 +555,6 @@ macro_rules! dispatch_store_impl {
                     }
                 };
                 list("centre_code", q.centres.clone(), &mut clauses, &mut params);
-                list("state", q.states.iter().map(|s| s.as_str().to_string()).collect(), &mut clauses, &mut params);
                 list("source", q.sources.iter().map(|s| s.as_str().to_string()).collect(), &mut clauses, &mut params);
                 list("department_code", q.departments.clone(), &mut clauses, &mut params);
                 list("matter_code", q.matter.iter().cloned().collect(), &mut clauses, &mut params);
@@ -557,13 +569,41 @@ macro_rules! dispatch_store_impl {
                 compare("reported_at >=", q.reported_from.map(ms), &mut clauses, &mut params);
                 compare("reported_at <", q.reported_to.map(ms), &mut clauses, &mut params);
                 compare("id >", q.after_id, &mut clauses, &mut params);
-                let filter = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
                 let order = if q.by_deadline { "deadline, id" } else { "id" };
-                let text = format!(
-                    "SELECT {} FROM cases {filter} ORDER BY {order} LIMIT {}",
-                    crate::store::dispatch_sql::CASE_COLUMNS,
-                    q.limit.clamp(1, 1_000_000)
-                );
+                let limit = q.limit.clamp(1, 1_000_000);
+                let columns = crate::store::dispatch_sql::CASE_COLUMNS;
+                let select = |clauses: &[String]| {
+                    let filter = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+                    format!("SELECT {columns} FROM cases {filter} ORDER BY {order} LIMIT {limit}")
+                };
+                // One branch per state, merged: each branch walks its (area, state, …)
+                // index in order and stops at the limit, where one `state IN (…)` scan
+                // would read and sort every match first.
+                let text = match q.states.as_slice() {
+                    [] => select(&clauses),
+                    [one] => {
+                        let p = next(Param::Text(one.as_str().to_string()), &mut params);
+                        let mut c = clauses.clone();
+                        c.push(format!("state = {p}"));
+                        select(&c)
+                    }
+                    many => {
+                        let branches: Vec<String> = many
+                            .iter()
+                            .enumerate()
+                            .map(|(k, state)| {
+                                let p = next(Param::Text(state.as_str().to_string()), &mut params);
+                                let mut c = clauses.clone();
+                                c.push(format!("state = {p}"));
+                                format!("SELECT * FROM ({}) b{k}", select(&c))
+                            })
+                            .collect();
+                        format!(
+                            "SELECT {columns} FROM ({}) u ORDER BY {order} LIMIT {limit}",
+                            branches.join(" UNION ALL ")
+                        )
+                    }
+                };
                 let sql = $sql(&text);
                 let mut query = sqlx::query(&sql);
                 for p in params {
@@ -665,6 +705,26 @@ macro_rules! dispatch_store_impl {
         }
 
         impl $store {
+            /// The case an idempotency key stored before, if the request is the same.
+            async fn replayed(
+                &self,
+                idempotency: Option<&crate::store::dispatch::IdempotencyKey>,
+            ) -> StoreResult<crate::store::dispatch::CaseRecord> {
+                let key = idempotency.map(|i| i.key.as_str()).unwrap_or_default();
+                let sql = $sql(&format!(
+                    "SELECT {}, request_hash FROM cases WHERE idempotency_key = $1",
+                    crate::store::dispatch_sql::CASE_COLUMNS
+                ));
+                let row = sqlx::query(&sql).bind(key).fetch_one(&self.pool).await?;
+                let hash: Option<String> = row.try_get("request_hash")?;
+                if hash.as_deref() != idempotency.map(|i| i.request_hash.as_str()) {
+                    return Err(StoreError::Refused(
+                        "this Idempotency-Key was used for a different request".into(),
+                    ));
+                }
+                dispatch_rows::case(&row)
+            }
+
             async fn insert_event<'c>(
                 &self,
                 tx: &mut sqlx::Transaction<'c, <$row as sqlx::Row>::Database>,

@@ -31,12 +31,22 @@ const GRID_COLUMNS: &str = "g.id, g.code, g.name, g.layer, g.parent_code, \
 const PLAN_COLUMNS: &str = "id, scope_code, layer, title, status, effective_date, created_by, \
      created_at, updated_at, error_count, warning_count, validation";
 
+/// Connections per process: enough for commits to share a disk flush under load
+/// (`WANGGE_PG_POOL` overrides; mind the server's `max_connections` across replicas).
+fn pool_size() -> u32 {
+    std::env::var("WANGGE_PG_POOL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(16)
+}
+
 impl PgStore {
     /// Connects to the database `url` names (PostGIS must be installable there).
     pub async fn connect(url: &str) -> StoreResult<Self> {
         let options = PgConnectOptions::from_str(url)?;
         let pool = PgPoolOptions::new()
-            .max_connections(8)
+            .max_connections(pool_size())
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await?;
@@ -784,4 +794,4 @@ fn sql(s: &str) -> String {
 }
 
 super::access_sql::access_store_impl!(PgStore, sql);
-super::dispatch_sql::dispatch_store_impl!(PgStore, sql, sqlx::postgres::PgRow);
+super::dispatch_sql::dispatch_store_impl!(PgStore, sql, sqlx::postgres::PgRow, true);

@@ -713,4 +713,4 @@ fn sql(s: &str) -> String {
 }
 
 super::access_sql::access_store_impl!(SqliteStore, sql);
-super::dispatch_sql::dispatch_store_impl!(SqliteStore, sql, sqlx::sqlite::SqliteRow);
+super::dispatch_sql::dispatch_store_impl!(SqliteStore, sql, sqlx::sqlite::SqliteRow, false);

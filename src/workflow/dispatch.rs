@@ -206,6 +206,71 @@ pub async fn matter_in_force(
         })
 }
 
+/// The matters list as intake reads it: every version, kept in memory for a few seconds
+/// so a stream of reports does not query it once each. A version admitted on another
+/// replica is seen within the lifetime (admissions name a future `valid_from` anyway);
+/// [`MatterCatalog::invalidate`] makes this replica see its own at once.
+pub struct MatterCatalog {
+    cached: std::sync::RwLock<Option<(std::time::Instant, std::sync::Arc<Vec<MatterVersion>>)>>,
+    lifetime: std::time::Duration,
+}
+
+impl Default for MatterCatalog {
+    fn default() -> Self {
+        MatterCatalog::with_lifetime(std::time::Duration::from_secs(5))
+    }
+}
+
+impl MatterCatalog {
+    /// A catalog that re-reads the store when its copy is older than `lifetime`.
+    pub fn with_lifetime(lifetime: std::time::Duration) -> Self {
+        MatterCatalog {
+            cached: std::sync::RwLock::new(None),
+            lifetime,
+        }
+    }
+
+    /// Forgets the copy: the next read goes to the store.
+    pub fn invalidate(&self) {
+        if let Ok(mut c) = self.cached.write() {
+            *c = None;
+        }
+    }
+
+    /// Every version of every matter.
+    pub async fn versions(&self, store: &dyn Store) -> Result<std::sync::Arc<Vec<MatterVersion>>> {
+        if let Ok(c) = self.cached.read()
+            && let Some((at, list)) = c.as_ref()
+            && at.elapsed() < self.lifetime
+        {
+            return Ok(list.clone());
+        }
+        let fresh = std::sync::Arc::new(store.matter_versions(None).await?);
+        if let Ok(mut c) = self.cached.write() {
+            *c = Some((std::time::Instant::now(), fresh.clone()));
+        }
+        Ok(fresh)
+    }
+
+    /// The version of `code` in force on `date`.
+    pub async fn in_force(
+        &self,
+        store: &dyn Store,
+        code: &str,
+        date: NaiveDate,
+    ) -> Result<MatterVersion> {
+        self.versions(store)
+            .await?
+            .iter()
+            .rev()
+            .find(|m| m.matter.code == code && m.in_force(date))
+            .cloned()
+            .ok_or_else(|| {
+                DispatchError::Invalid(format!("no matter {code:?} is on the list on {date}"))
+            })
+    }
+}
+
 fn china_date(t: DateTime<Utc>) -> NaiveDate {
     t.with_timezone(&china()).date_naive()
 }
@@ -225,8 +290,10 @@ fn check_text(field: &str, value: &str, max: usize) -> Result<()> {
 /// Locates, classifies and stores a report; the case waits in its township's centre and
 /// its grid member's list. A retried submission with the same key returns the first
 /// case and `false`.
+#[allow(clippy::too_many_arguments)]
 pub async fn intake(
     store: &dyn Store,
+    matters: &MatterCatalog,
     snapshot: &Snapshot,
     options: &LocateOptions,
     report: &Report,
@@ -284,7 +351,7 @@ pub async fn intake(
     let point = coord_sys.to_wgs84(raw);
     let today = china_date(now);
     let matter = match &report.matter {
-        Some(code) => Some(matter_in_force(store, code, today).await?),
+        Some(code) => Some(matters.in_force(store, code, today).await?),
         None => None,
     };
     let (source, reporter_name) = match reporter {

@@ -153,6 +153,7 @@ async fn walk_cases_through_every_path_and_assess_them_exactly(b: Backend) {
     let live = LiveGrids::load(store).await.unwrap();
     let snap = live.snapshot();
     let opts = wangge::spatial::LocateOptions::default();
+    let matters = dispatch::MatterCatalog::default();
     let member = who("member.li", UserRole::GridMember, &code(2));
     let disp_t = who("disp.township", UserRole::Dispatcher, TOWNSHIP);
     let disp_c = who("disp.county", UserRole::Dispatcher, COUNTY);
@@ -191,6 +192,7 @@ async fn walk_cases_through_every_path_and_assess_them_exactly(b: Backend) {
     // A: settled on site by the grid member.
     let (a, fresh) = dispatch::intake(
         store,
+        &matters,
         &snap,
         &opts,
         &report(Some("WG-003"), "吵架"),
@@ -232,6 +234,7 @@ async fn walk_cases_through_every_path_and_assess_them_exactly(b: Backend) {
     // verified, closed.
     let (bcase, _) = dispatch::intake(
         store,
+        &matters,
         &snap,
         &opts,
         &report(Some("WG-001"), "井盖缺失"),
@@ -464,6 +467,7 @@ async fn walk_cases_through_every_path_and_assess_them_exactly(b: Backend) {
     // C: goes overdue, is noticed once, escalated to the county, supervised there.
     let (c, _) = dispatch::intake(
         store,
+        &matters,
         &snap,
         &opts,
         &report(Some("WG-001"), "消防通道"),
@@ -553,6 +557,7 @@ async fn walk_cases_through_every_path_and_assess_them_exactly(b: Backend) {
     // D: a duplicate of B, merged.
     let (d, _) = dispatch::intake(
         store,
+        &matters,
         &snap,
         &opts,
         &report(Some("WG-001"), "井盖又被报了"),
@@ -709,8 +714,10 @@ async fn the_matters_list_is_versioned_and_never_rewrites_filed_cases(b: Backend
     seed_dispatch(store).await;
     let snap = LiveGrids::load(store).await.unwrap().snapshot();
     let opts = wangge::spatial::LocateOptions::default();
+    let matters = dispatch::MatterCatalog::default();
     let (case, _) = dispatch::intake(
         store,
+        &matters,
         &snap,
         &opts,
         &report(Some("WG-001"), "old rule"),
@@ -834,6 +841,7 @@ async fn the_matters_list_is_versioned_and_never_rewrites_filed_cases(b: Backend
     // Members-only matters are refused to residents.
     let e = dispatch::intake(
         store,
+        &matters,
         &snap,
         &opts,
         &report(Some("WG-003"), "x"),
@@ -857,6 +865,7 @@ async fn two_handlers_acting_at_once_one_wins_and_retries_are_idempotent(b: Back
     staff(store, "h2", T_URBAN).await;
     let snap = LiveGrids::load(store).await.unwrap().snapshot();
     let opts = wangge::spatial::LocateOptions::default();
+    let matters = dispatch::MatterCatalog::default();
     let key = wangge::store::IdempotencyKey {
         key: "public:abc12345".into(),
         request_hash: "h1".into(),
@@ -864,6 +873,7 @@ async fn two_handlers_acting_at_once_one_wins_and_retries_are_idempotent(b: Back
     let now = cst(12, 1, 9, 0);
     let (first, fresh) = dispatch::intake(
         store,
+        &matters,
         &snap,
         &opts,
         &report(Some("WG-001"), "once"),
@@ -875,6 +885,7 @@ async fn two_handlers_acting_at_once_one_wins_and_retries_are_idempotent(b: Back
     .unwrap();
     let (again, fresh_again) = dispatch::intake(
         store,
+        &matters,
         &snap,
         &opts,
         &report(Some("WG-001"), "once"),
@@ -892,6 +903,7 @@ async fn two_handlers_acting_at_once_one_wins_and_retries_are_idempotent(b: Back
     };
     let e = dispatch::intake(
         store,
+        &matters,
         &snap,
         &opts,
         &report(Some("WG-001"), "other"),

@@ -546,10 +546,11 @@ pub async fn act(
         .into());
     }
     let step = command.step();
-    let to = next_state(case.state, step)?;
+    // Who first: a caller without the right learns nothing of the case's state.
     if !may_take(&actor, step, &case) {
         return Err(forbidden(actor.principal, step, &case));
     }
+    let to = next_state(case.state, step)?;
     let mut next = CaseRecord {
         state: to,
         ..case.clone()

@@ -93,15 +93,17 @@ CREATE TABLE cases (
     idempotency_key text UNIQUE,
     request_hash    text
 );
--- The dispatcher's lists by area and state, newest first by id (lists query one state
--- per branch, so each branch walks one of these in order and stops at its limit); an
--- area's overdue and due-soon lists read its few open cases through the same index and
--- sort them by deadline. Every index costs each submission an insert: only these.
-CREATE INDEX cases_township ON cases (township_code, state, id);
-CREATE INDEX cases_county ON cases (county_code, state, id);
+-- The dispatcher's lists: by area and state, newest by id or soonest deadline first
+-- (lists query one state per branch, so each branch walks one of these in order);
+-- the deadline sweep by state and deadline.
+CREATE INDEX cases_township_id ON cases (township_code, state, id);
+CREATE INDEX cases_township_deadline ON cases (township_code, state, deadline);
+CREATE INDEX cases_county_id ON cases (county_code, state, id);
+CREATE INDEX cases_county_deadline ON cases (county_code, state, deadline);
 CREATE INDEX cases_department ON cases (department_code, state, deadline);
 CREATE INDEX cases_state_deadline ON cases (state, deadline);
 CREATE INDEX cases_grid ON cases (grid_code, reported_at);
+CREATE INDEX cases_reporter ON cases (reporter) WHERE reporter IS NOT NULL;
 
 CREATE TABLE case_events (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,

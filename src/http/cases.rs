@@ -11,7 +11,7 @@ use crate::domain::{CaseState, UserRole};
 use crate::store::{CaseEvent, CaseQuery, CaseRecord, IdempotencyKey};
 use crate::workflow::assessment::{self, Period};
 use crate::workflow::dispatch::{self, Actor, Command, Report, Reporter};
-use crate::workflow::state::{Step, next_state};
+use crate::workflow::state::Step;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -87,15 +87,7 @@ async fn view(
     departments: &[String],
     case: CaseRecord,
 ) -> Result<CaseView, ApiError> {
-    let actor = Actor {
-        principal: p,
-        departments,
-    };
-    let allowed_actions = crate::workflow::state::allowed(case.state)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|&s| next_state(case.state, s).is_ok() && dispatch::may_take(&actor, s, &case))
-        .collect();
+    let allowed_actions = allowed_actions(p, departments, &case);
     let personal = p.may(Action::ReadPersonal, &case.grid_code);
     let has_contact = case.reporter_name.is_some()
         || case.reporter_phone.is_some()
@@ -112,9 +104,7 @@ async fn view(
         )
         .await?;
     } else {
-        case.reporter_name = case.reporter_name.as_deref().map(mask_name);
-        case.reporter_phone = case.reporter_phone.as_deref().map(mask_phone);
-        case.reporter_email = case.reporter_email.as_deref().map(mask_email);
+        mask_contact(&mut case);
     }
     Ok(CaseView {
         case,
@@ -310,23 +300,40 @@ pub async fn list(
 
 /// Lists never unmask: personal data is read one case at a time, audited.
 fn masked_view(p: &Principal, departments: &[String], mut case: CaseRecord) -> CaseView {
-    let actor = Actor {
-        principal: p,
-        departments,
-    };
-    let allowed_actions = crate::workflow::state::allowed(case.state)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|&s| dispatch::may_take(&actor, s, &case))
-        .collect();
-    case.reporter_name = case.reporter_name.as_deref().map(mask_name);
-    case.reporter_phone = case.reporter_phone.as_deref().map(mask_phone);
-    case.reporter_email = case.reporter_email.as_deref().map(mask_email);
+    let allowed_actions = allowed_actions(p, departments, &case);
+    mask_contact(&mut case);
     CaseView {
         case,
         personal_data: false,
         allowed_actions,
     }
+}
+
+/// The steps the case's state allows and the caller may take.
+fn allowed_actions(p: &Principal, departments: &[String], case: &CaseRecord) -> Vec<Step> {
+    let actor = Actor {
+        principal: p,
+        departments,
+    };
+    crate::workflow::state::allowed(case.state)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|&s| dispatch::may_take(&actor, s, case))
+        .collect()
+}
+
+fn mask_contact(case: &mut CaseRecord) {
+    case.reporter_name = case.reporter_name.as_deref().map(mask_name);
+    case.reporter_phone = case.reporter_phone.as_deref().map(mask_phone);
+    case.reporter_email = case.reporter_email.as_deref().map(mask_email);
+}
+
+/// The case's version as its `ETag` (what `If-Match` names).
+fn with_etag(mut response: Response, version: i64) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{version}\"")) {
+        response.headers_mut().insert(header::ETAG, v);
+    }
+    response
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -418,11 +425,8 @@ pub async fn show(
 ) -> Result<Response, ApiError> {
     let (case, departments) = readable(&state, &caller, id).await?;
     let version = case.version;
-    let mut response = Json(view(&state, &caller.0, &departments, case).await?).into_response();
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{version}\"")) {
-        response.headers_mut().insert(header::ETAG, v);
-    }
-    Ok(response)
+    let body = view(&state, &caller.0, &departments, case).await?;
+    Ok(with_etag(Json(body).into_response(), version))
 }
 
 /// A case's timeline, oldest first.
@@ -480,11 +484,10 @@ pub async fn act(
     .await?;
     metrics::counter!("wangge_case_steps_total", "step" => command.step().as_str()).increment(1);
     let version = case.version;
-    let mut response = Json(masked_view(&caller.0, &departments, case)).into_response();
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{version}\"")) {
-        response.headers_mut().insert(header::ETAG, v);
-    }
-    Ok(response)
+    Ok(with_etag(
+        Json(masked_view(&caller.0, &departments, case)).into_response(),
+        version,
+    ))
 }
 
 /// Whether a stream subscriber sees an event.

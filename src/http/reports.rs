@@ -102,17 +102,21 @@ async fn public_case(state: &AppState, c: &CaseRecord) -> Result<PublicCase, Api
     })
 }
 
-/// The note residents may see: results and feedback, not internal returns.
+/// Whether residents may read an event's note: results and feedback, not internal
+/// returns or supervision.
+fn public_note(e: &CaseEvent) -> bool {
+    matches!(
+        e.kind.as_str(),
+        "resolve_on_site" | "handle" | "close" | "merge"
+    )
+}
+
+/// The latest note residents may see.
 fn status_notes(events: &[CaseEvent]) -> Option<String> {
     events
         .iter()
         .rev()
-        .find(|e| {
-            matches!(
-                e.kind.as_str(),
-                "resolve_on_site" | "handle" | "close" | "merge"
-            )
-        })
+        .find(|e| public_note(e))
         .and_then(|e| e.note.clone())
 }
 
@@ -404,7 +408,7 @@ async fn as_request(state: &AppState, c: &CaseRecord, with_notes: bool) -> Resul
                 json!({
                     "datetime": e.at,
                     "summary": e.kind,
-                    "description": if matches!(e.kind.as_str(), "resolve_on_site" | "handle" | "close" | "merge") { e.note.clone() } else { None },
+                    "description": if public_note(e) { e.note.clone() } else { None },
                     "type": if e.kind == "reported" { "opened" } else if e.to_state.is_final() { "closed" } else { "follow_on" },
                     "status": status_of(e.to_state),
                 })

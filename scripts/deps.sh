@@ -5,8 +5,9 @@
 # file formats of the import command; the system SQLite, shared by sqlx and GDAL.
 WANGGE_BUILD_PACKAGES="pkg-config libproj-dev libclang-dev clang libgdal-dev libsqlite3-dev"
 # Tests: ogr2ogr makes the Shapefile/KML fixtures from data/ (the PostgreSQL server and
-# PostGIS come from scripts/pg.sh, matched to the installed server version).
-WANGGE_TEST_PACKAGES="gdal-bin"
+# PostGIS come from scripts/pg.sh, matched to the installed server version); Chromium
+# for the web app's browser tests, with a CJK font so its screenshots are readable.
+WANGGE_TEST_PACKAGES="gdal-bin chromium fonts-wqy-zenhei"
 
 wangge_missing_packages() {
   local missing=()

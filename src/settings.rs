@@ -47,10 +47,15 @@ pub struct Settings {
     pub due_soon_hours: u32,
     /// Move overdue cases to the dispatch centre one level up.
     pub escalate_overdue: bool,
+    /// Raster basemap under the web map, an XYZ URL with `{z}`, `{x}`, `{y}` (e.g.
+    /// Tianditu with its key); empty: none, the regions are the context.
+    pub basemap_url: String,
+    /// Attribution shown for the basemap.
+    pub basemap_attribution: String,
 }
 
 /// Every setting's name (also its `WANGGE_` variable, upper-cased).
-const KEYS: [&str; 17] = [
+const KEYS: [&str; 19] = [
     "listen",
     "database_url",
     "body_limit_bytes",
@@ -68,6 +73,8 @@ const KEYS: [&str; 17] = [
     "sweep_secs",
     "due_soon_hours",
     "escalate_overdue",
+    "basemap_url",
+    "basemap_attribution",
 ];
 
 impl Default for Settings {
@@ -90,6 +97,8 @@ impl Default for Settings {
             sweep_secs: 60,
             due_soon_hours: 4,
             escalate_overdue: true,
+            basemap_url: String::new(),
+            basemap_attribution: String::new(),
         }
     }
 }
@@ -186,6 +195,18 @@ impl Settings {
             bad.push(format!(
                 "  log_format: {:?} is neither text nor json",
                 self.log_format
+            ));
+        }
+        if !self.basemap_url.is_empty()
+            && !((self.basemap_url.starts_with("http://")
+                || self.basemap_url.starts_with("https://"))
+                && ["{z}", "{x}", "{y}"]
+                    .iter()
+                    .all(|p| self.basemap_url.contains(p)))
+        {
+            bad.push(format!(
+                "  basemap_url: {:?} is not an http(s) URL with {{z}}, {{x}} and {{y}}",
+                self.basemap_url
             ));
         }
         if bad.is_empty() {

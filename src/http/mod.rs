@@ -13,6 +13,8 @@ mod ops;
 mod plans;
 mod public;
 mod reports;
+mod tiles;
+mod web;
 
 use crate::settings::Settings;
 use crate::store::Store;
@@ -47,6 +49,8 @@ pub struct AppState {
     pub case_events: tokio::sync::broadcast::Sender<cases::SharedEvent>,
     /// The matters list, cached briefly for intake.
     pub matters: Arc<crate::workflow::dispatch::MatterCatalog>,
+    /// Past dates' grids indexed for map tiles.
+    pub past_tiles: Arc<tiles::PastTiles>,
     /// Renders `/metrics`; `None` when no recorder is installed (tests in-process).
     pub metrics: Option<PrometheusHandle>,
 }
@@ -68,6 +72,7 @@ impl AppState {
             report_limiter: Arc::new(RateLimiter::keyed(Quota::per_minute(reports_per_minute))),
             case_events,
             matters: Arc::default(),
+            past_tiles: Arc::default(),
             store,
             live,
             tokens: Arc::new(TokenCache::default()),
@@ -91,10 +96,11 @@ pub fn router(state: AppState) -> Router {
         .merge(cases::routes())
         .merge(matters::routes())
         .merge(reports::routes())
+        .merge(tiles::routes())
         .nest("/ogc", ogc::routes())
         .merge(openapi::routes())
+        .merge(web::routes())
         .route_layer(axum::middleware::from_fn(ops::track))
-        .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(body_limit))
         // One span per request at DEBUG (RUST_LOG=tower_http=debug shows them); free
         // when disabled, which matters at tens of thousands of lookups a second.

@@ -2,7 +2,7 @@
 //! self-contained page that renders it: no script from a CDN, because municipal
 //! networks are often closed.
 
-use super::{access, cases, locate, matters, ogc, ops, plans, public, reports};
+use super::{access, cases, locate, matters, ogc, ops, plans, public, reports, tiles};
 use axum::Json;
 use axum::Router;
 use axum::response::Html;
@@ -29,9 +29,9 @@ impl Modify for BearerAuth {
     paths(
         ops::healthz, ops::readyz, ops::metrics,
         locate::locate_one, locate::locate_batch,
-        public::card, public::locate,
+        public::card, public::locate, public::search, public::map_config,
         access::login, access::logout, access::me, access::members, access::add_member, access::audit,
-        plans::list, plans::show, plans::validation, plans::problems, plans::impact, plans::events,
+        plans::list, plans::show, plans::validation, plans::problems, plans::plan_grids, plans::impact, plans::events,
         plans::upload, plans::replace, plans::step, plans::grid_history, plans::area_history,
         ogc::landing, ogc::conformance, ogc::collections, ogc::collection, ogc::items, ogc::item,
         cases::create, cases::list, cases::show, cases::events, cases::act, cases::stream,
@@ -42,6 +42,7 @@ impl Modify for BearerAuth {
         reports::public_report, reports::public_status,
         reports::discovery, reports::services, reports::service, reports::post_request,
         reports::requests, reports::request,
+        tiles::tile,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -54,6 +55,7 @@ impl Modify for BearerAuth {
         (name = "matters", description = "The matters list (Art. 10), departments, working-day calendar"),
         (name = "open311", description = "Open311 GeoReport v2 for residents' apps"),
         (name = "ogc", description = "OGC API – Features (Part 1 Core, Part 2 CRS) for GIS tools"),
+        (name = "map", description = "Vector tiles of grids and regions for web maps"),
         (name = "operations", description = "Health and metrics"),
     )
 )]

@@ -26,6 +26,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/plans/{id}", get(show).put(replace))
         .route("/v1/plans/{id}/validation", get(validation))
         .route("/v1/plans/{id}/problems", get(problems))
+        .route("/v1/plans/{id}/grids", get(plan_grids))
         .route("/v1/plans/{id}/impact", get(impact))
         .route("/v1/plans/{id}/events", get(events))
         .route("/v1/plans/{id}/{step}", post(step))
@@ -151,6 +152,35 @@ pub async fn problems(
                 .collect()
         })
         .unwrap_or_default();
+    Ok(Json(
+        json!({"type": "FeatureCollection", "features": features}),
+    ))
+}
+
+/// The plan's grids as a GeoJSON FeatureCollection (code, name, community, households),
+/// for drawing the draft beside the current grids.
+#[utoipa::path(get, path = "/v1/plans/{id}/grids", tag = "plans", params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 200, description = "GeoJSON FeatureCollection", content_type = "application/geo+json")))]
+pub async fn plan_grids(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    readable(&state, &caller, id).await?;
+    let features: Vec<Value> = state
+        .store
+        .plan_grids(id)
+        .await?
+        .into_iter()
+        .map(|g| {
+            json!({
+                "type": "Feature",
+                "id": g.code,
+                "geometry": crate::io::geojson::geometry_json(&geo_types::Geometry::MultiPolygon(g.boundary)),
+                "properties": {"code": g.code, "name": g.name, "community": g.parent_code, "households": g.households},
+            })
+        })
+        .collect();
     Ok(Json(
         json!({"type": "FeatureCollection", "features": features}),
     ))

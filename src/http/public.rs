@@ -22,6 +22,8 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/public/grids/{code}", get(card))
         .route("/v1/public/locate", get(locate))
+        .route("/v1/public/search", get(search))
+        .route("/v1/public/map-config", get(map_config))
 }
 
 /// A grid's public card.
@@ -120,4 +122,130 @@ pub async fn locate(
         .map(|g| g.id.clone())
         .ok_or_else(|| ApiError::not_found("the point lies in no grid"))?;
     Ok(Json(card_of(&state, &snapshot, &code)?))
+}
+
+/// Text to look for.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct SearchQuery {
+    /// A code (or its beginning) or part of a name.
+    pub q: String,
+    /// At most this many answers (default 20, at most 100).
+    pub limit: Option<usize>,
+}
+
+/// A grid or region found by code or name.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchHit {
+    pub code: String,
+    pub name: Option<String>,
+    /// `grid`, `community`, `township`, `county` or `city`.
+    pub kind: String,
+    /// Names of the enclosing township and county, for telling equal names apart.
+    pub context: Vec<String>,
+    /// `[min lon, min lat, max lon, max lat]`, to zoom the map to.
+    pub bbox: Option<[f64; 4]>,
+}
+
+fn bbox_of(mp: &geo::MultiPolygon<f64>) -> Option<[f64; 4]> {
+    use geo::BoundingRect;
+    mp.bounding_rect()
+        .map(|r| [r.min().x, r.min().y, r.max().x, r.max().y])
+}
+
+/// Grids and regions whose code starts with `q` or whose name contains it: grids first,
+/// then regions, each in code order.
+#[utoipa::path(get, path = "/v1/public/search", tag = "public", params(SearchQuery),
+    responses((status = 200, body = [SearchHit]), (status = 400, description = "empty query"), (status = 429, description = "rate limited")))]
+pub async fn search(
+    State(state): State<AppState>,
+    client: ClientAddr,
+    Query(q): Query<SearchQuery>,
+) -> Result<Json<Vec<SearchHit>>, ApiError> {
+    limit(&state, &client)?;
+    let needle = q.q.trim();
+    if needle.is_empty() {
+        return Err(
+            ApiError::bad_request("say what to look for in `q`").with("parameter", "q".into())
+        );
+    }
+    let max = q.limit.unwrap_or(20).clamp(1, 100);
+    let snapshot = state.live.snapshot();
+    let matches = |code: &str, name: Option<&str>| {
+        code.starts_with(needle) || name.is_some_and(|n| n.contains(needle))
+    };
+    let context_of = |code: &str| -> Vec<String> {
+        [crate::domain::Level::Township, crate::domain::Level::County]
+            .iter()
+            .filter_map(|l| code.get(..l.code_len()).filter(|c| *c != code))
+            .filter_map(|c| snapshot.region(c).map(|r| r.name.clone()))
+            .collect()
+    };
+    let mut hits: Vec<SearchHit> = snapshot
+        .locator
+        .grids()
+        .iter()
+        .filter(|g| matches(&g.id, g.name.as_deref()))
+        .take(max)
+        .map(|g| SearchHit {
+            code: g.id.clone(),
+            name: g.name.clone(),
+            kind: "grid".into(),
+            context: context_of(&g.id),
+            bbox: bbox_of(&g.boundary),
+        })
+        .collect();
+    let room = max - hits.len();
+    hits.extend(
+        snapshot
+            .regions
+            .iter()
+            .filter(|r| matches(&r.code, Some(&r.name)))
+            .take(room)
+            .map(|r| SearchHit {
+                code: r.code.clone(),
+                name: Some(r.name.clone()),
+                kind: r.level.as_str().to_string(),
+                context: context_of(&r.code),
+                bbox: r.boundary.as_ref().and_then(bbox_of),
+            }),
+    );
+    Ok(Json(hits))
+}
+
+/// What a web map needs to start: the area to show and the basemap, if one is set.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MapConfig {
+    /// `[min lon, min lat, max lon, max lat]` of the regions (or of China when empty).
+    pub bounds: [f64; 4],
+    /// A raster XYZ basemap (`basemap_url`), or none: the regions are the context.
+    #[schema(value_type = Option<Object>)]
+    pub basemap: Option<Value>,
+}
+
+/// The map's starting area and basemap.
+#[utoipa::path(get, path = "/v1/public/map-config", tag = "public",
+    responses((status = 200, body = MapConfig)))]
+pub async fn map_config(State(state): State<AppState>) -> Json<MapConfig> {
+    let snapshot = state.live.snapshot();
+    let mut bounds = [f64::MAX, f64::MAX, f64::MIN, f64::MIN];
+    for b in snapshot
+        .regions
+        .iter()
+        .filter_map(|r| r.boundary.as_ref().and_then(bbox_of))
+    {
+        bounds = [
+            bounds[0].min(b[0]),
+            bounds[1].min(b[1]),
+            bounds[2].max(b[2]),
+            bounds[3].max(b[3]),
+        ];
+    }
+    if bounds[0] > bounds[2] {
+        bounds = [73.5, 18.0, 135.0, 53.5];
+    }
+    let s = &state.settings;
+    let basemap = (!s.basemap_url.is_empty()).then(
+        || serde_json::json!({"tiles": [s.basemap_url], "attribution": s.basemap_attribution}),
+    );
+    Json(MapConfig { bounds, basemap })
 }

@@ -9,5 +9,6 @@ pub mod measure;
 pub mod partition;
 pub mod pip;
 pub mod synth;
+pub mod tiles;
 
 pub use partition::{LocateOptions, Location, Partition};

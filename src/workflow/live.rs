@@ -4,12 +4,14 @@
 //! swap never blocks or tears a lookup.
 
 use crate::domain::{Grid, Level, RegionRef};
+use crate::spatial::tiles::TileId;
 use crate::store::{Member, RegionRecord, Store, StoreError};
 use crate::workflow::duty;
 use crate::workflow::locate::GridLocator;
+use crate::workflow::tiles::{TileIndex, TileLayer};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 /// One consistent view of the current grids and who serves them.
 pub struct Snapshot {
@@ -25,6 +27,8 @@ pub struct Snapshot {
     region_by_code: HashMap<String, u32>,
     members: HashMap<String, Vec<Member>>,
     phones: HashMap<String, String>,
+    /// Built on the first map tile asked of this snapshot.
+    tiles: OnceLock<TileIndex>,
 }
 
 impl Snapshot {
@@ -48,6 +52,14 @@ impl Snapshot {
     /// The member to call in grid `code` at `at` (see [`duty::on_duty`]).
     pub fn on_duty(&self, code: &str, at: DateTime<Utc>) -> Option<&Member> {
         duty::on_duty(self.members(code), at)
+    }
+
+    /// A vector tile of the current grids or regions (see [`crate::workflow::tiles`]).
+    pub fn tile(&self, layer: TileLayer, tile: TileId) -> Vec<u8> {
+        let index = self
+            .tiles
+            .get_or_init(|| TileIndex::new(self.locator.grids(), &self.regions));
+        index.render(self.locator.grids(), &self.regions, layer, tile)
     }
 
     /// The supervision phone of a grid: its own, else its nearest ancestor's.
@@ -141,6 +153,7 @@ pub async fn load_snapshot(store: &dyn Store) -> Result<Snapshot, StoreError> {
         region_by_code,
         members,
         phones,
+        tiles: OnceLock::new(),
     })
 }
 

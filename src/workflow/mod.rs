@@ -10,4 +10,5 @@ pub mod live;
 pub mod locate;
 pub mod plans;
 pub mod state;
+pub mod tiles;
 pub mod webhooks;

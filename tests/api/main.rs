@@ -3,6 +3,7 @@
 //! runs it.
 
 mod backends;
+mod browser;
 mod cli;
 mod dispatch;
 mod helpers;

@@ -21,8 +21,14 @@ pub struct Server {
 
 impl Server {
     pub fn start(database_url: &str, env: &[(&str, &str)]) -> Server {
+        Server::start_with(database_url, env, &[])
+    }
+
+    /// [`Server::start`] with more arguments to `serve` (e.g. `--demo`).
+    pub fn start_with(database_url: &str, env: &[(&str, &str)], args: &[&str]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_wangge"));
         cmd.args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
             .env("DATABASE_URL", database_url)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())

@@ -1,0 +1,57 @@
+//! The web app (built from `web/` into `web/dist` by `scripts/web`) served at `/`: the
+//! files are inside the release binary, so `wangge serve` alone serves the app. Debug
+//! builds read them from `web/dist` at run time, so a rebuilt app shows without a
+//! rebuilt server.
+
+use super::{ApiError, AppState};
+use axum::Router;
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use rust_embed::RustEmbed;
+
+#[derive(RustEmbed)]
+#[folder = "web/dist"]
+#[allow_missing = true]
+struct Assets;
+
+/// The app at `/`, gzip when asked; the fallback of the whole service.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .fallback(asset_or_not_found)
+        .layer(tower_http::compression::CompressionLayer::new())
+}
+
+/// `/` and the app's files; every other unknown path is a problem 404.
+async fn asset_or_not_found(method: Method, uri: Uri) -> Response {
+    if method != Method::GET && method != Method::HEAD {
+        return ApiError::not_found("no such endpoint").into_response();
+    }
+    let path = uri.path().trim_start_matches('/');
+    let path = if path.is_empty() { "index.html" } else { path };
+    let Some(file) = Assets::get(path) else {
+        if path == "index.html" {
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "web-app-missing",
+                "The web app was not built",
+                "this binary was built without web/dist: run scripts/web, then build wangge again (scripts/demo does both)",
+            )
+            .into_response();
+        }
+        return ApiError::not_found("no such endpoint").into_response();
+    };
+    // Vite names files under assets/ by their content: they never change, cache them
+    // for good. index.html names the current ones: always revalidate it.
+    let cache = if path.starts_with("assets/") {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    let mut response = file.data.into_owned().into_response();
+    let h = response.headers_mut();
+    if let Ok(mime) = HeaderValue::from_str(file.metadata.mimetype()) {
+        h.insert(header::CONTENT_TYPE, mime);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    response
+}

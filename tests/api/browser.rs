@@ -1,0 +1,183 @@
+//! The web app in a real browser: `wangge serve --demo` on an SQLite file, Debian's
+//! Chromium driven by playwright-core (web/tests/browser.mjs). This side starts the
+//! server, makes the users and the draft files, runs the script and checks what it left
+//! in the store. Skipped with a message when Node, the built app or Chromium is missing,
+//! unless WANGGE_REQUIRE_BROWSER=1 (scripts/test sets it).
+
+use crate::service::{Server, client};
+use geo::{InteriorPoint, Translate};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use wangge::domain::{Grant, UserRole};
+use wangge::store::Store;
+
+fn chromium() -> PathBuf {
+    std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
+}
+
+/// What is missing to run the browser tests, if anything.
+fn missing() -> Option<String> {
+    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
+    if Command::new("node").arg("--version").output().is_err() {
+        return Some("node".into());
+    }
+    for need in [
+        web.join("node_modules/playwright-core"),
+        web.join("dist/index.html"),
+        chromium(),
+    ] {
+        if !need.exists() {
+            return Some(need.display().to_string());
+        }
+    }
+    None
+}
+
+async fn staff(store: &dyn Store, name: &str, password: &str, role: UserRole, scope: &str) {
+    let hash = wangge::auth::hash_password(password).expect("hash");
+    store.create_user(name, Some(&hash)).await.expect("user");
+    store
+        .grant(
+            name,
+            &Grant {
+                role,
+                scope: scope.into(),
+            },
+        )
+        .await
+        .expect("grant");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_web_app_serves_residents_planners_and_dispatchers_in_a_real_browser() {
+    if let Some(what) = missing() {
+        assert!(
+            std::env::var("WANGGE_REQUIRE_BROWSER").as_deref() != Ok("1"),
+            "browser tests required but {what} is missing (scripts/web builds the app, scripts/test installs chromium)"
+        );
+        eprintln!("skipping the browser tests: {what} is missing");
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("wangge.db").display());
+    let demo_dir = dir.path().join("demo");
+    let server = Server::start_with(
+        &url,
+        &[],
+        &[
+            "--demo",
+            "--demo-dir",
+            demo_dir.to_str().expect("utf-8 path"),
+        ],
+    );
+    let store = wangge::store::open(&url).await.expect("store");
+
+    // A community of the demo with its current grids: the planner redraws it.
+    let community = "371602001001";
+    let grids: Vec<wangge::domain::Grid> = store
+        .grids(None, None, Some(community))
+        .await
+        .expect("grids")
+        .into_iter()
+        .map(|v| v.into_grid())
+        .collect();
+    assert!(grids.len() >= 3, "the demo community has grids");
+    let first = &grids[0];
+    let inside = first.boundary.interior_point().expect("interior point");
+    let fixed = dir.path().join("fixed.geojson");
+    std::fs::write(
+        &fixed,
+        wangge::io::geojson::grids_to_json(&grids).to_string(),
+    )
+    .expect("write");
+    // The first grid shifted by about 40 m: it overlaps a neighbour on one side and
+    // leaves a gap on the other.
+    let mut broken_grids = grids.clone();
+    broken_grids[0].boundary = broken_grids[0].boundary.translate(0.0004, 0.0003);
+    let broken = dir.path().join("broken.geojson");
+    std::fs::write(
+        &broken,
+        wangge::io::geojson::grids_to_json(&broken_grids).to_string(),
+    )
+    .expect("write");
+
+    staff(
+        store.as_ref(),
+        "planner.t",
+        "pw-township-1",
+        UserRole::Planner,
+        "371602001",
+    )
+    .await;
+    staff(
+        store.as_ref(),
+        "planner.c",
+        "pw-county-1",
+        UserRole::Planner,
+        "371602",
+    )
+    .await;
+    staff(
+        store.as_ref(),
+        "dispatcher.c",
+        "pw-dispatch-1",
+        UserRole::Dispatcher,
+        "371602",
+    )
+    .await;
+
+    let shots = root.join("target/browser-screenshots");
+    let out = Command::new("node")
+        .arg(root.join("web/tests/browser.mjs"))
+        .current_dir(root.join("web"))
+        .env("WANGGE_URL", &server.url)
+        .env("CHROMIUM", chromium())
+        .env("SHOTS", &shots)
+        .env("GRID_CODE", &first.id)
+        .env("GRID_POINT", format!("{},{}", inside.x(), inside.y()))
+        .env("PLAN_SCOPE", community)
+        .env("BROKEN", &broken)
+        .env("FIXED", &fixed)
+        .env("PLANNER", "planner.t:pw-township-1")
+        .env("COUNTY_PLANNER", "planner.c:pw-county-1")
+        .env("DISPATCHER", "dispatcher.c:pw-dispatch-1")
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "browser script failed:\n{stdout}");
+    println!("screenshots in {}", shots.display());
+
+    // What the clicks did, read back from the service.
+    let plans = store.plans(Some(community), None).await.expect("plans");
+    let plan = plans.first().expect("the planner's plan");
+    assert_eq!(plan.status.as_str(), "submitted");
+    assert_eq!(plan.error_count, 0);
+    let cases: Value = client()
+        .get(format!("{}/v1/public/reports/1", server.url))
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(cases["grid_code"], first.id.as_str());
+    assert_eq!(cases["state"], "assigned", "{cases}");
+    for shot in [
+        "1-public-map",
+        "5-planner-overlap",
+        "5-planner-gap",
+        "9-dispatcher-board",
+        "12-assessment",
+    ] {
+        assert!(
+            shots.join(format!("{shot}.png")).exists(),
+            "screenshot {shot}"
+        );
+    }
+}

@@ -1,0 +1,51 @@
+// A few lines instead of a framework: build elements, replace children, show a toast.
+
+type Attrs = Record<string, string | number | boolean | ((e: Event) => void) | undefined | null>;
+type Child = Node | string | number | null | undefined | false;
+
+/** `h('button', {class: 'x', onclick: f}, 'text')` */
+export function h<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  attrs: Attrs = {},
+  ...children: (Child | Child[])[]
+): HTMLElementTagNameMap[K] {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (typeof v === 'function') el.addEventListener(k.replace(/^on/, ''), v as EventListener);
+    else if (v === true) el.setAttribute(k, '');
+    else el.setAttribute(k, String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : String(c));
+  }
+  return el;
+}
+
+/** Replaces an element's children. */
+export function fill(el: Element, ...children: (Child | Child[])[]): void {
+  el.replaceChildren();
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : String(c));
+  }
+}
+
+let toastTimer: number | undefined;
+/** A short message at the bottom of the page; errors stay until the next one. */
+export function toast(message: string, kind: 'info' | 'error' = 'info'): void {
+  const el = document.getElementById('toast');
+  if (!el) return;
+  el.textContent = message;
+  el.className = `show ${kind}`;
+  window.clearTimeout(toastTimer);
+  if (kind === 'info') toastTimer = window.setTimeout(() => (el.className = ''), 4000);
+}
+
+/** Local date and time in China, whatever the browser's zone. */
+export function chinaTime(iso: string | null | undefined): string {
+  if (!iso) return '—';
+  const d = new Date(iso);
+  return d.toLocaleString('zh-CN', { timeZone: 'Asia/Shanghai', hour12: false }).replace(/\//g, '-');
+}

@@ -1,0 +1,92 @@
+// The shell: header with the pages, language switch and login; pages by URL hash
+// (#/public, #/planner, #/dispatcher, #/assessment) so the server only serves `/`.
+
+import './style.css';
+import { h, fill, toast } from './dom';
+import { t, switchLang, lang } from './i18n';
+import { me, login, logout } from './api';
+import { publicPage } from './pages/public';
+import { plannerPage } from './pages/planner';
+import { dispatcherPage } from './pages/dispatcher';
+import { assessmentPage } from './pages/assessment';
+
+/** What a page returns: a function that releases its maps and timers. */
+export type Cleanup = () => void;
+type Page = (root: HTMLElement) => Promise<Cleanup | void>;
+
+const pages: Record<string, { title: string; page: Page; staff: boolean }> = {
+  public: { title: 'nav.public', page: publicPage, staff: false },
+  planner: { title: 'nav.planner', page: plannerPage, staff: true },
+  dispatcher: { title: 'nav.dispatcher', page: dispatcherPage, staff: true },
+  assessment: { title: 'nav.assessment', page: assessmentPage, staff: true },
+};
+
+let cleanup: Cleanup | void;
+
+function current(): string {
+  const name = location.hash.replace(/^#\/?/, '').split('/')[0];
+  return name in pages ? name : 'public';
+}
+
+function header(): void {
+  document.documentElement.lang = lang() === 'en' ? 'en' : 'zh-CN';
+  const user = me();
+  const here = current();
+  fill(
+    document.getElementById('top')!,
+    h('strong', { class: 'brand' }, '网格 ', h('span', {}, t('app'))),
+    h('nav', {}, Object.entries(pages).map(([name, p]) => h('a', { href: `#/${name}`, class: name === here ? 'active' : '', 'data-page': name }, t(p.title)))),
+    h('span', { class: 'spacer' }),
+    h('a', { href: '/docs', target: '_blank' }, t('nav.docs')),
+    h('button', { class: 'link', id: 'lang', onclick: () => { switchLang(); route(); } }, t('lang')),
+    user
+      ? h('span', { class: 'user' }, user.name, ' ', h('button', { class: 'link', id: 'logout', onclick: async () => { await logout(); route(); } }, t('logout')))
+      : null,
+  );
+}
+
+/** A login form standing in for a page that needs one. */
+function loginForm(root: HTMLElement): void {
+  const name = h('input', { name: 'name', autocomplete: 'username', required: true });
+  const password = h('input', { name: 'password', type: 'password', autocomplete: 'current-password', required: true });
+  const form = h('form', { class: 'login panel' },
+    h('h2', {}, t('login.title')),
+    h('p', {}, t('login.needed')),
+    h('label', {}, t('login.name'), name),
+    h('label', {}, t('login.password'), password),
+    h('button', { type: 'submit' }, t('login')),
+  );
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    try {
+      await login(name.value.trim(), password.value);
+      route();
+    } catch (err) {
+      toast(`${t('login.failed')}: ${(err as Error).message}`, 'error');
+    }
+  });
+  fill(root, form);
+  name.focus();
+}
+
+async function route(): Promise<void> {
+  if (cleanup) cleanup();
+  cleanup = undefined;
+  header();
+  const root = document.getElementById('page')!;
+  root.className = `page-${current()}`;
+  fill(root);
+  const p = pages[current()];
+  document.title = `${t(p.title)} · 网格 wangge`;
+  if (p.staff && !me()) return loginForm(root);
+  try {
+    cleanup = await p.page(root);
+  } catch (err) {
+    toast(`${t('error')}: ${(err as Error).message}`, 'error');
+    // A token the server refused is forgotten by api.ts: show the login again.
+    if (p.staff && !me()) loginForm(root);
+  }
+}
+
+window.addEventListener('hashchange', route);
+route();

@@ -1,0 +1,186 @@
+// The dispatcher's board: cases in columns by state, due times shown and overdue ones
+// marked, filters by matter, area and department; a case's place on a map, its timeline
+// and the steps the workflow allows this user (sent with If-Match, so a stale view
+// cannot overwrite someone else's step).
+
+import { h, fill, toast, chinaTime } from '../dom';
+import { t } from '../i18n';
+import { get, request, query } from '../api';
+import { createMap, showGeoJSON, zoomTo } from '../map';
+import type { Cleanup } from '../main';
+
+interface Case {
+  id: number; state: string; source: string; matter_code: string | null; category: string | null;
+  description: string; address: string | null; lon: number; lat: number;
+  grid_code: string; community_code: string; township_code: string; county_code: string;
+  near_boundary: boolean; neighbour_grid: string | null;
+  reporter_name: string | null; reporter_phone: string | null;
+  centre_code: string; department_code: string | null; deadline: string | null;
+  extension_request: unknown; returns: number; supervisions: number;
+  reported_at: string; updated_at: string; version: number; allowed_actions: string[];
+}
+interface Event { id: number; at: string; actor: string; kind: string; from_state: string | null; to_state: string | null; note: string | null; detail: Record<string, unknown> }
+interface Department { code: string; name: string; kind: string }
+interface Matter { code: string; name: string; public: boolean }
+
+const COLUMNS: [string, string[]][] = [
+  ['board.new', ['reported', 'escalated']],
+  ['board.accepted', ['accepted', 'returned']],
+  ['board.assigned', ['assigned', 'acknowledged']],
+  ['board.handled', ['handled', 'verified']],
+  ['board.done', ['closed', 'resolved_on_site', 'merged']],
+];
+const DUE_SOON_MS = 4 * 3600 * 1000;
+
+function urgency(c: Case, now: number): 'overdue' | 'due_soon' | '' {
+  if (!c.deadline || ['handled', 'verified', 'closed', 'resolved_on_site', 'merged'].includes(c.state)) return '';
+  const left = Date.parse(c.deadline) - now;
+  return left < 0 ? 'overdue' : left < DUE_SOON_MS ? 'due_soon' : '';
+}
+
+export async function dispatcherPage(root: HTMLElement): Promise<Cleanup> {
+  const [matterList, departments] = await Promise.all([
+    get<{ categories: { matters: Matter[] }[] }>('/v1/public/matters').catch(() => ({ categories: [] })),
+    get<Department[]>('/v1/departments').catch(() => [] as Department[]),
+  ]);
+  const matters = matterList.categories.flatMap((c) => c.matters);
+  const matterName = (code: string | null) => matters.find((m) => m.code === code)?.name ?? code ?? '—';
+  const deptName = (code: string | null) => departments.find((d) => d.code === code)?.name ?? code ?? '—';
+
+  const matterSel = h('select', { id: 'filter-matter' }, h('option', { value: '' }, t('board.all')), matters.map((m) => h('option', { value: m.code }, m.name)));
+  const under = h('input', { id: 'filter-under', placeholder: t('board.grid'), size: 15 });
+  const deptSel = h('select', { id: 'filter-department' }, h('option', { value: '' }, t('board.all')), departments.map((d) => h('option', { value: d.code }, d.name)));
+  const filters = h('form', { class: 'filters' },
+    h('label', {}, t('board.matter'), matterSel), h('label', {}, t('board.grid'), under), h('label', {}, t('board.department'), deptSel),
+    h('button', { type: 'submit', id: 'refresh' }, t('board.refresh')));
+  const board = h('div', { class: 'board', id: 'board' });
+  const detail = h('aside', { class: 'detail', id: 'case-detail' });
+  fill(root, h('h2', {}, t('board.title')), filters, h('div', { class: 'board-split' }, board, detail));
+
+  let open: number | undefined;
+  let cases: Case[] = [];
+  let map: Awaited<ReturnType<typeof createMap>> | undefined;
+
+  const load = async () => {
+    cases = await get<Case[]>(`/v1/cases${query({ matter: matterSel.value, under: under.value.trim(), department: deptSel.value, limit: 1000 })}`);
+    const now = Date.now();
+    fill(board, COLUMNS.map(([title, states]) => {
+      const inCol = cases.filter((c) => states.includes(c.state));
+      return h('section', { class: 'column', 'data-column': title.split('.')[1] },
+        h('h3', {}, t(title), h('span', { class: 'count' }, inCol.length)),
+        inCol.length ? inCol.map((c) => {
+          const u = urgency(c, now);
+          return h('article', { class: `case ${u} ${c.id === open ? 'open' : ''}`, 'data-case': c.id, 'data-state': c.state, onclick: () => showCase(c.id) },
+            h('header', {}, `#${c.id} `, h('strong', {}, matterName(c.matter_code))),
+            h('p', {}, c.description.length > 60 ? `${c.description.slice(0, 60)}…` : c.description),
+            h('small', {}, `${t(`state.${c.state}`)} · ${c.grid_code}`),
+            c.deadline ? h('small', { class: 'due' }, ` · ${t('board.due')} ${chinaTime(c.deadline)}`, u ? ` · ${t(`board.${u}`)}` : '') : null);
+        }) : h('p', { class: 'empty' }, t('board.empty')));
+    }));
+  };
+
+  const showCase = async (id: number) => {
+    open = id;
+    board.querySelectorAll('.case').forEach((el) => el.classList.toggle('open', (el as HTMLElement).dataset.case === String(id)));
+    const { data: c, response } = await request<Case>('GET', `/v1/cases/${id}`);
+    const etag = response.headers.get('etag') ?? `"${c.version}"`;
+    const events = await get<Event[]>(`/v1/cases/${id}/events`);
+    const mapEl = h('div', { class: 'map small', id: 'case-map' });
+    const actions = h('div', { class: 'actions', id: 'case-actions' });
+    fill(detail,
+      h('h3', { id: 'case-title' }, `${t('case.title')} #${c.id} · ${matterName(c.matter_code)}`),
+      h('p', {}, c.description),
+      h('dl', {},
+        h('dt', {}, t('case.state')), h('dd', { id: 'case-state' }, t(`state.${c.state}`)),
+        h('dt', {}, t('case.source')), h('dd', {}, t(`source.${c.source}`)),
+        h('dt', {}, t('level.grid')), h('dd', {}, c.grid_code, c.near_boundary ? ` (${t('case.near_boundary')} ${c.neighbour_grid ?? ''})` : ''),
+        h('dt', {}, t('case.department')), h('dd', {}, deptName(c.department_code)),
+        h('dt', {}, t('board.due')), h('dd', {}, chinaTime(c.deadline)),
+        c.reporter_name || c.reporter_phone ? [h('dt', {}, t('case.reporter')), h('dd', {}, `${c.reporter_name ?? ''} ${c.reporter_phone ?? ''}`)] : null),
+      mapEl,
+      h('h4', {}, t('case.actions')), actions,
+      h('h4', {}, t('case.timeline')),
+      h('ol', { class: 'timeline', id: 'timeline' }, events.map((e) => h('li', {},
+        h('time', {}, chinaTime(e.at)), ' ', h('strong', {}, t(`action.${e.kind}`) === `action.${e.kind}` ? e.kind : t(`action.${e.kind}`)),
+        e.to_state ? ` → ${t(`state.${e.to_state}`)}` : '', ` · ${e.actor}`, e.note ? h('div', { class: 'note' }, e.note) : null))),
+    );
+    renderActions(actions, c, etag);
+    map?.remove();
+    map = await createMap(mapEl, { name: 'case' });
+    showGeoJSON(map, 'case', { type: 'Point', coordinates: [c.lon, c.lat] }, '#e67e22');
+    zoomTo(map, [c.lon - 0.01, c.lat - 0.01, c.lon + 0.01, c.lat + 0.01], 15);
+  };
+
+  const renderActions = (el: HTMLElement, c: Case, etag: string) => {
+    const field = (name: string, input: HTMLInputElement | HTMLSelectElement | HTMLTextAreaElement) => h('label', {}, t(`field.${name}`), input);
+    const text = (name: string) => { const i = h('input', { name }); return [i, field(name, i)] as const; };
+    fill(el, c.allowed_actions.map((action) => {
+      const body: () => Record<string, unknown> = (() => {
+        const form = h('div', { class: 'action-fields' });
+        switch (action) {
+          case 'assign': {
+            const dept = h('select', { name: 'department' }, h('option', { value: '' }, '—'), departments.map((d) => h('option', { value: d.code }, d.name)));
+            const [reason, l] = text('reason');
+            form.append(field('department', dept), l);
+            return Object.assign(() => ({ department: dept.value || undefined, reason: reason.value || undefined }), { form });
+          }
+          case 'accept': {
+            const m = h('select', { name: 'matter' }, h('option', { value: '' }, '—'), matters.map((x) => h('option', { value: x.code }, x.name)));
+            form.append(field('matter', m));
+            return Object.assign(() => ({ matter: m.value || undefined }), { form });
+          }
+          case 'return': {
+            const r = h('select', { name: 'reason' }, ['not_our_responsibility', 'outside_jurisdiction', 'insufficient_information', 'legal_procedure', 'other'].map((x) => h('option', { value: x }, x)));
+            const [ex, l] = text('explanation');
+            form.append(field('reason', r), l);
+            return Object.assign(() => ({ reason: r.value, explanation: ex.value }), { form });
+          }
+          case 'request_extension': {
+            const d = h('input', { name: 'days', type: 'number', min: 1, value: 2 });
+            const [r, l] = text('reason');
+            form.append(field('days', d), l);
+            return Object.assign(() => ({ working_days: Number(d.value), reason: r.value }), { form });
+          }
+          case 'decide_extension':
+          case 'verify': {
+            const yes = h('input', { type: 'checkbox', name: 'ok', checked: true });
+            const [n, l] = text('note');
+            form.append(h('label', { class: 'check' }, yes, t(action === 'verify' ? 'field.ok' : 'field.approve')), l);
+            return Object.assign(() => (action === 'verify' ? { ok: yes.checked, note: n.value || undefined } : { approve: yes.checked, note: n.value || undefined }), { form });
+          }
+          case 'merge': {
+            const into = h('input', { name: 'into', type: 'number' });
+            form.append(field('into', into));
+            return Object.assign(() => ({ into: Number(into.value) }), { form });
+          }
+          default: {
+            const key = ({ resolve_on_site: 'result', handle: 'feedback', reopen: 'reason', escalate_up: 'reason', supervise: 'note' } as Record<string, string>)[action] ?? 'note';
+            const [i, l] = text(key);
+            form.append(l);
+            return Object.assign(() => ({ [key]: i.value || (key === 'note' ? undefined : '') }), { form });
+          }
+        }
+      })();
+      const go = h('button', { 'data-action': action, onclick: async () => {
+        try {
+          await request('POST', `/v1/cases/${c.id}/actions`, { action, ...body() }, { 'if-match': etag });
+          toast(`${t(`action.${action}`)}: ${t('case.done')}`);
+          await load();
+          await showCase(c.id);
+        } catch (err) {
+          toast((err as Error).message, 'error');
+        }
+      } }, t(`action.${action}`));
+      return h('div', { class: 'action' }, (body as any).form, go);
+    }));
+  };
+
+  filters.addEventListener('submit', (e) => { e.preventDefault(); load().catch((err) => toast(err.message, 'error')); });
+  await load();
+  // New reports and others' steps show without a reload.
+  const timer = window.setInterval(() => { if (!document.hidden) load().catch(() => {}); }, 15000);
+  return () => {
+    window.clearInterval(timer);
+    map?.remove();
+  };
+}

@@ -1,0 +1,261 @@
+// The planner's view: upload a draft, see its validation (counts per problem kind, each
+// problem on the map and in a list to step through), compare it with the current grids
+// side by side, read the impact, and take the approval steps the user's role allows.
+
+import { h, fill, toast, chinaTime } from '../dom';
+import { t } from '../i18n';
+import { get, post, request, me, scopeOf, query } from '../api';
+import { createMap, hoverGrids, showGeoJSON, bboxOf, zoomTo, maplibregl } from '../map';
+import type { Cleanup } from '../main';
+
+interface Plan {
+  id: number; scope_code: string; layer: string; title: string; status: string;
+  effective_date: string | null; created_by: string; error_count: number; warning_count: number;
+}
+interface Problem {
+  kind: string; severity: 'error' | 'warning'; grids: string[]; parent: string | null;
+  area_m2: number | null; width_m: number | null; location: [number, number]; detail: string;
+}
+interface Validation { valid: boolean; problems: Problem[]; stats: { grids: number; by_kind: Record<string, number>; [k: string]: unknown } }
+interface Impact {
+  added: string[]; removed: string[]; changed: { code: string; area_gained_m2: number; area_lost_m2: number }[];
+  unchanged: number; households_moving_estimate: number;
+  members_moving: { name: string; from_code: string; to_code: string | null }[];
+}
+
+/** Whether the user may review (approve, reject, return, activate) plans of `scope`. */
+function mayReview(scope: string): boolean {
+  return (me()?.grants ?? []).some((g) =>
+    (g.role === 'city_admin' && scope.startsWith(g.scope)) ||
+    (g.role === 'planner' && g.scope.length <= 6 && scope.startsWith(g.scope)));
+}
+function mayDraft(scope: string): boolean {
+  return (me()?.grants ?? []).some((g) => ['planner', 'city_admin'].includes(g.role) && scope.startsWith(g.scope));
+}
+
+export async function plannerPage(root: HTMLElement): Promise<Cleanup> {
+  const side = h('aside', { class: 'side wide' });
+  const maps = h('div', { class: 'maps' });
+  const mapEl = h('div', { class: 'map', id: 'plan-map' });
+  maps.append(mapEl);
+  fill(root, h('div', { class: 'split' }, side, maps));
+  const map = await createMap(mapEl, { name: 'planner' });
+  hoverGrids(map);
+  let compareMap: maplibregl.Map | undefined;
+  let unsync: (() => void) | undefined;
+
+  const closeCompare = () => {
+    unsync?.();
+    compareMap?.remove();
+    compareMap = undefined;
+    maps.querySelector('#compare-map')?.remove();
+    maps.classList.remove('two');
+    map.resize();
+  };
+
+  const openCompare = async () => {
+    if (compareMap) return closeCompare();
+    maps.classList.add('two');
+    const el = h('div', { class: 'map', id: 'compare-map' }, h('span', { class: 'map-label' }, t('plans.current')));
+    maps.prepend(el);
+    map.resize();
+    compareMap = await createMap(el, { name: 'compare' });
+    compareMap.jumpTo({ center: map.getCenter(), zoom: map.getZoom() });
+    // Move either map and the other follows.
+    let syncing = false;
+    const follow = (from: maplibregl.Map, to: maplibregl.Map) => () => {
+      if (syncing) return;
+      syncing = true;
+      to.jumpTo({ center: from.getCenter(), zoom: from.getZoom(), bearing: from.getBearing(), pitch: from.getPitch() });
+      syncing = false;
+    };
+    const a = follow(map, compareMap), b = follow(compareMap, map);
+    map.on('move', a);
+    compareMap.on('move', b);
+    const other = compareMap;
+    unsync = () => { map.off('move', a); other.off('move', b); };
+  };
+
+  const uploadForm = (replacing?: Plan) => {
+    const file = h('input', { type: 'file', name: 'file', id: 'plan-file', accept: '.geojson,.json,.zip,.gpkg,.kml', required: true });
+    const drop = h('label', { class: 'drop' }, t('plans.drop'), file);
+    for (const ev of ['dragover', 'dragenter']) drop.addEventListener(ev, (e) => { e.preventDefault(); drop.classList.add('over'); });
+    drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+    drop.addEventListener('drop', (e) => {
+      e.preventDefault();
+      drop.classList.remove('over');
+      const dt = (e as DragEvent).dataTransfer;
+      if (dt?.files.length) file.files = dt.files;
+    });
+    const scope = h('input', { name: 'scope', id: 'plan-scope', value: replacing?.scope_code ?? scopeOf('planner', 'city_admin') ?? '', required: true, disabled: !!replacing });
+    const title = h('input', { name: 'title', id: 'plan-title', value: replacing?.title ?? '' });
+    const effective = h('input', { name: 'effective', type: 'date', value: replacing?.effective_date ?? '' });
+    const crs = h('input', { name: 'crs', placeholder: 'EPSG:4490' });
+    const encoding = h('input', { name: 'encoding', placeholder: 'UTF-8' });
+    const button = h('button', { type: 'submit', id: 'plan-upload' }, replacing ? t('plans.replace') : t('plans.upload'));
+    const form = h('form', { class: 'upload', id: 'upload-form' },
+      h('h3', {}, replacing ? t('plans.replace') : t('plans.new')),
+      drop,
+      replacing ? null : h('label', {}, t('plans.scope'), scope),
+      h('label', {}, t('plans.titlefield'), title),
+      h('label', {}, t('plans.effective'), effective),
+      h('details', {}, h('summary', {}, 'CRS / encoding'), h('label', {}, t('plans.crs'), crs), h('label', {}, t('plans.encoding'), encoding)),
+      button,
+    );
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const f = file.files?.[0];
+      if (!f) return;
+      const data = new FormData();
+      data.set('file', f, f.name);
+      if (!replacing) data.set('scope', scope.value.trim());
+      for (const [k, el] of [['title', title], ['effective', effective], ['crs', crs], ['encoding', encoding]] as const) {
+        if (el.value.trim()) data.set(k, el.value.trim());
+      }
+      button.disabled = true;
+      button.textContent = t('plans.uploading');
+      const started = performance.now();
+      try {
+        const { data: plan } = replacing
+          ? await request<Plan>('PUT', `/v1/plans/${replacing.id}`, data)
+          : await request<Plan>('POST', '/v1/plans', data);
+        await showPlan(plan, started);
+      } catch (err) {
+        toast((err as Error).message, 'error');
+        button.disabled = false;
+        button.textContent = replacing ? t('plans.replace') : t('plans.upload');
+      }
+    });
+    return form;
+  };
+
+  const showList = async () => {
+    closeCompare();
+    const plans = await get<Plan[]>('/v1/plans');
+    fill(side,
+      h('h2', {}, t('plans.title')),
+      plans.length
+        ? h('ul', { class: 'plans', id: 'plans' }, plans.map((p) => h('li', {},
+            h('button', { class: 'link', onclick: () => showPlan(p) }, `#${p.id} ${p.title}`),
+            h('small', {}, ` ${p.scope_code} · ${t(`status.${p.status}`)} · ${p.error_count} ${t('plans.errors')}`))))
+        : h('p', {}, t('plans.none')),
+      mayDraft(scopeOf('planner', 'city_admin') ?? '') ? uploadForm() : null,
+    );
+  };
+
+  const showPlan = async (summary: Plan, uploadStarted?: number) => {
+    const id = summary.id;
+    const validation = await get<Validation>(`/v1/plans/${id}/validation`);
+    const plan = await get<Plan>(`/v1/plans/${id}`);
+    const list = h('ol', { class: 'problems', id: 'problems' });
+    const counts = Object.entries(validation.stats.by_kind ?? {});
+    const steps = h('section', { class: 'steps', id: 'steps' });
+    const impactEl = h('section', { class: 'impact', id: 'impact' });
+    const history = h('section', { class: 'history' });
+    fill(side,
+      h('button', { class: 'link', onclick: showList }, '← ', t('plans.title')),
+      h('h2', { id: 'plan-title-h', 'data-plan': id }, `#${id} ${plan.title}`),
+      h('p', {}, `${plan.scope_code} · ${t('plans.status')}: `, h('strong', { id: 'plan-status' }, t(`status.${plan.status}`)), ` · ${validation.stats.grids} ${t('level.grid')}`),
+      h('div', { class: 'summary', id: 'validation-summary', 'data-valid': String(validation.valid) },
+        validation.valid && !counts.length ? h('p', { class: 'ok' }, t('plans.valid')) : null,
+        counts.map(([k, n]) => h('span', { class: `chip ${k}`, 'data-kind': k }, `${t(`kind.${k}`)} ${n}`)),
+      ),
+      validation.problems.length ? h('div', { class: 'buttons' },
+        h('button', { id: 'next-problem', onclick: () => step(1) }, t('plans.next')),
+        h('span', { id: 'problem-pos' }, '')) : null,
+      list,
+      h('div', { class: 'buttons' }, h('button', { id: 'compare', class: 'secondary', onclick: openCompare }, t('plans.compare'))),
+      steps, impactEl,
+      plan.status === 'draft' && mayDraft(plan.scope_code) ? uploadForm(plan) : null,
+      history,
+    );
+    if (uploadStarted !== undefined) window.wangge.timings.planFirstResults = Math.round(performance.now() - uploadStarted);
+    let at = -1;
+    const items = validation.problems.map((p, i) => h('li', { class: `${p.severity} ${p.kind}`, 'data-kind': p.kind, onclick: () => focus(i) },
+      h('strong', {}, t(`kind.${p.kind}`)), ' ', p.grids.join(' / '),
+      p.area_m2 ? ` · ${p.area_m2.toFixed(1)} m²` : '', h('br', {}), h('small', {}, p.detail)));
+    fill(list, items);
+    const problemsGeo = await get<GeoJSON.FeatureCollection>(`/v1/plans/${id}/problems`);
+    const focus = (i: number) => {
+      at = i;
+      items.forEach((el, j) => el.classList.toggle('current', j === i));
+      items[i]?.scrollIntoView({ block: 'nearest' });
+      const pos = document.getElementById('problem-pos');
+      if (pos) pos.textContent = `${i + 1} / ${items.length}`;
+      const f = problemsGeo.features[i];
+      const p = validation.problems[i];
+      const b = bboxOf(f?.geometry) ?? [p.location[0], p.location[1], p.location[0], p.location[1]];
+      const pad = 0.002;
+      zoomTo(map, [b[0] - pad, b[1] - pad, b[2] + pad, b[3] + pad], 17);
+      showGeoJSON(map, 'focus', f ?? { type: 'Point', coordinates: p.location }, '#f1c40f', 0.5);
+    };
+    const step = (d: number) => { if (items.length) focus((at + d + items.length) % items.length); };
+
+    const draft = await get<GeoJSON.FeatureCollection>(`/v1/plans/${id}/grids`);
+    showGeoJSON(map, 'draft', draft, '#8e44ad', 0.05);
+    showGeoJSON(map, 'problems', problemsGeo, '#e74c3c', 0.6);
+    const all = bboxOf({ type: 'GeometryCollection', geometries: draft.features.map((f: GeoJSON.Feature) => f.geometry) });
+    if (!validation.problems.length) zoomTo(map, all, 15);
+    else focus(0);
+
+    renderSteps(steps, plan, () => showPlan(plan));
+    get<Impact>(`/v1/plans/${id}/impact`).then((imp) => fill(impactEl,
+      h('h3', {}, t('plans.impact')),
+      h('table', {}, h('tbody', {},
+        h('tr', {}, h('th', {}, t('plans.added')), h('td', {}, imp.added.length)),
+        h('tr', {}, h('th', {}, t('plans.removed')), h('td', {}, imp.removed.length)),
+        h('tr', {}, h('th', {}, t('plans.changed')), h('td', {}, imp.changed.length)),
+        h('tr', {}, h('th', {}, t('plans.unchanged')), h('td', {}, imp.unchanged)),
+        h('tr', {}, h('th', {}, t('plans.households')), h('td', {}, Math.round(imp.households_moving_estimate))),
+      )),
+      imp.members_moving.length ? h('p', {}, t('plans.moving'), '：', imp.members_moving.map((m) => `${m.name} ${m.from_code}→${m.to_code ?? '—'}`).join('，')) : null,
+    )).catch(() => fill(impactEl));
+    get<{ from: string | null; to: string; actor: string; at: string; reason: string | null }[]>(`/v1/plans/${id}/events`).then((events) => fill(history,
+      h('h3', {}, t('plans.history')),
+      h('ul', {}, events.map((e) => h('li', {}, `${chinaTime(e.at)} ${e.actor}: ${t(`status.${e.to}`)}${e.reason ? ` (${e.reason})` : ''}`))),
+    )).catch(() => fill(history));
+  };
+
+  const renderSteps = (el: HTMLElement, plan: Plan, refresh: () => void) => {
+    const reason = h('input', { id: 'step-reason', placeholder: t('plans.reason') });
+    const effective = h('input', { id: 'step-effective', type: 'date', value: plan.effective_date ?? '' });
+    const take = (name: string, body: Record<string, unknown> = {}) => async () => {
+      try {
+        const r = await post<Plan>(`/v1/plans/${plan.id}/${name}`, body);
+        toast(`${t(`step.${name}`)}: ${t(`status.${r.status}`)}`);
+        refresh();
+      } catch (err) {
+        toast((err as Error).message, 'error');
+      }
+    };
+    const buttons: HTMLElement[] = [];
+    if (plan.status === 'draft' && mayDraft(plan.scope_code)) {
+      buttons.push(h('button', { id: 'step-submit', onclick: take('submit') }, t('step.submit')));
+    }
+    if (plan.status === 'submitted' && mayReview(plan.scope_code)) {
+      buttons.push(
+        h('button', { id: 'step-approve', onclick: () => take('approve', { effective: effective.value || undefined })() }, t('step.approve')),
+        h('button', { id: 'step-return', class: 'secondary', onclick: () => take('return', { reason: reason.value })() }, t('step.return')),
+        h('button', { id: 'step-reject', class: 'danger', onclick: () => take('reject', { reason: reason.value })() }, t('step.reject')),
+      );
+    }
+    if (plan.status === 'approved' && mayReview(plan.scope_code)) {
+      buttons.push(h('button', { id: 'step-activate', onclick: () => take('activate', { effective: effective.value || undefined })() }, t('step.activate')));
+    }
+    fill(el, buttons.length ? [h('h3', {}, t('plans.steps')),
+      plan.status === 'submitted' ? h('label', {}, t('plans.reason'), reason) : null,
+      ['submitted', 'approved'].includes(plan.status) ? h('label', {}, t('plans.effective'), effective) : null,
+      h('div', { class: 'buttons' }, buttons)] : []);
+  };
+
+  const wanted = new URLSearchParams(location.hash.split('?')[1] ?? '').get('plan');
+  if (wanted) await showPlan({ id: Number(wanted) } as Plan);
+  else await showList();
+
+  return () => {
+    closeCompare();
+    map.remove();
+  };
+}
+
+export { query };

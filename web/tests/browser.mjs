@@ -1,0 +1,214 @@
+// Browser tests: Debian's Chromium, headless, driven by playwright-core against a running
+// `wangge serve` with the demo data. Started by tests/api/browser.rs (cargo test), which
+// starts the server, makes the users and the draft files, and passes them here:
+//   WANGGE_URL, CHROMIUM, SHOTS (directory for screenshots),
+//   GRID_CODE, GRID_POINT (lon,lat inside that grid), PLAN_SCOPE, BROKEN, FIXED (GeoJSON
+//   drafts: one with an overlap and a gap, one clean), PLANNER, COUNTY_PLANNER,
+//   DISPATCHER (name:password each).
+// Prints one line per figure (`figure name value`); exits non-zero on the first failure.
+
+import { chromium } from 'playwright-core';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+const env = (k) => {
+  const v = process.env[k];
+  if (!v) throw new Error(`${k} is not set`);
+  return v;
+};
+const url = env('WANGGE_URL');
+const shots = env('SHOTS');
+mkdirSync(shots, { recursive: true });
+const [lon, lat] = env('GRID_POINT').split(',').map(Number);
+const gridCode = env('GRID_CODE');
+const cred = (k) => { const [name, password] = env(k).split(':'); return { name, password }; };
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--use-gl=swiftshader', '--enable-unsafe-swiftshader', '--ignore-gpu-blocklist'],
+});
+
+const figures = {};
+const steps = [];
+async function step(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+    steps.push(`ok   ${name} (${Date.now() - t0} ms)`);
+    console.log(`ok   ${name} (${Date.now() - t0} ms)`);
+  } catch (err) {
+    console.log(`FAIL ${name}: ${err.stack ?? err}`);
+    if (lastPage) await lastPage.screenshot({ path: join(shots, 'FAILED.png') }).catch(() => {});
+    await browser.close();
+    process.exit(1);
+  }
+}
+
+let lastPage;
+async function newPage() {
+  const context = await browser.newContext({ viewport: { width: 1400, height: 900 }, locale: 'zh-CN' });
+  const page = await context.newPage();
+  lastPage = page;
+  page.on('pageerror', (e) => console.log(`page error: ${e.message}`));
+  page.on('console', (m) => { if (m.type() === 'error') console.log(`console: ${m.text()}`); });
+  return page;
+}
+
+async function waitIdle(page, name) {
+  await page.waitForFunction((n) => window.wangge?.maps?.[n] && window.wangge.maps[n].loaded() && window.wangge.maps[n].areTilesLoaded(), name, { timeout: 30000 });
+}
+
+async function login(page, who) {
+  await page.fill('input[name=name]', who.name);
+  await page.fill('input[name=password]', who.password);
+  await page.click('form.login button[type=submit]');
+}
+
+/** Clicks the map at a lon/lat. */
+async function clickAt(page, mapName, lngLat) {
+  const box = await page.locator(`.map canvas`).first().boundingBox();
+  const p = await page.evaluate(([n, ll]) => window.wangge.maps[n].project(ll), [mapName, lngLat]);
+  await page.mouse.click(box.x + p.x, box.y + p.y);
+}
+
+let caseId;
+
+await step('the public map draws the regions and, zoomed in, the grids; a click shows the grid card', async () => {
+  const page = await newPage();
+  await page.goto(`${url}/#/public`);
+  await page.waitForFunction(() => window.wangge?.timings?.publicIdle, null, { timeout: 30000 });
+  figures.public_map_first_render_ms = await page.evaluate(() => window.wangge.timings.publicIdle);
+  const regions = await page.evaluate(() => window.wangge.maps.public.queryRenderedFeatures({ layers: ['counties-fill'] }).length);
+  assert.ok(regions > 0, 'counties drawn');
+  await page.screenshot({ path: join(shots, '1-public-map.png') });
+  await page.evaluate(([ll]) => window.wangge.maps.public.jumpTo({ center: ll, zoom: 14 }), [[lon, lat]]);
+  await waitIdle(page, 'public');
+  const grids = await page.evaluate(() => window.wangge.maps.public.queryRenderedFeatures({ layers: ['grids-fill'] }).map((f) => f.properties.code));
+  assert.ok(grids.includes(gridCode), `grid ${gridCode} drawn among ${grids.length}`);
+  await clickAt(page, 'public', [lon, lat]);
+  await page.waitForSelector(`#card h2[data-code="${gridCode}"]`, { timeout: 10000 });
+  const text = await page.textContent('#card');
+  assert.match(text, /监督电话/);
+  await page.screenshot({ path: join(shots, '2-public-card.png') });
+
+  // Search by code finds the same grid.
+  await page.fill('#search', gridCode);
+  await page.click('form.search button');
+  await page.waitForSelector(`#card h2[data-code="${gridCode}"]`);
+
+  // A resident reports a problem here through the public form.
+  await page.click('#report-here');
+  await page.waitForSelector('#report-form');
+  const options = await page.$$eval('#report-matter option', (os) => os.map((o) => o.value).filter(Boolean));
+  assert.ok(options.length > 0, 'public matters offered');
+  await page.selectOption('#report-matter', options[0]);
+  await page.fill('#report-description', '浏览器测试：路灯不亮');
+  await page.fill('#report-form input[name=phone]', '13912345678');
+  await page.screenshot({ path: join(shots, '3-public-report-form.png') });
+  await page.click('#report-form button[type=submit]');
+  await page.waitForSelector('#report-sent');
+  caseId = Number(await page.getAttribute('#report-sent', 'data-case'));
+  assert.ok(caseId > 0);
+  await page.screenshot({ path: join(shots, '4-public-report-sent.png') });
+  await page.context().close();
+});
+
+await step('a planner uploads a draft with an overlap and a gap, sees both listed and drawn, fixes it and submits', async () => {
+  const page = await newPage();
+  await page.goto(`${url}/#/planner`);
+  await login(page, cred('PLANNER'));
+  await page.waitForSelector('#upload-form');
+  await page.fill('#plan-scope', env('PLAN_SCOPE'));
+  await page.fill('#plan-title', '浏览器测试方案');
+  await page.setInputFiles('#plan-file', env('BROKEN'));
+  const t0 = Date.now();
+  await page.click('#plan-upload');
+  await page.waitForSelector('#validation-summary');
+  figures.planner_small_draft_first_results_ms = Date.now() - t0;
+  const kinds = await page.$$eval('#validation-summary .chip', (cs) => cs.map((c) => c.dataset.kind));
+  assert.ok(kinds.includes('overlap') && kinds.includes('gap'), `chips ${kinds}`);
+  const listed = await page.$$eval('#problems li', (ls) => ls.map((l) => l.dataset.kind));
+  assert.ok(listed.includes('overlap') && listed.includes('gap'), `list ${listed}`);
+  await waitIdle(page, 'planner');
+  // Each problem is drawn: step to the overlap and to the gap and find it on the map.
+  for (const kind of ['overlap', 'gap']) {
+    for (let i = 0; i < listed.length; i++) {
+      if (await page.$eval('#problems li.current', (l) => l.dataset.kind).catch(() => '') === kind) break;
+      await page.click('#next-problem');
+    }
+    await waitIdle(page, 'planner');
+    const drawn = await page.evaluate(() => window.wangge.maps.planner.queryRenderedFeatures({ layers: ['problems-fill', 'problems-point', 'problems-line'] }).map((f) => f.properties.kind));
+    assert.ok(drawn.includes(kind), `${kind} drawn, saw ${drawn}`);
+    await page.screenshot({ path: join(shots, `5-planner-${kind}.png`) });
+  }
+  await page.click('#compare');
+  await page.waitForSelector('#compare-map canvas');
+  await waitIdle(page, 'planner');
+  await page.screenshot({ path: join(shots, '6-planner-compare.png') });
+  await page.click('#compare');
+  // Submitting is refused while errors remain.
+  await page.click('#step-submit');
+  await page.waitForSelector('#toast.error');
+  // Fix: upload the corrected file over the draft.
+  await page.setInputFiles('#plan-file', env('FIXED'));
+  await page.click('#plan-upload');
+  await page.waitForSelector('#validation-summary[data-valid="true"]');
+  assert.equal(await page.$$eval('#validation-summary .chip', (cs) => cs.filter((c) => !['small_grid', 'disconnected'].includes(c.dataset.kind)).length), 0);
+  await page.click('#step-submit');
+  await page.waitForFunction(() => document.querySelector('#plan-status')?.textContent === '待审批', null, { timeout: 10000 });
+  await page.screenshot({ path: join(shots, '7-planner-submitted.png') });
+  await page.context().close();
+});
+
+await step('the county planner sees the submitted plan with its impact and the approval buttons', async () => {
+  const page = await newPage();
+  await page.goto(`${url}/#/planner`);
+  await login(page, cred('COUNTY_PLANNER'));
+  await page.waitForSelector('#plans');
+  await page.click('#plans li:first-child button');
+  await page.waitForSelector('#step-approve');
+  await page.waitForSelector('#impact table');
+  await page.screenshot({ path: join(shots, '8-county-review.png') });
+  await page.context().close();
+});
+
+await step("a dispatcher finds the resident's report on the board, accepts and assigns it, and it moves columns", async () => {
+  const page = await newPage();
+  await page.goto(`${url}/#/dispatcher`);
+  await login(page, cred('DISPATCHER'));
+  const card = `article[data-case="${caseId}"]`;
+  await page.waitForSelector(`section[data-column=new] ${card}`, { timeout: 15000 });
+  await page.screenshot({ path: join(shots, '9-dispatcher-board.png') });
+  await page.click(card);
+  await page.waitForSelector('#case-actions button[data-action=accept]');
+  await waitIdle(page, 'case');
+  await page.screenshot({ path: join(shots, '10-dispatcher-case.png') });
+  await page.click('#case-actions button[data-action=accept]');
+  await page.waitForSelector(`section[data-column=accepted] ${card}`);
+  await page.waitForSelector('#case-actions button[data-action=assign]');
+  await page.click('#case-actions button[data-action=assign]');
+  await page.waitForSelector(`section[data-column=assigned] ${card}`);
+  const timeline = await page.textContent('#timeline');
+  assert.match(timeline, /受理/);
+  assert.match(timeline, /派遣/);
+  await page.screenshot({ path: join(shots, '11-dispatcher-assigned.png') });
+
+  // English switch.
+  await page.click('#lang');
+  await page.waitForSelector('section[data-column=assigned] h3:has-text("Assigned")');
+  await page.click('#lang');
+
+  await page.goto(`${url}/#/assessment`);
+  await page.waitForSelector('#assessment table#grids');
+  await waitIdle(page, 'density');
+  const gridRows = await page.$$eval('#grids tbody tr', (rs) => rs.map((r) => r.dataset.key));
+  assert.ok(gridRows.includes(gridCode), `assessment lists ${gridCode}`);
+  await page.screenshot({ path: join(shots, '12-assessment.png') });
+  await page.context().close();
+});
+
+await browser.close();
+for (const [k, v] of Object.entries(figures)) console.log(`figure ${k} ${v}`);

@@ -465,3 +465,42 @@ pub async fn load_dispatch_once(store: &dyn Store, file: &Path) -> Result<()> {
     );
     Ok(())
 }
+
+/// Demo accounts for the web app, made once in a store without users: a township planner,
+/// a county planner, a county dispatcher and a city admin, sharing one random password
+/// printed now (and never again; `wangge user password NAME` sets another).
+pub async fn create_demo_users_once(store: &dyn Store) -> Result<()> {
+    use wangge::domain::{Grant, UserRole};
+    if !store.users().await?.is_empty() {
+        return Ok(());
+    }
+    let password = format!("demo-{:010x}", rand::random::<u64>() >> 24);
+    let hash = wangge::auth::hash_password(&password)?;
+    let accounts = [
+        ("demo-township-planner", UserRole::Planner, "371602001"),
+        ("demo-county-planner", UserRole::Planner, "371602"),
+        ("demo-dispatcher", UserRole::Dispatcher, "371602"),
+        ("demo-admin", UserRole::CityAdmin, "3716"),
+    ];
+    for (name, role, scope) in accounts {
+        store.create_user(name, Some(&hash)).await?;
+        store
+            .grant(
+                name,
+                &Grant {
+                    role,
+                    scope: scope.into(),
+                },
+            )
+            .await?;
+    }
+    println!(
+        "demo accounts (password {password}, shown only now): {}",
+        accounts
+            .iter()
+            .map(|(n, r, s)| format!("{n} ({} of {s})", r.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}

@@ -78,6 +78,7 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
                 tracing::info!("the store has grids already; the demo is not loaded again");
             }
             demo::load_dispatch_once(store.as_ref(), &a.demo_matters).await?;
+            demo::create_demo_users_once(store.as_ref()).await?;
         }
         let live = Arc::new(LiveGrids::load(store.as_ref()).await?);
         let grids = live.snapshot().locator.grids().len();

@@ -9,6 +9,7 @@ mod dispatch;
 mod helpers;
 mod import_files;
 mod injected;
+mod map;
 mod properties;
 mod real_data;
 mod service;

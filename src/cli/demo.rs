@@ -299,6 +299,7 @@ pub async fn load_once(
         }
     }
     store.upsert_regions(&regions).await?;
+    let grids = with_fictional_households(grids);
     let effective = "2026-01-01".parse()?;
     let plan = plans::draft(
         store,
@@ -503,4 +504,20 @@ pub async fn create_demo_users_once(store: &dyn Store) -> Result<()> {
             .join(", ")
     );
     Ok(())
+}
+
+/// Fictional household counts (150–499, fixed by the grid code) for grids that have none,
+/// so per-household figures (the density map) mean something in the demo.
+fn with_fictional_households(mut grids: Vec<Grid>) -> Vec<Grid> {
+    for g in &mut grids {
+        if !g.properties.contains_key("households") {
+            let spread = g
+                .id
+                .bytes()
+                .fold(2_166_136_261u32, |h, b| (h ^ b as u32).wrapping_mul(16_777_619));
+            g.properties
+                .insert("households".into(), serde_json::Value::from(150 + spread % 350));
+        }
+    }
+    grids
 }

@@ -20,6 +20,9 @@ export function mapConfig(): Promise<MapConfig> {
 const tiles = (layer: string, asOf?: string) =>
   `${location.origin}/tiles/${layer}/{z}/{x}/{y}.mvt${asOf ? `?as_of=${asOf}` : ''}`;
 
+/** The grids' tile URL, today's or as of a past date. */
+export const gridTiles = (asOf?: string) => tiles('grids', asOf);
+
 /** Grids appear from this zoom on (below it a tile would hold thousands). */
 export const GRID_MIN_ZOOM = 9;
 

@@ -4,7 +4,7 @@
 import { h, fill, toast } from '../dom';
 import { t } from '../i18n';
 import { get, post, query } from '../api';
-import { createMap, hoverGrids, showGeoJSON, bboxOf, zoomTo, maplibregl } from '../map';
+import { createMap, hoverGrids, showGeoJSON, bboxOf, zoomTo, gridTiles, maplibregl } from '../map';
 import type { Cleanup } from '../main';
 
 interface Card {
@@ -28,7 +28,9 @@ export async function publicPage(root: HTMLElement): Promise<Cleanup> {
   const results = h('ul', { class: 'hits' });
   const card = h('section', { class: 'card', id: 'card' }, h('p', { class: 'hint' }, t('card.hint')));
   const searchForm = h('form', { class: 'search' }, input, h('button', { type: 'submit' }, t('search.go')));
-  fill(side, searchForm, results, card);
+  // Grids as they were on a past date (the tiles' as_of); empty: today's.
+  const asOf = h('input', { type: 'date', id: 'as-of', max: new Date().toISOString().slice(0, 10) });
+  fill(side, searchForm, results, h('label', { class: 'as-of' }, t('map.as_of'), asOf), card);
 
   const map = await createMap(mapEl, { name: 'public' });
     hoverGrids(map);
@@ -70,6 +72,10 @@ export async function publicPage(root: HTMLElement): Promise<Cleanup> {
   };
 
   map.on('click', (e) => locate(e.lngLat.lng, e.lngLat.lat));
+  asOf.addEventListener('change', () => {
+    const src = map.getSource('grids') as maplibregl.VectorTileSource | undefined;
+    src?.setTiles([gridTiles(asOf.value || undefined)]);
+  });
 
   searchForm.addEventListener('submit', async (e) => {
     e.preventDefault();

@@ -511,12 +511,13 @@ pub async fn create_demo_users_once(store: &dyn Store) -> Result<()> {
 fn with_fictional_households(mut grids: Vec<Grid>) -> Vec<Grid> {
     for g in &mut grids {
         if !g.properties.contains_key("households") {
-            let spread = g
-                .id
-                .bytes()
-                .fold(2_166_136_261u32, |h, b| (h ^ b as u32).wrapping_mul(16_777_619));
-            g.properties
-                .insert("households".into(), serde_json::Value::from(150 + spread % 350));
+            let spread = g.id.bytes().fold(2_166_136_261u32, |h, b| {
+                (h ^ b as u32).wrapping_mul(16_777_619)
+            });
+            g.properties.insert(
+                "households".into(),
+                serde_json::Value::from(150 + spread % 350),
+            );
         }
     }
     grids

@@ -339,7 +339,9 @@ pub async fn upload(
     caller: Caller,
     multipart: Multipart,
 ) -> Result<(StatusCode, Json<PlanSummary>), ApiError> {
+    let started = std::time::Instant::now();
     let mut form = read_upload(multipart).await?;
+    let received_in = started.elapsed();
     let scope =
         form.fields.get("scope").cloned().ok_or_else(|| {
             ApiError::bad_request("the form needs a `scope` field (a region code)")
@@ -365,6 +367,12 @@ pub async fn upload(
         .cloned()
         .unwrap_or_else(|| format!("plan for {scope}"));
     let grids = grids_of(&mut form).await?;
+    tracing::debug!(
+        grids = grids.len(),
+        receive_ms = received_in.as_millis() as u64,
+        read_ms = (started.elapsed() - received_in).as_millis() as u64,
+        "plan upload read"
+    );
     let plan = plans::draft(
         state.store.as_ref(),
         DraftRequest {

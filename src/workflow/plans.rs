@@ -87,7 +87,9 @@ pub struct DraftRequest {
 
 /// Drafts a plan: prepares it against the current grids and stores it.
 pub async fn draft(store: &dyn Store, request: DraftRequest) -> Result<Plan, PlanError> {
+    let started = std::time::Instant::now();
     let prepared = prepare(store, &request.scope_code, request.layer, request.grids).await?;
+    let prepared_in = started.elapsed();
     let plan = NewPlan {
         scope_code: request.scope_code,
         layer: request.layer,
@@ -95,7 +97,14 @@ pub async fn draft(store: &dyn Store, request: DraftRequest) -> Result<Plan, Pla
         effective_date: request.effective_date,
         actor: request.actor,
     };
-    Ok(store.create_plan(&plan, &prepared.content).await?)
+    let created = store.create_plan(&plan, &prepared.content).await?;
+    tracing::debug!(
+        plan = created.id,
+        prepare_ms = prepared_in.as_millis() as u64,
+        store_ms = (started.elapsed() - prepared_in).as_millis() as u64,
+        "plan drafted"
+    );
+    Ok(created)
 }
 
 /// Replaces a draft's grids, re-running validation, lineage and codes.
@@ -196,7 +205,9 @@ pub async fn prepare(
     if grids.is_empty() {
         return Err(PlanError::Empty);
     }
+    let t0 = std::time::Instant::now();
     let regions = store.regions(Some(scope)).await?;
+    let regions_in = t0.elapsed();
     let communities: Vec<&RegionRecord> = regions
         .iter()
         .filter(|r| r.level == Level::Community && r.boundary.is_some())
@@ -207,8 +218,11 @@ pub async fn prepare(
         .filter_map(|r| Some((r.code.clone(), r.boundary.clone()?)))
         .collect();
 
+    let assigned_in = t0.elapsed();
     let current: Vec<GridVersion> = store.grids(None, Some(layer), Some(scope)).await?;
+    let current_in = t0.elapsed();
     let lineage = trace_lineage(&current, &grids);
+    let lineage_in = t0.elapsed();
 
     let mut affected: BTreeSet<String> = parent_of.iter().cloned().collect();
     affected.extend(current.iter().map(|g| g.parent_code.clone()));
@@ -227,6 +241,7 @@ pub async fn prepare(
         g.id = code.clone();
         g.layer = layer;
     }
+    let coded_in = t0.elapsed();
     let parent_opts: Vec<Option<String>> = parent_of.iter().cloned().map(Some).collect();
     let validation = validate_groups(
         &coded,
@@ -234,6 +249,16 @@ pub async fn prepare(
         &parents,
         &plan_validate_options(),
         |_, _| {},
+    );
+    let validated_in = t0.elapsed();
+    tracing::debug!(
+        regions_ms = regions_in.as_millis() as u64,
+        assign_ms = (assigned_in - regions_in).as_millis() as u64,
+        current_ms = (current_in - assigned_in).as_millis() as u64,
+        lineage_ms = (lineage_in - current_in).as_millis() as u64,
+        codes_ms = (coded_in - lineage_in).as_millis() as u64,
+        validate_ms = (validated_in - coded_in).as_millis() as u64,
+        "plan prepared"
     );
     let links = lineage.links(&current, &codes);
     let bases = store.generations(layer, &affected).await?;

@@ -37,6 +37,7 @@ await page.goto(`${url}/#/planner`);
 await page.fill('input[name=name]', name);
 await page.fill('input[name=password]', password);
 await page.click('form.login button[type=submit]');
+await page.waitForSelector('#upload-form');
 const first = [], drawn = [];
 for (let i = 0; i < Math.min(runs, 3); i++) {
   await page.goto(`${url}/#/planner`);

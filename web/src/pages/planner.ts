@@ -145,8 +145,7 @@ export async function plannerPage(root: HTMLElement): Promise<Cleanup> {
 
   const showPlan = async (summary: Plan, uploadStarted?: number) => {
     const id = summary.id;
-    const validation = await get<Validation>(`/v1/plans/${id}/validation`);
-    const plan = await get<Plan>(`/v1/plans/${id}`);
+    const [validation, plan] = await Promise.all([get<Validation>(`/v1/plans/${id}/validation`), get<Plan>(`/v1/plans/${id}`)]);
     const list = h('ol', { class: 'problems', id: 'problems' });
     const counts = Object.entries(validation.stats.by_kind ?? {});
     const steps = h('section', { class: 'steps', id: 'steps' });

@@ -132,6 +132,9 @@ pub fn problem_json(grids: &[Grid], parent: &Option<String>, layer: Layer, p: &P
     })
 }
 
+/// A validation group: the parent's code (if any) and the layer.
+type GroupKey<'a> = (Option<&'a str>, Layer);
+
 /// Validates `grids` grouped by (`parent_of[i]`, layer). A group whose parent has a
 /// boundary in `parents` is checked against it (gaps only for the comprehensive
 /// layer); a group without one is checked for overlaps and holes among its grids.
@@ -154,16 +157,49 @@ pub fn validate_groups(
         ..Validation::default()
     };
     let total = groups.len();
-    for (done, ((parent_id, layer), members)) in groups.into_iter().enumerate() {
+    let groups: Vec<(GroupKey, Vec<usize>)> = groups.into_iter().collect();
+    let check = |((parent_id, layer), members): &(GroupKey, Vec<usize>)| {
         let polys: Vec<MultiPolygon<f64>> =
             members.iter().map(|&i| grids[i].boundary.clone()).collect();
         let ids: Vec<&str> = members.iter().map(|&i| grids[i].id.as_str()).collect();
         let parent = parent_id.and_then(|p| parents.get(p));
         let opts = ValidateOptions {
-            require_cover: layer == Layer::Comprehensive,
+            require_cover: *layer == Layer::Comprehensive,
             ..*options
         };
-        let report = coverage::validate(&polys, &ids, parent, &opts);
+        coverage::validate(&polys, &ids, parent, &opts)
+    };
+    // Groups are independent: spread them over the cores (interleaved, so large and
+    // small communities mix), report progress as each finishes, then merge in group
+    // order so the result is the same for any number of threads.
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(groups.len().max(1));
+    let mut reports: Vec<Option<coverage::Report>> = (0..groups.len()).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for t in 0..threads {
+            let tx = tx.clone();
+            let (groups, check) = (&groups, &check);
+            scope.spawn(move || {
+                for g in (t..groups.len()).step_by(threads) {
+                    if tx.send((g, check(&groups[g]))).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        for (done, (g, report)) in rx.into_iter().enumerate() {
+            reports[g] = Some(report);
+            progress(done + 1, total);
+        }
+    });
+    for (((parent_id, layer), members), report) in groups.iter().zip(reports) {
+        let Some(report) = report else {
+            continue;
+        };
         out.vertices += report.stats.vertices;
         for mut p in report.problems {
             p.grids = p
@@ -171,9 +207,9 @@ pub fn validate_groups(
                 .iter()
                 .map(|&g| members[g as usize] as u32)
                 .collect();
-            out.problems.push((parent_id.map(str::to_string), layer, p));
+            out.problems
+                .push((parent_id.map(str::to_string), *layer, p));
         }
-        progress(done + 1, total);
     }
     out
 }

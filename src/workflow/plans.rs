@@ -403,22 +403,43 @@ fn trace_lineage(current: &[GridVersion], proposed: &[Grid]) -> Lineage {
             })
             .collect(),
     );
-    for (j, g) in proposed.iter().enumerate() {
-        if identical[j].is_some() {
-            continue;
-        }
-        let Some(r) = geom::bounds(&g.boundary) else {
-            continue;
+    // The overlaps are most of the work (an overlay per candidate pair): split the
+    // proposed grids into contiguous chunks over the cores and append the chunks' pairs
+    // in order, so the result does not depend on the number of threads.
+    let todo: Vec<usize> = (0..proposed.len())
+        .filter(|&j| identical[j].is_none())
+        .collect();
+    let overlaps_of = |j: usize| -> Vec<(usize, usize, f64)> {
+        let Some(r) = geom::bounds(&proposed[j].boundary) else {
+            return Vec::new();
         };
         let env = AABB::from_corners([r.min().x, r.min().y], [r.max().x, r.max().y]);
-        for cand in tree.locate_in_envelope_intersecting(&env) {
-            let i = cand.data;
-            let shared = coverage::overlap_area_m2(&current[i].boundary, &g.boundary);
-            if significant(shared, old_area[i], new_area[j]) {
-                pairs.push((i, j, shared));
-            }
-        }
-    }
+        tree.locate_in_envelope_intersecting(&env)
+            .filter_map(|cand| {
+                let i = cand.data;
+                let shared = coverage::overlap_area_m2(&current[i].boundary, &proposed[j].boundary);
+                significant(shared, old_area[i], new_area[j]).then_some((i, j, shared))
+            })
+            .collect()
+    };
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let chunk = todo.len().div_ceil(threads).max(1);
+    let found: Vec<Vec<(usize, usize, f64)>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = todo
+            .chunks(chunk)
+            .map(|js| scope.spawn(|| js.iter().flat_map(|&j| overlaps_of(j)).collect()))
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    pairs.extend(found.into_iter().flatten());
     // Main successor of each old grid and main predecessor of each new one.
     let mut main_succ: Vec<Option<(usize, f64)>> = vec![None; current.len()];
     let mut preds: Vec<Vec<(usize, f64)>> = vec![Vec::new(); proposed.len()];

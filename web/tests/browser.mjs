@@ -92,6 +92,7 @@ await step('the public map draws the regions and, zoomed in, the grids; a click 
   await page.waitForSelector(`#card h2[data-code="${gridCode}"]`, { timeout: 10000 });
   const text = await page.textContent('#card');
   assert.match(text, /监督电话/);
+  assert.doesNotMatch(text, /role\./, 'every member role has a name');
   await page.screenshot({ path: join(shots, '2-public-card.png') });
 
   // Search by code finds the same grid.

@@ -69,19 +69,28 @@ function loginForm(root: HTMLElement): void {
   name.focus();
 }
 
+let generation = 0;
+
 async function route(): Promise<void> {
+  // Each route renders into its own element: a page still loading when the user moves
+  // on writes into a detached element and is released as soon as it finishes.
+  const mine = ++generation;
   if (cleanup) cleanup();
   cleanup = undefined;
   header();
-  const root = document.getElementById('page')!;
-  root.className = `page-${current()}`;
-  fill(root);
+  const main = document.getElementById('page')!;
+  main.className = `page-${current()}`;
+  const root = h('div', { class: 'page-root' });
+  fill(main, root);
   const p = pages[current()];
   document.title = `${t(p.title)} · 网格 wangge`;
   if (p.staff && !me()) return loginForm(root);
   try {
-    cleanup = await p.page(root);
+    const release = await p.page(root);
+    if (mine !== generation) release?.();
+    else cleanup = release;
   } catch (err) {
+    if (mine !== generation) return;
     toast(`${t('error')}: ${(err as Error).message}`, 'error');
     // A token the server refused is forgotten by api.ts: show the login again.
     if (p.staff && !me()) loginForm(root);

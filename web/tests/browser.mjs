@@ -192,9 +192,8 @@ await step("a dispatcher finds the resident's report on the board, accepts and a
   await page.waitForSelector('#case-actions button[data-action=assign]');
   await page.click('#case-actions button[data-action=assign]');
   await page.waitForSelector(`section[data-column=assigned] ${card}`);
-  const timeline = await page.textContent('#timeline');
-  assert.match(timeline, /受理/);
-  assert.match(timeline, /派遣/);
+  // The board moves first, then the case panel reloads: wait for its timeline.
+  await page.waitForFunction(() => /受理[\s\S]*派遣/.test(document.querySelector('#timeline')?.textContent ?? ''), null, { timeout: 10000 });
   await page.screenshot({ path: join(shots, '11-dispatcher-assigned.png') });
 
   // English switch.

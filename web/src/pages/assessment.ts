@@ -78,7 +78,8 @@ export async function assessmentPage(root: HTMLElement): Promise<Cleanup> {
   const form = h('form', { class: 'filters' }, h('label', {}, t('assess.from'), from), h('label', {}, t('assess.to'), to), h('button', { type: 'submit' }, t('assess.go')), csv);
   const out = h('div', { class: 'assessment', id: 'assessment' });
   const mapEl = h('div', { class: 'map', id: 'density-map' });
-  fill(root, h('h2', {}, t('assess.title')), form, h('div', { class: 'assess-split' }, out, h('section', {}, h('h3', {}, t('assess.density')), mapEl, h('div', { class: 'legend', id: 'density-legend' }))));
+  const legend = h('div', { class: 'legend', id: 'density-legend' });
+  fill(root, h('h2', {}, t('assess.title')), form, h('div', { class: 'assess-split' }, out, h('section', {}, h('h3', {}, t('assess.density')), mapEl, legend)));
   const departments = await get<Department[]>('/v1/departments').catch(() => [] as Department[]);
   const deptName = (code: string) => departments.find((d) => d.code === code)?.name ?? code;
   const map = await createMap(mapEl, { name: 'density' });
@@ -98,7 +99,7 @@ export async function assessmentPage(root: HTMLElement): Promise<Cleanup> {
       showGeoJSON(map, 'density', density, '#c0392b', 0.7);
       map.setPaintProperty('density-fill', 'fill-color', ['interpolate', ['linear'], ['get', 'cases_per_1000_households'], 0, '#fee5d9', max / 2, '#fb6a4a', max, '#a50f15']);
     }
-    fill(document.getElementById('density-legend')!, `0 — ${max.toFixed(1)} / 1000`);
+    fill(legend, `0 — ${max.toFixed(1)} / 1000`);
     zoomTo(map, bboxOf({ type: 'GeometryCollection', geometries: density.features.map((f: GeoJSON.Feature) => f.geometry) }), 12);
   };
   form.addEventListener('submit', (e) => { e.preventDefault(); load().catch((err) => toast(err.message, 'error')); });

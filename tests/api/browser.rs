@@ -4,12 +4,12 @@
 //! in the store. Skipped with a message when Node, the built app or Chromium is missing,
 //! unless WANGGE_REQUIRE_BROWSER=1 (scripts/test sets it).
 
-use crate::service::{Server, client};
+use crate::service::{Server, account, client};
 use geo::{InteriorPoint, Translate};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use wangge::domain::{Grant, UserRole};
+use wangge::domain::UserRole;
 use wangge::store::Store;
 
 fn chromium() -> PathBuf {
@@ -38,17 +38,7 @@ fn missing() -> Option<String> {
 
 async fn staff(store: &dyn Store, name: &str, password: &str, role: UserRole, scope: &str) {
     let hash = wangge::auth::hash_password(password).expect("hash");
-    store.create_user(name, Some(&hash)).await.expect("user");
-    store
-        .grant(
-            name,
-            &Grant {
-                role,
-                scope: scope.into(),
-            },
-        )
-        .await
-        .expect("grant");
+    account(store, name, Some(&hash), role, scope).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

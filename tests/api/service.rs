@@ -110,9 +110,15 @@ pub async fn seeded(store: &dyn Store) {
         .expect("phone");
 }
 
-/// A user with one grant and a fresh token.
-pub async fn user(store: &dyn Store, name: &str, role: UserRole, scope: &str) -> String {
-    store.create_user(name, None).await.expect("user");
+/// An account with one grant (and a password hash, for logging in through a form).
+pub async fn account(
+    store: &dyn Store,
+    name: &str,
+    password_hash: Option<&str>,
+    role: UserRole,
+    scope: &str,
+) {
+    store.create_user(name, password_hash).await.expect("user");
     store
         .grant(
             name,
@@ -123,6 +129,11 @@ pub async fn user(store: &dyn Store, name: &str, role: UserRole, scope: &str) ->
         )
         .await
         .expect("grant");
+}
+
+/// A user with one grant and a fresh token.
+pub async fn user(store: &dyn Store, name: &str, role: UserRole, scope: &str) -> String {
+    account(store, name, None, role, scope).await;
     let issued = wangge::auth::issue_token(name, "test", chrono::Duration::hours(1));
     store.store_token(&issued.record).await.expect("token");
     issued.secret

@@ -21,8 +21,10 @@
 
 use super::geom::{self, crosses_ray};
 use super::measure::LocalScale;
+use super::parallel::{build_threads, in_parallel, join};
 use super::pip::PolygonSet;
 use geo_types::{Coord, MultiPolygon, Rect};
+use std::borrow::Borrow;
 
 const EMPTY: u32 = u32::MAX;
 const LIST: u32 = 1 << 31;
@@ -150,6 +152,37 @@ impl CellGrid {
         (((y - self.y0) * self.inv_ch).floor().max(0.0) as usize).min(self.ny - 1)
     }
 
+    /// Pushes `(cell, k)` for every cell whose [`Self::rect`] edge `k` meets.
+    fn cells_of_edge(&self, (a, b): (Coord<f64>, Coord<f64>), k: u32, out: &mut Vec<(u32, u32)>) {
+        // Cells are grown by a hair: an edge on or within that hair of a cell border
+        // also touches the neighbour. The range is widened by twice the hair, far more
+        // than the rounding of `col` and `row`.
+        let margin = self.margin();
+        let (c0, c1) = (
+            self.col(a.x.min(b.x) - margin.x),
+            self.col(a.x.max(b.x) + margin.x),
+        );
+        let (r0, r1) = (
+            self.row(a.y.min(b.y) - margin.y),
+            self.row(a.y.max(b.y) + margin.y),
+        );
+        for iy in r0..=r1 {
+            for ix in c0..=c1 {
+                if geom::segment_meets_rect(a, b, &self.rect(ix, iy)) {
+                    out.push(((iy * self.nx + ix) as u32, k));
+                }
+            }
+        }
+    }
+
+    /// Twice the hair by which [`Self::rect`] grows a cell, per axis.
+    fn margin(&self) -> Coord<f64> {
+        Coord {
+            x: self.cw * 2e-9,
+            y: self.ch * 2e-9,
+        }
+    }
+
     /// The cell's rectangle grown by a hair, so that rounding in `cell_of` can never
     /// put a point into a cell whose rectangle does not contain it.
     fn rect(&self, ix: usize, iy: usize) -> Rect<f64> {
@@ -205,18 +238,26 @@ pub struct Partition {
 
 impl Partition {
     /// Builds the index with default options. Polygon `i` of the input is index `i`.
-    pub fn build(polygons: &[MultiPolygon<f64>]) -> Self {
+    pub fn build<P: Borrow<MultiPolygon<f64>> + Sync>(polygons: &[P]) -> Self {
         Self::build_with(polygons, BuildOptions::default())
     }
 
     /// Builds the index.
-    pub fn build_with(polygons: &[MultiPolygon<f64>], options: BuildOptions) -> Self {
-        let set = PolygonSet::new(polygons);
+    /// Takes the polygons or references to them (a caller that keeps its own copy need
+    /// not clone them).
+    pub fn build_with<P: Borrow<MultiPolygon<f64>> + Sync>(
+        polygons: &[P],
+        options: BuildOptions,
+    ) -> Self {
+        let threads = match options.threads {
+            0 => build_threads(polygons.len()),
+            t => t,
+        };
+        let set = PolygonSet::build(polygons, threads);
         let bbox = geom::bounds_of(
-            polygons
-                .iter()
-                .filter_map(geom::bounds)
-                .flat_map(|r| [r.min(), r.max()]),
+            (0..set.len() as u32)
+                .filter(|&i| !set.polys[i as usize].rings.is_empty())
+                .flat_map(|i| [set.bbox(i).min(), set.bbox(i).max()]),
         )
         .unwrap_or(Rect::new(Coord { x: 0., y: 0. }, Coord { x: 0., y: 0. }));
         let grid = CellGrid::new(bbox, options.cells_per_polygon * set.len().max(1) as f64);
@@ -225,171 +266,132 @@ impl Partition {
             .map(|i| set.polys[i as usize].coord_range(&set).start)
             .collect();
 
-        // 1. Rasterise every edge into the cells it passes through. Polygons are split
-        //    into contiguous ranges, one per thread, and the results concatenated in
-        //    order, so each cell's edges stay sorted by edge index.
-        let threads = match options.threads {
-            0 => build_threads(set.len()),
-            t => t,
-        };
-        let pairs: Vec<Vec<(u32, u32)>> = in_parallel(set.len(), threads, |polys| {
-            let mut pairs: Vec<(u32, u32)> = Vec::with_capacity(polys.len() * 512);
+        // 1. Polygon by polygon, while its coordinates are in cache: the cells each edge
+        //    passes through, what the cell-local test needs for each cell the polygon's
+        //    boundary crosses, and the cells it contains wholly. Polygons are split into
+        //    contiguous ranges, one per thread, and the results concatenated in order,
+        //    so every cell's edges and entries stay sorted by polygon (and edge).
+        let mut parts = in_parallel(set.len(), threads, |polys| {
+            let mut part = Rasterised::default();
+            let mut local: Vec<(u32, u32)> = Vec::new();
+            let mut own: Vec<u32> = Vec::new();
+            let mut touched: Vec<u32> = Vec::new();
+            let mut scratch: Vec<bool> = Vec::new();
             for i in polys {
                 let i = i as u32;
-                set.for_each_edge(i, |k| {
-                    let (a, b) = set.edge(k);
-                    let (c0, c1) = (grid.col(a.x.min(b.x)), grid.col(a.x.max(b.x)));
-                    let (r0, r1) = (grid.row(a.y.min(b.y)), grid.row(a.y.max(b.y)));
-                    // Cells are grown by a hair: an edge on a cell border may also touch
-                    // the neighbour, so widen the range by one where the edge is that close.
-                    let (c0, c1) = (c0.saturating_sub(1), (c1 + 1).min(grid.nx - 1));
-                    let (r0, r1) = (r0.saturating_sub(1), (r1 + 1).min(grid.ny - 1));
-                    for iy in r0..=r1 {
-                        for ix in c0..=c1 {
-                            if geom::segment_meets_rect(a, b, &grid.rect(ix, iy)) {
-                                pairs.push(((iy * grid.nx + ix) as u32, k));
-                            }
-                        }
-                    }
-                });
-            }
-            pairs
-        });
-        let (cell_edge_offsets, cell_edges) = group_by_cell(ncells, &pairs);
-        drop(pairs);
-        let owner = |k: u32| owner_in(&poly_coord_starts, k);
-
-        // 2. Cells that a polygon contains wholly. Two neighbouring cells that none of the
-        //    polygon's edges touch are both inside or both outside (the segment between
-        //    their centres lies in the two cells, which no edge meets), so the status
-        //    spreads along a run of untouched cells and down to the run below; an exact
-        //    point-in-polygon test is needed only for a run with no untouched cell above.
-        let touches = |cell: usize, i: u32| -> bool {
-            let r = set.polys[i as usize].coord_range(&set);
-            let edges =
-                &cell_edges[cell_edge_offsets[cell] as usize..cell_edge_offsets[cell + 1] as usize];
-            let at = edges.partition_point(|&k| k < r.start);
-            at < edges.len() && edges[at] < r.end
-        };
-        let full: Vec<Vec<(u32, u32)>> = in_parallel(set.len(), threads, |polys| {
-            let mut full = Vec::new();
-            for i in polys {
-                let i = i as u32;
-                if set.polys[i as usize].rings.is_empty() {
-                    continue;
+                local.clear();
+                set.for_each_edge(i, |k| grid.cells_of_edge(set.edge(k), k, &mut local));
+                local.sort_unstable();
+                touched.clear();
+                let mut at = 0;
+                while at < local.len() {
+                    let cell = local[at].0;
+                    let end = at + local[at..].partition_point(|&(c, _)| c == cell);
+                    own.clear();
+                    own.extend(local[at..end].iter().map(|&(_, k)| k));
+                    let rect = grid.rect(cell as usize % grid.nx, cell as usize / grid.nx);
+                    let (base, start) = local_reference(&set, i, &own, &rect, &mut part.breaks);
+                    part.entries.push((
+                        cell,
+                        [
+                            i | if base { BASE } else { 0 },
+                            (end - at) as u32,
+                            start,
+                            part.breaks.len() as u32,
+                        ],
+                    ));
+                    touched.push(cell);
+                    at = end;
                 }
-                let b = set.bbox(i);
-                let (c0, c1) = (grid.col(b.min().x), grid.col(b.max().x));
-                let (r0, r1) = (grid.row(b.min().y), grid.row(b.max().y));
-                // Status of each column's cell in the row above (None: touched).
-                let mut above: Vec<Option<bool>> = vec![None; c1 - c0 + 1];
-                let mut row: Vec<Option<bool>> = vec![None; c1 - c0 + 1];
-                for iy in r0..=r1 {
-                    let mut ix = c0;
-                    while ix <= c1 {
-                        if touches(iy * grid.nx + ix, i) {
-                            row[ix - c0] = None;
-                            ix += 1;
-                            continue;
-                        }
-                        let start = ix;
-                        while ix <= c1 && !touches(iy * grid.nx + ix, i) {
-                            ix += 1;
-                        }
-                        let inside = above[start - c0..ix - c0]
-                            .iter()
-                            .find_map(|&s| s)
-                            .unwrap_or_else(|| set.contains(i, grid.centre(start, iy)));
-                        for x in start..ix {
-                            row[x - c0] = Some(inside);
-                            if inside {
-                                full.push(((iy * grid.nx + x) as u32, i));
-                            }
-                        }
-                    }
-                    std::mem::swap(&mut above, &mut row);
-                }
+                part.pairs.extend_from_slice(&local);
+                part.full_cells(&set, &grid, i, &touched, &mut scratch);
             }
-            full
+            part
         });
-        let (full_offsets, full_polys) = group_by_cell(ncells, &full);
-        drop(full);
+        // Each thread numbered its breaks from zero: shift them into one array.
+        let mut breaks: Vec<f64> = Vec::with_capacity(parts.iter().map(|p| p.breaks.len()).sum());
+        for part in &mut parts {
+            let shift = breaks.len() as u32;
+            for (_, e) in &mut part.entries {
+                e[2] += shift;
+                e[3] += shift;
+            }
+            breaks.append(&mut part.breaks);
+        }
+        // Three independent counting sorts, each bound by memory: side by side.
+        let (
+            (cell_edge_offsets, cell_edges),
+            ((entry_offsets, entries), (full_offsets, full_polys)),
+        ) = join(
+            threads,
+            || group_by_cell(ncells, parts.iter().map(|p| p.pairs.as_slice())),
+            || {
+                join(
+                    threads,
+                    || group_by_cell(ncells, parts.iter().map(|p| p.entries.as_slice())),
+                    || group_by_cell(ncells, parts.iter().map(|p| p.full.as_slice())),
+                )
+            },
+        );
+        drop(parts);
 
-        // 3. Encode each cell. A candidate with edges in the cell carries what the
-        //    cell-local crossing test needs (see `cell_contains`).
+        // 2. Encode each cell: one word, or a candidate list merged in polygon order.
+        //    A candidate with edges in the cell carries its range of the cell's edges
+        //    and of the breaks (see `cell_contains`).
         let encoded = in_parallel(ncells, threads, |range| {
-            let mut out = EncodedCells::default();
-            let mut entries: Vec<[u32; ENTRY]> = Vec::new();
+            let mut words = Vec::with_capacity(range.len());
+            let mut lists: Vec<u32> = Vec::new();
             for cell in range {
-                let (e0, e1) = (cell_edge_offsets[cell], cell_edge_offsets[cell + 1]);
-                let edges = &cell_edges[e0 as usize..e1 as usize];
+                let crossing =
+                    &entries[entry_offsets[cell] as usize..entry_offsets[cell + 1] as usize];
                 let fulls =
                     &full_polys[full_offsets[cell] as usize..full_offsets[cell + 1] as usize];
-                if edges.is_empty() && fulls.len() == 1 {
-                    out.words.push(fulls[0]);
-                    continue;
-                }
-                if edges.is_empty() && fulls.is_empty() {
-                    out.words.push(EMPTY);
-                    continue;
-                }
-                entries.clear();
-                entries.extend(fulls.iter().map(|&i| [i | FULL, 0, 0, 0, 0]));
-                let (ix, iy) = (cell % grid.nx, cell / grid.nx);
-                let rect = grid.rect(ix, iy);
-                let mut run = 0usize;
-                while run < edges.len() {
-                    let o = owner(edges[run]);
-                    let mut end = run;
-                    while end < edges.len() && owner(edges[end]) == o {
-                        end += 1;
+                match (crossing.len(), fulls.len()) {
+                    (0, 0) => words.push(EMPTY),
+                    (0, 1) => words.push(fulls[0]),
+                    _ => {
+                        words.push(LIST | lists.len() as u32);
+                        lists.push((crossing.len() + fulls.len()) as u32);
+                        let mut edge_at = cell_edge_offsets[cell];
+                        let (mut c, mut f) = (0, 0);
+                        while c < crossing.len() || f < fulls.len() {
+                            if c == crossing.len()
+                                || (f < fulls.len() && fulls[f] < crossing[c][0] & POLY)
+                            {
+                                lists.extend_from_slice(&[fulls[f] | FULL, 0, 0, 0, 0]);
+                                f += 1;
+                            } else {
+                                let [poly, n_edges, b0, b1] = crossing[c];
+                                lists.extend_from_slice(&[
+                                    poly,
+                                    edge_at,
+                                    edge_at + n_edges,
+                                    b0,
+                                    b1,
+                                ]);
+                                edge_at += n_edges;
+                                c += 1;
+                            }
+                        }
                     }
-                    let own = &edges[run..end];
-                    let base = local_reference(&set, o, own, &rect, &mut out.breaks);
-                    entries.push([
-                        o | if base.0 { BASE } else { 0 },
-                        e0 + run as u32,
-                        e0 + end as u32,
-                        base.1,
-                        out.breaks.len() as u32,
-                    ]);
-                    run = end;
-                }
-                entries.sort_unstable_by_key(|e| e[0] & POLY);
-                out.words.push(LIST | out.lists.len() as u32);
-                out.lists.push(entries.len() as u32);
-                for e in &entries {
-                    out.lists.extend_from_slice(e);
                 }
             }
-            out
+            (words, lists)
         });
-        // Each thread numbered its lists and breaks from zero: shift them into place.
+        drop((entry_offsets, entries, full_offsets, full_polys));
+        // Each thread numbered its lists from zero: shift them into place.
         let mut cells = Vec::with_capacity(ncells);
         let mut lists = Vec::new();
-        let mut breaks: Vec<f64> = Vec::new();
-        for mut part in encoded {
-            let (list_base, break_base) = (lists.len() as u32, breaks.len() as u32);
-            cells.extend(part.words.iter().map(|&w| {
+        for (words, part_lists) in encoded {
+            let list_base = lists.len() as u32;
+            cells.extend(words.iter().map(|&w| {
                 if w != EMPTY && w & LIST != 0 {
                     w + list_base
                 } else {
                     w
                 }
             }));
-            let mut at = 0;
-            while at < part.lists.len() {
-                let n = part.lists[at] as usize;
-                for e in part.lists[at + 1..at + 1 + n * ENTRY].chunks_exact_mut(ENTRY) {
-                    if e[0] & FULL == 0 {
-                        e[3] += break_base;
-                        e[4] += break_base;
-                    }
-                }
-                at += 1 + n * ENTRY;
-            }
-            lists.extend_from_slice(&part.lists);
-            breaks.append(&mut part.breaks);
+            lists.extend_from_slice(&part_lists);
         }
         let mut set = set;
         // Lookups use the raster's cell-local test; the stripe index served the build.
@@ -808,57 +810,90 @@ fn local_reference(
         let (a, b) = set.edge(k);
         // At a vertex right of X, an outside edge meets this cell edge: the outside
         // crossing count changes there by one.
-        if a.x > x && a.y > y0 && !is_own(set.prev_edge(k)) {
+        if a.x > x && a.y > y0 && !is_own(set.prev_edge_of(poly, k)) {
             breaks.push(a.y);
         }
-        if b.x > x && b.y > y0 && !is_own(set.next_edge(k)) {
+        if b.x > x && b.y > y0 && !is_own(set.next_edge_of(poly, k)) {
             breaks.push(b.y);
         }
     }
     (parity, start)
 }
 
-/// One thread's share of the encoded raster, numbered from zero.
+/// One thread's share of the rasterised polygons, breaks numbered from zero.
 #[derive(Default)]
-struct EncodedCells {
-    words: Vec<u32>,
-    lists: Vec<u32>,
+struct Rasterised {
+    /// (cell, edge) for every cell an edge passes through.
+    pairs: Vec<(u32, u32)>,
+    /// (cell, [polygon | BASE, edges in the cell, breaks start, breaks end]) for every
+    /// cell a polygon's boundary crosses.
+    entries: Vec<(u32, [u32; 4])>,
     breaks: Vec<f64>,
+    /// (cell, polygon) for every cell a polygon contains wholly.
+    full: Vec<(u32, u32)>,
 }
 
-/// Threads for building an index of `n` polygons: one for small inputs (spawning costs
-/// more than it saves), else what the machine offers, at most 8.
-fn build_threads(n: usize) -> usize {
-    if n < 2_000 {
-        return 1;
+impl Rasterised {
+    /// Records the cells polygon `i` contains wholly, given the sorted cells its
+    /// boundary crosses. Two neighbouring cells that none of the polygon's edges touch
+    /// are both inside or both outside (the segment between their centres lies in the
+    /// two cells, which no edge meets), so the status spreads along a run of untouched
+    /// cells and down to the run below; an exact point-in-polygon test is needed only
+    /// for a run with no untouched cell above.
+    fn full_cells(
+        &mut self,
+        set: &PolygonSet,
+        grid: &CellGrid,
+        i: u32,
+        touched: &[u32],
+        scratch: &mut Vec<bool>,
+    ) {
+        if set.polys[i as usize].rings.is_empty() {
+            return;
+        }
+        let b = set.bbox(i);
+        let (c0, c1) = (grid.col(b.min().x), grid.col(b.max().x));
+        let (r0, r1) = (grid.row(b.min().y), grid.row(b.max().y));
+        let width = c1 - c0 + 1;
+        // The bounding box's cells, marked where the boundary passes.
+        scratch.clear();
+        scratch.resize(width * (r1 - r0 + 1), false);
+        for &cell in touched {
+            let (ix, iy) = (cell as usize % grid.nx, cell as usize / grid.nx);
+            if (c0..=c1).contains(&ix) && (r0..=r1).contains(&iy) {
+                scratch[(iy - r0) * width + ix - c0] = true;
+            }
+        }
+        let touches = |ix: usize, iy: usize| scratch[(iy - r0) * width + ix - c0];
+        // Status of each column's cell in the row above (None: touched).
+        let mut above: Vec<Option<bool>> = vec![None; width];
+        let mut row: Vec<Option<bool>> = vec![None; width];
+        for iy in r0..=r1 {
+            let mut ix = c0;
+            while ix <= c1 {
+                if touches(ix, iy) {
+                    row[ix - c0] = None;
+                    ix += 1;
+                    continue;
+                }
+                let start = ix;
+                while ix <= c1 && !touches(ix, iy) {
+                    ix += 1;
+                }
+                let inside = above[start - c0..ix - c0]
+                    .iter()
+                    .find_map(|&s| s)
+                    .unwrap_or_else(|| set.contains(i, grid.centre(start, iy)));
+                for x in start..ix {
+                    row[x - c0] = Some(inside);
+                    if inside {
+                        self.full.push(((iy * grid.nx + x) as u32, i));
+                    }
+                }
+            }
+            std::mem::swap(&mut above, &mut row);
+        }
     }
-    std::thread::available_parallelism().map_or(1, |t| t.get().min(8))
-}
-
-/// Runs `work` on `threads` contiguous ranges of `0..n` and returns the results in range
-/// order.
-fn in_parallel<T: Send>(
-    n: usize,
-    threads: usize,
-    work: impl Fn(std::ops::Range<usize>) -> T + Sync,
-) -> Vec<T> {
-    let threads = threads.clamp(1, n.max(1));
-    if threads == 1 {
-        return vec![work(0..n)];
-    }
-    let step = n.div_ceil(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let work = &work;
-                s.spawn(move || work(t * step..((t + 1) * step).min(n)))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    })
 }
 
 /// Counts describing a partition's raster (see [`Partition::raster_stats`]).
@@ -996,19 +1031,22 @@ fn ring_cells(
 }
 
 /// Counting sort of (cell, value) pairs into CSR offsets and values, stable.
-fn group_by_cell(ncells: usize, parts: &[Vec<(u32, u32)>]) -> (Vec<u32>, Vec<u32>) {
+fn group_by_cell<'a, T: Copy + Default + 'a>(
+    ncells: usize,
+    parts: impl Iterator<Item = &'a [(u32, T)]> + Clone,
+) -> (Vec<u32>, Vec<T>) {
     // Parts are read in order without concatenating them first: at city scale they
     // hold hundreds of megabytes.
     let mut offsets = vec![0u32; ncells + 1];
-    for &(c, _) in parts.iter().flatten() {
+    for &(c, _) in parts.clone().flatten() {
         offsets[c as usize + 1] += 1;
     }
     for i in 1..offsets.len() {
         offsets[i] += offsets[i - 1];
     }
     let mut fill = offsets.clone();
-    let mut values = vec![0u32; offsets[ncells] as usize];
-    for &(c, v) in parts.iter().flatten() {
+    let mut values = vec![T::default(); offsets[ncells] as usize];
+    for &(c, v) in parts.flatten() {
         values[fill[c as usize] as usize] = v;
         fill[c as usize] += 1;
     }

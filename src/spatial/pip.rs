@@ -15,6 +15,7 @@
 
 use super::geom;
 use geo_types::{Coord, MultiPolygon, Rect};
+use std::borrow::Borrow;
 
 /// Polygons stored flat with a y-stripe index each.
 #[derive(Debug, Default, Clone)]
@@ -58,6 +59,42 @@ impl PolygonSet {
             set.push(mp);
         }
         set
+    }
+
+    /// [`Self::new`] over a slice, built on `threads` threads; the same set whatever
+    /// the number.
+    pub fn build<P: Borrow<MultiPolygon<f64>> + Sync>(polygons: &[P], threads: usize) -> Self {
+        let parts = super::parallel::in_parallel(polygons.len(), threads, |range| {
+            PolygonSet::new(polygons[range].iter().map(Borrow::borrow))
+        });
+        let mut parts = parts.into_iter();
+        let Some(mut set) = parts.next() else {
+            return PolygonSet::new([]);
+        };
+        for part in parts {
+            set.append(part);
+        }
+        set
+    }
+
+    /// Appends the polygons of `other`, renumbering its offsets.
+    fn append(&mut self, other: PolygonSet) {
+        let coord_base = self.coords.len() as u32;
+        let ring_base = (self.ring_starts.len() - 1) as u32;
+        let stripe_base = self.stripe_offsets.len() as u32;
+        let stripe_edge_base = self.stripe_edges.len() as u32;
+        self.coords.extend_from_slice(&other.coords);
+        self.ring_starts
+            .extend(other.ring_starts[1..].iter().map(|&s| s + coord_base));
+        self.polys.extend(other.polys.into_iter().map(|mut m| {
+            m.rings = m.rings.start + ring_base..m.rings.end + ring_base;
+            m.stripe_base += stripe_base;
+            m
+        }));
+        self.stripe_offsets
+            .extend(other.stripe_offsets.iter().map(|&o| o + stripe_edge_base));
+        self.stripe_edges
+            .extend(other.stripe_edges.iter().map(|&k| k + coord_base));
     }
 
     fn push(&mut self, mp: &MultiPolygon<f64>) {
@@ -207,13 +244,17 @@ impl PolygonSet {
     }
 
     /// The ring (index into `ring_starts`) holding coordinate offset `k`.
-    fn ring_of(&self, k: u32) -> usize {
-        self.ring_starts.partition_point(|&s| s <= k) - 1
+    /// The ring holding edge `k` of polygon `i`: searched among that polygon's rings
+    /// only (usually one).
+    fn ring_of(&self, i: u32, k: u32) -> usize {
+        let rings = &self.polys[i as usize].rings;
+        let own = &self.ring_starts[rings.start as usize..rings.end as usize];
+        rings.start as usize + own.partition_point(|&s| s <= k) - 1
     }
 
-    /// The edge before edge `k` in its ring (cyclically).
-    pub(crate) fn prev_edge(&self, k: u32) -> u32 {
-        let r = self.ring_of(k);
+    /// The edge before edge `k` of polygon `i` in its ring (cyclically).
+    pub(crate) fn prev_edge_of(&self, i: u32, k: u32) -> u32 {
+        let r = self.ring_of(i, k);
         if k == self.ring_starts[r] {
             self.ring_starts[r + 1] - 2
         } else {
@@ -221,9 +262,9 @@ impl PolygonSet {
         }
     }
 
-    /// The edge after edge `k` in its ring (cyclically).
-    pub(crate) fn next_edge(&self, k: u32) -> u32 {
-        let r = self.ring_of(k);
+    /// The edge after edge `k` of polygon `i` in its ring (cyclically).
+    pub(crate) fn next_edge_of(&self, i: u32, k: u32) -> u32 {
+        let r = self.ring_of(i, k);
         if k + 2 == self.ring_starts[r + 1] {
             self.ring_starts[r]
         } else {

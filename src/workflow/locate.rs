@@ -82,10 +82,7 @@ impl GridLocator {
             let ids: Vec<u32> = (0..grids.len() as u32)
                 .filter(|&i| grids[i as usize].layer == layer)
                 .collect();
-            let polys: Vec<_> = ids
-                .iter()
-                .map(|&i| grids[i as usize].boundary.clone())
-                .collect();
+            let polys: Vec<_> = ids.iter().map(|&i| &grids[i as usize].boundary).collect();
             (ids, Partition::build(&polys))
         };
         let (comprehensive_ids, comprehensive) = split(Layer::Comprehensive);

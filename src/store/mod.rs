@@ -16,6 +16,7 @@ mod postgres;
 mod records;
 mod rows;
 mod rules;
+mod shards;
 mod sqlite;
 pub mod wkb;
 

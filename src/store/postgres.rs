@@ -8,7 +8,7 @@ use super::records::*;
 use super::rules::{
     check_effective_after, check_transition, first_containing, precheck_activation, refusal,
 };
-use super::{GridsWatch, Store, StoreError, StoreResult, wkb};
+use super::{GridsWatch, Store, StoreError, StoreResult, shards, wkb};
 use crate::domain::Grant;
 use crate::domain::Layer;
 use async_trait::async_trait;
@@ -63,6 +63,31 @@ super::rows::row_decoders!(PgRow);
 
 fn like_prefix(under: Option<&str>) -> String {
     format!("{}%", under.unwrap_or(""))
+}
+
+/// The grid versions matching a [`Store::grids`] query with ids in `[from, to)`,
+/// decoded. Owns its pool handle so that it can run as its own task.
+async fn read_grids(
+    pool: PgPool,
+    date: Option<NaiveDate>,
+    layer: Option<Layer>,
+    like: String,
+    (from, to): (i64, i64),
+) -> StoreResult<Vec<GridVersion>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {GRID_COLUMNS} FROM grid_versions g WHERE g.code LIKE $1 \
+             AND ($2::text IS NULL OR g.layer = $2) AND CASE WHEN $3::date IS NULL THEN g.valid_to IS NULL \
+             ELSE g.valid_from <= $3 AND (g.valid_to IS NULL OR g.valid_to > $3) END \
+             AND g.id >= $4 AND g.id < $5"
+    ))
+    .bind(like)
+    .bind(layer.map(Layer::as_str))
+    .bind(date)
+    .bind(from)
+    .bind(to)
+    .fetch_all(&pool)
+    .await?;
+    rows.iter().map(grid_from_row).collect()
 }
 
 async fn plan_in(tx: &mut Transaction<'_, Postgres>, id: i64) -> StoreResult<Plan> {
@@ -214,22 +239,38 @@ impl Store for PgStore {
         layer: Option<Layer>,
         under: Option<&str>,
     ) -> StoreResult<Vec<GridVersion>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {GRID_COLUMNS} FROM grid_versions g WHERE g.code LIKE $1 \
-             AND ($2::text IS NULL OR g.layer = $2) AND CASE WHEN $3::date IS NULL THEN g.valid_to IS NULL \
-             ELSE g.valid_from <= $3 AND (g.valid_to IS NULL OR g.valid_to > $3) END"
-        ))
-        .bind(like_prefix(under))
-        .bind(layer.map(Layer::as_str))
-        .bind(date)
-        .fetch_all(&self.pool)
-        .await?;
+        let mut grids = if under.is_some() {
+            read_grids(
+                self.pool.clone(),
+                date,
+                layer,
+                like_prefix(under),
+                (i64::MIN, i64::MAX),
+            )
+            .await?
+        } else {
+            // The whole city: id ranges on parallel connections (see `shards`).
+            loop {
+                let version = self.grids_version().await?;
+                let (lo, hi): (Option<i64>, Option<i64>) =
+                    sqlx::query_as("SELECT MIN(id), MAX(id) FROM grid_versions")
+                        .fetch_one(&self.pool)
+                        .await?;
+                let (Some(lo), Some(hi)) = (lo, hi) else {
+                    return Ok(Vec::new());
+                };
+                let ranges = shards::id_ranges(lo, hi, shards::parallel_reads());
+                let grids = shards::read_ranges(ranges, |range| {
+                    read_grids(self.pool.clone(), date, layer, like_prefix(None), range)
+                })
+                .await?;
+                if self.grids_version().await? == version {
+                    break grids;
+                }
+            }
+        };
         // Sorted here, not in SQL: sorting rows that carry whole boundaries would make
         // the database spill hundreds of megabytes to a temporary sort.
-        let mut grids = rows
-            .iter()
-            .map(grid_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
         grids.sort_unstable_by(|a, b| a.code.cmp(&b.code).then(a.id.cmp(&b.id)));
         Ok(grids)
     }

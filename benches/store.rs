@@ -158,6 +158,7 @@ async fn fresh_sqlite(dir: &Path, n: u64) -> Arc<dyn Store> {
 }
 
 fn bench(c: &mut Criterion) {
+    wangge::memory::keep_freed_pages_for_reuse();
     let n: usize = std::env::var("WANGGE_BENCH_GRIDS")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -26,6 +26,8 @@ pub mod error;
 pub mod http;
 /// Reading and writing boundary files.
 pub mod io;
+/// The allocator (mimalloc) and how it hands memory back.
+pub mod memory;
 /// Service settings (file + environment), validated at start-up.
 pub mod settings;
 /// The spatial engine (no I/O).

@@ -3,5 +3,6 @@
 mod cli;
 
 fn main() -> std::process::ExitCode {
+    wangge::memory::keep_freed_pages_for_reuse();
     cli::run()
 }

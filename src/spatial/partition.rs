@@ -155,8 +155,9 @@ impl CellGrid {
     /// Pushes `(cell, k)` for every cell whose [`Self::rect`] edge `k` meets.
     fn cells_of_edge(&self, (a, b): (Coord<f64>, Coord<f64>), k: u32, out: &mut Vec<(u32, u32)>) {
         // Cells are grown by a hair: an edge on or within that hair of a cell border
-        // also touches the neighbour. The range is widened by twice the hair, far more
-        // than the rounding of `col` and `row`.
+        // also touches the neighbour. The range is widened by a millionth of a cell:
+        // more than the hair and, for cells wider than a centimetre, far more than the
+        // rounding of `col` and `row`; the exact test below drops the extra cells.
         let margin = self.margin();
         let (c0, c1) = (
             self.col(a.x.min(b.x) - margin.x),
@@ -175,11 +176,11 @@ impl CellGrid {
         }
     }
 
-    /// Twice the hair by which [`Self::rect`] grows a cell, per axis.
+    /// A millionth of a cell per axis (see `cells_of_edge`).
     fn margin(&self) -> Coord<f64> {
         Coord {
-            x: self.cw * 2e-9,
-            y: self.ch * 2e-9,
+            x: self.cw * 1e-6,
+            y: self.ch * 1e-6,
         }
     }
 

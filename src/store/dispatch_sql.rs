@@ -358,81 +358,7 @@ macro_rules! dispatch_store_impl {
                 event: &crate::store::dispatch::NewCaseEvent,
                 idempotency: Option<&crate::store::dispatch::IdempotencyKey>,
             ) -> StoreResult<(crate::store::dispatch::CaseRecord, bool)> {
-                use crate::store::dispatch_sql::ms;
-                let insert = format!(
-                    "INSERT INTO cases (state, source, matter_code, matter_version, category, description, \
-                     photos, address, lon, lat, coord_sys, grid_code, community_code, township_code, \
-                     county_code, city_code, near_boundary, neighbour_grid, outside, reporter, \
-                     reporter_name, reporter_phone, reporter_email, centre_code, reported_at, updated_at, \
-                     idempotency_key, request_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-                     $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $25, $26, $27) \
-                     ON CONFLICT (idempotency_key) DO NOTHING RETURNING {}",
-                    crate::store::dispatch_sql::CASE_COLUMNS
-                );
-                // Where the database allows writes in a WITH clause, the case and its
-                // first event are one statement: one round trip, one implicit transaction.
-                let text = if $one_statement {
-                    format!(
-                        "WITH c AS ({insert}), e AS (INSERT INTO case_events (case_id, at, actor, kind, \
-                         from_state, to_state, note, detail) SELECT id, $28, $29, $30, $31, state, $32, $33 \
-                         FROM c) SELECT * FROM c"
-                    )
-                } else {
-                    insert
-                };
-                let sql = $sql(&text);
-                let query = sqlx::query(&sql)
-                    .bind(c.state.as_str())
-                    .bind(c.source.as_str())
-                    .bind(&c.matter_code)
-                    .bind(c.matter_version)
-                    .bind(c.category.map(|k| k.as_str()))
-                    .bind(&c.description)
-                    .bind(sqlx::types::Json(&c.photos))
-                    .bind(&c.address)
-                    .bind(c.lon)
-                    .bind(c.lat)
-                    .bind(&c.coord_sys)
-                    .bind(&c.grid_code)
-                    .bind(&c.community_code)
-                    .bind(&c.township_code)
-                    .bind(&c.county_code)
-                    .bind(&c.city_code)
-                    .bind(c.near_boundary)
-                    .bind(&c.neighbour_grid)
-                    .bind(c.outside)
-                    .bind(&c.reporter)
-                    .bind(&c.reporter_name)
-                    .bind(&c.reporter_phone)
-                    .bind(&c.reporter_email)
-                    .bind(&c.centre_code)
-                    .bind(ms(c.reported_at))
-                    .bind(idempotency.map(|i| i.key.as_str()))
-                    .bind(idempotency.map(|i| i.request_hash.as_str()));
-                if $one_statement {
-                    let row = query
-                        .bind(ms(event.at))
-                        .bind(&event.actor)
-                        .bind(&event.kind)
-                        .bind(event.from_state.map(|s| s.as_str()))
-                        .bind(&event.note)
-                        .bind(sqlx::types::Json(&event.detail))
-                        .fetch_optional(&self.pool)
-                        .await?;
-                    return match row {
-                        Some(row) => Ok((dispatch_rows::case(&row)?, true)),
-                        None => Ok((self.replayed(idempotency).await?, false)),
-                    };
-                }
-                let mut tx = self.pool.begin().await?;
-                let Some(row) = query.fetch_optional(&mut *tx).await? else {
-                    drop(tx);
-                    return Ok((self.replayed(idempotency).await?, false));
-                };
-                let stored = dispatch_rows::case(&row)?;
-                self.insert_event(&mut tx, stored.id, stored.state, event).await?;
-                tx.commit().await?;
-                Ok((stored, true))
+                self.store_case(c, event, idempotency).await
             }
 
             async fn case(&self, id: i64) -> StoreResult<crate::store::dispatch::CaseRecord> {
@@ -496,7 +422,7 @@ macro_rules! dispatch_store_impl {
                     )));
                 };
                 let stored = dispatch_rows::case(&row)?;
-                let event_id = self.insert_event(&mut tx, stored.id, stored.state, event).await?;
+                let event_id = insert_event(&mut tx, stored.id, stored.state, event).await?;
                 if let Some(department) = notify {
                     let sql = $sql(
                         "INSERT INTO webhook_deliveries (event_id, department_code, next_at) \
@@ -708,50 +634,132 @@ macro_rules! dispatch_store_impl {
             }
         }
 
-        impl $store {
-            /// The case an idempotency key stored before, if the request is the same.
-            async fn replayed(
-                &self,
-                idempotency: Option<&crate::store::dispatch::IdempotencyKey>,
-            ) -> StoreResult<crate::store::dispatch::CaseRecord> {
-                let key = idempotency.map(|i| i.key.as_str()).unwrap_or_default();
-                let sql = $sql(&format!(
-                    "SELECT {}, request_hash FROM cases WHERE idempotency_key = $1",
-                    crate::store::dispatch_sql::CASE_COLUMNS
-                ));
-                let row = sqlx::query(&sql).bind(key).fetch_one(&self.pool).await?;
-                let hash: Option<String> = row.try_get("request_hash")?;
-                if hash.as_deref() != idempotency.map(|i| i.request_hash.as_str()) {
-                    return Err(StoreError::Refused(
-                        "this Idempotency-Key was used for a different request".into(),
-                    ));
-                }
-                dispatch_rows::case(&row)
+        /// Stores one case with its first event, alone (see
+        /// [`DispatchStore::create_case`](crate::store::dispatch::DispatchStore::create_case)).
+        pub(crate) async fn store_one_case(
+            pool: &sqlx::Pool<<$row as sqlx::Row>::Database>,
+            c: &crate::store::dispatch::CaseRecord,
+            event: &crate::store::dispatch::NewCaseEvent,
+            idempotency: Option<&crate::store::dispatch::IdempotencyKey>,
+        ) -> StoreResult<(crate::store::dispatch::CaseRecord, bool)> {
+            use crate::store::dispatch_sql::ms;
+            let insert = format!(
+                "INSERT INTO cases (state, source, matter_code, matter_version, category, description, \
+                 photos, address, lon, lat, coord_sys, grid_code, community_code, township_code, \
+                 county_code, city_code, near_boundary, neighbour_grid, outside, reporter, \
+                 reporter_name, reporter_phone, reporter_email, centre_code, reported_at, updated_at, \
+                 idempotency_key, request_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+                 $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $25, $26, $27) \
+                 ON CONFLICT (idempotency_key) DO NOTHING RETURNING {}",
+                crate::store::dispatch_sql::CASE_COLUMNS
+            );
+            // Where the database allows writes in a WITH clause, the case and its
+            // first event are one statement: one round trip, one implicit transaction.
+            let text = if $one_statement {
+                format!(
+                    "WITH c AS ({insert}), e AS (INSERT INTO case_events (case_id, at, actor, kind, \
+                     from_state, to_state, note, detail) SELECT id, $28, $29, $30, $31, state, $32, $33 \
+                     FROM c) SELECT * FROM c"
+                )
+            } else {
+                insert
+            };
+            let sql = $sql(&text);
+            let query = sqlx::query(&sql)
+                .bind(c.state.as_str())
+                .bind(c.source.as_str())
+                .bind(&c.matter_code)
+                .bind(c.matter_version)
+                .bind(c.category.map(|k| k.as_str()))
+                .bind(&c.description)
+                .bind(sqlx::types::Json(&c.photos))
+                .bind(&c.address)
+                .bind(c.lon)
+                .bind(c.lat)
+                .bind(&c.coord_sys)
+                .bind(&c.grid_code)
+                .bind(&c.community_code)
+                .bind(&c.township_code)
+                .bind(&c.county_code)
+                .bind(&c.city_code)
+                .bind(c.near_boundary)
+                .bind(&c.neighbour_grid)
+                .bind(c.outside)
+                .bind(&c.reporter)
+                .bind(&c.reporter_name)
+                .bind(&c.reporter_phone)
+                .bind(&c.reporter_email)
+                .bind(&c.centre_code)
+                .bind(ms(c.reported_at))
+                .bind(idempotency.map(|i| i.key.as_str()))
+                .bind(idempotency.map(|i| i.request_hash.as_str()));
+            if $one_statement {
+                let row = query
+                    .bind(ms(event.at))
+                    .bind(&event.actor)
+                    .bind(&event.kind)
+                    .bind(event.from_state.map(|s| s.as_str()))
+                    .bind(&event.note)
+                    .bind(sqlx::types::Json(&event.detail))
+                    .fetch_optional(pool)
+                    .await?;
+                return match row {
+                    Some(row) => Ok((dispatch_rows::case(&row)?, true)),
+                    None => Ok((replayed_case(pool, idempotency).await?, false)),
+                };
             }
+            let mut tx = pool.begin().await?;
+            let Some(row) = query.fetch_optional(&mut *tx).await? else {
+                drop(tx);
+                return Ok((replayed_case(pool, idempotency).await?, false));
+            };
+            let stored = dispatch_rows::case(&row)?;
+            insert_event(&mut tx, stored.id, stored.state, event).await?;
+            tx.commit().await?;
+            Ok((stored, true))
+        }
 
-            async fn insert_event<'c>(
-                &self,
-                tx: &mut sqlx::Transaction<'c, <$row as sqlx::Row>::Database>,
-                case_id: i64,
-                to_state: crate::domain::CaseState,
-                e: &crate::store::dispatch::NewCaseEvent,
-            ) -> StoreResult<i64> {
-                let sql = $sql(
-                    "INSERT INTO case_events (case_id, at, actor, kind, from_state, to_state, note, detail) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-                );
-                Ok(sqlx::query_scalar(&sql)
-                    .bind(case_id)
-                    .bind(crate::store::dispatch_sql::ms(e.at))
-                    .bind(&e.actor)
-                    .bind(&e.kind)
-                    .bind(e.from_state.map(|s| s.as_str()))
-                    .bind(to_state.as_str())
-                    .bind(&e.note)
-                    .bind(sqlx::types::Json(&e.detail))
-                    .fetch_one(&mut **tx)
-                    .await?)
+        /// The case an idempotency key stored before, if the request is the same.
+        pub(crate) async fn replayed_case(
+            pool: &sqlx::Pool<<$row as sqlx::Row>::Database>,
+            idempotency: Option<&crate::store::dispatch::IdempotencyKey>,
+        ) -> StoreResult<crate::store::dispatch::CaseRecord> {
+            let key = idempotency.map(|i| i.key.as_str()).unwrap_or_default();
+            let sql = $sql(&format!(
+                "SELECT {}, request_hash FROM cases WHERE idempotency_key = $1",
+                crate::store::dispatch_sql::CASE_COLUMNS
+            ));
+            let row = sqlx::query(&sql).bind(key).fetch_one(pool).await?;
+            let hash: Option<String> = row.try_get("request_hash")?;
+            if hash.as_deref() != idempotency.map(|i| i.request_hash.as_str()) {
+                return Err(StoreError::Refused(
+                    "this Idempotency-Key was used for a different request".into(),
+                ));
             }
+            dispatch_rows::case(&row)
+        }
+
+        async fn insert_event<'c>(
+            tx: &mut sqlx::Transaction<'c, <$row as sqlx::Row>::Database>,
+            case_id: i64,
+            to_state: crate::domain::CaseState,
+            e: &crate::store::dispatch::NewCaseEvent,
+        ) -> StoreResult<i64> {
+            let sql = $sql(
+                "INSERT INTO case_events (case_id, at, actor, kind, from_state, to_state, note, detail) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+            );
+            Ok(sqlx::query_scalar(&sql)
+                .bind(case_id)
+                .bind(crate::store::dispatch_sql::ms(e.at))
+                .bind(&e.actor)
+                .bind(&e.kind)
+                .bind(e.from_state.map(|s| s.as_str()))
+                .bind(to_state.as_str())
+                .bind(&e.note)
+                .bind(sqlx::types::Json(&e.detail))
+                .fetch_one(&mut **tx)
+                .await?)
         }
     };
 }

@@ -12,6 +12,7 @@ pub mod access;
 mod access_sql;
 pub mod dispatch;
 mod dispatch_sql;
+pub mod group_commit;
 mod postgres;
 mod records;
 mod rows;

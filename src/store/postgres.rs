@@ -23,6 +23,8 @@ use std::time::Duration;
 /// The PostGIS backend.
 pub struct PgStore {
     pool: PgPool,
+    /// New cases, stored in batches (see [`intake`]).
+    intake: intake::Intake,
 }
 
 const GRID_COLUMNS: &str = "g.id, g.code, g.name, g.layer, g.parent_code, \
@@ -50,7 +52,8 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await?;
-        Ok(PgStore { pool })
+        let intake = intake::intake(pool.clone());
+        Ok(PgStore { pool, intake })
     }
 
     /// The connection pool (for tests and benches that need raw SQL).
@@ -58,6 +61,8 @@ impl PgStore {
         &self.pool
     }
 }
+
+mod intake;
 
 super::rows::row_decoders!(PgRow);
 

@@ -749,6 +749,20 @@ impl Store for SqliteStore {
 }
 
 /// SQLite's positional parameters are `?n`; the shared statements are written `$n`.
+impl SqliteStore {
+    /// [`DispatchStore::create_case`](crate::store::DispatchStore::create_case): one
+    /// transaction per case (SQLite has a single writer; see `postgres/intake.rs` for
+    /// the batched PostGIS path).
+    async fn store_case(
+        &self,
+        case: &crate::store::CaseRecord,
+        event: &crate::store::NewCaseEvent,
+        idempotency: Option<&crate::store::IdempotencyKey>,
+    ) -> StoreResult<(crate::store::CaseRecord, bool)> {
+        store_one_case(&self.pool, case, event, idempotency).await
+    }
+}
+
 fn sql(s: &str) -> String {
     s.replace('$', "?")
 }

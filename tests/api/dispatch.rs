@@ -1030,10 +1030,144 @@ async fn two_handlers_acting_at_once_one_wins_and_retries_are_idempotent(b: Back
     assert!(refused, "case_events refuse DELETE");
 }
 
+/// Submissions arriving together (PostGIS stores them by one statement per batch): each
+/// answer is its own case with its own first event, a key sent three times stores one
+/// case, a reused key with another request is refused, and a submission the database
+/// rejects fails alone.
+async fn concurrent_submissions_each_get_their_own_case_and_event(b: Backend) {
+    let store = b.store.clone();
+    seeded(store.as_ref()).await;
+    seed_dispatch(store.as_ref()).await;
+    let snap = LiveGrids::load(store.as_ref()).await.unwrap().snapshot();
+    let (template, _) = dispatch::intake(
+        store.as_ref(),
+        &dispatch::MatterCatalog::default(),
+        &snap,
+        &wangge::spatial::LocateOptions::default(),
+        &report(Some("WG-001"), "template"),
+        Reporter::Public { open311: false },
+        cst(12, 1, 9, 0),
+        None,
+    )
+    .await
+    .unwrap();
+    let submission = |n: usize, key: Option<(usize, &str)>, matter_version: Option<i64>| {
+        let case = wangge::store::CaseRecord {
+            description: format!("case {n}"),
+            matter_version,
+            ..template.clone()
+        };
+        let event = wangge::store::NewCaseEvent {
+            at: template.reported_at,
+            actor: format!("actor {n}"),
+            kind: "reported".into(),
+            from_state: None,
+            note: Some(format!("note {n}")),
+            detail: json!({ "n": n }),
+        };
+        let key = key.map(|(k, hash)| wangge::store::IdempotencyKey {
+            key: format!("public:key-{k}"),
+            request_hash: hash.into(),
+        });
+        (case, event, key)
+    };
+    let mut submissions = Vec::new();
+    for n in 0..240 {
+        submissions.push(match n % 8 {
+            // Keys 0..30, each sent three times with the same request.
+            0..=2 => submission(n, Some((n / 8, "same")), template.matter_version),
+            _ => submission(n, None, template.matter_version),
+        });
+    }
+    // A reused key with another request, and a case naming a matter version that does
+    // not exist (a foreign-key violation in the database).
+    submissions.push(submission(240, Some((0, "other")), template.matter_version));
+    submissions.push(submission(241, None, Some(987_654)));
+    let tasks: Vec<_> = submissions
+        .into_iter()
+        .enumerate()
+        .map(|(n, (case, event, key))| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let answer = store.create_case(&case, &event, key.as_ref()).await;
+                (n, key, answer)
+            })
+        })
+        .collect();
+    let mut by_key: HashMap<String, Vec<(i64, bool)>> = HashMap::new();
+    let mut fresh_ids = Vec::new();
+    for task in tasks {
+        let (n, key, answer) = task.await.unwrap();
+        match n {
+            240 => {
+                assert!(matches!(answer, Err(StoreError::Refused(_))), "{answer:?}");
+                continue;
+            }
+            241 => {
+                assert!(answer.is_err(), "an unknown matter version is refused");
+                continue;
+            }
+            _ => {}
+        }
+        let (case, fresh) = answer.unwrap();
+        if let Some(key) = key {
+            by_key.entry(key.key).or_default().push((case.id, fresh));
+            // Whichever of the three was stored, it was sent with this key.
+            let number: usize = case.description["case ".len()..].parse().unwrap();
+            assert_eq!(number / 8, n / 8, "answered the case of its own key");
+        } else {
+            assert!(fresh);
+            assert_eq!(
+                case.description,
+                format!("case {n}"),
+                "answered its own case"
+            );
+        }
+        if fresh {
+            fresh_ids.push((n, case.id));
+        }
+    }
+    assert_eq!(by_key.len(), 30);
+    for (key, answers) in &by_key {
+        assert_eq!(answers.len(), 3, "{key}");
+        assert!(
+            answers.iter().all(|(id, _)| *id == answers[0].0),
+            "{key}: one case"
+        );
+        assert_eq!(
+            answers.iter().filter(|(_, f)| *f).count(),
+            1,
+            "{key}: stored once"
+        );
+    }
+    assert_eq!(fresh_ids.len(), 30 + 240 / 8 * 5);
+    for (n, id) in fresh_ids {
+        let stored = store.case(id).await.unwrap();
+        let events = store.case_events(id).await.unwrap();
+        assert_eq!(events.len(), 1, "case {id}: one first event");
+        assert_eq!(
+            stored.description,
+            format!("case {n}"),
+            "the caller that stored it"
+        );
+        assert_eq!(
+            events[0].actor,
+            format!("actor {n}"),
+            "case {id}: its own event"
+        );
+        assert_eq!(events[0].detail, json!({ "n": n }));
+        assert_eq!(
+            events[0].note.as_deref(),
+            Some(format!("note {n}").as_str())
+        );
+    }
+}
+
 crate::contract!(
     walk_cases_through_every_path_and_assess_them_exactly,
     the_matters_list_is_versioned_and_never_rewrites_filed_cases,
     two_handlers_acting_at_once_one_wins_and_retries_are_idempotent,
+    concurrent_submissions_each_get_their_own_case_and_event,
 );
 
 // ---- the service, as clients meet it ----

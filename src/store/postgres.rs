@@ -244,40 +244,18 @@ impl Store for PgStore {
         layer: Option<Layer>,
         under: Option<&str>,
     ) -> StoreResult<Vec<GridVersion>> {
-        let mut grids = if under.is_some() {
-            read_grids(
-                self.pool.clone(),
-                date,
-                layer,
-                like_prefix(under),
-                (i64::MIN, i64::MAX),
-            )
-            .await?
-        } else {
-            // The whole city: id ranges on parallel connections (see `shards`).
-            loop {
-                let version = self.grids_version().await?;
-                let (lo, hi): (Option<i64>, Option<i64>) =
-                    sqlx::query_as("SELECT MIN(id), MAX(id) FROM grid_versions")
-                        .fetch_one(&self.pool)
-                        .await?;
-                let (Some(lo), Some(hi)) = (lo, hi) else {
-                    return Ok(Vec::new());
-                };
-                let ranges = shards::id_ranges(lo, hi, shards::parallel_reads());
-                let grids = shards::read_ranges(ranges, |range| {
-                    read_grids(self.pool.clone(), date, layer, like_prefix(None), range)
-                })
-                .await?;
-                if self.grids_version().await? == version {
-                    break grids;
-                }
-            }
-        };
-        // Sorted here, not in SQL: sorting rows that carry whole boundaries would make
-        // the database spill hundreds of megabytes to a temporary sort.
-        grids.sort_unstable_by(|a, b| a.code.cmp(&b.code).then(a.id.cmp(&b.id)));
-        Ok(grids)
+        let pool = &self.pool;
+        shards::grids(
+            self,
+            under,
+            || async {
+                Ok(sqlx::query_as("SELECT MIN(id), MAX(id) FROM grid_versions")
+                    .fetch_one(pool)
+                    .await?)
+            },
+            |like, range| read_grids(pool.clone(), date, layer, like, range),
+        )
+        .await
     }
 
     async fn grid_at(

@@ -6,12 +6,51 @@
 //! connections see separate snapshots, so the caller compares the grids' version before
 //! and after and reads again if an activation committed in between.
 
-use super::{GridVersion, StoreError, StoreResult};
+use super::{GridVersion, Store, StoreError, StoreResult};
 use std::future::Future;
+
+/// [`Store::grids`] for either backend: `read(like, range)` reads the matching grid
+/// versions whose ids lie in `range`, `id_bounds()` answers the smallest and largest
+/// grid version id. A subtree (`under`) is one read; the whole city is read in id
+/// ranges at once, again if the grids' version moved meanwhile. Sorted by code, then id.
+pub(crate) async fn grids<S, B, BFut, R, RFut>(
+    store: &S,
+    under: Option<&str>,
+    id_bounds: B,
+    read: R,
+) -> StoreResult<Vec<GridVersion>>
+where
+    S: Store + ?Sized,
+    B: Fn() -> BFut,
+    BFut: Future<Output = StoreResult<(Option<i64>, Option<i64>)>>,
+    R: Fn(String, (i64, i64)) -> RFut,
+    RFut: Future<Output = StoreResult<Vec<GridVersion>>> + Send + 'static,
+{
+    let like = format!("{}%", under.unwrap_or(""));
+    let mut grids = if under.is_some() {
+        read(like, (i64::MIN, i64::MAX)).await?
+    } else {
+        loop {
+            let version = store.grids_version().await?;
+            let (Some(lo), Some(hi)) = id_bounds().await? else {
+                return Ok(Vec::new());
+            };
+            let ranges = id_ranges(lo, hi, parallel_reads());
+            let grids = read_ranges(ranges, |range| read(like.clone(), range)).await?;
+            if store.grids_version().await? == version {
+                break grids;
+            }
+        }
+    };
+    // Sorted here, not in SQL: sorting rows that carry whole boundaries would make
+    // the database spill hundreds of megabytes to a temporary sort.
+    grids.sort_unstable_by(|a, b| a.code.cmp(&b.code).then(a.id.cmp(&b.id)));
+    Ok(grids)
+}
 
 /// Half-open id ranges `[from, to)` covering `lo..=hi` in `parts` pieces (fewer when
 /// the span is small).
-pub(crate) fn id_ranges(lo: i64, hi: i64, parts: usize) -> Vec<(i64, i64)> {
+fn id_ranges(lo: i64, hi: i64, parts: usize) -> Vec<(i64, i64)> {
     let span = (hi as i128 - lo as i128 + 1).max(1);
     let parts = (parts.max(1) as i128).min(span);
     (0..parts)
@@ -24,16 +63,13 @@ pub(crate) fn id_ranges(lo: i64, hi: i64, parts: usize) -> Vec<(i64, i64)> {
 }
 
 /// How many ranges to read at once: one per core, at most four.
-pub(crate) fn parallel_reads() -> usize {
+fn parallel_reads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
 }
 
 /// Runs `read` for every range as its own task and concatenates the results in range
 /// order.
-pub(crate) async fn read_ranges<F, Fut>(
-    ranges: Vec<(i64, i64)>,
-    read: F,
-) -> StoreResult<Vec<GridVersion>>
+async fn read_ranges<F, Fut>(ranges: Vec<(i64, i64)>, read: F) -> StoreResult<Vec<GridVersion>>
 where
     F: Fn((i64, i64)) -> Fut,
     Fut: Future<Output = StoreResult<Vec<GridVersion>>> + Send + 'static,

@@ -6,7 +6,7 @@ pub mod crs;
 pub mod geom;
 pub mod loops;
 pub mod measure;
-mod parallel;
+pub(crate) mod parallel;
 pub mod partition;
 pub mod pip;
 pub mod synth;

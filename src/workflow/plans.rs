@@ -422,22 +422,12 @@ fn trace_lineage(current: &[GridVersion], proposed: &[Grid]) -> Lineage {
             })
             .collect()
     };
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let chunk = todo.len().div_ceil(threads).max(1);
-    let found: Vec<Vec<(usize, usize, f64)>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = todo
-            .chunks(chunk)
-            .map(|js| scope.spawn(|| js.iter().flat_map(|&j| overlaps_of(j)).collect()))
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| {
-                w.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let found = crate::spatial::parallel::in_parallel(todo.len(), threads, |range| {
+        todo[range]
+            .iter()
+            .flat_map(|&j| overlaps_of(j))
+            .collect::<Vec<_>>()
     });
     pairs.extend(found.into_iter().flatten());
     // Main successor of each old grid and main predecessor of each new one.

@@ -738,6 +738,16 @@ pub async fn feed_events(state: AppState, every: std::time::Duration) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
+        if state.case_events.receiver_count() == 0 {
+            // Nobody listens: skip the events (reading and decoding thousands a second
+            // under load is wasted) but keep up, so a new stream starts from now, as it
+            // would have; a client resuming with Last-Event-ID reads the past from the store.
+            match state.store.last_event_id().await {
+                Ok(id) => last = last.max(id),
+                Err(e) => tracing::warn!(error = %e, "reading case events failed"),
+            }
+            continue;
+        }
         loop {
             match state.store.events_after(last, 1000).await {
                 Ok(events) => {

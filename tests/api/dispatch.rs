@@ -1614,7 +1614,8 @@ async fn every_accepted_submission_survives_a_sigkill_exactly_once(b: Backend) {
     let base = Arc::new(Mutex::new(server.url.clone()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut clients = Vec::new();
-    for task in 0..4 {
+    // Sixteen clients at once, so that on PostGIS the kill lands among batched commits.
+    for task in 0..16 {
         let (base, stop, token) = (base.clone(), stop.clone(), token.clone());
         clients.push(tokio::spawn(async move {
             let mut accepted: Vec<(String, i64)> = Vec::new();

@@ -1,7 +1,8 @@
 //! Dispatch under load, over loopback HTTP against the release server on PostGIS (the
 //! cluster `scripts/bench` starts, with fsync on): case submissions per second with
-//! 64 concurrent clients (and their p99 latency), and the dispatcher's lists with a
-//! million cases stored. `WANGGE_BENCH_CASES` changes the million.
+//! 64 concurrent clients (and their p99 latency), the latency of submissions offered
+//! at a fixed 2 000/s (`WANGGE_BENCH_RATE`, for `WANGGE_BENCH_RATE_SECS` = 30 s), and the
+//! dispatcher's lists with a million cases stored. `WANGGE_BENCH_CASES` changes the million.
 //!
 //! The server is `wangge serve --demo` (the Binzhou demo: 4 019 grids, the demo matters
 //! list and departments), started on a fresh database.
@@ -93,6 +94,62 @@ async fn token(store: &dyn Store, name: &str, role: UserRole, scope: &str) -> St
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     sorted[rank - 1]
+}
+
+fn env_number(name: &str, default: f64) -> f64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Offers `rate` submissions a second for `seconds` and prints what was answered: the
+/// rate achieved, how many were not a 201, and the latency percentiles.
+async fn offered_load(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    points: &[(f64, f64)],
+    rate: f64,
+    seconds: f64,
+) {
+    let total = (rate * seconds) as u32;
+    let every = Duration::from_secs_f64(1.0 / rate);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2000);
+    let start = tokio::time::Instant::now();
+    let mut sent = Vec::with_capacity(total as usize);
+    for k in 0..total {
+        let due = start + every * k;
+        tokio::time::sleep_until(due).await;
+        let (lon, lat) = points[rng.random_range(0..points.len())];
+        let request = http
+            .post(format!("{base}/v1/cases"))
+            .bearer_auth(token)
+            .json(&json!({"lon": lon, "lat": lat, "matter": "WG-005", "description": format!("offered {k}")}));
+        sent.push(tokio::spawn(async move {
+            let created = matches!(request.send().await, Ok(r) if r.status() == 201);
+            (created, due.elapsed())
+        }));
+    }
+    let mut latencies = Vec::with_capacity(sent.len());
+    let mut failed = 0;
+    for task in sent {
+        let (created, latency) = task.await.expect("submission task");
+        failed += usize::from(!created);
+        latencies.push(latency);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    latencies.sort();
+    eprintln!(
+        "offered {rate:.0} submissions/s for {seconds:.0} s: {} answered in {elapsed:.1} s \
+         ({:.0}/s), {failed} not 201; latency from the scheduled send: p50 {:.1} ms, \
+         p99 {:.1} ms, max {:.1} ms",
+        latencies.len(),
+        latencies.len() as f64 / elapsed,
+        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        latencies.last().map_or(0.0, |l| l.as_secs_f64() * 1e3),
+    );
 }
 
 /// A million cases over the demo's grids: 85 % closed, the rest reported, assigned or
@@ -227,6 +284,25 @@ fn bench(c: &mut Criterion) {
         }
     }
     group.finish();
+
+    // Submissions offered at a fixed rate (open loop): each is sent on its schedule
+    // whatever the others do, and its latency counts from that scheduled time, so a stall
+    // counts against every submission it delays (no coordinated omission).
+    let rate: f64 = env_number("WANGGE_BENCH_RATE", 2000.0);
+    let seconds: f64 = env_number("WANGGE_BENCH_RATE_SECS", 30.0);
+    rt.block_on(async {
+        // A server that has been up a while reuses its WAL segments after each checkpoint;
+        // a fresh cluster instead creates and zero-fills a new 16 MB segment every few
+        // seconds at this rate, and every commit waits ~50-100 ms for it (periodic spikes
+        // that a running system does not have). The checkpoint makes the segments the
+        // phase above wrote reusable.
+        let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+        sqlx::raw_sql("CHECKPOINT")
+            .execute(&pool)
+            .await
+            .expect("checkpoint");
+        offered_load(&http, &base, &hotline, &points, rate, seconds).await
+    });
 
     // The dispatcher's lists with a million cases.
     let n: i64 = std::env::var("WANGGE_BENCH_CASES")

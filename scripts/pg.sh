@@ -36,8 +36,9 @@ wangge_start_postgis() {
   # WANGGE_PG_DURABLE=1 so commits reach the disk as in production.
   local durability="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
   [ "${WANGGE_PG_DURABLE:-0}" = 1 ] && durability=""
+  # WANGGE_PG_EXTRA: more server options for experiments, e.g. "-c wal_init_zero=off".
   "${as_pg[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -s \
-    -o "-c listen_addresses='' -k $dir $durability -c max_connections=300" start \
+    -o "-c listen_addresses='' -k $dir $durability -c max_connections=300 ${WANGGE_PG_EXTRA:-}" start \
     || { cat "$dir/server.log" >&2; return 1; }
   trap wangge_stop_postgis EXIT
   WANGGE_PG_ADMIN_URL="postgres://wangge@localhost/postgres?host=$dir"

@@ -43,6 +43,12 @@ export function toast(message: string, kind: 'info' | 'error' = 'info'): void {
   if (kind === 'info') toastTimer = window.setTimeout(() => (el.className = ''), 4000);
 }
 
+/** The calendar day in China (`YYYY-MM-DD`) at `ms` since the epoch, whatever the
+ * browser's zone: the server reads form dates as China's days (+08:00, no DST). */
+export function chinaDay(ms: number = Date.now()): string {
+  return new Date(ms + 8 * 3600_000).toISOString().slice(0, 10);
+}
+
 /** Local date and time in China, whatever the browser's zone. */
 export function chinaTime(iso: string | null | undefined): string {
   if (!iso) return '—';

@@ -2,7 +2,7 @@
 // a chart (on-time rate counting open overdue cases against it; handling time), and a
 // map of cases per 1,000 households by grid.
 
-import { h, fill, toast } from '../dom';
+import { h, fill, toast, chinaDay } from '../dom';
 import { t } from '../i18n';
 import { get, query, token } from '../api';
 import { createMap, showGeoJSON, bboxOf, zoomTo } from '../map';
@@ -68,12 +68,11 @@ function chart(rows: Row[], name: (key: string) => string): SVGElement {
   return svg;
 }
 
-const ymd = (d: Date) => d.toISOString().slice(0, 10);
-
 export async function assessmentPage(root: HTMLElement): Promise<Cleanup> {
-  const now = new Date();
-  const from = h('input', { type: 'date', id: 'assess-from', value: ymd(new Date(now.getFullYear(), now.getMonth(), 1, 12)) });
-  const to = h('input', { type: 'date', id: 'assess-to', value: ymd(new Date(now.getTime() + 86400000)) });
+  // This month so far, today included, in China's days: from 00:00 to 08:00 China time
+  // the UTC date is still yesterday's, and a period ending on it would leave today out.
+  const from = h('input', { type: 'date', id: 'assess-from', value: `${chinaDay().slice(0, 8)}01` });
+  const to = h('input', { type: 'date', id: 'assess-to', value: chinaDay(Date.now() + 86_400_000) });
   const csv = h('button', { class: 'secondary', type: 'button' }, t('assess.csv'));
   const form = h('form', { class: 'filters' }, h('label', {}, t('assess.from'), from), h('label', {}, t('assess.to'), to), h('button', { type: 'submit' }, t('assess.go')), csv);
   const out = h('div', { class: 'assessment', id: 'assessment' });

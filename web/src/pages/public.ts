@@ -1,7 +1,7 @@
 // The public map (Art. 6): find your grid by search or by clicking your home, see its
 // card (name, scope, members and contacts, supervision phone), and report a problem there.
 
-import { h, fill, toast } from '../dom';
+import { h, fill, toast, chinaDay } from '../dom';
 import { t } from '../i18n';
 import { get, post, query } from '../api';
 import { createMap, hoverGrids, showGeoJSON, bboxOf, zoomTo, gridTiles, maplibregl } from '../map';
@@ -29,7 +29,7 @@ export async function publicPage(root: HTMLElement): Promise<Cleanup> {
   const card = h('section', { class: 'card', id: 'card' }, h('p', { class: 'hint' }, t('card.hint')));
   const searchForm = h('form', { class: 'search' }, input, h('button', { type: 'submit' }, t('search.go')));
   // Grids as they were on a past date (the tiles' as_of); empty: today's.
-  const asOf = h('input', { type: 'date', id: 'as-of', max: new Date().toISOString().slice(0, 10) });
+  const asOf = h('input', { type: 'date', id: 'as-of', max: chinaDay() });
   fill(side, searchForm, results, h('label', { class: 'as-of' }, t('map.as_of'), asOf), card);
 
   const map = await createMap(mapEl, { name: 'public' });

@@ -43,6 +43,14 @@ pub struct GroupCommit<T, R> {
     flush: Flush<T, R>,
 }
 
+impl<T, R> GroupCommit<T, R> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue<T, R>> {
+        // The queue is only pushed to and drained; a panic elsewhere cannot leave it
+        // half-changed, so a poisoned lock is still sound.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 impl<T: Send + 'static, R: Send + 'static> GroupCommit<T, R> {
     /// At most `flushes` batches under way at once (e.g. the connections worth using
     /// for writes), each of at most `batch` writes.
@@ -78,19 +86,12 @@ impl<T: Send + 'static, R: Send + 'static> GroupCommit<T, R> {
         result.await.ok()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Queue<T, R>> {
-        // The queue is only pushed to and drained; a panic elsewhere cannot leave it
-        // half-changed, so a poisoned lock is still sound.
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     async fn flush_until_empty(self: Arc<Self>) {
         // Gives the slot back even if a flush panics, so that later writes still start one.
         struct Slot<'a, T, R>(&'a GroupCommit<T, R>);
         impl<T, R> Drop for Slot<'_, T, R> {
             fn drop(&mut self) {
-                let mut queue = self.0.queue.lock().unwrap_or_else(PoisonError::into_inner);
-                queue.flushing -= 1;
+                self.0.lock().flushing -= 1;
             }
         }
         let _slot = Slot(&*self);

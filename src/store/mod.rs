@@ -36,6 +36,11 @@ use chrono::NaiveDate;
 use geo_types::Coord;
 use std::sync::Arc;
 
+/// The `LIKE` pattern of the codes under `under` (every code when `None`).
+pub(crate) fn like_prefix(under: Option<&str>) -> String {
+    format!("{}%", under.unwrap_or(""))
+}
+
 /// Anything the store can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

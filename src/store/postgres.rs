@@ -66,10 +66,6 @@ mod intake;
 
 super::rows::row_decoders!(PgRow);
 
-fn like_prefix(under: Option<&str>) -> String {
-    format!("{}%", under.unwrap_or(""))
-}
-
 /// The grid versions matching a [`Store::grids`] query with ids in `[from, to)`,
 /// decoded. Owns its pool handle so that it can run as its own task.
 async fn read_grids(
@@ -232,7 +228,7 @@ impl Store for PgStore {
             "SELECT code, name, level, parent_code, ST_AsBinary(boundary) AS boundary FROM regions \
              WHERE code LIKE $1 ORDER BY code",
         )
-        .bind(like_prefix(under))
+        .bind(super::like_prefix(under))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(region_from_row).collect()
@@ -413,7 +409,7 @@ impl Store for PgStore {
             "SELECT {PLAN_COLUMNS} FROM plans WHERE scope_code LIKE $1 \
              AND ($2::text IS NULL OR status = $2) ORDER BY id DESC"
         ))
-        .bind(like_prefix(under))
+        .bind(super::like_prefix(under))
         .bind(status.map(PlanStatus::as_str))
         .fetch_all(&self.pool)
         .await?;

@@ -26,7 +26,7 @@ where
     R: Fn(String, (i64, i64)) -> RFut,
     RFut: Future<Output = StoreResult<Vec<GridVersion>>> + Send + 'static,
 {
-    let like = format!("{}%", under.unwrap_or(""));
+    let like = super::like_prefix(under);
     let mut grids = if under.is_some() {
         read(like, (i64::MIN, i64::MAX)).await?
     } else {

@@ -84,3 +84,23 @@ pub(crate) fn check_effective_after(
         _ => Ok(()),
     }
 }
+
+/// A community the plan was drawn against (its bases: the communities of its grids and
+/// of the grids it replaces) that would keep no grid after activation, if any.
+/// `$1` is the plan id; SQLite takes it as `?1`.
+pub const FIRST_UNCOVERED_BASE: &str = "SELECT b.community_code FROM plan_bases b \
+     WHERE b.plan_id = $1 AND NOT EXISTS (SELECT 1 FROM plan_grids g \
+     WHERE g.plan_id = b.plan_id AND g.parent_code = b.community_code) \
+     ORDER BY b.community_code LIMIT 1";
+
+/// Refuses to activate a plan that would leave a community without grids, whoever
+/// calls the store and whatever its validation said.
+pub fn refuse_uncovered(plan_id: i64, uncovered: Option<String>) -> StoreResult<()> {
+    match uncovered {
+        None => Ok(()),
+        Some(community) => Err(StoreError::Refused(format!(
+            "plan {plan_id} has no grids in community {community}, whose current grids it \
+             would remove; a plan must tile every community it replaces"
+        ))),
+    }
+}

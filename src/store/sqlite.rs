@@ -523,6 +523,12 @@ impl Store for SqliteStore {
             .fetch_one(&mut *tx)
             .await?;
         let effective = precheck_activation(&plan, bumped, bases)?;
+        let uncovered: Option<String> =
+            sqlx::query_scalar(&super::rules::FIRST_UNCOVERED_BASE.replace("$1", "?1"))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        super::rules::refuse_uncovered(id, uncovered)?;
         let too_early: Option<NaiveDate> = sqlx::query_scalar(
             "SELECT max(valid_from) FROM grid_versions WHERE valid_to IS NULL AND layer = ?1 \
              AND parent_code IN (SELECT community_code FROM plan_bases WHERE plan_id = ?2)",

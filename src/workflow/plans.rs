@@ -250,6 +250,12 @@ pub async fn prepare(
         &plan_validate_options(),
         |_, _| {},
     );
+    let mut validation = validation;
+    validation.problems.extend(
+        uncovered_communities(scope, &communities, &parent_of, &current)
+            .into_iter()
+            .map(|p| (Some(p.detail_code.clone()), layer, p.problem)),
+    );
     let validated_in = t0.elapsed();
     tracing::debug!(
         regions_ms = regions_in.as_millis() as u64,
@@ -294,6 +300,88 @@ pub async fn prepare(
         validation,
         grids: coded,
     })
+}
+
+/// A community the plan would leave without grids, as a validation problem.
+struct UncoveredCommunity {
+    detail_code: String,
+    problem: coverage::Problem,
+}
+
+/// Every community under the scope must be tiled by the plan: one with no grids in it
+/// (a boundary known, or grids today) would lose all of them on activation. Each is an
+/// `uncovered` error naming the community, its area, and the grids and households it
+/// would lose, with how to narrow the scope.
+fn uncovered_communities(
+    scope: &str,
+    communities: &[&RegionRecord],
+    parent_of: &[String],
+    current: &[GridVersion],
+) -> Vec<UncoveredCommunity> {
+    let covered: BTreeSet<&str> = parent_of.iter().map(String::as_str).collect();
+    let mut losing: BTreeMap<&str, (Vec<&GridVersion>, Option<&RegionRecord>)> = BTreeMap::new();
+    for r in communities {
+        if !covered.contains(r.code.as_str()) {
+            losing.entry(r.code.as_str()).or_default().1 = Some(r);
+        }
+    }
+    for g in current {
+        if !covered.contains(g.parent_code.as_str()) {
+            losing.entry(g.parent_code.as_str()).or_default().0.push(g);
+        }
+    }
+    let held: Vec<&str> = covered.iter().copied().collect();
+    let narrower = match held.as_slice() {
+        [one] => format!("make {one} the plan's scope"),
+        _ => "give each community its own plan".to_string(),
+    };
+    losing
+        .into_iter()
+        .map(|(code, (grids, region))| {
+            let boundary = region
+                .and_then(|r| r.boundary.clone())
+                .or_else(|| grids.first().map(|g| g.boundary.clone()));
+            let area = boundary.as_ref().map(measure::area_m2);
+            let location = boundary
+                .as_ref()
+                .and_then(|b| b.0.iter().find_map(geom::interior_point))
+                .unwrap_or_default();
+            let households: i64 = grids
+                .iter()
+                .filter_map(|g| g.households)
+                .map(i64::from)
+                .sum();
+            let name = region.map(|r| format!(" {}", r.name)).unwrap_or_default();
+            let losses = if grids.is_empty() {
+                "it has no grids today either".to_string()
+            } else {
+                let codes: Vec<&str> = grids.iter().take(10).map(|g| g.code.as_str()).collect();
+                format!(
+                    "activating the plan would remove its {} grid(s) ({}{}) and {} household(s)",
+                    grids.len(),
+                    codes.join(", "),
+                    if grids.len() > 10 { ", …" } else { "" },
+                    households
+                )
+            };
+            UncoveredCommunity {
+                detail_code: code.to_string(),
+                problem: coverage::Problem {
+                    kind: coverage::ProblemKind::Uncovered,
+                    grids: Vec::new(),
+                    area_m2: area,
+                    width_m: None,
+                    location,
+                    geometry: boundary.map(geo_types::Geometry::MultiPolygon),
+                    detail: format!(
+                        "community {code}{name} is under the plan's scope {scope} but has no \
+                         grids in the plan: {losses}. A plan replaces every grid under its \
+                         scope: include this community's grids, or {narrower}"
+                    ),
+                },
+            }
+        })
+        .collect()
 }
 
 /// Each grid's community: its own `parent` when that is a community code, else the
@@ -609,6 +697,16 @@ pub struct Impact {
     /// Households that change grid, estimated from each old grid's households in
     /// proportion to the area that leaves its code.
     pub households_moving_estimate: f64,
+    /// Communities under the scope that would be left without any grid.
+    pub uncovered_communities: Vec<UncoveredImpact>,
+}
+
+/// A community the plan would leave without grids, and what it would lose.
+#[derive(Debug, Clone, Serialize)]
+pub struct UncoveredImpact {
+    pub community_code: String,
+    pub grids_lost: Vec<String>,
+    pub households_lost: i64,
 }
 
 /// A grid that keeps its code but not its boundary.
@@ -723,6 +821,22 @@ pub async fn impact(store: &dyn Store, id: i64) -> Result<Impact, PlanError> {
             .sum();
         households += h as f64 * ((area - stays) / area).clamp(0.0, 1.0);
     }
+    let kept: BTreeSet<&str> = proposed.iter().map(|g| g.parent_code.as_str()).collect();
+    let mut uncovered: BTreeMap<&str, UncoveredImpact> = BTreeMap::new();
+    for g in current
+        .iter()
+        .filter(|g| !kept.contains(g.parent_code.as_str()))
+    {
+        let entry = uncovered
+            .entry(g.parent_code.as_str())
+            .or_insert_with(|| UncoveredImpact {
+                community_code: g.parent_code.clone(),
+                grids_lost: Vec::new(),
+                households_lost: 0,
+            });
+        entry.grids_lost.push(g.code.clone());
+        entry.households_lost += i64::from(g.households.unwrap_or(0));
+    }
     Ok(Impact {
         plan_id: id,
         added,
@@ -732,5 +846,6 @@ pub async fn impact(store: &dyn Store, id: i64) -> Result<Impact, PlanError> {
         lineage,
         members_moving,
         households_moving_estimate: households.round(),
+        uncovered_communities: uncovered.into_values().collect(),
     })
 }

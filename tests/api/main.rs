@@ -10,6 +10,7 @@ mod helpers;
 mod import_files;
 mod injected;
 mod map;
+mod plan_scope;
 mod properties;
 mod real_data;
 mod service;

@@ -143,7 +143,7 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
-async fn get(url: &str, token: Option<&str>) -> (StatusCode, Value) {
+pub(crate) async fn get(url: &str, token: Option<&str>) -> (StatusCode, Value) {
     let mut r = client().get(url);
     if let Some(t) = token {
         r = r.bearer_auth(t);
@@ -153,7 +153,7 @@ async fn get(url: &str, token: Option<&str>) -> (StatusCode, Value) {
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-async fn post(url: &str, token: &str, body: Value) -> (StatusCode, Value) {
+pub(crate) async fn post(url: &str, token: &str, body: Value) -> (StatusCode, Value) {
     let resp = client()
         .post(url)
         .bearer_auth(token)
@@ -532,14 +532,14 @@ pub async fn login_issues_tokens_that_expire_and_passwords_stay_hashed(b: Backen
 }
 
 /// Grids as a planner's GeoJSON: ids are their names, communities left to the service.
-fn as_geojson(mut grids: Vec<wangge::domain::Grid>) -> String {
+pub(crate) fn as_geojson(mut grids: Vec<wangge::domain::Grid>) -> String {
     for g in &mut grids {
         g.id = g.name.clone().unwrap_or_default();
     }
     wangge::io::geojson::grids_to_json(&grids).to_string()
 }
 
-fn second_plan_geojson() -> String {
+pub(crate) fn second_plan_geojson() -> String {
     as_geojson(second_grids("NW-bigger"))
 }
 

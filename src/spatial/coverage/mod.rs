@@ -82,6 +82,9 @@ pub enum ProblemKind {
     Disconnected,
     /// Warning: a grid is smaller than the minimum area.
     SmallGrid,
+    /// A community under a plan's scope has no grids in the plan: activating it would
+    /// leave the community without grids.
+    Uncovered,
 }
 
 impl ProblemKind {
@@ -97,6 +100,7 @@ impl ProblemKind {
             ProblemKind::EdgeMismatch => "edge_mismatch",
             ProblemKind::Disconnected => "disconnected",
             ProblemKind::SmallGrid => "small_grid",
+            ProblemKind::Uncovered => "uncovered",
         }
     }
 

@@ -90,6 +90,10 @@ enum Command {
         #[command(flatten)]
         store: store_cmds::StoreArgs,
     },
+    /// The server's upload reader (a child process; reads one job from stdin).
+    #[cfg(feature = "proj")]
+    #[command(name = "internal-read-upload", hide = true)]
+    InternalReadUpload,
 }
 
 #[derive(Args)]
@@ -182,6 +186,10 @@ pub fn run() -> ExitCode {
         Command::Export { args, store } => store_cmds::export(args, store),
         #[cfg(feature = "proj")]
         Command::Plan { what, store } => store_cmds::plan(what, store),
+        #[cfg(feature = "proj")]
+        Command::InternalReadUpload => Ok(ExitCode::from(
+            u8::try_from(wangge::io::upload_reader::child_main()).unwrap_or(1),
+        )),
     };
     match result {
         Ok(code) => code,

@@ -22,8 +22,9 @@ pub struct Settings {
     pub request_timeout_secs: u64,
     /// Requests per minute per client address on the public endpoints.
     pub public_rate_per_minute: u32,
-    /// Trust the first `X-Forwarded-For` address as the client (behind a proxy).
-    pub trust_forwarded_for: bool,
+    /// Reverse proxies (addresses or CIDRs) whose `X-Forwarded-For` is believed: the
+    /// client is the right-most address in it that is not one of them. Empty: the peer.
+    pub trusted_proxies: Vec<String>,
     /// Publish members' phones masked (`138****5678`) on public cards.
     pub mask_public_phones: bool,
     /// Lifetime of tokens issued by login, hours.
@@ -52,16 +53,30 @@ pub struct Settings {
     pub basemap_url: String,
     /// Attribution shown for the basemap.
     pub basemap_attribution: String,
+    /// Memory (address space) an upload's reader process may use, MiB.
+    pub upload_reader_memory_mb: u64,
+    /// CPU seconds an upload's reader process may use (wall clock: twice this).
+    pub upload_reader_cpu_secs: u64,
+    /// Bytes an uploaded zip may unpack to.
+    pub upload_unpacked_limit_bytes: u64,
+    /// Open event streams per account.
+    pub max_streams_per_account: usize,
+    /// Anonymous reads of past dates (OGC `datetime`, tiles `as_of` of a date not yet
+    /// cached) per client address and minute: each may rebuild an index of the city.
+    pub historic_reads_per_minute: u32,
+    /// Failed logins for one account or from one address before each further attempt
+    /// must wait (1 s, doubling, at most 15 min).
+    pub login_free_failures: u32,
 }
 
 /// Every setting's name (also its `WANGGE_` variable, upper-cased).
-const KEYS: [&str; 19] = [
+const KEYS: [&str; 25] = [
     "listen",
     "database_url",
     "body_limit_bytes",
     "request_timeout_secs",
     "public_rate_per_minute",
-    "trust_forwarded_for",
+    "trusted_proxies",
     "mask_public_phones",
     "login_token_hours",
     "reload_check_secs",
@@ -75,6 +90,12 @@ const KEYS: [&str; 19] = [
     "escalate_overdue",
     "basemap_url",
     "basemap_attribution",
+    "upload_reader_memory_mb",
+    "upload_reader_cpu_secs",
+    "upload_unpacked_limit_bytes",
+    "max_streams_per_account",
+    "login_free_failures",
+    "historic_reads_per_minute",
 ];
 
 impl Default for Settings {
@@ -85,7 +106,7 @@ impl Default for Settings {
             body_limit_bytes: 256 << 20,
             request_timeout_secs: 120,
             public_rate_per_minute: 120,
-            trust_forwarded_for: false,
+            trusted_proxies: Vec::new(),
             mask_public_phones: false,
             login_token_hours: 12,
             reload_check_secs: 5,
@@ -99,8 +120,22 @@ impl Default for Settings {
             escalate_overdue: true,
             basemap_url: String::new(),
             basemap_attribution: String::new(),
+            upload_reader_memory_mb: 4096,
+            upload_reader_cpu_secs: 120,
+            upload_unpacked_limit_bytes: 2 << 30,
+            max_streams_per_account: 8,
+            login_free_failures: 5,
+            historic_reads_per_minute: 60,
         }
     }
+}
+
+/// A trusted proxy: an address, or a CIDR block.
+pub fn parse_proxy(s: &str) -> Option<ipnet::IpNet> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
 /// Settings that cannot be used, each problem on its own line.
@@ -187,6 +222,25 @@ impl Settings {
         }
         if !(self.max_outside_m.is_finite() && self.max_outside_m >= 0.0) {
             bad.push("  max_outside_m: must be a distance ≥ 0".into());
+        }
+        for proxy in &self.trusted_proxies {
+            if parse_proxy(proxy).is_none() {
+                bad.push(format!(
+                    "  trusted_proxies: {proxy:?} is neither an address nor a CIDR block"
+                ));
+            }
+        }
+        if self.upload_reader_memory_mb < 256 {
+            bad.push("  upload_reader_memory_mb: must be at least 256".into());
+        }
+        if self.upload_reader_cpu_secs == 0 {
+            bad.push("  upload_reader_cpu_secs: must be at least 1".into());
+        }
+        if self.historic_reads_per_minute == 0 {
+            bad.push("  historic_reads_per_minute: must be at least 1".into());
+        }
+        if self.max_streams_per_account == 0 {
+            bad.push("  max_streams_per_account: must be at least 1".into());
         }
         if self.max_batch_points == 0 {
             bad.push("  max_batch_points: must be at least 1".into());

@@ -5,13 +5,15 @@
 mod mask;
 mod policy;
 mod secrets;
+mod throttle;
 
 pub use mask::{mask_name, mask_phone};
 pub use policy::{Action, Principal};
 pub use secrets::{IssuedToken, hash_password, hash_token, issue_token, verify_password};
+pub use throttle::LoginThrottle;
 
 use crate::store::{AccessStore, StoreError};
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 
 /// Why a caller was not let in or not allowed.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +39,15 @@ pub async fn principal_for_token(
     store: &dyn AccessStore,
     token: &str,
 ) -> Result<Principal, AuthError> {
+    Ok(live_token(store, token).await?.0)
+}
+
+/// The principal of a live token and when the token expires (a cache must not trust
+/// it beyond that).
+pub async fn live_token(
+    store: &dyn AccessStore,
+    token: &str,
+) -> Result<(Principal, DateTime<Utc>), AuthError> {
     let record = store
         .token(&hash_token(token))
         .await?
@@ -53,7 +64,17 @@ pub async fn principal_for_token(
         .ok_or(AuthError::Unauthenticated(
             "the token's user no longer exists",
         ))?;
-    Ok(Principal::new(user.name, user.grants))
+    Ok((Principal::new(user.name, user.grants), record.expires_at))
+}
+
+/// A hash to verify against when the account does not exist or has no password, so
+/// that a wrong name costs the same time as a wrong password.
+fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| {
+        let random = hex::encode(rand::random::<[u8; 16]>());
+        hash_password(&random).unwrap_or_default()
+    })
 }
 
 /// Checks a password and issues a token valid for `ttl`.
@@ -63,14 +84,19 @@ pub async fn login(
     password: &str,
     ttl: Duration,
 ) -> Result<(IssuedToken, Principal), AuthError> {
-    let user = store.user(name).await?.ok_or(AuthError::BadCredentials)?;
+    let user = store.user(name).await?;
     let hash = user
-        .password_hash
-        .as_deref()
-        .ok_or(AuthError::BadCredentials)?;
-    if !verify_password(password, hash) {
+        .as_ref()
+        .and_then(|u| u.password_hash.clone())
+        .unwrap_or_else(|| decoy_hash().to_string());
+    // argon2 takes milliseconds of CPU: off the async workers.
+    let password = password.to_string();
+    let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .unwrap_or(false);
+    let Some(user) = user.filter(|u| matches && u.password_hash.is_some()) else {
         return Err(AuthError::BadCredentials);
-    }
+    };
     let issued = issue_token(&user.name, "login", ttl);
     store.store_token(&issued.record).await?;
     Ok((issued, Principal::new(user.name, user.grants)))

@@ -5,7 +5,7 @@ use super::AuthError;
 use crate::store::TokenRecord;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -61,7 +61,10 @@ pub fn issue_token(user: &str, label: &str, ttl: Duration) -> IssuedToken {
             user_name: user.to_string(),
             label: label.to_string(),
             created_at: now,
-            expires_at: now + ttl,
+            // Never panics: an absurd ttl means "never" (callers bound what they accept).
+            expires_at: now
+                .checked_add_signed(ttl)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
             revoked_at: None,
         },
         secret,

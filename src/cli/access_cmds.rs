@@ -68,6 +68,9 @@ pub enum UserCommand {
     List,
 }
 
+/// The longest-lived token the CLI issues (ten years).
+const MAX_TOKEN_DAYS: i64 = 3650;
+
 #[derive(Subcommand)]
 pub enum TokenCommand {
     /// Issues a token and prints only the token (for systems calling the API).
@@ -196,7 +199,10 @@ pub fn token(command: TokenCommand, s: AccountStoreArgs) -> Result<ExitCode> {
                 if store.user(&name).await?.is_none() {
                     bail!("no user {name:?} (add it with `wangge user add`)");
                 }
-                let ttl = chrono::Duration::from_std(*ttl).context("--ttl is too long")?;
+                let ttl = chrono::Duration::from_std(*ttl)
+                    .ok()
+                    .filter(|t| *t <= chrono::Duration::days(MAX_TOKEN_DAYS))
+                    .with_context(|| format!("--ttl must be at most {MAX_TOKEN_DAYS} days"))?;
                 let issued = auth::issue_token(&name, &label, ttl);
                 store.store_token(&issued.record).await?;
                 audit(store.as_ref(), "token_issue", &name, "").await?;

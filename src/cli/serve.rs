@@ -93,6 +93,15 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         tokio::spawn(http::feed_events(state.clone(), Duration::from_millis(250)));
         tokio::spawn(sweep_cases(store.clone(), state.settings.clone()));
         tokio::spawn(deliver_webhooks(store.clone()));
+        let pruned = state.clone();
+        tokio::spawn(async move {
+            // Rate-limit and login counts of addresses gone quiet.
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                pruned.prune_limits();
+            }
+        });
         println!("wangge serving {grids} grids from the {} store on http://{addr}/", store.backend());
         println!("  API docs http://{addr}/docs · OGC API http://{addr}/ogc · health http://{addr}/healthz");
         use std::io::Write;

@@ -70,6 +70,7 @@ impl FileArgs {
             source_layer: self.source_layer.clone(),
             crs: self.crs.clone(),
             encoding: self.encoding.clone(),
+            ..ImportOptions::default()
         }
     }
 
@@ -79,7 +80,7 @@ impl FileArgs {
 
     fn read_with(&self, options: &ImportOptions) -> Result<ImportedFile> {
         let pb = spinner("reading", 0);
-        let file = gdal_files::read_grids(&self.file, options, |done, total| {
+        let file = gdal_files::read_local_file(&self.file, options, |done, total| {
             pb.set_length(total);
             pb.set_position(done);
         });

@@ -1,7 +1,7 @@
 //! Login and logout, the caller's own identity, members (personal data: masked unless
 //! the caller's role needs it, every unmasked read audited) and the audit log.
 
-use super::extract::{Caller, bearer};
+use super::extract::{Caller, ClientAddr, bearer};
 use super::{ApiError, AppState};
 use crate::auth::{self, Action, Principal, mask_name, mask_phone};
 use crate::store::{AuditEntry, AuditQuery, NewAuditEntry, NewMember, Role};
@@ -61,20 +61,91 @@ pub struct LoginAnswer {
     pub user: Principal,
 }
 
-/// Exchanges a name and password for a bearer token.
+/// The area a login event is audited under: the broadest area the account serves, or
+/// the city for names that are no account (so the city's auditor sees guessing).
+fn login_scope(state: &AppState, principal: Option<&Principal>) -> String {
+    if let Some(scope) = principal.and_then(|p| {
+        p.grants
+            .iter()
+            .map(|g| g.scope.as_str())
+            .min_by_key(|s| s.len())
+    }) {
+        return scope.to_string();
+    }
+    let snapshot = state.live.snapshot();
+    snapshot
+        .regions
+        .iter()
+        .map(|r| r.code.as_str())
+        .min_by_key(|c| c.len())
+        .map(|c| c.chars().take(4).collect())
+        .unwrap_or_default()
+}
+
+fn throttled(wait: std::time::Duration) -> ApiError {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "login-throttled",
+        "Too many failed logins",
+        format!(
+            "too many failed logins for this account or from this address; try again in {} s",
+            wait.as_secs_f64().ceil() as u64
+        ),
+    )
+    .retry_after(wait)
+}
+
+/// Exchanges a name and password for a bearer token. Failed attempts are counted per
+/// account and per address: past `login_free_failures` each further attempt waits
+/// (429 with `Retry-After`). Every login, failure and logout is audited.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "access", request_body = LoginRequest,
-    responses((status = 200, body = LoginAnswer), (status = 401, description = "wrong name or password")))]
+    responses((status = 200, body = LoginAnswer), (status = 401, description = "wrong name or password"),
+        (status = 429, description = "too many failed attempts; see Retry-After")))]
 pub async fn login(
     State(state): State<AppState>,
+    client: ClientAddr,
     Json(req): Json<LoginRequest>,
 ) -> Result<Json<LoginAnswer>, ApiError> {
+    let now = std::time::Instant::now();
+    if let Err(wait) = state.logins.begin(&req.name, client.0, now) {
+        return Err(throttled(wait));
+    }
     let ttl = chrono::Duration::hours(state.settings.login_token_hours.into());
-    let (issued, user) = auth::login(state.store.as_ref(), &req.name, &req.password, ttl).await?;
-    Ok(Json(LoginAnswer {
-        token: issued.secret,
-        expires_at: issued.record.expires_at,
-        user,
-    }))
+    let shown_name: String = req.name.chars().take(64).collect();
+    match auth::login(state.store.as_ref(), &req.name, &req.password, ttl).await {
+        Ok((issued, user)) => {
+            state.logins.succeeded(&req.name, client.0);
+            record(
+                &state,
+                &user.name,
+                "login",
+                format!("users/{}", user.name),
+                &login_scope(&state, Some(&user)),
+                json!({"client": client.0.to_string(), "expires_at": issued.record.expires_at}),
+            )
+            .await?;
+            Ok(Json(LoginAnswer {
+                token: issued.secret,
+                expires_at: issued.record.expires_at,
+                user,
+            }))
+        }
+        Err(auth::AuthError::BadCredentials) => {
+            let known = state.store.user(&req.name).await.ok().flatten();
+            let principal = known.map(|u| Principal::new(u.name, u.grants));
+            record(
+                &state,
+                &shown_name,
+                "login_failed",
+                format!("users/{shown_name}"),
+                &login_scope(&state, principal.as_ref()),
+                json!({"client": client.0.to_string(), "known_account": principal.is_some()}),
+            )
+            .await?;
+            Err(auth::AuthError::BadCredentials.into())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Revokes the token the request carries.
@@ -82,13 +153,23 @@ pub async fn login(
     responses((status = 204, description = "revoked")))]
 pub async fn logout(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
+    client: ClientAddr,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     if let Some(token) = bearer(&headers) {
         let hash = auth::hash_token(token);
         state.store.revoke_token(&hash).await?;
         state.tokens.forget(&hash);
+        record(
+            &state,
+            &caller.0.name,
+            "logout",
+            format!("users/{}", caller.0.name),
+            &login_scope(&state, Some(&caller.0)),
+            json!({"client": client.0.to_string()}),
+        )
+        .await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }

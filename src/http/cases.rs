@@ -522,6 +522,24 @@ pub async fn stream(
             caller.0.name
         )));
     }
+    let token = super::extract::bearer(&headers)
+        .map(str::to_string)
+        .unwrap_or_default();
+    let slot = state
+        .streams
+        .open(&caller.0.name, state.settings.max_streams_per_account)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-streams",
+                "Too many open streams",
+                format!(
+                    "{} already has {} event streams open; close one first",
+                    caller.0.name, state.settings.max_streams_per_account
+                ),
+            )
+            .retry_after(std::time::Duration::from_secs(5))
+        })?;
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -536,6 +554,8 @@ pub async fn stream(
     let store = state.store.clone();
     let principal = caller.0.clone();
     let events = async_stream(move |tx| async move {
+        // The stream counts against the account until this task ends.
+        let _slot = slot;
         loop {
             let backlog = match store.events_after(last, 500).await {
                 Ok(b) => b,
@@ -552,11 +572,21 @@ pub async fn stream(
                 break;
             }
         }
+        // A logged-out, revoked or expired token ends its streams within the token
+        // cache's lifetime, as it ends every other request.
+        let mut recheck = tokio::time::interval(super::extract::TOKEN_CACHE_TTL);
+        recheck.tick().await;
         loop {
             let received = tokio::select! {
                 r = live.recv() => r,
                 // The client went away: stop waiting for events it will never read.
                 _ = tx.closed() => return,
+                _ = recheck.tick() => {
+                    match crate::auth::live_token(store.as_ref(), &token).await {
+                        Err(crate::auth::AuthError::Store(_)) | Ok(_) => continue,
+                        Err(_) => return,
+                    }
+                }
             };
             match received {
                 Ok(e) if e.id > last => {

@@ -20,6 +20,8 @@ pub struct ApiError {
     pub detail: String,
     /// Extension members (`feature`, `position`, `errors`, …).
     pub extra: Map<String, Value>,
+    /// Seconds to wait before trying again (`Retry-After`), for 429 and 503.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -36,7 +38,14 @@ impl ApiError {
             title,
             detail: detail.into(),
             extra: Map::new(),
+            retry_after: None,
         }
+    }
+
+    /// Says when to try again (whole seconds, at least one).
+    pub fn retry_after(mut self, wait: std::time::Duration) -> Self {
+        self.retry_after = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
+        self
     }
 
     /// Adds an extension member.
@@ -105,6 +114,11 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -226,6 +240,56 @@ impl From<crate::io::gdal_files::FileError> for ApiError {
                 err.with("feature", json!(feature))
             }
             _ => err,
+        }
+    }
+}
+
+#[cfg(feature = "proj")]
+impl From<crate::io::upload_reader::ReadError> for ApiError {
+    fn from(e: crate::io::upload_reader::ReadError) -> Self {
+        use crate::io::upload::UploadError;
+        use crate::io::upload_reader::ReadError;
+        let detail = e.to_string();
+        let unsupported = || {
+            ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-format",
+                "The file's format is not accepted",
+                detail.clone(),
+            )
+        };
+        match e {
+            ReadError::Upload(UploadError::Unsupported(_)) => unsupported(),
+            ReadError::File {
+                unsupported: true, ..
+            } => unsupported(),
+            ReadError::Upload(UploadError::TooLarge(_)) => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                "The upload is too large",
+                detail,
+            ),
+            ReadError::File { feature, .. } => {
+                let err = ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "bad-file",
+                    "The file was rejected",
+                    detail,
+                );
+                match feature {
+                    Some(f) => err.with("feature", json!(f)),
+                    None => err,
+                }
+            }
+            ReadError::ReaderFailed(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unreadable-file",
+                "The file could not be read",
+                detail,
+            ),
+            ReadError::Upload(UploadError::Io(_)) | ReadError::Internal(_) => {
+                ApiError::internal(detail)
+            }
         }
     }
 }

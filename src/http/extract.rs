@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 /// takes effect within this time on every replica.
 pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(5);
 
-/// Recently checked tokens, by hash.
+/// Recently checked tokens, by hash, each trusted until the cache lifetime or the
+/// token's own expiry, whichever comes first.
 #[derive(Default)]
 pub struct TokenCache {
     entries: RwLock<HashMap<String, (Principal, Instant)>>,
@@ -25,16 +26,21 @@ pub struct TokenCache {
 impl TokenCache {
     fn get(&self, hash: &str) -> Option<Principal> {
         let entries = self.entries.read().ok()?;
-        let (p, at) = entries.get(hash)?;
-        (at.elapsed() < TOKEN_CACHE_TTL).then(|| p.clone())
+        let (p, until) = entries.get(hash)?;
+        (Instant::now() < *until).then(|| p.clone())
     }
 
-    fn put(&self, hash: String, p: Principal) {
+    fn put(&self, hash: String, p: Principal, expires_at: chrono::DateTime<chrono::Utc>) {
+        let left = (expires_at - chrono::Utc::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO);
+        let until = Instant::now() + left.min(TOKEN_CACHE_TTL);
         if let Ok(mut entries) = self.entries.write() {
             if entries.len() > 10_000 {
-                entries.retain(|_, (_, at)| at.elapsed() < TOKEN_CACHE_TTL);
+                let now = Instant::now();
+                entries.retain(|_, (_, until)| *until > now);
             }
-            entries.insert(hash, (p, Instant::now()));
+            entries.insert(hash, (p, until));
         }
     }
 
@@ -89,36 +95,90 @@ impl FromRequestParts<AppState> for Caller {
         if let Some(p) = state.tokens.get(&hash) {
             return Ok(Caller(p));
         }
-        let p = auth::principal_for_token(state.store.as_ref(), token).await?;
-        state.tokens.put(hash, p.clone());
+        let (p, expires_at) = auth::live_token(state.store.as_ref(), token).await?;
+        state.tokens.put(hash, p.clone(), expires_at);
         Ok(Caller(p))
     }
 }
 
-/// The client's address: the peer, or the first `X-Forwarded-For` entry when the
-/// settings say a trusted proxy sets it.
+/// The client's address: the peer, or, when the peer is a trusted proxy, the
+/// right-most `X-Forwarded-For` address that is not itself a trusted proxy (entries to
+/// its left are whatever the client chose to send).
 pub struct ClientAddr(pub IpAddr);
+
+/// [`ClientAddr`]'s rule, apart from HTTP.
+pub fn client_address(peer: IpAddr, forwarded_for: &[&str], proxies: &[ipnet::IpNet]) -> IpAddr {
+    let trusted = |ip: &IpAddr| proxies.iter().any(|p| p.contains(ip));
+    if !trusted(&peer) {
+        return peer;
+    }
+    let mut client = peer;
+    for entry in forwarded_for.iter().flat_map(|h| h.split(',')).rev() {
+        match entry.trim().parse::<IpAddr>() {
+            Ok(ip) if trusted(&ip) => client = ip,
+            Ok(ip) => return ip,
+            // Garbage in the chain: stop at the last address we can vouch for.
+            Err(_) => return client,
+        }
+    }
+    client
+}
 
 impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if state.settings.trust_forwarded_for {
-            let forwarded = parts
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .and_then(|v| v.trim().parse().ok());
-            if let Some(ip) = forwarded {
-                return Ok(ClientAddr(ip));
-            }
-        }
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip())
             .ok_or_else(|| ApiError::internal("the server was started without peer addresses"))?;
-        Ok(ClientAddr(peer))
+        if state.proxies.is_empty() {
+            return Ok(ClientAddr(peer));
+        }
+        let forwarded: Vec<&str> = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        Ok(ClientAddr(client_address(peer, &forwarded, &state.proxies)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_address;
+
+    #[test]
+    fn the_client_is_the_rightmost_untrusted_forwarded_address() {
+        let proxies = vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "192.0.2.1/32".parse().unwrap(),
+        ];
+        let ip = |s: &str| s.parse().unwrap();
+        // Not from a proxy: the header is the client's own word and ignored.
+        assert_eq!(
+            client_address(ip("203.0.113.9"), &["1.2.3.4"], &proxies),
+            ip("203.0.113.9")
+        );
+        // A forged left-most entry does not win.
+        assert_eq!(
+            client_address(ip("10.0.0.5"), &["1.2.3.4, 198.51.100.7"], &proxies),
+            ip("198.51.100.7")
+        );
+        // Two proxies in a row, headers split over lines.
+        assert_eq!(
+            client_address(ip("10.0.0.5"), &["198.51.100.7", "192.0.2.1"], &proxies),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            client_address(ip("10.0.0.5"), &[], &proxies),
+            ip("10.0.0.5")
+        );
+        assert_eq!(
+            client_address(ip("10.0.0.5"), &["junk, 10.0.0.9"], &proxies),
+            ip("10.0.0.9")
+        );
     }
 }

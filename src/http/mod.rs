@@ -53,7 +53,76 @@ pub struct AppState {
     pub past_tiles: Arc<tiles::PastTiles>,
     /// Renders `/metrics`; `None` when no recorder is installed (tests in-process).
     pub metrics: Option<PrometheusHandle>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed.
+    pub proxies: Arc<Vec<ipnet::IpNet>>,
+    /// Failed logins per account and address.
+    pub logins: Arc<crate::auth::LoginThrottle>,
+    /// Open event streams per account.
+    pub streams: Arc<StreamSlots>,
+    /// Anonymous reads of past dates (each may rebuild a city's index) per address.
+    pub historic_limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
 }
+
+/// Open event streams per account, so one token cannot hold hundreds.
+#[derive(Default)]
+pub struct StreamSlots {
+    open: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// One open stream; its account's count drops when it is dropped.
+pub struct StreamSlot {
+    slots: Arc<StreamSlots>,
+    account: String,
+}
+
+impl StreamSlots {
+    /// A slot for `account`, unless it already holds `max`.
+    pub fn open(self: &Arc<Self>, account: &str, max: usize) -> Option<StreamSlot> {
+        let mut open = self.open.lock().ok()?;
+        let count = open.entry(account.to_string()).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(StreamSlot {
+            slots: self.clone(),
+            account: account.to_string(),
+        })
+    }
+
+    /// Streams `account` holds now.
+    pub fn count(&self, account: &str) -> usize {
+        self.open
+            .lock()
+            .ok()
+            .and_then(|o| o.get(account).copied())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.slots.open.lock()
+            && let Some(count) = open.get_mut(&self.account)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.account);
+            }
+        }
+    }
+}
+
+/// How long a rate-limited caller should wait.
+pub fn wait_time(not_until: &governor::NotUntil<governor::clock::QuantaInstant>) -> Duration {
+    use governor::clock::Clock;
+    not_until.wait_time_from(governor::clock::DefaultClock::default().now())
+}
+
+/// Bodies of requests that carry no file: forms, JSON commands, reports.
+const SMALL_BODY: usize = 64 << 10;
+/// Bodies of staff commands (case steps, matters, departments).
+const COMMAND_BODY: usize = 1 << 20;
 
 impl AppState {
     /// State over an opened store and a loaded snapshot.
@@ -77,31 +146,60 @@ impl AppState {
             live,
             tokens: Arc::new(TokenCache::default()),
             public_limiter: Arc::new(RateLimiter::keyed(Quota::per_minute(per_minute))),
+            proxies: Arc::new(
+                settings
+                    .trusted_proxies
+                    .iter()
+                    .filter_map(|p| crate::settings::parse_proxy(p))
+                    .collect(),
+            ),
+            logins: Arc::new(crate::auth::LoginThrottle::new(
+                settings.login_free_failures,
+            )),
+            streams: Arc::default(),
+            historic_limiter: Arc::new(RateLimiter::keyed(Quota::per_minute(
+                NonZeroU32::new(settings.historic_reads_per_minute).unwrap_or(NonZeroU32::MIN),
+            ))),
             settings: Arc::new(settings),
             metrics,
         }
     }
+
+    /// Forgets rate-limit and login counts nobody needs any more (call now and then).
+    pub fn prune_limits(&self) {
+        self.public_limiter.retain_recent();
+        self.report_limiter.retain_recent();
+        self.historic_limiter.retain_recent();
+        self.public_limiter.shrink_to_fit();
+        self.report_limiter.shrink_to_fit();
+        self.historic_limiter.shrink_to_fit();
+        self.logins.prune(std::time::Instant::now());
+    }
 }
 
-/// The whole service.
+/// The whole service. Each group of routes has the body limit its requests need,
+/// checked before a byte is buffered: public forms 64 KiB, plan uploads
+/// `body_limit_bytes` (streamed to disk), batch locate by `max_batch_points`.
 pub fn router(state: AppState) -> Router {
     let timeout = Duration::from_secs(state.settings.request_timeout_secs);
     let body_limit = state.settings.body_limit_bytes;
+    // A point is ~30 bytes as [lon,lat] and ~120 as a GeoJSON feature.
+    let locate_limit = state.settings.max_batch_points.saturating_mul(160) + SMALL_BODY;
+    let small = DefaultBodyLimit::max(SMALL_BODY);
     Router::new()
-        .merge(ops::routes())
-        .merge(locate::routes())
-        .merge(public::routes())
-        .merge(access::routes())
-        .merge(plans::routes())
-        .merge(cases::routes())
-        .merge(matters::routes())
-        .merge(reports::routes())
-        .merge(tiles::routes())
-        .nest("/ogc", ogc::routes())
-        .merge(openapi::routes())
-        .merge(web::routes())
+        .merge(ops::routes().layer(small))
+        .merge(locate::routes().layer(DefaultBodyLimit::max(locate_limit)))
+        .merge(public::routes().layer(small))
+        .merge(access::routes().layer(small))
+        .merge(plans::routes().layer(DefaultBodyLimit::max(body_limit)))
+        .merge(cases::routes().layer(DefaultBodyLimit::max(COMMAND_BODY)))
+        .merge(matters::routes().layer(DefaultBodyLimit::max(COMMAND_BODY)))
+        .merge(reports::routes(&state).layer(small))
+        .merge(tiles::routes().layer(small))
+        .nest("/ogc", ogc::routes().layer(small))
+        .merge(openapi::routes().layer(small))
+        .merge(web::routes().layer(small))
         .route_layer(axum::middleware::from_fn(ops::track))
-        .layer(DefaultBodyLimit::max(body_limit))
         // One span per request at DEBUG (RUST_LOG=tower_http=debug shows them); free
         // when disabled, which matters at tens of thousands of lookups a second.
         .layer(TraceLayer::new_for_http())

@@ -86,7 +86,7 @@ fn base(headers: &HeaderMap, state: &AppState) -> String {
     let scheme = headers
         .get("x-forwarded-proto")
         .and_then(|h| h.to_str().ok())
-        .filter(|_| state.settings.trust_forwarded_for)
+        .filter(|_| !state.proxies.is_empty())
         .unwrap_or("http");
     format!("{scheme}://{host}/ogc")
 }
@@ -420,6 +420,7 @@ pub async fn items(
     Path(id): Path<String>,
     Query(q): Query<ItemsQuery>,
     RawQuery(raw): RawQuery,
+    client: super::extract::ClientAddr,
 ) -> Result<Response, ApiError> {
     let (kind, ..) = kind_of(&id)?;
     let out_lat_first = lat_first(q.crs.as_deref(), "crs")?;
@@ -433,6 +434,9 @@ pub async fn items(
     let limit = parse_count(q.limit.as_deref(), "limit", DEFAULT_LIMIT)?.clamp(1, MAX_LIMIT);
     let offset = parse_count(q.offset.as_deref(), "offset", 0)?;
     let date = past_date(q.datetime.as_deref())?;
+    if date.is_some() {
+        super::tiles::historic_limit(&state, &client)?;
+    }
     let snapshot = state.live.snapshot();
     let all = load_items(&state, &snapshot, kind, date).await?;
     let matched: Vec<&Item> = all
@@ -521,10 +525,14 @@ pub async fn item(
     headers: HeaderMap,
     Path((id, fid)): Path<(String, String)>,
     Query(q): Query<ItemQuery>,
+    client: super::extract::ClientAddr,
 ) -> Result<Response, ApiError> {
     let (kind, ..) = kind_of(&id)?;
     let out_lat_first = lat_first(q.crs.as_deref(), "crs")?;
     let date = past_date(q.datetime.as_deref())?;
+    if date.is_some() {
+        super::tiles::historic_limit(&state, &client)?;
+    }
     let snapshot = state.live.snapshot();
     let all = load_items(&state, &snapshot, kind, date).await?;
     let it = all

@@ -240,82 +240,158 @@ fn event_json(e: &PlanEvent) -> Value {
     json!({"from": e.from.map(|s| s.as_str()), "to": e.to.as_str(), "actor": e.actor, "at": e.at, "reason": e.reason})
 }
 
-/// An upload, read into memory and written to a temporary file for GDAL.
+/// An upload: its form fields, and its file streamed to a directory of its own.
 struct Upload {
     fields: HashMap<String, String>,
-    file: Option<(String, Vec<u8>)>,
+    /// The directory (removed when dropped) and the file as received.
+    file: Option<(tempfile::TempDir, std::path::PathBuf)>,
+    /// The client's file name, for messages only (never a path on this server).
+    file_name: String,
 }
 
-async fn read_upload(mut multipart: Multipart) -> Result<Upload, ApiError> {
+/// Form fields besides the file are short: codes, options, a title.
+const FIELD_MAX: usize = 4096;
+
+fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            "The upload is too large",
+            e.body_text(),
+        )
+    } else {
+        ApiError::bad_request(format!("unreadable multipart body: {}", e.body_text()))
+    }
+}
+
+/// Reads the form, writing the file part to disk as it arrives. `allowed(scope)` is
+/// asked as soon as a `scope` field is seen, so an upload to someone else's area is
+/// refused before its file is read.
+async fn read_upload(
+    mut multipart: Multipart,
+    allowed: impl Fn(&str) -> Result<(), ApiError>,
+) -> Result<Upload, ApiError> {
+    use tokio::io::AsyncWriteExt;
     let mut fields = HashMap::new();
     let mut file = None;
-    while let Some(field) = multipart
-        .next_field()
-        .await
-        .map_err(|e| ApiError::bad_request(format!("unreadable multipart body: {e}")))?
-    {
+    let mut file_name = String::from("upload");
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
         let name = field.name().unwrap_or_default().to_string();
         if name == "file" {
-            let filename = field.file_name().unwrap_or("upload.geojson").to_string();
-            let bytes = field
-                .bytes()
+            if file.is_some() {
+                return Err(ApiError::bad_request(
+                    "the form has more than one `file` part",
+                ));
+            }
+            file_name = field
+                .file_name()
+                .map(|n| {
+                    n.rsplit(['/', '\\'])
+                        .next()
+                        .unwrap_or(n)
+                        .chars()
+                        .take(64)
+                        .collect()
+                })
+                .unwrap_or_else(|| "upload".into());
+            let dir = tempfile::tempdir()
+                .map_err(|e| ApiError::internal(format!("no temporary directory: {e}")))?;
+            let path = dir.path().join("upload.raw");
+            let mut out = tokio::fs::File::create(&path)
                 .await
-                .map_err(|e| ApiError::bad_request(format!("unreadable file part: {e}")))?;
-            file = Some((filename, bytes.to_vec()));
+                .map_err(|e| ApiError::internal(format!("cannot keep the upload: {e}")))?;
+            while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+                out.write_all(&chunk)
+                    .await
+                    .map_err(|e| ApiError::internal(format!("cannot keep the upload: {e}")))?;
+            }
+            out.flush()
+                .await
+                .map_err(|e| ApiError::internal(format!("cannot keep the upload: {e}")))?;
+            file = Some((dir, path));
         } else {
-            let text = field
-                .text()
-                .await
-                .map_err(|e| ApiError::bad_request(format!("unreadable field {name:?}: {e}")))?;
+            let mut text = Vec::new();
+            while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+                text.extend_from_slice(&chunk);
+                if text.len() > FIELD_MAX {
+                    return Err(ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "too-large",
+                        "The upload is too large",
+                        format!(
+                            "the form field {} is longer than {FIELD_MAX} bytes",
+                            crate::io::upload::quote(&name)
+                        ),
+                    ));
+                }
+            }
+            let text = String::from_utf8(text).map_err(|_| {
+                ApiError::bad_request(format!(
+                    "the form field {} is not UTF-8 text",
+                    crate::io::upload::quote(&name)
+                ))
+            })?;
+            if name == "scope" {
+                allowed(&text)?;
+            }
             fields.insert(name, text);
         }
     }
-    Ok(Upload { fields, file })
+    Ok(Upload {
+        fields,
+        file,
+        file_name,
+    })
 }
 
-/// Parses the uploaded file into grids (GDAL and PROJ when built with them).
-async fn grids_of(upload: &mut Upload) -> Result<Vec<Grid>, ApiError> {
-    let (filename, bytes) = upload
+/// Parses the uploaded file into grids: in a child process with limits (GDAL and
+/// PROJ), or as GeoJSON in a build without them.
+async fn grids_of(state: &AppState, upload: &mut Upload) -> Result<Vec<Grid>, ApiError> {
+    let (dir, raw) = upload
         .file
         .take()
         .ok_or_else(|| ApiError::bad_request("the form needs a `file` part"))?;
-    let extension = std::path::Path::new(&filename)
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase)
-        .unwrap_or_else(|| "geojson".into());
-    if !extension.chars().all(|c| c.is_ascii_alphanumeric()) {
-        return Err(ApiError::bad_request(format!(
-            "unusable file name {filename:?}"
-        )));
-    }
     let f = |k: &str| upload.fields.get(k).filter(|v| !v.is_empty()).cloned();
     #[cfg(feature = "proj")]
     {
+        use crate::io::upload_reader::{ReadJob, ReaderLimits, read_isolated};
         let options = crate::io::gdal_files::ImportOptions {
             id_field: f("id_field"),
             name_field: f("name_field"),
             parent_field: f("parent_field"),
             households_field: f("households_field"),
-            layer_field: None,
             source_layer: f("source_layer"),
             crs: f("crs"),
             encoding: f("encoding"),
+            display_name: Some(upload.file_name.clone()),
+            ..Default::default()
         };
-        tokio::task::spawn_blocking(move || -> Result<Vec<Grid>, ApiError> {
-            let dir = tempfile::tempdir()
-                .map_err(|e| ApiError::internal(format!("no temporary directory: {e}")))?;
-            let path = dir.path().join(format!("upload.{extension}"));
-            std::fs::write(&path, &bytes)
-                .map_err(|e| ApiError::internal(format!("cannot keep the upload: {e}")))?;
-            Ok(crate::io::gdal_files::read_grids(&path, &options, |_, _| {})?.grids)
-        })
-        .await
-        .map_err(|e| ApiError::internal(format!("the reader failed: {e}")))?
+        let exe = std::env::current_exe()
+            .map_err(|e| ApiError::internal(format!("cannot find the reader: {e}")))?;
+        let job = ReadJob {
+            raw,
+            options,
+            max_unpacked_bytes: state.settings.upload_unpacked_limit_bytes,
+        };
+        let limits = ReaderLimits {
+            memory_bytes: state
+                .settings
+                .upload_reader_memory_mb
+                .saturating_mul(1 << 20),
+            cpu_secs: state.settings.upload_reader_cpu_secs,
+        };
+        let file = read_isolated(&exe, &job, limits).await;
+        drop(dir);
+        Ok(file?.grids)
     }
     #[cfg(not(feature = "proj"))]
     {
-        let _ = extension;
+        let _ = state;
+        let bytes = tokio::fs::read(&raw)
+            .await
+            .map_err(|e| ApiError::internal(format!("cannot read the upload back: {e}")))?;
+        drop(dir);
         let text = String::from_utf8(bytes).map_err(|_| {
             ApiError::bad_request("this build reads GeoJSON only, and the file is not UTF-8 text")
         })?;
@@ -340,7 +416,15 @@ pub async fn upload(
     multipart: Multipart,
 ) -> Result<(StatusCode, Json<PlanSummary>), ApiError> {
     let started = std::time::Instant::now();
-    let mut form = read_upload(multipart).await?;
+    // Authorised before a byte of the file is read: a planner somewhere, and of the
+    // form's scope as soon as it is seen.
+    if !caller.0.may_somewhere(Action::DraftPlan) {
+        return Err(ApiError::forbidden(format!(
+            "{} may not draft plans",
+            caller.0.name
+        )));
+    }
+    let mut form = read_upload(multipart, |scope| caller.require(Action::DraftPlan, scope)).await?;
     let received_in = started.elapsed();
     let scope =
         form.fields.get("scope").cloned().ok_or_else(|| {
@@ -366,7 +450,7 @@ pub async fn upload(
         .get("title")
         .cloned()
         .unwrap_or_else(|| format!("plan for {scope}"));
-    let grids = grids_of(&mut form).await?;
+    let grids = grids_of(&state, &mut form).await?;
     tracing::debug!(
         grids = grids.len(),
         receive_ms = received_in.as_millis() as u64,
@@ -409,8 +493,8 @@ pub async fn replace(
 ) -> Result<Json<PlanSummary>, ApiError> {
     let plan = state.store.plan(id).await?;
     caller.require(Action::DraftPlan, &plan.scope_code)?;
-    let mut form = read_upload(multipart).await?;
-    let grids = grids_of(&mut form).await?;
+    let mut form = read_upload(multipart, |_| Ok(())).await?;
+    let grids = grids_of(&state, &mut form).await?;
     let plan = plans::revise(state.store.as_ref(), id, &caller.0.name, grids).await?;
     record(
         &state,

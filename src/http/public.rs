@@ -39,17 +39,21 @@ pub struct GridCard {
 }
 
 pub(super) fn limit(state: &AppState, client: &ClientAddr) -> Result<(), ApiError> {
-    state.public_limiter.check_key(&client.0).map_err(|_| {
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate-limited",
-            "Too many requests",
-            format!(
-                "at most {} requests a minute from one address on the public endpoints",
-                state.settings.public_rate_per_minute
-            ),
-        )
-    })
+    state
+        .public_limiter
+        .check_key(&client.0)
+        .map_err(|not_until| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests",
+                format!(
+                    "at most {} requests a minute from one address on the public endpoints",
+                    state.settings.public_rate_per_minute
+                ),
+            )
+            .retry_after(super::wait_time(&not_until))
+        })
 }
 
 fn card_of(state: &AppState, snapshot: &Snapshot, code: &str) -> Result<GridCard, ApiError> {
@@ -166,6 +170,11 @@ pub async fn search(
     if needle.is_empty() {
         return Err(
             ApiError::bad_request("say what to look for in `q`").with("parameter", "q".into())
+        );
+    }
+    if needle.chars().count() > 64 {
+        return Err(
+            ApiError::bad_request("`q` is longer than 64 characters").with("parameter", "q".into())
         );
     }
     let max = q.limit.unwrap_or(20).clamp(1, 100);

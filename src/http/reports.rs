@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
-pub fn routes() -> Router<AppState> {
+pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/v1/public/reports", post(public_report))
         .route("/v1/public/reports/{id}", get(public_status))
@@ -37,20 +37,49 @@ pub fn routes() -> Router<AppState> {
             get(requests).post(post_request),
         )
         .route("/open311/v2/requests/{id}", get(request))
+        // Before the body is read: a flood of large reports costs a map lookup each.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            report_gate,
+        ))
+}
+
+/// Residents' submissions are counted and refused per client address before their
+/// bodies are read.
+async fn report_gate(
+    State(state): State<AppState>,
+    client: ClientAddr,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if request.method() == axum::http::Method::POST
+        && let Err(e) = limit(&state, &client)
+    {
+        return if request.uri().path().starts_with("/open311") {
+            from_api(e)
+        } else {
+            e.into_response()
+        };
+    }
+    next.run(request).await
 }
 
 fn limit(state: &AppState, client: &ClientAddr) -> Result<(), ApiError> {
-    state.report_limiter.check_key(&client.0).map_err(|_| {
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate-limited",
-            "Too many reports",
-            format!(
-                "at most {} reports a minute from one address",
-                state.settings.public_reports_per_minute
-            ),
-        )
-    })
+    state
+        .report_limiter
+        .check_key(&client.0)
+        .map_err(|not_until| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many reports",
+                format!(
+                    "at most {} reports a minute from one address",
+                    state.settings.public_reports_per_minute
+                ),
+            )
+            .retry_after(super::wait_time(&not_until))
+        })
 }
 
 /// What a resident sees of their report.
@@ -127,12 +156,10 @@ fn status_notes(events: &[CaseEvent]) -> Option<String> {
     responses((status = 201, body = PublicCase), (status = 422), (status = 429)))]
 pub async fn public_report(
     State(state): State<AppState>,
-    client: ClientAddr,
     headers: HeaderMap,
     Json(report): Json<Report>,
 ) -> Result<Response, ApiError> {
     let key = idempotency(&headers, "public", &report)?;
-    limit(&state, &client)?;
     let (case, fresh) = submit(&state, &report, false, key.as_ref()).await?;
     let body = public_case(&state, &case).await?;
     Ok(created(
@@ -182,6 +209,9 @@ pub async fn public_status(
 
 // ---- Open311 GeoReport v2 ----
 
+/// Ids one `GET /requests` may ask for (after removing repeats).
+const MAX_REQUEST_IDS: usize = 100;
+
 /// An Open311 error answer: `[{"code": 400, "description": "…"}]`.
 fn open311_error(status: StatusCode, description: impl Into<String>) -> Response {
     (
@@ -192,7 +222,14 @@ fn open311_error(status: StatusCode, description: impl Into<String>) -> Response
 }
 
 fn from_api(e: ApiError) -> Response {
-    open311_error(e.status, e.detail)
+    let retry_after = e.retry_after;
+    let mut response = open311_error(e.status, e.detail);
+    if let Some(secs) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+    }
+    response
 }
 
 fn base_url(headers: &HeaderMap) -> String {
@@ -290,7 +327,6 @@ pub struct Open311Post {
     responses((status = 201, description = "[{service_request_id, service_notice}]"), (status = 400), (status = 429)))]
 pub async fn post_request(
     State(state): State<AppState>,
-    client: ClientAddr,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -342,9 +378,6 @@ pub async fn post_request(
         Ok(k) => k,
         Err(e) => return from_api(e),
     };
-    if let Err(e) = limit(&state, &client) {
-        return from_api(e);
-    }
     match submit(&state, &report, true, key.as_ref()).await {
         Ok((case, _)) => (
             StatusCode::CREATED,
@@ -433,10 +466,24 @@ pub async fn requests(
     let result: Result<Vec<Value>, ApiError> = async {
         let mut cases = Vec::new();
         if let Some(ids) = &q.service_request_id {
+            let mut wanted: Vec<i64> = Vec::new();
             for id in ids.split(',').filter(|s| !s.trim().is_empty()) {
                 let id: i64 = id.trim().parse().map_err(|_| {
-                    ApiError::bad_request(format!("service_request_id {id:?} is not a number"))
+                    ApiError::bad_request(format!(
+                        "service_request_id {} is not a number",
+                        crate::io::upload::quote(id)
+                    ))
                 })?;
+                if !wanted.contains(&id) {
+                    wanted.push(id);
+                }
+                if wanted.len() > MAX_REQUEST_IDS {
+                    return Err(ApiError::bad_request(format!(
+                        "at most {MAX_REQUEST_IDS} service_request_id values at once"
+                    )));
+                }
+            }
+            for id in wanted {
                 match public_case_by_id(&state, id).await {
                     Ok(c) => cases.push(c),
                     Err(e) if e.status == StatusCode::NOT_FOUND => {}
@@ -449,6 +496,7 @@ pub async fn requests(
             let start = q.start_date.unwrap_or(end - chrono::Duration::days(90));
             let page_size = q.page_size.unwrap_or(1000).clamp(1, 1000);
             let page = q.page.unwrap_or(1).max(1);
+            let skip = usize::try_from((page - 1).saturating_mul(page_size)).unwrap_or(usize::MAX);
             let wanted: Vec<&str> = q
                 .status
                 .as_deref()
@@ -468,7 +516,7 @@ pub async fn requests(
             cases = all
                 .into_iter()
                 .filter(|c| wanted.is_empty() || wanted.contains(&status_of(c.state)))
-                .skip(((page - 1) * page_size) as usize)
+                .skip(skip)
                 .take(page_size as usize)
                 .collect();
         }

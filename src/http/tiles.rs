@@ -24,26 +24,80 @@ pub fn routes() -> Router<AppState> {
         .layer(tower_http::compression::CompressionLayer::new())
 }
 
-/// Past dates' grids, newest use last.
+/// Past dates' grids, newest use last. The list is locked only to find a date's slot;
+/// a date loads inside its own slot, so a slow load holds up only the requests for
+/// that same date (which then share it), never the other dates or today's tiles.
 #[derive(Default)]
-pub struct PastTiles(tokio::sync::Mutex<Vec<Arc<PastGrids>>>);
+pub struct PastTiles(std::sync::Mutex<Vec<(NaiveDate, PastSlot)>>);
+
+type PastSlot = Arc<tokio::sync::OnceCell<Arc<PastGrids>>>;
 
 impl PastTiles {
-    async fn get(&self, state: &AppState, date: NaiveDate) -> Result<Arc<PastGrids>, ApiError> {
-        // Held while loading, so a map asking for twenty tiles of a new date loads it once.
-        let mut kept = self.0.lock().await;
-        if let Some(i) = kept.iter().position(|p| p.date == date) {
+    /// The date's slot, and whether it was already there (a load may still be running).
+    fn slot(&self, date: NaiveDate) -> Result<(PastSlot, bool), ApiError> {
+        let mut kept = self
+            .0
+            .lock()
+            .map_err(|_| ApiError::internal("the past-tiles cache is poisoned"))?;
+        if let Some(i) = kept.iter().position(|(d, _)| *d == date) {
             let hit = kept.remove(i);
-            kept.push(hit.clone());
-            return Ok(hit);
+            let slot = hit.1.clone();
+            kept.push(hit);
+            return Ok((slot, true));
         }
-        let loaded = Arc::new(PastGrids::load(state.store.as_ref(), date).await?);
         if kept.len() >= PAST_DATES_KEPT {
             kept.remove(0);
         }
-        kept.push(loaded.clone());
-        Ok(loaded)
+        let slot = PastSlot::default();
+        kept.push((date, slot.clone()));
+        Ok((slot, false))
     }
+
+    async fn get(
+        &self,
+        state: &AppState,
+        client: &super::extract::ClientAddr,
+        date: NaiveDate,
+    ) -> Result<Arc<PastGrids>, ApiError> {
+        let (slot, known) = self.slot(date)?;
+        if let Some(loaded) = slot.get() {
+            return Ok(loaded.clone());
+        }
+        // A new date rebuilds an index from every grid version: counted per address.
+        if !known {
+            historic_limit(state, client)?;
+        }
+        let loaded = slot
+            .get_or_try_init(|| async {
+                PastGrids::load(state.store.as_ref(), date)
+                    .await
+                    .map(Arc::new)
+            })
+            .await?;
+        Ok(loaded.clone())
+    }
+}
+
+/// Refuses a client that asks for more past dates than the limit allows.
+pub(super) fn historic_limit(
+    state: &AppState,
+    client: &super::extract::ClientAddr,
+) -> Result<(), ApiError> {
+    state
+        .historic_limiter
+        .check_key(&client.0)
+        .map_err(|not_until| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many past-date reads",
+                format!(
+                    "at most {} reads of past dates a minute from one address",
+                    state.settings.historic_reads_per_minute
+                ),
+            )
+            .retry_after(super::wait_time(&not_until))
+        })
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -65,6 +119,7 @@ pub struct TileQuery {
         (status = 404, description = "no such layer or tile")))]
 pub async fn tile(
     State(state): State<AppState>,
+    client: super::extract::ClientAddr,
     Path((layer, z, x, y)): Path<(String, u32, u32, String)>,
     Query(q): Query<TileQuery>,
     headers: HeaderMap,
@@ -94,7 +149,7 @@ pub async fn tile(
     }
     let bytes = match past {
         Some(date) => {
-            let grids = state.past_tiles.get(&state, date).await?;
+            let grids = state.past_tiles.get(&state, &client, date).await?;
             let render = move || {
                 grids
                     .index

@@ -52,11 +52,20 @@ pub enum FileError {
     Gdal(#[from] gdal::errors::GdalError),
     #[error("unknown output format {0:?}: expected geojson, gpkg or shp")]
     UnknownFormat(String),
+    /// A file wangge does not open (HTTP 415).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// Which attributes mean what, and how to read the file.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct ImportOptions {
+    /// The only GDAL driver allowed to open the file (uploads name theirs; otherwise any
+    /// of [`READ_DRIVERS`]).
+    pub driver: Option<String>,
+    /// How errors name the file instead of its path (an upload's temporary path means
+    /// nothing to its sender and tells an attacker about the server).
+    pub display_name: Option<String>,
     /// Grid id/code attribute (default: the first of grid_id, code, id; else the FID).
     pub id_field: Option<String>,
     /// Name attribute (default: name, Name, 名称).
@@ -86,15 +95,82 @@ pub struct ImportedFile {
     pub driver: String,
 }
 
-fn gdal_path(path: &Path) -> PathBuf {
+/// The GDAL drivers wangge reads boundaries with; no other driver ever opens a file.
+pub const READ_DRIVERS: [&str; 4] = ["GeoJSON", "ESRI Shapefile", "GPKG", "KML"];
+
+/// An id quoted in an error: at most 64 characters.
+fn quoted_id(id: &str) -> String {
+    crate::io::upload::quote(id)
+}
+
+/// Reads a file from the command line: a zip is unpacked and checked as an upload is
+/// (into a temporary directory), anything else is opened where it is.
+pub fn read_local_file(
+    path: &Path,
+    options: &ImportOptions,
+    progress: impl FnMut(u64, u64),
+) -> Result<ImportedFile, FileError> {
     let zipped = path
         .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("zip"));
-    if zipped && !path.to_string_lossy().starts_with("/vsizip/") {
-        PathBuf::from(format!("/vsizip/{}", path.display()))
-    } else {
-        path.to_path_buf()
+        .is_some_and(|e| e.eq_ignore_ascii_case("zip") || e.eq_ignore_ascii_case("kmz"));
+    if !zipped {
+        return read_grids(path, options, progress);
     }
+    let dir = tempfile::tempdir().map_err(|e| FileError::Open {
+        path: path.to_path_buf(),
+        message: format!("no temporary directory: {e}"),
+    })?;
+    let copy = dir.path().join("upload.raw");
+    std::fs::copy(path, &copy).map_err(|e| FileError::Open {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let prepared = crate::io::upload::prepare(
+        &copy,
+        dir.path(),
+        &crate::io::upload::UploadLimits::default(),
+    )
+    .map_err(|e| FileError::Open {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let options = ImportOptions {
+        driver: Some(prepared.format.gdal_driver().into()),
+        display_name: Some(
+            options
+                .display_name
+                .clone()
+                .unwrap_or_else(|| path.display().to_string()),
+        ),
+        ..options.clone()
+    };
+    read_grids(&prepared.path, &options, progress)
+}
+
+/// Refuses GeoPackages that hold views, or triggers other than the standard ones:
+/// reading must not run the sender's SQL.
+fn check_geopackage(dataset: &Dataset, shown: &Path) -> Result<(), FileError> {
+    let sql = "SELECT type, name FROM sqlite_master WHERE type = 'view' OR (type = 'trigger' \
+               AND name NOT LIKE 'rtree\\_%' ESCAPE '\\' AND name NOT LIKE 'gpkg\\_%' ESCAPE '\\' \
+               AND name NOT LIKE 'trigger\\_insert\\_feature\\_count\\_%' ESCAPE '\\' \
+               AND name NOT LIKE 'trigger\\_delete\\_feature\\_count\\_%' ESCAPE '\\')";
+    let found = dataset
+        .execute_sql(sql, None, gdal::vector::sql::Dialect::DEFAULT)
+        .map_err(|e| FileError::Open {
+            path: shown.to_path_buf(),
+            message: format!("not a readable GeoPackage ({e})"),
+        })?;
+    if let Some(mut rows) = found
+        && let Some(row) = rows.features().next()
+    {
+        let kind = row.field_as_string(0).ok().flatten().unwrap_or_default();
+        let name = row.field_as_string(1).ok().flatten().unwrap_or_default();
+        return Err(FileError::Unsupported(format!(
+            "the GeoPackage holds a {kind} {}: views and custom triggers are not accepted",
+            quoted_id(&name)
+        )));
+    }
+    Ok(())
 }
 
 fn has_cpg(path: &Path) -> bool {
@@ -116,7 +192,33 @@ pub fn read_grids(
     options: &ImportOptions,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<ImportedFile, FileError> {
-    let gpath = gdal_path(path);
+    let shown = options
+        .display_name
+        .as_ref()
+        .map_or_else(|| path.to_path_buf(), PathBuf::from);
+    // GDAL's messages may carry the path it was given: say the shown name instead.
+    let scrub = |message: String| -> String {
+        let mut m = message.replace(&*path.to_string_lossy(), &shown.to_string_lossy());
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            m = m.replace(&*dir.to_string_lossy(), "");
+        }
+        m
+    };
+    if path.to_string_lossy().starts_with("/vsi") {
+        return Err(FileError::Unsupported(
+            "GDAL virtual file systems (/vsi…) are not opened".into(),
+        ));
+    }
+    let drivers: Vec<&str> = match &options.driver {
+        Some(d) => READ_DRIVERS.iter().copied().filter(|r| r == d).collect(),
+        None => READ_DRIVERS.to_vec(),
+    };
+    if drivers.is_empty() {
+        return Err(FileError::Unsupported(format!(
+            "wangge does not read files with the {} driver",
+            quoted_id(options.driver.as_deref().unwrap_or_default())
+        )));
+    }
     let is_shp = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("shp"));
@@ -133,23 +235,36 @@ pub fn read_grids(
     };
     let open_options: Vec<&str> = encoding_option.iter().map(String::as_str).collect();
     let dataset = Dataset::open_ex(
-        &gpath,
+        path,
         DatasetOptions {
             open_flags: GdalOpenFlags::GDAL_OF_VECTOR | GdalOpenFlags::GDAL_OF_READONLY,
+            allowed_drivers: Some(&drivers),
             open_options: (!open_options.is_empty()).then_some(open_options.as_slice()),
             ..Default::default()
         },
     )
     .map_err(|e| FileError::Open {
-        path: path.to_path_buf(),
-        message: e.to_string(),
+        path: shown.clone(),
+        message: match e {
+            gdal::errors::GdalError::NullPointer { .. } => format!(
+                "not a readable {} file",
+                options
+                    .driver
+                    .as_deref()
+                    .unwrap_or("GeoJSON, Shapefile, GeoPackage or KML")
+            ),
+            other => scrub(other.to_string()),
+        },
     })?;
     let driver = dataset.driver().short_name();
+    if driver == "GPKG" {
+        check_geopackage(&dataset, &shown)?;
+    }
     let mut layer = match &options.source_layer {
         Some(name) => dataset
             .layer_by_name(name)
             .map_err(|_| FileError::NoSuchLayer {
-                path: path.to_path_buf(),
+                path: shown.clone(),
                 layer: name.clone(),
                 available: dataset
                     .layers()
@@ -158,8 +273,8 @@ pub fn read_grids(
                     .join(", "),
             })?,
         None => dataset.layer(0).map_err(|e| FileError::Open {
-            path: path.to_path_buf(),
-            message: format!("no vector layer: {e}"),
+            path: shown.clone(),
+            message: scrub(format!("no vector layer: {e}")),
         })?,
     };
     let field_names: Vec<String> = layer.defn().fields().map(|f| f.name()).collect();
@@ -186,7 +301,7 @@ pub fn read_grids(
             && find(explicit, &[]).is_none()
         {
             return Err(FileError::Open {
-                path: path.to_path_buf(),
+                path: shown.clone(),
                 message: format!(
                     "{what} {name:?} is not a field of the file (fields: {})",
                     field_names.join(", ")
@@ -203,16 +318,17 @@ pub fn read_grids(
     let households_idx = find(&options.households_field, &["households", "hh"]);
     let layer_idx = find(&options.layer_field, &["layer"]);
 
-    let transform = Transform::new(path, options.crs.as_deref(), layer.spatial_ref())?;
+    let transform = Transform::new(&shown, options.crs.as_deref(), layer.spatial_ref())?;
     let total = layer.try_feature_count().unwrap_or(0);
-    let mut grids = Vec::with_capacity(total as usize);
+    // The count comes from the file's header: reserve for it only within reason.
+    let mut grids = Vec::with_capacity(total.min(100_000) as usize);
     for (n, feature) in layer.features().enumerate() {
         let fid = feature.fid().map_or(n as u64, |f| f);
         let feature_name = |id: &str| {
             if id.is_empty() {
                 format!("#{fid}")
             } else {
-                format!("{id:?} (#{fid})")
+                format!("{} (#{fid})", quoted_id(id))
             }
         };
         let text = |idx: Option<usize>| -> Result<Option<String>, FileError> {

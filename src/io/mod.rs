@@ -5,5 +5,8 @@
 pub mod gdal_files;
 pub mod geojson;
 pub mod points;
+pub mod upload;
+#[cfg(feature = "proj")]
+pub mod upload_reader;
 
 pub use geojson::{FeatureProblem, FeatureRef, InputError, Position, ReadOptions};

@@ -42,8 +42,11 @@ type Result<T> = std::result::Result<T, DispatchError>;
 /// The reporter's contact (personal data: masked unless the reader needs it).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Contact {
+    #[schema(max_length = 64)]
     pub name: Option<String>,
+    #[schema(max_length = 32)]
     pub phone: Option<String>,
+    #[schema(max_length = 254)]
     pub email: Option<String>,
 }
 
@@ -54,14 +57,20 @@ pub struct Report {
     pub lat: f64,
     /// wgs84 (default), cgcs2000, gcj02 or bd09.
     #[serde(default)]
+    #[schema(max_length = 16)]
     pub coord_sys: Option<String>,
     /// The matter's code; without one a dispatcher classifies the case.
     #[serde(default)]
+    #[schema(max_length = 32)]
     pub matter: Option<String>,
+    #[schema(min_length = 1, max_length = 4000)]
     pub description: String,
+    /// http(s) URLs of at most 2000 characters.
     #[serde(default)]
+    #[schema(max_items = 10)]
     pub photos: Vec<String>,
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub address: Option<String>,
     #[serde(default)]
     pub contact: Contact,
@@ -287,6 +296,35 @@ fn check_text(field: &str, value: &str, max: usize) -> Result<()> {
     Ok(())
 }
 
+/// An optional text field: empty is fine, too long is refused naming the field.
+fn check_optional(field: &str, value: Option<&str>, max: usize) -> Result<()> {
+    match value {
+        Some(v) if v.chars().count() > max => Err(DispatchError::Invalid(format!(
+            "{field} is longer than {max} characters"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The longest text a report's fields may hold (characters), as the OpenAPI schema
+/// states them.
+pub const REPORT_LIMITS: [(&str, usize); 7] = [
+    ("description", 4000),
+    ("address", 200),
+    ("contact.name", 64),
+    ("contact.phone", 32),
+    ("contact.email", 254),
+    ("matter", 32),
+    ("coord_sys", 16),
+];
+
+fn limit_of(field: &str) -> usize {
+    REPORT_LIMITS
+        .iter()
+        .find(|(f, _)| *f == field)
+        .map_or(0, |(_, n)| *n)
+}
+
 /// Locates, classifies and stores a report; the case waits in its township's centre and
 /// its grid member's list. A retried submission with the same key returns the first
 /// case and `false`.
@@ -301,7 +339,17 @@ pub async fn intake(
     now: DateTime<Utc>,
     idempotency: Option<&IdempotencyKey>,
 ) -> Result<(CaseRecord, bool)> {
-    check_text("description", &report.description, 4000)?;
+    check_text("description", &report.description, limit_of("description"))?;
+    for (field, value) in [
+        ("address", report.address.as_deref()),
+        ("contact.name", report.contact.name.as_deref()),
+        ("contact.phone", report.contact.phone.as_deref()),
+        ("contact.email", report.contact.email.as_deref()),
+        ("matter", report.matter.as_deref()),
+        ("coord_sys", report.coord_sys.as_deref()),
+    ] {
+        check_optional(field, value, limit_of(field))?;
+    }
     if report.photos.len() > 10 {
         return Err(DispatchError::Invalid("at most 10 photos".into()));
     }
@@ -311,7 +359,8 @@ pub async fn intake(
         .find(|u| !(u.starts_with("http://") || u.starts_with("https://")) || u.len() > 2000)
     {
         return Err(DispatchError::Invalid(format!(
-            "photo {bad:?} is not an http(s) URL"
+            "photo {} is not an http(s) URL of at most 2000 characters",
+            crate::io::upload::quote(bad)
         )));
     }
     let coord_sys: CoordSys = match report.coord_sys.as_deref() {

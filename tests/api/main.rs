@@ -7,6 +7,7 @@ mod browser;
 mod cli;
 mod dispatch;
 mod helpers;
+mod hostile;
 mod import_files;
 mod injected;
 mod map;

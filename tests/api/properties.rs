@@ -166,3 +166,51 @@ fn a_dedicated_grid_is_returned_beside_the_comprehensive_one() {
     );
     assert!(r.dedicated.is_empty());
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Any bytes given to the readers of untrusted input end in a value or an error,
+    /// never a panic: GeoJSON, CSV points, WKB from the store, and upload sniffing.
+    #[test]
+    fn readers_of_untrusted_input_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let text = String::from_utf8_lossy(&bytes);
+        let _ = wangge::io::geojson::read_grids(&text, &wangge::io::ReadOptions::default());
+        let _ = wangge::io::points::parse_csv(&text, "fuzz.csv");
+        let _ = wangge::store::wkb::decode(&bytes);
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("upload.raw");
+        std::fs::write(&raw, &bytes).unwrap();
+        let _ = wangge::io::upload::prepare(&raw, dir.path(), &wangge::io::upload::UploadLimits::default());
+    }
+
+    /// The same for input shaped like what the readers expect, with the shape broken
+    /// somewhere: a GeoJSON polygon with arbitrary numbers, a zip of arbitrary entries.
+    #[test]
+    fn near_miss_geojson_and_zips_never_panic(
+        coords in prop::collection::vec((any::<f64>(), any::<f64>()), 0..12),
+        names in prop::collection::vec("[a-z./]{0,12}", 0..4),
+        content in prop::collection::vec(any::<u8>(), 0..64),
+    ) {
+        let ring: Vec<Vec<f64>> = coords.iter().map(|&(x, y)| vec![x, y]).collect();
+        let doc = serde_json::json!({"type": "FeatureCollection", "features": [
+            {"type": "Feature", "id": "g", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [ring]}}
+        ]});
+        let _ = wangge::io::geojson::read_grids(&doc.to_string(), &wangge::io::ReadOptions::default());
+        let mut out = std::io::Cursor::new(Vec::new());
+        {
+            let mut w = zip::ZipWriter::new(&mut out);
+            for n in &names {
+                if w.start_file(n.as_str(), zip::write::SimpleFileOptions::default()).is_ok() {
+                    use std::io::Write;
+                    let _ = w.write_all(&content);
+                }
+            }
+            let _ = w.finish();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("upload.raw");
+        std::fs::write(&raw, out.into_inner()).unwrap();
+        let _ = wangge::io::upload::prepare(&raw, dir.path(), &wangge::io::upload::UploadLimits::default());
+    }
+}

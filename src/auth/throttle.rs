@@ -1,0 +1,206 @@
+//! Password guessing, slowed down: failed logins are counted per account and per client
+//! address; past a few free failures each further attempt must wait, 1 s doubling up to
+//! 15 minutes, and the counts are forgotten 15 minutes after the last failure. Every
+//! attempt is counted as a failure *before* the password is checked ([`begin`]), so
+//! a hundred parallel guesses cannot all slip past the check; a success then clears
+//! the account's count and takes back its one charge on the address (an attacker's own
+//! valid login must not clear their address's count). Per replica, in memory.
+//!
+//! [`begin`]: LoginThrottle::begin
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use wangge::auth::LoginThrottle;
+//! let throttle = LoginThrottle::new(2);
+//! let (now, addr) = (Instant::now(), "192.0.2.1".parse().unwrap());
+//! for _ in 0..3 {
+//!     assert!(throttle.begin("zhang", addr, now).is_ok()); // then a wrong password
+//! }
+//! assert!(throttle.begin("zhang", addr, now).is_err());
+//! assert!(throttle.begin("zhang", addr, now + Duration::from_secs(3)).is_ok());
+//! ```
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Counts are forgotten this long after the last failure.
+const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
+/// The longest wait between attempts.
+const MAX_WAIT: Duration = Duration::from_secs(15 * 60);
+/// Entries kept before idle ones are pruned on the spot.
+const MAX_ENTRIES: usize = 100_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Account(String),
+    Address(IpAddr),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    last: Instant,
+}
+
+/// Failed logins per account and per address.
+#[derive(Debug)]
+pub struct LoginThrottle {
+    free: u32,
+    failures: Mutex<HashMap<Key, Failures>>,
+}
+
+fn account(name: &str) -> Key {
+    // Bounded: a megabyte-long name is one short key.
+    Key::Account(name.trim().chars().take(128).collect())
+}
+
+impl LoginThrottle {
+    /// `free` failures are allowed before waits begin.
+    pub fn new(free: u32) -> Self {
+        LoginThrottle {
+            free,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn wait(&self, f: &Failures, now: Instant) -> Duration {
+        let since = now.saturating_duration_since(f.last);
+        if since >= FORGET_AFTER || f.count < self.free {
+            return Duration::ZERO;
+        }
+        let exponent = (f.count - self.free).min(20);
+        let wait = Duration::from_secs(1u64 << exponent).min(MAX_WAIT);
+        wait.saturating_sub(since)
+    }
+
+    /// `Err(wait)` when the account or the address must wait before another attempt.
+    pub fn check(&self, name: &str, addr: IpAddr, now: Instant) -> Result<(), Duration> {
+        let Ok(failures) = self.failures.lock() else {
+            return Ok(());
+        };
+        let wait = [account(name), Key::Address(addr)]
+            .iter()
+            .filter_map(|k| failures.get(k))
+            .map(|f| self.wait(f, now))
+            .max()
+            .unwrap_or_default();
+        if wait.is_zero() { Ok(()) } else { Err(wait) }
+    }
+
+    /// Counts a failed attempt against the account and the address.
+    pub fn failed(&self, name: &str, addr: IpAddr, now: Instant) {
+        let Ok(mut failures) = self.failures.lock() else {
+            return;
+        };
+        if failures.len() >= MAX_ENTRIES {
+            failures.retain(|_, f| now.saturating_duration_since(f.last) < FORGET_AFTER);
+        }
+        for key in [account(name), Key::Address(addr)] {
+            let entry = failures.entry(key).or_insert(Failures {
+                count: 0,
+                last: now,
+            });
+            if now.saturating_duration_since(entry.last) >= FORGET_AFTER {
+                entry.count = 0;
+            }
+            entry.count = entry.count.saturating_add(1);
+            entry.last = now;
+        }
+    }
+
+    /// Checks, then charges the attempt as a failure until [`succeeded`] says
+    /// otherwise. `Err(wait)`: refused, nothing charged.
+    ///
+    /// [`succeeded`]: LoginThrottle::succeeded
+    pub fn begin(&self, name: &str, addr: IpAddr, now: Instant) -> Result<(), Duration> {
+        self.check(name, addr, now)?;
+        self.failed(name, addr, now);
+        Ok(())
+    }
+
+    /// A correct password: the account starts afresh, and the address gets back the
+    /// charge of this attempt (no more).
+    pub fn succeeded(&self, name: &str, addr: IpAddr) {
+        if let Ok(mut failures) = self.failures.lock() {
+            failures.remove(&account(name));
+            if let Some(f) = failures.get_mut(&Key::Address(addr)) {
+                f.count = f.count.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Drops counts nobody needs any more.
+    pub fn prune(&self, now: Instant) {
+        if let Ok(mut failures) = self.failures.lock() {
+            failures.retain(|_, f| now.saturating_duration_since(f.last) < FORGET_AFTER);
+        }
+    }
+
+    /// How many accounts and addresses are being counted.
+    pub fn len(&self) -> usize {
+        self.failures.lock().map(|f| f.len()).unwrap_or(0)
+    }
+
+    /// Whether nothing is being counted.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn waits_double_per_failure_and_cap_at_fifteen_minutes() {
+        let t = LoginThrottle::new(5);
+        let now = Instant::now();
+        for _ in 0..5 {
+            assert_eq!(t.check("a", addr("192.0.2.1"), now), Ok(()));
+            t.failed("a", addr("192.0.2.1"), now);
+        }
+        assert_eq!(
+            t.check("a", addr("192.0.2.1"), now),
+            Err(Duration::from_secs(1))
+        );
+        t.failed("a", addr("192.0.2.1"), now);
+        t.failed("a", addr("192.0.2.1"), now);
+        assert_eq!(
+            t.check("a", addr("192.0.2.1"), now),
+            Err(Duration::from_secs(4))
+        );
+        for _ in 0..30 {
+            t.failed("a", addr("192.0.2.1"), now);
+        }
+        assert_eq!(t.check("a", addr("192.0.2.1"), now), Err(MAX_WAIT));
+        // Forgotten a quarter of an hour after the last failure.
+        assert_eq!(t.check("a", addr("192.0.2.1"), now + FORGET_AFTER), Ok(()));
+    }
+
+    #[test]
+    fn an_account_is_protected_from_many_addresses_and_an_address_across_accounts() {
+        let t = LoginThrottle::new(3);
+        let now = Instant::now();
+        for i in 0..3 {
+            t.failed("victim", addr(&format!("198.51.100.{i}")), now);
+        }
+        assert!(t.check("victim", addr("198.51.100.200"), now).is_err());
+        for i in 0..3 {
+            t.failed(&format!("user{i}"), addr("203.0.113.5"), now);
+        }
+        assert!(t.check("someone-else", addr("203.0.113.5"), now).is_err());
+        // The attacker's own correct login clears that account, not the address.
+        t.begin("mine", addr("203.0.113.5"), now + Duration::from_secs(1))
+            .unwrap();
+        t.succeeded("mine", addr("203.0.113.5"));
+        assert!(t.check("someone-else", addr("203.0.113.5"), now).is_err());
+        t.prune(now + FORGET_AFTER + Duration::from_secs(1));
+        assert!(t.is_empty());
+    }
+}

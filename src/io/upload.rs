@@ -1,0 +1,531 @@
+//! An uploaded boundary file, taken apart by wangge before any format library sees it.
+//!
+//! The format is decided from the content, the client's file name being only a hint:
+//! GeoJSON, KML, a GeoPackage, or a zip holding one dataset (a Shapefile's parts, or one
+//! GeoJSON/KML/GeoPackage file; a KMZ is such a zip). Everything else is refused —
+//! above all GDAL's VRT and any file that names another file, which would let an upload
+//! read the server's files or make it send requests. Zips are unpacked here with their
+//! entry names and sizes checked, so GDAL only ever opens files wangge wrote itself, by
+//! plain paths (never `/vsi…`).
+//!
+//! ```
+//! use wangge::io::upload::{prepare, UploadFormat, UploadLimits};
+//! let dir = tempfile::tempdir().unwrap();
+//! let raw = dir.path().join("raw");
+//! std::fs::write(&raw, br#"{"type":"FeatureCollection","features":[]}"#).unwrap();
+//! let file = prepare(&raw, dir.path(), &UploadLimits::default()).unwrap();
+//! assert_eq!(file.format, UploadFormat::GeoJson);
+//! ```
+
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// The formats a planner uploads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UploadFormat {
+    GeoJson,
+    Shapefile,
+    GeoPackage,
+    Kml,
+}
+
+impl UploadFormat {
+    /// The one GDAL driver allowed to open it.
+    pub fn gdal_driver(self) -> &'static str {
+        match self {
+            UploadFormat::GeoJson => "GeoJSON",
+            UploadFormat::Shapefile => "ESRI Shapefile",
+            UploadFormat::GeoPackage => "GPKG",
+            UploadFormat::Kml => "KML",
+        }
+    }
+
+    fn extension(self) -> &'static str {
+        match self {
+            UploadFormat::GeoJson => "geojson",
+            UploadFormat::Shapefile => "shp",
+            UploadFormat::GeoPackage => "gpkg",
+            UploadFormat::Kml => "kml",
+        }
+    }
+}
+
+/// Why an upload is refused before it is parsed.
+#[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
+pub enum UploadError {
+    /// Not a format wangge reads (HTTP 415).
+    #[error("{0}")]
+    Unsupported(String),
+    /// Larger than allowed once unpacked (HTTP 413).
+    #[error("{0}")]
+    TooLarge(String),
+    /// A local failure (disk full, …); says nothing about the file.
+    #[error("cannot unpack the upload: {0}")]
+    Io(String),
+}
+
+/// How much an upload may grow to.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadLimits {
+    /// Bytes all unpacked entries of a zip may take together.
+    pub max_unpacked_bytes: u64,
+}
+
+impl Default for UploadLimits {
+    fn default() -> Self {
+        UploadLimits {
+            max_unpacked_bytes: 2 << 30,
+        }
+    }
+}
+
+/// The file to hand GDAL, and the driver it must use.
+#[derive(Debug, Clone)]
+pub struct PreparedFile {
+    pub path: PathBuf,
+    pub format: UploadFormat,
+}
+
+/// Longest entry name or value quoted back in an error.
+const QUOTE_MAX: usize = 64;
+
+/// `s` cut to at most 64 characters, for quoting untrusted text in an error.
+pub fn quote(s: &str) -> String {
+    if s.chars().count() <= QUOTE_MAX {
+        format!("{s:?}")
+    } else {
+        let cut: String = s.chars().take(QUOTE_MAX - 1).collect();
+        format!("{cut:?}…")
+    }
+}
+
+/// Decides the format of `raw` (bytes exactly as uploaded) and lays the dataset out in
+/// `workdir` under wangge's own names. `raw` may be inside `workdir`.
+pub fn prepare(
+    raw: &Path,
+    workdir: &Path,
+    limits: &UploadLimits,
+) -> Result<PreparedFile, UploadError> {
+    let head = read_head(raw)?;
+    match sniff(&head)? {
+        Sniffed::Zip => unzip(raw, workdir, limits),
+        Sniffed::Plain(format) => place(raw, workdir, format),
+    }
+}
+
+enum Sniffed {
+    Zip,
+    Plain(UploadFormat),
+}
+
+fn io(e: std::io::Error) -> UploadError {
+    UploadError::Io(e.kind().to_string())
+}
+
+fn read_head(path: &Path) -> Result<Vec<u8>, UploadError> {
+    let mut head = Vec::with_capacity(64 * 1024);
+    std::fs::File::open(path)
+        .map_err(io)?
+        .take(64 * 1024)
+        .read_to_end(&mut head)
+        .map_err(io)?;
+    Ok(head)
+}
+
+fn sniff(head: &[u8]) -> Result<Sniffed, UploadError> {
+    if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
+        return Ok(Sniffed::Zip);
+    }
+    if head.starts_with(b"SQLite format 3\0") {
+        return Ok(Sniffed::Plain(UploadFormat::GeoPackage));
+    }
+    if head.starts_with(&[0x00, 0x00, 0x27, 0x0a]) {
+        return Err(UploadError::Unsupported(
+            "a lone .shp: zip the .shp with its .shx and .dbf (and .prj, .cpg) and upload the zip"
+                .into(),
+        ));
+    }
+    let text = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
+    let start = text
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .map(|i| &text[i..])
+        .unwrap_or_default();
+    match start.first() {
+        Some(b'{') => Ok(Sniffed::Plain(UploadFormat::GeoJson)),
+        Some(b'<') => sniff_xml(start).map(Sniffed::Plain),
+        _ => Err(UploadError::Unsupported(
+            "not a format wangge reads: upload GeoJSON, KML/KMZ, a GeoPackage, or a zipped \
+             Shapefile"
+                .into(),
+        )),
+    }
+}
+
+fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+fn sniff_xml(head: &[u8]) -> Result<UploadFormat, UploadError> {
+    if contains_ignore_case(head, b"OGRVRTDataSource") {
+        return Err(UploadError::Unsupported(
+            "an OGR VRT file, which reads other files: upload the data itself".into(),
+        ));
+    }
+    // Entities are how XML reaches outside itself (and how it multiplies itself):
+    // no KML needs a document type declaration.
+    if contains_ignore_case(head, b"<!DOCTYPE") || contains_ignore_case(head, b"<!ENTITY") {
+        return Err(UploadError::Unsupported(
+            "XML with a document type declaration (entities) is not accepted".into(),
+        ));
+    }
+    if contains_ignore_case(head, b"<kml") {
+        Ok(UploadFormat::Kml)
+    } else {
+        Err(UploadError::Unsupported(
+            "XML that is not KML: upload GeoJSON, KML/KMZ, a GeoPackage, or a zipped Shapefile"
+                .into(),
+        ))
+    }
+}
+
+/// A plain (unzipped) upload, checked further where its format needs it.
+fn place(raw: &Path, workdir: &Path, format: UploadFormat) -> Result<PreparedFile, UploadError> {
+    let path = workdir.join(format!("dataset.{}", format.extension()));
+    if raw != path {
+        std::fs::rename(raw, &path)
+            .or_else(|_| std::fs::copy(raw, &path).map(|_| ()))
+            .map_err(io)?;
+    }
+    Ok(PreparedFile { path, format })
+}
+
+const SHAPEFILE_PARTS: [&str; 5] = ["shp", "shx", "dbf", "prj", "cpg"];
+const SINGLE_DATASETS: [&str; 5] = ["geojson", "json", "kml", "gpkg", "shp"];
+
+fn unzip(raw: &Path, workdir: &Path, limits: &UploadLimits) -> Result<PreparedFile, UploadError> {
+    let file = std::fs::File::open(raw).map_err(io)?;
+    let mut archive = zip::ZipArchive::new(file)
+        .map_err(|e| UploadError::Unsupported(format!("an unreadable zip: {e}")))?;
+    // Check every entry before unpacking any.
+    let mut entries: Vec<(usize, String)> = Vec::new();
+    let mut declared: u64 = 0;
+    for i in 0..archive.len() {
+        let entry = archive
+            .by_index_raw(i)
+            .map_err(|e| UploadError::Unsupported(format!("an unreadable zip: {e}")))?;
+        let name = entry
+            .name()
+            .map(|n| n.to_string())
+            .map_err(|e| UploadError::Unsupported(format!("an unreadable zip entry name: {e}")))?;
+        if entry.is_dir() {
+            continue;
+        }
+        if entry.enclosed_name().is_none() || name.contains('\\') {
+            return Err(UploadError::Unsupported(format!(
+                "the zip entry {} points outside the archive",
+                quote(&name)
+            )));
+        }
+        if entry.is_symlink() {
+            return Err(UploadError::Unsupported(format!(
+                "the zip entry {} is a link",
+                quote(&name)
+            )));
+        }
+        if entry.encrypted() {
+            return Err(UploadError::Unsupported(format!(
+                "the zip entry {} is encrypted",
+                quote(&name)
+            )));
+        }
+        declared = declared.saturating_add(entry.size());
+        entries.push((i, name));
+    }
+    if declared > limits.max_unpacked_bytes {
+        return Err(too_large(limits));
+    }
+    let plan = zip_layout(&entries)?;
+    let mut budget = limits.max_unpacked_bytes;
+    let mut main = None;
+    for (index, extension) in &plan.files {
+        let mut entry = archive
+            .by_index(*index)
+            .map_err(|e| UploadError::Unsupported(format!("an unreadable zip: {e}")))?;
+        let target = workdir.join(format!("dataset.{extension}"));
+        let mut out = std::fs::File::create(&target).map_err(io)?;
+        // Declared sizes can lie: stop at the budget whatever the header said.
+        let written = std::io::copy(&mut (&mut entry).take(budget + 1), &mut out)
+            .map_err(|e| UploadError::Unsupported(format!("an unreadable zip: {e}")))?;
+        if written > budget {
+            return Err(too_large(limits));
+        }
+        budget -= written;
+        out.flush().map_err(io)?;
+        if Some(extension.as_str()) == plan.main.as_deref() {
+            main = Some(target);
+        }
+    }
+    let Some(main) = main else {
+        return Err(UploadError::Unsupported("the zip holds no dataset".into()));
+    };
+    if plan.shapefile {
+        check_shapefile(&main)?;
+        return Ok(PreparedFile {
+            path: main,
+            format: UploadFormat::Shapefile,
+        });
+    }
+    // One file inside: its content decides, as for a plain upload (a VRT called
+    // .geojson stays refused; a zip inside a zip is not unpacked).
+    match sniff(&read_head(&main)?)? {
+        Sniffed::Zip => Err(UploadError::Unsupported(
+            "a zip inside a zip: upload the inner file".into(),
+        )),
+        Sniffed::Plain(format) => place(&main, workdir, format),
+    }
+}
+
+fn too_large(limits: &UploadLimits) -> UploadError {
+    UploadError::TooLarge(format!(
+        "the zip unpacks to more than {} bytes",
+        limits.max_unpacked_bytes
+    ))
+}
+
+struct ZipLayout {
+    /// (entry index, extension to write it under)
+    files: Vec<(usize, String)>,
+    /// The extension of the file to open.
+    main: Option<String>,
+    shapefile: bool,
+}
+
+fn extension_of(name: &str) -> (String, String) {
+    let base = name.rsplit('/').next().unwrap_or(name);
+    match base.rsplit_once('.') {
+        Some((stem, ext)) => (stem.to_lowercase(), ext.to_ascii_lowercase()),
+        None => (base.to_lowercase(), String::new()),
+    }
+}
+
+/// Which entries form the one dataset; anything else is refused, naming the entry.
+fn zip_layout(entries: &[(usize, String)]) -> Result<ZipLayout, UploadError> {
+    let has_shp = entries.iter().any(|(_, n)| extension_of(n).1 == "shp");
+    if has_shp {
+        let mut stem: Option<String> = None;
+        let mut seen: Vec<String> = Vec::new();
+        let mut files = Vec::new();
+        for (i, name) in entries {
+            let (s, ext) = extension_of(name);
+            if !SHAPEFILE_PARTS.contains(&ext.as_str()) {
+                return Err(UploadError::Unsupported(format!(
+                    "the zip entry {} is not part of a Shapefile (.shp .shx .dbf .prj .cpg)",
+                    quote(name)
+                )));
+            }
+            if stem.get_or_insert_with(|| s.clone()) != &s || seen.contains(&ext) {
+                return Err(UploadError::Unsupported(format!(
+                    "the zip entry {} belongs to a second dataset: a zip holds one Shapefile",
+                    quote(name)
+                )));
+            }
+            seen.push(ext.clone());
+            files.push((*i, ext));
+        }
+        for needed in ["shx", "dbf"] {
+            if !seen.iter().any(|e| e == needed) {
+                return Err(UploadError::Unsupported(format!(
+                    "the zipped Shapefile has no .{needed}"
+                )));
+            }
+        }
+        return Ok(ZipLayout {
+            files,
+            main: Some("shp".into()),
+            shapefile: true,
+        });
+    }
+    match entries {
+        [] => Err(UploadError::Unsupported("the zip is empty".into())),
+        [(i, name)] => {
+            let (_, ext) = extension_of(name);
+            if SINGLE_DATASETS.contains(&ext.as_str()) {
+                Ok(ZipLayout {
+                    files: vec![(*i, "inner".into())],
+                    main: Some("inner".into()),
+                    shapefile: false,
+                })
+            } else {
+                Err(UploadError::Unsupported(format!(
+                    "the zip entry {} is not a GeoJSON, KML or GeoPackage file",
+                    quote(name)
+                )))
+            }
+        }
+        [_, (_, second), ..] => Err(UploadError::Unsupported(format!(
+            "the zip entry {} is a second file: a zip holds one dataset (a Shapefile's \
+             parts, or one GeoJSON, KML or GeoPackage file)",
+            quote(second)
+        ))),
+    }
+}
+
+fn file_len(path: &Path) -> Result<u64, UploadError> {
+    Ok(std::fs::metadata(path).map_err(io)?.len())
+}
+
+/// A Shapefile's headers must agree with its sizes: a header claiming a billion records
+/// would otherwise make a reader reserve memory for them.
+fn check_shapefile(shp: &Path) -> Result<(), UploadError> {
+    let shp_len = file_len(shp)?;
+    let shx_len = file_len(&shp.with_extension("shx"))?;
+    if shx_len < 100 || (shx_len - 100) % 8 != 0 {
+        return Err(UploadError::Unsupported(
+            "the Shapefile's .shx is not an index file".into(),
+        ));
+    }
+    let records = (shx_len - 100) / 8;
+    // Every record takes at least 12 bytes of the .shp (header and shape type).
+    if records.saturating_mul(12) > shp_len {
+        return Err(UploadError::Unsupported(format!(
+            "the Shapefile's .shx lists {records} records, more than its .shp can hold"
+        )));
+    }
+    let dbf = shp.with_extension("dbf");
+    let dbf_len = file_len(&dbf)?;
+    let mut header = [0u8; 12];
+    std::fs::File::open(&dbf)
+        .map_err(io)?
+        .read_exact(&mut header)
+        .map_err(|_| UploadError::Unsupported("the Shapefile's .dbf is truncated".into()))?;
+    let dbf_records = u64::from(u32::from_le_bytes([
+        header[4], header[5], header[6], header[7],
+    ]));
+    let header_len = u64::from(u16::from_le_bytes([header[8], header[9]]));
+    let record_len = u64::from(u16::from_le_bytes([header[10], header[11]]));
+    let claimed = header_len.saturating_add(dbf_records.saturating_mul(record_len));
+    if claimed > dbf_len.saturating_add(1) {
+        return Err(UploadError::Unsupported(format!(
+            "the Shapefile's .dbf header claims {dbf_records} records, more than the file holds"
+        )));
+    }
+    if dbf_records != records {
+        return Err(UploadError::Unsupported(format!(
+            "the Shapefile's .dbf has {dbf_records} records and its .shx {records}"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prepared(bytes: &[u8]) -> Result<PreparedFile, UploadError> {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("raw");
+        std::fs::write(&raw, bytes).unwrap();
+        let r = prepare(&raw, dir.path(), &UploadLimits::default());
+        // Keep the directory alive only for the call; the format is what is checked.
+        drop(dir);
+        r
+    }
+
+    fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut out = std::io::Cursor::new(Vec::new());
+        let mut w = zip::ZipWriter::new(&mut out);
+        for (name, bytes) in entries {
+            w.start_file(*name, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            w.write_all(bytes).unwrap();
+        }
+        w.finish().unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn content_decides_the_format_not_the_name() {
+        let geojson = br#"  {"type":"FeatureCollection","features":[]}"#;
+        assert_eq!(prepared(geojson).unwrap().format, UploadFormat::GeoJson);
+        assert_eq!(
+            prepared(b"\xEF\xBB\xBF<?xml version=\"1.0\"?><kml xmlns=\"x\"></kml>")
+                .unwrap()
+                .format,
+            UploadFormat::Kml
+        );
+        assert_eq!(
+            prepared(b"SQLite format 3\0rest").unwrap().format,
+            UploadFormat::GeoPackage
+        );
+    }
+
+    #[test]
+    fn vrt_and_entities_are_refused_however_named() {
+        let vrt = b"<OGRVRTDataSource><OGRVRTLayer name=\"x\"><SrcDataSource>/etc/passwd</SrcDataSource></OGRVRTLayer></OGRVRTDataSource>";
+        assert!(matches!(prepared(vrt), Err(UploadError::Unsupported(m)) if m.contains("VRT")));
+        let zipped = zip_of(&[("grids.geojson", vrt)]);
+        assert!(matches!(prepared(&zipped), Err(UploadError::Unsupported(m)) if m.contains("VRT")));
+        let xxe = b"<?xml version=\"1.0\"?><!DOCTYPE kml [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><kml>&x;</kml>";
+        assert!(
+            matches!(prepared(xxe), Err(UploadError::Unsupported(m)) if m.contains("entities"))
+        );
+        assert!(matches!(
+            prepared(b"\x00\x01binary"),
+            Err(UploadError::Unsupported(_))
+        ));
+    }
+
+    #[test]
+    fn a_zip_holds_one_dataset_and_nothing_escapes() {
+        let two = zip_of(&[("a.geojson", b"{}"), ("b.geojson", b"{}")]);
+        assert!(
+            matches!(prepared(&two), Err(UploadError::Unsupported(m)) if m.contains("b.geojson"))
+        );
+        let escape = zip_of(&[("../../etc/cron.d/x.geojson", b"{}")]);
+        assert!(
+            matches!(prepared(&escape), Err(UploadError::Unsupported(m)) if m.contains("outside"))
+        );
+        let extra = zip_of(&[
+            ("g.shp", b""),
+            ("g.shx", b""),
+            ("g.dbf", b""),
+            ("g.vrt", b""),
+        ]);
+        assert!(
+            matches!(prepared(&extra), Err(UploadError::Unsupported(m)) if m.contains("g.vrt"))
+        );
+        let nested = zip_of(&[("inner.geojson", &zip_of(&[("x.geojson", b"{}")]))]);
+        assert!(
+            matches!(prepared(&nested), Err(UploadError::Unsupported(m)) if m.contains("zip inside"))
+        );
+        let one = zip_of(&[("folder/grids.json", b"{\"type\":\"FeatureCollection\"}")]);
+        assert_eq!(prepared(&one).unwrap().format, UploadFormat::GeoJson);
+    }
+
+    #[test]
+    fn unpacking_stops_at_the_limit() {
+        let big = vec![b' '; 1 << 20];
+        let zipped = zip_of(&[("g.geojson", &big)]);
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("raw");
+        std::fs::write(&raw, &zipped).unwrap();
+        let small = UploadLimits {
+            max_unpacked_bytes: 1000,
+        };
+        assert!(matches!(
+            prepare(&raw, dir.path(), &small),
+            Err(UploadError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn quotes_are_cut_to_64_characters() {
+        let long = "x".repeat(500);
+        assert!(quote(&long).chars().count() <= 66);
+        assert_eq!(quote("abc"), "\"abc\"");
+    }
+}

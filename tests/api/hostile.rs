@@ -1,0 +1,741 @@
+//! The service as an attacker meets it: hostile files uploaded as plans, oversized and
+//! repeated public input, password guessing, streams that outlive their token, forged
+//! proxy headers and floods of past-date reads. Each refusal is checked for its
+//! problem type, and for what did not happen (nothing stored, nothing fetched).
+
+use crate::backends::Backend;
+use crate::service::{Server, account, client, get, second_plan_geojson, seeded, user};
+use crate::store_contract::COMMUNITY;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use wangge::domain::UserRole;
+
+fn hostile(name: &str) -> String {
+    std::fs::read_to_string(crate::helpers::fixture(&format!("hostile/{name}")))
+        .expect("hostile fixture")
+}
+
+fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut w = zip::ZipWriter::new(&mut out);
+    for (name, bytes) in entries {
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .large_file(bytes.len() > u32::MAX as usize / 2);
+        w.start_file(*name, options).expect("zip entry");
+        w.write_all(bytes).expect("zip write");
+    }
+    w.finish().expect("zip finish");
+    out.into_inner()
+}
+
+/// A listener on loopback that counts every connection made to it.
+fn counting_listener() -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            if conn.is_ok() {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    (port, count)
+}
+
+async fn upload_bytes(
+    url: &str,
+    token: &str,
+    file_name: &str,
+    bytes: Vec<u8>,
+) -> (StatusCode, Value) {
+    let form = reqwest::multipart::Form::new()
+        .text("scope", COMMUNITY.to_string())
+        .text("title", "hostile")
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes).file_name(file_name.to_string()),
+        );
+    let resp = client()
+        .post(format!("{url}/v1/plans"))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload");
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn ogr(args: &[&str]) {
+    let out = std::process::Command::new("ogr2ogr")
+        .args(args)
+        .output()
+        .expect("ogr2ogr (Debian gdal-bin, installed by scripts/test)");
+    assert!(
+        out.status.success(),
+        "ogr2ogr {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn ogrinfo_sql(file: &Path, sql: &str) {
+    let out = std::process::Command::new("ogrinfo")
+        .arg(file)
+        .args(["-sql", sql])
+        .output()
+        .expect("ogrinfo");
+    assert!(
+        out.status.success(),
+        "ogrinfo {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A GeoPackage of the plan's grids with a view and a custom trigger added.
+fn geopackage_with_view_and_trigger(dir: &Path) -> Vec<u8> {
+    let src = dir.join("grids.geojson");
+    std::fs::write(&src, second_plan_geojson()).expect("write");
+    let gpkg = dir.join("grids.gpkg");
+    ogr(&[
+        "-f",
+        "GPKG",
+        gpkg.to_str().unwrap(),
+        src.to_str().unwrap(),
+        "-nln",
+        "grids",
+    ]);
+    ogrinfo_sql(&gpkg, "CREATE VIEW leak AS SELECT * FROM grids");
+    ogrinfo_sql(
+        &gpkg,
+        "CREATE TRIGGER evil AFTER INSERT ON grids BEGIN SELECT 1; END",
+    );
+    std::fs::read(&gpkg).expect("read gpkg")
+}
+
+/// A zipped Shapefile of the plan's grids whose `.dbf` header claims 10⁹ records.
+fn shapefile_claiming_a_billion_records(dir: &Path) -> Vec<u8> {
+    let src = dir.join("grids.geojson");
+    std::fs::write(&src, second_plan_geojson()).expect("write");
+    let shp = dir.join("grids.shp");
+    ogr(&[
+        "-f",
+        "ESRI Shapefile",
+        shp.to_str().unwrap(),
+        src.to_str().unwrap(),
+    ]);
+    let mut dbf = std::fs::read(dir.join("grids.dbf")).expect("dbf");
+    dbf[4..8].copy_from_slice(&1_000_000_000u32.to_le_bytes());
+    let part = |ext: &str| std::fs::read(dir.join(format!("grids.{ext}"))).expect("part");
+    zip_of(&[
+        ("grids.shp", &part("shp")),
+        ("grids.shx", &part("shx")),
+        ("grids.dbf", &dbf),
+        ("grids.prj", &part("prj")),
+    ])
+}
+
+pub async fn hostile_files_are_refused_and_nothing_is_read_stored_or_fetched(b: Backend) {
+    let store = b.store.as_ref();
+    seeded(store).await;
+    account(
+        store,
+        "victim",
+        Some(&wangge::auth::hash_password("a long password").unwrap()),
+        UserRole::Dispatcher,
+        "371602",
+    )
+    .await;
+    let planner = user(store, "li", UserRole::Planner, "371602001").await;
+    let plans_before = store.plans(None, None).await.unwrap().len();
+    let s = Server::start(&b.url, &[("WANGGE_UPLOAD_UNPACKED_LIMIT_BYTES", "1000000")]);
+    let (port, connections) = counting_listener();
+    let dir = tempfile::tempdir().unwrap();
+
+    // The store's own file (SQLite), or any local file the server can read.
+    let target = b
+        .url
+        .strip_prefix("sqlite://")
+        .map(str::to_string)
+        .unwrap_or_else(|| "/etc/passwd".into());
+    let store_vrt = hostile("store.vrt").replace("{TARGET}", &target);
+    let curl_vrt = hostile("vsicurl.vrt").replace("{PORT}", &port.to_string());
+    let bomb = zip_of(&[("grids.geojson", &vec![0u8; 64 << 20])]);
+    assert!(bomb.len() < 1 << 20, "the bomb is small packed");
+    let corpus: Vec<(&str, &str, Vec<u8>, StatusCode, &str)> = vec![
+        (
+            "VRT naming the store",
+            "grids.vrt",
+            store_vrt.clone().into_bytes(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-format",
+        ),
+        (
+            "VRT reading a URL",
+            "grids.vrt",
+            curl_vrt.clone().into_bytes(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-format",
+        ),
+        (
+            "VRT named .geojson",
+            "grids.geojson",
+            store_vrt.clone().into_bytes(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-format",
+        ),
+        (
+            "zipped VRT",
+            "grids.zip",
+            zip_of(&[("grids.vrt", store_vrt.as_bytes())]),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-format",
+        ),
+        (
+            "zipped VRT named .geojson",
+            "grids.zip",
+            zip_of(&[("grids.geojson", curl_vrt.as_bytes())]),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-format",
+        ),
+        (
+            "zip bomb",
+            "grids.zip",
+            bomb,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+        ),
+        (
+            "zip with ../",
+            "grids.zip",
+            zip_of(&[("../../grids.geojson", b"{}")]),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-format",
+        ),
+        (
+            "KML with an external entity",
+            "grids.kml",
+            hostile("xxe.kml").into_bytes(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-format",
+        ),
+        (
+            "KML billion laughs",
+            "grids.kml",
+            hostile("billion_laughs.kml").into_bytes(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-format",
+        ),
+        (
+            "GeoPackage with a view and a trigger",
+            "grids.gpkg",
+            geopackage_with_view_and_trigger(dir.path()),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-format",
+        ),
+        (
+            "Shapefile claiming a billion records",
+            "grids.zip",
+            shapefile_claiming_a_billion_records(dir.path()),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-format",
+        ),
+    ];
+    for (what, name, bytes, status, kind) in corpus {
+        let (st, problem) = upload_bytes(&s.url, &planner, name, bytes).await;
+        assert_eq!(st, status, "{what}: {problem}");
+        assert_eq!(
+            problem["type"],
+            format!("urn:wangge:problem:{kind}"),
+            "{what}: {problem}"
+        );
+        let text = problem.to_string();
+        for leak in ["argon2", "victim", "/tmp", "root:", &target] {
+            assert!(!text.contains(leak), "{what} leaks {leak:?}: {text}");
+        }
+    }
+    // The zip entry that escapes is named; a view is named.
+    let (_, p) = upload_bytes(
+        &s.url,
+        &planner,
+        "g.zip",
+        zip_of(&[("../../grids.geojson", b"{}")]),
+    )
+    .await;
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("../../grids.geojson"),
+        "{p}"
+    );
+    let (_, p) = upload_bytes(
+        &s.url,
+        &planner,
+        "g.gpkg",
+        geopackage_with_view_and_trigger(dir.path()),
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("leak"), "{p}");
+
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        0,
+        "no request left the server"
+    );
+    assert_eq!(
+        store.plans(None, None).await.unwrap().len(),
+        plans_before,
+        "nothing stored"
+    );
+
+    // The formats planners use still upload: GeoJSON, and the same as a GeoPackage.
+    let (st, plan) = upload_bytes(
+        &s.url,
+        &planner,
+        "draft.geojson",
+        second_plan_geojson().into_bytes(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{plan}");
+    let src = dir.path().join("clean.geojson");
+    std::fs::write(&src, second_plan_geojson()).unwrap();
+    let gpkg = dir.path().join("clean.gpkg");
+    ogr(&["-f", "GPKG", gpkg.to_str().unwrap(), src.to_str().unwrap()]);
+    let (st, plan) = upload_bytes(
+        &s.url,
+        &planner,
+        "clean.gpkg",
+        std::fs::read(&gpkg).unwrap(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{plan}");
+}
+
+pub async fn a_reader_that_crashes_or_overruns_fails_its_upload_and_the_server_lives(b: Backend) {
+    let store = b.store.as_ref();
+    seeded(store).await;
+    let planner = user(store, "li", UserRole::Planner, "371602001").await;
+    let plans_before = store.plans(None, None).await.unwrap().len();
+    let s = Server::start(
+        &b.url,
+        &[
+            ("WANGGE_UPLOAD_READER_MEMORY_MB", "512"),
+            ("WANGGE_UPLOAD_READER_CPU_SECS", "2"),
+        ],
+    );
+    // Debug builds' test hooks: the reader aborts, eats memory, or spins.
+    for (hook, reason) in [
+        ("WANGGE-TEST-CRASH", "crashed"),
+        ("WANGGE-TEST-MEMORY", "memory"),
+        ("WANGGE-TEST-SPIN", "CPU"),
+    ] {
+        let started = Instant::now();
+        let (st, p) =
+            upload_bytes(&s.url, &planner, "grids.geojson", hook.as_bytes().to_vec()).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{hook}: {p}");
+        assert_eq!(
+            p["type"], "urn:wangge:problem:unreadable-file",
+            "{hook}: {p}"
+        );
+        assert!(
+            p["detail"].as_str().unwrap().contains(reason),
+            "{hook}: {p}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{hook} was stopped"
+        );
+        let (st, _) = get(&format!("{}/healthz", s.url), None).await;
+        assert_eq!(st, StatusCode::OK, "the server answers after {hook}");
+    }
+    assert_eq!(store.plans(None, None).await.unwrap().len(), plans_before);
+    let (st, plan) = upload_bytes(
+        &s.url,
+        &planner,
+        "draft.geojson",
+        second_plan_geojson().into_bytes(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{plan}");
+}
+
+fn report(address: &str, name: &str) -> Value {
+    json!({"lon": 118.015, "lat": 37.315, "description": "路灯不亮", "address": address,
+        "contact": {"name": name, "phone": "13800000000"}})
+}
+
+pub async fn public_input_is_bounded_and_limited_before_it_is_read(b: Backend) {
+    let store = b.store.as_ref();
+    seeded(store).await;
+    let dispatcher = user(store, "disp", UserRole::Dispatcher, "371602").await;
+    let planner = user(store, "zhou", UserRole::Planner, "371602002").await;
+    let s = Server::start(&b.url, &[("WANGGE_PUBLIC_REPORTS_PER_MINUTE", "3")]);
+    let post = |body: Vec<u8>, path: &'static str, content_type: &'static str| {
+        let url = format!("{}{path}", s.url);
+        async move {
+            let resp = client()
+                .post(url)
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .expect("post");
+            let st = resp.status();
+            let retry = resp.headers().get("retry-after").cloned();
+            (st, resp.json::<Value>().await.unwrap_or(Value::Null), retry)
+        }
+    };
+    // Each field has a length; the problem names it.
+    let (st, p, _) = post(
+        report(&"地".repeat(300), "张").to_string().into_bytes(),
+        "/v1/public/reports",
+        "application/json",
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("address"), "{p}");
+    let (st, p, _) = post(
+        format!(
+            "service_code=WG-001&lat=37.315&long=118.015&description=x&first_name={}",
+            "a".repeat(100)
+        )
+        .into_bytes(),
+        "/open311/v2/requests.json",
+        "application/x-www-form-urlencoded",
+    )
+    .await;
+    assert!(st.is_client_error(), "{p}");
+    assert!(
+        p[0]["description"]
+            .as_str()
+            .unwrap()
+            .contains("contact.name"),
+        "{p}"
+    );
+    // Larger than the public body limit: refused unread.
+    let huge = report(&"x".repeat(100_000), "张").to_string().into_bytes();
+    let (st, _, _) = post(huge.clone(), "/v1/public/reports", "application/json").await;
+    assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE);
+    // The report limit (3 a minute) is checked before the body: the 4th submission is
+    // refused as rate-limited, not as too large.
+    let (st, p, _) = post(
+        report("滨州", "张").to_string().into_bytes(),
+        "/v1/public/reports",
+        "application/json",
+    )
+    .await;
+    assert_eq!(
+        st,
+        StatusCode::TOO_MANY_REQUESTS,
+        "three counted already: {p}"
+    );
+    let (st, p, retry) = post(huge, "/v1/public/reports", "application/json").await;
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS, "{p}");
+    assert!(retry.is_some(), "429 says when to retry");
+
+    // Open311 id lists: repeats collapse, at most 100 distinct.
+    let many_same = vec!["1"; 5000].join(",");
+    let (st, list) = get(
+        &format!(
+            "{}/open311/v2/requests.json?service_request_id={many_same}",
+            s.url
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{list}");
+    assert!(list.as_array().unwrap().len() <= 1);
+    let distinct: Vec<String> = (1..=101).map(|i| i.to_string()).collect();
+    let (st, p) = get(
+        &format!(
+            "{}/open311/v2/requests.json?service_request_id={}",
+            s.url,
+            distinct.join(",")
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{p}");
+    let (st, list) = get(
+        &format!(
+            "{}/open311/v2/requests.json?page={}&page_size=1000",
+            s.url,
+            i64::MAX
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{list}");
+    assert_eq!(list, json!([]));
+
+    // Plan uploads are authorised before the body is read: the server answers while
+    // 99 % of a declared 100 MB body has not even been sent.
+    for (token, expected) in [
+        (None, 401),
+        (Some(dispatcher.clone()), 403),
+        (Some(planner.clone()), 403),
+    ] {
+        let url = s.url.clone();
+        let status =
+            tokio::task::spawn_blocking(move || answer_before_body(&url, token.as_deref()))
+                .await
+                .unwrap();
+        assert_eq!(status, Some(expected), "refused before the file was read");
+    }
+}
+
+/// Sends the head of a multipart upload declaring 100 MB (the scope field and the start
+/// of the file), then waits up to 10 s for an answer without sending more. The status
+/// line's code, or `None` if the server waited for the body.
+fn answer_before_body(url: &str, token: Option<&str>) -> Option<u16> {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(addr).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let boundary = "wanggeboundary";
+    let start = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"scope\"\r\n\r\n{COMMUNITY}\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"g.geojson\"\r\n\r\n{{"
+    );
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let head = format!(
+        "POST /v1/plans HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: multipart/form-data; boundary={boundary}\r\n\
+         Content-Length: 100000000\r\n\r\n{start}"
+    );
+    conn.write_all(head.as_bytes()).ok()?;
+    conn.write_all(&vec![b' '; 64 << 10]).ok()?;
+    let mut answer = [0u8; 12];
+    conn.read_exact(&mut answer).ok()?;
+    std::str::from_utf8(&answer[9..12]).ok()?.parse().ok()
+}
+
+pub async fn logins_are_throttled_audited_and_unknown_names_cost_the_same(b: Backend) {
+    let store = b.store.as_ref();
+    seeded(store).await;
+    let hash = wangge::auth::hash_password("correct horse battery").unwrap();
+    account(store, "zhang", Some(&hash), UserRole::Dispatcher, "371602").await;
+    let auditor = user(store, "audit", UserRole::Auditor, "3716").await;
+    let login = |url: String, name: &'static str, password: &'static str| async move {
+        let resp = client()
+            .post(format!("{url}/v1/auth/login"))
+            .json(&json!({"name": name, "password": password}))
+            .send()
+            .await
+            .expect("login");
+        let st = resp.status();
+        let retry = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        (st, retry, resp.json::<Value>().await.unwrap_or(Value::Null))
+    };
+
+    // Timing: a name that is no account costs a password check too.
+    let s = Server::start(&b.url, &[("WANGGE_LOGIN_FREE_FAILURES", "1000")]);
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (mut known, mut unknown) = (Vec::new(), Vec::new());
+    for _ in 0..7 {
+        let t = Instant::now();
+        assert_eq!(
+            login(s.url.clone(), "zhang", "wrong").await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        known.push(t.elapsed());
+        let t = Instant::now();
+        assert_eq!(
+            login(s.url.clone(), "nobody", "wrong").await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        unknown.push(t.elapsed());
+    }
+    let (known, unknown) = (median(known), median(unknown));
+    assert!(
+        unknown * 3 > known,
+        "an unknown name answers in {unknown:?}, a known one in {known:?}"
+    );
+    drop(s);
+
+    // Throttling: 3 free failures, then waits; a correct password during a wait is
+    // refused too, and accepted once the wait is over.
+    let s = Server::start(&b.url, &[("WANGGE_LOGIN_FREE_FAILURES", "3")]);
+    for _ in 0..3 {
+        assert_eq!(
+            login(s.url.clone(), "zhang", "guess").await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let (st, retry, p) = login(s.url.clone(), "zhang", "correct horse battery").await;
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS, "{p}");
+    assert_eq!(p["type"], "urn:wangge:problem:login-throttled");
+    let wait = retry.expect("Retry-After");
+    assert!((1..=900).contains(&wait));
+    tokio::time::sleep(Duration::from_secs(wait) + Duration::from_millis(200)).await;
+    let (st, _, answer) = login(s.url.clone(), "zhang", "correct horse battery").await;
+    assert_eq!(st, StatusCode::OK, "{answer}");
+    let token = answer["token"].as_str().unwrap().to_string();
+    let resp = client()
+        .post(format!("{}/v1/auth/logout", s.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+
+    // Every login, failure and logout is in the audit log the city's auditor reads.
+    let (st, log) = get(&format!("{}/v1/audit?limit=1000", s.url), Some(&auditor)).await;
+    assert_eq!(st, StatusCode::OK, "{log}");
+    let count = |action: &str, actor: &str| {
+        log.as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == action && e["actor"] == actor)
+            .count()
+    };
+    assert_eq!(count("login", "zhang"), 1, "{log}");
+    assert_eq!(count("logout", "zhang"), 1, "{log}");
+    assert!(count("login_failed", "zhang") >= 10, "{log}");
+    assert!(count("login_failed", "nobody") >= 7, "{log}");
+}
+
+pub async fn streams_end_with_their_token_and_are_capped_per_account(b: Backend) {
+    let store = b.store.as_ref();
+    seeded(store).await;
+    let token = user(store, "disp", UserRole::Dispatcher, "371602").await;
+    let s = Server::start(&b.url, &[("WANGGE_MAX_STREAMS_PER_ACCOUNT", "2")]);
+    let open = || {
+        client()
+            .get(format!("{}/v1/cases/stream", s.url))
+            .bearer_auth(&token)
+            .send()
+    };
+    let first = open().await.unwrap();
+    let second = open().await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(second.status(), StatusCode::OK);
+    let third = open().await.unwrap();
+    assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
+    let p: Value = third.json().await.unwrap();
+    assert_eq!(p["type"], "urn:wangge:problem:too-many-streams");
+
+    let resp = client()
+        .post(format!("{}/v1/auth/logout", s.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    // Both streams end within the token cache's lifetime (5 s) of the logout.
+    for mut stream in [first, second] {
+        let ended = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Ok(Some(_)) = stream.chunk().await {}
+        })
+        .await;
+        assert!(ended.is_ok(), "the stream ended after the logout");
+    }
+}
+
+pub async fn forwarded_addresses_count_only_from_trusted_proxies(b: Backend) {
+    seeded(b.store.as_ref()).await;
+    let s = Server::start(
+        &b.url,
+        &[
+            ("WANGGE_TRUSTED_PROXIES", "[127.0.0.1]"),
+            ("WANGGE_PUBLIC_RATE_PER_MINUTE", "2"),
+        ],
+    );
+    let card = |forwarded: &'static str| {
+        client()
+            .get(format!(
+                "{}/v1/public/grids/{}",
+                s.url,
+                crate::store_contract::code(1)
+            ))
+            .header("x-forwarded-for", forwarded)
+            .send()
+    };
+    // The right-most address the proxy added is the client: a forged left-most entry
+    // changes nothing.
+    for forged in ["1.1.1.1, 198.51.100.7", "2.2.2.2, 198.51.100.7"] {
+        assert_eq!(card(forged).await.unwrap().status(), StatusCode::OK);
+    }
+    let limited = card("3.3.3.3, 198.51.100.7").await.unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.headers().get("retry-after").is_some());
+    // Another client behind the same proxy has its own allowance.
+    assert_eq!(card("198.51.100.8").await.unwrap().status(), StatusCode::OK);
+}
+
+pub async fn past_date_reads_are_limited_per_address(b: Backend) {
+    seeded(b.store.as_ref()).await;
+    let s = Server::start(&b.url, &[("WANGGE_HISTORIC_READS_PER_MINUTE", "2")]);
+    let items = |date: &str| format!("{}/ogc/collections/grids/items?datetime={date}", s.url);
+    for date in ["2026-01-02", "2026-01-03"] {
+        let (st, body) = get(&items(date), None).await;
+        assert_eq!(st, StatusCode::OK, "{body}");
+    }
+    let (st, p) = get(&items("2026-01-04"), None).await;
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS, "{p}");
+    // Today's grids are not past reads.
+    let (st, _) = get(&format!("{}/ogc/collections/grids/items", s.url), None).await;
+    assert_eq!(st, StatusCode::OK);
+}
+
+crate::contract!(
+    hostile_files_are_refused_and_nothing_is_read_stored_or_fetched,
+    a_reader_that_crashes_or_overruns_fails_its_upload_and_the_server_lives,
+    public_input_is_bounded_and_limited_before_it_is_read,
+    logins_are_throttled_audited_and_unknown_names_cost_the_same,
+    streams_end_with_their_token_and_are_capped_per_account,
+    forwarded_addresses_count_only_from_trusted_proxies,
+    past_date_reads_are_limited_per_address,
+);
+
+#[test]
+fn the_cli_refuses_a_token_lifetime_out_of_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("w.db");
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_wangge"))
+            .args(args)
+            .env("DATABASE_URL", format!("sqlite://{}", db.display()))
+            .output()
+            .expect("wangge")
+    };
+    assert!(
+        run(&[
+            "user",
+            "add",
+            "sys",
+            "--role",
+            "dispatcher",
+            "--scope",
+            "3716"
+        ])
+        .status
+        .success()
+    );
+    let out = run(&["token", "issue", "sys", "--ttl", "1000000000d"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--ttl must be at most"));
+    assert!(
+        run(&["token", "issue", "sys", "--ttl", "30d"])
+            .status
+            .success()
+    );
+}

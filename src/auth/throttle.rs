@@ -13,11 +13,12 @@
 //! use wangge::auth::LoginThrottle;
 //! let throttle = LoginThrottle::new(2);
 //! let (now, addr) = (Instant::now(), "192.0.2.1".parse().unwrap());
-//! for _ in 0..3 {
+//! for _ in 0..2 {
 //!     assert!(throttle.begin("zhang", addr, now).is_ok()); // then a wrong password
 //! }
-//! assert!(throttle.begin("zhang", addr, now).is_err());
-//! assert!(throttle.begin("zhang", addr, now + Duration::from_secs(3)).is_ok());
+//! // Two free failures used: the third attempt must wait a second.
+//! assert_eq!(throttle.begin("zhang", addr, now), Err(Duration::from_secs(1)));
+//! assert!(throttle.begin("zhang", addr, now + Duration::from_secs(1)).is_ok());
 //! ```
 
 use std::collections::HashMap;

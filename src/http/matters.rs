@@ -211,9 +211,16 @@ pub async fn decide(
     responses((status = 200, body = [Department])))]
 pub async fn departments(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
 ) -> Result<Json<Vec<Department>>, ApiError> {
-    Ok(Json(state.store.departments().await?))
+    let mut all = state.store.departments().await?;
+    // Where a department's notices go is for those who manage it.
+    for d in &mut all {
+        if !caller.0.may(Action::ManageMatters, &d.region_code) {
+            d.webhook_url = None;
+        }
+    }
+    Ok(Json(all))
 }
 
 /// Creates or replaces a department (its webhook URL included).
@@ -225,7 +232,24 @@ pub async fn put_department(
     Path(code): Path<String>,
     Json(mut d): Json<Department>,
 ) -> Result<Json<Department>, ApiError> {
+    // Authorised against what is stored, not only against what the request claims: a
+    // department is changed by those who manage the region it serves now, and only the
+    // city moves one to another county.
+    let stored = state
+        .store
+        .departments()
+        .await?
+        .into_iter()
+        .find(|x| x.code == code);
     caller.require(Action::ManageMatters, &d.region_code)?;
+    if let Some(old) = &stored {
+        caller.require(Action::ManageMatters, &old.region_code)?;
+        let county = |c: &str| c.chars().take(6).collect::<String>();
+        if county(&old.region_code) != county(&d.region_code) {
+            let city: String = old.region_code.chars().take(4).collect();
+            caller.require(Action::ManageMatters, &city)?;
+        }
+    }
     d.code = code;
     if let Some(url) = &d.webhook_url
         && !url.starts_with("http://")
@@ -236,13 +260,16 @@ pub async fn put_department(
         .with("parameter", json!("webhook_url")));
     }
     state.store.upsert_department(&d).await?;
+    // Audited where the department was, so that region's auditors see it leave.
+    let audited_under = stored.as_ref().map_or(&d.region_code, |o| &o.region_code);
     record(
         &state,
         &caller.0.name,
         "department_put",
         format!("departments/{}", d.code),
-        &d.region_code,
-        json!({"kind": d.kind, "webhook": d.webhook_url.is_some()}),
+        audited_under,
+        json!({"kind": d.kind, "webhook": d.webhook_url.is_some(), "region_code": d.region_code,
+            "previous_region_code": stored.as_ref().map(|o| &o.region_code)}),
     )
     .await?;
     Ok(Json(d))

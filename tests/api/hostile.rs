@@ -4,7 +4,7 @@
 //! problem type, and for what did not happen (nothing stored, nothing fetched).
 
 use crate::backends::Backend;
-use crate::service::{Server, account, client, get, second_plan_geojson, seeded, user};
+use crate::service::{Server, account, client, get, logout, second_plan_geojson, seeded, user};
 use crate::store_contract::COMMUNITY;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -100,19 +100,26 @@ fn ogrinfo_sql(file: &Path, sql: &str) {
     );
 }
 
-/// A GeoPackage of the plan's grids with a view and a custom trigger added.
-fn geopackage_with_view_and_trigger(dir: &Path) -> Vec<u8> {
+/// The plan's grids converted by ogr2ogr into `dir/grids.<ext>` with `driver`.
+fn plan_file(dir: &Path, driver: &str, ext: &str) -> std::path::PathBuf {
     let src = dir.join("grids.geojson");
     std::fs::write(&src, second_plan_geojson()).expect("write");
-    let gpkg = dir.join("grids.gpkg");
+    let out = dir.join(format!("grids.{ext}"));
+    let _ = std::fs::remove_file(&out);
     ogr(&[
         "-f",
-        "GPKG",
-        gpkg.to_str().unwrap(),
+        driver,
+        out.to_str().unwrap(),
         src.to_str().unwrap(),
         "-nln",
         "grids",
     ]);
+    out
+}
+
+/// A GeoPackage of the plan's grids with a view and a custom trigger added.
+fn geopackage_with_view_and_trigger(dir: &Path) -> Vec<u8> {
+    let gpkg = plan_file(dir, "GPKG", "gpkg");
     ogrinfo_sql(&gpkg, "CREATE VIEW leak AS SELECT * FROM grids");
     ogrinfo_sql(
         &gpkg,
@@ -123,15 +130,7 @@ fn geopackage_with_view_and_trigger(dir: &Path) -> Vec<u8> {
 
 /// A zipped Shapefile of the plan's grids whose `.dbf` header claims 10⁹ records.
 fn shapefile_claiming_a_billion_records(dir: &Path) -> Vec<u8> {
-    let src = dir.join("grids.geojson");
-    std::fs::write(&src, second_plan_geojson()).expect("write");
-    let shp = dir.join("grids.shp");
-    ogr(&[
-        "-f",
-        "ESRI Shapefile",
-        shp.to_str().unwrap(),
-        src.to_str().unwrap(),
-    ]);
+    plan_file(dir, "ESRI Shapefile", "shp");
     let mut dbf = std::fs::read(dir.join("grids.dbf")).expect("dbf");
     dbf[4..8].copy_from_slice(&1_000_000_000u32.to_le_bytes());
     let part = |ext: &str| std::fs::read(dir.join(format!("grids.{ext}"))).expect("part");
@@ -307,10 +306,7 @@ pub async fn hostile_files_are_refused_and_nothing_is_read_stored_or_fetched(b: 
     )
     .await;
     assert_eq!(st, StatusCode::CREATED, "{plan}");
-    let src = dir.path().join("clean.geojson");
-    std::fs::write(&src, second_plan_geojson()).unwrap();
-    let gpkg = dir.path().join("clean.gpkg");
-    ogr(&["-f", "GPKG", gpkg.to_str().unwrap(), src.to_str().unwrap()]);
+    let gpkg = plan_file(dir.path(), "GPKG", "gpkg");
     let (st, plan) = upload_bytes(
         &s.url,
         &planner,
@@ -589,13 +585,7 @@ pub async fn logins_are_throttled_audited_and_unknown_names_cost_the_same(b: Bac
     let (st, _, answer) = login(s.url.clone(), "zhang", "correct horse battery").await;
     assert_eq!(st, StatusCode::OK, "{answer}");
     let token = answer["token"].as_str().unwrap().to_string();
-    let resp = client()
-        .post(format!("{}/v1/auth/logout", s.url))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(logout(&s.url, &token).await, StatusCode::NO_CONTENT);
 
     // Every login, failure and logout is in the audit log the city's auditor reads.
     let (st, log) = get(&format!("{}/v1/audit?limit=1000", s.url), Some(&auditor)).await;
@@ -633,13 +623,7 @@ pub async fn streams_end_with_their_token_and_are_capped_per_account(b: Backend)
     let p: Value = third.json().await.unwrap();
     assert_eq!(p["type"], "urn:wangge:problem:too-many-streams");
 
-    let resp = client()
-        .post(format!("{}/v1/auth/logout", s.url))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(logout(&s.url, &token).await, StatusCode::NO_CONTENT);
     // Both streams end within the token cache's lifetime (5 s) of the logout.
     for mut stream in [first, second] {
         let ended = tokio::time::timeout(Duration::from_secs(20), async {
@@ -704,6 +688,7 @@ crate::contract!(
     streams_end_with_their_token_and_are_capped_per_account,
     forwarded_addresses_count_only_from_trusted_proxies,
     past_date_reads_are_limited_per_address,
+    a_department_cannot_be_taken_over_from_another_county,
 );
 
 #[test]
@@ -738,4 +723,66 @@ fn the_cli_refuses_a_token_lifetime_out_of_range() {
             .status
             .success()
     );
+}
+
+pub async fn a_department_cannot_be_taken_over_from_another_county(b: Backend) {
+    let store = b.store.as_ref();
+    seeded(store).await;
+    let admin = user(store, "admin", UserRole::CityAdmin, "3716").await;
+    let own = user(store, "bincheng", UserRole::Dispatcher, "371602").await;
+    let other = user(store, "zhanhua", UserRole::Dispatcher, "371603").await;
+    let s = Server::start(&b.url, &[]);
+    let put = |token: String, region: &'static str, hook: &'static str| {
+        let url = format!("{}/v1/departments/371602-public_security", s.url);
+        async move {
+            client()
+                .put(url)
+                .bearer_auth(token)
+                .json(
+                    &json!({"code": "371602-public_security", "name": "滨城区公安分局",
+                    "kind": "public_security", "region_code": region, "webhook_url": hook}),
+                )
+                .send()
+                .await
+                .expect("put")
+                .status()
+        }
+    };
+    assert_eq!(
+        put(admin.clone(), "371602", "http://10.1.2.3/hook").await,
+        StatusCode::OK
+    );
+    // Another county's dispatcher re-homes it into their county and re-hooks it: refused.
+    assert_eq!(
+        put(other.clone(), "371603001", "http://127.0.0.1:9/steal").await,
+        StatusCode::FORBIDDEN
+    );
+    // The county's own dispatcher may change it, but not move it to another county.
+    assert_eq!(
+        put(own.clone(), "371602001", "http://10.1.2.4/hook").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        put(own.clone(), "371603", "http://10.1.2.4/hook").await,
+        StatusCode::FORBIDDEN
+    );
+    // The city may.
+    assert_eq!(
+        put(admin.clone(), "371603", "http://10.1.2.5/hook").await,
+        StatusCode::OK
+    );
+    let dept = |list: &Value| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["code"] == "371602-public_security")
+            .cloned()
+            .unwrap()
+    };
+    // Webhook URLs are shown to those who manage the department only.
+    let (_, list) = get(&format!("{}/v1/departments", s.url), Some(&own)).await;
+    assert_eq!(dept(&list)["webhook_url"], Value::Null, "{list}");
+    let (_, list) = get(&format!("{}/v1/departments", s.url), Some(&other)).await;
+    assert_eq!(dept(&list)["webhook_url"], "http://10.1.2.5/hook");
+    assert_eq!(dept(&list)["region_code"], "371603");
 }

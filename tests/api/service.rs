@@ -153,6 +153,17 @@ pub(crate) async fn get(url: &str, token: Option<&str>) -> (StatusCode, Value) {
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// Logs a token out (`POST /v1/auth/logout`).
+pub(crate) async fn logout(url: &str, token: &str) -> StatusCode {
+    client()
+        .post(format!("{url}/v1/auth/logout"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("logout")
+        .status()
+}
+
 pub(crate) async fn post(url: &str, token: &str, body: Value) -> (StatusCode, Value) {
     let resp = client()
         .post(url)
@@ -471,13 +482,7 @@ pub async fn each_role_is_held_to_its_actions_and_jurisdiction(b: Backend) {
     )
     .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
-    let resp = client()
-        .post(format!("{}/v1/auth/logout", s.url))
-        .bearer_auth(&handler)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(logout(&s.url, &handler).await, StatusCode::NO_CONTENT);
     let (st, _) = get(&format!("{}/v1/me", s.url), Some(&handler)).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
     let (st, _) = get(&format!("{}/v1/me", s.url), Some("wg_not_a_token")).await;

@@ -352,16 +352,31 @@ async fn centre_list(
     not_before: Option<DateTime<Utc>>,
 ) -> Result<Json<Vec<CaseView>>, ApiError> {
     caller.require(Action::ReadCases, code)?;
+    let departments = departments_of(state, &caller.0).await?;
+    // A department handler sees only their departments' cases here, as everywhere.
+    let wanted: Vec<String> =
+        if caller
+            .0
+            .may_except(Action::ReadCases, code, UserRole::DepartmentHandler)
+        {
+            q.department.iter().cloned().collect()
+        } else {
+            match &q.department {
+                Some(d) if departments.contains(d) => vec![d.clone()],
+                Some(_) => return Ok(Json(Vec::new())),
+                None if departments.is_empty() => return Ok(Json(Vec::new())),
+                None => departments.clone(),
+            }
+        };
     let query = CaseQuery {
         under: vec![code.to_string()],
         states: vec![CaseState::Assigned, CaseState::Acknowledged],
-        departments: q.department.iter().cloned().collect(),
+        departments: wanted,
         deadline_before: Some(before),
         by_deadline: true,
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
         ..CaseQuery::default()
     };
-    let departments = departments_of(state, &caller.0).await?;
     let cases = state.store.cases(&query).await?;
     Ok(Json(
         cases
@@ -437,8 +452,18 @@ pub async fn events(
     caller: Caller,
     Path(id): Path<i64>,
 ) -> Result<Json<Vec<CaseEvent>>, ApiError> {
-    readable(&state, &caller, id).await?;
-    Ok(Json(state.store.case_events(id).await?))
+    let (case, _) = readable(&state, &caller, id).await?;
+    let mut events = state.store.case_events(id).await?;
+    // The member on duty is named in full only to those who may read personal data,
+    // as on the case itself.
+    if !caller.0.may(Action::ReadPersonal, &case.grid_code) {
+        for e in &mut events {
+            if let Some(name) = e.detail.get("member_on_duty").and_then(Value::as_str) {
+                e.detail["member_on_duty"] = json!(mask_name(name));
+            }
+        }
+    }
+    Ok(Json(events))
 }
 
 fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
@@ -483,6 +508,16 @@ pub async fn act(
     )
     .await?;
     metrics::counter!("wangge_case_steps_total", "step" => command.step().as_str()).increment(1);
+    // Under the case's grid, so the auditors of its area see every step taken on it.
+    record(
+        &state,
+        &caller.0.name,
+        &format!("case_{}", command.step().as_str()),
+        format!("cases/{id}"),
+        &case.grid_code,
+        json!({"state": case.state, "version": case.version, "department": case.department_code}),
+    )
+    .await?;
     let version = case.version;
     Ok(with_etag(
         Json(masked_view(&caller.0, &departments, case)).into_response(),
@@ -677,11 +712,7 @@ pub async fn assess(
         if let Some(d) = departments.iter().find(|d| d.code == key) {
             return p.may(Action::ReadCases, &d.region_code);
         }
-        if snapshot.grid(key).is_some() || key.len() == 15 {
-            return p.may(Action::ReadCases, key);
-        }
-        // A member: shown to readers of a county or more.
-        p.scopes_for(Action::ReadCases).iter().any(|s| s.len() <= 9)
+        (snapshot.grid(key).is_some() || key.len() == 15) && p.may(Action::ReadCases, key)
     };
     let a = assessment::assess(state.store.as_ref(), q.from, q.to, Utc::now(), keep).await?;
     if q.format.as_deref() == Some("csv") {

@@ -142,7 +142,7 @@ pub async fn read_isolated(
         // Dropping the child's future kills it (kill_on_drop).
         Err(_) => {
             return Err(ReadError::ReaderFailed(format!(
-                "reading took longer than {} s",
+                "the reader went beyond its time limit ({} s of wall-clock time)",
                 wall.as_secs()
             )));
         }
@@ -179,7 +179,7 @@ fn describe_exit(status: std::process::ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match status.signal() {
         Some(libc::SIGXCPU) | Some(libc::SIGKILL) => {
-            "the reader went beyond its CPU time limit".into()
+            "the reader went beyond its time limit (CPU seconds)".into()
         }
         Some(_) => "the reader crashed or went beyond its memory limit".into(),
         None => format!(

@@ -67,7 +67,8 @@ fn text<'a>(detail: &'a Value, key: &str) -> Option<&'a str> {
 }
 
 /// Folds the events of `[from, to)` (and the cases overdue at `min(to, now)`) into
-/// figures, keeping only keys `keep` accepts (the caller's jurisdiction).
+/// figures, keeping only keys `keep` accepts (the caller's jurisdiction: department
+/// and grid codes); members are counted only from grids `keep` accepts.
 pub async fn assess(
     store: &dyn Store,
     from: DateTime<Utc>,
@@ -121,7 +122,9 @@ pub fn fold(
                 if let Some(g) = grid {
                     entry(&mut grids, g).received += 1;
                 }
-                if e.detail.get("source").and_then(Value::as_str) == Some("grid_member") {
+                if e.detail.get("source").and_then(Value::as_str) == Some("grid_member")
+                    && grid.is_some_and(&keep)
+                {
                     entry(&mut members, &e.actor).received += 1;
                 }
             }
@@ -129,7 +132,10 @@ pub fn fold(
                 if let Some(g) = grid {
                     entry(&mut grids, g).resolved_on_site += 1;
                 }
-                entry(&mut members, &e.actor).resolved_on_site += 1;
+                // A member's figures come only from grids the reader may see.
+                if grid.is_some_and(&keep) {
+                    entry(&mut members, &e.actor).resolved_on_site += 1;
+                }
             }
             "assign" => {
                 if let Some(d) = department {
@@ -174,9 +180,9 @@ pub fn fold(
         }
         entry(&mut grids, &c.grid_code).open_overdue += 1;
     }
-    let finish = |map: BTreeMap<String, Figures>| -> Vec<Figures> {
+    let finish = |map: BTreeMap<String, Figures>, filter: bool| -> Vec<Figures> {
         map.into_values()
-            .filter(|f| keep(&f.key))
+            .filter(|f| !filter || keep(&f.key))
             .map(|mut f| {
                 f.finish();
                 f
@@ -186,9 +192,10 @@ pub fn fold(
     Assessment {
         from,
         to,
-        departments: finish(departments),
-        grids: finish(grids),
-        members: finish(members),
+        departments: finish(departments, true),
+        grids: finish(grids, true),
+        // Keyed by name: already limited to the reader's grids above.
+        members: finish(members, false),
     }
 }
 

@@ -587,17 +587,18 @@ pub async fn act(
     now: DateTime<Utc>,
 ) -> Result<CaseRecord> {
     let case = store.case(case_id).await?;
+    let step = command.step();
+    // Who first: a caller without the right learns nothing of the case's state, not
+    // even its version.
+    if !may_take(&actor, step, &case) {
+        return Err(forbidden(actor.principal, step, &case));
+    }
     if let Some(v) = expected_version.filter(|&v| v != case.version) {
         return Err(StoreError::Conflict(format!(
             "case {case_id} is at version {}, not {v}: reload and retry",
             case.version
         ))
         .into());
-    }
-    let step = command.step();
-    // Who first: a caller without the right learns nothing of the case's state.
-    if !may_take(&actor, step, &case) {
-        return Err(forbidden(actor.principal, step, &case));
     }
     let to = next_state(case.state, step)?;
     let mut next = CaseRecord {
@@ -643,6 +644,14 @@ pub async fn act(
                         .find(|d| &d.code == code)
                         .cloned()
                         .ok_or_else(|| DispatchError::Invalid(format!("no department {code:?}")))?;
+                    // Only a department serving the case's area (or an area above it)
+                    // may be given the case: another county's handlers would read it.
+                    if !next.grid_code.starts_with(chosen.region_code.as_str()) {
+                        return Err(DispatchError::Invalid(format!(
+                            "department {code} serves {}, not the area of case {case_id}",
+                            chosen.region_code
+                        )));
+                    }
                     let is_routed = routed.as_ref().is_ok_and(|r| r.code == chosen.code);
                     if !is_routed && reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
                         return Err(DispatchError::Invalid(format!(
@@ -787,7 +796,16 @@ pub async fn act(
                     "a case cannot be merged into itself".into(),
                 ));
             }
-            let target = store.case(*into).await?;
+            // A case outside the caller's reach is answered as if it did not exist.
+            let unknown = || DispatchError::Invalid(format!("no case {into} to merge into"));
+            let target = match store.case(*into).await {
+                Ok(t) => t,
+                Err(StoreError::NotFound { .. }) => return Err(unknown()),
+                Err(e) => return Err(e.into()),
+            };
+            if !may_take(&actor, step, &target) {
+                return Err(unknown());
+            }
             if target.state == CaseState::Merged {
                 return Err(DispatchError::Invalid(format!(
                     "case {into} is itself merged into {}",

@@ -333,7 +333,7 @@ pub async fn a_reader_that_crashes_or_overruns_fails_its_upload_and_the_server_l
     for (hook, reason) in [
         ("WANGGE-TEST-CRASH", "crashed"),
         ("WANGGE-TEST-MEMORY", "memory"),
-        ("WANGGE-TEST-SPIN", "CPU"),
+        ("WANGGE-TEST-SPIN", "time limit"),
     ] {
         let started = Instant::now();
         let (st, p) =

@@ -1,0 +1,213 @@
+//! Case steps authorised against the stored case and department, not the request's
+//! claims: assignments only to departments serving the case's area, merges only into
+//! cases the caller may dispatch (and nothing revealed of others), authorisation before
+//! `If-Match`, handlers' centre lists limited to their departments, names of members
+//! masked in timelines and assessments as elsewhere, and every step in the audit log.
+
+use crate::backends::Backend;
+use crate::dispatch::{IN_NE, T_SOCIAL, T_URBAN, TOWNSHIP, seed_dispatch};
+use crate::service::{Server, client, get, seeded, user};
+use crate::store_contract::code;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use wangge::domain::UserRole;
+use wangge::store::Department;
+
+async fn send(r: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let resp = r.send().await.expect("request");
+    let st = resp.status();
+    (st, resp.json().await.unwrap_or(Value::Null))
+}
+
+pub async fn case_steps_are_authorised_against_the_stored_case_and_department(b: Backend) {
+    let store = b.store.as_ref();
+    seeded(store).await;
+    seed_dispatch(store).await;
+    store
+        .upsert_department(&Department {
+            code: "371603-public_security".into(),
+            name: "沾化区公安分局".into(),
+            kind: "public_security".into(),
+            region_code: "371603".into(),
+            webhook_url: None,
+        })
+        .await
+        .unwrap();
+    let disp = user(store, "disp", UserRole::Dispatcher, TOWNSHIP).await;
+    let other = user(store, "zhanhua", UserRole::Dispatcher, "371603").await;
+    let member = user(store, "member.li", UserRole::GridMember, &code(2)).await;
+    let urban = user(store, "h.urban", UserRole::DepartmentHandler, TOWNSHIP).await;
+    let social = user(store, "h.social", UserRole::DepartmentHandler, TOWNSHIP).await;
+    let auditor = user(store, "auditor", UserRole::Auditor, "371602").await;
+    store.add_staff("h.urban", T_URBAN).await.unwrap();
+    store.add_staff("h.social", T_SOCIAL).await.unwrap();
+    let s = Server::start(&b.url, &[("WANGGE_DUE_SOON_HOURS", "2000")]);
+    let url = |p: &str| format!("{}{p}", s.url);
+    let report = |text: &'static str| {
+        client()
+            .post(url("/v1/public/reports"))
+            .json(&json!({"lon": IN_NE.0, "lat": IN_NE.1, "matter": "WG-001", "description": text}))
+    };
+    let step = |token: &str, id: i64, body: Value, version: Option<i64>| {
+        let mut r = client()
+            .post(url(&format!("/v1/cases/{id}/actions")))
+            .bearer_auth(token)
+            .json(&body);
+        if let Some(v) = version {
+            r = r.header("if-match", format!("\"{v}\""));
+        }
+        send(r)
+    };
+    let mut ids = Vec::new();
+    for text in ["井盖缺失", "路灯不亮", "垃圾堆放"] {
+        let (st, c) = send(report(text)).await;
+        assert_eq!(st, StatusCode::CREATED, "{c}");
+        ids.push(c["id"].as_i64().unwrap());
+    }
+    let (first, second, third) = (ids[0], ids[1], ids[2]);
+    let (st, _) = step(&disp, first, json!({"action": "accept"}), None).await;
+    assert_eq!(st, StatusCode::OK);
+
+    // Another county's department cannot be given a case of this one.
+    let (st, p) = step(
+        &disp,
+        first,
+        json!({"action": "assign", "department": "371603-public_security", "reason": "they asked"}),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert!(
+        p["detail"].as_str().unwrap().contains("serves 371603"),
+        "{p}"
+    );
+    let (st, assigned) = step(&disp, first, json!({"action": "assign"}), None).await;
+    assert_eq!(st, StatusCode::OK, "{assigned}");
+    assert_eq!(assigned["department_code"], T_URBAN);
+
+    // An outsider with a stale If-Match is refused for who they are, learning nothing
+    // of the case's version.
+    let (st, p) = step(
+        &other,
+        first,
+        json!({"action": "supervise", "note": "x"}),
+        Some(999),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{p}");
+    assert!(!p.to_string().contains("version"), "{p}");
+
+    // A merge target out of the caller's reach is answered like one that does not exist.
+    let (st, _) = step(
+        &disp,
+        third,
+        json!({"action": "escalate_up", "reason": "区级协调"}),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, out_of_reach) = step(
+        &disp,
+        second,
+        json!({"action": "merge", "into": third}),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{out_of_reach}");
+    let (_, missing) = step(
+        &disp,
+        second,
+        json!({"action": "merge", "into": 999_999}),
+        None,
+    )
+    .await;
+    assert_eq!(
+        out_of_reach["detail"]
+            .as_str()
+            .unwrap()
+            .replace(&third.to_string(), "N"),
+        missing["detail"].as_str().unwrap().replace("999999", "N"),
+    );
+
+    // Handlers' centre lists hold their own departments' cases only.
+    let due = |token: &str| {
+        let u = url(&format!("/v1/centres/{TOWNSHIP}/due-soon"));
+        let t = token.to_string();
+        async move { get(&u, Some(&t)).await }
+    };
+    let (st, mine) = due(&urban).await;
+    assert_eq!(st, StatusCode::OK, "{mine}");
+    assert_eq!(mine.as_array().unwrap().len(), 1, "{mine}");
+    let (st, not_mine) = due(&social).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(not_mine, json!([]), "another department's handler");
+    let (_, asked) = get(
+        &url(&format!(
+            "/v1/centres/{TOWNSHIP}/due-soon?department={T_URBAN}"
+        )),
+        Some(&social),
+    )
+    .await;
+    assert_eq!(
+        asked,
+        json!([]),
+        "naming someone else's department does not help"
+    );
+
+    // The member on duty: in full for the dispatcher, masked for the handler.
+    let events = |token: &str| {
+        let u = url(&format!("/v1/cases/{first}/events"));
+        let t = token.to_string();
+        async move { get(&u, Some(&t)).await.1 }
+    };
+    let on_duty = |evs: &Value| evs[0]["detail"]["member_on_duty"].clone();
+    assert_eq!(on_duty(&events(&disp).await), "李网格2");
+    assert_eq!(
+        on_duty(&events(&urban).await),
+        wangge::auth::mask_name("李网格2")
+    );
+
+    // A grid member's own work shows in assessments of their area only.
+    let (st, mine) = send(client().post(url("/v1/cases")).bearer_auth(&member).json(
+        &json!({"lon": IN_NE.0, "lat": IN_NE.1, "matter": "WG-003", "description": "邻里纠纷"}),
+    ))
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{mine}");
+    let period = "from=2020-01-01T00:00:00Z&to=2100-01-01T00:00:00Z";
+    let (st, own_area) = get(&url(&format!("/v1/assessment?{period}")), Some(&disp)).await;
+    assert_eq!(st, StatusCode::OK, "{own_area}");
+    assert!(
+        own_area["members"].to_string().contains("member.li"),
+        "{own_area}"
+    );
+    let (st, other_area) = get(&url(&format!("/v1/assessment?{period}")), Some(&other)).await;
+    assert_eq!(st, StatusCode::OK, "{other_area}");
+    assert_eq!(other_area["members"], json!([]), "{other_area}");
+
+    // Every step is in the audit log of the case's area.
+    let (st, log) = get(&url("/v1/audit?limit=1000"), Some(&auditor)).await;
+    assert_eq!(st, StatusCode::OK);
+    let steps: Vec<(&str, &str)> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"].as_str().unwrap().starts_with("case_"))
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["resource"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let first_res = format!("cases/{first}");
+    let third_res = format!("cases/{third}");
+    for expected in [
+        ("case_accept", first_res.as_str()),
+        ("case_assign", first_res.as_str()),
+        ("case_escalate_up", third_res.as_str()),
+    ] {
+        assert!(steps.contains(&expected), "{expected:?} in {steps:?}");
+    }
+}
+
+crate::contract!(case_steps_are_authorised_against_the_stored_case_and_department);

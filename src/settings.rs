@@ -61,6 +61,14 @@ pub struct Settings {
     pub upload_unpacked_limit_bytes: u64,
     /// Open event streams per account.
     pub max_streams_per_account: usize,
+    /// OGC API requests per client address and minute; a page of items costs one
+    /// more for every 100 features asked (`limit`).
+    pub ogc_rate_per_minute: u32,
+    /// Map tiles per client address and minute.
+    pub tile_rate_per_minute: u32,
+    /// A second person decides: a plan's approver is not its submitter, a matter's
+    /// admitter is not its proposer.
+    pub four_eyes: bool,
     /// Anonymous reads of past dates (OGC `datetime`, tiles `as_of` of a date not yet
     /// cached) per client address and minute: each may rebuild an index of the city.
     pub historic_reads_per_minute: u32,
@@ -70,7 +78,7 @@ pub struct Settings {
 }
 
 /// Every setting's name (also its `WANGGE_` variable, upper-cased).
-const KEYS: [&str; 25] = [
+const KEYS: [&str; 28] = [
     "listen",
     "database_url",
     "body_limit_bytes",
@@ -96,6 +104,9 @@ const KEYS: [&str; 25] = [
     "max_streams_per_account",
     "login_free_failures",
     "historic_reads_per_minute",
+    "four_eyes",
+    "ogc_rate_per_minute",
+    "tile_rate_per_minute",
 ];
 
 impl Default for Settings {
@@ -126,6 +137,9 @@ impl Default for Settings {
             max_streams_per_account: 8,
             login_free_failures: 5,
             historic_reads_per_minute: 60,
+            four_eyes: true,
+            ogc_rate_per_minute: 600,
+            tile_rate_per_minute: 3000,
         }
     }
 }
@@ -235,6 +249,12 @@ impl Settings {
         }
         if self.upload_reader_cpu_secs == 0 {
             bad.push("  upload_reader_cpu_secs: must be at least 1".into());
+        }
+        if self.ogc_rate_per_minute < 100 {
+            bad.push("  ogc_rate_per_minute: must be at least 100 (a full page costs 100)".into());
+        }
+        if self.tile_rate_per_minute == 0 {
+            bad.push("  tile_rate_per_minute: must be at least 1".into());
         }
         if self.historic_reads_per_minute == 0 {
             bad.push("  historic_reads_per_minute: must be at least 1".into());

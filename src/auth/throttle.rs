@@ -43,7 +43,12 @@ enum Key {
 struct Failures {
     count: u32,
     last: Instant,
+    /// When a refusal on this key was last reported (audited).
+    reported: Option<Instant>,
 }
+
+/// Refused attempts are reported at most this often per account or address.
+const REPORT_EVERY: Duration = Duration::from_secs(60);
 
 /// Failed logins per account and per address.
 #[derive(Debug)]
@@ -102,6 +107,7 @@ impl LoginThrottle {
             let entry = failures.entry(key).or_insert(Failures {
                 count: 0,
                 last: now,
+                reported: None,
             });
             if now.saturating_duration_since(entry.last) >= FORGET_AFTER {
                 entry.count = 0;
@@ -130,6 +136,26 @@ impl LoginThrottle {
                 f.count = f.count.saturating_sub(1);
             }
         }
+    }
+
+    /// Whether a refused attempt should be reported now: once a minute per account or
+    /// address while refusals go on, so guessing leaves a trace without each refused
+    /// attempt writing to the audit log.
+    pub fn report_refusal(&self, name: &str, addr: IpAddr, now: Instant) -> bool {
+        let Ok(mut failures) = self.failures.lock() else {
+            return false;
+        };
+        let mut due = false;
+        for key in [account(name), Key::Address(addr)] {
+            if let Some(f) = failures.get_mut(&key)
+                && f.reported
+                    .is_none_or(|r| now.saturating_duration_since(r) >= REPORT_EVERY)
+            {
+                f.reported = Some(now);
+                due = true;
+            }
+        }
+        due
     }
 
     /// Drops counts nobody needs any more.

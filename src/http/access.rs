@@ -72,6 +72,12 @@ fn login_scope(state: &AppState, principal: Option<&Principal>) -> String {
     }) {
         return scope.to_string();
     }
+    city_scope(state)
+}
+
+/// The city's code (the first four digits of any region loaded): where city-wide
+/// things (the matters list, the calendar) are authorised and audited.
+pub fn city_scope(state: &AppState) -> String {
     let snapshot = state.live.snapshot();
     snapshot
         .regions
@@ -108,6 +114,18 @@ pub async fn login(
 ) -> Result<Json<LoginAnswer>, ApiError> {
     let now = std::time::Instant::now();
     if let Err(wait) = state.logins.begin(&req.name, client.0, now) {
+        if state.logins.report_refusal(&req.name, client.0, now) {
+            let shown: String = req.name.chars().take(64).collect();
+            record(
+                &state,
+                &shown,
+                "login_throttled",
+                format!("users/{shown}"),
+                &login_scope(&state, None),
+                json!({"client": client.0.to_string(), "wait_secs": wait.as_secs()}),
+            )
+            .await?;
+        }
         return Err(throttled(wait));
     }
     let ttl = chrono::Duration::hours(state.settings.login_token_hours.into());

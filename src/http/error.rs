@@ -190,14 +190,15 @@ impl From<PlanError> for ApiError {
                 )
                 .with("feature", json!(grid))
             }
-            PlanError::BadScope(_) | PlanError::Empty | PlanError::CodesExhausted(_) => {
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "bad-plan",
-                    "The plan cannot be drafted",
-                    detail,
-                )
-            }
+            PlanError::BadScope(_)
+            | PlanError::Empty
+            | PlanError::CodesExhausted(_)
+            | PlanError::TooComplex { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "bad-plan",
+                "The plan cannot be drafted",
+                detail,
+            ),
         }
     }
 }

@@ -154,7 +154,7 @@ pub async fn propose(
         &caller.0.name,
         "matter_propose",
         format!("matters/{}", stored.id),
-        "",
+        &super::access::city_scope(&state),
         json!({"code": stored.matter.code, "version": stored.version}),
     )
     .await?;
@@ -179,11 +179,22 @@ pub async fn decide(
             )));
         }
     };
-    if !caller.0.may_somewhere(Action::ManageMatters) {
-        return Err(ApiError::forbidden(format!(
-            "{} may not admit matters",
-            caller.0.name
-        )));
+    // The matters list is the city's (Art. 10): admitted by those who manage matters
+    // for the whole city, and never by the one who proposed the version.
+    let city = super::access::city_scope(&state);
+    caller.require(Action::ManageMatters, &city)?;
+    let proposal = state.store.matter_version(id).await?;
+    if state.settings.four_eyes && proposal.matter.proposed_by == caller.0.name {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "four-eyes",
+            "A second person must decide",
+            format!(
+                "{} proposed matter version {id}; another person must admit or refuse it \
+                 (four-eyes rule)",
+                caller.0.name
+            ),
+        ));
     }
     let decided = state
         .store
@@ -199,7 +210,7 @@ pub async fn decide(
             "matter_refuse"
         },
         format!("matters/{id}"),
-        "",
+        &city,
         json!({"code": decided.matter.code, "version": decided.version}),
     )
     .await?;
@@ -341,15 +352,12 @@ pub struct DayRequest {
     pub note: String,
 }
 
-fn require_calendar(caller: &Caller) -> Result<(), ApiError> {
-    if caller.0.may_somewhere(Action::ManageMatters) {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(format!(
-            "{} may not change the calendar",
-            caller.0.name
-        )))
-    }
+/// The calendar is the city's: changed by those who manage matters for the whole
+/// city. Returns the city's code, which the change is audited under.
+fn require_calendar(state: &AppState, caller: &Caller) -> Result<String, ApiError> {
+    let city = super::access::city_scope(state);
+    caller.require(Action::ManageMatters, &city)?;
+    Ok(city)
 }
 
 /// Sets a holiday or make-up working day (deadlines computed afterwards use it).
@@ -361,7 +369,7 @@ pub async fn put_day(
     Path(date): Path<NaiveDate>,
     Json(req): Json<DayRequest>,
 ) -> Result<StatusCode, ApiError> {
-    require_calendar(&caller)?;
+    let city = require_calendar(&state, &caller)?;
     state
         .store
         .set_calendar_day(date, Some(req.kind), &req.note)
@@ -371,7 +379,7 @@ pub async fn put_day(
         &caller.0.name,
         "calendar_set",
         format!("calendar/{date}"),
-        "",
+        &city,
         json!({"kind": req.kind}),
     )
     .await?;
@@ -386,14 +394,14 @@ pub async fn delete_day(
     caller: Caller,
     Path(date): Path<NaiveDate>,
 ) -> Result<StatusCode, ApiError> {
-    require_calendar(&caller)?;
+    let city = require_calendar(&state, &caller)?;
     state.store.set_calendar_day(date, None, "").await?;
     record(
         &state,
         &caller.0.name,
         "calendar_clear",
         format!("calendar/{date}"),
-        "",
+        &city,
         json!({}),
     )
     .await?;

@@ -61,6 +61,13 @@ pub struct AppState {
     pub streams: Arc<StreamSlots>,
     /// Anonymous reads of past dates (each may rebuild a city's index) per address.
     pub historic_limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Plan uploads read and checked at once: one, so that a large plan uses one core
+    /// and leaves the others to every other request; later uploads wait their turn.
+    pub plan_checks: Arc<tokio::sync::Semaphore>,
+    /// OGC API requests per address (a page costs by its size).
+    pub ogc_limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Map tiles per address.
+    pub tile_limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
 }
 
 /// Open event streams per account, so one token cannot hold hundreds.
@@ -113,6 +120,102 @@ impl Drop for StreamSlot {
     }
 }
 
+/// Charges `cost` units of `limiter` to the client, or the 429 to answer.
+pub fn charge(
+    limiter: &DefaultKeyedRateLimiter<IpAddr>,
+    client: IpAddr,
+    cost: u32,
+    what: &str,
+) -> Result<(), ApiError> {
+    let refused = |wait: Duration| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too many requests",
+            format!("too many {what} from one address; try again later"),
+        )
+        .retry_after(wait)
+    };
+    match limiter.check_key_n(&client, NonZeroU32::new(cost).unwrap_or(NonZeroU32::MIN)) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(not_until)) => Err(refused(wait_time(&not_until))),
+        Err(_) => Err(refused(Duration::from_secs(60))),
+    }
+}
+
+async fn ogc_gate(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    client: extract::ClientAddr,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match charge(&state.ogc_limiter, client.0, 1, "OGC API requests") {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn tile_gate(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    client: extract::ClientAddr,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match charge(&state.tile_limiter, client.0, 1, "map tiles") {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// axum's own rejections (a path segment that is no number, a query that does not
+/// parse, a body that is no JSON) come as text/plain: every error answer is a problem
+/// document instead (an Open311 error list on Open311 routes), with the same status.
+async fn problem_for_plain_rejections(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let open311 = request.uri().path().starts_with("/open311");
+    let response = next.run(request).await;
+    let plain = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if !(plain && response.status().is_client_error()) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 16 << 10)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let status = parts.status;
+    if open311 {
+        return (
+            status,
+            axum::Json(serde_json::json!([{"code": status.as_u16(), "description": text}])),
+        )
+            .into_response();
+    }
+    let (slug, title) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ("too-large", "The request is too large"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported-media-type", "Unsupported media type"),
+        StatusCode::METHOD_NOT_ALLOWED => ("method-not-allowed", "Method not allowed"),
+        StatusCode::NOT_FOUND => ("not-found", "Not found"),
+        _ => ("bad-request", "Bad request"),
+    };
+    let mut e = ApiError::new(status, slug, title, text);
+    if let Some(wait) = parts.headers.get(axum::http::header::RETRY_AFTER)
+        && let Some(secs) = wait.to_str().ok().and_then(|v| v.parse().ok())
+    {
+        e = e.retry_after(Duration::from_secs(secs));
+    }
+    e.into_response()
+}
+
 /// How long a rate-limited caller should wait.
 pub fn wait_time(not_until: &governor::NotUntil<governor::clock::QuantaInstant>) -> Duration {
     use governor::clock::Clock;
@@ -157,6 +260,13 @@ impl AppState {
                 settings.login_free_failures,
             )),
             streams: Arc::default(),
+            plan_checks: Arc::new(tokio::sync::Semaphore::new(1)),
+            ogc_limiter: Arc::new(RateLimiter::keyed(Quota::per_minute(
+                NonZeroU32::new(settings.ogc_rate_per_minute).unwrap_or(NonZeroU32::MIN),
+            ))),
+            tile_limiter: Arc::new(RateLimiter::keyed(Quota::per_minute(
+                NonZeroU32::new(settings.tile_rate_per_minute).unwrap_or(NonZeroU32::MIN),
+            ))),
             historic_limiter: Arc::new(RateLimiter::keyed(Quota::per_minute(
                 NonZeroU32::new(settings.historic_reads_per_minute).unwrap_or(NonZeroU32::MIN),
             ))),
@@ -170,6 +280,8 @@ impl AppState {
         self.public_limiter.retain_recent();
         self.report_limiter.retain_recent();
         self.historic_limiter.retain_recent();
+        self.ogc_limiter.retain_recent();
+        self.tile_limiter.retain_recent();
         self.public_limiter.shrink_to_fit();
         self.report_limiter.shrink_to_fit();
         self.historic_limiter.shrink_to_fit();
@@ -195,11 +307,27 @@ pub fn router(state: AppState) -> Router {
         .merge(cases::routes().layer(DefaultBodyLimit::max(COMMAND_BODY)))
         .merge(matters::routes().layer(DefaultBodyLimit::max(COMMAND_BODY)))
         .merge(reports::routes(&state).layer(small))
-        .merge(tiles::routes().layer(small))
-        .nest("/ogc", ogc::routes().layer(small))
+        .merge(
+            tiles::routes()
+                .layer(small)
+                .route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    tile_gate,
+                )),
+        )
+        .nest(
+            "/ogc",
+            ogc::routes()
+                .layer(small)
+                .route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    ogc_gate,
+                )),
+        )
         .merge(openapi::routes().layer(small))
         .merge(web::routes().layer(small))
         .route_layer(axum::middleware::from_fn(ops::track))
+        .layer(axum::middleware::from_fn(problem_for_plain_rejections))
         // One span per request at DEBUG (RUST_LOG=tower_http=debug shows them); free
         // when disabled, which matters at tens of thousands of lookups a second.
         .layer(TraceLayer::new_for_http())

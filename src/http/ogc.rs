@@ -432,6 +432,15 @@ pub async fn items(
         None => None,
     };
     let limit = parse_count(q.limit.as_deref(), "limit", DEFAULT_LIMIT)?.clamp(1, MAX_LIMIT);
+    // A large page costs its share: one unit more for every 100 features asked.
+    if limit >= 100 {
+        super::charge(
+            &state.ogc_limiter,
+            client.0,
+            u32::try_from(limit / 100).unwrap_or(u32::MAX),
+            "OGC API features",
+        )?;
+    }
     let offset = parse_count(q.offset.as_deref(), "offset", 0)?;
     let date = past_date(q.datetime.as_deref())?;
     if date.is_some() {

@@ -450,6 +450,11 @@ pub async fn upload(
         .get("title")
         .cloned()
         .unwrap_or_else(|| format!("plan for {scope}"));
+    let _turn = state
+        .plan_checks
+        .acquire()
+        .await
+        .map_err(|_| ApiError::internal("the plan checker is shutting down"))?;
     let grids = grids_of(&state, &mut form).await?;
     tracing::debug!(
         grids = grids.len(),
@@ -494,6 +499,11 @@ pub async fn replace(
     let plan = state.store.plan(id).await?;
     caller.require(Action::DraftPlan, &plan.scope_code)?;
     let mut form = read_upload(multipart, |_| Ok(())).await?;
+    let _turn = state
+        .plan_checks
+        .acquire()
+        .await
+        .map_err(|_| ApiError::internal("the plan checker is shutting down"))?;
     let grids = grids_of(&state, &mut form).await?;
     let plan = plans::revise(state.store.as_ref(), id, &caller.0.name, grids).await?;
     record(
@@ -544,6 +554,27 @@ pub async fn step(
         }
     };
     caller.require(action, &plan.scope_code)?;
+    if to == PlanStatus::Approved && state.settings.four_eyes {
+        let submitter = state
+            .store
+            .plan_events(id)
+            .await?
+            .into_iter()
+            .rev()
+            .find(|e| e.to == PlanStatus::Submitted)
+            .map(|e| e.actor);
+        if submitter.as_deref() == Some(caller.0.name.as_str()) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "four-eyes",
+                "A second person must decide",
+                format!(
+                    "{} submitted plan {id}; another person must approve it (four-eyes rule)",
+                    caller.0.name
+                ),
+            ));
+        }
+    }
     if matches!(step.as_str(), "reject" | "return")
         && req.reason.as_deref().is_none_or(str::is_empty)
     {

@@ -209,6 +209,21 @@ pub async fn public_status(
 
 // ---- Open311 GeoReport v2 ----
 
+/// A whole number; one too large for 64 bits counts as the largest there is.
+fn saturating(value: Option<&str>, name: &str, default: i64) -> Result<i64, ApiError> {
+    let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(default);
+    };
+    match v.parse::<i64>() {
+        Ok(n) => Ok(n),
+        Err(_) if v.bytes().all(|b| b.is_ascii_digit()) => Ok(i64::MAX),
+        Err(_) => Err(ApiError::bad_request(format!(
+            "{name} {} is not a whole number",
+            crate::io::upload::quote(v)
+        ))),
+    }
+}
+
 /// Ids one `GET /requests` may ask for (after removing repeats).
 const MAX_REQUEST_IDS: usize = 100;
 
@@ -401,9 +416,10 @@ pub struct RequestsQuery {
     pub end_date: Option<DateTime<Utc>>,
     /// `open` or `closed`; comma-separated for both.
     pub status: Option<String>,
-    /// Paging extension: 1-based page of `page_size` (default 1000).
-    pub page: Option<i64>,
-    pub page_size: Option<i64>,
+    /// Paging extension: 1-based page of `page_size` (default 1000). Numbers beyond
+    /// range saturate.
+    pub page: Option<String>,
+    pub page_size: Option<String>,
 }
 
 async fn as_request(state: &AppState, c: &CaseRecord, with_notes: bool) -> Result<Value, ApiError> {
@@ -494,8 +510,8 @@ pub async fn requests(
             let now = Utc::now();
             let end = q.end_date.unwrap_or(now);
             let start = q.start_date.unwrap_or(end - chrono::Duration::days(90));
-            let page_size = q.page_size.unwrap_or(1000).clamp(1, 1000);
-            let page = q.page.unwrap_or(1).max(1);
+            let page_size = saturating(q.page_size.as_deref(), "page_size", 1000)?.clamp(1, 1000);
+            let page = saturating(q.page.as_deref(), "page", 1)?.max(1);
             let skip = usize::try_from((page - 1).saturating_mul(page_size)).unwrap_or(usize::MAX);
             let wanted: Vec<&str> = q
                 .status

@@ -147,13 +147,18 @@ pub fn read_local_file(
     read_grids(&prepared.path, &options, progress)
 }
 
-/// Refuses GeoPackages that hold views, or triggers other than the standard ones:
-/// reading must not run the sender's SQL.
+/// Refuses GeoPackages whose schema holds more than tables, indices, R-tree virtual
+/// tables and the standard triggers: views, other triggers and other virtual tables
+/// (SpatiaLite's VirtualText reads any file) would run the sender's SQL or modules.
 fn check_geopackage(dataset: &Dataset, shown: &Path) -> Result<(), FileError> {
-    let sql = "SELECT type, name FROM sqlite_master WHERE type = 'view' OR (type = 'trigger' \
-               AND name NOT LIKE 'rtree\\_%' ESCAPE '\\' AND name NOT LIKE 'gpkg\\_%' ESCAPE '\\' \
-               AND name NOT LIKE 'trigger\\_insert\\_feature\\_count\\_%' ESCAPE '\\' \
-               AND name NOT LIKE 'trigger\\_delete\\_feature\\_count\\_%' ESCAPE '\\')";
+    let sql = "SELECT type, name FROM sqlite_master WHERE type NOT IN ('table', 'index', 'trigger') \
+               OR (type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%' \
+                   AND sql NOT LIKE 'CREATE VIRTUAL TABLE % USING rtree(%') \
+               OR (type = 'table' AND sql NOT LIKE 'CREATE TABLE%' AND sql NOT LIKE 'CREATE VIRTUAL TABLE%') \
+               OR (type = 'trigger' \
+                   AND name NOT LIKE 'rtree\\_%' ESCAPE '\\' AND name NOT LIKE 'gpkg\\_%' ESCAPE '\\' \
+                   AND name NOT LIKE 'trigger\\_insert\\_feature\\_count\\_%' ESCAPE '\\' \
+                   AND name NOT LIKE 'trigger\\_delete\\_feature\\_count\\_%' ESCAPE '\\')";
     let found = dataset
         .execute_sql(sql, None, gdal::vector::sql::Dialect::DEFAULT)
         .map_err(|e| FileError::Open {
@@ -166,7 +171,8 @@ fn check_geopackage(dataset: &Dataset, shown: &Path) -> Result<(), FileError> {
         let kind = row.field_as_string(0).ok().flatten().unwrap_or_default();
         let name = row.field_as_string(1).ok().flatten().unwrap_or_default();
         return Err(FileError::Unsupported(format!(
-            "the GeoPackage holds a {kind} {}: views and custom triggers are not accepted",
+            "the GeoPackage holds a {kind} {} that is not plain GeoPackage content: views, \
+             virtual tables and custom triggers are not accepted",
             quoted_id(&name)
         )));
     }

@@ -107,15 +107,16 @@ pub fn prepare(
     workdir: &Path,
     limits: &UploadLimits,
 ) -> Result<PreparedFile, UploadError> {
-    let head = read_head(raw)?;
-    match sniff(&head)? {
+    match sniff(raw)? {
         Sniffed::Zip => unzip(raw, workdir, limits),
+        Sniffed::Xml => Err(UploadError::Io("XML left unsniffed".into())),
         Sniffed::Plain(format) => place(raw, workdir, format),
     }
 }
 
 enum Sniffed {
     Zip,
+    Xml,
     Plain(UploadFormat),
 }
 
@@ -133,7 +134,19 @@ fn read_head(path: &Path) -> Result<Vec<u8>, UploadError> {
     Ok(head)
 }
 
-fn sniff(head: &[u8]) -> Result<Sniffed, UploadError> {
+/// The format of the file at `path`: from its first bytes, and for XML from its whole
+/// prolog (a comment can push a document type declaration past any fixed head).
+fn sniff(path: &Path) -> Result<Sniffed, UploadError> {
+    let head = read_head(path)?;
+    let sniffed = sniff_head(&head)?;
+    if let Sniffed::Xml = sniffed {
+        let whole = std::fs::read(path).map_err(io)?;
+        return sniff_xml(&whole).map(Sniffed::Plain);
+    }
+    Ok(sniffed)
+}
+
+fn sniff_head(head: &[u8]) -> Result<Sniffed, UploadError> {
     if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
         return Ok(Sniffed::Zip);
     }
@@ -154,7 +167,7 @@ fn sniff(head: &[u8]) -> Result<Sniffed, UploadError> {
         .unwrap_or_default();
     match start.first() {
         Some(b'{') => Ok(Sniffed::Plain(UploadFormat::GeoJson)),
-        Some(b'<') => sniff_xml(start).map(Sniffed::Plain),
+        Some(b'<') => Ok(Sniffed::Xml),
         _ => Err(UploadError::Unsupported(
             "not a format wangge reads: upload GeoJSON, KML/KMZ, a GeoPackage, or a zipped \
              Shapefile"
@@ -163,32 +176,57 @@ fn sniff(head: &[u8]) -> Result<Sniffed, UploadError> {
     }
 }
 
-fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w.eq_ignore_ascii_case(needle))
+fn after<'a>(text: &'a [u8], end: &[u8]) -> Option<&'a [u8]> {
+    text.windows(end.len())
+        .position(|w| w == end)
+        .map(|i| &text[i + end.len()..])
 }
 
-fn sniff_xml(head: &[u8]) -> Result<UploadFormat, UploadError> {
-    if contains_ignore_case(head, b"OGRVRTDataSource") {
-        return Err(UploadError::Unsupported(
-            "an OGR VRT file, which reads other files: upload the data itself".into(),
-        ));
-    }
-    // Entities are how XML reaches outside itself (and how it multiplies itself):
-    // no KML needs a document type declaration.
-    if contains_ignore_case(head, b"<!DOCTYPE") || contains_ignore_case(head, b"<!ENTITY") {
-        return Err(UploadError::Unsupported(
-            "XML with a document type declaration (entities) is not accepted".into(),
-        ));
-    }
-    if contains_ignore_case(head, b"<kml") {
-        Ok(UploadFormat::Kml)
-    } else {
-        Err(UploadError::Unsupported(
-            "XML that is not KML: upload GeoJSON, KML/KMZ, a GeoPackage, or a zipped Shapefile"
-                .into(),
-        ))
+/// Walks the XML prolog (declaration, processing instructions, comments) to the root
+/// element. Any `<!…>` there — a document type declaration with its entities, which is
+/// how XML reaches outside itself or multiplies itself — is refused; so is any root but
+/// `kml` (an OGR VRT's `OGRVRTDataSource` above all).
+fn sniff_xml(text: &[u8]) -> Result<UploadFormat, UploadError> {
+    let unsupported = |m: &str| Err(UploadError::Unsupported(m.to_string()));
+    let mut rest = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text);
+    loop {
+        let start = rest
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(rest.len());
+        rest = &rest[start..];
+        if rest.starts_with(b"<?") {
+            rest = match after(rest, b"?>") {
+                Some(r) => r,
+                None => return unsupported("XML with an unterminated declaration"),
+            };
+        } else if rest.starts_with(b"<!--") {
+            rest = match after(&rest[4..], b"-->") {
+                Some(r) => r,
+                None => return unsupported("XML with an unterminated comment"),
+            };
+        } else if rest.starts_with(b"<!") {
+            return unsupported("XML with a document type declaration (entities) is not accepted");
+        } else if let Some(tag) = rest.strip_prefix(b"<") {
+            let name_len = tag
+                .iter()
+                .position(|b| b.is_ascii_whitespace() || *b == b'>' || *b == b'/')
+                .unwrap_or(tag.len());
+            let name = &tag[..name_len];
+            let local = name.rsplit(|b| *b == b':').next().unwrap_or(name);
+            return if local == b"kml" {
+                Ok(UploadFormat::Kml)
+            } else if local.eq_ignore_ascii_case(b"OGRVRTDataSource") {
+                unsupported("an OGR VRT file, which reads other files: upload the data itself")
+            } else {
+                unsupported(
+                    "XML that is not KML: upload GeoJSON, KML/KMZ, a GeoPackage, or a zipped \
+                     Shapefile",
+                )
+            };
+        } else {
+            return unsupported("neither XML nor any other format wangge reads");
+        }
     }
 }
 
@@ -281,10 +319,11 @@ fn unzip(raw: &Path, workdir: &Path, limits: &UploadLimits) -> Result<PreparedFi
     }
     // One file inside: its content decides, as for a plain upload (a VRT called
     // .geojson stays refused; a zip inside a zip is not unpacked).
-    match sniff(&read_head(&main)?)? {
+    match sniff(&main)? {
         Sniffed::Zip => Err(UploadError::Unsupported(
             "a zip inside a zip: upload the inner file".into(),
         )),
+        Sniffed::Xml => Err(UploadError::Io("XML left unsniffed".into())),
         Sniffed::Plain(format) => place(&main, workdir, format),
     }
 }
@@ -477,6 +516,22 @@ mod tests {
             prepared(b"\x00\x01binary"),
             Err(UploadError::Unsupported(_))
         ));
+    }
+
+    #[test]
+    fn a_document_type_behind_a_long_comment_is_still_refused() {
+        let mut xml = b"<?xml version=\"1.0\"?>\n<!-- ".to_vec();
+        xml.extend(std::iter::repeat_n(b'x', 200_000));
+        xml.extend_from_slice(b" <kml> -->\n<!DOCTYPE kml [<!ENTITY x SYSTEM \"file:///etc/hostname\">]><kml>&x;</kml>");
+        assert!(
+            matches!(prepared(&xml), Err(UploadError::Unsupported(m)) if m.contains("document type"))
+        );
+        let prefixed =
+            b"<?xml version=\"1.0\"?><kml:kml xmlns:kml=\"http://www.opengis.net/kml/2.2\"/>";
+        assert_eq!(prepared(prefixed).unwrap().format, UploadFormat::Kml);
+        assert!(
+            matches!(prepared(b"<svg></svg>"), Err(UploadError::Unsupported(m)) if m.contains("not KML"))
+        );
     }
 
     #[test]

@@ -257,13 +257,7 @@ fn to_wire(g: Grid) -> Result<WireGrid, ReadError> {
 /// network paths pointed nowhere.
 fn harden_gdal() {
     use gdal::DriverManager;
-    DriverManager::register_all();
-    let others: Vec<_> = DriverManager::all()
-        .filter(|d| !gdal_files::READ_DRIVERS.contains(&d.short_name().as_str()))
-        .collect();
-    for driver in &others {
-        DriverManager::deregister_driver(driver);
-    }
+    // Set before any driver or connection exists.
     for (key, value) in [
         // No /vsicurl/ file name can match this, and every HTTP request GDAL would make
         // goes to a closed port.
@@ -272,10 +266,20 @@ fn harden_gdal() {
         ("GDAL_HTTPS_PROXY", "127.0.0.1:9"),
         ("GDAL_HTTP_TIMEOUT", "1"),
         ("OGR_SQLITE_LOAD_EXTENSIONS", ""),
+        // No SpatiaLite in GeoPackage connections: its virtual-table modules
+        // (VirtualText, VirtualShape…) read arbitrary files.
+        ("SPATIALITE_LOAD", "NO"),
         // Do not list the directory around the file (only wangge's files are there).
         ("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR"),
     ] {
         let _ = gdal::config::set_config_option(key, value);
+    }
+    DriverManager::register_all();
+    let others: Vec<_> = DriverManager::all()
+        .filter(|d| !gdal_files::READ_DRIVERS.contains(&d.short_name().as_str()))
+        .collect();
+    for driver in &others {
+        DriverManager::deregister_driver(driver);
     }
 }
 
@@ -299,12 +303,13 @@ pub fn child_main() -> i32 {
 }
 
 fn read_job(job: &ReadJob) -> Result<Answer, ReadError> {
-    test_faults(&job.raw);
-    harden_gdal();
     let workdir = job
         .raw
         .parent()
         .ok_or_else(|| ReadError::Internal("the upload has no directory".into()))?;
+    confine_files(workdir);
+    test_faults(&job.raw)?;
+    harden_gdal();
     let prepared = upload::prepare(
         &job.raw,
         workdir,
@@ -330,16 +335,64 @@ fn read_job(job: &ReadJob) -> Result<Answer, ReadError> {
     })
 }
 
+/// From here on the process may read only the system's libraries and data (`/usr`,
+/// GDAL's and PROJ's data directories) and read and write only the upload's own
+/// directory (Linux Landlock). Whatever a format library is tricked into opening — the
+/// store, `/etc/shadow`, another upload — the kernel refuses. On a kernel without
+/// Landlock this does nothing and says so on stderr (the server logs it).
+fn confine_files(workdir: &Path) {
+    use landlock::{
+        ABI, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus,
+        path_beneath_rules,
+    };
+    let abi = ABI::V3;
+    let mut read_only: Vec<PathBuf> = ["/usr", "/lib", "/lib64", "/etc/ld.so.cache", "/dev/null"]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+    for var in ["GDAL_DATA", "PROJ_DATA", "PROJ_LIB"] {
+        if let Some(dir) = std::env::var_os(var) {
+            read_only.push(PathBuf::from(dir));
+        }
+    }
+    let status = Ruleset::default()
+        .handle_access(AccessFs::from_all(abi))
+        .and_then(|r| r.create())
+        .and_then(|r| r.add_rules(path_beneath_rules(&read_only, AccessFs::from_read(abi))))
+        .and_then(|r| r.add_rules(path_beneath_rules([workdir], AccessFs::from_all(abi))))
+        .and_then(|r| r.restrict_self());
+    match status {
+        Ok(s) if s.ruleset == RulesetStatus::FullyEnforced => {}
+        Ok(s) => eprintln!(
+            "upload reader: file access only partly confined ({:?})",
+            s.ruleset
+        ),
+        Err(e) => eprintln!("upload reader: file access not confined: {e}"),
+    }
+}
+
 /// Debug builds only: a file starting with a marker makes the reader fail as a broken
-/// parser would, so the tests can show the server survives it.
+/// parser would, or try to read a file outside its upload, so the tests can show the
+/// server survives the one and the kernel refuses the other.
 #[cfg(debug_assertions)]
-fn test_faults(raw: &Path) {
+fn test_faults(raw: &Path) -> Result<(), ReadError> {
     use std::io::Read;
-    let mut head = [0u8; 24];
+    let mut head = [0u8; 256];
     let n = std::fs::File::open(raw)
         .and_then(|mut f| f.read(&mut head))
         .unwrap_or(0);
     let head = &head[..n];
+    if let Some(path) = head.strip_prefix(b"WANGGE-TEST-READ:") {
+        let path = String::from_utf8_lossy(path).trim().to_string();
+        return Err(ReadError::File {
+            message: match std::fs::read(&path) {
+                Ok(bytes) => format!("test hook read {} bytes of {path}", bytes.len()),
+                Err(e) => format!("test hook could not read {path}: {}", e.kind()),
+            },
+            feature: None,
+            unsupported: false,
+        });
+    }
     if head.starts_with(b"WANGGE-TEST-CRASH") {
         std::process::abort();
     }
@@ -356,7 +409,10 @@ fn test_faults(raw: &Path) {
             x = std::hint::black_box(x.wrapping_add(1));
         }
     }
+    Ok(())
 }
 
 #[cfg(not(debug_assertions))]
-fn test_faults(_raw: &Path) {}
+fn test_faults(_raw: &Path) -> Result<(), ReadError> {
+    Ok(())
+}

@@ -55,6 +55,12 @@ pub enum PlanError {
     /// A community ran out of 3-digit grid sequences.
     #[error("community {0} has used all 999 grid codes")]
     CodesExhausted(String),
+    /// A grid's boundary has more vertices than the checks accept.
+    #[error(
+        "grid {grid} has {vertices} vertices, more than the {MAX_GRID_VERTICES} a grid may \
+         have: simplify its boundary first (e.g. ogr2ogr -simplify)"
+    )]
+    TooComplex { grid: String, vertices: usize },
     /// The effective date has not come yet.
     #[error("plan {id} takes effect on {effective}; it can be activated from that day on")]
     NotYetEffective { id: i64, effective: NaiveDate },
@@ -189,6 +195,20 @@ pub async fn activate_due(
     Ok(out)
 }
 
+/// The most vertices one grid may have: real grid boundaries have hundreds to a few
+/// thousand; beyond this a boundary is a digitising accident (or an attack on the
+/// checks' time) and should be simplified first.
+pub const MAX_GRID_VERTICES: usize = 20_000;
+
+/// Runs CPU-heavy work where it does not stall the async workers: on a multi-threaded
+/// runtime the worker hands its other tasks to the rest while this one computes.
+fn compute<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// Resolves communities, validates, traces lineage and assigns codes, without storing.
 pub async fn prepare(
     store: &dyn Store,
@@ -205,6 +225,15 @@ pub async fn prepare(
     if grids.is_empty() {
         return Err(PlanError::Empty);
     }
+    if let Some(g) = grids
+        .iter()
+        .find(|g| geom::vertex_count(&g.boundary) > MAX_GRID_VERTICES)
+    {
+        return Err(PlanError::TooComplex {
+            grid: crate::io::upload::quote(&g.id),
+            vertices: geom::vertex_count(&g.boundary),
+        });
+    }
     let t0 = std::time::Instant::now();
     let regions = store.regions(Some(scope)).await?;
     let regions_in = t0.elapsed();
@@ -212,7 +241,7 @@ pub async fn prepare(
         .iter()
         .filter(|r| r.level == Level::Community && r.boundary.is_some())
         .collect();
-    let parent_of = assign_communities(scope, &grids, &communities)?;
+    let parent_of = compute(|| assign_communities(scope, &grids, &communities))?;
     let parents: BTreeMap<String, MultiPolygon<f64>> = communities
         .iter()
         .filter_map(|r| Some((r.code.clone(), r.boundary.clone()?)))
@@ -221,7 +250,7 @@ pub async fn prepare(
     let assigned_in = t0.elapsed();
     let current: Vec<GridVersion> = store.grids(None, Some(layer), Some(scope)).await?;
     let current_in = t0.elapsed();
-    let lineage = trace_lineage(&current, &grids);
+    let lineage = compute(|| trace_lineage(&current, &grids));
     let lineage_in = t0.elapsed();
 
     let mut affected: BTreeSet<String> = parent_of.iter().cloned().collect();
@@ -229,7 +258,8 @@ pub async fn prepare(
     let affected: Vec<String> = affected.into_iter().collect();
     let highest: HashMap<String, String> =
         store.highest_codes(&affected).await?.into_iter().collect();
-    let codes = assign_codes(&grids, &parent_of, &lineage, &current, &highest, &parents)?;
+    let codes =
+        compute(|| assign_codes(&grids, &parent_of, &lineage, &current, &highest, &parents))?;
 
     let mut coded = grids;
     for (g, code) in coded.iter_mut().zip(&codes) {
@@ -243,13 +273,15 @@ pub async fn prepare(
     }
     let coded_in = t0.elapsed();
     let parent_opts: Vec<Option<String>> = parent_of.iter().cloned().map(Some).collect();
-    let validation = validate_groups(
-        &coded,
-        &parent_opts,
-        &parents,
-        &plan_validate_options(),
-        |_, _| {},
-    );
+    let validation = compute(|| {
+        validate_groups(
+            &coded,
+            &parent_opts,
+            &parents,
+            &plan_validate_options(),
+            |_, _| {},
+        )
+    });
     let mut validation = validation;
     validation.problems.extend(
         uncovered_communities(scope, &communities, &parent_of, &current)

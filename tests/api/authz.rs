@@ -210,4 +210,124 @@ pub async fn case_steps_are_authorised_against_the_stored_case_and_department(b:
     }
 }
 
-crate::contract!(case_steps_are_authorised_against_the_stored_case_and_department);
+pub async fn the_citys_lists_need_the_city_and_a_second_person(b: Backend) {
+    use wangge::domain::{Category, CentreLevel, TimeLimit, TimeUnit};
+    let store = b.store.as_ref();
+    seeded(store).await;
+    let county = user(store, "county.disp", UserRole::Dispatcher, "371602").await;
+    let admin = user(store, "city.zhao", UserRole::CityAdmin, "3716").await;
+    let admin2 = user(store, "city.qian", UserRole::CityAdmin, "3716").await;
+    let auditor = user(store, "city.audit", UserRole::Auditor, "3716").await;
+    let planner = user(store, "county.plan", UserRole::Planner, "371602").await;
+    let planner2 = user(store, "county.plan2", UserRole::Planner, "371602").await;
+    let s = Server::start(&b.url, &[]);
+    let url = |p: &str| format!("{}{p}", s.url);
+    let one_hour = serde_json::to_value(crate::dispatch::matter(
+        "WG-001",
+        Category::SafetyHazard,
+        &[(CentreLevel::Township, "urban_management")],
+        TimeLimit {
+            amount: 1,
+            unit: TimeUnit::WorkingHours,
+        },
+        true,
+    ))
+    .unwrap();
+    let propose = |token: &str| {
+        send(
+            client()
+                .post(url("/v1/matters"))
+                .bearer_auth(token)
+                .json(&one_hour),
+        )
+    };
+    let decide = |token: &str, id: i64| {
+        send(
+            client()
+                .post(url(&format!("/v1/matters/versions/{id}/admit")))
+                .bearer_auth(token),
+        )
+    };
+
+    // A county proposes a one-hour limit for the whole city; it cannot admit it.
+    let (st, proposal) = propose(&county).await;
+    assert_eq!(st, StatusCode::CREATED, "{proposal}");
+    let id = proposal["id"].as_i64().unwrap();
+    let (st, p) = decide(&county, id).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{p}");
+    // The city admits, but not what the same person proposed.
+    let (st, own) = propose(&admin).await;
+    assert_eq!(st, StatusCode::CREATED);
+    let own_id = own["id"].as_i64().unwrap();
+    let (st, p) = decide(&admin, own_id).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{p}");
+    assert_eq!(p["type"], "urn:wangge:problem:four-eyes");
+    let (st, admitted) = decide(&admin2, own_id).await;
+    assert_eq!(st, StatusCode::OK, "{admitted}");
+
+    // The calendar is the city's.
+    let holiday = json!({"kind": "holiday", "note": "国庆"});
+    let (st, _) = send(
+        client()
+            .put(url("/v1/calendar/2026-10-01"))
+            .bearer_auth(&county)
+            .json(&holiday),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = send(
+        client()
+            .put(url("/v1/calendar/2026-10-01"))
+            .bearer_auth(&admin)
+            .json(&holiday),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+
+    // A plan's submitter does not approve it.
+    let form = reqwest::multipart::Form::new()
+        .text("scope", crate::store_contract::COMMUNITY)
+        .part(
+            "file",
+            reqwest::multipart::Part::text(crate::service::second_plan_geojson())
+                .file_name("g.geojson"),
+        );
+    let (st, plan) = send(
+        client()
+            .post(url("/v1/plans"))
+            .bearer_auth(&planner)
+            .multipart(form),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{plan}");
+    let plan_step = |token: &str, step: &str| {
+        send(
+            client()
+                .post(url(&format!("/v1/plans/{}/{step}", plan["id"])))
+                .bearer_auth(token)
+                .json(&json!({"effective": "2026-01-01"})),
+        )
+    };
+    assert_eq!(plan_step(&planner, "submit").await.0, StatusCode::OK);
+    let (st, p) = plan_step(&planner, "approve").await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{p}");
+    assert_eq!(p["type"], "urn:wangge:problem:four-eyes");
+    assert_eq!(plan_step(&planner2, "approve").await.0, StatusCode::OK);
+
+    // The city's auditor sees the matters and calendar changes.
+    let (_, log) = get(&url("/v1/audit?limit=1000"), Some(&auditor)).await;
+    let actions: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for a in ["matter_propose", "matter_admit", "calendar_set"] {
+        assert!(actions.contains(&a), "{a} in {actions:?}");
+    }
+}
+
+crate::contract!(
+    case_steps_are_authorised_against_the_stored_case_and_department,
+    the_citys_lists_need_the_city_and_a_second_person,
+);

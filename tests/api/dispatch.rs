@@ -35,7 +35,7 @@ pub fn cst(m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-fn matter(
+pub(crate) fn matter(
     code: &str,
     category: Category,
     responsible: &[(CentreLevel, &str)],

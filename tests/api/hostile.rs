@@ -128,6 +128,47 @@ fn geopackage_with_view_and_trigger(dir: &Path) -> Vec<u8> {
     std::fs::read(&gpkg).expect("read gpkg")
 }
 
+/// A GeoPackage of the plan's grids with a SpatiaLite `VirtualText` table over `target`
+/// slipped into its schema and listed as a layer (the way to make SQLite read any file).
+async fn geopackage_with_virtual_text(dir: &Path, target: &str) -> Vec<u8> {
+    use sqlx::ConnectOptions;
+    let gpkg = plan_file(dir, "GPKG", "gpkg");
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&gpkg)
+        .connect()
+        .await
+        .expect("open gpkg");
+    let create = format!(
+        "CREATE VIRTUAL TABLE a USING VirtualText('{target}', 'UTF-8', 0, POINT, NONE, ',')"
+    );
+    for sql in [
+        "INSERT INTO gpkg_contents (table_name, data_type, identifier, srs_id) VALUES ('a', 'attributes', 'a', 0)".to_string(),
+        "PRAGMA writable_schema = ON".to_string(),
+        format!("INSERT INTO sqlite_master (type, name, tbl_name, rootpage, sql) VALUES ('table', 'a', 'a', 0, '{}')", create.replace('\'', "''")),
+        "PRAGMA writable_schema = OFF".to_string(),
+    ] {
+        sqlx::query(&sql).execute(&mut conn).await.expect("hostile schema");
+    }
+    drop(conn);
+    std::fs::read(&gpkg).expect("read gpkg")
+}
+
+/// One grid whose boundary zig-zags through `n` vertices.
+fn grid_with_vertices(n: usize) -> Vec<u8> {
+    let ring: Vec<[f64; 2]> = (0..n)
+        .map(|i| {
+            let a = i as f64 / n as f64 * std::f64::consts::TAU;
+            let r = if i % 2 == 0 { 0.004 } else { 0.0039 };
+            [118.01 + r * a.cos(), 37.31 + r * a.sin()]
+        })
+        .chain(std::iter::once([118.014, 37.31]))
+        .collect();
+    json!({"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"grid_id": "NW", "community": COMMUNITY},
+        "geometry": {"type": "Polygon", "coordinates": [ring]}}]})
+    .to_string()
+    .into_bytes()
+}
+
 /// A zipped Shapefile of the plan's grids whose `.dbf` header claims 10⁹ records.
 fn shapefile_claiming_a_billion_records(dir: &Path) -> Vec<u8> {
     plan_file(dir, "ESRI Shapefile", "shp");
@@ -247,6 +288,13 @@ pub async fn hostile_files_are_refused_and_nothing_is_read_stored_or_fetched(b: 
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-format",
         ),
+        (
+            "GeoPackage with a VirtualText table over /etc/passwd",
+            "grids.gpkg",
+            geopackage_with_virtual_text(dir.path(), "/etc/passwd").await,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-format",
+        ),
     ];
     for (what, name, bytes, status, kind) in corpus {
         let (st, problem) = upload_bytes(&s.url, &planner, name, bytes).await;
@@ -354,6 +402,34 @@ pub async fn a_reader_that_crashes_or_overruns_fails_its_upload_and_the_server_l
         let (st, _) = get(&format!("{}/healthz", s.url), None).await;
         assert_eq!(st, StatusCode::OK, "the server answers after {hook}");
     }
+    // Whatever a format library is tricked into opening, the kernel refuses files
+    // outside the upload (Landlock): the server's own store, or any system file.
+    let store_file = b
+        .url
+        .strip_prefix("sqlite://")
+        .unwrap_or("/etc/hostname")
+        .to_string();
+    for target in ["/etc/passwd", store_file.as_str()] {
+        let (st, p) = upload_bytes(
+            &s.url,
+            &planner,
+            "grids.geojson",
+            format!("WANGGE-TEST-READ:{target}").into_bytes(),
+        )
+        .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+        assert!(
+            p["detail"].as_str().unwrap().contains("permission denied"),
+            "reading {target}: {p}"
+        );
+    }
+    // A boundary of more vertices than a grid may have is refused before any check.
+    let (st, p) = upload_bytes(&s.url, &planner, "g.geojson", grid_with_vertices(25_000)).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert!(
+        p["detail"].as_str().unwrap().contains("25001 vertices"),
+        "{p}"
+    );
     assert_eq!(store.plans(None, None).await.unwrap().len(), plans_before);
     let (st, plan) = upload_bytes(
         &s.url,
@@ -473,6 +549,37 @@ pub async fn public_input_is_bounded_and_limited_before_it_is_read(b: Backend) {
     .await;
     assert_eq!(st, StatusCode::OK, "{list}");
     assert_eq!(list, json!([]));
+    let (st, list) = get(
+        &format!(
+            "{}/open311/v2/requests.json?page=99999999999999999999999999",
+            s.url
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "page numbers saturate: {list}");
+    assert_eq!(list, json!([]));
+    // axum's own rejections are problem documents too (Open311: its error list).
+    let resp = client()
+        .get(format!(
+            "{}/v1/public/reports/99999999999999999999999",
+            s.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    let (st, e) = get(
+        &format!(
+            "{}/open311/v2/requests.json?start_date=99999-01-01T00:00:00Z",
+            s.url
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert_eq!(e[0]["code"], 400, "{e}");
 
     // Plan uploads are authorised before the body is read: the server answers while
     // 99 % of a declared 100 MB body has not even been sent.
@@ -580,6 +687,11 @@ pub async fn logins_are_throttled_audited_and_unknown_names_cost_the_same(b: Bac
     assert_eq!(st, StatusCode::TOO_MANY_REQUESTS, "{p}");
     assert_eq!(p["type"], "urn:wangge:problem:login-throttled");
     let wait = retry.expect("Retry-After");
+    // A second refused attempt at once: refusals are audited once a minute, not each.
+    assert_eq!(
+        login(s.url.clone(), "zhang", "guess").await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     assert!((1..=900).contains(&wait));
     tokio::time::sleep(Duration::from_secs(wait) + Duration::from_millis(200)).await;
     let (st, _, answer) = login(s.url.clone(), "zhang", "correct horse battery").await;
@@ -598,6 +710,7 @@ pub async fn logins_are_throttled_audited_and_unknown_names_cost_the_same(b: Bac
             .count()
     };
     assert_eq!(count("login", "zhang"), 1, "{log}");
+    assert_eq!(count("login_throttled", "zhang"), 1, "{log}");
     assert_eq!(count("logout", "zhang"), 1, "{log}");
     assert!(count("login_failed", "zhang") >= 10, "{log}");
     assert!(count("login_failed", "nobody") >= 7, "{log}");
@@ -665,6 +778,34 @@ pub async fn forwarded_addresses_count_only_from_trusted_proxies(b: Backend) {
     assert_eq!(card("198.51.100.8").await.unwrap().status(), StatusCode::OK);
 }
 
+pub async fn ogc_pages_and_tiles_are_limited_per_address_by_their_cost(b: Backend) {
+    seeded(b.store.as_ref()).await;
+    let s = Server::start(
+        &b.url,
+        &[
+            ("WANGGE_OGC_RATE_PER_MINUTE", "150"),
+            ("WANGGE_TILE_RATE_PER_MINUTE", "3"),
+        ],
+    );
+    let items = |limit: u32| format!("{}/ogc/collections/grids/items?limit={limit}", s.url);
+    // A page of 10 000 costs 101 units of 150: the first is served, the second not.
+    let (st, _) = get(&items(10_000), None).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, p) = get(&items(10_000), None).await;
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS, "{p}");
+    // Small pages still fit in what is left.
+    let (st, _) = get(&items(10), None).await;
+    assert_eq!(st, StatusCode::OK);
+    let tile = format!("{}/tiles/grids/14/13757/6237.mvt", s.url);
+    for _ in 0..3 {
+        let st = client().get(&tile).send().await.unwrap().status();
+        assert!(st.is_success(), "{st}");
+    }
+    let limited = client().get(&tile).send().await.unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.headers().get("retry-after").is_some());
+}
+
 pub async fn past_date_reads_are_limited_per_address(b: Backend) {
     seeded(b.store.as_ref()).await;
     let s = Server::start(&b.url, &[("WANGGE_HISTORIC_READS_PER_MINUTE", "2")]);
@@ -688,6 +829,7 @@ crate::contract!(
     streams_end_with_their_token_and_are_capped_per_account,
     forwarded_addresses_count_only_from_trusted_proxies,
     past_date_reads_are_limited_per_address,
+    ogc_pages_and_tiles_are_limited_per_address_by_their_cost,
     a_department_cannot_be_taken_over_from_another_county,
 );
 

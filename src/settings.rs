@@ -66,6 +66,9 @@ pub struct Settings {
     pub ogc_rate_per_minute: u32,
     /// Map tiles per client address and minute.
     pub tile_rate_per_minute: u32,
+    /// Where webhooks may go although the address is internal (loopback, private,
+    /// link-local): host names, addresses or CIDR blocks.
+    pub webhook_allow_hosts: Vec<String>,
     /// A second person decides: a plan's approver is not its submitter, a matter's
     /// admitter is not its proposer.
     pub four_eyes: bool,
@@ -78,7 +81,7 @@ pub struct Settings {
 }
 
 /// Every setting's name (also its `WANGGE_` variable, upper-cased).
-const KEYS: [&str; 28] = [
+const KEYS: [&str; 29] = [
     "listen",
     "database_url",
     "body_limit_bytes",
@@ -107,6 +110,7 @@ const KEYS: [&str; 28] = [
     "four_eyes",
     "ogc_rate_per_minute",
     "tile_rate_per_minute",
+    "webhook_allow_hosts",
 ];
 
 impl Default for Settings {
@@ -140,6 +144,7 @@ impl Default for Settings {
             four_eyes: true,
             ogc_rate_per_minute: 600,
             tile_rate_per_minute: 3000,
+            webhook_allow_hosts: Vec::new(),
         }
     }
 }

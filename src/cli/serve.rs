@@ -92,7 +92,12 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         tokio::spawn(activate_when_due(store.clone(), live.clone()));
         tokio::spawn(http::feed_events(state.clone(), Duration::from_millis(250)));
         tokio::spawn(sweep_cases(store.clone(), state.settings.clone()));
-        tokio::spawn(deliver_webhooks(store.clone()));
+        tokio::spawn(deliver_webhooks(
+            store.clone(),
+            wangge::workflow::webhooks::WebhookPolicy {
+                allow_hosts: state.settings.webhook_allow_hosts.clone(),
+            },
+        ));
         let pruned = state.clone();
         tokio::spawn(async move {
             // Rate-limit and login counts of addresses gone quiet.
@@ -205,9 +210,14 @@ async fn sweep_cases(store: Arc<dyn Store>, settings: Arc<wangge::settings::Sett
 }
 
 /// Sends queued webhooks every second.
-async fn deliver_webhooks(store: Arc<dyn Store>) {
+async fn deliver_webhooks(
+    store: Arc<dyn Store>,
+    policy: wangge::workflow::webhooks::WebhookPolicy,
+) {
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
+        // A redirect would take a delivery past the destination check.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
     {
         Ok(c) => c,
@@ -222,6 +232,7 @@ async fn deliver_webhooks(store: Arc<dyn Store>) {
         if let Err(e) = wangge::workflow::webhooks::deliver_due(
             store.as_ref(),
             &client,
+            &policy,
             chrono::Utc::now(),
             100,
         )

@@ -262,13 +262,13 @@ pub async fn put_department(
         }
     }
     d.code = code;
-    if let Some(url) = &d.webhook_url
-        && !url.starts_with("http://")
-    {
-        return Err(ApiError::bad_request(format!(
-            "webhook URL {url:?}: only http:// is supported (deliveries go to the municipal network; put a TLS proxy in front for https)"
-        ))
-        .with("parameter", json!("webhook_url")));
+    if let Some(url) = &d.webhook_url {
+        let policy = crate::workflow::webhooks::WebhookPolicy {
+            allow_hosts: state.settings.webhook_allow_hosts.clone(),
+        };
+        if let Err(why) = policy.check(url).await {
+            return Err(ApiError::bad_request(why).with("parameter", json!("webhook_url")));
+        }
     }
     state.store.upsert_department(&d).await?;
     // Audited where the department was, so that region's auditors see it leave.

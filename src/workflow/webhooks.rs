@@ -2,10 +2,16 @@
 //! to the department's URL as JSON until it answers 2xx, with growing pauses between
 //! tries. At least once: a receiver deduplicates by `event.id` (also the
 //! `X-Wangge-Event-Id` header).
+//!
+//! A webhook cannot be aimed inward: a URL whose host is, or resolves to, a loopback,
+//! private, link-local, shared, unspecified or multicast address is refused when the
+//! department is saved and again before every delivery (DNS can change), unless the
+//! host or address is listed in `webhook_allow_hosts`. Redirects are not followed.
 
 use crate::store::{Store, StoreResult};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
+use std::net::IpAddr;
 
 /// What one round did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -20,10 +26,105 @@ pub fn backoff(attempts: i32) -> Duration {
     Duration::seconds(secs.min(3600))
 }
 
-/// Sends the deliveries due at `now` (at most `limit`).
+/// Where webhooks may go besides public addresses: host names, addresses or CIDR
+/// blocks (a municipal network's department systems, typically).
+#[derive(Debug, Clone, Default)]
+pub struct WebhookPolicy {
+    pub allow_hosts: Vec<String>,
+}
+
+/// Addresses no webhook goes to unless allowed by name.
+fn inward(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => {
+            let seg = v6.segments();
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (seg[0] & 0xfe00) == 0xfc00
+                || (seg[0] & 0xffc0) == 0xfe80
+                || v6.to_ipv4_mapped().is_some_and(|v4| inward(IpAddr::V4(v4)))
+        }
+    }
+}
+
+impl WebhookPolicy {
+    fn allows_host(&self, host: &str) -> bool {
+        self.allow_hosts
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(host))
+    }
+
+    fn allows_ip(&self, ip: IpAddr) -> bool {
+        self.allow_hosts
+            .iter()
+            .any(|h| crate::settings::parse_proxy(h).is_some_and(|net| net.contains(&ip)))
+    }
+
+    /// Checks a webhook URL and where its host resolves now. `Err` says why not.
+    pub async fn check(&self, url: &str) -> Result<(), String> {
+        let parsed =
+            reqwest::Url::parse(url).map_err(|e| format!("webhook URL is not a URL ({e})"))?;
+        if parsed.scheme() != "http" {
+            return Err(
+                "webhook URLs are http:// (deliveries go to the municipal network; put a TLS \
+                 proxy in front for https)"
+                    .into(),
+            );
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err("webhook URLs carry no user name or password".into());
+        }
+        let host = parsed
+            .host_str()
+            .ok_or("webhook URL has no host")?
+            .trim_matches(['[', ']'])
+            .to_string();
+        let port = parsed.port_or_known_default().unwrap_or(80);
+        if self.allows_host(&host) {
+            return Ok(());
+        }
+        let addresses: Vec<IpAddr> = match host.parse::<IpAddr>() {
+            Ok(ip) => vec![ip],
+            Err(_) => tokio::net::lookup_host((host.as_str(), port))
+                .await
+                .map_err(|e| format!("webhook host {host} does not resolve ({e})"))?
+                .map(|a| a.ip())
+                .collect(),
+        };
+        if addresses.is_empty() {
+            return Err(format!("webhook host {host} has no address"));
+        }
+        match addresses
+            .iter()
+            .find(|ip| inward(**ip) && !self.allows_ip(**ip))
+        {
+            Some(ip) => Err(format!(
+                "webhook host {host} is {ip}, an internal address: list it in \
+                 webhook_allow_hosts to send there"
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Sends the deliveries due at `now` (at most `limit`), each only after its URL passes
+/// `policy` again.
 pub async fn deliver_due(
     store: &dyn Store,
     client: &reqwest::Client,
+    policy: &WebhookPolicy,
     now: DateTime<Utc>,
     limit: i64,
 ) -> StoreResult<Round> {
@@ -51,16 +152,19 @@ pub async fn deliver_due(
                 "lat": case.lat,
             },
         });
-        let outcome = match client
-            .post(&d.url)
-            .header("x-wangge-event-id", d.event_id.to_string())
-            .json(&body)
-            .send()
-            .await
-        {
-            Ok(r) if r.status().is_success() => Ok(()),
-            Ok(r) => Err(format!("answered {}", r.status())),
-            Err(e) => Err(e.to_string()),
+        let outcome = match policy.check(&d.url).await {
+            Err(refused) => Err(refused),
+            Ok(()) => match client
+                .post(&d.url)
+                .header("x-wangge-event-id", d.event_id.to_string())
+                .json(&body)
+                .send()
+                .await
+            {
+                Ok(r) if r.status().is_success() => Ok(()),
+                Ok(r) => Err(format!("answered {}", r.status())),
+                Err(e) => Err(e.to_string()),
+            },
         };
         match &outcome {
             Ok(()) => round.delivered += 1,
@@ -90,5 +194,32 @@ mod tests {
         assert_eq!(backoff(0), Duration::seconds(10));
         assert_eq!(backoff(3), Duration::seconds(80));
         assert_eq!(backoff(30), Duration::seconds(3600));
+    }
+
+    #[tokio::test]
+    async fn webhooks_cannot_be_aimed_inward_unless_allowed() {
+        let none = WebhookPolicy::default();
+        for url in [
+            "http://127.0.0.1:8080/x",
+            "http://localhost/x",
+            "http://10.1.2.3/x",
+            "http://169.254.169.254/latest/meta-data",
+            "http://[::1]/x",
+            "http://[::ffff:127.0.0.1]/x",
+            "http://0.0.0.0/x",
+            "http://100.64.0.1/x",
+            "https://8.8.8.8/x",
+            "http://user:pw@8.8.8.8/x",
+            "file:///etc/passwd",
+        ] {
+            assert!(none.check(url).await.is_err(), "{url}");
+        }
+        assert!(none.check("http://8.8.8.8/hook").await.is_ok());
+        let municipal = WebhookPolicy {
+            allow_hosts: vec!["10.0.0.0/8".into(), "localhost".into()],
+        };
+        assert!(municipal.check("http://10.1.2.3/x").await.is_ok());
+        assert!(municipal.check("http://localhost:9/x").await.is_ok());
+        assert!(municipal.check("http://192.168.1.1/x").await.is_err());
     }
 }

@@ -873,7 +873,7 @@ pub async fn a_department_cannot_be_taken_over_from_another_county(b: Backend) {
     let admin = user(store, "admin", UserRole::CityAdmin, "3716").await;
     let own = user(store, "bincheng", UserRole::Dispatcher, "371602").await;
     let other = user(store, "zhanhua", UserRole::Dispatcher, "371603").await;
-    let s = Server::start(&b.url, &[]);
+    let s = Server::start(&b.url, &[("WANGGE_WEBHOOK_ALLOW_HOSTS", "[10.0.0.0/8]")]);
     let put = |token: String, region: &'static str, hook: &'static str| {
         let url = format!("{}/v1/departments/371602-public_security", s.url);
         async move {
@@ -913,6 +913,18 @@ pub async fn a_department_cannot_be_taken_over_from_another_county(b: Backend) {
         put(admin.clone(), "371603", "http://10.1.2.5/hook").await,
         StatusCode::OK
     );
+    // Nobody aims a webhook at this machine or an internal address not allowed.
+    for inward in [
+        "http://127.0.0.1:9/x",
+        "http://192.168.0.1/x",
+        "http://169.254.169.254/x",
+    ] {
+        assert_eq!(
+            put(admin.clone(), "371603", inward).await,
+            StatusCode::BAD_REQUEST,
+            "{inward}"
+        );
+    }
     let dept = |list: &Value| {
         list.as_array()
             .unwrap()

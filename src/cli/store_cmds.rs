@@ -381,7 +381,7 @@ pub fn export(a: ExportArgs, store_args: StoreArgs) -> Result<ExitCode> {
     let features = runtime()?.block_on(async {
         let store = open(&store_args).await?;
         let text = |s: &str| Some(OutValue::Text(s.to_string()));
-        let date = |d: Option<NaiveDate>| d.map(|d| OutValue::Text(d.to_string()));
+        let date = |d: Option<NaiveDate>| d.map(OutValue::Date);
         if a.level == Level::Grid {
             let grids = store.grids(a.as_of, a.layer, a.under.as_deref()).await?;
             Ok::<_, anyhow::Error>(

@@ -637,6 +637,18 @@ pub struct OutFeature {
 pub enum OutValue {
     Text(String),
     Integer(i64),
+    /// A calendar date (a DATE column where the format has one).
+    Date(chrono::NaiveDate),
+}
+
+impl OutValue {
+    fn field_type(&self) -> OGRFieldType::Type {
+        match self {
+            OutValue::Text(_) => OGRFieldType::OFTString,
+            OutValue::Integer(_) => OGRFieldType::OFTInteger64,
+            OutValue::Date(_) => OGRFieldType::OFTDate,
+        }
+    }
 }
 
 /// Writes features in CGCS2000 lon/lat (EPSG:4490; GeoJSON per RFC 7946) to `path`,
@@ -657,19 +669,26 @@ pub fn write_features(
     srs.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
     let layer_options: &[&str] = match format {
         ExportFormat::Shapefile => &["ENCODING=UTF-8"],
-        ExportFormat::GeoJson => &["RFC7946=YES"],
+        // GDAL's RFC 7946 writer rounds coordinates to 7 decimals unless told otherwise
+        // (rounded, boundaries leave the slanted edges they shared with their parent and
+        // slivers appear). 17 decimals give back every bit of any coordinate above
+        // 1/16 degree, so an export re-imports to the same boundaries.
+        ExportFormat::GeoJson => &["RFC7946=YES", "COORDINATE_PRECISION=17"],
         ExportFormat::GeoPackage => &[],
     };
+    // Each field's type from the first feature that has a value for it.
     let fields: Vec<(&'static str, OGRFieldType::Type)> = features
         .first()
-        .map(|f| {
-            f.attributes
+        .map(|first| {
+            first
+                .attributes
                 .iter()
-                .map(|(name, v)| {
-                    let ty = match v {
-                        Some(OutValue::Integer(_)) => OGRFieldType::OFTInteger64,
-                        _ => OGRFieldType::OFTString,
-                    };
+                .enumerate()
+                .map(|(i, (name, _))| {
+                    let ty = features
+                        .iter()
+                        .find_map(|f| f.attributes.get(i).and_then(|(_, v)| v.as_ref()))
+                        .map_or(OGRFieldType::OFTString, OutValue::field_type);
                     (*name, ty)
                 })
                 .collect()
@@ -714,6 +733,10 @@ fn write_layer(
             match v {
                 Some(OutValue::Text(s)) => feature.set_field_string(i, s)?,
                 Some(OutValue::Integer(n)) => feature.set_field_integer64(i, *n)?,
+                Some(OutValue::Date(d)) => feature.set_field_datetime(
+                    i,
+                    d.and_time(chrono::NaiveTime::MIN).and_utc().fixed_offset(),
+                )?,
                 None => feature.set_field_null(i)?,
             }
         }

@@ -271,7 +271,97 @@ pub async fn a_partial_plan_is_reported_the_same_by_the_cli_and_the_api(b: Backe
     assert_eq!(current_in_second(store).await, 4);
 }
 
+/// A community tiled by irregular synthetic grids (coordinates with every decimal).
+async fn irregular_community(store: &dyn Store) {
+    seed_regions(store).await;
+    // Slanted edges with every decimal: rounded coordinates would leave them.
+    let quad = poly(&[
+        (118.000_314_159_265_3, 37.300_271_828_182_8),
+        (118.019_732_050_807_5, 37.301_414_213_562_3),
+        (118.021_236_067_977_4, 37.319_162_277_660_1),
+        (118.001_645_751_311_06, 37.318_605_551_275_4),
+    ]);
+    let region = |code: &str, name: &str, level, parent: &str| RegionRecord {
+        code: code.into(),
+        name: name.into(),
+        level,
+        parent_code: Some(parent.into()),
+        boundary: Some(quad.clone()),
+    };
+    store
+        .upsert_regions(&[
+            region(COMMUNITY, "黄河社区", Level::Community, TOWNSHIP),
+            region(TOWNSHIP, "市中街道", Level::Township, "371602"),
+        ])
+        .await
+        .expect("regions");
+    let tiling = wangge::spatial::synth::tile(
+        &quad,
+        12,
+        &wangge::spatial::synth::SynthOptions {
+            seed: 7,
+            densify: 3,
+            ..Default::default()
+        },
+    )
+    .expect("tiling");
+    let grids: Vec<Grid> = tiling
+        .cells
+        .into_iter()
+        .enumerate()
+        .map(|(i, cell)| grid(&format!("G{i}"), cell, 10 + i as i64))
+        .collect();
+    let id = approved_plan(store, grids, "2026-01-01").await;
+    plans::activate(store, id, "city.zhao", date("2030-01-01"), None)
+        .await
+        .expect("activate");
+}
+
+pub async fn an_export_reimports_to_the_same_boundaries_in_every_format(b: Backend) {
+    irregular_community(b.store.as_ref()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let wangge = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_wangge"))
+            .args(args)
+            .env("DATABASE_URL", &b.url)
+            .output()
+            .expect("wangge")
+    };
+    for ext in ["geojson", "gpkg", "shp"] {
+        let file = dir.path().join(format!("town.{ext}"));
+        let file = file.to_str().unwrap();
+        let out = wangge(&["export", file, "--under", TOWNSHIP]);
+        assert!(
+            out.status.success(),
+            "export {ext}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = wangge(&[
+            "import",
+            "grids",
+            file,
+            "--scope",
+            TOWNSHIP,
+            "--dry-run",
+            "--json",
+        ]);
+        let report: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{ext}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+        assert_eq!(report["valid"], true, "{ext} re-imports valid: {report}");
+        assert!(out.status.success(), "{ext}");
+    }
+    // Dates are dates, not text.
+    let info = std::process::Command::new("ogrinfo")
+        .args(["-so", "-al"])
+        .arg(dir.path().join("town.gpkg"))
+        .output()
+        .expect("ogrinfo");
+    let info = String::from_utf8_lossy(&info.stdout);
+    assert!(info.contains("valid_from: Date"), "{info}");
+}
+
 crate::contract!(
     a_township_plan_with_one_communitys_grids_cannot_delete_the_others,
     a_partial_plan_is_reported_the_same_by_the_cli_and_the_api,
+    an_export_reimports_to_the_same_boundaries_in_every_format,
 );

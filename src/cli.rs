@@ -98,8 +98,22 @@ enum Command {
 
 #[derive(Args)]
 struct ValidateArgs {
-    /// GeoJSON FeatureCollection of grids.
+    /// Grids: GeoJSON, or (built with GDAL) a Shapefile plain or zipped, a GeoPackage,
+    /// KML/KMZ — what `import` and uploads read.
     grids: PathBuf,
+    /// The grid file's CRS, overriding what it declares (anything PROJ knows, or gcj02
+    /// / bd09); reading through GDAL.
+    #[cfg(feature = "proj")]
+    #[arg(long)]
+    crs: Option<String>,
+    /// Attribute encoding of a Shapefile (e.g. GBK); reading through GDAL.
+    #[cfg(feature = "proj")]
+    #[arg(long)]
+    encoding: Option<String>,
+    /// The dataset layer to read (default: the first); reading through GDAL.
+    #[cfg(feature = "proj")]
+    #[arg(long)]
+    source_layer: Option<String>,
     /// Parent boundary (one feature), or several parents matched to grids by
     /// `--parent-field` / `--parent-id-field`.
     #[arg(long)]
@@ -282,9 +296,27 @@ fn validate(a: ValidateArgs) -> Result<ExitCode> {
         coord_sys: a.coord_sys,
         ..ReadOptions::default()
     };
-    let Some(grids) = read_or_report(&a.grids, &read) else {
-        return Ok(ExitCode::from(2));
+    let (grids, source) = match read_validated(&a, &read) {
+        Ok(read) => read,
+        Err(e) => {
+            eprintln!("error: {}: {e:#}", a.grids.display());
+            return Ok(ExitCode::from(2));
+        }
     };
+    if !a.json
+        && let Some(source) = &source
+    {
+        eprintln!(
+            "read {} with {}: coordinates from {}{}",
+            a.grids.display(),
+            source["driver"].as_str().unwrap_or_default(),
+            source["source_crs"].as_str().unwrap_or_default(),
+            source["encoding"]
+                .as_str()
+                .map(|e| format!(", attributes as {e}"))
+                .unwrap_or_default()
+        );
+    }
     let parents = match &a.parent {
         Some(p) => match read_parents(p, &a.parent_id_field, a.coord_sys) {
             Ok(p) => p,
@@ -305,7 +337,10 @@ fn validate(a: ValidateArgs) -> Result<ExitCode> {
     let v = validate_grids(&grids, &parents, &a.parent_field, &options)?;
     let validate_ms = t1.elapsed().as_secs_f64() * 1e3;
     let valid = v.is_valid();
-    let stats = json!({"parse_ms": parse_ms, "validate_ms": validate_ms});
+    let mut stats = json!({"parse_ms": parse_ms, "validate_ms": validate_ms});
+    if let (Some(source), Some(o)) = (source, stats.as_object_mut()) {
+        o.insert("source".into(), source);
+    }
     let report = v.to_json(&grids, stats);
     if let Some(path) = &a.problems_out {
         let features: Vec<Value> = v
@@ -425,6 +460,41 @@ fn locate(a: LocateArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The grids to validate, and (read through GDAL) what they were read as: driver, the
+/// CRS the coordinates came from, the attribute encoding. GeoJSON without GDAL options
+/// takes wangge's own strict reader.
+fn read_validated(a: &ValidateArgs, read: &ReadOptions) -> Result<(Vec<Grid>, Option<Value>)> {
+    let geojson = a
+        .grids
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("geojson") || e.eq_ignore_ascii_case("json"));
+    #[cfg(feature = "proj")]
+    if !geojson || a.crs.is_some() || a.encoding.is_some() || a.source_layer.is_some() {
+        let options = wangge::io::gdal_files::ImportOptions {
+            // The default name means "the usual fields" (grid_id, code, id).
+            id_field: (a.id_field != "grid_id").then(|| a.id_field.clone()),
+            crs: a.crs.clone(),
+            encoding: a.encoding.clone(),
+            source_layer: a.source_layer.clone(),
+            ..Default::default()
+        };
+        let pb = spinner("reading", 0);
+        let file = wangge::io::gdal_files::read_local_file(&a.grids, &options, |done, total| {
+            pb.set_length(total);
+            pb.set_position(done);
+        });
+        pb.finish_and_clear();
+        let file = file?;
+        let source = json!({"driver": file.driver, "source_crs": file.source_crs, "encoding": file.encoding});
+        return Ok((file.grids, Some(source)));
+    }
+    #[cfg(not(feature = "proj"))]
+    if !geojson {
+        bail!("this build reads GeoJSON only (build with the proj feature for GDAL formats)");
+    }
+    Ok((gj::read_grids_file(&a.grids, read)?, None))
 }
 
 /// Reads a grid file; a rejected file is reported on stderr (the caller exits 2).

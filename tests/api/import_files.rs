@@ -188,6 +188,60 @@ async fn undeclared_gbk_is_an_error_until_the_encoding_is_given() {
     assert!(regions.iter().any(|r| r.name == "滨城区"), "{regions:?}");
 }
 
+/// `wangge validate` reads what `import` reads: a zipped GBK Shapefile in a
+/// Gauss–Krüger zone validates (instead of "stream did not contain valid UTF-8") and the
+/// report says which CRS and encoding it was read with.
+#[tokio::test]
+async fn validate_reads_a_zipped_gbk_gauss_kruger_shapefile_like_import() {
+    let f = Fixture::new();
+    let shp = f.path("grids_gk.shp");
+    ogr2ogr(&[
+        "-f",
+        "ESRI Shapefile",
+        "-t_srs",
+        "EPSG:4527",
+        "-lco",
+        "ENCODING=CP936",
+        &shp,
+        &f.path("grids.geojson"),
+    ]);
+    let zip = f.path("grids_gk.zip");
+    let parts: Vec<String> = ["shp", "shx", "dbf", "prj", "cpg"]
+        .iter()
+        .map(|e| shp.replace(".shp", &format!(".{e}")))
+        .collect();
+    let mut args = vec!["-m", "zipfile", "-c", zip.as_str()];
+    args.extend(parts.iter().map(String::as_str));
+    let o = Command::new("python3")
+        .args(&args)
+        .output()
+        .expect("python3 zips");
+    assert!(o.status.success(), "{}", text(&o));
+    let o = wangge(&f.db, &["validate", &zip, "--json"]);
+    let report: Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
+    assert_eq!(report["valid"], true, "{report}");
+    assert_eq!(report["stats"]["grids"], 66, "{report}");
+    let source = &report["stats"]["source"];
+    assert_eq!(source["driver"], "ESRI Shapefile", "{source}");
+    assert!(
+        source["source_crs"].as_str().unwrap().contains("4527"),
+        "{source}"
+    );
+    assert!(
+        source["encoding"].as_str().unwrap().contains("declared"),
+        "{source}"
+    );
+    // Plain, with the encoding named, on stderr for people.
+    let o = wangge(&f.db, &["validate", &shp, "--encoding", "GBK"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("coordinates from EPSG:4527"),
+        "{}",
+        text(&o)
+    );
+}
+
 #[tokio::test]
 async fn a_zipped_shapefile_imports_like_the_unzipped_one() {
     let f = Fixture::new();

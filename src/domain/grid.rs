@@ -52,6 +52,11 @@ impl std::str::FromStr for Layer {
     }
 }
 
+/// The most vertices one grid may have: real grid boundaries have hundreds to a few
+/// thousand; beyond this a boundary is a digitising accident (or an attack on the
+/// checks' time) and should be simplified first.
+pub const MAX_GRID_VERTICES: usize = 20_000;
+
 /// A grid with its boundary (CGCS2000 lon/lat, right-hand rule).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Grid {

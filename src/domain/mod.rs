@@ -8,6 +8,6 @@ pub mod region;
 
 pub use access::{Grant, UserRole};
 pub use case::{CaseSource, CaseState, CentreLevel, ReturnReason};
-pub use grid::{Grid, Layer};
+pub use grid::{Grid, Layer, MAX_GRID_VERTICES};
 pub use matter::{Category, MatterStatus, TimeLimit, TimeUnit};
 pub use region::{Level, RegionCode, RegionRef};

@@ -51,6 +51,8 @@ pub struct AppState {
     pub matters: Arc<crate::workflow::dispatch::MatterCatalog>,
     /// Past dates' grids indexed for map tiles.
     pub past_tiles: Arc<tiles::PastTiles>,
+    /// Current low-zoom tiles, cut once per snapshot.
+    pub low_zoom_tiles: Arc<tiles::LowZoomTiles>,
     /// Renders `/metrics`; `None` when no recorder is installed (tests in-process).
     pub metrics: Option<PrometheusHandle>,
     /// Reverse proxies whose `X-Forwarded-For` is believed.
@@ -245,6 +247,7 @@ impl AppState {
             case_events,
             matters: Arc::default(),
             past_tiles: Arc::default(),
+            low_zoom_tiles: Arc::default(),
             store,
             live,
             tokens: Arc::new(TokenCache::default()),

@@ -24,6 +24,36 @@ pub fn routes() -> Router<AppState> {
         .layer(tower_http::compression::CompressionLayer::new())
 }
 
+/// Zoom levels below this have their current tiles cached.
+const LOW_ZOOM: u32 = 12;
+
+type TileKey = (i64, i64, TileLayer, u32, u32, u32);
+
+/// Rendered low-zoom tiles of the current snapshot (bounded; emptied when full).
+#[derive(Default)]
+pub struct LowZoomTiles(std::sync::Mutex<std::collections::HashMap<TileKey, Vec<u8>>>);
+
+impl LowZoomTiles {
+    fn get(&self, key: &TileKey) -> Option<Vec<u8>> {
+        self.0.lock().ok()?.get(key).cloned()
+    }
+
+    fn put(&self, key: TileKey, bytes: Vec<u8>) {
+        if let Ok(mut kept) = self.0.lock() {
+            // Tiles of an older snapshot, or too many: start again.
+            if kept.len() >= 4096
+                || kept
+                    .keys()
+                    .next()
+                    .is_some_and(|k| (k.0, k.1) != (key.0, key.1))
+            {
+                kept.clear();
+            }
+            kept.insert(key, bytes);
+        }
+    }
+}
+
 /// Past dates' grids, newest use last. The list is locked only to find a date's slot;
 /// a date loads inside its own slot, so a slow load holds up only the requests for
 /// that same date (which then share it), never the other dates or today's tiles.
@@ -134,6 +164,7 @@ pub async fn tile(
         .and_then(|y| y.parse().ok())
         .ok_or_else(|| ApiError::not_found(format!("tiles end in {{y}}.mvt, not {y:?}")))?;
     let tile = TileId::new(z, x, y).map_err(|e| ApiError::not_found(e.to_string()))?;
+
     let snapshot = state.live.snapshot();
     let today = crate::workflow::duty::today_in_china();
     let past = q.as_of.filter(|d| *d < today);
@@ -156,6 +187,19 @@ pub async fn tile(
                     .render(&grids.grids, &snapshot.regions, layer, tile)
             };
             spawn_render(render).await?
+        }
+        // Low-zoom tiles hold many grids and take the longest to cut: kept per
+        // snapshot, so asking for one again costs nothing.
+        None if z < LOW_ZOOM => {
+            let key = (snapshot.version, snapshot.directory_version, layer, z, x, y);
+            match state.low_zoom_tiles.get(&key) {
+                Some(bytes) => bytes,
+                None => {
+                    let bytes = spawn_render(move || snapshot.tile(layer, tile)).await?;
+                    state.low_zoom_tiles.put(key, bytes.clone());
+                    bytes
+                }
+            }
         }
         None => spawn_render(move || snapshot.tile(layer, tile)).await?,
     };

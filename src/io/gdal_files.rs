@@ -153,7 +153,9 @@ pub fn read_local_file(
 fn check_geopackage(dataset: &Dataset, shown: &Path) -> Result<(), FileError> {
     let sql = "SELECT type, name FROM sqlite_master WHERE type NOT IN ('table', 'index', 'trigger') \
                OR (type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%' \
-                   AND sql NOT LIKE 'CREATE VIRTUAL TABLE % USING rtree(%') \
+                   AND (name NOT LIKE 'rtree\\_%' ESCAPE '\\' OR instr(name, '\"') > 0 \
+                        OR instr(upper(name), 'USING') > 0 \
+                        OR sql NOT LIKE 'CREATE VIRTUAL TABLE \"' || name || '\" USING rtree(%')) \
                OR (type = 'table' AND sql NOT LIKE 'CREATE TABLE%' AND sql NOT LIKE 'CREATE VIRTUAL TABLE%') \
                OR (type = 'trigger' \
                    AND name NOT LIKE 'rtree\\_%' ESCAPE '\\' AND name NOT LIKE 'gpkg\\_%' ESCAPE '\\' \
@@ -315,13 +317,40 @@ pub fn read_grids(
             });
         }
     }
-    let id_idx = find(&options.id_field, &["grid_id", "code", "id"]);
-    let name_idx = find(&options.name_field, &["name", "名称", "grid_name"]);
+    // Common English and Chinese field names are recognised without being named.
+    let id_idx = find(
+        &options.id_field,
+        &[
+            "grid_id",
+            "code",
+            "id",
+            "网格编码",
+            "网格代码",
+            "编码",
+            "代码",
+        ],
+    );
+    let name_idx = find(
+        &options.name_field,
+        &["name", "grid_name", "网格名称", "名称", "网格名"],
+    );
     let parent_idx = find(
         &options.parent_field,
-        &["community", "parent", "parent_code"],
+        &[
+            "community",
+            "parent",
+            "parent_code",
+            "community_code",
+            "所属社区",
+            "社区编码",
+            "社区代码",
+            "所属村居",
+        ],
     );
-    let households_idx = find(&options.households_field, &["households", "hh"]);
+    let households_idx = find(
+        &options.households_field,
+        &["households", "hh", "户数", "住户数"],
+    );
     let layer_idx = find(&options.layer_field, &["layer"]);
 
     let transform = Transform::new(&shown, options.crs.as_deref(), layer.spatial_ref())?;

@@ -323,6 +323,25 @@ fn read_job(job: &ReadJob) -> Result<Answer, ReadError> {
         ..job.options.clone()
     };
     let file = gdal_files::read_grids(&prepared.path, &options, |_, _| {})?;
+    // Refused before any costly step, as the plan checks would refuse it.
+    let max = crate::domain::MAX_GRID_VERTICES;
+    if let Some(g) = file
+        .grids
+        .iter()
+        .find(|g| crate::spatial::geom::vertex_count(&g.boundary) > max)
+    {
+        return Err(ReadError::File {
+            message: format!(
+                "grid {} has {} vertices, more than the {max} a grid may have: simplify its \
+                 boundary first (e.g. ogr2ogr -simplify)",
+                crate::io::upload::quote(&g.id),
+                crate::spatial::geom::vertex_count(&g.boundary)
+            ),
+            feature: Some(crate::io::upload::quote(&g.id)),
+            unsupported: false,
+        });
+    }
+    precheck_geometry(&file.grids);
     Ok(Answer::Read {
         grids: file
             .grids
@@ -368,6 +387,23 @@ fn confine_files(workdir: &Path) {
             s.ruleset
         ),
         Err(e) => eprintln!("upload reader: file access not confined: {e}"),
+    }
+}
+
+/// Runs the engine's costliest steps over the grids once, here, under this process's
+/// CPU and memory limits and killed if the upload is abandoned: geometry built to make
+/// them slow (a star polygon with millions of self-crossings, a comb whose teeth all
+/// overlap in height) fails the upload as a reader that ran out of time, instead of
+/// holding the server's plan checker for many minutes. Its findings are not used:
+/// the server validates against the communities itself.
+fn precheck_geometry(grids: &[crate::domain::Grid]) {
+    use crate::spatial::coverage::{self, ValidateOptions};
+    let boundaries: Vec<geo_types::MultiPolygon<f64>> =
+        grids.iter().map(|g| g.boundary.clone()).collect();
+    let ids: Vec<&str> = grids.iter().map(|g| g.id.as_str()).collect();
+    let _ = coverage::validate(&boundaries, &ids, None, &ValidateOptions::default());
+    for b in &boundaries {
+        let _ = coverage::representative(b);
     }
 }
 

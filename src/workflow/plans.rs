@@ -195,10 +195,7 @@ pub async fn activate_due(
     Ok(out)
 }
 
-/// The most vertices one grid may have: real grid boundaries have hundreds to a few
-/// thousand; beyond this a boundary is a digitising accident (or an attack on the
-/// checks' time) and should be simplified first.
-pub const MAX_GRID_VERTICES: usize = 20_000;
+pub use crate::domain::MAX_GRID_VERTICES;
 
 /// Runs CPU-heavy work where it does not stall the async workers: on a multi-threaded
 /// runtime the worker hands its other tasks to the rest while this one computes.

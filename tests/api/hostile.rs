@@ -153,6 +153,20 @@ async fn geopackage_with_virtual_text(dir: &Path, target: &str) -> Vec<u8> {
     std::fs::read(&gpkg).expect("read gpkg")
 }
 
+/// One grid whose boundary is the star polygon {n / (n/2 - 1)}: O(n²) self-crossings.
+fn star_polygon(n: usize) -> Vec<u8> {
+    let ring: Vec<[f64; 2]> = (0..=n)
+        .map(|i| {
+            let a = std::f64::consts::TAU * ((i % n) * (n / 2 - 1)) as f64 / n as f64;
+            [118.01 + 0.004 * a.cos(), 37.31 + 0.004 * a.sin()]
+        })
+        .collect();
+    json!({"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"grid_id": "NW", "community": COMMUNITY},
+        "geometry": {"type": "Polygon", "coordinates": [ring]}}]})
+    .to_string()
+    .into_bytes()
+}
+
 /// One grid whose boundary zig-zags through `n` vertices.
 fn grid_with_vertices(n: usize) -> Vec<u8> {
     let ring: Vec<[f64; 2]> = (0..n)
@@ -423,6 +437,13 @@ pub async fn a_reader_that_crashes_or_overruns_fails_its_upload_and_the_server_l
             "reading {target}: {p}"
         );
     }
+    // A star polygon of 4 001 vertices crosses itself millions of times: its cost is
+    // paid in the reader, under its CPU limit, and the server's checker stays free.
+    let started = Instant::now();
+    let (st, p) = upload_bytes(&s.url, &planner, "star.geojson", star_polygon(4001)).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert_eq!(p["type"], "urn:wangge:problem:unreadable-file", "{p}");
+    assert!(started.elapsed() < Duration::from_secs(30));
     // A boundary of more vertices than a grid may have is refused before any check.
     let (st, p) = upload_bytes(&s.url, &planner, "g.geojson", grid_with_vertices(25_000)).await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{p}");

@@ -393,7 +393,10 @@ async fn grids_of(state: &AppState, upload: &mut Upload) -> Result<Vec<Grid>, Ap
             .map_err(|e| ApiError::internal(format!("cannot read the upload back: {e}")))?;
         drop(dir);
         let text = String::from_utf8(bytes).map_err(|_| {
-            ApiError::bad_request("this build reads GeoJSON only, and the file is not UTF-8 text")
+            ApiError::bad_request(format!(
+                "this build reads GeoJSON only, and {} is not UTF-8 text",
+                crate::io::upload::quote(&upload.file_name)
+            ))
         })?;
         let options = crate::io::ReadOptions {
             id_field: f("id_field").unwrap_or_else(|| "grid_id".into()),

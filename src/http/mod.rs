@@ -145,17 +145,35 @@ pub fn charge(
     }
 }
 
+/// Charges one request to `limiter` before the handler runs.
+async fn gate(
+    limiter: &DefaultKeyedRateLimiter<IpAddr>,
+    what: &str,
+    client: extract::ClientAddr,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match charge(limiter, client.0, 1, what) {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
 async fn ogc_gate(
     axum::extract::State(state): axum::extract::State<AppState>,
     client: extract::ClientAddr,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    match charge(&state.ogc_limiter, client.0, 1, "OGC API requests") {
-        Ok(()) => next.run(request).await,
-        Err(e) => e.into_response(),
-    }
+    gate(
+        &state.ogc_limiter,
+        "OGC API requests",
+        client,
+        request,
+        next,
+    )
+    .await
 }
 
 async fn tile_gate(
@@ -164,11 +182,7 @@ async fn tile_gate(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    match charge(&state.tile_limiter, client.0, 1, "map tiles") {
-        Ok(()) => next.run(request).await,
-        Err(e) => e.into_response(),
-    }
+    gate(&state.tile_limiter, "map tiles", client, request, next).await
 }
 
 /// axum's own rejections (a path segment that is no number, a query that does not

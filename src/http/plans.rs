@@ -406,6 +406,15 @@ async fn grids_of(state: &AppState, upload: &mut Upload) -> Result<Vec<Grid>, Ap
     }
 }
 
+/// Waits for the plan checker (one upload is read and checked at a time).
+async fn checker_turn(state: &AppState) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
+    state
+        .plan_checks
+        .acquire()
+        .await
+        .map_err(|_| ApiError::internal("the plan checker is shutting down"))
+}
+
 /// Uploads a draft plan. Form fields: `file` (GeoJSON, zipped Shapefile, GeoPackage,
 /// KML), `scope` (region code the plan replaces grids of), `title`, optional `layer`
 /// (comprehensive), `effective` (YYYY-MM-DD), `crs`, `encoding`, `id_field`,
@@ -453,11 +462,7 @@ pub async fn upload(
         .get("title")
         .cloned()
         .unwrap_or_else(|| format!("plan for {scope}"));
-    let _turn = state
-        .plan_checks
-        .acquire()
-        .await
-        .map_err(|_| ApiError::internal("the plan checker is shutting down"))?;
+    let _turn = checker_turn(&state).await?;
     let grids = grids_of(&state, &mut form).await?;
     tracing::debug!(
         grids = grids.len(),
@@ -502,11 +507,7 @@ pub async fn replace(
     let plan = state.store.plan(id).await?;
     caller.require(Action::DraftPlan, &plan.scope_code)?;
     let mut form = read_upload(multipart, |_| Ok(())).await?;
-    let _turn = state
-        .plan_checks
-        .acquire()
-        .await
-        .map_err(|_| ApiError::internal("the plan checker is shutting down"))?;
+    let _turn = checker_turn(&state).await?;
     let grids = grids_of(&state, &mut form).await?;
     let plan = plans::revise(state.store.as_ref(), id, &caller.0.name, grids).await?;
     record(

@@ -153,6 +153,14 @@ async fn geopackage_with_virtual_text(dir: &Path, target: &str) -> Vec<u8> {
     std::fs::read(&gpkg).expect("read gpkg")
 }
 
+/// A file of one grid of the community with this outer ring.
+fn one_grid(ring: Vec<[f64; 2]>) -> Vec<u8> {
+    json!({"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"grid_id": "NW", "community": COMMUNITY},
+        "geometry": {"type": "Polygon", "coordinates": [ring]}}]})
+    .to_string()
+    .into_bytes()
+}
+
 /// One grid whose boundary is the star polygon {n / (n/2 - 1)}: O(n²) self-crossings.
 fn star_polygon(n: usize) -> Vec<u8> {
     let ring: Vec<[f64; 2]> = (0..=n)
@@ -161,10 +169,7 @@ fn star_polygon(n: usize) -> Vec<u8> {
             [118.01 + 0.004 * a.cos(), 37.31 + 0.004 * a.sin()]
         })
         .collect();
-    json!({"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"grid_id": "NW", "community": COMMUNITY},
-        "geometry": {"type": "Polygon", "coordinates": [ring]}}]})
-    .to_string()
-    .into_bytes()
+    one_grid(ring)
 }
 
 /// One grid whose boundary zig-zags through `n` vertices.
@@ -177,10 +182,7 @@ fn grid_with_vertices(n: usize) -> Vec<u8> {
         })
         .chain(std::iter::once([118.014, 37.31]))
         .collect();
-    json!({"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"grid_id": "NW", "community": COMMUNITY},
-        "geometry": {"type": "Polygon", "coordinates": [ring]}}]})
-    .to_string()
-    .into_bytes()
+    one_grid(ring)
 }
 
 /// A zipped Shapefile of the plan's grids whose `.dbf` header claims 10⁹ records.

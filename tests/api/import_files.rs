@@ -38,6 +38,21 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// Zips a Shapefile's parts (python3's zipfile, as a planner's tool would).
+fn zip_shapefile(shp: &str, zip: &str) {
+    let parts: Vec<String> = ["shp", "shx", "dbf", "prj", "cpg"]
+        .iter()
+        .map(|e| shp.replace(".shp", &format!(".{e}")))
+        .collect();
+    let mut args = vec!["-m", "zipfile", "-c", zip];
+    args.extend(parts.iter().map(String::as_str));
+    let o = Command::new("python3")
+        .args(&args)
+        .output()
+        .expect("python3 zips");
+    assert!(o.status.success(), "{}", text(&o));
+}
+
 /// Synthetic townships, communities and grids inside the real counties, as GeoJSON.
 struct Fixture {
     dir: tempfile::TempDir,
@@ -206,17 +221,7 @@ async fn validate_reads_a_zipped_gbk_gauss_kruger_shapefile_like_import() {
         &f.path("grids.geojson"),
     ]);
     let zip = f.path("grids_gk.zip");
-    let parts: Vec<String> = ["shp", "shx", "dbf", "prj", "cpg"]
-        .iter()
-        .map(|e| shp.replace(".shp", &format!(".{e}")))
-        .collect();
-    let mut args = vec!["-m", "zipfile", "-c", zip.as_str()];
-    args.extend(parts.iter().map(String::as_str));
-    let o = Command::new("python3")
-        .args(&args)
-        .output()
-        .expect("python3 zips");
-    assert!(o.status.success(), "{}", text(&o));
+    zip_shapefile(&shp, &zip);
     let o = wangge(&f.db, &["validate", &zip, "--json"]);
     let report: Value =
         serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
@@ -247,17 +252,7 @@ async fn a_zipped_shapefile_imports_like_the_unzipped_one() {
     let f = Fixture::new();
     let shp = f.gauss_kruger_gbk_shapefile();
     let zip = f.path("counties.zip");
-    let parts: Vec<String> = ["shp", "shx", "dbf", "prj", "cpg"]
-        .iter()
-        .map(|e| shp.replace(".shp", &format!(".{e}")))
-        .collect();
-    let mut args = vec!["-m", "zipfile", "-c", zip.as_str()];
-    args.extend(parts.iter().map(String::as_str));
-    let o = Command::new("python3")
-        .args(&args)
-        .output()
-        .expect("python3 zips");
-    assert!(o.status.success(), "{}", text(&o));
+    zip_shapefile(&shp, &zip);
     let o = wangge(&f.db, &["import", "regions", &zip, "--level", "county"]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(f.store().await.regions(None).await.unwrap().len(), 7);

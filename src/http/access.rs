@@ -113,14 +113,15 @@ pub async fn login(
     Json(req): Json<LoginRequest>,
 ) -> Result<Json<LoginAnswer>, ApiError> {
     let now = std::time::Instant::now();
+    // The name as the audit log keeps it: whatever was sent, cut to 64 characters.
+    let shown_name: String = req.name.chars().take(64).collect();
     if let Err(wait) = state.logins.begin(&req.name, client.0, now) {
         if state.logins.report_refusal(&req.name, client.0, now) {
-            let shown: String = req.name.chars().take(64).collect();
             record(
                 &state,
-                &shown,
+                &shown_name,
                 "login_throttled",
-                format!("users/{shown}"),
+                format!("users/{shown_name}"),
                 &login_scope(&state, None),
                 json!({"client": client.0.to_string(), "wait_secs": wait.as_secs()}),
             )
@@ -129,7 +130,6 @@ pub async fn login(
         return Err(throttled(wait));
     }
     let ttl = chrono::Duration::hours(state.settings.login_token_hours.into());
-    let shown_name: String = req.name.chars().take(64).collect();
     match auth::login(state.store.as_ref(), &req.name, &req.password, ttl).await {
         Ok((issued, user)) => {
             state.logins.succeeded(&req.name, client.0);

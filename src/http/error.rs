@@ -193,7 +193,7 @@ impl From<PlanError> for ApiError {
             PlanError::BadScope(_)
             | PlanError::Empty
             | PlanError::CodesExhausted(_)
-            | PlanError::TooComplex { .. } => ApiError::new(
+            | PlanError::TooComplex(_) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "bad-plan",
                 "The plan cannot be drafted",

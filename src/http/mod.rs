@@ -98,15 +98,6 @@ impl StreamSlots {
             account: account.to_string(),
         })
     }
-
-    /// Streams `account` holds now.
-    pub fn count(&self, account: &str) -> usize {
-        self.open
-            .lock()
-            .ok()
-            .and_then(|o| o.get(account).copied())
-            .unwrap_or(0)
-    }
 }
 
 impl Drop for StreamSlot {

@@ -113,21 +113,7 @@ pub(super) fn historic_limit(
     state: &AppState,
     client: &super::extract::ClientAddr,
 ) -> Result<(), ApiError> {
-    state
-        .historic_limiter
-        .check_key(&client.0)
-        .map_err(|not_until| {
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate-limited",
-                "Too many past-date reads",
-                format!(
-                    "at most {} reads of past dates a minute from one address",
-                    state.settings.historic_reads_per_minute
-                ),
-            )
-            .retry_after(super::wait_time(&not_until))
-        })
+    super::charge(&state.historic_limiter, client.0, 1, "reads of past dates")
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -98,11 +98,6 @@ pub struct ImportedFile {
 /// The GDAL drivers wangge reads boundaries with; no other driver ever opens a file.
 pub const READ_DRIVERS: [&str; 4] = ["GeoJSON", "ESRI Shapefile", "GPKG", "KML"];
 
-/// An id quoted in an error: at most 64 characters.
-fn quoted_id(id: &str) -> String {
-    crate::io::upload::quote(id)
-}
-
 /// Reads a file from the command line: a zip is unpacked and checked as an upload is
 /// (into a temporary directory), anything else is opened where it is.
 pub fn read_local_file(
@@ -175,7 +170,7 @@ fn check_geopackage(dataset: &Dataset, shown: &Path) -> Result<(), FileError> {
         return Err(FileError::Unsupported(format!(
             "the GeoPackage holds a {kind} {} that is not plain GeoPackage content: views, \
              virtual tables and custom triggers are not accepted",
-            quoted_id(&name)
+            crate::io::upload::quote(&name)
         )));
     }
     Ok(())
@@ -224,7 +219,7 @@ pub fn read_grids(
     if drivers.is_empty() {
         return Err(FileError::Unsupported(format!(
             "wangge does not read files with the {} driver",
-            quoted_id(options.driver.as_deref().unwrap_or_default())
+            crate::io::upload::quote(options.driver.as_deref().unwrap_or_default())
         )));
     }
     let is_shp = path
@@ -363,7 +358,7 @@ pub fn read_grids(
             if id.is_empty() {
                 format!("#{fid}")
             } else {
-                format!("{} (#{fid})", quoted_id(id))
+                format!("{} (#{fid})", crate::io::upload::quote(id))
             }
         };
         let text = |idx: Option<usize>| -> Result<Option<String>, FileError> {

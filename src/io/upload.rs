@@ -100,6 +100,34 @@ pub fn quote(s: &str) -> String {
     }
 }
 
+/// A grid with more vertices than [`MAX_GRID_VERTICES`](crate::domain::MAX_GRID_VERTICES).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "grid {grid} has {vertices} vertices, more than the {max} a grid may \
+     have: simplify its boundary first (e.g. ogr2ogr -simplify)",
+    max = crate::domain::MAX_GRID_VERTICES
+)]
+pub struct TooComplex {
+    /// The grid's id, quoted and cut to 64 characters.
+    pub grid: String,
+    pub vertices: usize,
+}
+
+/// Refuses the first grid over [`MAX_GRID_VERTICES`](crate::domain::MAX_GRID_VERTICES):
+/// the one rule the upload reader and the plan checks apply.
+pub fn check_complexity(grids: &[crate::domain::Grid]) -> Result<(), TooComplex> {
+    for g in grids {
+        let vertices = crate::spatial::geom::vertex_count(&g.boundary);
+        if vertices > crate::domain::MAX_GRID_VERTICES {
+            return Err(TooComplex {
+                grid: quote(&g.id),
+                vertices,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Decides the format of `raw` (bytes exactly as uploaded) and lays the dataset out in
 /// `workdir` under wangge's own names. `raw` may be inside `workdir`.
 pub fn prepare(

@@ -324,23 +324,11 @@ fn read_job(job: &ReadJob) -> Result<Answer, ReadError> {
     };
     let file = gdal_files::read_grids(&prepared.path, &options, |_, _| {})?;
     // Refused before any costly step, as the plan checks would refuse it.
-    let max = crate::domain::MAX_GRID_VERTICES;
-    if let Some(g) = file
-        .grids
-        .iter()
-        .find(|g| crate::spatial::geom::vertex_count(&g.boundary) > max)
-    {
-        return Err(ReadError::File {
-            message: format!(
-                "grid {} has {} vertices, more than the {max} a grid may have: simplify its \
-                 boundary first (e.g. ogr2ogr -simplify)",
-                crate::io::upload::quote(&g.id),
-                crate::spatial::geom::vertex_count(&g.boundary)
-            ),
-            feature: Some(crate::io::upload::quote(&g.id)),
-            unsupported: false,
-        });
-    }
+    upload::check_complexity(&file.grids).map_err(|e| ReadError::File {
+        message: e.to_string(),
+        feature: Some(e.grid.clone()),
+        unsupported: false,
+    })?;
     precheck_geometry(&file.grids);
     Ok(Answer::Read {
         grids: file

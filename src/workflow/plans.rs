@@ -56,11 +56,8 @@ pub enum PlanError {
     #[error("community {0} has used all 999 grid codes")]
     CodesExhausted(String),
     /// A grid's boundary has more vertices than the checks accept.
-    #[error(
-        "grid {grid} has {vertices} vertices, more than the {MAX_GRID_VERTICES} a grid may \
-         have: simplify its boundary first (e.g. ogr2ogr -simplify)"
-    )]
-    TooComplex { grid: String, vertices: usize },
+    #[error(transparent)]
+    TooComplex(#[from] crate::io::upload::TooComplex),
     /// The effective date has not come yet.
     #[error("plan {id} takes effect on {effective}; it can be activated from that day on")]
     NotYetEffective { id: i64, effective: NaiveDate },
@@ -195,8 +192,6 @@ pub async fn activate_due(
     Ok(out)
 }
 
-pub use crate::domain::MAX_GRID_VERTICES;
-
 /// Runs CPU-heavy work where it does not stall the async workers: on a multi-threaded
 /// runtime the worker hands its other tasks to the rest while this one computes.
 fn compute<T>(f: impl FnOnce() -> T) -> T {
@@ -222,15 +217,7 @@ pub async fn prepare(
     if grids.is_empty() {
         return Err(PlanError::Empty);
     }
-    if let Some(g) = grids
-        .iter()
-        .find(|g| geom::vertex_count(&g.boundary) > MAX_GRID_VERTICES)
-    {
-        return Err(PlanError::TooComplex {
-            grid: crate::io::upload::quote(&g.id),
-            vertices: geom::vertex_count(&g.boundary),
-        });
-    }
+    crate::io::upload::check_complexity(&grids)?;
     let t0 = std::time::Instant::now();
     let regions = store.regions(Some(scope)).await?;
     let regions_in = t0.elapsed();

@@ -8,7 +8,7 @@ use super::extract::Caller;
 use super::{ApiError, AppState};
 use crate::auth::{Action, Principal, mask_name, mask_phone};
 use crate::domain::{CaseState, UserRole};
-use crate::store::{CaseEvent, CaseQuery, CaseRecord, IdempotencyKey};
+use crate::store::{CaseEvent, CaseQuery, CaseRecord, EventCursor, IdempotencyKey};
 use crate::workflow::assessment::{self, Period};
 use crate::workflow::dispatch::{self, Actor, Command, Report, Reporter};
 use crate::workflow::state::Step;
@@ -580,33 +580,56 @@ pub async fn stream(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<i64>().ok())
         .or(q.after);
-    // Subscribe before catching up, so nothing falls between the two.
+    // Subscribe before finding the start, so nothing falls between the two.
     let mut live = state.case_events.subscribe();
-    let mut last = match resume {
-        Some(id) => id,
-        None => state.store.last_event_id().await?,
+    // Events are delivered in commit order (`events_committed_after`), the feeder's
+    // order too; a position is the place in that order, so an event is sent exactly
+    // when it lies past the last one sent, whichever path brought it.
+    let mut position = match resume {
+        Some(id) => state.store.event_position(id).await?,
+        None => state.store.event_feed_start().await?,
     };
     let store = state.store.clone();
     let principal = caller.0.clone();
     let events = async_stream(move |tx| async move {
         // The stream counts against the account until this task ends.
         let _slot = slot;
-        loop {
-            let backlog = match store.events_after(last, 500).await {
-                Ok(b) => b,
-                Err(_) => return,
-            };
-            let full = backlog.len() == 500;
-            for e in backlog {
-                last = e.id;
-                if visible(&principal, &departments, &e) && tx.send(sse_event(&e)).await.is_err() {
-                    return;
+        let send = |e: &CaseEvent| {
+            let event = visible(&principal, &departments, e).then(|| sse_event(e));
+            let tx = &tx;
+            async move {
+                match event {
+                    Some(event) => tx.send(event).await.is_ok(),
+                    None => true,
                 }
             }
-            if !full {
-                break;
+        };
+        // Catch up from the store: resumed streams read what they missed, and events
+        // the feeder broadcast before this stream subscribed are read here.
+        let catch_up = |mut position: EventCursor| {
+            let store = store.clone();
+            let send = &send;
+            async move {
+                loop {
+                    let Ok(page) = store.events_committed_after(position, 500).await else {
+                        return None;
+                    };
+                    for (at, e) in &page {
+                        position = *at;
+                        if !send(e).await {
+                            return None;
+                        }
+                    }
+                    if page.len() < 500 {
+                        return Some(position);
+                    }
+                }
             }
-        }
+        };
+        let Some(caught_up) = catch_up(position).await else {
+            return;
+        };
+        position = caught_up;
         // A logged-out, revoked or expired token ends its streams within the token
         // cache's lifetime, as it ends every other request.
         let mut recheck = tokio::time::interval(super::extract::TOKEN_CACHE_TTL);
@@ -624,28 +647,19 @@ pub async fn stream(
                 }
             };
             match received {
-                Ok(e) if e.id > last => {
-                    last = e.id;
-                    if visible(&principal, &departments, &e)
-                        && tx.send(sse_event(&e)).await.is_err()
-                    {
+                Ok(fed) if fed.position > position => {
+                    position = fed.position;
+                    if !send(&fed.event).await {
                         return;
                     }
                 }
                 Ok(_) => {}
                 // Fell behind: read the gap from the store.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    let Ok(gap) = store.events_after(last, 10_000).await else {
+                    let Some(caught_up) = catch_up(position).await else {
                         return;
                     };
-                    for e in gap {
-                        last = e.id;
-                        if visible(&principal, &departments, &e)
-                            && tx.send(sse_event(&e)).await.is_err()
-                        {
-                            return;
-                        }
-                    }
+                    position = caught_up;
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             }
@@ -783,14 +797,23 @@ pub async fn density(
     Ok(response)
 }
 
-/// What the event feeder broadcasts to streams.
-pub type SharedEvent = Arc<CaseEvent>;
+/// What the event feeder broadcasts to streams: an event and its place in commit order.
+pub type SharedEvent = Arc<FedEvent>;
 
-/// Reads new case events from the store and broadcasts them to the open streams: events
-/// of every replica reach every stream, whichever process wrote them.
+/// A committed event as the feeder found it.
+#[derive(Debug)]
+pub struct FedEvent {
+    pub position: EventCursor,
+    pub event: CaseEvent,
+}
+
+/// Reads newly committed case events from the store and broadcasts them to the open
+/// streams: events of every replica reach every stream, whichever process wrote them,
+/// in commit order and each once (an event committed after a higher-numbered one is
+/// not skipped: see `DispatchStore::events_committed_after`).
 pub async fn feed_events(state: AppState, every: std::time::Duration) {
-    let mut last = match state.store.last_event_id().await {
-        Ok(id) => id,
+    let mut position = match state.store.event_feed_start().await {
+        Ok(p) => p,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read case events; streams get no live events");
             return;
@@ -802,21 +825,24 @@ pub async fn feed_events(state: AppState, every: std::time::Duration) {
         if state.case_events.receiver_count() == 0 {
             // Nobody listens: skip the events (reading and decoding thousands a second
             // under load is wasted) but keep up, so a new stream starts from now, as it
-            // would have; a client resuming with Last-Event-ID reads the past from the store.
-            match state.store.last_event_id().await {
-                Ok(id) => last = last.max(id),
+            // would have; a stream opened meanwhile catches up from the store itself.
+            match state.store.event_feed_start().await {
+                Ok(p) => position = position.max(p),
                 Err(e) => tracing::warn!(error = %e, "reading case events failed"),
             }
             continue;
         }
         loop {
-            match state.store.events_after(last, 1000).await {
+            match state.store.events_committed_after(position, 1000).await {
                 Ok(events) => {
                     let n = events.len();
-                    for e in events {
-                        last = e.id;
+                    for (at, event) in events {
+                        position = at;
                         // No subscribers is not an error.
-                        let _ = state.case_events.send(Arc::new(e));
+                        let _ = state.case_events.send(Arc::new(FedEvent {
+                            position: at,
+                            event,
+                        }));
                     }
                     if n < 1000 {
                         break;

@@ -140,6 +140,15 @@ pub struct CaseEvent {
     pub detail: Value,
 }
 
+/// A position in the stream of committed events (see
+/// [`DispatchStore::events_committed_after`]): the transaction horizon and the last id
+/// read within it (SQLite: horizon 0, the last id).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EventCursor {
+    pub horizon: i64,
+    pub id: i64,
+}
+
 /// An event to append.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewCaseEvent {
@@ -258,6 +267,23 @@ pub trait DispatchStore: Send + Sync {
     async fn events_after(&self, after_id: i64, limit: i64) -> StoreResult<Vec<CaseEvent>>;
     /// The id of the newest event (0 when there is none).
     async fn last_event_id(&self) -> StoreResult<i64>;
+    /// The position of event `id` in the committed order (of the newest event numbered
+    /// at most `id` when there is no such event): a stream resumed after event `id`
+    /// continues from here.
+    async fn event_position(&self, id: i64) -> StoreResult<EventCursor>;
+    /// Where a reader that wants only events committed from now on starts.
+    async fn event_feed_start(&self) -> StoreResult<EventCursor>;
+    /// Events committed after `cursor`, each with its own position (the cursor to
+    /// continue from after it), in commit order and each exactly once over successive
+    /// calls. Unlike [`Self::events_after`], an event whose
+    /// transaction commits after a higher-numbered one was read is not skipped: on
+    /// PostGIS the page holds only transactions older than every one still running
+    /// (ordered by transaction, then id); SQLite commits in id order.
+    async fn events_committed_after(
+        &self,
+        cursor: EventCursor,
+        limit: i64,
+    ) -> StoreResult<Vec<(EventCursor, CaseEvent)>>;
     /// Events in `[from, to)`, oldest first.
     async fn events_between(
         &self,

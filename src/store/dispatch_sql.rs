@@ -564,6 +564,22 @@ macro_rules! dispatch_store_impl {
                 Ok(sqlx::query_scalar(&sql).fetch_one(&self.pool).await?)
             }
 
+            async fn event_position(&self, id: i64) -> StoreResult<crate::store::dispatch::EventCursor> {
+                self.position_of(id).await
+            }
+
+            async fn event_feed_start(&self) -> StoreResult<crate::store::dispatch::EventCursor> {
+                self.feed_start().await
+            }
+
+            async fn events_committed_after(
+                &self,
+                cursor: crate::store::dispatch::EventCursor,
+                limit: i64,
+            ) -> StoreResult<Vec<(crate::store::dispatch::EventCursor, crate::store::dispatch::CaseEvent)>> {
+                self.committed_after(cursor, limit).await
+            }
+
             async fn events_between(
                 &self,
                 from: chrono::DateTime<chrono::Utc>,

@@ -23,8 +23,8 @@ pub mod wkb;
 
 pub use access::{AccessStore, AuditEntry, AuditQuery, NewAuditEntry, TokenRecord, UserRecord};
 pub use dispatch::{
-    CaseEvent, CaseQuery, CaseRecord, Delivery, Department, DispatchStore, IdempotencyKey,
-    MatterVersion, NewCaseEvent, NewMatter,
+    CaseEvent, CaseQuery, CaseRecord, Delivery, Department, DispatchStore, EventCursor,
+    IdempotencyKey, MatterVersion, NewCaseEvent, NewMatter,
 };
 pub use postgres::PgStore;
 pub use records::*;

@@ -62,6 +62,7 @@ impl PgStore {
     }
 }
 
+mod event_feed;
 mod intake;
 
 super::rows::row_decoders!(PgRow);

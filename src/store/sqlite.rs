@@ -730,6 +730,41 @@ impl Store for SqliteStore {
 
 /// SQLite's positional parameters are `?n`; the shared statements are written `$n`.
 impl SqliteStore {
+    /// [`DispatchStore::event_feed_start`](crate::store::DispatchStore::event_feed_start):
+    /// the newest id. SQLite has one writer, which draws an event's id inside its
+    /// transaction, so events commit in id order.
+    async fn feed_start(&self) -> StoreResult<crate::store::EventCursor> {
+        let id = crate::store::DispatchStore::last_event_id(self).await?;
+        Ok(crate::store::EventCursor { horizon: 0, id })
+    }
+
+    /// [`DispatchStore::event_position`](crate::store::DispatchStore::event_position).
+    async fn position_of(&self, id: i64) -> StoreResult<crate::store::EventCursor> {
+        Ok(crate::store::EventCursor { horizon: 0, id })
+    }
+
+    /// [`DispatchStore::events_committed_after`](crate::store::DispatchStore::events_committed_after):
+    /// ids in order suffice here (see `feed_start`).
+    async fn committed_after(
+        &self,
+        cursor: crate::store::EventCursor,
+        limit: i64,
+    ) -> StoreResult<Vec<(crate::store::EventCursor, crate::store::CaseEvent)>> {
+        let events = crate::store::DispatchStore::events_after(self, cursor.id, limit).await?;
+        Ok(events
+            .into_iter()
+            .map(|e| {
+                (
+                    crate::store::EventCursor {
+                        horizon: 0,
+                        id: e.id,
+                    },
+                    e,
+                )
+            })
+            .collect())
+    }
+
     /// [`DispatchStore::create_case`](crate::store::DispatchStore::create_case): one
     /// transaction per case (SQLite has a single writer; see `postgres/intake.rs` for
     /// the batched PostGIS path).

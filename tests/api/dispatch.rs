@@ -1692,7 +1692,145 @@ async fn every_accepted_submission_survives_a_sigkill_exactly_once(b: Backend) {
     drop(restarted);
 }
 
+/// Event ids are drawn when a row is written, not when its transaction commits: an
+/// event whose transaction commits after a higher-numbered one has been streamed must
+/// still reach an open stream, once. (PostGIS can commit out of id order; SQLite has one
+/// writer, so there the two commit in order and the test checks the plain path.)
+async fn an_event_committed_after_a_later_numbered_one_reaches_an_open_stream_once(b: Backend) {
+    let store = b.store.as_ref();
+    seeded(store).await;
+    seed_dispatch(store).await;
+    let admin = user(store, "city.zhao", UserRole::CityAdmin, "3716").await;
+    let s = Server::start(&b.url, &[]);
+    let url = |p: &str| format!("{}{p}", s.url);
+    let (st, _, case) = send(client().post(url("/v1/public/reports")).json(&json!({
+        "lon": IN_NE.0, "lat": IN_NE.1, "matter": "WG-001", "description": "路灯不亮",
+        "contact": {"name": "王小明", "phone": "13912345678"}})))
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{case}");
+    let case_id = case["id"].as_i64().expect("case id");
+    let grid = code(2);
+
+    let stream_text = Arc::new(Mutex::new(String::new()));
+    {
+        let sink = stream_text.clone();
+        let mut resp = client()
+            .get(url("/v1/cases/stream"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        tokio::spawn(async move {
+            while let Ok(Some(chunk)) = resp.chunk().await {
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&chunk));
+            }
+        });
+    }
+    // Let the stream settle on its start before anything is written.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+
+    let insert = "INSERT INTO case_events (case_id, at, actor, kind, from_state, to_state, note, detail) \
+                  VALUES ($1, 0, 'raw', $2, 'reported', 'reported', NULL, $3) RETURNING id";
+    let detail = |n: &str| json!({ "grid": grid, "n": n }).to_string();
+    let (first, second) = match &b.raw {
+        crate::backends::Raw::Postgres(p) => {
+            let insert = insert.replace("$3", "$3::jsonb");
+            let mut early = p.begin().await.unwrap();
+            let first: i64 = sqlx::query_scalar(&insert)
+                .bind(case_id)
+                .bind("probe_early")
+                .bind(detail("early"))
+                .fetch_one(&mut *early)
+                .await
+                .unwrap();
+            let mut late = p.begin().await.unwrap();
+            let second: i64 = sqlx::query_scalar(&insert)
+                .bind(case_id)
+                .bind("probe_late")
+                .bind(detail("late"))
+                .fetch_one(&mut *late)
+                .await
+                .unwrap();
+            assert!(second > first);
+            // The higher id commits first, and the feeder has time to read past it.
+            late.commit().await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+            early.commit().await.unwrap();
+            (first, second)
+        }
+        crate::backends::Raw::Sqlite(p) => {
+            let insert = insert.replace('$', "?");
+            let mut ids = Vec::new();
+            for (kind, n) in [("probe_early", "early"), ("probe_late", "late")] {
+                let mut tx = p.begin().await.unwrap();
+                let id: i64 = sqlx::query_scalar(&insert)
+                    .bind(case_id)
+                    .bind(kind)
+                    .bind(detail(n))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+                ids.push(id);
+            }
+            (ids[0], ids[1])
+        }
+    };
+    wait_for("both events on the open stream", || {
+        let text = stream_text.lock().unwrap();
+        text.contains(&format!("id: {first}\n")) && text.contains(&format!("id: {second}\n"))
+    })
+    .await;
+    // Another feeder round or two: nothing arrives twice.
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let text = stream_text.lock().unwrap().clone();
+    for id in [first, second] {
+        assert_eq!(
+            text.matches(&format!("id: {id}\n")).count(),
+            1,
+            "event {id} once on the stream:\n{text}"
+        );
+    }
+    // Resuming: streams send events in the order their transactions began writing
+    // (PostGIS holds the later one back until the earlier commits), so after the
+    // second nothing is replayed, and after the first only the second.
+    let (first_sent, last_sent) = (first, second);
+    let after_last = resumed_stream(&url("/v1/cases/stream"), &admin, last_sent).await;
+    assert!(!after_last.contains("id: "), "{after_last}");
+    let after_first = resumed_stream(&url("/v1/cases/stream"), &admin, first_sent).await;
+    assert!(
+        after_first.contains(&format!("id: {last_sent}\n")),
+        "{after_first}"
+    );
+    assert!(
+        !after_first.contains(&format!("id: {first_sent}\n")),
+        "{after_first}"
+    );
+}
+
+/// What a stream resumed after event `after` sends in its first second.
+async fn resumed_stream(url: &str, token: &str, after: i64) -> String {
+    let mut resp = client()
+        .get(url)
+        .bearer_auth(token)
+        .header("last-event-id", after.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut text = String::new();
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+    while let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(until, resp.chunk()).await {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    text
+}
+
 crate::contract!(
+    an_event_committed_after_a_later_numbered_one_reaches_an_open_stream_once,
     a_case_travels_over_http_with_streams_webhooks_and_open311,
     every_accepted_submission_survives_a_sigkill_exactly_once,
 );

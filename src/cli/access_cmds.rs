@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+use serde_json::json;
 use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 use wangge::auth;
@@ -129,13 +130,27 @@ pub fn user(command: UserCommand, s: AccountStoreArgs) -> Result<ExitCode> {
                 };
                 store.create_user(&name, hash.as_deref()).await?;
                 store.grant(&name, &grant).await?;
-                audit(store.as_ref(), "user_add", &name, &grant.scope).await?;
+                audit(
+                    store.as_ref(),
+                    "user_add",
+                    &name,
+                    Some(&grant.scope),
+                    json!({"role": grant.role, "password": hash.is_some()}),
+                )
+                .await?;
                 eprintln!("added {name} as {} of {}", grant.role, grant.scope);
             }
             UserCommand::Grant { name, grant } => {
                 let grant = grant.grant()?;
                 store.grant(&name, &grant).await?;
-                audit(store.as_ref(), "user_grant", &name, &grant.scope).await?;
+                audit(
+                    store.as_ref(),
+                    "user_grant",
+                    &name,
+                    Some(&grant.scope),
+                    json!({"role": grant.role}),
+                )
+                .await?;
                 eprintln!("{name} is now also {} of {}", grant.role, grant.scope);
             }
             UserCommand::Revoke { name, grant } => {
@@ -143,14 +158,28 @@ pub fn user(command: UserCommand, s: AccountStoreArgs) -> Result<ExitCode> {
                 if !store.revoke_grant(&name, &grant).await? {
                     bail!("{name} does not hold {} of {}", grant.role, grant.scope);
                 }
-                audit(store.as_ref(), "user_revoke", &name, &grant.scope).await?;
+                audit(
+                    store.as_ref(),
+                    "user_revoke",
+                    &name,
+                    Some(&grant.scope),
+                    json!({"role": grant.role}),
+                )
+                .await?;
                 eprintln!("{name} is no longer {} of {}", grant.role, grant.scope);
             }
             UserCommand::Password { name } => {
                 let hash = auth::hash_password(&read_password()?)?;
                 store.set_password(&name, &hash).await?;
                 let n = store.revoke_user_tokens(&name).await?;
-                audit(store.as_ref(), "user_password", &name, "").await?;
+                audit(
+                    store.as_ref(),
+                    "user_password",
+                    &name,
+                    None,
+                    json!({"tokens_revoked": n}),
+                )
+                .await?;
                 eprintln!("password of {name} changed; {n} tokens revoked");
             }
             UserCommand::List => {
@@ -177,17 +206,40 @@ pub fn user(command: UserCommand, s: AccountStoreArgs) -> Result<ExitCode> {
     })
 }
 
-async fn audit(store: &dyn Store, action: &str, user: &str, scope: &str) -> Result<()> {
+/// Audits a CLI command on an account: under `scope` (the grant it changed), or the
+/// account's broadest grant (the city's code when it holds none), so the auditors who
+/// see the account's logins see this too.
+async fn audit(
+    store: &dyn Store,
+    action: &str,
+    user: &str,
+    scope: Option<&str>,
+    detail: serde_json::Value,
+) -> Result<()> {
     let actor = std::env::var("WANGGE_ACTOR").unwrap_or_else(|_| "cli".into());
-    store
-        .append_audit(&store::NewAuditEntry {
-            actor,
-            action: action.into(),
-            resource: format!("users/{user}"),
-            scope_code: scope.into(),
-            detail: serde_json::json!({}),
-        })
-        .await?;
+    let scope = match scope {
+        Some(s) => s.to_string(),
+        None => {
+            let grants = store
+                .user(user)
+                .await?
+                .map(|u| u.grants)
+                .unwrap_or_default();
+            let city = wangge::workflow::audit::stored_city(store).await?;
+            wangge::workflow::audit::account_scope(&grants, &city)
+        }
+    };
+    let mut detail = detail;
+    detail["via"] = serde_json::json!("cli");
+    wangge::workflow::audit::record(
+        store,
+        &actor,
+        action,
+        format!("users/{user}"),
+        &scope,
+        detail,
+    )
+    .await?;
     Ok(())
 }
 
@@ -205,12 +257,26 @@ pub fn token(command: TokenCommand, s: AccountStoreArgs) -> Result<ExitCode> {
                     .with_context(|| format!("--ttl must be at most {MAX_TOKEN_DAYS} days"))?;
                 let issued = auth::issue_token(&name, &label, ttl);
                 store.store_token(&issued.record).await?;
-                audit(store.as_ref(), "token_issue", &name, "").await?;
+                audit(
+                    store.as_ref(),
+                    "token_issue",
+                    &name,
+                    None,
+                    json!({"label": label, "expires_at": issued.record.expires_at}),
+                )
+                .await?;
                 println!("{}", issued.secret);
             }
             TokenCommand::RevokeAll { name } => {
                 let n = store.revoke_user_tokens(&name).await?;
-                audit(store.as_ref(), "token_revoke", &name, "").await?;
+                audit(
+                    store.as_ref(),
+                    "token_revoke",
+                    &name,
+                    None,
+                    json!({"tokens_revoked": n}),
+                )
+                .await?;
                 eprintln!("{n} tokens of {name} revoked");
             }
         }

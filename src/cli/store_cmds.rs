@@ -285,7 +285,16 @@ fn import_grids(a: ImportGridsArgs, store_args: StoreArgs) -> Result<ExitCode> {
                 effective_date: a.effective,
                 actor: a.actor.actor.clone(),
             };
-            plan = Some(store.create_plan(&new, &prepared.content).await?);
+            let stored = store.create_plan(&new, &prepared.content).await?;
+            audit_plan_step(
+                store.as_ref(),
+                &stored,
+                "draft",
+                &a.actor.actor,
+                json!({"grids": features, "errors": stored.error_count, "file": a.file.file.display().to_string()}),
+            )
+            .await?;
+            plan = Some(stored);
         }
         let store_ms = t2.elapsed().as_secs_f64() * 1e3;
         let stats = json!({
@@ -434,6 +443,27 @@ pub fn export(a: ExportArgs, store_args: StoreArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Audits a plan step taken from the CLI under the plan's scope, as the service does.
+async fn audit_plan_step(
+    store: &dyn Store,
+    plan: &wangge::store::Plan,
+    step: &str,
+    actor: &str,
+    mut detail: serde_json::Value,
+) -> Result<()> {
+    detail["via"] = json!("cli");
+    wangge::workflow::audit::record(
+        store,
+        actor,
+        &format!("plan_{step}"),
+        format!("plans/{}", plan.id),
+        &plan.scope_code,
+        detail,
+    )
+    .await?;
+    Ok(())
+}
+
 pub fn plan(command: PlanCommand, store_args: StoreArgs) -> Result<ExitCode> {
     runtime()?.block_on(async {
         let store = open(&store_args).await?;
@@ -461,38 +491,89 @@ pub fn plan(command: PlanCommand, store_args: StoreArgs) -> Result<ExitCode> {
                 let events = s.plan_events(id).await?;
                 json!({"plan": plan, "events": events})
             }
-            PlanCommand::Submit { id, actor } => json!(
-                plans::transition(s, id, PlanStatus::Submitted, &actor.actor, None, None).await?
-            ),
+            PlanCommand::Submit { id, actor } => {
+                let plan =
+                    plans::transition(s, id, PlanStatus::Submitted, &actor.actor, None, None)
+                        .await?;
+                audit_plan_step(s, &plan, "submit", &actor.actor, json!({})).await?;
+                json!(plan)
+            }
             PlanCommand::Approve {
                 id,
                 effective,
                 actor,
-            } => json!(
-                plans::transition(s, id, PlanStatus::Approved, &actor.actor, None, effective)
-                    .await?
-            ),
-            PlanCommand::Reject { id, reason, actor } => json!(
-                plans::transition(
+            } => {
+                // The service's rule holds here too (setting `four_eyes`, from the
+                // same WANGGE_* environment the server reads).
+                if wangge::settings::Settings::load(None)?.four_eyes {
+                    plans::check_second_person(s, id, &actor.actor).await?;
+                }
+                let plan =
+                    plans::transition(s, id, PlanStatus::Approved, &actor.actor, None, effective)
+                        .await?;
+                audit_plan_step(
+                    s,
+                    &plan,
+                    "approve",
+                    &actor.actor,
+                    json!({"effective": effective}),
+                )
+                .await?;
+                json!(plan)
+            }
+            PlanCommand::Reject { id, reason, actor } => {
+                let plan = plans::transition(
                     s,
                     id,
                     PlanStatus::Rejected,
                     &actor.actor,
-                    Some(reason),
-                    None
+                    Some(reason.clone()),
+                    None,
                 )
-                .await?
-            ),
-            PlanCommand::Return { id, reason, actor } => json!(
-                plans::transition(s, id, PlanStatus::Draft, &actor.actor, Some(reason), None)
-                    .await?
-            ),
+                .await?;
+                audit_plan_step(s, &plan, "reject", &actor.actor, json!({"reason": reason}))
+                    .await?;
+                json!(plan)
+            }
+            PlanCommand::Return { id, reason, actor } => {
+                let plan = plans::transition(
+                    s,
+                    id,
+                    PlanStatus::Draft,
+                    &actor.actor,
+                    Some(reason.clone()),
+                    None,
+                )
+                .await?;
+                audit_plan_step(s, &plan, "return", &actor.actor, json!({"reason": reason}))
+                    .await?;
+                json!(plan)
+            }
             PlanCommand::Activate { id, actor } => {
-                json!(plans::activate(s, id, &actor.actor, today, None).await?)
+                let activation = plans::activate(s, id, &actor.actor, today, None).await?;
+                audit_plan_step(
+                    s,
+                    &activation.plan,
+                    "activate",
+                    &actor.actor,
+                    json!({"closed": activation.closed, "inserted": activation.inserted}),
+                )
+                .await?;
+                json!(activation)
             }
             PlanCommand::Impact { id } => json!(plans::impact(s, id).await?),
             PlanCommand::ActivateDue { actor } => {
                 let results = plans::activate_due(s, &actor.actor, today, None).await?;
+                for a in results.iter().filter_map(|(_, r)| r.as_ref().ok()) {
+                    audit_plan_step(
+                        s,
+                        &a.plan,
+                        "activate",
+                        &actor.actor,
+                        json!({"closed": a.closed, "inserted": a.inserted, "due": true}),
+                    )
+                    .await?;
+                }
                 let rows: Vec<_> = results
                     .into_iter()
                     .map(|(id, r)| match r {

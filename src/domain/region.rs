@@ -127,6 +127,19 @@ impl RegionCode {
         Some(RegionCode(format!("{}{seq:03}", parent.0)))
     }
 
+    /// The code itself or its ancestor at `level` (`None` below the code's own level).
+    ///
+    /// ```
+    /// use wangge::domain::{Level, RegionCode};
+    /// let grid: RegionCode = "371602001001003".parse().unwrap();
+    /// assert_eq!(grid.at(Level::County).unwrap().as_str(), "371602");
+    /// assert_eq!(grid.at(Level::City).unwrap().as_str(), "3716");
+    /// ```
+    pub fn at(&self, level: Level) -> Option<RegionCode> {
+        (level.code_len() <= self.0.len())
+            .then(|| RegionCode(self.0[..level.code_len()].to_string()))
+    }
+
     /// The digits.
     pub fn as_str(&self) -> &str {
         &self.0

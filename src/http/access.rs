@@ -4,7 +4,8 @@
 use super::extract::{Caller, ClientAddr, bearer};
 use super::{ApiError, AppState};
 use crate::auth::{self, Action, Principal, mask_name, mask_phone};
-use crate::store::{AuditEntry, AuditQuery, NewAuditEntry, NewMember, Role};
+use crate::store::{AuditEntry, AuditQuery, NewMember, Role};
+use crate::workflow::audit;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
@@ -34,16 +35,15 @@ pub async fn record(
     scope_code: &str,
     detail: Value,
 ) -> Result<(), ApiError> {
-    state
-        .store
-        .append_audit(&NewAuditEntry {
-            actor: actor.to_string(),
-            action: action.to_string(),
-            resource,
-            scope_code: scope_code.to_string(),
-            detail,
-        })
-        .await?;
+    audit::record(
+        state.store.as_ref(),
+        actor,
+        action,
+        resource,
+        scope_code,
+        detail,
+    )
+    .await?;
     Ok(())
 }
 
@@ -64,28 +64,15 @@ pub struct LoginAnswer {
 /// The area a login event is audited under: the broadest area the account serves, or
 /// the city for names that are no account (so the city's auditor sees guessing).
 fn login_scope(state: &AppState, principal: Option<&Principal>) -> String {
-    if let Some(scope) = principal.and_then(|p| {
-        p.grants
-            .iter()
-            .map(|g| g.scope.as_str())
-            .min_by_key(|s| s.len())
-    }) {
-        return scope.to_string();
-    }
-    city_scope(state)
+    let grants = principal.map_or(&[][..], |p| &p.grants[..]);
+    audit::account_scope(grants, &city_scope(state))
 }
 
-/// The city's code (the first four digits of any region loaded): where city-wide
-/// things (the matters list, the calendar) are authorised and audited.
+/// The city's code: where city-wide things (the matters list, the calendar) are
+/// authorised and audited.
 pub fn city_scope(state: &AppState) -> String {
     let snapshot = state.live.snapshot();
-    snapshot
-        .regions
-        .iter()
-        .map(|r| r.code.as_str())
-        .min_by_key(|c| c.len())
-        .map(|c| c.chars().take(4).collect())
-        .unwrap_or_default()
+    audit::city_of(snapshot.regions.iter().map(|r| r.code.as_str()))
 }
 
 fn throttled(wait: std::time::Duration) -> ApiError {

@@ -178,6 +178,15 @@ pub async fn create(
     if fresh {
         metrics::counter!("wangge_cases_reported_total", "source" => case.source.as_str())
             .increment(1);
+        record(
+            &state,
+            &caller.0.name,
+            "case_report",
+            format!("cases/{}", case.id),
+            crate::workflow::audit::case_scope(&case),
+            json!({"source": case.source, "matter": case.matter_code, "centre": case.centre_code}),
+        )
+        .await?;
     }
     let departments = departments_of(&state, &caller.0).await?;
     let id = case.id;
@@ -514,7 +523,7 @@ pub async fn act(
         &caller.0.name,
         &format!("case_{}", command.step().as_str()),
         format!("cases/{id}"),
-        &case.grid_code,
+        crate::workflow::audit::case_scope(&case),
         json!({"state": case.state, "version": case.version, "department": case.department_code}),
     )
     .await?;

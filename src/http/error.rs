@@ -181,6 +181,12 @@ impl From<PlanError> for ApiError {
                 "The plan is not yet effective",
                 detail,
             ),
+            PlanError::SamePerson { .. } => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "four-eyes",
+                "A second person must decide",
+                detail,
+            ),
             PlanError::UnknownCommunity { grid } | PlanError::OutsideScope { grid, .. } => {
                 ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,

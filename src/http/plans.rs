@@ -559,25 +559,7 @@ pub async fn step(
     };
     caller.require(action, &plan.scope_code)?;
     if to == PlanStatus::Approved && state.settings.four_eyes {
-        let submitter = state
-            .store
-            .plan_events(id)
-            .await?
-            .into_iter()
-            .rev()
-            .find(|e| e.to == PlanStatus::Submitted)
-            .map(|e| e.actor);
-        if submitter.as_deref() == Some(caller.0.name.as_str()) {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "four-eyes",
-                "A second person must decide",
-                format!(
-                    "{} submitted plan {id}; another person must approve it (four-eyes rule)",
-                    caller.0.name
-                ),
-            ));
-        }
+        plans::check_second_person(state.store.as_ref(), id, &caller.0.name).await?;
     }
     if matches!(step.as_str(), "reject" | "return")
         && req.reason.as_deref().is_none_or(str::is_empty)

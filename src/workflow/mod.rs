@@ -1,6 +1,7 @@
 //! Operations that combine the engine with grid data.
 
 pub mod assessment;
+pub mod audit;
 pub mod calendar;
 pub mod check;
 pub mod dispatch;

@@ -61,6 +61,32 @@ pub enum PlanError {
     /// The effective date has not come yet.
     #[error("plan {id} takes effect on {effective}; it can be activated from that day on")]
     NotYetEffective { id: i64, effective: NaiveDate },
+    /// The four-eyes rule: whoever submitted a plan does not approve it.
+    #[error("{actor} submitted plan {id}; another person must approve it (four-eyes rule)")]
+    SamePerson { id: i64, actor: String },
+}
+
+/// The four-eyes rule for plans (setting `four_eyes`): the approver is not the person
+/// who last submitted the plan. HTTP and the CLI both call it before approving.
+pub async fn check_second_person(
+    store: &dyn Store,
+    id: i64,
+    approver: &str,
+) -> Result<(), PlanError> {
+    let submitter = store
+        .plan_events(id)
+        .await?
+        .into_iter()
+        .rev()
+        .find(|e| e.to == PlanStatus::Submitted)
+        .map(|e| e.actor);
+    if submitter.as_deref() == Some(approver) {
+        return Err(PlanError::SamePerson {
+            id,
+            actor: approver.to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// The tolerances plans are validated with.

@@ -6,7 +6,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use wangge::domain::Layer;
-use wangge::store::{SqliteStore, Store};
+use wangge::store::{AccessStore, SqliteStore, Store};
 
 fn wangge(db: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wangge"))
@@ -383,14 +383,43 @@ async fn grids_from_kml_validate_dry_run_then_import_keeping_their_codes() {
 
     // Through the lifecycle on the command line, then export what is current.
     let id = plans[0].id.to_string();
+    let o = wangge(&f.db, &["plan", "submit", &id]);
+    assert!(o.status.success(), "{}", text(&o));
+    // The submitter does not approve their own plan, on the command line either.
+    let o = wangge(&f.db, &["plan", "approve", &id]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("four-eyes"), "{}", text(&o));
     for args in [
-        vec!["plan", "submit", &id],
-        vec!["plan", "approve", &id],
+        vec!["plan", "approve", &id, "--actor", "county.wang"],
         vec!["plan", "activate", &id],
     ] {
         let o = wangge(&f.db, &args);
         assert!(o.status.success(), "{args:?}: {}", text(&o));
     }
+    // Each step is in the audit log under the plan's scope, as the service files it.
+    let steps: Vec<(String, String, String)> = store
+        .audit(&wangge::store::AuditQuery {
+            under: Some("371602".into()),
+            actor: None,
+            after_id: None,
+            limit: 100,
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.resource == format!("plans/{id}"))
+        .map(|e| (e.action, e.actor, e.scope_code))
+        .collect();
+    let want = |a: &str, who: &str| (a.to_string(), who.to_string(), "371602".to_string());
+    assert_eq!(
+        steps,
+        [
+            want("plan_draft", "test"),
+            want("plan_submit", "test"),
+            want("plan_approve", "county.wang"),
+            want("plan_activate", "test"),
+        ]
+    );
     assert_eq!(
         store
             .grids(None, Some(Layer::Comprehensive), None)

@@ -1104,16 +1104,45 @@ async fn the_cli_adds_users_and_issues_and_revokes_tokens_of_a_running_server() 
     assert!(o.status.success());
     let (st, _) = get(&format!("{}/v1/me", s.url), Some(fresh.trim())).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED, "revoked from another process");
-    let audit = b
-        .store
-        .audit(&wangge::store::AuditQuery {
-            limit: 100,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
-    for a in ["user_add", "token_issue", "user_grant", "token_revoke"] {
-        assert!(actions.contains(&a), "{actions:?}");
+    // Every command is audited where the account's auditors look: under its county
+    // (an auditor of 371602 sees them; one of 371603 does not).
+    let audit_under = |under: &str| {
+        let store = b.store.clone();
+        let under = under.to_string();
+        async move {
+            store
+                .audit(&wangge::store::AuditQuery {
+                    under: Some(under),
+                    limit: 100,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let county = audit_under("371602").await;
+    let actions: Vec<&str> = county.iter().map(|e| e.action.as_str()).collect();
+    for a in [
+        "user_add",
+        "token_issue",
+        "user_grant",
+        "token_revoke",
+        "login",
+    ] {
+        assert!(actions.contains(&a), "{a} not under 371602: {actions:?}");
     }
+    assert!(
+        county
+            .iter()
+            .filter(|e| e.action.starts_with("user_") || e.action.starts_with("token_"))
+            .all(|e| e.actor == "cli" && e.detail["via"] == "cli"),
+        "{county:?}"
+    );
+    assert!(
+        audit_under("371603")
+            .await
+            .iter()
+            .all(|e| e.resource != "users/zhao"),
+        "another county's auditors see nothing of zhao"
+    );
 }

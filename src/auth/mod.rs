@@ -9,7 +9,10 @@ mod throttle;
 
 pub use mask::{mask_name, mask_phone};
 pub use policy::{Action, Principal};
-pub use secrets::{IssuedToken, hash_password, hash_token, issue_token, verify_password};
+pub use secrets::{
+    IssuedToken, hash_password, hash_token, issue_token, sign_webhook, verify_password,
+    webhook_secret,
+};
 pub use throttle::LoginThrottle;
 
 use crate::store::{AccessStore, StoreError};

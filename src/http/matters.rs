@@ -234,15 +234,39 @@ pub async fn departments(
     Ok(Json(all))
 }
 
-/// Creates or replaces a department (its webhook URL included).
-#[utoipa::path(put, path = "/v1/departments/{code}", tag = "matters", params(("code" = String, Path)), request_body = Department, security(("bearer" = [])),
-    responses((status = 200, body = Department), (status = 403)))]
+/// A department as written: the department, and whether to replace its webhook secret.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct DepartmentRequest {
+    #[serde(flatten)]
+    pub department: Department,
+    /// Make a new signing secret even though the webhook URL is unchanged (the old one
+    /// stops working at once).
+    #[serde(default)]
+    pub rotate_webhook_secret: bool,
+}
+
+/// A department as stored, with its new signing secret when one was just made.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DepartmentAnswer {
+    #[serde(flatten)]
+    pub department: Department,
+    /// The key deliveries are signed with (`X-Wangge-Signature`): shown this once, when
+    /// a webhook URL is first set or changed, or on `rotate_webhook_secret`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
+}
+
+/// Creates or replaces a department (its webhook URL included). Setting or changing
+/// the webhook URL makes a new signing secret, answered once.
+#[utoipa::path(put, path = "/v1/departments/{code}", tag = "matters", params(("code" = String, Path)), request_body = DepartmentRequest, security(("bearer" = [])),
+    responses((status = 200, body = DepartmentAnswer), (status = 403)))]
 pub async fn put_department(
     State(state): State<AppState>,
     caller: Caller,
     Path(code): Path<String>,
-    Json(mut d): Json<Department>,
-) -> Result<Json<Department>, ApiError> {
+    Json(req): Json<DepartmentRequest>,
+) -> Result<Json<DepartmentAnswer>, ApiError> {
+    let mut d = req.department;
     // Authorised against what is stored, not only against what the request claims: a
     // department is changed by those who manage the region it serves now, and only the
     // city moves one to another county.
@@ -271,6 +295,27 @@ pub async fn put_department(
         }
     }
     state.store.upsert_department(&d).await?;
+    let url_changed =
+        stored.as_ref().and_then(|o| o.webhook_url.as_ref()) != d.webhook_url.as_ref();
+    let webhook_secret = match &d.webhook_url {
+        None => {
+            state.store.set_webhook_secret(&d.code, None).await?;
+            None
+        }
+        Some(_)
+            if url_changed
+                || req.rotate_webhook_secret
+                || !state.store.has_webhook_secret(&d.code).await? =>
+        {
+            let secret = crate::auth::webhook_secret();
+            state
+                .store
+                .set_webhook_secret(&d.code, Some(&secret))
+                .await?;
+            Some(secret)
+        }
+        Some(_) => None,
+    };
     // Audited where the department was, so that region's auditors see it leave.
     let audited_under = stored.as_ref().map_or(&d.region_code, |o| &o.region_code);
     record(
@@ -280,10 +325,14 @@ pub async fn put_department(
         format!("departments/{}", d.code),
         audited_under,
         json!({"kind": d.kind, "webhook": d.webhook_url.is_some(), "region_code": d.region_code,
-            "previous_region_code": stored.as_ref().map(|o| &o.region_code)}),
+            "previous_region_code": stored.as_ref().map(|o| &o.region_code),
+            "new_webhook_secret": webhook_secret.is_some()}),
     )
     .await?;
-    Ok(Json(d))
+    Ok(Json(DepartmentAnswer {
+        department: d,
+        webhook_secret,
+    }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -199,6 +199,8 @@ pub struct Delivery {
     pub department_code: String,
     pub url: String,
     pub attempts: i32,
+    /// The department's signing secret (`X-Wangge-Signature`), when it has one.
+    pub secret: Option<String>,
 }
 
 /// Departments, matters, calendar, cases.
@@ -206,6 +208,11 @@ pub struct Delivery {
 pub trait DispatchStore: Send + Sync {
     /// Inserts or replaces a department.
     async fn upsert_department(&self, department: &Department) -> StoreResult<()>;
+    /// Sets (or with `None` removes) a department's webhook signing secret; the
+    /// department itself is left as it is.
+    async fn set_webhook_secret(&self, code: &str, secret: Option<&str>) -> StoreResult<()>;
+    /// Whether a department has a webhook signing secret.
+    async fn has_webhook_secret(&self, code: &str) -> StoreResult<bool>;
     /// Every department, by code.
     async fn departments(&self) -> StoreResult<Vec<Department>>;
     /// Makes a user staff of a department (a department handler acts for it).

@@ -594,13 +594,27 @@ macro_rules! dispatch_store_impl {
                 rows.iter().map(dispatch_rows::event).collect()
             }
 
+            async fn set_webhook_secret(&self, code: &str, secret: Option<&str>) -> StoreResult<()> {
+                let sql = $sql("UPDATE departments SET webhook_secret = $2 WHERE code = $1");
+                sqlx::query(&sql).bind(code).bind(secret).execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn has_webhook_secret(&self, code: &str) -> StoreResult<bool> {
+                let sql = $sql(
+                    "SELECT COUNT(*) FROM departments WHERE code = $1 AND webhook_secret IS NOT NULL",
+                );
+                let n: i64 = sqlx::query_scalar(&sql).bind(code).fetch_one(&self.pool).await?;
+                Ok(n > 0)
+            }
+
             async fn due_deliveries(
                 &self,
                 now: chrono::DateTime<chrono::Utc>,
                 limit: i64,
             ) -> StoreResult<Vec<crate::store::dispatch::Delivery>> {
                 let sql = $sql(
-                    "SELECT w.event_id, w.department_code, d.webhook_url, w.attempts \
+                    "SELECT w.event_id, w.department_code, d.webhook_url, d.webhook_secret, w.attempts \
                      FROM webhook_deliveries w JOIN departments d ON d.code = w.department_code \
                      WHERE w.delivered_at IS NULL AND w.next_at <= $1 AND d.webhook_url IS NOT NULL \
                      ORDER BY w.event_id LIMIT $2",
@@ -617,6 +631,7 @@ macro_rules! dispatch_store_impl {
                             department_code: row.try_get("department_code")?,
                             url: row.try_get("webhook_url")?,
                             attempts: row.try_get("attempts")?,
+                            secret: row.try_get("webhook_secret")?,
                         })
                     })
                     .collect()

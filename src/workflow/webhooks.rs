@@ -7,6 +7,10 @@
 //! private, link-local, shared, unspecified or multicast address is refused when the
 //! department is saved and again before every delivery (DNS can change), unless the
 //! host or address is listed in `webhook_allow_hosts`. Redirects are not followed.
+//!
+//! Each delivery is signed with the department's secret (made when its webhook URL is
+//! set, shown once): `X-Wangge-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of
+//! "<t>." + body>` (see [`crate::auth::sign_webhook`]).
 
 use crate::store::{Store, StoreResult};
 use chrono::{DateTime, Duration, Utc};
@@ -119,6 +123,22 @@ impl WebhookPolicy {
     }
 }
 
+/// The request with its `X-Wangge-Signature`, when the department has a secret.
+fn signed(
+    request: reqwest::RequestBuilder,
+    secret: Option<&str>,
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> reqwest::RequestBuilder {
+    match secret {
+        Some(secret) => request.header(
+            "x-wangge-signature",
+            crate::auth::sign_webhook(secret, now.timestamp(), body),
+        ),
+        None => request,
+    }
+}
+
 /// Sends the deliveries due at `now` (at most `limit`), each only after its URL passes
 /// `policy` again.
 pub async fn deliver_due(
@@ -152,12 +172,13 @@ pub async fn deliver_due(
                 "lat": case.lat,
             },
         });
+        let body = body.to_string().into_bytes();
         let outcome = match policy.check(&d.url).await {
             Err(refused) => Err(refused),
-            Ok(()) => match client
-                .post(&d.url)
+            Ok(()) => match signed(client.post(&d.url), d.secret.as_deref(), &body, Utc::now())
                 .header("x-wangge-event-id", d.event_id.to_string())
-                .json(&body)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body)
                 .send()
                 .await
             {

@@ -1189,22 +1189,38 @@ async fn send(req: reqwest::RequestBuilder) -> (StatusCode, reqwest::header::Hea
     )
 }
 
+/// What a webhook endpoint received: the event id header, the signature header, the
+/// body as sent and as JSON.
+struct Delivered {
+    event_id: String,
+    signature: String,
+    raw: Vec<u8>,
+    body: Value,
+}
+
 /// A department's webhook endpoint: records what it receives.
-async fn webhook_receiver() -> (String, Arc<Mutex<Vec<(String, Value)>>>) {
-    let got: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+async fn webhook_receiver() -> (String, Arc<Mutex<Vec<Delivered>>>) {
+    let got: Arc<Mutex<Vec<Delivered>>> = Arc::default();
     let sink = got.clone();
     let app = axum::Router::new().route(
         "/hook",
         axum::routing::post(
-            move |headers: axum::http::HeaderMap, body: axum::Json<Value>| {
+            move |headers: axum::http::HeaderMap, raw: axum::body::Bytes| {
                 let sink = sink.clone();
                 async move {
-                    let id = headers
-                        .get("x-wangge-event-id")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("")
-                        .to_string();
-                    sink.lock().unwrap().push((id, body.0));
+                    let header = |name: &str| {
+                        headers
+                            .get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_string()
+                    };
+                    sink.lock().unwrap().push(Delivered {
+                        event_id: header("x-wangge-event-id"),
+                        signature: header("x-wangge-signature"),
+                        body: serde_json::from_slice(&raw).unwrap_or(Value::Null),
+                        raw: raw.to_vec(),
+                    });
                     StatusCode::NO_CONTENT
                 }
             },
@@ -1244,10 +1260,46 @@ async fn a_case_travels_over_http_with_streams_webhooks_and_open311(b: Backend) 
     let url = |p: &str| format!("{}{p}", s.url);
 
     // The city admin gives urban management a webhook.
-    let (st, _, body) = send(client().put(url(&format!("/v1/departments/{T_URBAN}"))).bearer_auth(&admin).json(&json!({
+    let department = json!({
         "code": T_URBAN, "name": "综合行政执法队", "kind": "urban_management", "region_code": TOWNSHIP, "webhook_url": hook,
-    }))).await;
+    });
+    let (st, _, body) = send(
+        client()
+            .put(url(&format!("/v1/departments/{T_URBAN}")))
+            .bearer_auth(&admin)
+            .json(&department),
+    )
+    .await;
     assert_eq!(st, StatusCode::OK, "{body}");
+    let first_secret = body["webhook_secret"]
+        .as_str()
+        .expect("a new URL gets a secret")
+        .to_string();
+    assert!(first_secret.starts_with("whsec_"), "{body}");
+    // Shown once: saving the department again does not show (or change) it; rotating does.
+    let (_, _, again) = send(
+        client()
+            .put(url(&format!("/v1/departments/{T_URBAN}")))
+            .bearer_auth(&admin)
+            .json(&department),
+    )
+    .await;
+    assert!(again.get("webhook_secret").is_none(), "{again}");
+    let mut rotate = department.clone();
+    rotate["rotate_webhook_secret"] = json!(true);
+    let (st, _, rotated) = send(
+        client()
+            .put(url(&format!("/v1/departments/{T_URBAN}")))
+            .bearer_auth(&admin)
+            .json(&rotate),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{rotated}");
+    let secret = rotated["webhook_secret"]
+        .as_str()
+        .expect("rotated")
+        .to_string();
+    assert_ne!(secret, first_secret);
     let (st, _, _) = send(client().put(url(&format!("/v1/departments/{T_URBAN}"))).bearer_auth(&disp).json(&json!({
         "code": T_URBAN, "name": "x", "kind": "urban_management", "region_code": TOWNSHIP, "webhook_url": null,
     }))).await;
@@ -1436,9 +1488,25 @@ async fn a_case_travels_over_http_with_streams_webhooks_and_open311(b: Backend) 
     wait_for("the webhook", || !received.lock().unwrap().is_empty()).await;
     {
         let got = received.lock().unwrap();
-        assert_eq!(got[0].1["case"]["id"], id);
-        assert_eq!(got[0].1["event"]["kind"], "assign");
-        assert_eq!(got[0].0, got[0].1["event"]["id"].to_string());
+        assert_eq!(got[0].body["case"]["id"], id);
+        assert_eq!(got[0].body["event"]["kind"], "assign");
+        assert_eq!(got[0].event_id, got[0].body["event"]["id"].to_string());
+        // Signed with the secret the department was shown once, over this very body.
+        let t: i64 = got[0]
+            .signature
+            .strip_prefix("t=")
+            .and_then(|s| s.split(',').next())
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("signature header {:?}", got[0].signature));
+        assert!((Utc::now().timestamp() - t).abs() < 60);
+        assert_eq!(
+            got[0].signature,
+            wangge::auth::sign_webhook(&secret, t, &got[0].raw)
+        );
+        assert_ne!(
+            got[0].signature,
+            wangge::auth::sign_webhook("whsec_other", t, &got[0].raw)
+        );
     }
     let (st, _, _) = step(&disp, json!({"action": "accept"}), None).await;
     assert_eq!(st, StatusCode::CONFLICT);

@@ -2,8 +2,9 @@
 # test, when they are missing. Needs root (or sudo) the first time only.
 
 # Build: PROJ through pkg-config (and libclang for the proj-sys bindings); GDAL for the
-# file formats of the import command; the system SQLite, shared by sqlx and GDAL.
-WANGGE_BUILD_PACKAGES="pkg-config libproj-dev libclang-dev clang libgdal-dev libsqlite3-dev"
+# file formats of the import command; the system SQLite, shared by sqlx and GDAL;
+# OpenSSL for https webhooks.
+WANGGE_BUILD_PACKAGES="pkg-config libproj-dev libclang-dev clang libgdal-dev libsqlite3-dev libssl-dev"
 # Tests: ogr2ogr makes the Shapefile/KML fixtures from data/ (the PostgreSQL server and
 # PostGIS come from scripts/pg.sh, matched to the installed server version); Chromium
 # for the web app's browser tests, with a CJK font so its screenshots are readable.

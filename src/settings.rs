@@ -69,6 +69,12 @@ pub struct Settings {
     /// Where webhooks may go although the address is internal (loopback, private,
     /// link-local): host names, addresses or CIDR blocks.
     pub webhook_allow_hosts: Vec<String>,
+    /// Whether webhooks may use plain `http://` (a trusted network only): otherwise
+    /// `https://` is required.
+    pub webhook_allow_http: bool,
+    /// A PEM file of CA certificates trusted for https webhooks besides the system's
+    /// (a municipal network's own CA).
+    pub webhook_ca_file: Option<std::path::PathBuf>,
     /// A second person decides: a plan's approver is not its submitter, a matter's
     /// admitter is not its proposer.
     pub four_eyes: bool,
@@ -81,7 +87,7 @@ pub struct Settings {
 }
 
 /// Every setting's name (also its `WANGGE_` variable, upper-cased).
-const KEYS: [&str; 29] = [
+const KEYS: [&str; 31] = [
     "listen",
     "database_url",
     "body_limit_bytes",
@@ -111,6 +117,8 @@ const KEYS: [&str; 29] = [
     "ogc_rate_per_minute",
     "tile_rate_per_minute",
     "webhook_allow_hosts",
+    "webhook_allow_http",
+    "webhook_ca_file",
 ];
 
 impl Default for Settings {
@@ -145,6 +153,8 @@ impl Default for Settings {
             ogc_rate_per_minute: 600,
             tile_rate_per_minute: 3000,
             webhook_allow_hosts: Vec::new(),
+            webhook_allow_http: false,
+            webhook_ca_file: None,
         }
     }
 }
@@ -206,6 +216,7 @@ impl Settings {
     /// Range checks the types alone do not express.
     pub fn check(&self) -> Result<(), SettingsError> {
         let mut bad = Vec::new();
+
         if !(self.database_url.starts_with("postgres://")
             || self.database_url.starts_with("postgresql://")
             || self.database_url.starts_with("sqlite:"))

@@ -92,11 +92,14 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         tokio::spawn(activate_when_due(store.clone(), live.clone()));
         tokio::spawn(http::feed_events(state.clone(), Duration::from_millis(250)));
         tokio::spawn(sweep_cases(store.clone(), state.settings.clone()));
+        // Built before serving, so a bad webhook_ca_file stops the start.
+        let webhook_client =
+            wangge::workflow::webhooks::client(state.settings.webhook_ca_file.as_deref())
+                .map_err(|why| anyhow::anyhow!("webhook_ca_file: {why}"))?;
         tokio::spawn(deliver_webhooks(
             store.clone(),
-            wangge::workflow::webhooks::WebhookPolicy {
-                allow_hosts: state.settings.webhook_allow_hosts.clone(),
-            },
+            wangge::workflow::webhooks::WebhookPolicy::from_settings(&state.settings),
+            webhook_client,
         ));
         let pruned = state.clone();
         tokio::spawn(async move {
@@ -213,19 +216,8 @@ async fn sweep_cases(store: Arc<dyn Store>, settings: Arc<wangge::settings::Sett
 async fn deliver_webhooks(
     store: Arc<dyn Store>,
     policy: wangge::workflow::webhooks::WebhookPolicy,
+    client: reqwest::Client,
 ) {
-    let client = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        // A redirect would take a delivery past the destination check.
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "no HTTP client: webhooks stay queued");
-            return;
-        }
-    };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;

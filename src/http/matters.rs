@@ -287,9 +287,7 @@ pub async fn put_department(
     }
     d.code = code;
     if let Some(url) = &d.webhook_url {
-        let policy = crate::workflow::webhooks::WebhookPolicy {
-            allow_hosts: state.settings.webhook_allow_hosts.clone(),
-        };
+        let policy = crate::workflow::webhooks::WebhookPolicy::from_settings(&state.settings);
         if let Err(why) = policy.check(url).await {
             return Err(ApiError::bad_request(why).with("parameter", json!("webhook_url")));
         }

@@ -35,6 +35,48 @@ pub fn backoff(attempts: i32) -> Duration {
 #[derive(Debug, Clone, Default)]
 pub struct WebhookPolicy {
     pub allow_hosts: Vec<String>,
+    /// Plain `http://` allowed (setting `webhook_allow_http`).
+    pub allow_http: bool,
+    /// The address this service listens on, when it is a specific one: a webhook
+    /// aimed there would call the service itself.
+    pub own_address: Option<std::net::SocketAddr>,
+}
+
+impl WebhookPolicy {
+    /// The policy the settings describe.
+    pub fn from_settings(s: &crate::settings::Settings) -> WebhookPolicy {
+        WebhookPolicy {
+            allow_hosts: s.webhook_allow_hosts.clone(),
+            allow_http: s.webhook_allow_http,
+            own_address: (!s.listen.ip().is_unspecified()).then_some(s.listen),
+        }
+    }
+}
+
+/// The CA certificates of a PEM file (at least one).
+pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {} ({e})", path.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("{} is not PEM certificates ({e})", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no certificate", path.display()));
+    }
+    Ok(certs)
+}
+
+/// The client deliveries are sent with: https with the system's CAs and `ca_file`'s,
+/// a 10 s limit, and no redirects (a redirect would take a delivery past the
+/// destination check).
+pub fn client(ca_file: Option<&std::path::Path>) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(file) = ca_file {
+        for cert in read_ca_file(file)? {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build().map_err(|e| e.to_string())
 }
 
 /// Addresses no webhook goes to unless allowed by name.
@@ -80,12 +122,17 @@ impl WebhookPolicy {
     pub async fn check(&self, url: &str) -> Result<(), String> {
         let parsed =
             reqwest::Url::parse(url).map_err(|e| format!("webhook URL is not a URL ({e})"))?;
-        if parsed.scheme() != "http" {
-            return Err(
-                "webhook URLs are http:// (deliveries go to the municipal network; put a TLS \
-                 proxy in front for https)"
-                    .into(),
-            );
+        match parsed.scheme() {
+            "https" => {}
+            "http" if self.allow_http => {}
+            "http" => {
+                return Err(
+                    "webhook URLs are https:// (plain http:// only where the setting \
+                     webhook_allow_http allows it, inside a trusted network)"
+                        .into(),
+                );
+            }
+            other => return Err(format!("webhook URLs are https://, not {other}://")),
         }
         if !parsed.username().is_empty() || parsed.password().is_some() {
             return Err("webhook URLs carry no user name or password".into());
@@ -95,7 +142,7 @@ impl WebhookPolicy {
             .ok_or("webhook URL has no host")?
             .trim_matches(['[', ']'])
             .to_string();
-        let port = parsed.port_or_known_default().unwrap_or(80);
+        let port = parsed.port_or_known_default().unwrap_or(443);
         if self.allows_host(&host) {
             return Ok(());
         }
@@ -110,6 +157,12 @@ impl WebhookPolicy {
         if addresses.is_empty() {
             return Err(format!("webhook host {host} has no address"));
         }
+        if let Some(own) = self.own_address
+            && addresses.iter().any(|ip| *ip == own.ip())
+            && port == own.port()
+        {
+            return Err(format!("webhook URL {host}:{port} is this service itself"));
+        }
         match addresses
             .iter()
             .find(|ip| inward(**ip) && !self.allows_ip(**ip))
@@ -121,6 +174,19 @@ impl WebhookPolicy {
             None => Ok(()),
         }
     }
+}
+
+/// An error and its causes (reqwest's own message hides why, e.g. an untrusted
+/// certificate).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// The request with its `X-Wangge-Signature`, when the department has a secret.
@@ -184,7 +250,7 @@ pub async fn deliver_due(
             {
                 Ok(r) if r.status().is_success() => Ok(()),
                 Ok(r) => Err(format!("answered {}", r.status())),
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(with_causes(&e)),
             },
         };
         match &outcome {
@@ -229,18 +295,29 @@ mod tests {
             "http://[::ffff:127.0.0.1]/x",
             "http://0.0.0.0/x",
             "http://100.64.0.1/x",
-            "https://8.8.8.8/x",
-            "http://user:pw@8.8.8.8/x",
+            "https://127.0.0.1/x",
+            "http://8.8.8.8/x",
+            "https://user:pw@8.8.8.8/x",
             "file:///etc/passwd",
+            "ftp://8.8.8.8/x",
         ] {
             assert!(none.check(url).await.is_err(), "{url}");
         }
-        assert!(none.check("http://8.8.8.8/hook").await.is_ok());
+        assert!(none.check("https://8.8.8.8/hook").await.is_ok());
         let municipal = WebhookPolicy {
             allow_hosts: vec!["10.0.0.0/8".into(), "localhost".into()],
+            allow_http: true,
+            own_address: None,
         };
         assert!(municipal.check("http://10.1.2.3/x").await.is_ok());
         assert!(municipal.check("http://localhost:9/x").await.is_ok());
         assert!(municipal.check("http://192.168.1.1/x").await.is_err());
+        // A public address the service itself listens on.
+        let public = WebhookPolicy {
+            own_address: Some("8.8.4.4:443".parse().unwrap()),
+            ..WebhookPolicy::default()
+        };
+        assert!(public.check("https://8.8.4.4/x").await.is_err());
+        assert!(public.check("https://8.8.4.4:8443/x").await.is_ok());
     }
 }

@@ -1256,7 +1256,13 @@ async fn a_case_travels_over_http_with_streams_webhooks_and_open311(b: Backend) 
     store.add_staff("h.urban2", T_URBAN).await.unwrap();
     let (hook, received) = webhook_receiver().await;
     // The receiver is on loopback, which webhooks reach only when allowed.
-    let s = Server::start(&b.url, &[("WANGGE_WEBHOOK_ALLOW_HOSTS", "[127.0.0.1]")]);
+    let s = Server::start(
+        &b.url,
+        &[
+            ("WANGGE_WEBHOOK_ALLOW_HOSTS", "[127.0.0.1]"),
+            ("WANGGE_WEBHOOK_ALLOW_HTTP", "true"),
+        ],
+    );
     let url = |p: &str| format!("{}{p}", s.url);
 
     // The city admin gives urban management a webhook.

@@ -914,33 +914,35 @@ pub async fn a_department_cannot_be_taken_over_from_another_county(b: Backend) {
         }
     };
     assert_eq!(
-        put(admin.clone(), "371602", "http://10.1.2.3/hook").await,
+        put(admin.clone(), "371602", "https://10.1.2.3/hook").await,
         StatusCode::OK
     );
     // Another county's dispatcher re-homes it into their county and re-hooks it: refused.
     assert_eq!(
-        put(other.clone(), "371603001", "http://127.0.0.1:9/steal").await,
+        put(other.clone(), "371603001", "https://127.0.0.1:9/steal").await,
         StatusCode::FORBIDDEN
     );
     // The county's own dispatcher may change it, but not move it to another county.
     assert_eq!(
-        put(own.clone(), "371602001", "http://10.1.2.4/hook").await,
+        put(own.clone(), "371602001", "https://10.1.2.4/hook").await,
         StatusCode::OK
     );
     assert_eq!(
-        put(own.clone(), "371603", "http://10.1.2.4/hook").await,
+        put(own.clone(), "371603", "https://10.1.2.4/hook").await,
         StatusCode::FORBIDDEN
     );
     // The city may.
     assert_eq!(
-        put(admin.clone(), "371603", "http://10.1.2.5/hook").await,
+        put(admin.clone(), "371603", "https://10.1.2.5/hook").await,
         StatusCode::OK
     );
     // Nobody aims a webhook at this machine or an internal address not allowed.
     for inward in [
-        "http://127.0.0.1:9/x",
-        "http://192.168.0.1/x",
-        "http://169.254.169.254/x",
+        "https://127.0.0.1:9/x",
+        "https://192.168.0.1/x",
+        "https://169.254.169.254/x",
+        // Plain http, even to an allowed host, unless webhook_allow_http.
+        "http://10.1.2.6/hook",
     ] {
         assert_eq!(
             put(admin.clone(), "371603", inward).await,
@@ -960,6 +962,6 @@ pub async fn a_department_cannot_be_taken_over_from_another_county(b: Backend) {
     let (_, list) = get(&format!("{}/v1/departments", s.url), Some(&own)).await;
     assert_eq!(dept(&list)["webhook_url"], Value::Null, "{list}");
     let (_, list) = get(&format!("{}/v1/departments", s.url), Some(&other)).await;
-    assert_eq!(dept(&list)["webhook_url"], "http://10.1.2.5/hook");
+    assert_eq!(dept(&list)["webhook_url"], "https://10.1.2.5/hook");
     assert_eq!(dept(&list)["region_code"], "371603");
 }

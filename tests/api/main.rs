@@ -17,3 +17,4 @@ mod properties;
 mod real_data;
 mod service;
 mod store_contract;
+mod webhooks;

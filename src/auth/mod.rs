@@ -8,7 +8,7 @@ mod secrets;
 mod throttle;
 
 pub use mask::{mask_name, mask_phone};
-pub use policy::{Action, Principal};
+pub use policy::{Action, POLICY, Principal, Reach, reach};
 pub use secrets::{
     IssuedToken, hash_password, hash_token, issue_token, sign_webhook, verify_password,
     webhook_secret,

@@ -53,23 +53,124 @@ pub struct Principal {
     pub grants: Vec<Grant>,
 }
 
-fn role_allows(role: UserRole, action: Action, grant_scope_len: usize) -> bool {
-    use Action::*;
-    use UserRole::*;
-    let county_or_above = grant_scope_len <= Level::County.code_len();
-    match (role, action) {
-        (CityAdmin, ReadAudit | HandleCase | WorkOnSite) => false,
-        (CityAdmin, _) => true,
-        (Planner, ReadPlans | DraftPlan | ReadMembers | Locate) => true,
-        (Planner, ReviewPlan | ActivatePlan) => county_or_above,
-        (Dispatcher | GridMember, Locate | ReadMembers | ReadPersonal) => true,
-        (Dispatcher, ReportCase | DispatchCase | VerifyCase | ReadCases | ProposeMatter) => true,
-        (Dispatcher, ManageMatters) => county_or_above,
-        (GridMember, ReportCase | WorkOnSite | VerifyCase | ReadCases) => true,
-        (DepartmentHandler, Locate | ReadMembers | HandleCase | ReadCases | ProposeMatter) => true,
-        (Auditor, ReadAudit | ReadPlans | ReadMembers | ReadCases) => true,
-        _ => false,
+impl Action {
+    /// Every action, in the policy table's order.
+    pub const ALL: [Action; 17] = [
+        Action::Locate,
+        Action::ReadPlans,
+        Action::DraftPlan,
+        Action::ReviewPlan,
+        Action::ActivatePlan,
+        Action::ReadPersonal,
+        Action::ReadMembers,
+        Action::WriteMembers,
+        Action::ReadAudit,
+        Action::ReportCase,
+        Action::WorkOnSite,
+        Action::DispatchCase,
+        Action::HandleCase,
+        Action::VerifyCase,
+        Action::ReadCases,
+        Action::ManageMatters,
+        Action::ProposeMatter,
+    ];
+
+    /// The name the policy table (and README) uses, e.g. `review_plan`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Locate => "locate",
+            Action::ReadPlans => "read_plans",
+            Action::DraftPlan => "draft_plan",
+            Action::ReviewPlan => "review_plan",
+            Action::ActivatePlan => "activate_plan",
+            Action::ReadPersonal => "read_personal",
+            Action::ReadMembers => "read_members",
+            Action::WriteMembers => "write_members",
+            Action::ReadAudit => "read_audit",
+            Action::ReportCase => "report_case",
+            Action::WorkOnSite => "work_on_site",
+            Action::DispatchCase => "dispatch_case",
+            Action::HandleCase => "handle_case",
+            Action::VerifyCase => "verify_case",
+            Action::ReadCases => "read_cases",
+            Action::ManageMatters => "manage_matters",
+            Action::ProposeMatter => "propose_matter",
+        }
     }
+}
+
+/// How far a role's grant reaches for one action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Never, wherever the grant is.
+    Never,
+    /// On anything the grant covers (its region and everything under it).
+    Granted,
+    /// Only through a grant at county level or above (a county's planner approves, a
+    /// township's does not).
+    FromCounty,
+}
+
+impl Reach {
+    /// The README's mark for this reach.
+    pub fn mark(self) -> &'static str {
+        match self {
+            Reach::Never => "—",
+            Reach::Granted => "yes",
+            Reach::FromCounty => "county+",
+        }
+    }
+
+    fn allows(self, grant_scope_len: usize) -> bool {
+        match self {
+            Reach::Never => false,
+            Reach::Granted => true,
+            Reach::FromCounty => grant_scope_len <= Level::County.code_len(),
+        }
+    }
+}
+
+/// The policy: who may take which action, one row per action, one column per role in
+/// [`UserRole::ALL`]'s order (city_admin, planner, dispatcher, grid_member,
+/// department_handler, auditor). Every `may` answers from here; the README's access
+/// table is checked against it by a test. What the object is (whose case, which
+/// department, the city's lists) narrows it further where the use case loads it.
+pub const POLICY: [(Action, [Reach; 6]); 17] = {
+    use Reach::{FromCounty as C, Granted as Y, Never as N};
+    [
+        //                     admin planner disp member handler auditor
+        (Action::Locate, [Y, Y, Y, Y, Y, N]),
+        (Action::ReadPlans, [Y, Y, N, N, N, Y]),
+        (Action::DraftPlan, [Y, Y, N, N, N, N]),
+        (Action::ReviewPlan, [Y, C, N, N, N, N]),
+        (Action::ActivatePlan, [Y, C, N, N, N, N]),
+        (Action::ReadPersonal, [Y, N, Y, Y, N, N]),
+        (Action::ReadMembers, [Y, Y, Y, Y, Y, Y]),
+        (Action::WriteMembers, [Y, N, N, N, N, N]),
+        (Action::ReadAudit, [N, N, N, N, N, Y]),
+        (Action::ReportCase, [Y, N, Y, Y, N, N]),
+        (Action::WorkOnSite, [N, N, N, Y, N, N]),
+        (Action::DispatchCase, [Y, N, Y, N, N, N]),
+        (Action::HandleCase, [N, N, N, N, Y, N]),
+        (Action::VerifyCase, [Y, N, Y, Y, N, N]),
+        (Action::ReadCases, [Y, N, Y, Y, Y, Y]),
+        (Action::ManageMatters, [Y, N, C, N, N, N]),
+        (Action::ProposeMatter, [Y, N, Y, N, Y, N]),
+    ]
+};
+
+/// How far `role` reaches for `action` (from [`POLICY`]).
+pub fn reach(role: UserRole, action: Action) -> Reach {
+    let column = UserRole::ALL.iter().position(|r| *r == role);
+    POLICY
+        .iter()
+        .find(|(a, _)| *a == action)
+        .zip(column)
+        .map_or(Reach::Never, |((_, row), c)| row[c])
+}
+
+fn role_allows(role: UserRole, action: Action, grant_scope_len: usize) -> bool {
+    reach(role, action).allows(grant_scope_len)
 }
 
 impl Principal {
@@ -170,6 +271,63 @@ mod tests {
                 "{role}"
             );
         }
+    }
+
+    /// The README's access table, cell by cell, is the policy: every role × action ×
+    /// level of the grant (city, county, township, community, grid) is checked against
+    /// what `may` answers for an object inside the grant and one beside it.
+    #[test]
+    fn every_cell_of_the_readme_access_table_is_what_may_answers() {
+        let readme = include_str!("../../README.md");
+        let table = readme
+            .split("<!-- policy-table -->")
+            .nth(1)
+            .expect("README has the policy table between <!-- policy-table --> markers");
+        let mut rows = table.lines().filter(|l| l.starts_with('|'));
+        let header: Vec<&str> = cells(rows.next().expect("header"));
+        let roles: Vec<&str> = UserRole::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(header[1..7], roles[..], "columns are the roles in order");
+        let body: Vec<Vec<&str>> = rows.skip(1).map(cells).collect();
+        let actions: Vec<&str> = body.iter().map(|r| r[0].trim_matches('`')).collect();
+        let all: Vec<&str> = Action::ALL.iter().map(|a| a.as_str()).collect();
+        assert_eq!(actions, all, "one row per action, in order");
+        let grants = [
+            ("3716", "3716", "3717"),
+            ("371602", "371602001", "371603"),
+            ("371602001", "371602001001", "371602002"),
+            ("371602001001", "371602001001001", "371602001002"),
+            ("371602001001001", "371602001001001", "371602001001002"),
+        ];
+        let mut cells_checked = 0;
+        for (row, action) in body.iter().zip(Action::ALL) {
+            for (mark, role) in row[1..7].iter().zip(UserRole::ALL) {
+                assert_eq!(*mark, reach(role, action).mark(), "{action:?} × {role}");
+                for (scope, inside, beside) in grants {
+                    let p = who(role, scope);
+                    let expected = match reach(role, action) {
+                        Reach::Never => false,
+                        Reach::Granted => true,
+                        Reach::FromCounty => scope.len() <= 6,
+                    };
+                    assert_eq!(
+                        p.may(action, inside),
+                        expected,
+                        "{action:?} × {role}@{scope}"
+                    );
+                    assert!(!p.may(action, beside), "{action:?} × {role}@{scope} beside");
+                    cells_checked += 1;
+                }
+            }
+        }
+        assert_eq!(cells_checked, 17 * 6 * 5);
+    }
+
+    fn cells(line: &str) -> Vec<&str> {
+        line.trim()
+            .trim_matches('|')
+            .split('|')
+            .map(str::trim)
+            .collect()
     }
 
     #[test]

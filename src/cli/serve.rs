@@ -167,7 +167,7 @@ async fn activate_when_due(store: Arc<dyn Store>, live: Arc<LiveGrids>) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tick.tick().await;
-        let today = wangge::workflow::duty::today_in_china();
+        let today = wangge::domain::today_in_china();
         match plans::activate_due(store.as_ref(), "scheduler", today, Some(&live)).await {
             Ok(done) => {
                 for (id, result) in done {

@@ -468,7 +468,7 @@ pub fn plan(command: PlanCommand, store_args: StoreArgs) -> Result<ExitCode> {
     runtime()?.block_on(async {
         let store = open(&store_args).await?;
         let s = store.as_ref();
-        let today = wangge::workflow::duty::today_in_china();
+        let today = wangge::domain::today_in_china();
         let value = match command {
             PlanCommand::List { under, status } => {
                 let status = status

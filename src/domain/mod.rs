@@ -5,9 +5,11 @@ pub mod case;
 pub mod grid;
 pub mod matter;
 pub mod region;
+mod time;
 
 pub use access::{Grant, UserRole};
 pub use case::{CaseSource, CaseState, CentreLevel, ReturnReason};
 pub use grid::{Grid, Layer, MAX_GRID_VERTICES};
 pub use matter::{Category, MatterStatus, TimeLimit, TimeUnit};
 pub use region::{Level, RegionCode, RegionRef};
+pub use time::{DayKind, china, date_in_china, in_china, today_in_china};

@@ -234,7 +234,7 @@ pub async fn locate_one(
     let p = Coord { x: q.lon, y: q.lat };
     let mask = |code: &str| !caller.0.may(Action::ReadPersonal, code);
     match q.as_of {
-        Some(date) if date < crate::workflow::duty::today_in_china() => {
+        Some(date) if date < crate::domain::today_in_china() => {
             Ok(Json(historic(&state, &snapshot, p, cs, date).await?))
         }
         _ => Ok(Json(answer(

@@ -6,9 +6,9 @@ use super::access::record;
 use super::extract::Caller;
 use super::{ApiError, AppState};
 use crate::auth::Action;
-use crate::domain::Category;
+use crate::domain::DayKind;
+use crate::domain::{Category, Level, RegionCode};
 use crate::store::{Department, MatterVersion, NewMatter};
-use crate::workflow::calendar::{DayKind, china};
 use crate::workflow::dispatch;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -75,9 +75,7 @@ pub async fn public_list(
     State(state): State<AppState>,
     Query(q): Query<DateQuery>,
 ) -> Result<Json<PublicList>, ApiError> {
-    let date = q
-        .date
-        .unwrap_or_else(|| Utc::now().with_timezone(&china()).date_naive());
+    let date = q.date.unwrap_or_else(crate::domain::today_in_china);
     let matters = dispatch::matters_on(state.store.as_ref(), date).await?;
     let count = matters.len();
     let mut groups: BTreeMap<Category, Vec<PublicMatter>> = BTreeMap::new();
@@ -279,9 +277,11 @@ pub async fn put_department(
     caller.require(Action::ManageMatters, &d.region_code)?;
     if let Some(old) = &stored {
         caller.require(Action::ManageMatters, &old.region_code)?;
-        let county = |c: &str| c.chars().take(6).collect::<String>();
-        if county(&old.region_code) != county(&d.region_code) {
-            let city: String = old.region_code.chars().take(4).collect();
+        let at = |c: &str, level: Level| c.parse::<RegionCode>().ok().and_then(|c| c.at(level));
+        if at(&old.region_code, Level::County) != at(&d.region_code, Level::County) {
+            let city = at(&old.region_code, Level::City)
+                .map(|c| c.as_str().to_string())
+                .unwrap_or_default();
             caller.require(Action::ManageMatters, &city)?;
         }
     }

@@ -277,7 +277,7 @@ fn past_date(datetime: Option<&str>) -> Result<Option<NaiveDate>, ApiError> {
         Some(s) => parse_datetime(s)?,
         None => None,
     }
-    .filter(|d| *d < crate::workflow::duty::today_in_china()))
+    .filter(|d| *d < crate::domain::today_in_china()))
 }
 
 fn swap_axes(v: &mut Value) {

@@ -568,7 +568,7 @@ pub async fn step(
     }
     let actor = caller.0.name.clone();
     let plan = if to == PlanStatus::Active {
-        let today = crate::workflow::duty::today_in_china();
+        let today = crate::domain::today_in_china();
         let a = plans::activate(state.store.as_ref(), id, &actor, today, Some(&state.live)).await?;
         metrics::counter!("wangge_plans_activated_total").increment(1);
         a.plan

@@ -9,7 +9,6 @@ use super::extract::ClientAddr;
 use super::{ApiError, AppState};
 use crate::domain::{CaseSource, CaseState};
 use crate::store::{CaseEvent, CaseQuery, CaseRecord};
-use crate::workflow::calendar::china;
 use crate::workflow::dispatch::{self, Contact, Report, Reporter};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -277,7 +276,7 @@ pub async fn discovery(headers: HeaderMap) -> Json<Value> {
 #[utoipa::path(get, path = "/open311/v2/services", tag = "open311",
     responses((status = 200, description = "array of services")))]
 pub async fn services(State(state): State<AppState>) -> Response {
-    let today = Utc::now().with_timezone(&china()).date_naive();
+    let today = crate::domain::today_in_china();
     match dispatch::matters_on(state.store.as_ref(), today).await {
         Ok(matters) => Json(
             matters
@@ -306,7 +305,7 @@ pub async fn services(State(state): State<AppState>) -> Response {
     responses((status = 200, description = "service definition"), (status = 404)))]
 pub async fn service(State(state): State<AppState>, Path(code): Path<String>) -> Response {
     let code = code.trim_end_matches(".json").to_string();
-    let today = Utc::now().with_timezone(&china()).date_naive();
+    let today = crate::domain::today_in_china();
     match dispatch::matter_in_force(state.store.as_ref(), &code, today).await {
         Ok(m) if m.matter.public => {
             Json(json!({"service_code": m.matter.code, "attributes": []})).into_response()

@@ -152,7 +152,7 @@ pub async fn tile(
     let tile = TileId::new(z, x, y).map_err(|e| ApiError::not_found(e.to_string()))?;
 
     let snapshot = state.live.snapshot();
-    let today = crate::workflow::duty::today_in_china();
+    let today = crate::domain::today_in_china();
     let past = q.as_of.filter(|d| *d < today);
     let etag = match past {
         Some(d) => format!("\"{}-{d}\"", snapshot.directory_version),

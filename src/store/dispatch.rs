@@ -8,8 +8,8 @@
 //! finds the case the first one stored.
 
 use super::StoreResult;
+use crate::domain::DayKind;
 use crate::domain::{CaseSource, CaseState, Category, CentreLevel, MatterStatus, TimeLimit};
-use crate::workflow::calendar::DayKind;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;

@@ -311,12 +311,12 @@ macro_rules! dispatch_store_impl {
             async fn set_calendar_day(
                 &self,
                 date: chrono::NaiveDate,
-                kind: Option<crate::workflow::calendar::DayKind>,
+                kind: Option<crate::domain::DayKind>,
                 note: &str,
             ) -> StoreResult<()> {
                 let kind = kind.map(|k| match k {
-                    crate::workflow::calendar::DayKind::Holiday => "holiday",
-                    crate::workflow::calendar::DayKind::Workday => "workday",
+                    crate::domain::DayKind::Holiday => "holiday",
+                    crate::domain::DayKind::Workday => "workday",
                 });
                 match kind {
                     Some(kind) => {
@@ -336,15 +336,15 @@ macro_rules! dispatch_store_impl {
 
             async fn calendar_days(
                 &self,
-            ) -> StoreResult<Vec<(chrono::NaiveDate, crate::workflow::calendar::DayKind, String)>> {
+            ) -> StoreResult<Vec<(chrono::NaiveDate, crate::domain::DayKind, String)>> {
                 let sql = $sql("SELECT day, kind, note FROM calendar_days ORDER BY day");
                 let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
                 rows.iter()
                     .map(|row| {
                         let kind: String = row.try_get("kind")?;
                         let kind = match kind.as_str() {
-                            "holiday" => crate::workflow::calendar::DayKind::Holiday,
-                            "workday" => crate::workflow::calendar::DayKind::Workday,
+                            "holiday" => crate::domain::DayKind::Holiday,
+                            "workday" => crate::domain::DayKind::Workday,
                             other => return Err(StoreError::Corrupt(format!("calendar kind {other:?}"))),
                         };
                         Ok((row.try_get("day")?, kind, row.try_get("note")?))

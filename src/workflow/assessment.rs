@@ -278,7 +278,7 @@ pub fn analyse(cases: &[CaseRecord], period: Period) -> Analysis {
         *a.by_grid.entry(c.grid_code.clone()).or_default() += 1;
         let d = c
             .reported_at
-            .with_timezone(&super::calendar::china())
+            .with_timezone(&crate::domain::china())
             .date_naive();
         let start = match period {
             Period::Day => d,

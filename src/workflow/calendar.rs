@@ -1,23 +1,9 @@
 //! The working-day calendar every deadline is counted on: weekends off, public holidays
 //! off, make-up working days (调休) on, working hours in China time (UTC+8, no DST).
 
-use crate::domain::{TimeLimit, TimeUnit};
-use chrono::{
-    DateTime, Datelike, Duration, FixedOffset, NaiveDate, NaiveTime, Offset, TimeZone, Utc, Weekday,
-};
+use crate::domain::{DayKind, TimeLimit, TimeUnit, china};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
 use std::collections::BTreeMap;
-
-/// What a calendar entry makes of its date.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum DayKind {
-    /// A public holiday (no work even on a weekday).
-    Holiday,
-    /// A make-up working day (work even on a weekend).
-    Workday,
-}
 
 /// Working days and hours.
 ///
@@ -47,11 +33,6 @@ impl Default for WorkCalendar {
             end: NaiveTime::from_hms_opt(17, 0, 0).unwrap_or_default(),
         }
     }
-}
-
-/// China Standard Time.
-pub fn china() -> FixedOffset {
-    FixedOffset::east_opt(8 * 3600).unwrap_or(Utc.fix())
 }
 
 impl WorkCalendar {

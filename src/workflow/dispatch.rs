@@ -3,11 +3,11 @@
 //! and what each changes (department, deadline, counters), and the sweep that notices
 //! due and overdue cases and escalates the overdue ones.
 
-use super::calendar::{WorkCalendar, china};
+use super::calendar::WorkCalendar;
 use super::live::Snapshot;
 use super::state::{InvalidStep, Step, next_state};
 use crate::auth::{Action, Principal};
-use crate::domain::{CaseSource, CaseState, CentreLevel, ReturnReason};
+use crate::domain::{CaseSource, CaseState, CentreLevel, Level, RegionCode, ReturnReason};
 use crate::spatial::LocateOptions;
 use crate::spatial::crs::CoordSys;
 use crate::store::{
@@ -280,10 +280,6 @@ impl MatterCatalog {
     }
 }
 
-fn china_date(t: DateTime<Utc>) -> NaiveDate {
-    t.with_timezone(&china()).date_naive()
-}
-
 fn check_text(field: &str, value: &str, max: usize) -> Result<()> {
     if value.trim().is_empty() {
         return Err(DispatchError::Invalid(format!("{field} must not be empty")));
@@ -388,17 +384,29 @@ pub async fn intake(
         )));
     };
     let grid_code = grid.id.clone();
+    // The grid's community: its stored parent, else the community its code names.
     let community = snapshot
         .grid(&grid_code)
-        .and_then(|g| g.parent.clone())
-        .unwrap_or_else(|| grid_code.chars().take(12).collect());
-    if community.len() < 12 || !community.is_char_boundary(9) {
-        return Err(DispatchError::Invalid(format!(
-            "grid {grid_code} has no community code to route by"
-        )));
-    }
+        .and_then(|g| {
+            g.parent
+                .as_deref()
+                .and_then(|p| p.parse::<RegionCode>().ok())
+        })
+        .or_else(|| grid_code.parse::<RegionCode>().ok())
+        .and_then(|c| c.at(Level::Community))
+        .ok_or_else(|| {
+            DispatchError::Invalid(format!(
+                "grid {grid_code} has no community code to route by"
+            ))
+        })?;
+    let above = |level: Level| {
+        community
+            .at(level)
+            .map(|c| c.as_str().to_string())
+            .unwrap_or_default()
+    };
     let point = coord_sys.to_wgs84(raw);
-    let today = china_date(now);
+    let today = crate::domain::date_in_china(now);
     let matter = match &report.matter {
         Some(code) => Some(matters.in_force(store, code, today).await?),
         None => None,
@@ -455,10 +463,10 @@ pub async fn intake(
         lat: point.y,
         coord_sys: coord_sys.as_str().to_string(),
         grid_code: grid_code.clone(),
-        township_code: community[..9].to_string(),
-        county_code: community[..6].to_string(),
-        city_code: community[..4].to_string(),
-        community_code: community,
+        township_code: above(Level::Township),
+        county_code: above(Level::County),
+        city_code: above(Level::City),
+        community_code: community.as_str().to_string(),
         near_boundary: located.near_boundary,
         neighbour_grid: located.neighbour.as_ref().map(|n| n.grid.id.clone()),
         outside: located.outside,
@@ -848,7 +856,7 @@ async fn classify(
     code: &str,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let m = matter_in_force(store, code, china_date(now)).await?;
+    let m = matter_in_force(store, code, crate::domain::date_in_china(now)).await?;
     case.matter_code = Some(m.matter.code.clone());
     case.matter_version = Some(m.id);
     case.category = Some(m.matter.category);

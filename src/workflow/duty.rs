@@ -4,7 +4,7 @@
 //! A member without shifts is always on duty.
 
 use crate::store::{Member, Role};
-use chrono::{DateTime, Datelike, NaiveDateTime, NaiveTime, TimeDelta, Timelike, Utc};
+use chrono::{DateTime, Datelike, NaiveTime, Timelike, Utc};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -25,17 +25,6 @@ fn every_day() -> Vec<u32> {
     (1..=7).collect()
 }
 
-/// Wall-clock time in China Standard Time (UTC+8, no daylight saving).
-fn china(at: DateTime<Utc>) -> NaiveDateTime {
-    at.naive_utc() + TimeDelta::hours(8)
-}
-
-/// Today's date in China Standard Time: the date effective dates and `as_of` refer to,
-/// whatever the server's own time zone.
-pub fn today_in_china() -> chrono::NaiveDate {
-    china(Utc::now()).date()
-}
-
 /// Whether `member` is on duty at `at`. An unreadable schedule counts as "always", so a
 /// typo never leaves a grid without anyone to call.
 pub fn is_on_duty(member: &Member, at: DateTime<Utc>) -> bool {
@@ -45,7 +34,7 @@ pub fn is_on_duty(member: &Member, at: DateTime<Utc>) -> bool {
     if schedule.shifts.is_empty() {
         return true;
     }
-    let local = china(at);
+    let local = crate::domain::in_china(at);
     let day = local.weekday().number_from_monday();
     let yesterday = if day == 1 { 7 } else { day - 1 };
     let t =

@@ -12,8 +12,8 @@ use wangge::auth::Principal;
 use wangge::domain::{
     CaseSource, CaseState, Category, CentreLevel, Grant, TimeLimit, TimeUnit, UserRole,
 };
+use wangge::domain::{DayKind, china};
 use wangge::store::{Department, NewMatter, Store, StoreError};
-use wangge::workflow::calendar::{DayKind, china};
 use wangge::workflow::dispatch::{
     self, Actor, Command, Contact, DispatchError, Report, Reporter, SweepSettings,
 };

@@ -68,18 +68,7 @@ pub async fn departments_of(state: &AppState, p: &Principal) -> Result<Vec<Strin
     }
 }
 
-/// Whether the caller may read this case at all.
-pub fn may_read(p: &Principal, departments: &[String], case: &CaseRecord) -> bool {
-    p.may_except(
-        Action::ReadCases,
-        &case.grid_code,
-        UserRole::DepartmentHandler,
-    ) || case
-        .department_code
-        .as_ref()
-        .is_some_and(|d| departments.contains(d))
-        || case.reporter.as_deref() == Some(p.name.as_str())
-}
+use crate::workflow::dispatch::may_read;
 
 async fn view(
     state: &AppState,
@@ -430,10 +419,13 @@ async fn readable(
     let case = state.store.case(id).await?;
     let departments = departments_of(state, &caller.0).await?;
     if !may_read(&caller.0, &departments, &case) {
-        return Err(ApiError::forbidden(format!(
-            "{} may not read case {id}",
-            caller.0.name
-        )));
+        // Answered as a missing case: ids are sequential, and a 403 would tell which
+        // exist elsewhere.
+        return Err(crate::store::StoreError::NotFound {
+            what: "case",
+            id: id.to_string(),
+        }
+        .into());
     }
     Ok((case, departments))
 }
@@ -441,7 +433,7 @@ async fn readable(
 /// One case, with the reporter's contact (unmasked only for roles that need it; such
 /// reads are audited) and the steps the caller may take.
 #[utoipa::path(get, path = "/v1/cases/{id}", tag = "cases", params(("id" = i64, Path)), security(("bearer" = [])),
-    responses((status = 200, body = CaseView), (status = 403), (status = 404)))]
+    responses((status = 200, body = CaseView), (status = 404, description = "no such case, or none the caller may read")))]
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -463,16 +455,21 @@ pub async fn events(
 ) -> Result<Json<Vec<CaseEvent>>, ApiError> {
     let (case, _) = readable(&state, &caller, id).await?;
     let mut events = state.store.case_events(id).await?;
-    // The member on duty is named in full only to those who may read personal data,
-    // as on the case itself.
-    if !caller.0.may(Action::ReadPersonal, &case.grid_code) {
-        for e in &mut events {
-            if let Some(name) = e.detail.get("member_on_duty").and_then(Value::as_str) {
-                e.detail["member_on_duty"] = json!(mask_name(name));
-            }
-        }
+    for e in &mut events {
+        mask_event_for(&caller.0, &case.grid_code, e);
     }
     Ok(Json(events))
+}
+
+/// The member on duty is named in full only to those who may read personal data of
+/// the case's grid, as on the case itself; timelines and streams alike.
+fn mask_event_for(p: &Principal, grid: &str, e: &mut CaseEvent) {
+    if p.may(Action::ReadPersonal, grid) {
+        return;
+    }
+    if let Some(name) = e.detail.get("member_on_duty").and_then(Value::as_str) {
+        e.detail["member_on_duty"] = json!(mask_name(name));
+    }
 }
 
 fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
@@ -604,7 +601,17 @@ pub async fn stream(
         // The stream counts against the account until this task ends.
         let _slot = slot;
         let send = |e: &CaseEvent| {
-            let event = visible(&principal, &departments, e).then(|| sse_event(e));
+            let event = visible(&principal, &departments, e).then(|| {
+                let mut e = e.clone();
+                let grid = e
+                    .detail
+                    .get("grid")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                mask_event_for(&principal, &grid, &mut e);
+                sse_event(&e)
+            });
             let tx = &tx;
             async move {
                 match event {

@@ -286,6 +286,7 @@ pub async fn put_department(
         }
     }
     d.code = code;
+    dispatch::check_department(&d, stored.is_none())?;
     if let Some(url) = &d.webhook_url {
         let policy = crate::workflow::webhooks::WebhookPolicy::from_settings(&state.settings);
         if let Err(why) = policy.check(url).await {
@@ -324,6 +325,8 @@ pub async fn put_department(
         audited_under,
         json!({"kind": d.kind, "webhook": d.webhook_url.is_some(), "region_code": d.region_code,
             "previous_region_code": stored.as_ref().map(|o| &o.region_code),
+            // Where case data will go, for the auditors who cannot list the URL.
+            "webhook_url": d.webhook_url, "previous_webhook_url": stored.as_ref().map(|o| &o.webhook_url),
             "new_webhook_secret": webhook_secret.is_some()}),
     )
     .await?;
@@ -355,6 +358,33 @@ pub async fn add_staff(
         .find(|d| d.code == code)
         .ok_or_else(|| ApiError::not_found(format!("no department {code:?}")))?;
     caller.require(Action::ManageMatters, &d.region_code)?;
+    // Staff come from the department's own area: a handler granted over its region, a
+    // region under it, or a region above it. A county cannot enlist another county's
+    // people (whose own auditors would never see the enlistment).
+    let user = state
+        .store
+        .user(&req.user)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no user {:?}", req.user)))?;
+    let region = crate::domain::Grant {
+        role: crate::domain::UserRole::DepartmentHandler,
+        scope: d.region_code.clone(),
+    };
+    let fits = user.grants.iter().any(|g| {
+        g.role == crate::domain::UserRole::DepartmentHandler
+            && (region.covers(&g.scope) || g.covers(&d.region_code))
+    });
+    if !fits {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad-staff",
+            "Not a handler of this department's area",
+            format!(
+                "{} holds no department_handler grant in or above {}: grant one first",
+                user.name, d.region_code
+            ),
+        ));
+    }
     state.store.add_staff(&req.user, &code).await?;
     record(
         &state,

@@ -292,6 +292,64 @@ fn check_text(field: &str, value: &str, max: usize) -> Result<()> {
     Ok(())
 }
 
+/// A department as it may be stored: a code of lower-case letters, digits, `_` and `-`
+/// (a new one named `<region>-<kind>`, so no county can take a code that reads as
+/// another's), a name and kind of sensible length, a region code, a URL of at most
+/// 2 000 characters.
+///
+/// ```
+/// use wangge::store::Department;
+/// use wangge::workflow::dispatch::check_department;
+/// let d = Department { code: "371603-housing".into(), name: "沾化区住建局".into(),
+///     kind: "housing".into(), region_code: "371603".into(), webhook_url: None };
+/// assert!(check_department(&d, true).is_ok());
+/// let squat = Department { code: "371602-housing".into(), ..d };
+/// assert!(check_department(&squat, true).is_err());
+/// ```
+pub fn check_department(d: &Department, new: bool) -> Result<()> {
+    check_text("name", &d.name, 100)?;
+    if d.code.is_empty()
+        || d.code.len() > 100
+        || !d
+            .code
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    {
+        return Err(DispatchError::Invalid(
+            "a department code is 1–100 of a–z, 0–9, '_' and '-'".into(),
+        ));
+    }
+    if d.kind.is_empty()
+        || d.kind.len() > 40
+        || !d.kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+    {
+        return Err(DispatchError::Invalid(
+            "a department kind is 1–40 of a–z and '_' (e.g. urban_management)".into(),
+        ));
+    }
+    let region: RegionCode = d
+        .region_code
+        .parse()
+        .map_err(|e: crate::domain::region::BadCode| DispatchError::Invalid(e.to_string()))?;
+    if region.level() == Level::Grid {
+        return Err(DispatchError::Invalid(
+            "a department serves a city, county, township or community, not a grid".into(),
+        ));
+    }
+    if new && !d.code.starts_with(&format!("{}-", d.region_code)) {
+        return Err(DispatchError::Invalid(format!(
+            "a new department's code starts with its region: {}-{}",
+            d.region_code, d.kind
+        )));
+    }
+    if d.webhook_url.as_ref().is_some_and(|u| u.len() > 2000) {
+        return Err(DispatchError::Invalid(
+            "webhook_url is longer than 2 000 characters".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// An optional text field: empty is fine, too long is refused naming the field.
 fn check_optional(field: &str, value: Option<&str>, max: usize) -> Result<()> {
     match value {
@@ -548,6 +606,20 @@ fn routed_department(
     )))
 }
 
+/// Whether `p` may read `case` at all: through a grant over its grid (department
+/// handlers' grants do not count), as staff of its department, or as its reporter.
+pub fn may_read(p: &Principal, departments: &[String], case: &CaseRecord) -> bool {
+    p.may_except(
+        Action::ReadCases,
+        &case.grid_code,
+        crate::domain::UserRole::DepartmentHandler,
+    ) || case
+        .department_code
+        .as_ref()
+        .is_some_and(|d| departments.contains(d))
+        || case.reporter.as_deref() == Some(p.name.as_str())
+}
+
 fn forbidden(p: &Principal, step: Step, case: &CaseRecord) -> DispatchError {
     DispatchError::Forbidden(format!(
         "{} may not {} case {}",
@@ -597,7 +669,14 @@ pub async fn act(
     let case = store.case(case_id).await?;
     let step = command.step();
     // Who first: a caller without the right learns nothing of the case's state, not
-    // even its version.
+    // even its version; one who may not read it, not even that it exists.
+    if !may_read(actor.principal, actor.departments, &case) {
+        return Err(StoreError::NotFound {
+            what: "case",
+            id: case_id.to_string(),
+        }
+        .into());
+    }
     if !may_take(&actor, step, &case) {
         return Err(forbidden(actor.principal, step, &case));
     }

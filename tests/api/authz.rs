@@ -86,7 +86,8 @@ pub async fn case_steps_are_authorised_against_the_stored_case_and_department(b:
     assert_eq!(assigned["department_code"], T_URBAN);
 
     // An outsider with a stale If-Match is refused for who they are, learning nothing
-    // of the case's version.
+    // of the case's version, nor even that it exists: the answer is a missing case's,
+    // word for word.
     let (st, p) = step(
         &other,
         first,
@@ -94,8 +95,35 @@ pub async fn case_steps_are_authorised_against_the_stored_case_and_department(b:
         Some(999),
     )
     .await;
-    assert_eq!(st, StatusCode::FORBIDDEN, "{p}");
+    assert_eq!(st, StatusCode::NOT_FOUND, "{p}");
     assert!(!p.to_string().contains("version"), "{p}");
+    let (st, missing) = step(
+        &other,
+        999_999,
+        json!({"action": "supervise", "note": "x"}),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert_eq!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .replace(&first.to_string(), "N"),
+        missing["detail"].as_str().unwrap().replace("999999", "N")
+    );
+    let (st, read) = get(&url(&format!("/v1/cases/{first}")), Some(&other)).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{read}");
+    assert_eq!(read["detail"], p["detail"]);
+    // One who may read the case but not take the step is told so.
+    let (st, p) = step(
+        &disp,
+        first,
+        json!({"action": "handle", "feedback": "x"}),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{p}");
 
     // A merge target out of the caller's reach is answered like one that does not exist.
     let (st, _) = step(
@@ -166,6 +194,16 @@ pub async fn case_steps_are_authorised_against_the_stored_case_and_department(b:
         on_duty(&events(&urban).await),
         wangge::auth::mask_name("李网格2")
     );
+    // And on the event stream, replayed from the start.
+    let stream = url("/v1/cases/stream");
+    let audited = crate::dispatch::resumed_stream(&stream, &auditor, 0).await;
+    assert!(
+        audited.contains(&wangge::auth::mask_name("李网格2")),
+        "{audited}"
+    );
+    assert!(!audited.contains("李网格2"), "{audited}");
+    let dispatched = crate::dispatch::resumed_stream(&stream, &disp, 0).await;
+    assert!(dispatched.contains("李网格2"), "{dispatched}");
 
     // A grid member's own work shows in assessments of their area only.
     let (st, mine) = send(client().post(url("/v1/cases")).bearer_auth(&member).json(

@@ -964,4 +964,70 @@ pub async fn a_department_cannot_be_taken_over_from_another_county(b: Backend) {
     let (_, list) = get(&format!("{}/v1/departments", s.url), Some(&other)).await;
     assert_eq!(dept(&list)["webhook_url"], "https://10.1.2.5/hook");
     assert_eq!(dept(&list)["region_code"], "371603");
+    // The auditors of the county it left see where its case data goes now.
+    let bc_audit = user(store, "bc.audit", UserRole::Auditor, "371602").await;
+    let (_, log) = get(&format!("{}/v1/audit?limit=1000", s.url), Some(&bc_audit)).await;
+    assert!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "department_put"
+                && e["detail"]["webhook_url"] == "https://10.1.2.5/hook"),
+        "{log}"
+    );
+
+    // New departments: a code that reads as another county's, or no sensible name,
+    // is refused.
+    let create = |token: String, code: &'static str, body: Value| {
+        let url = format!("{}/v1/departments/{code}", s.url);
+        async move {
+            let r = client()
+                .put(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .expect("put");
+            (r.status(), r.text().await.unwrap_or_default())
+        }
+    };
+    let housing = |name: String, region: &str| json!({"code": "x", "name": name, "kind": "housing", "region_code": region, "webhook_url": null});
+    for (code, body) in [
+        ("371602-housing", housing("滨城区住建局".into(), "371603")),
+        ("371603-housing", housing("名".repeat(101), "371603")),
+        ("371603-Housing!", housing("沾化区住建局".into(), "371603")),
+    ] {
+        let (st, text) = create(other.clone(), code, body).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{code}: {text}");
+    }
+    let (st, text) = create(
+        other.clone(),
+        "371603-housing",
+        housing("沾化区住建局".into(), "371603"),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{text}");
+
+    // Staff come from the department's own area.
+    user(store, "zh.handler", UserRole::DepartmentHandler, "371603").await;
+    user(store, "bc.handler", UserRole::DepartmentHandler, "371602").await;
+    let enlist = |who: &'static str| {
+        let url = format!("{}/v1/departments/371603-housing/staff", s.url);
+        let token = other.clone();
+        async move {
+            let r = client()
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"user": who}))
+                .send()
+                .await
+                .expect("post");
+            (r.status(), r.text().await.unwrap_or_default())
+        }
+    };
+    let (st, text) = enlist("bc.handler").await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
+    assert!(text.contains("bad-staff"), "{text}");
+    assert_eq!(enlist("zh.handler").await.0, StatusCode::NO_CONTENT);
+    assert_eq!(enlist("nobody").await.0, StatusCode::NOT_FOUND);
 }

@@ -93,14 +93,14 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         tokio::spawn(http::feed_events(state.clone(), Duration::from_millis(250)));
         tokio::spawn(sweep_cases(store.clone(), state.settings.clone()));
         // Built before serving, so a bad webhook_ca_file stops the start.
-        let webhook_client =
-            wangge::workflow::webhooks::client(state.settings.webhook_ca_file.as_deref())
-                .map_err(|why| anyhow::anyhow!("webhook_ca_file: {why}"))?;
-        tokio::spawn(deliver_webhooks(
-            store.clone(),
-            wangge::workflow::webhooks::WebhookPolicy::from_settings(&state.settings),
-            webhook_client,
-        ));
+        let webhook_policy =
+            wangge::workflow::webhooks::WebhookPolicy::from_settings(&state.settings);
+        let webhook_client = wangge::workflow::webhooks::client(
+            &webhook_policy,
+            state.settings.webhook_ca_file.as_deref(),
+        )
+        .map_err(|why| anyhow::anyhow!("webhook_ca_file: {why}"))?;
+        tokio::spawn(deliver_webhooks(store.clone(), webhook_policy, webhook_client));
         let pruned = state.clone();
         tokio::spawn(async move {
             // Rate-limit and login counts of addresses gone quiet.
@@ -212,24 +212,17 @@ async fn sweep_cases(store: Arc<dyn Store>, settings: Arc<wangge::settings::Sett
     }
 }
 
-/// Sends queued webhooks every second.
+/// Starts queued webhooks every second (each on its own task).
 async fn deliver_webhooks(
     store: Arc<dyn Store>,
     policy: wangge::workflow::webhooks::WebhookPolicy,
     client: reqwest::Client,
 ) {
+    let deliverer = wangge::workflow::webhooks::Deliverer::new(store, client, policy);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        if let Err(e) = wangge::workflow::webhooks::deliver_due(
-            store.as_ref(),
-            &client,
-            &policy,
-            chrono::Utc::now(),
-            100,
-        )
-        .await
-        {
+        if let Err(e) = deliverer.start_due(chrono::Utc::now(), 100).await {
             tracing::warn!(error = %e, "webhook round failed");
         }
     }

@@ -1,7 +1,7 @@
 //! Webhook deliveries from the outbox: each queued (event, department) pair is POSTed
 //! to the department's URL as JSON until it answers 2xx, with growing pauses between
-//! tries. At least once: a receiver deduplicates by `event.id` (also the
-//! `X-Wangge-Event-Id` header).
+//! tries, each delivery on its own task (at most 16 at once). At least once: a
+//! receiver deduplicates by `event.id` (also the `X-Wangge-Event-Id` header).
 //!
 //! A webhook cannot be aimed inward: a URL whose host is, or resolves to, a loopback,
 //! private, link-local, shared, unspecified or multicast address is refused when the
@@ -16,13 +16,6 @@ use crate::store::{Store, StoreResult};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use std::net::IpAddr;
-
-/// What one round did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Round {
-    pub delivered: u32,
-    pub failed: u32,
-}
 
 /// The pause before try `attempts + 1`: 10 s, 20 s, 40 s … at most an hour.
 pub fn backoff(attempts: i32) -> Duration {
@@ -64,12 +57,46 @@ pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>,
     Ok(certs)
 }
 
+/// Resolves webhook hosts for the client, refusing inward addresses as the policy does:
+/// the connection goes to exactly the addresses checked, so a name that resolves to a
+/// public address for the check and to an internal one for the request (DNS rebinding)
+/// gets nowhere.
+struct PolicyResolver(WebhookPolicy);
+
+impl reqwest::dns::Resolve for PolicyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.0.clone();
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let addresses: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if !policy.allows_host(&host)
+                && let Some(ip) = addresses
+                    .iter()
+                    .map(|a| a.ip())
+                    .find(|ip| inward(*ip) && !policy.allows_ip(*ip))
+            {
+                return Err(format!(
+                    "webhook host {host} now resolves to {ip}, an internal address"
+                )
+                .into());
+            }
+            let addresses: reqwest::dns::Addrs = Box::new(addresses.into_iter());
+            Ok(addresses)
+        })
+    }
+}
+
 /// The client deliveries are sent with: https with the system's CAs and `ca_file`'s,
-/// a 10 s limit, and no redirects (a redirect would take a delivery past the
-/// destination check).
-pub fn client(ca_file: Option<&std::path::Path>) -> Result<reqwest::Client, String> {
+/// host names resolved under `policy`, a 10 s limit, and no redirects (a redirect
+/// would take a delivery past the destination check).
+pub fn client(
+    policy: &WebhookPolicy,
+    ca_file: Option<&std::path::Path>,
+) -> Result<reqwest::Client, String> {
     let mut builder = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))
+        .dns_resolver(PolicyResolver(policy.clone()))
         .redirect(reqwest::redirect::Policy::none());
     if let Some(file) = ca_file {
         for cert in read_ca_file(file)? {
@@ -79,11 +106,14 @@ pub fn client(ca_file: Option<&std::path::Path>) -> Result<reqwest::Client, Stri
     builder.build().map_err(|e| e.to_string())
 }
 
-/// Addresses no webhook goes to unless allowed by name.
+/// Addresses no webhook goes to unless allowed by name: loopback, private, link-local,
+/// shared (CGNAT), benchmark, reserved, unspecified, multicast; in IPv6 also unique-
+/// and site-local, and every form that carries an IPv4 address (mapped, compatible,
+/// NAT64, 6to4) judged by that address, Teredo always.
 fn inward(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
+            let [a, b, c, _] = v4.octets();
             v4.is_loopback()
                 || v4.is_private()
                 || v4.is_link_local()
@@ -91,16 +121,33 @@ fn inward(ip: IpAddr) -> bool {
                 || v4.is_multicast()
                 || v4.is_broadcast()
                 || a == 0
+                || a >= 240
                 || (a == 100 && (64..128).contains(&b))
+                || (a == 198 && (b == 18 || b == 19))
+                || (a == 192 && b == 0 && c == 0)
         }
         IpAddr::V6(v6) => {
             let seg = v6.segments();
+            let embedded = |hi: u16, lo: u16| {
+                let [h1, h2] = hi.to_be_bytes();
+                let [l1, l2] = lo.to_be_bytes();
+                inward(IpAddr::V4(std::net::Ipv4Addr::new(h1, h2, l1, l2)))
+            };
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (seg[0] & 0xfe00) == 0xfc00
                 || (seg[0] & 0xffc0) == 0xfe80
+                || (seg[0] & 0xffc0) == 0xfec0
                 || v6.to_ipv4_mapped().is_some_and(|v4| inward(IpAddr::V4(v4)))
+                // IPv4-compatible (::a.b.c.d)
+                || (seg[..6].iter().all(|s| *s == 0) && embedded(seg[6], seg[7]))
+                // NAT64: the well-known prefix judged by its IPv4, local-use ones always
+                || (seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] && embedded(seg[6], seg[7]))
+                || (seg[0] == 0x64 && seg[1] == 0xff9b && seg[2] == 1)
+                // 6to4 and Teredo tunnel to an IPv4 address
+                || (seg[0] == 0x2002 && embedded(seg[1], seg[2]))
+                || (seg[0] == 0x2001 && seg[1] == 0)
         }
     }
 }
@@ -205,71 +252,128 @@ fn signed(
     }
 }
 
-/// Sends the deliveries due at `now` (at most `limit`), each only after its URL passes
-/// `policy` again.
-pub async fn deliver_due(
+/// Deliveries under way at once: a receiver that never answers holds one slot for
+/// its timeout, not the others.
+const CONCURRENT_DELIVERIES: usize = 16;
+
+/// Sends webhook deliveries as they fall due, each on its own task: a slow or silent
+/// receiver delays its own deliveries only, never another department's (nor the next
+/// round's).
+pub struct Deliverer {
+    store: std::sync::Arc<dyn Store>,
+    client: reqwest::Client,
+    policy: WebhookPolicy,
+    slots: std::sync::Arc<tokio::sync::Semaphore>,
+    /// (event, department) pairs being sent now, so a round does not start them twice.
+    in_flight: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<(i64, String)>>>,
+}
+
+impl Deliverer {
+    pub fn new(
+        store: std::sync::Arc<dyn Store>,
+        client: reqwest::Client,
+        policy: WebhookPolicy,
+    ) -> Self {
+        Deliverer {
+            store,
+            client,
+            policy,
+            slots: std::sync::Arc::new(tokio::sync::Semaphore::new(CONCURRENT_DELIVERIES)),
+            in_flight: std::sync::Arc::default(),
+        }
+    }
+
+    /// Starts every delivery due at `now` (at most `limit`) that is not already under
+    /// way, and returns how many it started; each records its own outcome.
+    pub async fn start_due(&self, now: DateTime<Utc>, limit: i64) -> StoreResult<usize> {
+        let mut started = 0;
+        for d in self.store.due_deliveries(now, limit).await? {
+            let key = (d.event_id, d.department_code.clone());
+            let fresh = match self.in_flight.lock() {
+                Ok(mut set) => set.insert(key.clone()),
+                Err(_) => false,
+            };
+            if !fresh {
+                continue;
+            }
+            started += 1;
+            let (store, client, policy) =
+                (self.store.clone(), self.client.clone(), self.policy.clone());
+            let (slots, in_flight) = (self.slots.clone(), self.in_flight.clone());
+            tokio::spawn(async move {
+                // Closed only when the deliverer is dropped: then nothing is sent.
+                if let Ok(_slot) = slots.acquire_owned().await
+                    && let Err(e) = deliver_one(store.as_ref(), &client, &policy, now, d).await
+                {
+                    tracing::warn!(error = %e, "recording a webhook delivery failed");
+                }
+                if let Ok(mut set) = in_flight.lock() {
+                    set.remove(&key);
+                }
+            });
+        }
+        Ok(started)
+    }
+}
+
+/// One delivery and its recorded outcome: delivered, failed, or nothing to send.
+async fn deliver_one(
     store: &dyn Store,
     client: &reqwest::Client,
     policy: &WebhookPolicy,
     now: DateTime<Utc>,
-    limit: i64,
-) -> StoreResult<Round> {
-    let mut round = Round::default();
-    for d in store.due_deliveries(now, limit).await? {
-        let event = store
-            .events_after(d.event_id - 1, 1)
-            .await?
-            .into_iter()
-            .find(|e| e.id == d.event_id);
-        let Some(event) = event else { continue };
-        let case = store.case(event.case_id).await?;
-        let body = json!({
-            "department": d.department_code,
-            "event": event,
-            "case": {
-                "id": case.id,
-                "state": case.state,
-                "matter_code": case.matter_code,
-                "grid_code": case.grid_code,
-                "department_code": case.department_code,
-                "deadline": case.deadline,
-                "description": case.description,
-                "lon": case.lon,
-                "lat": case.lat,
-            },
-        });
-        let body = body.to_string().into_bytes();
-        let outcome = match policy.check(&d.url).await {
-            Err(refused) => Err(refused),
-            Ok(()) => match signed(client.post(&d.url), d.secret.as_deref(), &body, Utc::now())
-                .header("x-wangge-event-id", d.event_id.to_string())
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body)
-                .send()
-                .await
-            {
-                Ok(r) if r.status().is_success() => Ok(()),
-                Ok(r) => Err(format!("answered {}", r.status())),
-                Err(e) => Err(with_causes(&e)),
-            },
-        };
-        match &outcome {
-            Ok(()) => round.delivered += 1,
-            Err(e) => {
-                round.failed += 1;
-                tracing::warn!(url = %d.url, event = d.event_id, error = %e, "webhook delivery failed; will retry");
-            }
-        }
-        store
-            .finish_delivery(
-                d.event_id,
-                &d.department_code,
-                outcome,
-                now + backoff(d.attempts),
-            )
-            .await?;
+    d: crate::store::Delivery,
+) -> StoreResult<Option<bool>> {
+    let event = store
+        .events_after(d.event_id - 1, 1)
+        .await?
+        .into_iter()
+        .find(|e| e.id == d.event_id);
+    let Some(event) = event else { return Ok(None) };
+    let case = store.case(event.case_id).await?;
+    let body = json!({
+        "department": d.department_code,
+        "event": event,
+        "case": {
+            "id": case.id,
+            "state": case.state,
+            "matter_code": case.matter_code,
+            "grid_code": case.grid_code,
+            "department_code": case.department_code,
+            "deadline": case.deadline,
+            "description": case.description,
+            "lon": case.lon,
+            "lat": case.lat,
+        },
+    });
+    let body = body.to_string().into_bytes();
+    let outcome = match policy.check(&d.url).await {
+        Err(refused) => Err(refused),
+        Ok(()) => match signed(client.post(&d.url), d.secret.as_deref(), &body, Utc::now())
+            .header("x-wangge-event-id", d.event_id.to_string())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => Err(format!("answered {}", r.status())),
+            Err(e) => Err(with_causes(&e)),
+        },
+    };
+    if let Err(e) = &outcome {
+        tracing::warn!(url = %d.url, event = d.event_id, error = %e, "webhook delivery failed; will retry");
     }
-    Ok(round)
+    let delivered = outcome.is_ok();
+    store
+        .finish_delivery(
+            d.event_id,
+            &d.department_code,
+            outcome,
+            now + backoff(d.attempts),
+        )
+        .await?;
+    Ok(Some(delivered))
 }
 
 #[cfg(test)]
@@ -300,10 +404,23 @@ mod tests {
             "https://user:pw@8.8.8.8/x",
             "file:///etc/passwd",
             "ftp://8.8.8.8/x",
+            "https://[::127.0.0.1]/",
+            "https://[::7f00:1]/",
+            "https://[64:ff9b::7f00:1]/",
+            "https://[64:ff9b::a9fe:a9fe]/",
+            "https://[64:ff9b:1::1]/",
+            "https://[2002:7f00:1::]/",
+            "https://[2001:0:4136:e378::1]/",
+            "https://[fec0::1]/",
+            "https://198.18.0.1/",
+            "https://240.0.0.1/",
+            "https://192.0.0.8/",
         ] {
             assert!(none.check(url).await.is_err(), "{url}");
         }
         assert!(none.check("https://8.8.8.8/hook").await.is_ok());
+        assert!(none.check("https://[64:ff9b::808:808]/hook").await.is_ok());
+        assert!(none.check("https://[2606:4700::1111]/hook").await.is_ok());
         let municipal = WebhookPolicy {
             allow_hosts: vec!["10.0.0.0/8".into(), "localhost".into()],
             allow_http: true,

@@ -3,7 +3,7 @@
 //! nothing while it does not.
 
 use crate::backends::{Backend, Raw};
-use crate::dispatch::{IN_NE, T_URBAN, TOWNSHIP, seed_dispatch};
+use crate::dispatch::{IN_NE, T_SOCIAL, T_URBAN, TOWNSHIP, seed_dispatch};
 use crate::service::{Server, client, seeded, user};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -249,13 +249,21 @@ async fn webhooks_reach_an_https_receiver_the_configured_ca_vouches_for(b: Backe
 }
 
 async fn put_department(base: &str, token: &str, hook: &str) -> (StatusCode, Value) {
+    put_named_department(base, token, T_URBAN, "urban_management", hook).await
+}
+
+async fn put_named_department(
+    base: &str,
+    token: &str,
+    code: &str,
+    kind: &str,
+    hook: &str,
+) -> (StatusCode, Value) {
     let resp = client()
-        .put(format!("{base}/v1/departments/{T_URBAN}"))
+        .put(format!("{base}/v1/departments/{code}"))
         .bearer_auth(token)
-        .json(
-            &json!({"code": T_URBAN, "name": "综合行政执法队", "kind": "urban_management",
-            "region_code": TOWNSHIP, "webhook_url": hook}),
-        )
+        .json(&json!({"code": code, "name": "部门", "kind": kind,
+            "region_code": TOWNSHIP, "webhook_url": hook}))
         .send()
         .await
         .unwrap();
@@ -266,6 +274,10 @@ async fn put_department(base: &str, token: &str, hook: &str) -> (StatusCode, Val
 /// A resident's report, and a delivery of its first event queued to the department
 /// (as an assignment would queue it); the event's id.
 async fn report_and_queue_delivery(b: &Backend, base: &str) -> i64 {
+    report_and_queue_delivery_to(b, base, T_URBAN).await
+}
+
+async fn report_and_queue_delivery_to(b: &Backend, base: &str, department: &str) -> i64 {
     let resp = client()
         .post(format!("{base}/v1/public/reports"))
         .json(
@@ -283,7 +295,7 @@ async fn report_and_queue_delivery(b: &Backend, base: &str) -> i64 {
         .unwrap();
     let event = events[0].id;
     let insert = format!(
-        "INSERT INTO webhook_deliveries (event_id, department_code, next_at) VALUES ({event}, '{T_URBAN}', 0)"
+        "INSERT INTO webhook_deliveries (event_id, department_code, next_at) VALUES ({event}, '{department}', 0)"
     );
     b.execute(&insert, &insert).await;
     event
@@ -315,4 +327,73 @@ async fn wait_until<T, F: std::future::Future<Output = Option<T>>>(f: impl Fn() 
     }
 }
 
-crate::contract!(webhooks_reach_an_https_receiver_the_configured_ca_vouches_for);
+/// A receiver that never answers holds one delivery until its timeout, not everyone's:
+/// another department's notice, queued behind it, arrives meanwhile.
+async fn a_receiver_that_never_answers_delays_no_other_department(b: Backend) {
+    let store = b.store.as_ref();
+    seeded(store).await;
+    seed_dispatch(store).await;
+    let admin = user(store, "city.zhao", UserRole::CityAdmin, "3716").await;
+    // Accepts connections and never says a word.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}/hook", silent.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = silent.accept().await {
+            held.push(tcp);
+        }
+    });
+    let got: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap| {
+            let sink = sink.clone();
+            async move {
+                let id = headers
+                    .get("x-wangge-event-id")
+                    .and_then(|v| v.to_str().ok());
+                sink.lock().unwrap().push(id.unwrap_or("").to_string());
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let quick_url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let s = Server::start(
+        &b.url,
+        &[
+            ("WANGGE_WEBHOOK_ALLOW_HOSTS", "[127.0.0.1]"),
+            ("WANGGE_WEBHOOK_ALLOW_HTTP", "true"),
+        ],
+    );
+    let (st, body) =
+        put_named_department(&s.url, &admin, T_URBAN, "urban_management", &silent_url).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let (st, body) =
+        put_named_department(&s.url, &admin, T_SOCIAL, "social_affairs", &quick_url).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    // The silent department's notice first, the other's behind it.
+    report_and_queue_delivery_to(&b, &s.url, T_URBAN).await;
+    // Let a delivery round take up the silent one before the other is queued: the next
+    // round must not wait for it either.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let quick = report_and_queue_delivery_to(&b, &s.url, T_SOCIAL).await;
+    let start = Instant::now();
+    while !got.lock().unwrap().contains(&quick.to_string()) {
+        // The silent receiver holds its delivery for the 10 s timeout.
+        assert!(
+            start.elapsed() < Duration::from_secs(6),
+            "queued behind the silent one: got {:?}",
+            got.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+crate::contract!(
+    webhooks_reach_an_https_receiver_the_configured_ca_vouches_for,
+    a_receiver_that_never_answers_delays_no_other_department,
+);

@@ -1,6 +1,10 @@
-//! Password guessing, slowed down: failed logins are counted per account and per client
-//! address; past a few free failures each further attempt must wait, 1 s doubling up to
-//! 15 minutes, and the counts are forgotten 15 minutes after the last failure. Every
+//! Password guessing, slowed down: failed logins are counted per account and address,
+//! per address, and per account; past a few free failures each further attempt must
+//! wait, 1 s doubling up to 15 minutes, and the counts are forgotten 15 minutes after
+//! the last failure. An account as a whole gets [`ACCOUNT_WIDE_FACTOR`] times the free
+//! failures: one address guessing (or trying to lock someone out) is stopped by its own
+//! counts long before, so the owner logging in from elsewhere is not locked out by
+//! a stranger, while guessing spread over many addresses is still slowed. Every
 //! attempt is counted as a failure *before* the password is checked ([`begin`]), so
 //! a hundred parallel guesses cannot all slip past the check; a success then clears
 //! the account's count and takes back its one charge on the address (an attacker's own
@@ -32,11 +36,16 @@ const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
 const MAX_WAIT: Duration = Duration::from_secs(15 * 60);
 /// Entries kept before idle ones are pruned on the spot.
 const MAX_ENTRIES: usize = 100_000;
+/// How many more free failures an account has in all than from one address.
+pub const ACCOUNT_WIDE_FACTOR: u32 = 10;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
-    Account(String),
+    /// One account from one address: the tight count.
+    AccountFrom(String, IpAddr),
     Address(IpAddr),
+    /// One account from anywhere: the loose count against spread-out guessing.
+    Account(String),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -57,9 +66,19 @@ pub struct LoginThrottle {
     failures: Mutex<HashMap<Key, Failures>>,
 }
 
-fn account(name: &str) -> Key {
-    // Bounded: a megabyte-long name is one short key.
-    Key::Account(name.trim().chars().take(128).collect())
+/// The account as counted (bounded: a megabyte-long name is one short key).
+fn account_name(name: &str) -> String {
+    name.trim().chars().take(128).collect()
+}
+
+/// The three counts an attempt is charged to.
+fn keys(name: &str, addr: IpAddr) -> [Key; 3] {
+    let name = account_name(name);
+    [
+        Key::AccountFrom(name.clone(), addr),
+        Key::Address(addr),
+        Key::Account(name),
+    ]
 }
 
 impl LoginThrottle {
@@ -71,12 +90,19 @@ impl LoginThrottle {
         }
     }
 
-    fn wait(&self, f: &Failures, now: Instant) -> Duration {
+    fn free_for(&self, key: &Key) -> u32 {
+        match key {
+            Key::Account(_) => self.free.saturating_mul(ACCOUNT_WIDE_FACTOR),
+            _ => self.free,
+        }
+    }
+
+    fn wait(&self, f: &Failures, free: u32, now: Instant) -> Duration {
         let since = now.saturating_duration_since(f.last);
-        if since >= FORGET_AFTER || f.count < self.free {
+        if since >= FORGET_AFTER || f.count < free {
             return Duration::ZERO;
         }
-        let exponent = (f.count - self.free).min(20);
+        let exponent = (f.count - free).min(20);
         let wait = Duration::from_secs(1u64 << exponent).min(MAX_WAIT);
         wait.saturating_sub(since)
     }
@@ -86,16 +112,16 @@ impl LoginThrottle {
         let Ok(failures) = self.failures.lock() else {
             return Ok(());
         };
-        let wait = [account(name), Key::Address(addr)]
+        let wait = keys(name, addr)
             .iter()
-            .filter_map(|k| failures.get(k))
-            .map(|f| self.wait(f, now))
+            .filter_map(|k| failures.get(k).map(|f| self.wait(f, self.free_for(k), now)))
             .max()
             .unwrap_or_default();
         if wait.is_zero() { Ok(()) } else { Err(wait) }
     }
 
-    /// Counts a failed attempt against the account and the address.
+    /// Counts a failed attempt against the account from this address, the address and
+    /// the account.
     pub fn failed(&self, name: &str, addr: IpAddr, now: Instant) {
         let Ok(mut failures) = self.failures.lock() else {
             return;
@@ -103,7 +129,7 @@ impl LoginThrottle {
         if failures.len() >= MAX_ENTRIES {
             failures.retain(|_, f| now.saturating_duration_since(f.last) < FORGET_AFTER);
         }
-        for key in [account(name), Key::Address(addr)] {
+        for key in keys(name, addr) {
             let entry = failures.entry(key).or_insert(Failures {
                 count: 0,
                 last: now,
@@ -131,7 +157,9 @@ impl LoginThrottle {
     /// charge of this attempt (no more).
     pub fn succeeded(&self, name: &str, addr: IpAddr) {
         if let Ok(mut failures) = self.failures.lock() {
-            failures.remove(&account(name));
+            let [from, _, whole] = keys(name, addr);
+            failures.remove(&from);
+            failures.remove(&whole);
             if let Some(f) = failures.get_mut(&Key::Address(addr)) {
                 f.count = f.count.saturating_sub(1);
             }
@@ -146,7 +174,7 @@ impl LoginThrottle {
             return false;
         };
         let mut due = false;
-        for key in [account(name), Key::Address(addr)] {
+        for key in keys(name, addr) {
             if let Some(f) = failures.get_mut(&key)
                 && f.reported
                     .is_none_or(|r| now.saturating_duration_since(r) >= REPORT_EVERY)
@@ -211,10 +239,36 @@ mod tests {
     }
 
     #[test]
+    fn a_stranger_guessing_from_one_address_does_not_lock_the_owner_out_elsewhere() {
+        let t = LoginThrottle::new(3);
+        let now = Instant::now();
+        let stranger = addr("203.0.113.9");
+        for _ in 0..3 {
+            t.begin("owner", stranger, now).unwrap();
+        }
+        assert!(
+            t.begin("owner", stranger, now).is_err(),
+            "the stranger waits"
+        );
+        // The stranger keeps trying as each wait ends, for an hour.
+        let mut at = now;
+        for _ in 0..200 {
+            at += Duration::from_secs(20);
+            let _ = t.begin("owner", stranger, at);
+        }
+        assert!(t.check("owner", stranger, at).is_err());
+        assert_eq!(
+            t.check("owner", addr("198.51.100.7"), at),
+            Ok(()),
+            "the owner, elsewhere"
+        );
+    }
+
+    #[test]
     fn an_account_is_protected_from_many_addresses_and_an_address_across_accounts() {
         let t = LoginThrottle::new(3);
         let now = Instant::now();
-        for i in 0..3 {
+        for i in 0..3 * ACCOUNT_WIDE_FACTOR {
             t.failed("victim", addr(&format!("198.51.100.{i}")), now);
         }
         assert!(t.check("victim", addr("198.51.100.200"), now).is_err());

@@ -146,12 +146,19 @@ impl From<StoreError> for ApiError {
             StoreError::UnsupportedUrl(_)
             | StoreError::Database(_)
             | StoreError::Migrate(_)
-            | StoreError::Corrupt(_) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store-unavailable",
-                "The store failed",
-                detail,
-            ),
+            | StoreError::Corrupt(_) => {
+                // The database's own words (statements, columns, types) stay in the
+                // server's log; the client learns only that the store failed.
+                tracing::error!(error = %detail, "store failed");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store-unavailable",
+                    "The store failed",
+                    "the store could not complete the request; try again later (the server's \
+                     log has the cause)"
+                        .to_string(),
+                )
+            }
         }
     }
 }

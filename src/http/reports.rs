@@ -101,12 +101,19 @@ pub struct PublicCase {
 /// stay internal.
 const PUBLIC_SOURCES: [CaseSource; 2] = [CaseSource::Resident, CaseSource::Open311];
 
+/// A public report, or the same "no public report" for an internal case and for none at
+/// all (ids are sequential: two answers would count the internal ones).
 async fn public_case_by_id(state: &AppState, id: i64) -> Result<CaseRecord, ApiError> {
-    let case = state.store.case(id).await?;
+    let not_public = || ApiError::not_found(format!("no public report {id}"));
+    let case = match state.store.case(id).await {
+        Ok(case) => case,
+        Err(crate::store::StoreError::NotFound { .. }) => return Err(not_public()),
+        Err(e) => return Err(e.into()),
+    };
     if PUBLIC_SOURCES.contains(&case.source) {
         Ok(case)
     } else {
-        Err(ApiError::not_found(format!("no public report {id}")))
+        Err(not_public())
     }
 }
 

@@ -48,6 +48,15 @@ macro_rules! dispatch_store_impl {
             use sqlx::Row;
             use sqlx::types::Json;
 
+            /// A REAL column: SQLite's RETURNING hands back a whole number of degrees
+            /// (118.0) as an INTEGER, which f64 alone refuses to decode.
+            fn degrees(row: &$row, name: &str) -> StoreResult<f64> {
+                match row.try_get::<f64, _>(name) {
+                    Ok(v) => Ok(v),
+                    Err(_) => Ok(row.try_get::<i64, _>(name)? as f64),
+                }
+            }
+
             pub(super) fn case(row: &$row) -> StoreResult<CaseRecord> {
                 let opt_ms = |name: &str| -> StoreResult<Option<chrono::DateTime<chrono::Utc>>> {
                     let v: Option<i64> = row.try_get(name)?;
@@ -68,8 +77,8 @@ macro_rules! dispatch_store_impl {
                     description: row.try_get("description")?,
                     photos,
                     address: row.try_get("address")?,
-                    lon: row.try_get("lon")?,
-                    lat: row.try_get("lat")?,
+                    lon: degrees(row, "lon")?,
+                    lat: degrees(row, "lat")?,
                     coord_sys: row.try_get("coord_sys")?,
                     grid_code: row.try_get("grid_code")?,
                     community_code: row.try_get("community_code")?,

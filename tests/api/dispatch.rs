@@ -1030,6 +1030,46 @@ async fn two_handlers_acting_at_once_one_wins_and_retries_are_idempotent(b: Back
     assert!(refused, "case_events refuse DELETE");
 }
 
+/// A case at whole degrees (118°, 37°) is stored and read back as such: SQLite hands
+/// such a REAL back from RETURNING as an INTEGER, which once failed every report made
+/// at a whole-number point with a 503.
+async fn a_case_at_whole_degrees_is_stored_and_read_back(b: Backend) {
+    let store = b.store.clone();
+    seeded(store.as_ref()).await;
+    seed_dispatch(store.as_ref()).await;
+    let snap = LiveGrids::load(store.as_ref()).await.unwrap().snapshot();
+    let (template, _) = dispatch::intake(
+        store.as_ref(),
+        &dispatch::MatterCatalog::default(),
+        &snap,
+        &wangge::spatial::LocateOptions::default(),
+        &report(Some("WG-001"), "template"),
+        Reporter::Public { open311: false },
+        cst(12, 1, 9, 0),
+        None,
+    )
+    .await
+    .unwrap();
+    let whole = wangge::store::CaseRecord {
+        lon: 118.0,
+        lat: 37.0,
+        ..template.clone()
+    };
+    let event = wangge::store::NewCaseEvent {
+        at: template.reported_at,
+        actor: "x".into(),
+        kind: "reported".into(),
+        from_state: None,
+        note: None,
+        detail: json!({}),
+    };
+    let (stored, fresh) = store.create_case(&whole, &event, None).await.unwrap();
+    assert!(fresh);
+    assert_eq!((stored.lon, stored.lat), (118.0, 37.0));
+    let read = store.case(stored.id).await.unwrap();
+    assert_eq!((read.lon, read.lat), (118.0, 37.0));
+}
+
 /// Submissions arriving together (PostGIS stores them by one statement per batch): each
 /// answer is its own case with its own first event, a key sent three times stores one
 /// case, a reused key with another request is refused, and a submission the database
@@ -1164,6 +1204,7 @@ async fn concurrent_submissions_each_get_their_own_case_and_event(b: Backend) {
 }
 
 crate::contract!(
+    a_case_at_whole_degrees_is_stored_and_read_back,
     walk_cases_through_every_path_and_assess_them_exactly,
     the_matters_list_is_versioned_and_never_rewrites_filed_cases,
     two_handlers_acting_at_once_one_wins_and_retries_are_idempotent,
@@ -1624,8 +1665,23 @@ async fn a_case_travels_over_http_with_streams_webhooks_and_open311(b: Backend) 
         2,
         "a grid member's upload is not public: {open}"
     );
-    let (st, _, _) = send(client().get(url(&format!("/open311/v2/requests/{mine_id}.json")))).await;
+    let (st, _, internal) =
+        send(client().get(url(&format!("/open311/v2/requests/{mine_id}.json")))).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
+    // Answered word for word as a case that does not exist (ids are sequential).
+    let (st, _, missing) = send(client().get(url("/open311/v2/requests/999999.json"))).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert_eq!(internal[0]["code"], missing[0]["code"]);
+    assert_eq!(
+        internal[0]["description"]
+            .as_str()
+            .unwrap()
+            .replace(&mine_id.to_string(), "N"),
+        missing[0]["description"]
+            .as_str()
+            .unwrap()
+            .replace("999999", "N")
+    );
     let (_, _, listed) = send(client().get(url("/open311/v2/requests.json?status=closed"))).await;
     assert_eq!(listed.as_array().unwrap().len(), 0);
     let (st, _, err) = send(client().post(url("/open311/v2/requests.json")).form(&[

@@ -2,6 +2,7 @@
 //! verdicts, property tests on synthetic partitions, and the command line as a user
 //! runs it.
 
+mod audit_walk;
 mod authz;
 mod backends;
 mod browser;

@@ -289,8 +289,11 @@ pub async fn put_department(
     dispatch::check_department(&d, stored.is_none())?;
     if let Some(url) = &d.webhook_url {
         let policy = crate::workflow::webhooks::WebhookPolicy::from_settings(&state.settings);
-        if let Err(why) = policy.check(url).await {
-            return Err(ApiError::bad_request(why).with("parameter", json!("webhook_url")));
+        match policy.normalise(url).await {
+            Ok(normal) => d.webhook_url = Some(normal),
+            Err(why) => {
+                return Err(ApiError::bad_request(why).with("parameter", json!("webhook_url")));
+            }
         }
     }
     state.store.upsert_department(&d).await?;
@@ -315,7 +318,47 @@ pub async fn put_department(
         }
         Some(_) => None,
     };
-    // Audited where the department was, so that region's auditors see it leave.
+    // A move: staff who do not belong to the new area stop acting for it (they would
+    // read the new area's cases), each audited where the department was.
+    let mut dismissed = Vec::new();
+    if let Some(old) = stored.as_ref().filter(|o| o.region_code != d.region_code) {
+        for name in state.store.department_staff(&d.code).await? {
+            let grants = state
+                .store
+                .user(&name)
+                .await?
+                .map(|u| u.grants)
+                .unwrap_or_default();
+            if !dispatch::fits_department(&grants, &d.region_code) {
+                state.store.remove_staff(&name, &d.code).await?;
+                record(
+                    &state,
+                    &caller.0.name,
+                    "staff_remove",
+                    format!("departments/{}/staff/{name}", d.code),
+                    &old.region_code,
+                    json!({"reason": "department moved", "region_code": d.region_code}),
+                )
+                .await?;
+                dismissed.push(name);
+            }
+        }
+    }
+    // Audited where the department was, so that region's auditors see it leave, and
+    // (on a move) where it goes, so the new area's auditors see it arrive.
+    if let Some(old) = stored.as_ref().filter(|o| o.region_code != d.region_code) {
+        record(
+            &state,
+            &caller.0.name,
+            "department_put",
+            format!("departments/{}", d.code),
+            &d.region_code,
+            json!({"kind": d.kind, "region_code": d.region_code,
+                "previous_region_code": old.region_code, "webhook_url": d.webhook_url,
+                "staff_dismissed": dismissed}),
+        )
+        .await?;
+    }
     let audited_under = stored.as_ref().map_or(&d.region_code, |o| &o.region_code);
     record(
         &state,
@@ -366,15 +409,7 @@ pub async fn add_staff(
         .user(&req.user)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no user {:?}", req.user)))?;
-    let region = crate::domain::Grant {
-        role: crate::domain::UserRole::DepartmentHandler,
-        scope: d.region_code.clone(),
-    };
-    let fits = user.grants.iter().any(|g| {
-        g.role == crate::domain::UserRole::DepartmentHandler
-            && (region.covers(&g.scope) || g.covers(&d.region_code))
-    });
-    if !fits {
+    if !dispatch::fits_department(&user.grants, &d.region_code) {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "bad-staff",

@@ -217,6 +217,10 @@ pub trait DispatchStore: Send + Sync {
     async fn departments(&self) -> StoreResult<Vec<Department>>;
     /// Makes a user staff of a department (a department handler acts for it).
     async fn add_staff(&self, user: &str, department: &str) -> StoreResult<()>;
+    /// Ends a user's work for a department.
+    async fn remove_staff(&self, user: &str, department: &str) -> StoreResult<()>;
+    /// A department's staff, by name.
+    async fn department_staff(&self, department: &str) -> StoreResult<Vec<String>>;
     /// The departments a user acts for.
     async fn staff_departments(&self, user: &str) -> StoreResult<Vec<String>>;
 

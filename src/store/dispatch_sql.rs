@@ -216,6 +216,17 @@ macro_rules! dispatch_store_impl {
                 }
             }
 
+            async fn remove_staff(&self, user: &str, department: &str) -> StoreResult<()> {
+                let sql = $sql("DELETE FROM department_staff WHERE user_name = $1 AND department_code = $2");
+                sqlx::query(&sql).bind(user).bind(department).execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn department_staff(&self, department: &str) -> StoreResult<Vec<String>> {
+                let sql = $sql("SELECT user_name FROM department_staff WHERE department_code = $1 ORDER BY 1");
+                Ok(sqlx::query_scalar(&sql).bind(department).fetch_all(&self.pool).await?)
+            }
+
             async fn staff_departments(&self, user: &str) -> StoreResult<Vec<String>> {
                 let sql = $sql("SELECT department_code FROM department_staff WHERE user_name = $1 ORDER BY 1");
                 Ok(sqlx::query_scalar(&sql).bind(user).fetch_all(&self.pool).await?)

@@ -308,6 +308,16 @@ fn check_text(field: &str, value: &str, max: usize) -> Result<()> {
 /// ```
 pub fn check_department(d: &Department, new: bool) -> Result<()> {
     check_text("name", &d.name, 100)?;
+    // Control and direction-override characters make a name read as another's.
+    if d.name.chars().any(|c| {
+        c.is_control()
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c)
+    }) {
+        return Err(DispatchError::Invalid(
+            "a department name holds no control or text-direction characters".into(),
+        ));
+    }
     if d.code.is_empty()
         || d.code.len() > 100
         || !d
@@ -348,6 +358,28 @@ pub fn check_department(d: &Department, new: bool) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Whether an account with `grants` may be staff of a department serving `region`: a
+/// department handler granted over that region, a region under it, or one above it.
+///
+/// ```
+/// use wangge::domain::{Grant, UserRole};
+/// use wangge::workflow::dispatch::fits_department;
+/// let h = |scope: &str| vec![Grant { role: UserRole::DepartmentHandler, scope: scope.into() }];
+/// assert!(fits_department(&h("371602001"), "371602"));
+/// assert!(fits_department(&h("3716"), "371602"));
+/// assert!(!fits_department(&h("371603"), "371602"));
+/// ```
+pub fn fits_department(grants: &[crate::domain::Grant], region: &str) -> bool {
+    let area = crate::domain::Grant {
+        role: crate::domain::UserRole::DepartmentHandler,
+        scope: region.to_string(),
+    };
+    grants.iter().any(|g| {
+        g.role == crate::domain::UserRole::DepartmentHandler
+            && (area.covers(&g.scope) || g.covers(region))
+    })
 }
 
 /// An optional text field: empty is fine, too long is refused naming the field.

@@ -140,6 +140,8 @@ fn inward(ip: IpAddr) -> bool {
                 || (seg[0] & 0xffc0) == 0xfe80
                 || (seg[0] & 0xffc0) == 0xfec0
                 || v6.to_ipv4_mapped().is_some_and(|v4| inward(IpAddr::V4(v4)))
+                // IPv4-translated (::ffff:0:a.b.c.d)
+                || (seg[..6] == [0, 0, 0, 0, 0xffff, 0] && embedded(seg[6], seg[7]))
                 // IPv4-compatible (::a.b.c.d)
                 || (seg[..6].iter().all(|s| *s == 0) && embedded(seg[6], seg[7]))
                 // NAT64: the well-known prefix judged by its IPv4, local-use ones always
@@ -163,6 +165,16 @@ impl WebhookPolicy {
         self.allow_hosts
             .iter()
             .any(|h| crate::settings::parse_proxy(h).is_some_and(|net| net.contains(&ip)))
+    }
+
+    /// A webhook URL as it is stored: checked, and written the way the delivery
+    /// client parses it (so `https://8.8.8.8\@127.0.0.1/` is kept as the host it
+    /// means, not as other parsers might read it).
+    pub async fn normalise(&self, url: &str) -> Result<String, String> {
+        self.check(url).await?;
+        reqwest::Url::parse(url)
+            .map(|u| u.to_string())
+            .map_err(|e| format!("webhook URL is not a URL ({e})"))
     }
 
     /// Checks a webhook URL and where its host resolves now. `Err` says why not.
@@ -415,12 +427,27 @@ mod tests {
             "https://198.18.0.1/",
             "https://240.0.0.1/",
             "https://192.0.0.8/",
+            "https://[::ffff:0:7f00:1]/",
+            "https://[::ffff:0:a00:1]/",
         ] {
             assert!(none.check(url).await.is_err(), "{url}");
         }
         assert!(none.check("https://8.8.8.8/hook").await.is_ok());
         assert!(none.check("https://[64:ff9b::808:808]/hook").await.is_ok());
         assert!(none.check("https://[2606:4700::1111]/hook").await.is_ok());
+        // Stored as the delivery client reads it.
+        assert_eq!(
+            none.normalise("HTTPS://8.8.8.8\\@example.invalid/hook")
+                .await
+                .unwrap(),
+            "https://8.8.8.8/@example.invalid/hook"
+        );
+        assert_eq!(
+            none.normalise("HTTPS://8.8.8.8:443/a/../hook")
+                .await
+                .unwrap(),
+            "https://8.8.8.8/hook"
+        );
         let municipal = WebhookPolicy {
             allow_hosts: vec!["10.0.0.0/8".into(), "localhost".into()],
             allow_http: true,

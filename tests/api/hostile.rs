@@ -996,6 +996,10 @@ pub async fn a_department_cannot_be_taken_over_from_another_county(b: Backend) {
         ("371602-housing", housing("滨城区住建局".into(), "371603")),
         ("371603-housing", housing("名".repeat(101), "371603")),
         ("371603-Housing!", housing("沾化区住建局".into(), "371603")),
+        (
+            "371603-housing",
+            housing("沾化区\u{202e}局建住".into(), "371603"),
+        ),
     ] {
         let (st, text) = create(other.clone(), code, body).await;
         assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{code}: {text}");
@@ -1030,4 +1034,61 @@ pub async fn a_department_cannot_be_taken_over_from_another_county(b: Backend) {
     assert!(text.contains("bad-staff"), "{text}");
     assert_eq!(enlist("zh.handler").await.0, StatusCode::NO_CONTENT);
     assert_eq!(enlist("nobody").await.0, StatusCode::NOT_FOUND);
+
+    // A department the city moves to another county leaves behind the staff who do not
+    // serve there, and both counties' auditors see the move.
+    let (st, text) = create(
+        admin.clone(),
+        "371602-water",
+        json!({"code": "x", "name": "滨城区水利局",
+        "kind": "water", "region_code": "371602", "webhook_url": null}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{text}");
+    let st = client()
+        .post(format!("{}/v1/departments/371602-water/staff", s.url))
+        .bearer_auth(&admin)
+        .json(&json!({"user": "bc.handler"}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, text) = create(
+        admin.clone(),
+        "371602-water",
+        json!({"code": "x", "name": "水利局",
+        "kind": "water", "region_code": "371603", "webhook_url": "https://10.1.2.9/hook"}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{text}");
+    assert!(
+        store
+            .department_staff("371602-water")
+            .await
+            .unwrap()
+            .is_empty(),
+        "bc.handler serves 371602 only"
+    );
+    let zh_audit = user(store, "zh.audit", UserRole::Auditor, "371603").await;
+    let (_, log) = get(&format!("{}/v1/audit?limit=1000", s.url), Some(&zh_audit)).await;
+    assert!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "department_put"
+                && e["resource"] == "departments/371602-water"
+                && e["detail"]["webhook_url"] == "https://10.1.2.9/hook"
+                && e["detail"]["staff_dismissed"] == json!(["bc.handler"])),
+        "{log}"
+    );
+    let (_, log) = get(&format!("{}/v1/audit?limit=1000", s.url), Some(&bc_audit)).await;
+    assert!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "staff_remove"
+                && e["resource"] == "departments/371602-water/staff/bc.handler"),
+        "{log}"
+    );
 }

@@ -319,9 +319,10 @@ pub async fn put_department(
         Some(_) => None,
     };
     // A move: staff who do not belong to the new area stop acting for it (they would
-    // read the new area's cases), each audited where the department was.
-    let mut dismissed = Vec::new();
+    // read the new area's cases), each audited where the department was; the move is
+    // also audited where it goes, so the new area's auditors see it arrive.
     if let Some(old) = stored.as_ref().filter(|o| o.region_code != d.region_code) {
+        let mut dismissed = Vec::new();
         for name in state.store.department_staff(&d.code).await? {
             let grants = state
                 .store
@@ -343,10 +344,6 @@ pub async fn put_department(
                 dismissed.push(name);
             }
         }
-    }
-    // Audited where the department was, so that region's auditors see it leave, and
-    // (on a move) where it goes, so the new area's auditors see it arrive.
-    if let Some(old) = stored.as_ref().filter(|o| o.region_code != d.region_code) {
         record(
             &state,
             &caller.0.name,
@@ -359,6 +356,7 @@ pub async fn put_department(
         )
         .await?;
     }
+    // Audited where the department was, so that region's auditors see it leave.
     let audited_under = stored.as_ref().map_or(&d.region_code, |o| &o.region_code);
     record(
         &state,

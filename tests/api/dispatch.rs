@@ -1365,24 +1365,7 @@ async fn a_case_travels_over_http_with_streams_webhooks_and_open311(b: Backend) 
     assert_eq!(codes, ["WG-001", "WG-003"]);
 
     // The handler's event stream, open before anything happens.
-    let stream_text = Arc::new(Mutex::new(String::new()));
-    {
-        let sink = stream_text.clone();
-        let mut resp = client()
-            .get(url("/v1/cases/stream"))
-            .bearer_auth(&h1)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
-        tokio::spawn(async move {
-            while let Ok(Some(chunk)) = resp.chunk().await {
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&chunk));
-            }
-        });
-    }
+    let stream_text = open_stream(&url("/v1/cases/stream"), &h1).await;
 
     // A resident reports, retries with the same key, and reuses the key wrongly.
     let resident = json!({"lon": IN_NE.0, "lat": IN_NE.1, "matter": "WG-001", "description": "井盖缺失",
@@ -1867,24 +1850,7 @@ async fn an_event_committed_after_a_later_numbered_one_reaches_an_open_stream_on
     let case_id = case["id"].as_i64().expect("case id");
     let grid = code(2);
 
-    let stream_text = Arc::new(Mutex::new(String::new()));
-    {
-        let sink = stream_text.clone();
-        let mut resp = client()
-            .get(url("/v1/cases/stream"))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
-        tokio::spawn(async move {
-            while let Ok(Some(chunk)) = resp.chunk().await {
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&chunk));
-            }
-        });
-    }
+    let stream_text = open_stream(&url("/v1/cases/stream"), &admin).await;
     // Let the stream settle on its start before anything is written.
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
 
@@ -1965,6 +1931,22 @@ async fn an_event_committed_after_a_later_numbered_one_reaches_an_open_stream_on
         !after_first.contains(&format!("id: {first_sent}\n")),
         "{after_first}"
     );
+}
+
+/// An open event stream, and everything it has sent so far.
+async fn open_stream(url: &str, token: &str) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = text.clone();
+    let mut resp = client().get(url).bearer_auth(token).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    tokio::spawn(async move {
+        while let Ok(Some(chunk)) = resp.chunk().await {
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&chunk));
+        }
+    });
+    text
 }
 
 /// What a stream resumed after event `after` sends in its first second.

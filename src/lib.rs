@@ -14,8 +14,10 @@
 //! * [`workflow`] — combines the layers: a [`workflow::locate::GridLocator`] turns the
 //!   engine's polygon indices into grids with their ancestors.
 //!
-//! Dependencies point one way: `cli` → `workflow` → `spatial`, `io` → `domain`.
+//! Dependencies point one way: `cli`, `http` → `app` → `workflow` → `spatial`, `io` → `domain`.
 
+/// The application layer: every use case, authorised and audited.
+pub mod app;
 /// Principals, roles over region subtrees, tokens, passwords, masking (no HTTP).
 pub mod auth;
 /// Plain data and invariants: levels, codes, grids.

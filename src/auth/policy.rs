@@ -179,6 +179,26 @@ impl Principal {
         Principal { name, grants }
     }
 
+    /// The operator at the server's console (the CLI). Whoever holds the store's
+    /// credentials can already change anything in it, so the console acts as the
+    /// city's administrator over every region; it still goes through the same use
+    /// cases, so the rules about the object (four eyes, reasons, states) and the audit
+    /// hold there too.
+    ///
+    /// ```
+    /// use wangge::auth::{Action, Principal};
+    /// assert!(Principal::console("ops").may(Action::ActivatePlan, "371602"));
+    /// ```
+    pub fn console(name: impl Into<String>) -> Self {
+        Principal {
+            name: name.into(),
+            grants: vec![Grant {
+                role: UserRole::CityAdmin,
+                scope: String::new(),
+            }],
+        }
+    }
+
     /// Whether some grant lets this caller take `action` on data of `code`.
     ///
     /// ```

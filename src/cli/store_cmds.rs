@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
+use wangge::app::{PlanStep, PlanSteps, StepRequest};
+use wangge::auth::Principal;
 use wangge::domain::{Layer, Level};
 use wangge::io::gdal_files::{
     self, ExportFormat, ImportOptions, ImportedFile, OutFeature, OutValue,
@@ -469,6 +471,25 @@ pub fn plan(command: PlanCommand, store_args: StoreArgs) -> Result<ExitCode> {
         let store = open(&store_args).await?;
         let s = store.as_ref();
         let today = wangge::domain::today_in_china();
+        // The service's rules hold at the console too: the same use case, with the
+        // second-person rule from the same WANGGE_* environment the server reads.
+        let steps = PlanSteps {
+            store: s,
+            live: None,
+            four_eyes: wangge::settings::Settings::load(None)?.four_eyes,
+            via: Some("cli"),
+        };
+        let step = |id: i64, step: PlanStep, req: StepRequest, actor: &str| {
+            let principal = Principal::console(actor);
+            let steps = &steps;
+            async move {
+                let taken = steps.take(&principal, id, step, &req).await?;
+                anyhow::Ok(match taken.activation {
+                    Some(a) => json!(a),
+                    None => json!(taken.plan),
+                })
+            }
+        };
         let value = match command {
             PlanCommand::List { under, status } => {
                 let status = status
@@ -492,74 +513,35 @@ pub fn plan(command: PlanCommand, store_args: StoreArgs) -> Result<ExitCode> {
                 json!({"plan": plan, "events": events})
             }
             PlanCommand::Submit { id, actor } => {
-                let plan =
-                    plans::transition(s, id, PlanStatus::Submitted, &actor.actor, None, None)
-                        .await?;
-                audit_plan_step(s, &plan, "submit", &actor.actor, json!({})).await?;
-                json!(plan)
+                step(id, PlanStep::Submit, StepRequest::default(), &actor.actor).await?
             }
             PlanCommand::Approve {
                 id,
                 effective,
                 actor,
             } => {
-                // The service's rule holds here too (setting `four_eyes`, from the
-                // same WANGGE_* environment the server reads).
-                if wangge::settings::Settings::load(None)?.four_eyes {
-                    plans::check_second_person(s, id, &actor.actor).await?;
-                }
-                let plan =
-                    plans::transition(s, id, PlanStatus::Approved, &actor.actor, None, effective)
-                        .await?;
-                audit_plan_step(
-                    s,
-                    &plan,
-                    "approve",
-                    &actor.actor,
-                    json!({"effective": effective}),
-                )
-                .await?;
-                json!(plan)
+                let req = StepRequest {
+                    effective,
+                    ..StepRequest::default()
+                };
+                step(id, PlanStep::Approve, req, &actor.actor).await?
             }
             PlanCommand::Reject { id, reason, actor } => {
-                let plan = plans::transition(
-                    s,
-                    id,
-                    PlanStatus::Rejected,
-                    &actor.actor,
-                    Some(reason.clone()),
-                    None,
-                )
-                .await?;
-                audit_plan_step(s, &plan, "reject", &actor.actor, json!({"reason": reason}))
-                    .await?;
-                json!(plan)
+                let req = StepRequest {
+                    reason: Some(reason),
+                    ..StepRequest::default()
+                };
+                step(id, PlanStep::Reject, req, &actor.actor).await?
             }
             PlanCommand::Return { id, reason, actor } => {
-                let plan = plans::transition(
-                    s,
-                    id,
-                    PlanStatus::Draft,
-                    &actor.actor,
-                    Some(reason.clone()),
-                    None,
-                )
-                .await?;
-                audit_plan_step(s, &plan, "return", &actor.actor, json!({"reason": reason}))
-                    .await?;
-                json!(plan)
+                let req = StepRequest {
+                    reason: Some(reason),
+                    ..StepRequest::default()
+                };
+                step(id, PlanStep::Return, req, &actor.actor).await?
             }
             PlanCommand::Activate { id, actor } => {
-                let activation = plans::activate(s, id, &actor.actor, today, None).await?;
-                audit_plan_step(
-                    s,
-                    &activation.plan,
-                    "activate",
-                    &actor.actor,
-                    json!({"closed": activation.closed, "inserted": activation.inserted}),
-                )
-                .await?;
-                json!(activation)
+                step(id, PlanStep::Activate, StepRequest::default(), &actor.actor).await?
             }
             PlanCommand::Impact { id } => json!(plans::impact(s, id).await?),
             PlanCommand::ActivateDue { actor } => {

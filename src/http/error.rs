@@ -338,3 +338,39 @@ impl From<crate::workflow::dispatch::DispatchError> for ApiError {
         }
     }
 }
+
+impl From<crate::app::AppError> for ApiError {
+    fn from(e: crate::app::AppError) -> Self {
+        use crate::app::AppError;
+        let detail = e.to_string();
+        match e {
+            AppError::Store(e) => e.into(),
+            AppError::Auth(e) => e.into(),
+            AppError::Dispatch(e) => e.into(),
+            AppError::Plan(e) => e.into(),
+            AppError::Invalid { parameter, .. } => {
+                let error = ApiError::bad_request(detail);
+                match parameter {
+                    Some(p) => error.with("parameter", json!(p)),
+                    None => error,
+                }
+            }
+            AppError::NotFound(_) => ApiError::not_found(detail),
+            AppError::Refused {
+                kind,
+                title,
+                forbidden,
+                ..
+            } => ApiError::new(
+                if forbidden {
+                    StatusCode::FORBIDDEN
+                } else {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                },
+                kind,
+                title,
+                detail,
+            ),
+        }
+    }
+}

@@ -95,7 +95,7 @@ impl FromRequestParts<AppState> for Caller {
         if let Some(p) = state.tokens.get(&hash) {
             return Ok(Caller(p));
         }
-        let (p, expires_at) = auth::live_token(state.store.as_ref(), token).await?;
+        let (p, expires_at) = state.app.token_holder(token).await?;
         state.tokens.put(hash, p.clone(), expires_at);
         Ok(Caller(p))
     }

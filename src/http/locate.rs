@@ -206,11 +206,7 @@ pub fn answer(
 }
 
 pub fn locate_options(state: &AppState) -> LocateOptions {
-    LocateOptions {
-        near_boundary_m: state.settings.near_boundary_m,
-        max_outside_m: state.settings.max_outside_m,
-        boundary_distance: true,
-    }
+    state.app.locate_options()
 }
 
 /// The grid, its ancestors, the member on duty and the supervision phone of one point.
@@ -257,7 +253,7 @@ async fn historic(
     date: NaiveDate,
 ) -> Result<LocateAnswer, ApiError> {
     let wgs = cs.to_wgs84(p);
-    let version = state.store.grid_at(wgs, date, Layer::Comprehensive).await?;
+    let version = state.app.grid_on(wgs, date, Layer::Comprehensive).await?;
     let ancestors = version
         .as_ref()
         .map(|v| {

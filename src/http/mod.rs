@@ -38,7 +38,8 @@ pub use error::ApiError;
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Arc<dyn Store>,
+    /// Every use case; the only way to the store.
+    pub app: Arc<crate::app::App>,
     pub live: Arc<LiveGrids>,
     pub settings: Arc<Settings>,
     pub tokens: Arc<TokenCache>,
@@ -46,9 +47,7 @@ pub struct AppState {
     /// Residents' reports per client address.
     pub report_limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
     /// Case events as the feeder reads them from the store, for the SSE streams.
-    pub case_events: tokio::sync::broadcast::Sender<cases::SharedEvent>,
-    /// The matters list, cached briefly for intake.
-    pub matters: Arc<crate::workflow::dispatch::MatterCatalog>,
+    pub case_events: tokio::sync::broadcast::Sender<crate::app::SharedEvent>,
     /// Past dates' grids indexed for map tiles.
     pub past_tiles: Arc<tiles::PastTiles>,
     /// Current low-zoom tiles, cut once per snapshot.
@@ -247,13 +246,13 @@ impl AppState {
         let reports_per_minute =
             NonZeroU32::new(settings.public_reports_per_minute).unwrap_or(NonZeroU32::MIN);
         let (case_events, _) = tokio::sync::broadcast::channel(1024);
+        let settings = Arc::new(settings);
         AppState {
+            app: Arc::new(crate::app::App::new(store, live.clone(), settings.clone())),
             report_limiter: Arc::new(RateLimiter::keyed(Quota::per_minute(reports_per_minute))),
             case_events,
-            matters: Arc::default(),
             past_tiles: Arc::default(),
             low_zoom_tiles: Arc::default(),
-            store,
             live,
             tokens: Arc::new(TokenCache::default()),
             public_limiter: Arc::new(RateLimiter::keyed(Quota::per_minute(per_minute))),
@@ -278,7 +277,7 @@ impl AppState {
             historic_limiter: Arc::new(RateLimiter::keyed(Quota::per_minute(
                 NonZeroU32::new(settings.historic_reads_per_minute).unwrap_or(NonZeroU32::MIN),
             ))),
-            settings: Arc::new(settings),
+            settings,
             metrics,
         }
     }

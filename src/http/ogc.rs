@@ -362,8 +362,8 @@ async fn load_items<'a>(
     Ok(match (kind, date) {
         (Kind::Grids, None) => snapshot.locator.grids().iter().map(Item::Current).collect(),
         (Kind::Grids, Some(date)) => state
-            .store
-            .grids(Some(date), None, None)
+            .app
+            .grids_on(date)
             .await?
             .into_iter()
             .map(Item::Version)

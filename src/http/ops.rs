@@ -26,11 +26,11 @@ pub async fn healthz() -> &'static str {
 /// The store answers and grids are loaded.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "ready"), (status = 503, description = "store unreachable")))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let version = state.store.grids_version().await?;
+    let version = state.app.ready().await?;
     let snapshot = state.live.snapshot();
     Ok(Json(json!({
         "status": "ready",
-        "backend": state.store.backend(),
+        "backend": state.app.backend(),
         "grids": snapshot.locator.grids().len(),
         "boundaries_version": snapshot.version,
         "store_version": version,

@@ -3,13 +3,11 @@
 //! replace it, move it through submit → approve → activate (or reject/return), read its
 //! impact and the history of a grid or an area. A township submits, a county approves.
 
-use super::access::record;
 use super::extract::Caller;
 use super::{ApiError, AppState};
-use crate::auth::Action;
+use crate::app::PlanStep;
 use crate::domain::{Grid, Layer};
 use crate::store::{GridVersion, LineageLink, Plan, PlanEvent, PlanStatus};
-use crate::workflow::plans::{self, DraftRequest};
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -84,23 +82,15 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Vec<PlanSummary>>, ApiError> {
     let status = q.status.as_deref().map(parse_status).transpose()?;
-    if let Some(u) = &q.under {
-        caller.require(Action::ReadPlans, u)?;
-    }
-    let plans = state.store.plans(q.under.as_deref(), status).await?;
-    Ok(Json(
-        plans
-            .iter()
-            .filter(|p| caller.0.may(Action::ReadPlans, &p.scope_code))
-            .map(summary)
-            .collect(),
-    ))
+    let plans = state
+        .app
+        .plans(&caller.0, q.under.as_deref(), status)
+        .await?;
+    Ok(Json(plans.iter().map(summary).collect()))
 }
 
 async fn readable(state: &AppState, caller: &Caller, id: i64) -> Result<Plan, ApiError> {
-    let plan = state.store.plan(id).await?;
-    caller.require(Action::ReadPlans, &plan.scope_code)?;
-    Ok(plan)
+    Ok(state.app.plan(&caller.0, id).await?)
 }
 
 /// A plan with its validation summary.
@@ -166,10 +156,9 @@ pub async fn plan_grids(
     caller: Caller,
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    readable(&state, &caller, id).await?;
     let features: Vec<Value> = state
-        .store
-        .plan_grids(id)
+        .app
+        .plan_grids(&caller.0, id)
         .await?
         .into_iter()
         .map(|g| {
@@ -194,26 +183,7 @@ pub async fn impact(
     caller: Caller,
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    let plan = readable(&state, &caller, id).await?;
-    let mut impact = serde_json::to_value(plans::impact(state.store.as_ref(), id).await?)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    // Members moving are personal data: names only for callers who may read them.
-    if !caller.0.may(Action::ReadPersonal, &plan.scope_code)
-        && let Some(moves) = impact
-            .get_mut("members_moving")
-            .and_then(Value::as_array_mut)
-    {
-        for m in moves {
-            if let Some(name) = m
-                .get("name")
-                .and_then(Value::as_str)
-                .map(crate::auth::mask_name)
-            {
-                m["name"] = json!(name);
-            }
-        }
-    }
-    Ok(Json(impact))
+    Ok(Json(state.app.plan_impact(&caller.0, id).await?))
 }
 
 /// Who moved the plan when, and why.
@@ -224,11 +194,10 @@ pub async fn events(
     caller: Caller,
     Path(id): Path<i64>,
 ) -> Result<Json<Vec<Value>>, ApiError> {
-    readable(&state, &caller, id).await?;
     Ok(Json(
         state
-            .store
-            .plan_events(id)
+            .app
+            .plan_events(&caller.0, id)
             .await?
             .iter()
             .map(event_json)
@@ -430,19 +399,17 @@ pub async fn upload(
     let started = std::time::Instant::now();
     // Authorised before a byte of the file is read: a planner somewhere, and of the
     // form's scope as soon as it is seen.
-    if !caller.0.may_somewhere(Action::DraftPlan) {
-        return Err(ApiError::forbidden(format!(
-            "{} may not draft plans",
-            caller.0.name
-        )));
-    }
-    let mut form = read_upload(multipart, |scope| caller.require(Action::DraftPlan, scope)).await?;
+    state.app.may_draft_somewhere(&caller.0)?;
+    let mut form = read_upload(multipart, |scope| {
+        Ok(state.app.may_draft(&caller.0, scope)?)
+    })
+    .await?;
     let received_in = started.elapsed();
     let scope =
         form.fields.get("scope").cloned().ok_or_else(|| {
             ApiError::bad_request("the form needs a `scope` field (a region code)")
         })?;
-    caller.require(Action::DraftPlan, &scope)?;
+    state.app.may_draft(&caller.0, &scope)?;
     let layer = match form.fields.get("layer").map(String::as_str) {
         None | Some("") | Some("comprehensive") => Layer::Comprehensive,
         Some("dedicated") => Layer::Dedicated,
@@ -470,27 +437,10 @@ pub async fn upload(
         read_ms = (started.elapsed() - received_in).as_millis() as u64,
         "plan upload read"
     );
-    let plan = plans::draft(
-        state.store.as_ref(),
-        DraftRequest {
-            scope_code: scope.clone(),
-            layer,
-            title,
-            effective_date,
-            actor: caller.0.name.clone(),
-            grids,
-        },
-    )
-    .await?;
-    record(
-        &state,
-        &caller.0.name,
-        "plan_draft",
-        format!("plans/{}", plan.id),
-        &scope,
-        json!({"grids": plan.validation.pointer("/stats/grids"), "errors": plan.error_count}),
-    )
-    .await?;
+    let plan = state
+        .app
+        .draft_plan(&caller.0, scope, layer, title, effective_date, grids)
+        .await?;
     Ok((StatusCode::CREATED, Json(summary(&plan))))
 }
 
@@ -504,32 +454,15 @@ pub async fn replace(
     Path(id): Path<i64>,
     multipart: Multipart,
 ) -> Result<Json<PlanSummary>, ApiError> {
-    let plan = state.store.plan(id).await?;
-    caller.require(Action::DraftPlan, &plan.scope_code)?;
+    state.app.plan_to_revise(&caller.0, id).await?;
     let mut form = read_upload(multipart, |_| Ok(())).await?;
     let _turn = checker_turn(&state).await?;
     let grids = grids_of(&state, &mut form).await?;
-    let plan = plans::revise(state.store.as_ref(), id, &caller.0.name, grids).await?;
-    record(
-        &state,
-        &caller.0.name,
-        "plan_revise",
-        format!("plans/{id}"),
-        &plan.scope_code,
-        json!({"errors": plan.error_count}),
-    )
-    .await?;
+    let plan = state.app.revise_plan(&caller.0, id, grids).await?;
     Ok(Json(summary(&plan)))
 }
 
-/// What a step may carry.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-pub struct StepRequest {
-    /// Why (required to reject or return).
-    pub reason: Option<String>,
-    /// Effective date (approve; YYYY-MM-DD).
-    pub effective: Option<NaiveDate>,
-}
+pub use crate::app::StepRequest;
 
 /// `submit`, `approve`, `reject`, `return` or `activate`.
 #[utoipa::path(post, path = "/v1/plans/{id}/{step}", tag = "plans",
@@ -544,54 +477,8 @@ pub async fn step(
     body: Option<Json<StepRequest>>,
 ) -> Result<Json<PlanSummary>, ApiError> {
     let req = body.map(|Json(b)| b).unwrap_or_default();
-    let plan = state.store.plan(id).await?;
-    let (action, to) = match step.as_str() {
-        "submit" => (Action::DraftPlan, PlanStatus::Submitted),
-        "approve" => (Action::ReviewPlan, PlanStatus::Approved),
-        "reject" => (Action::ReviewPlan, PlanStatus::Rejected),
-        "return" => (Action::ReviewPlan, PlanStatus::Draft),
-        "activate" => (Action::ActivatePlan, PlanStatus::Active),
-        other => {
-            return Err(ApiError::not_found(format!(
-                "no step {other:?}: use submit, approve, reject, return or activate"
-            )));
-        }
-    };
-    caller.require(action, &plan.scope_code)?;
-    if to == PlanStatus::Approved && state.settings.four_eyes {
-        plans::check_second_person(state.store.as_ref(), id, &caller.0.name).await?;
-    }
-    if matches!(step.as_str(), "reject" | "return")
-        && req.reason.as_deref().is_none_or(str::is_empty)
-    {
-        return Err(ApiError::bad_request(format!("{step} needs a reason")));
-    }
-    let actor = caller.0.name.clone();
-    let plan = if to == PlanStatus::Active {
-        let today = crate::domain::today_in_china();
-        let a = plans::activate(state.store.as_ref(), id, &actor, today, Some(&state.live)).await?;
-        metrics::counter!("wangge_plans_activated_total").increment(1);
-        a.plan
-    } else {
-        plans::transition(
-            state.store.as_ref(),
-            id,
-            to,
-            &actor,
-            req.reason.clone(),
-            req.effective,
-        )
-        .await?
-    };
-    record(
-        &state,
-        &actor,
-        &format!("plan_{step}"),
-        format!("plans/{id}"),
-        &plan.scope_code,
-        json!({"reason": req.reason, "effective": req.effective}),
-    )
-    .await?;
+    let step: PlanStep = step.parse().map_err(ApiError::not_found)?;
+    let plan = state.app.plan_step(&caller.0, id, step, &req).await?;
     Ok(Json(summary(&plan)))
 }
 
@@ -603,11 +490,11 @@ pub async fn grid_history(
     _caller: Caller,
     Path(code): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let versions = state.store.grid_history(&code).await?;
-    if versions.is_empty() {
-        return Err(ApiError::not_found(format!("grid {code} never existed")));
-    }
-    let lineage: Vec<LineageLink> = state.store.grid_lineage(&code).await?;
+    let (versions, lineage): (Vec<GridVersion>, Vec<LineageLink>) = state
+        .app
+        .grid_history(&code)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("grid {code} never existed")))?;
     Ok(Json(json!({
         "code": code,
         "versions": versions.iter().map(version_json).collect::<Vec<_>>(),
@@ -631,16 +518,9 @@ pub async fn area_history(
     caller: Caller,
     Path(code): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Action::ReadPlans, &code)?;
     let mut out = Vec::new();
-    for plan in state.store.plans(Some(&code), None).await? {
-        let events: Vec<Value> = state
-            .store
-            .plan_events(plan.id)
-            .await?
-            .iter()
-            .map(event_json)
-            .collect();
+    for (plan, events) in state.app.area_history(&caller.0, &code).await? {
+        let events: Vec<Value> = events.iter().map(event_json).collect();
         out.push(json!({"plan": summary(&plan), "events": events}));
     }
     Ok(Json(json!({"code": code, "plans": out})))

@@ -7,9 +7,10 @@
 use super::cases::{created, idempotency};
 use super::extract::ClientAddr;
 use super::{ApiError, AppState};
-use crate::domain::{CaseSource, CaseState};
-use crate::store::{CaseEvent, CaseQuery, CaseRecord};
-use crate::workflow::dispatch::{self, Contact, Report, Reporter};
+use crate::app::{PublicQuery, PublicRecord};
+use crate::domain::CaseState;
+use crate::store::CaseEvent;
+use crate::workflow::dispatch::{Contact, Report};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -97,34 +98,24 @@ pub struct PublicCase {
     pub status_notes: Option<String>,
 }
 
-/// Only residents' own reports are public; grid members' uploads and hotline records
-/// stay internal.
-const PUBLIC_SOURCES: [CaseSource; 2] = [CaseSource::Resident, CaseSource::Open311];
-
-/// A public report, or the same "no public report" for an internal case and for none at
-/// all (ids are sequential: two answers would count the internal ones).
-async fn public_case_by_id(state: &AppState, id: i64) -> Result<CaseRecord, ApiError> {
-    let not_public = || ApiError::not_found(format!("no public report {id}"));
-    let case = match state.store.case(id).await {
-        Ok(case) => case,
-        Err(crate::store::StoreError::NotFound { .. }) => return Err(not_public()),
-        Err(e) => return Err(e.into()),
-    };
-    if PUBLIC_SOURCES.contains(&case.source) {
-        Ok(case)
-    } else {
-        Err(not_public())
-    }
+/// A public report by id, or the same "no public report" for an internal case and for
+/// none at all.
+async fn public_case_by_id(state: &AppState, id: i64) -> Result<PublicRecord, ApiError> {
+    state
+        .app
+        .public_report(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no public report {id}")))
 }
 
 fn status_of(state: CaseState) -> &'static str {
     if state.is_final() { "closed" } else { "open" }
 }
 
-async fn public_case(state: &AppState, c: &CaseRecord) -> Result<PublicCase, ApiError> {
-    let events = state.store.case_events(c.id).await?;
+fn public_case(state: &AppState, r: &PublicRecord) -> PublicCase {
+    let (c, events) = (&r.case, &r.events);
     let snapshot = state.live.snapshot();
-    Ok(PublicCase {
+    PublicCase {
         id: c.id,
         state: c.state,
         status: status_of(c.state),
@@ -133,8 +124,8 @@ async fn public_case(state: &AppState, c: &CaseRecord) -> Result<PublicCase, Api
         grid_name: snapshot.grid(&c.grid_code).and_then(|g| g.name.clone()),
         reported_at: c.reported_at,
         updated_at: c.updated_at,
-        status_notes: status_notes(&events),
-    })
+        status_notes: status_notes(events),
+    }
 }
 
 /// Whether residents may read an event's note: results and feedback, not internal
@@ -166,38 +157,16 @@ pub async fn public_report(
     Json(report): Json<Report>,
 ) -> Result<Response, ApiError> {
     let key = idempotency(&headers, "public", &report)?;
-    let (case, fresh) = submit(&state, &report, false, key.as_ref()).await?;
-    let body = public_case(&state, &case).await?;
+    let (case, fresh) = state
+        .app
+        .report_publicly(&report, false, key.as_ref())
+        .await?;
+    let body = public_case(&state, &public_case_by_id(&state, case.id).await?);
     Ok(created(
         format!("/v1/public/reports/{}", case.id),
         fresh,
         body,
     ))
-}
-
-async fn submit(
-    state: &AppState,
-    report: &Report,
-    open311: bool,
-    key: Option<&crate::store::IdempotencyKey>,
-) -> Result<(CaseRecord, bool), ApiError> {
-    let snapshot = state.live.snapshot();
-    let (case, fresh) = dispatch::intake(
-        state.store.as_ref(),
-        &state.matters,
-        &snapshot,
-        &super::locate::locate_options(state),
-        report,
-        Reporter::Public { open311 },
-        Utc::now(),
-        key,
-    )
-    .await?;
-    if fresh {
-        metrics::counter!("wangge_cases_reported_total", "source" => case.source.as_str())
-            .increment(1);
-    }
-    Ok((case, fresh))
 }
 
 /// The status of a report by its number.
@@ -209,8 +178,8 @@ pub async fn public_status(
     Path(id): Path<i64>,
 ) -> Result<Json<PublicCase>, ApiError> {
     super::public::limit(&state, &client)?;
-    let case = public_case_by_id(&state, id).await?;
-    Ok(Json(public_case(&state, &case).await?))
+    let record = public_case_by_id(&state, id).await?;
+    Ok(Json(public_case(&state, &record)))
 }
 
 // ---- Open311 GeoReport v2 ----
@@ -284,7 +253,7 @@ pub async fn discovery(headers: HeaderMap) -> Json<Value> {
     responses((status = 200, description = "array of services")))]
 pub async fn services(State(state): State<AppState>) -> Response {
     let today = crate::domain::today_in_china();
-    match dispatch::matters_on(state.store.as_ref(), today).await {
+    match state.app.matters_on(today, None).await {
         Ok(matters) => Json(
             matters
                 .into_iter()
@@ -313,7 +282,7 @@ pub async fn services(State(state): State<AppState>) -> Response {
 pub async fn service(State(state): State<AppState>, Path(code): Path<String>) -> Response {
     let code = code.trim_end_matches(".json").to_string();
     let today = crate::domain::today_in_china();
-    match dispatch::matter_in_force(state.store.as_ref(), &code, today).await {
+    match state.app.matter_in_force(&code, today).await {
         Ok(m) if m.matter.public => {
             Json(json!({"service_code": m.matter.code, "attributes": []})).into_response()
         }
@@ -399,7 +368,7 @@ pub async fn post_request(
         Ok(k) => k,
         Err(e) => return from_api(e),
     };
-    match submit(&state, &report, true, key.as_ref()).await {
+    match state.app.report_publicly(&report, true, key.as_ref()).await {
         Ok((case, _)) => (
             StatusCode::CREATED,
             Json(json!([{
@@ -409,7 +378,7 @@ pub async fn post_request(
             }])),
         )
             .into_response(),
-        Err(e) => from_api(e),
+        Err(e) => from_api(e.into()),
     }
 }
 
@@ -428,16 +397,12 @@ pub struct RequestsQuery {
     pub page_size: Option<String>,
 }
 
-async fn as_request(state: &AppState, c: &CaseRecord, with_notes: bool) -> Result<Value, ApiError> {
-    let events = state.store.case_events(c.id).await?;
-    let matter_name = match c.matter_version {
-        Some(v) => Some(state.store.matter_version(v).await?.matter.name),
-        None => None,
-    };
+fn as_request(record: &PublicRecord, with_notes: bool) -> Value {
+    let (c, events, matter_name) = (&record.case, &record.events, &record.matter_name);
     let mut r = json!({
         "service_request_id": c.id.to_string(),
         "status": status_of(c.state),
-        "status_notes": status_notes(&events),
+        "status_notes": status_notes(events),
         "service_name": matter_name,
         "service_code": c.matter_code,
         "description": c.description,
@@ -471,7 +436,7 @@ async fn as_request(state: &AppState, c: &CaseRecord, with_notes: bool) -> Resul
             .collect();
         r["notes"] = json!(notes);
     }
-    Ok(r)
+    r
 }
 
 /// Service requests (public information only; personal data never leaves here).
@@ -507,7 +472,7 @@ pub async fn requests(
             }
             for id in wanted {
                 match public_case_by_id(&state, id).await {
-                    Ok(c) => cases.push(c),
+                    Ok(r) => cases.push(r),
                     Err(e) if e.status == StatusCode::NOT_FOUND => {}
                     Err(e) => return Err(e),
                 }
@@ -524,29 +489,21 @@ pub async fn requests(
                 .as_deref()
                 .map(|s| s.split(',').map(str::trim).collect())
                 .unwrap_or_default();
-            let all = state
-                .store
-                .cases(&CaseQuery {
-                    reported_from: Some(start),
-                    reported_to: Some(end),
-                    matter: q.service_code.clone(),
-                    sources: PUBLIC_SOURCES.to_vec(),
-                    limit: 100_000,
-                    ..CaseQuery::default()
-                })
+            cases = state
+                .app
+                .public_reports(
+                    PublicQuery {
+                        from: start,
+                        to: end,
+                        matter: q.service_code.clone(),
+                    },
+                    |c| wanted.is_empty() || wanted.contains(&status_of(c.state)),
+                    skip,
+                    page_size as usize,
+                )
                 .await?;
-            cases = all
-                .into_iter()
-                .filter(|c| wanted.is_empty() || wanted.contains(&status_of(c.state)))
-                .skip(skip)
-                .take(page_size as usize)
-                .collect();
         }
-        let mut out = Vec::with_capacity(cases.len());
-        for c in &cases {
-            out.push(as_request(&state, c, false).await?);
-        }
-        Ok(out)
+        Ok(cases.iter().map(|r| as_request(r, false)).collect())
     }
     .await;
     match result {
@@ -570,8 +527,8 @@ pub async fn request(
         return open311_error(StatusCode::NOT_FOUND, format!("no service request {id:?}"));
     };
     let result = async {
-        let c = public_case_by_id(&state, id).await?;
-        as_request(&state, &c, true).await
+        let r = public_case_by_id(&state, id).await?;
+        Ok::<_, ApiError>(as_request(&r, true))
     }
     .await;
     match result {

@@ -98,11 +98,7 @@ impl PastTiles {
             historic_limit(state, client)?;
         }
         let loaded = slot
-            .get_or_try_init(|| async {
-                PastGrids::load(state.store.as_ref(), date)
-                    .await
-                    .map(Arc::new)
-            })
+            .get_or_try_init(|| async { state.app.past_grids(date).await.map(Arc::new) })
             .await?;
         Ok(loaded.clone())
     }

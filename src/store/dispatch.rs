@@ -48,6 +48,10 @@ pub struct NewMatter {
     /// The last day of a temporary matter (exclusive end: valid before this date).
     pub valid_to: Option<NaiveDate>,
     pub proposed_by: String,
+    /// The list the matter is on (Art. 10): a county's code for that county's list,
+    /// which applies only there; the city's code, or empty, for the city's list.
+    #[serde(default)]
+    pub region_code: String,
 }
 
 /// One version of a matter.
@@ -60,6 +64,31 @@ pub struct MatterVersion {
     pub status: MatterStatus,
     pub decided_by: Option<String>,
     pub decided_at: Option<DateTime<Utc>>,
+}
+
+impl NewMatter {
+    /// The county whose list holds this matter, or `None` for the city's list.
+    ///
+    /// ```
+    /// # use wangge::store::NewMatter;
+    /// # let mut m: NewMatter = serde_json::from_value(serde_json::json!({"code": "X", "name": "x",
+    /// #   "description": "", "category": "dispute", "responsible": {},
+    /// #   "time_limit": {"amount": 2, "unit": "working_days"}, "public": true,
+    /// #   "valid_from": "2026-01-01", "valid_to": null, "proposed_by": "li"})).unwrap();
+    /// assert_eq!(m.county(), None);
+    /// m.region_code = "371602".into();
+    /// assert_eq!(m.county(), Some("371602"));
+    /// ```
+    pub fn county(&self) -> Option<&str> {
+        let code = self.region_code.parse::<crate::domain::RegionCode>().ok()?;
+        (code.level() == crate::domain::Level::County).then_some(self.region_code.as_str())
+    }
+
+    /// Whether the matter applies at a place of county `county` (the city's list
+    /// applies everywhere).
+    pub fn applies_in(&self, county: &str) -> bool {
+        self.county().is_none_or(|c| c == county)
+    }
 }
 
 impl MatterVersion {

@@ -27,7 +27,7 @@ pub(crate) const CASE_COLUMNS: &str = "id, state, source, matter_code, matter_ve
 
 pub(crate) const MATTER_COLUMNS: &str = "id, code, version, name, description, category, \
     responsible, limit_amount, limit_unit, public, valid_from, valid_to, status, proposed_by, \
-    decided_by, decided_at";
+    decided_by, decided_at, region_code";
 
 pub(crate) const EVENT_COLUMNS: &str =
     "id, case_id, at, actor, kind, from_state, to_state, note, detail";
@@ -151,6 +151,7 @@ macro_rules! dispatch_store_impl {
                         valid_from: row.try_get("valid_from")?,
                         valid_to: row.try_get("valid_to")?,
                         proposed_by: row.try_get("proposed_by")?,
+                        region_code: row.try_get("region_code")?,
                     },
                     status: parse_named(&status)?,
                     decided_by: row.try_get("decided_by")?,
@@ -238,9 +239,9 @@ macro_rules! dispatch_store_impl {
             ) -> StoreResult<crate::store::dispatch::MatterVersion> {
                 let sql = $sql(&format!(
                     "INSERT INTO matter_versions (code, version, name, description, category, responsible, \
-                     limit_amount, limit_unit, public, valid_from, valid_to, status, proposed_by) \
+                     limit_amount, limit_unit, public, valid_from, valid_to, status, proposed_by, region_code) \
                      VALUES ($1, (SELECT COALESCE(MAX(version), 0) + 1 FROM matter_versions WHERE code = $1), \
-                     $2, $3, $4, $5, $6, $7, $8, $9, $10, 'proposed', $11) RETURNING {}",
+                     $2, $3, $4, $5, $6, $7, $8, $9, $10, 'proposed', $11, $12) RETURNING {}",
                     crate::store::dispatch_sql::MATTER_COLUMNS
                 ));
                 let row = sqlx::query(&sql)
@@ -255,6 +256,7 @@ macro_rules! dispatch_store_impl {
                     .bind(m.valid_from)
                     .bind(m.valid_to)
                     .bind(&m.proposed_by)
+                    .bind(&m.region_code)
                     .fetch_one(&self.pool)
                     .await?;
                 dispatch_rows::matter(&row)

@@ -501,6 +501,19 @@ pub async fn intake(
         Some(code) => Some(matters.in_force(store, code, today).await?),
         None => None,
     };
+    // A county's list applies in that county only (Art. 10).
+    if let Some(m) = &matter
+        && !m.matter.applies_in(&above(Level::County))
+    {
+        return Err(DispatchError::Invalid(format!(
+            "matter {} is on the list of {}, and ({}, {}) lies in {}",
+            m.matter.code,
+            m.matter.region_code,
+            report.lon,
+            report.lat,
+            above(Level::County)
+        )));
+    }
     let (source, reporter_name) = match reporter {
         Reporter::Account(p) => {
             if !p.may(Action::ReportCase, &grid_code) {

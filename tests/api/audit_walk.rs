@@ -131,9 +131,10 @@ async fn every_write_is_audited_where_its_regions_auditors_look(b: Backend) {
         "county",
     ));
 
-    // The city's lists: a matter proposed and admitted, a holiday set and cleared.
-    let proposal = serde_json::to_value(crate::dispatch::matter(
-        "WG-009",
+    // A county's matters list (Art. 10): a matter proposed and admitted there; the
+    // city's calendar: a holiday set and cleared.
+    let mut proposal = serde_json::to_value(crate::dispatch::matter(
+        "BC-009",
         Category::SafetyHazard,
         &[(CentreLevel::Township, "urban_management")],
         TimeLimit {
@@ -143,6 +144,7 @@ async fn every_write_is_audited_where_its_regions_auditors_look(b: Backend) {
         true,
     ))
     .unwrap();
+    proposal["region_code"] = json!("371602");
     let (st, body) = send(
         client()
             .post(url("/v1/matters"))
@@ -152,7 +154,7 @@ async fn every_write_is_audited_where_its_regions_auditors_look(b: Backend) {
     .await;
     ok("propose", st, &body);
     let matter_res = format!("matters/{}", body["id"]);
-    expected.push(("matter_propose".into(), matter_res.clone(), "city"));
+    expected.push(("matter_propose".into(), matter_res.clone(), "county"));
     let (st, body) = send(
         client()
             .post(url(&format!("/v1/matters/versions/{}/admit", body["id"])))
@@ -160,7 +162,7 @@ async fn every_write_is_audited_where_its_regions_auditors_look(b: Backend) {
     )
     .await;
     ok("admit", st, &body);
-    expected.push(("matter_admit".into(), matter_res, "city"));
+    expected.push(("matter_admit".into(), matter_res, "county"));
     let st = client()
         .put(url("/v1/calendar/2026-10-01"))
         .bearer_auth(&admin)

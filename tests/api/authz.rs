@@ -248,7 +248,7 @@ pub async fn case_steps_are_authorised_against_the_stored_case_and_department(b:
     }
 }
 
-pub async fn the_citys_lists_need_the_city_and_a_second_person(b: Backend) {
+pub async fn matters_lists_are_the_city_s_and_each_county_s_and_need_a_second_person(b: Backend) {
     use wangge::domain::{Category, CentreLevel, TimeLimit, TimeUnit};
     let store = b.store.as_ref();
     seeded(store).await;
@@ -287,12 +287,75 @@ pub async fn the_citys_lists_need_the_city_and_a_second_person(b: Backend) {
         )
     };
 
-    // A county proposes a one-hour limit for the whole city; it cannot admit it.
-    let (st, proposal) = propose(&county).await;
+    // A county cannot put a one-hour limit on the city's list, nor admit one.
+    let (st, p) = propose(&county).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{p}");
+    // Its own list is its own (Art. 10): proposed there, admitted by another person of
+    // the county, never by the proposer, and audited where the county's auditors look.
+    let mut local = one_hour.clone();
+    local["code"] = json!("BC-001");
+    local["region_code"] = json!("371602");
+    let (st, proposal) = send(
+        client()
+            .post(url("/v1/matters"))
+            .bearer_auth(&county)
+            .json(&local),
+    )
+    .await;
     assert_eq!(st, StatusCode::CREATED, "{proposal}");
+    assert_eq!(proposal["region_code"], "371602");
     let id = proposal["id"].as_i64().unwrap();
     let (st, p) = decide(&county, id).await;
+    assert_eq!(p["type"], "urn:wangge:problem:four-eyes", "{st} {p}");
+    let (st, p) = decide(&planner, id).await;
     assert_eq!(st, StatusCode::FORBIDDEN, "{p}");
+    let county2 = user(store, "county.disp2", UserRole::Dispatcher, "371602").await;
+    let (st, p) = decide(&county2, id).await;
+    assert_eq!(st, StatusCode::OK, "{p}");
+    // The code is the county's now: the city cannot list it as its own.
+    let mut taken = one_hour.clone();
+    taken["code"] = json!("BC-001");
+    let (st, p) = send(
+        client()
+            .post(url("/v1/matters"))
+            .bearer_auth(&admin)
+            .json(&taken),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert_eq!(p["type"], "urn:wangge:problem:other-list");
+    // A list is a city's or a county's, never a township's.
+    let mut township = local.clone();
+    township["region_code"] = json!("371602001");
+    let (st, p) = send(
+        client()
+            .post(url("/v1/matters"))
+            .bearer_auth(&county)
+            .json(&township),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{p}");
+    // The public list for the county shows the county's matter; its rows are the
+    // county auditor's, not the city's alone.
+    let (st, list) =
+        send(client().get(url("/v1/public/matters?date=2026-06-01&county=371602"))).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(list.to_string().contains("BC-001"), "{list}");
+    let county_audit = user(store, "county.audit", UserRole::Auditor, "371602").await;
+    let (_, rows) = send(
+        client()
+            .get(url("/v1/audit?under=371602"))
+            .bearer_auth(&county_audit),
+    )
+    .await;
+    let actions: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["resource"] == json!(format!("matters/{id}")))
+        .filter_map(|r| r["action"].as_str())
+        .collect();
+    assert_eq!(actions, ["matter_propose", "matter_admit"]);
     // The city admits, but not what the same person proposed.
     let (st, own) = propose(&admin).await;
     assert_eq!(st, StatusCode::CREATED);
@@ -367,5 +430,5 @@ pub async fn the_citys_lists_need_the_city_and_a_second_person(b: Backend) {
 
 crate::contract!(
     case_steps_are_authorised_against_the_stored_case_and_department,
-    the_citys_lists_need_the_city_and_a_second_person,
+    matters_lists_are_the_city_s_and_each_county_s_and_need_a_second_person,
 );

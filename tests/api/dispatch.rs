@@ -56,6 +56,7 @@ pub(crate) fn matter(
         valid_from: "2026-01-01".parse().unwrap(),
         valid_to: None,
         proposed_by: "dept".into(),
+        region_code: String::new(),
     }
 }
 
@@ -860,6 +861,64 @@ async fn the_matters_list_is_versioned_and_never_rewrites_filed_cases(b: Backend
     );
 }
 
+async fn a_county_s_matter_is_reported_only_in_that_county(b: Backend) {
+    let store = b.store.as_ref();
+    seeded(store).await;
+    seed_dispatch(store).await;
+    let snap = LiveGrids::load(store).await.unwrap().snapshot();
+    let opts = wangge::spatial::LocateOptions::default();
+    let matters = dispatch::MatterCatalog::default();
+    let admitted = |code: &str, county: &str| {
+        let mut m = matter(
+            code,
+            Category::SafetyHazard,
+            &[(CentreLevel::Township, "urban_management")],
+            TimeLimit {
+                amount: 2,
+                unit: TimeUnit::WorkingDays,
+            },
+            true,
+        );
+        m.region_code = county.to_string();
+        async move {
+            let v = store.propose_matter(&m).await.unwrap();
+            store
+                .decide_matter(v.id, true, "city", chrono::Utc::now())
+                .await
+                .unwrap();
+        }
+    };
+    admitted("ZH-001", "371603").await;
+    admitted("BC-001", "371602").await;
+    let file = |code: &str| {
+        let r = report(Some(code), "county list");
+        let (matters, snap, opts) = (&matters, &snap, &opts);
+        async move {
+            dispatch::intake(
+                store,
+                matters,
+                snap,
+                opts,
+                &r,
+                Reporter::Public { open311: false },
+                cst(12, 1, 9, 0),
+                None,
+            )
+            .await
+        }
+    };
+    // The fixture's grids are in 371602: 沾化区's own matter does not apply there.
+    match file("ZH-001").await {
+        Err(dispatch::DispatchError::Invalid(why)) => {
+            assert!(why.contains("371603"), "{why}")
+        }
+        other => panic!("a 371603 matter was filed in 371602: {other:?}"),
+    }
+    let (case, _) = file("BC-001").await.unwrap();
+    assert_eq!(case.matter_code.as_deref(), Some("BC-001"));
+    assert_eq!(case.county_code, "371602");
+}
+
 async fn two_handlers_acting_at_once_one_wins_and_retries_are_idempotent(b: Backend) {
     let store = b.store.as_ref();
     seeded(store).await;
@@ -1202,6 +1261,7 @@ crate::contract!(
     a_case_at_whole_degrees_is_stored_and_read_back,
     walk_cases_through_every_path_and_assess_them_exactly,
     the_matters_list_is_versioned_and_never_rewrites_filed_cases,
+    a_county_s_matter_is_reported_only_in_that_county,
     two_handlers_acting_at_once_one_wins_and_retries_are_idempotent,
     concurrent_submissions_each_get_their_own_case_and_event,
 );

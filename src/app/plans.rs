@@ -1,0 +1,346 @@
+//! Plans: drafts, their steps (a township submits, a county approves and activates, a
+//! second person approves), their impact and the history of grids and areas. Every
+//! step is authorised against the plan's stored scope.
+
+use super::{App, AppError, AppResult, require};
+use crate::auth::{Action, Principal};
+use crate::domain::{Grid, Layer};
+use crate::store::{GridVersion, LineageLink, Plan, PlanEvent, PlanGrid, PlanStatus};
+use crate::workflow::plans::{self, DraftRequest};
+use chrono::NaiveDate;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+/// A step of a plan's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanStep {
+    Submit,
+    Approve,
+    Reject,
+    Return,
+    Activate,
+}
+
+impl std::str::FromStr for PlanStep {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "submit" => PlanStep::Submit,
+            "approve" => PlanStep::Approve,
+            "reject" => PlanStep::Reject,
+            "return" => PlanStep::Return,
+            "activate" => PlanStep::Activate,
+            other => {
+                return Err(format!(
+                    "no step {other:?}: use submit, approve, reject, return or activate"
+                ));
+            }
+        })
+    }
+}
+
+impl PlanStep {
+    /// The step's name (`submit`…).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanStep::Submit => "submit",
+            PlanStep::Approve => "approve",
+            PlanStep::Reject => "reject",
+            PlanStep::Return => "return",
+            PlanStep::Activate => "activate",
+        }
+    }
+
+    /// What the step needs the caller to be allowed, and where it takes the plan.
+    fn rule(self) -> (Action, PlanStatus) {
+        match self {
+            PlanStep::Submit => (Action::DraftPlan, PlanStatus::Submitted),
+            PlanStep::Approve => (Action::ReviewPlan, PlanStatus::Approved),
+            PlanStep::Reject => (Action::ReviewPlan, PlanStatus::Rejected),
+            PlanStep::Return => (Action::ReviewPlan, PlanStatus::Draft),
+            PlanStep::Activate => (Action::ActivatePlan, PlanStatus::Active),
+        }
+    }
+}
+
+/// What a step may carry.
+#[derive(Debug, Default, Clone, Deserialize, ToSchema)]
+pub struct StepRequest {
+    /// Why (required to reject or return).
+    pub reason: Option<String>,
+    /// Effective date (approve; YYYY-MM-DD).
+    pub effective: Option<NaiveDate>,
+}
+
+impl App {
+    /// Plans under `under` (or everywhere) the caller may read, newest first.
+    pub async fn plans(
+        &self,
+        p: &Principal,
+        under: Option<&str>,
+        status: Option<PlanStatus>,
+    ) -> AppResult<Vec<Plan>> {
+        if let Some(u) = under {
+            require(p, Action::ReadPlans, u)?;
+        }
+        let plans = self.store.plans(under, status).await?;
+        Ok(plans
+            .into_iter()
+            .filter(|plan| p.may(Action::ReadPlans, &plan.scope_code))
+            .collect())
+    }
+
+    /// One plan, if the caller may read plans of its stored scope.
+    pub async fn plan(&self, p: &Principal, id: i64) -> AppResult<Plan> {
+        let plan = self.store.plan(id).await?;
+        require(p, Action::ReadPlans, &plan.scope_code)?;
+        Ok(plan)
+    }
+
+    /// A readable plan's grids.
+    pub async fn plan_grids(&self, p: &Principal, id: i64) -> AppResult<Vec<PlanGrid>> {
+        self.plan(p, id).await?;
+        Ok(self.store.plan_grids(id).await?)
+    }
+
+    /// A readable plan's events, oldest first.
+    pub async fn plan_events(&self, p: &Principal, id: i64) -> AppResult<Vec<PlanEvent>> {
+        self.plan(p, id).await?;
+        Ok(self.store.plan_events(id).await?)
+    }
+
+    /// What activating a readable plan would change. Members moving are personal
+    /// data: named only to callers who may read them.
+    pub async fn plan_impact(&self, p: &Principal, id: i64) -> AppResult<Value> {
+        let plan = self.plan(p, id).await?;
+        let mut impact = serde_json::to_value(plans::impact(self.store.as_ref(), id).await?)
+            .map_err(|e| AppError::invalid(e.to_string()))?;
+        if !p.may(Action::ReadPersonal, &plan.scope_code)
+            && let Some(moves) = impact
+                .get_mut("members_moving")
+                .and_then(Value::as_array_mut)
+        {
+            for m in moves {
+                if let Some(name) = m
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .map(crate::auth::mask_name)
+                {
+                    m["name"] = json!(name);
+                }
+            }
+        }
+        Ok(impact)
+    }
+
+    /// Refuses unless the caller may draft plans somewhere (checked before an upload
+    /// is read).
+    pub fn may_draft_somewhere(&self, p: &Principal) -> AppResult<()> {
+        if p.may_somewhere(Action::DraftPlan) {
+            Ok(())
+        } else {
+            Err(AppError::forbidden(format!(
+                "{} may not draft plans",
+                p.name
+            )))
+        }
+    }
+
+    /// Refuses unless the caller may draft plans of `scope`.
+    pub fn may_draft(&self, p: &Principal, scope: &str) -> AppResult<()> {
+        require(p, Action::DraftPlan, scope)
+    }
+
+    /// The plan to be revised, if the caller may draft plans of its stored scope
+    /// (checked before the new file is read).
+    pub async fn plan_to_revise(&self, p: &Principal, id: i64) -> AppResult<Plan> {
+        let plan = self.store.plan(id).await?;
+        require(p, Action::DraftPlan, &plan.scope_code)?;
+        Ok(plan)
+    }
+
+    /// Stores a draft of `grids` for `scope` with its validation; audited.
+    pub async fn draft_plan(
+        &self,
+        p: &Principal,
+        scope: String,
+        layer: Layer,
+        title: String,
+        effective_date: Option<NaiveDate>,
+        grids: Vec<Grid>,
+    ) -> AppResult<Plan> {
+        require(p, Action::DraftPlan, &scope)?;
+        let plan = plans::draft(
+            self.store.as_ref(),
+            DraftRequest {
+                scope_code: scope.clone(),
+                layer,
+                title,
+                effective_date,
+                actor: p.name.clone(),
+                grids,
+            },
+        )
+        .await?;
+        self.audit(
+            &p.name,
+            "plan_draft",
+            format!("plans/{}", plan.id),
+            &scope,
+            json!({"grids": plan.validation.pointer("/stats/grids"), "errors": plan.error_count}),
+        )
+        .await?;
+        Ok(plan)
+    }
+
+    /// Replaces a draft's grids; audited.
+    pub async fn revise_plan(&self, p: &Principal, id: i64, grids: Vec<Grid>) -> AppResult<Plan> {
+        self.plan_to_revise(p, id).await?;
+        let plan = plans::revise(self.store.as_ref(), id, &p.name, grids).await?;
+        self.audit(
+            &p.name,
+            "plan_revise",
+            format!("plans/{id}"),
+            &plan.scope_code,
+            json!({"errors": plan.error_count}),
+        )
+        .await?;
+        Ok(plan)
+    }
+
+    /// Takes one step of plan `id` (see [`take_plan_step`]); activation swaps this
+    /// process's live snapshot.
+    pub async fn plan_step(
+        &self,
+        p: &Principal,
+        id: i64,
+        step: PlanStep,
+        req: &StepRequest,
+    ) -> AppResult<Plan> {
+        let steps = PlanSteps {
+            store: self.store.as_ref(),
+            live: Some(&self.live),
+            four_eyes: self.settings.four_eyes,
+            via: None,
+        };
+        Ok(steps.take(p, id, step, req).await?.plan)
+    }
+
+    /// Every version of a grid and the lineage to and from it (any signed-in caller:
+    /// grids are public boundaries). `None` when the grid never existed.
+    pub async fn grid_history(
+        &self,
+        code: &str,
+    ) -> AppResult<Option<(Vec<GridVersion>, Vec<LineageLink>)>> {
+        let versions = self.store.grid_history(code).await?;
+        if versions.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some((versions, self.store.grid_lineage(code).await?)))
+    }
+
+    /// The plans of an area with their events: who redrew it when.
+    pub async fn area_history(
+        &self,
+        p: &Principal,
+        code: &str,
+    ) -> AppResult<Vec<(Plan, Vec<PlanEvent>)>> {
+        require(p, Action::ReadPlans, code)?;
+        let mut out = Vec::new();
+        for plan in self.store.plans(Some(code), None).await? {
+            let events = self.store.plan_events(plan.id).await?;
+            out.push((plan, events));
+        }
+        Ok(out)
+    }
+}
+
+/// What a plan step runs against: the service's [`App::plan_step`] and the CLI's
+/// `wangge plan …` both take steps through [`PlanSteps::take`], so the same rules hold
+/// at the console as over HTTP.
+pub struct PlanSteps<'a> {
+    pub store: &'a dyn crate::store::Store,
+    /// This process's snapshot, swapped on activation (`None` at the console: a
+    /// server follows activations by itself).
+    pub live: Option<&'a crate::workflow::live::LiveGrids>,
+    /// The second-person rule (setting `four_eyes`).
+    pub four_eyes: bool,
+    /// Where the step came from, for the audit row (`Some("cli")`).
+    pub via: Option<&'static str>,
+}
+
+/// A step taken: the plan as it now is, and for an activation what it changed.
+#[derive(Debug, serde::Serialize)]
+pub struct StepTaken {
+    pub plan: Plan,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activation: Option<crate::store::Activation>,
+}
+
+impl PlanSteps<'_> {
+    /// Takes one step of plan `id`, authorised against its **stored** scope; approval
+    /// by the plan's submitter is refused while `four_eyes` is on; reject and return
+    /// need a reason. Audited under the plan's scope.
+    pub async fn take(
+        &self,
+        p: &Principal,
+        id: i64,
+        step: PlanStep,
+        req: &StepRequest,
+    ) -> AppResult<StepTaken> {
+        let plan = self.store.plan(id).await?;
+        let (action, to) = step.rule();
+        require(p, action, &plan.scope_code)?;
+        if step == PlanStep::Approve && self.four_eyes {
+            plans::check_second_person(self.store, id, &p.name).await?;
+        }
+        if matches!(step, PlanStep::Reject | PlanStep::Return)
+            && req.reason.as_deref().is_none_or(str::is_empty)
+        {
+            return Err(AppError::invalid(format!(
+                "{} needs a reason",
+                step.as_str()
+            )));
+        }
+        let mut detail = json!({"reason": req.reason, "effective": req.effective});
+        let taken = if step == PlanStep::Activate {
+            let today = crate::domain::today_in_china();
+            let a = plans::activate(self.store, id, &p.name, today, self.live).await?;
+            metrics::counter!("wangge_plans_activated_total").increment(1);
+            detail["closed"] = json!(a.closed);
+            detail["inserted"] = json!(a.inserted);
+            StepTaken {
+                plan: a.plan.clone(),
+                activation: Some(a),
+            }
+        } else {
+            let plan = plans::transition(
+                self.store,
+                id,
+                to,
+                &p.name,
+                req.reason.clone(),
+                req.effective,
+            )
+            .await?;
+            StepTaken {
+                plan,
+                activation: None,
+            }
+        };
+        if let Some(via) = self.via {
+            detail["via"] = json!(via);
+        }
+        crate::workflow::audit::record(
+            self.store,
+            &p.name,
+            &format!("plan_{}", step.as_str()),
+            format!("plans/{id}"),
+            &taken.plan.scope_code,
+            detail,
+        )
+        .await?;
+        Ok(taken)
+    }
+}

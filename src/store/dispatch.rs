@@ -290,14 +290,16 @@ pub trait DispatchStore: Send + Sync {
     ) -> StoreResult<(CaseRecord, bool)>;
     /// One case.
     async fn case(&self, id: i64) -> StoreResult<CaseRecord>;
-    /// Writes `case` if the stored one is still at `case.version`, appends `event`, and
-    /// queues a webhook delivery to `notify` (when it has a URL); the new version is
-    /// returned. [`super::StoreError::Conflict`] when someone else changed it first.
+    /// Writes `case` if the stored one is still at `case.version`, appends `event`,
+    /// queues a webhook delivery to `notify` (when it has a URL) and appends `audit` to
+    /// the audit log, all in one transaction; the new version is returned.
+    /// [`super::StoreError::Conflict`] when someone else changed it first.
     async fn update_case(
         &self,
         case: &CaseRecord,
         event: &NewCaseEvent,
         notify: Option<&str>,
+        audit: Option<&crate::store::NewAuditEntry>,
     ) -> StoreResult<CaseRecord>;
     /// A case's events, oldest first.
     async fn case_events(&self, id: i64) -> StoreResult<Vec<CaseEvent>>;

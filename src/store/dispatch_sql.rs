@@ -399,6 +399,7 @@ macro_rules! dispatch_store_impl {
                 c: &crate::store::dispatch::CaseRecord,
                 event: &crate::store::dispatch::NewCaseEvent,
                 notify: Option<&str>,
+                audit: Option<&crate::store::NewAuditEntry>,
             ) -> StoreResult<crate::store::dispatch::CaseRecord> {
                 use crate::store::dispatch_sql::ms;
                 let mut tx = self.pool.begin().await?;
@@ -454,6 +455,21 @@ macro_rules! dispatch_store_impl {
                         .bind(event_id)
                         .bind(department)
                         .bind(ms(event.at))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                if let Some(entry) = audit {
+                    let sql = $sql(
+                        "INSERT INTO audit_log (at, actor, action, resource, scope_code, detail) \
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                    );
+                    sqlx::query(&sql)
+                        .bind(chrono::Utc::now())
+                        .bind(&entry.actor)
+                        .bind(&entry.action)
+                        .bind(&entry.resource)
+                        .bind(&entry.scope_code)
+                        .bind(sqlx::types::Json(&entry.detail))
                         .execute(&mut *tx)
                         .await?;
                 }

@@ -958,7 +958,19 @@ pub async fn act(
         note,
         detail: with_context(detail, &case),
     };
-    Ok(store.update_case(&next, &event, notify.as_deref()).await?)
+    // The step's audit row is written with the step itself: under the case's grid, so
+    // the auditors of its area see every step taken on it.
+    let audit = crate::store::NewAuditEntry {
+        actor: actor.principal.name.clone(),
+        action: format!("case_{}", step.as_str()),
+        resource: format!("cases/{case_id}"),
+        scope_code: crate::workflow::audit::case_scope(&next).to_string(),
+        detail: json!({"state": next.state, "version": next.version + 1,
+            "department": next.department_code}),
+    };
+    Ok(store
+        .update_case(&next, &event, notify.as_deref(), Some(&audit))
+        .await?)
 }
 
 /// Every event carries the grid and the department the case had when it happened, so
@@ -1071,7 +1083,7 @@ pub async fn sweep(
                 detail: with_context(detail, &case),
             };
             match store
-                .update_case(&next, &event, case.department_code.as_deref())
+                .update_case(&next, &event, case.department_code.as_deref(), None)
                 .await
             {
                 Ok(_) => {

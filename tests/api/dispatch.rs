@@ -919,6 +919,106 @@ async fn a_county_s_matter_is_reported_only_in_that_county(b: Backend) {
     assert_eq!(case.county_code, "371602");
 }
 
+/// A case step and its audit row are one transaction: when the row cannot be written
+/// the step does not happen (no new state, no event), and once it can, both are there.
+async fn a_case_step_whose_audit_row_cannot_be_written_does_not_happen(b: Backend) {
+    let store = b.store.as_ref();
+    seeded(store).await;
+    seed_dispatch(store).await;
+    let snap = LiveGrids::load(store).await.unwrap().snapshot();
+    let opts = wangge::spatial::LocateOptions::default();
+    let matters = dispatch::MatterCatalog::default();
+    let (case, _) = dispatch::intake(
+        store,
+        &matters,
+        &snap,
+        &opts,
+        &report(Some("WG-001"), "井盖缺失"),
+        Reporter::Public { open311: false },
+        cst(12, 1, 9, 0),
+        None,
+    )
+    .await
+    .unwrap();
+    // The audit log refuses accept rows, as a full disk or a broken log would.
+    match &b.raw {
+        crate::backends::Raw::Postgres(p) => {
+            sqlx::raw_sql(
+                "CREATE FUNCTION refuse_accept_rows() RETURNS trigger AS $$ BEGIN \
+                 RAISE EXCEPTION 'audit log refused'; END $$ LANGUAGE plpgsql; \
+                 CREATE TRIGGER refuse_accept BEFORE INSERT ON audit_log FOR EACH ROW \
+                 WHEN (NEW.action = 'case_accept') EXECUTE FUNCTION refuse_accept_rows();",
+            )
+            .execute(p)
+            .await
+            .unwrap();
+        }
+        crate::backends::Raw::Sqlite(p) => {
+            sqlx::raw_sql(
+                "CREATE TRIGGER refuse_accept BEFORE INSERT ON audit_log \
+                 WHEN NEW.action = 'case_accept' BEGIN SELECT RAISE(ABORT, 'audit log refused'); END;",
+            )
+            .execute(p)
+            .await
+            .unwrap();
+        }
+    }
+    let disp = who("disp", UserRole::Dispatcher, TOWNSHIP);
+    let accept = || {
+        dispatch::act(
+            store,
+            case.id,
+            Actor {
+                principal: &disp,
+                departments: &[],
+            },
+            &Command::Accept {
+                matter: None,
+                note: None,
+            },
+            None,
+            cst(12, 1, 10, 0),
+        )
+    };
+    assert!(
+        accept().await.is_err(),
+        "the step went ahead without its audit row"
+    );
+    let unchanged = store.case(case.id).await.unwrap();
+    assert_eq!(unchanged.state, CaseState::Reported);
+    assert_eq!(unchanged.version, case.version);
+    assert_eq!(store.case_events(case.id).await.unwrap().len(), 1);
+
+    let drop = "DROP TRIGGER refuse_accept";
+    match &b.raw {
+        crate::backends::Raw::Postgres(p) => {
+            sqlx::raw_sql(&format!("{drop} ON audit_log"))
+                .execute(p)
+                .await
+                .unwrap();
+        }
+        crate::backends::Raw::Sqlite(p) => {
+            sqlx::raw_sql(drop).execute(p).await.unwrap();
+        }
+    }
+    let accepted = accept().await.unwrap();
+    assert_eq!(accepted.state, CaseState::Accepted);
+    let rows = store
+        .audit(&wangge::store::AuditQuery {
+            under: None,
+            actor: Some("disp".into()),
+            after_id: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].action, "case_accept");
+    assert_eq!(rows[0].resource, format!("cases/{}", case.id));
+    assert_eq!(rows[0].detail["version"], json!(accepted.version));
+    assert_eq!(rows[0].scope_code, accepted.grid_code);
+}
+
 async fn two_handlers_acting_at_once_one_wins_and_retries_are_idempotent(b: Backend) {
     let store = b.store.as_ref();
     seeded(store).await;
@@ -1075,7 +1175,7 @@ async fn two_handlers_acting_at_once_one_wins_and_retries_are_idempotent(b: Back
         detail: json!({}),
     };
     assert!(matches!(
-        store.update_case(&stale, &ev, None).await,
+        store.update_case(&stale, &ev, None, None).await,
         Err(StoreError::Conflict(_))
     ));
     // Events are append-only.
@@ -1262,6 +1362,7 @@ crate::contract!(
     walk_cases_through_every_path_and_assess_them_exactly,
     the_matters_list_is_versioned_and_never_rewrites_filed_cases,
     a_county_s_matter_is_reported_only_in_that_county,
+    a_case_step_whose_audit_row_cannot_be_written_does_not_happen,
     two_handlers_acting_at_once_one_wins_and_retries_are_idempotent,
     concurrent_submissions_each_get_their_own_case_and_event,
 );

@@ -4,8 +4,10 @@
 
 use super::{App, AppError, AppResult, require};
 use crate::auth::{Action, Principal};
+use crate::domain::MatterStatus;
 use crate::domain::{DayKind, Level, RegionCode};
-use crate::store::{Department, MatterVersion, NewMatter};
+use crate::store::dispatch::{Applied, DirectoryChange};
+use crate::store::{Department, MatterVersion, NewAuditEntry, NewMatter};
 use crate::workflow::dispatch;
 use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -99,21 +101,17 @@ impl App {
     ) -> AppResult<MatterVersion> {
         let list = self.list_of(&matter.region_code)?;
         require(p, Action::ProposeMatter, &list)?;
-        if matter.code.trim().is_empty() || matter.name.trim().is_empty() {
-            return Err(AppError::invalid("a matter needs a code and a name"));
-        }
-        if matter.time_limit.amount == 0 {
-            return Err(AppError::invalid("a time limit is at least 1"));
-        }
-        if matter.valid_to.is_some_and(|end| end <= matter.valid_from) {
-            return Err(AppError::invalid("valid_to must be after valid_from"));
-        }
+        dispatch::check_matter(&matter, crate::domain::today_in_china())
+            .map_err(|e| AppError::invalid(e.to_string()))?;
         matter.region_code = list.clone();
+        // A code is bound to a list by its admitted and pending versions; refused ones
+        // bind nothing.
         if let Some(other) = self
             .store
             .matter_versions(Some(&matter.code))
             .await?
             .into_iter()
+            .filter(|v| v.status != MatterStatus::Refused)
             .find(|v| v.matter.county() != matter.county())
         {
             return Err(AppError::Refused {
@@ -132,16 +130,22 @@ impl App {
             });
         }
         matter.proposed_by = p.name.clone();
-        let stored = self.store.propose_matter(&matter).await?;
-        self.audit(
-            &p.name,
-            "matter_propose",
-            format!("matters/{}", stored.id),
-            &list,
-            json!({"code": stored.matter.code, "version": stored.version, "list": list}),
-        )
-        .await?;
-        Ok(stored)
+        let audit = NewAuditEntry {
+            actor: p.name.clone(),
+            action: "matter_propose".into(),
+            resource: "matters/{id}".into(),
+            scope_code: list.clone(),
+            detail: json!({"code": matter.code, "list": list}),
+        };
+        match self
+            .store
+            .apply_audited(&[DirectoryChange::ProposeMatter(matter)], &[audit])
+            .await?
+            .pop()
+        {
+            Some(Applied::Matter(stored)) => Ok(*stored),
+            _ => Err(AppError::NotFound("the proposal was not stored".into())),
+        }
     }
 
     /// Admits (or refuses) a proposed version: a list is admitted by those who manage
@@ -171,23 +175,64 @@ impl App {
                 forbidden: true,
             });
         }
-        let decided = self
-            .store
-            .decide_matter(id, admit, &p.name, Utc::now())
-            .await?;
-        self.matters.invalidate();
-        self.audit(
-            &p.name,
-            if admit {
+        if admit {
+            // An admission never rewrites the list backwards: it starts today or later,
+            // after every version already admitted.
+            let today = crate::domain::today_in_china();
+            let starts = proposal.matter.valid_from;
+            if starts < today {
+                return Err(AppError::Refused {
+                    kind: "stale-proposal",
+                    title: "The proposal's start has passed",
+                    detail: format!(
+                        "matter version {id} starts on {starts}, before today ({today}): \
+                         refuse it and propose it again from a date to come"
+                    ),
+                    forbidden: false,
+                });
+            }
+            if let Some(later) = self
+                .store
+                .matter_versions(Some(&proposal.matter.code))
+                .await?
+                .into_iter()
+                .find(|v| v.status == MatterStatus::Admitted && v.matter.valid_from >= starts)
+            {
+                return Err(AppError::Refused {
+                    kind: "stale-proposal",
+                    title: "A later version is admitted",
+                    detail: format!(
+                        "version {} of {} is admitted from {}; version {} would start on or \
+                         before it",
+                        later.version, later.matter.code, later.matter.valid_from, proposal.version
+                    ),
+                    forbidden: false,
+                });
+            }
+        }
+        let audit = NewAuditEntry {
+            actor: p.name.clone(),
+            action: if admit {
                 "matter_admit"
             } else {
                 "matter_refuse"
-            },
-            format!("matters/{id}"),
-            &list,
-            json!({"code": decided.matter.code, "version": decided.version, "list": list}),
-        )
-        .await?;
+            }
+            .into(),
+            resource: format!("matters/{id}"),
+            scope_code: list.clone(),
+            detail: json!({"code": proposal.matter.code, "version": proposal.version, "list": list}),
+        };
+        let change = DirectoryChange::DecideMatter {
+            id,
+            admit,
+            actor: p.name.clone(),
+            at: Utc::now(),
+        };
+        let decided = match self.store.apply_audited(&[change], &[audit]).await?.pop() {
+            Some(Applied::Matter(decided)) => *decided,
+            _ => return Err(AppError::NotFound(format!("no matter version {id}"))),
+        };
+        self.matters.invalidate();
         Ok(decided)
     }
 
@@ -238,6 +283,12 @@ impl App {
         }
         d.code = code;
         dispatch::check_department(&d, stored.is_none())?;
+        if self.live.snapshot().region(&d.region_code).is_none() {
+            return Err(AppError::invalid_parameter(
+                "region_code",
+                format!("no region {} is loaded", d.region_code),
+            ));
+        }
         if let Some(url) = &d.webhook_url {
             let policy = crate::workflow::webhooks::WebhookPolicy::from_settings(&self.settings);
             match policy.normalise(url).await {
@@ -245,31 +296,66 @@ impl App {
                 Err(why) => return Err(AppError::invalid_parameter("webhook_url", why)),
             }
         }
-        self.store.upsert_department(&d).await?;
+        let moved = stored.as_ref().filter(|o| o.region_code != d.region_code);
+        if moved.is_some() {
+            // Its open cases belong to the area it served: they would follow it, and
+            // the new area's people would read and handle them.
+            let open = self
+                .store
+                .cases(&crate::store::CaseQuery {
+                    departments: vec![d.code.clone()],
+                    states: vec![
+                        crate::domain::CaseState::Assigned,
+                        crate::domain::CaseState::Acknowledged,
+                    ],
+                    limit: 1,
+                    ..crate::store::CaseQuery::default()
+                })
+                .await?;
+            if let Some(case) = open.first() {
+                return Err(AppError::Refused {
+                    kind: "department-busy",
+                    title: "The department holds open cases",
+                    detail: format!(
+                        "{} still holds open cases (case {} among them): have them returned \
+                         or reassigned before it moves",
+                        d.code, case.id
+                    ),
+                    forbidden: false,
+                });
+            }
+        }
         let url_changed =
             stored.as_ref().and_then(|o| o.webhook_url.as_ref()) != d.webhook_url.as_ref();
         let webhook_secret = match &d.webhook_url {
-            None => {
-                self.store.set_webhook_secret(&d.code, None).await?;
-                None
-            }
             Some(_)
                 if url_changed
                     || req.rotate_webhook_secret
                     || !self.store.has_webhook_secret(&d.code).await? =>
             {
-                let secret = crate::auth::webhook_secret();
-                self.store
-                    .set_webhook_secret(&d.code, Some(&secret))
-                    .await?;
-                Some(secret)
+                Some(crate::auth::webhook_secret())
             }
-            Some(_) => None,
+            _ => None,
         };
+        let mut changes = vec![DirectoryChange::PutDepartment(d.clone())];
+        if d.webhook_url.is_none() || webhook_secret.is_some() {
+            changes.push(DirectoryChange::SetWebhookSecret {
+                department: d.code.clone(),
+                secret: webhook_secret.clone(),
+            });
+        }
+        let row = |action: &str, resource: String, scope: &str, detail| NewAuditEntry {
+            actor: p.name.clone(),
+            action: action.into(),
+            resource,
+            scope_code: scope.to_string(),
+            detail,
+        };
+        let mut audit = Vec::new();
         // A move: staff who do not belong to the new area stop acting for it (they
         // would read the new area's cases), each audited where the department was; the
         // move is also audited where it goes, so the new area's auditors see it arrive.
-        if let Some(old) = stored.as_ref().filter(|o| o.region_code != d.region_code) {
+        if let Some(old) = moved {
             let mut dismissed = Vec::new();
             for name in self.store.department_staff(&d.code).await? {
                 let grants = self
@@ -279,33 +365,31 @@ impl App {
                     .map(|u| u.grants)
                     .unwrap_or_default();
                 if !dispatch::fits_department(&grants, &d.region_code) {
-                    self.store.remove_staff(&name, &d.code).await?;
-                    self.audit(
-                        &p.name,
+                    changes.push(DirectoryChange::RemoveStaff {
+                        user: name.clone(),
+                        department: d.code.clone(),
+                    });
+                    audit.push(row(
                         "staff_remove",
                         format!("departments/{}/staff/{name}", d.code),
                         &old.region_code,
                         json!({"reason": "department moved", "region_code": d.region_code}),
-                    )
-                    .await?;
+                    ));
                     dismissed.push(name);
                 }
             }
-            self.audit(
-                &p.name,
+            audit.push(row(
                 "department_put",
                 format!("departments/{}", d.code),
                 &d.region_code,
                 json!({"kind": d.kind, "region_code": d.region_code,
                     "previous_region_code": old.region_code, "webhook_url": d.webhook_url,
                     "staff_dismissed": dismissed}),
-            )
-            .await?;
+            ));
         }
         // Audited where the department was, so that region's auditors see it leave.
         let audited_under = stored.as_ref().map_or(&d.region_code, |o| &o.region_code);
-        self.audit(
-            &p.name,
+        audit.push(row(
             "department_put",
             format!("departments/{}", d.code),
             audited_under,
@@ -314,8 +398,9 @@ impl App {
                 // Where case data will go, for the auditors who cannot list the URL.
                 "webhook_url": d.webhook_url, "previous_webhook_url": stored.as_ref().map(|o| &o.webhook_url),
                 "new_webhook_secret": webhook_secret.is_some()}),
-        )
-        .await?;
+        ));
+        // The department, its secret, its dismissed staff and the rows: all or nothing.
+        self.store.apply_audited(&changes, &audit).await?;
         Ok(DepartmentAnswer {
             department: d,
             webhook_secret,
@@ -332,31 +417,39 @@ impl App {
             .await?
             .ok_or_else(|| AppError::NotFound(format!("no department {code:?}")))?;
         require(p, Action::ManageMatters, &d.region_code)?;
-        let account = self
+        // One answer for "no such account" and "not a handler here": a county cannot
+        // probe which names another county's people have.
+        let fits = self
             .store
             .user(user)
             .await?
-            .ok_or_else(|| AppError::NotFound(format!("no user {user:?}")))?;
-        if !dispatch::fits_department(&account.grants, &d.region_code) {
+            .is_some_and(|account| dispatch::fits_department(&account.grants, &d.region_code));
+        if !fits {
             return Err(AppError::Refused {
                 kind: "bad-staff",
                 title: "Not a handler of this department's area",
                 detail: format!(
-                    "{} holds no department_handler grant in or above {}: grant one first",
-                    account.name, d.region_code
+                    "{} is no account holding a department_handler grant in or above {}: \
+                     grant one first",
+                    crate::io::upload::quote(user),
+                    d.region_code
                 ),
                 forbidden: false,
             });
         }
-        self.store.add_staff(user, code).await?;
-        self.audit(
-            &p.name,
-            "staff_add",
-            format!("departments/{code}/staff/{user}"),
-            &d.region_code,
-            json!({}),
-        )
-        .await
+        let change = DirectoryChange::AddStaff {
+            user: user.to_string(),
+            department: code.to_string(),
+        };
+        let audit = NewAuditEntry {
+            actor: p.name.clone(),
+            action: "staff_add".into(),
+            resource: format!("departments/{code}/staff/{user}"),
+            scope_code: d.region_code.clone(),
+            detail: json!({}),
+        };
+        self.store.apply_audited(&[change], &[audit]).await?;
+        Ok(())
     }
 
     /// Every calendar exception (public).
@@ -376,12 +469,29 @@ impl App {
     ) -> AppResult<()> {
         let city = self.city();
         require(p, Action::ManageMatters, &city)?;
-        self.store.set_calendar_day(date, kind, note).await?;
+        if note.chars().count() > 200 || note.chars().any(|c| c.is_control()) {
+            return Err(AppError::invalid_parameter(
+                "note",
+                "a calendar note is at most 200 characters, without control characters",
+            ));
+        }
         let (action, detail) = match kind {
-            Some(kind) => ("calendar_set", json!({"kind": kind})),
+            Some(kind) => ("calendar_set", json!({"kind": kind, "note": note})),
             None => ("calendar_clear", json!({})),
         };
-        self.audit(&p.name, action, format!("calendar/{date}"), &city, detail)
-            .await
+        let change = DirectoryChange::SetCalendarDay {
+            date,
+            kind,
+            note: note.to_string(),
+        };
+        let audit = NewAuditEntry {
+            actor: p.name.clone(),
+            action: action.into(),
+            resource: format!("calendar/{date}"),
+            scope_code: city,
+            detail,
+        };
+        self.store.apply_audited(&[change], &[audit]).await?;
+        Ok(())
     }
 }

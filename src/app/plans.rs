@@ -73,6 +73,20 @@ pub struct StepRequest {
     pub effective: Option<NaiveDate>,
 }
 
+/// The stored plan if `p` may read plans of its scope, else "no plan" as for a missing
+/// one.
+async fn readable_plan(store: &dyn crate::store::Store, p: &Principal, id: i64) -> AppResult<Plan> {
+    let plan = store.plan(id).await?;
+    if !p.may(Action::ReadPlans, &plan.scope_code) {
+        return Err(crate::store::StoreError::NotFound {
+            what: "plan",
+            id: id.to_string(),
+        }
+        .into());
+    }
+    Ok(plan)
+}
+
 impl App {
     /// Plans under `under` (or everywhere) the caller may read, newest first.
     pub async fn plans(
@@ -91,11 +105,11 @@ impl App {
             .collect())
     }
 
-    /// One plan, if the caller may read plans of its stored scope.
+    /// One plan, if the caller may read plans of its stored scope; otherwise the same
+    /// "no plan" as for a missing one (ids are sequential: a 403 would tell which exist
+    /// elsewhere, and where).
     pub async fn plan(&self, p: &Principal, id: i64) -> AppResult<Plan> {
-        let plan = self.store.plan(id).await?;
-        require(p, Action::ReadPlans, &plan.scope_code)?;
-        Ok(plan)
+        readable_plan(self.store.as_ref(), p, id).await
     }
 
     /// A readable plan's grids.
@@ -155,7 +169,7 @@ impl App {
     /// The plan to be revised, if the caller may draft plans of its stored scope
     /// (checked before the new file is read).
     pub async fn plan_to_revise(&self, p: &Principal, id: i64) -> AppResult<Plan> {
-        let plan = self.store.plan(id).await?;
+        let plan = readable_plan(self.store.as_ref(), p, id).await?;
         require(p, Action::DraftPlan, &plan.scope_code)?;
         Ok(plan)
     }
@@ -289,7 +303,7 @@ impl PlanSteps<'_> {
         step: PlanStep,
         req: &StepRequest,
     ) -> AppResult<StepTaken> {
-        let plan = self.store.plan(id).await?;
+        let plan = readable_plan(self.store, p, id).await?;
         let (action, to) = step.rule();
         require(p, action, &plan.scope_code)?;
         if step == PlanStep::Approve && self.four_eyes {

@@ -232,9 +232,60 @@ pub struct Delivery {
     pub secret: Option<String>,
 }
 
+/// One change to the directory of dispatch (departments, staff, matters, calendar), for
+/// [`DispatchStore::apply_audited`].
+#[derive(Debug, Clone)]
+pub enum DirectoryChange {
+    /// Inserts or replaces a department.
+    PutDepartment(Department),
+    /// Sets (or with `None` removes) a department's webhook signing secret.
+    SetWebhookSecret {
+        department: String,
+        secret: Option<String>,
+    },
+    AddStaff {
+        user: String,
+        department: String,
+    },
+    RemoveStaff {
+        user: String,
+        department: String,
+    },
+    /// A proposed version of a matter (applied: [`Applied::Matter`]).
+    ProposeMatter(NewMatter),
+    /// Admits or refuses a proposed version (applied: [`Applied::Matter`]).
+    DecideMatter {
+        id: i64,
+        admit: bool,
+        actor: String,
+        at: DateTime<Utc>,
+    },
+    /// Sets (`Some`) or clears (`None`) a calendar exception.
+    SetCalendarDay {
+        date: NaiveDate,
+        kind: Option<DayKind>,
+        note: String,
+    },
+}
+
+/// What one [`DirectoryChange`] produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Applied {
+    Done,
+    Matter(Box<MatterVersion>),
+}
+
 /// Departments, matters, calendar, cases.
 #[async_trait]
 pub trait DispatchStore: Send + Sync {
+    /// Applies `changes` in order and appends `audit`, all in one transaction: all of it
+    /// happens or none. In an audit row's `resource`, `{id}` stands for the id of the
+    /// first matter version the changes produced.
+    async fn apply_audited(
+        &self,
+        changes: &[DirectoryChange],
+        audit: &[crate::store::NewAuditEntry],
+    ) -> StoreResult<Vec<Applied>>;
     /// Inserts or replaces a department.
     async fn upsert_department(&self, department: &Department) -> StoreResult<()>;
     /// Sets (or with `None` removes) a department's webhook signing secret; the

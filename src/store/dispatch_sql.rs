@@ -162,28 +162,93 @@ macro_rules! dispatch_store_impl {
 
         #[async_trait::async_trait]
         impl crate::store::dispatch::DispatchStore for $store {
-            async fn upsert_department(&self, d: &crate::store::dispatch::Department) -> StoreResult<()> {
-                let sql = $sql(
-                    "INSERT INTO departments (code, name, kind, region_code, webhook_url) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (code) DO UPDATE SET \
-                     name = excluded.name, kind = excluded.kind, region_code = excluded.region_code, \
-                     webhook_url = excluded.webhook_url",
-                );
-                let done = sqlx::query(&sql)
-                    .bind(&d.code)
-                    .bind(&d.name)
-                    .bind(&d.kind)
-                    .bind(&d.region_code)
-                    .bind(&d.webhook_url)
-                    .execute(&self.pool)
-                    .await;
-                match done {
-                    Ok(_) => Ok(()),
-                    Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict(
-                        format!("{} already has a department of kind {}", d.region_code, d.kind),
-                    )),
-                    Err(e) => Err(e.into()),
+            async fn apply_audited(
+                &self,
+                changes: &[crate::store::dispatch::DirectoryChange],
+                audit: &[crate::store::NewAuditEntry],
+            ) -> StoreResult<Vec<crate::store::dispatch::Applied>> {
+                let mut tx = self.pool.begin().await?;
+                let mut applied = Vec::with_capacity(changes.len());
+                for change in changes {
+                    applied.push(apply_change(&mut tx, change).await?);
                 }
+                let id = applied.iter().find_map(|a| match a {
+                    crate::store::dispatch::Applied::Matter(m) => Some(m.id),
+                    crate::store::dispatch::Applied::Done => None,
+                });
+                for entry in audit {
+                    insert_audit(&mut tx, entry, id).await?;
+                }
+                tx.commit().await?;
+                Ok(applied)
+            }
+
+            async fn upsert_department(&self, d: &crate::store::dispatch::Department) -> StoreResult<()> {
+                use crate::store::dispatch::DirectoryChange;
+                self.apply_audited(&[DirectoryChange::PutDepartment(d.clone())], &[]).await?;
+                Ok(())
+            }
+
+            async fn set_webhook_secret(&self, code: &str, secret: Option<&str>) -> StoreResult<()> {
+                use crate::store::dispatch::DirectoryChange;
+                let change = DirectoryChange::SetWebhookSecret {
+                    department: code.to_string(),
+                    secret: secret.map(str::to_string),
+                };
+                self.apply_audited(&[change], &[]).await?;
+                Ok(())
+            }
+
+            async fn add_staff(&self, user: &str, department: &str) -> StoreResult<()> {
+                use crate::store::dispatch::DirectoryChange;
+                let change = DirectoryChange::AddStaff { user: user.into(), department: department.into() };
+                self.apply_audited(&[change], &[]).await?;
+                Ok(())
+            }
+
+            async fn remove_staff(&self, user: &str, department: &str) -> StoreResult<()> {
+                use crate::store::dispatch::DirectoryChange;
+                let change = DirectoryChange::RemoveStaff { user: user.into(), department: department.into() };
+                self.apply_audited(&[change], &[]).await?;
+                Ok(())
+            }
+
+            async fn propose_matter(
+                &self,
+                m: &crate::store::dispatch::NewMatter,
+            ) -> StoreResult<crate::store::dispatch::MatterVersion> {
+                use crate::store::dispatch::{Applied, DirectoryChange};
+                match self.apply_audited(&[DirectoryChange::ProposeMatter(m.clone())], &[]).await?.pop() {
+                    Some(Applied::Matter(v)) => Ok(*v),
+                    _ => Err(StoreError::Refused("the proposal was not stored".into())),
+                }
+            }
+
+            async fn decide_matter(
+                &self,
+                id: i64,
+                admit: bool,
+                actor: &str,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> StoreResult<crate::store::dispatch::MatterVersion> {
+                use crate::store::dispatch::{Applied, DirectoryChange};
+                let change = DirectoryChange::DecideMatter { id, admit, actor: actor.into(), at };
+                match self.apply_audited(&[change], &[]).await?.pop() {
+                    Some(Applied::Matter(v)) => Ok(*v),
+                    _ => Err(StoreError::Refused("the decision was not stored".into())),
+                }
+            }
+
+            async fn set_calendar_day(
+                &self,
+                date: chrono::NaiveDate,
+                kind: Option<crate::domain::DayKind>,
+                note: &str,
+            ) -> StoreResult<()> {
+                use crate::store::dispatch::DirectoryChange;
+                let change = DirectoryChange::SetCalendarDay { date, kind, note: note.into() };
+                self.apply_audited(&[change], &[]).await?;
+                Ok(())
             }
 
             async fn departments(&self) -> StoreResult<Vec<crate::store::dispatch::Department>> {
@@ -202,27 +267,6 @@ macro_rules! dispatch_store_impl {
                     .collect()
             }
 
-            async fn add_staff(&self, user: &str, department: &str) -> StoreResult<()> {
-                let sql = $sql(
-                    "INSERT INTO department_staff (user_name, department_code) VALUES ($1, $2) \
-                     ON CONFLICT DO NOTHING",
-                );
-                match sqlx::query(&sql).bind(user).bind(department).execute(&self.pool).await {
-                    Ok(_) => Ok(()),
-                    Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => Err(StoreError::NotFound {
-                        what: "user or department",
-                        id: format!("{user} / {department}"),
-                    }),
-                    Err(e) => Err(e.into()),
-                }
-            }
-
-            async fn remove_staff(&self, user: &str, department: &str) -> StoreResult<()> {
-                let sql = $sql("DELETE FROM department_staff WHERE user_name = $1 AND department_code = $2");
-                sqlx::query(&sql).bind(user).bind(department).execute(&self.pool).await?;
-                Ok(())
-            }
-
             async fn department_staff(&self, department: &str) -> StoreResult<Vec<String>> {
                 let sql = $sql("SELECT user_name FROM department_staff WHERE department_code = $1 ORDER BY 1");
                 Ok(sqlx::query_scalar(&sql).bind(department).fetch_all(&self.pool).await?)
@@ -231,80 +275,6 @@ macro_rules! dispatch_store_impl {
             async fn staff_departments(&self, user: &str) -> StoreResult<Vec<String>> {
                 let sql = $sql("SELECT department_code FROM department_staff WHERE user_name = $1 ORDER BY 1");
                 Ok(sqlx::query_scalar(&sql).bind(user).fetch_all(&self.pool).await?)
-            }
-
-            async fn propose_matter(
-                &self,
-                m: &crate::store::dispatch::NewMatter,
-            ) -> StoreResult<crate::store::dispatch::MatterVersion> {
-                let sql = $sql(&format!(
-                    "INSERT INTO matter_versions (code, version, name, description, category, responsible, \
-                     limit_amount, limit_unit, public, valid_from, valid_to, status, proposed_by, region_code) \
-                     VALUES ($1, (SELECT COALESCE(MAX(version), 0) + 1 FROM matter_versions WHERE code = $1), \
-                     $2, $3, $4, $5, $6, $7, $8, $9, $10, 'proposed', $11, $12) RETURNING {}",
-                    crate::store::dispatch_sql::MATTER_COLUMNS
-                ));
-                let row = sqlx::query(&sql)
-                    .bind(&m.code)
-                    .bind(&m.name)
-                    .bind(&m.description)
-                    .bind(m.category.as_str())
-                    .bind(sqlx::types::Json(&m.responsible))
-                    .bind(i32::try_from(m.time_limit.amount).unwrap_or(i32::MAX))
-                    .bind(m.time_limit.unit.as_str())
-                    .bind(m.public)
-                    .bind(m.valid_from)
-                    .bind(m.valid_to)
-                    .bind(&m.proposed_by)
-                    .bind(&m.region_code)
-                    .fetch_one(&self.pool)
-                    .await?;
-                dispatch_rows::matter(&row)
-            }
-
-            async fn decide_matter(
-                &self,
-                id: i64,
-                admit: bool,
-                actor: &str,
-                at: chrono::DateTime<chrono::Utc>,
-            ) -> StoreResult<crate::store::dispatch::MatterVersion> {
-                let mut tx = self.pool.begin().await?;
-                let sql = $sql(&format!(
-                    "UPDATE matter_versions SET status = $2, decided_by = $3, decided_at = $4 \
-                     WHERE id = $1 AND status = 'proposed' RETURNING {}",
-                    crate::store::dispatch_sql::MATTER_COLUMNS
-                ));
-                let row = sqlx::query(&sql)
-                    .bind(id)
-                    .bind(if admit { "admitted" } else { "refused" })
-                    .bind(actor)
-                    .bind(crate::store::dispatch_sql::ms(at))
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let Some(row) = row else {
-                    let exists = self.matter_version(id).await?;
-                    return Err(StoreError::Refused(format!(
-                        "matter version {id} is {} already, not proposed",
-                        exists.status
-                    )));
-                };
-                let decided = dispatch_rows::matter(&row)?;
-                if admit {
-                    // Earlier admitted versions end where this one starts.
-                    let sql = $sql(
-                        "UPDATE matter_versions SET valid_to = $3 WHERE code = $1 AND id <> $2 \
-                         AND status = 'admitted' AND valid_from < $3 AND (valid_to IS NULL OR valid_to > $3)",
-                    );
-                    sqlx::query(&sql)
-                        .bind(&decided.matter.code)
-                        .bind(id)
-                        .bind(decided.matter.valid_from)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                Ok(decided)
             }
 
             async fn matter_versions(
@@ -328,32 +298,6 @@ macro_rules! dispatch_store_impl {
                     Some(row) => dispatch_rows::matter(&row),
                     None => Err(StoreError::NotFound { what: "matter version", id: id.to_string() }),
                 }
-            }
-
-            async fn set_calendar_day(
-                &self,
-                date: chrono::NaiveDate,
-                kind: Option<crate::domain::DayKind>,
-                note: &str,
-            ) -> StoreResult<()> {
-                let kind = kind.map(|k| match k {
-                    crate::domain::DayKind::Holiday => "holiday",
-                    crate::domain::DayKind::Workday => "workday",
-                });
-                match kind {
-                    Some(kind) => {
-                        let sql = $sql(
-                            "INSERT INTO calendar_days (day, kind, note) VALUES ($1, $2, $3) \
-                             ON CONFLICT (day) DO UPDATE SET kind = excluded.kind, note = excluded.note",
-                        );
-                        sqlx::query(&sql).bind(date).bind(kind).bind(note).execute(&self.pool).await?;
-                    }
-                    None => {
-                        let sql = $sql("DELETE FROM calendar_days WHERE day = $1");
-                        sqlx::query(&sql).bind(date).execute(&self.pool).await?;
-                    }
-                }
-                Ok(())
             }
 
             async fn calendar_days(
@@ -459,19 +403,7 @@ macro_rules! dispatch_store_impl {
                         .await?;
                 }
                 if let Some(entry) = audit {
-                    let sql = $sql(
-                        "INSERT INTO audit_log (at, actor, action, resource, scope_code, detail) \
-                         VALUES ($1, $2, $3, $4, $5, $6)",
-                    );
-                    sqlx::query(&sql)
-                        .bind(chrono::Utc::now())
-                        .bind(&entry.actor)
-                        .bind(&entry.action)
-                        .bind(&entry.resource)
-                        .bind(&entry.scope_code)
-                        .bind(sqlx::types::Json(&entry.detail))
-                        .execute(&mut *tx)
-                        .await?;
+                    insert_audit(&mut tx, entry, None).await?;
                 }
                 tx.commit().await?;
                 Ok(stored)
@@ -630,12 +562,6 @@ macro_rules! dispatch_store_impl {
                 ));
                 let rows = sqlx::query(&sql).bind(ms(from)).bind(ms(to)).fetch_all(&self.pool).await?;
                 rows.iter().map(dispatch_rows::event).collect()
-            }
-
-            async fn set_webhook_secret(&self, code: &str, secret: Option<&str>) -> StoreResult<()> {
-                let sql = $sql("UPDATE departments SET webhook_secret = $2 WHERE code = $1");
-                sqlx::query(&sql).bind(code).bind(secret).execute(&self.pool).await?;
-                Ok(())
             }
 
             async fn has_webhook_secret(&self, code: &str) -> StoreResult<bool> {
@@ -806,6 +732,174 @@ macro_rules! dispatch_store_impl {
                 ));
             }
             dispatch_rows::case(&row)
+        }
+
+        /// Applies one directory change inside `tx`.
+        async fn apply_change<'c>(
+            tx: &mut sqlx::Transaction<'c, <$row as sqlx::Row>::Database>,
+            change: &crate::store::dispatch::DirectoryChange,
+        ) -> StoreResult<crate::store::dispatch::Applied> {
+            use crate::store::dispatch::{Applied, DirectoryChange};
+            match change {
+                DirectoryChange::PutDepartment(d) => {
+                    let sql = $sql(
+                        "INSERT INTO departments (code, name, kind, region_code, webhook_url) \
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (code) DO UPDATE SET \
+                         name = excluded.name, kind = excluded.kind, region_code = excluded.region_code, \
+                         webhook_url = excluded.webhook_url",
+                    );
+                    let done = sqlx::query(&sql)
+                        .bind(&d.code)
+                        .bind(&d.name)
+                        .bind(&d.kind)
+                        .bind(&d.region_code)
+                        .bind(&d.webhook_url)
+                        .execute(&mut **tx)
+                        .await;
+                    match done {
+                        Ok(_) => Ok(Applied::Done),
+                        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict(
+                            format!("{} already has a department of kind {}", d.region_code, d.kind),
+                        )),
+                        Err(e) => Err(e.into()),
+                    }
+                }
+                DirectoryChange::SetWebhookSecret { department, secret } => {
+                    let sql = $sql("UPDATE departments SET webhook_secret = $2 WHERE code = $1");
+                    sqlx::query(&sql).bind(department).bind(secret).execute(&mut **tx).await?;
+                    Ok(Applied::Done)
+                }
+                DirectoryChange::AddStaff { user, department } => {
+                    let sql = $sql(
+                        "INSERT INTO department_staff (user_name, department_code) VALUES ($1, $2) \
+                         ON CONFLICT DO NOTHING",
+                    );
+                    match sqlx::query(&sql).bind(user).bind(department).execute(&mut **tx).await {
+                        Ok(_) => Ok(Applied::Done),
+                        Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => Err(StoreError::NotFound {
+                            what: "user or department",
+                            id: format!("{user} / {department}"),
+                        }),
+                        Err(e) => Err(e.into()),
+                    }
+                }
+                DirectoryChange::RemoveStaff { user, department } => {
+                    let sql = $sql("DELETE FROM department_staff WHERE user_name = $1 AND department_code = $2");
+                    sqlx::query(&sql).bind(user).bind(department).execute(&mut **tx).await?;
+                    Ok(Applied::Done)
+                }
+                DirectoryChange::ProposeMatter(m) => {
+                    let sql = $sql(&format!(
+                        "INSERT INTO matter_versions (code, version, name, description, category, responsible, \
+                         limit_amount, limit_unit, public, valid_from, valid_to, status, proposed_by, region_code) \
+                         VALUES ($1, (SELECT COALESCE(MAX(version), 0) + 1 FROM matter_versions WHERE code = $1), \
+                         $2, $3, $4, $5, $6, $7, $8, $9, $10, 'proposed', $11, $12) RETURNING {}",
+                        crate::store::dispatch_sql::MATTER_COLUMNS
+                    ));
+                    let row = sqlx::query(&sql)
+                        .bind(&m.code)
+                        .bind(&m.name)
+                        .bind(&m.description)
+                        .bind(m.category.as_str())
+                        .bind(sqlx::types::Json(&m.responsible))
+                        .bind(i32::try_from(m.time_limit.amount).unwrap_or(i32::MAX))
+                        .bind(m.time_limit.unit.as_str())
+                        .bind(m.public)
+                        .bind(m.valid_from)
+                        .bind(m.valid_to)
+                        .bind(&m.proposed_by)
+                        .bind(&m.region_code)
+                        .fetch_one(&mut **tx)
+                        .await?;
+                    Ok(Applied::Matter(Box::new(dispatch_rows::matter(&row)?)))
+                }
+                DirectoryChange::DecideMatter { id, admit, actor, at } => {
+                    let sql = $sql(&format!(
+                        "UPDATE matter_versions SET status = $2, decided_by = $3, decided_at = $4 \
+                         WHERE id = $1 AND status = 'proposed' RETURNING {}",
+                        crate::store::dispatch_sql::MATTER_COLUMNS
+                    ));
+                    let row = sqlx::query(&sql)
+                        .bind(id)
+                        .bind(if *admit { "admitted" } else { "refused" })
+                        .bind(actor)
+                        .bind(crate::store::dispatch_sql::ms(*at))
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                    let Some(row) = row else {
+                        let sql = $sql("SELECT status FROM matter_versions WHERE id = $1");
+                        let status: Option<String> =
+                            sqlx::query_scalar(&sql).bind(id).fetch_optional(&mut **tx).await?;
+                        return match status {
+                            Some(status) => Err(StoreError::Refused(format!(
+                                "matter version {id} is {status} already, not proposed"
+                            ))),
+                            None => Err(StoreError::NotFound { what: "matter version", id: id.to_string() }),
+                        };
+                    };
+                    let decided = dispatch_rows::matter(&row)?;
+                    if *admit {
+                        // Earlier admitted versions end where this one starts.
+                        let sql = $sql(
+                            "UPDATE matter_versions SET valid_to = $3 WHERE code = $1 AND id <> $2 \
+                             AND status = 'admitted' AND valid_from < $3 AND (valid_to IS NULL OR valid_to > $3)",
+                        );
+                        sqlx::query(&sql)
+                            .bind(&decided.matter.code)
+                            .bind(id)
+                            .bind(decided.matter.valid_from)
+                            .execute(&mut **tx)
+                            .await?;
+                    }
+                    Ok(Applied::Matter(Box::new(decided)))
+                }
+                DirectoryChange::SetCalendarDay { date, kind, note } => {
+                    let kind = kind.map(|k| match k {
+                        crate::domain::DayKind::Holiday => "holiday",
+                        crate::domain::DayKind::Workday => "workday",
+                    });
+                    match kind {
+                        Some(kind) => {
+                            let sql = $sql(
+                                "INSERT INTO calendar_days (day, kind, note) VALUES ($1, $2, $3) \
+                                 ON CONFLICT (day) DO UPDATE SET kind = excluded.kind, note = excluded.note",
+                            );
+                            sqlx::query(&sql).bind(date).bind(kind).bind(note).execute(&mut **tx).await?;
+                        }
+                        None => {
+                            let sql = $sql("DELETE FROM calendar_days WHERE day = $1");
+                            sqlx::query(&sql).bind(date).execute(&mut **tx).await?;
+                        }
+                    }
+                    Ok(Applied::Done)
+                }
+            }
+        }
+
+        /// Appends an audit row inside `tx`; `{id}` in its resource becomes `id`.
+        async fn insert_audit<'c>(
+            tx: &mut sqlx::Transaction<'c, <$row as sqlx::Row>::Database>,
+            entry: &crate::store::NewAuditEntry,
+            id: Option<i64>,
+        ) -> StoreResult<()> {
+            let sql = $sql(
+                "INSERT INTO audit_log (at, actor, action, resource, scope_code, detail) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            );
+            let resource = match id {
+                Some(id) => entry.resource.replace("{id}", &id.to_string()),
+                None => entry.resource.clone(),
+            };
+            sqlx::query(&sql)
+                .bind(chrono::Utc::now())
+                .bind(&entry.actor)
+                .bind(&entry.action)
+                .bind(resource)
+                .bind(&entry.scope_code)
+                .bind(sqlx::types::Json(&entry.detail))
+                .execute(&mut **tx)
+                .await?;
+            Ok(())
         }
 
         async fn insert_event<'c>(

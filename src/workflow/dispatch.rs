@@ -308,14 +308,9 @@ fn check_text(field: &str, value: &str, max: usize) -> Result<()> {
 /// ```
 pub fn check_department(d: &Department, new: bool) -> Result<()> {
     check_text("name", &d.name, 100)?;
-    // Control and direction-override characters make a name read as another's.
-    if d.name.chars().any(|c| {
-        c.is_control()
-            || ('\u{202a}'..='\u{202e}').contains(&c)
-            || ('\u{2066}'..='\u{2069}').contains(&c)
-    }) {
+    if d.name.chars().any(deceptive) {
         return Err(DispatchError::Invalid(
-            "a department name holds no control or text-direction characters".into(),
+            "a department name holds no control, invisible or text-direction characters".into(),
         ));
     }
     if d.code.is_empty()
@@ -356,6 +351,96 @@ pub fn check_department(d: &Department, new: bool) -> Result<()> {
         return Err(DispatchError::Invalid(
             "webhook_url is longer than 2 000 characters".into(),
         ));
+    }
+    Ok(())
+}
+
+/// Characters that make one text read as another's: controls, direction overrides
+/// and invisible ones.
+fn deceptive(c: char) -> bool {
+    c.is_control()
+        || ('\u{200b}'..='\u{200f}').contains(&c)
+        || ('\u{202a}'..='\u{202e}').contains(&c)
+        || ('\u{2060}'..='\u{2069}').contains(&c)
+        || c == '\u{feff}'
+}
+
+/// A matter as it may be proposed on `today`: a code of 1–32 of A–Z, 0–9, '-' and '_'
+/// (no look-alikes of another's), a plain name and description, department kinds as
+/// departments spell them, a time limit of at most 365 working days or 2 000 working
+/// hours, and a validity that starts today or later (a list is never rewritten
+/// backwards) and ends after it starts.
+///
+/// ```
+/// use wangge::workflow::dispatch::check_matter;
+/// let m: wangge::store::NewMatter = serde_json::from_value(serde_json::json!({
+///     "code": "WG-001", "name": "井盖缺失", "description": "", "category": "safety_hazard",
+///     "responsible": {"township": "urban_management"},
+///     "time_limit": {"amount": 8, "unit": "working_hours"}, "public": true,
+///     "valid_from": "2026-12-01", "valid_to": null, "proposed_by": ""})).unwrap();
+/// let today = "2026-12-01".parse().unwrap();
+/// assert!(check_matter(&m, today).is_ok());
+/// let mut lookalike = m.clone();
+/// lookalike.code = "WG-001\u{200b}".into();
+/// assert!(check_matter(&lookalike, today).is_err());
+/// let mut backdated = m.clone();
+/// backdated.valid_from = "2020-01-01".parse().unwrap();
+/// assert!(check_matter(&backdated, today).is_err());
+/// ```
+pub fn check_matter(m: &crate::store::NewMatter, today: NaiveDate) -> Result<()> {
+    let invalid = |why: String| Err(DispatchError::Invalid(why));
+    if m.code.is_empty()
+        || m.code.len() > 32
+        || !m
+            .code
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    {
+        return invalid("a matter code is 1–32 of A–Z, 0–9, '-' and '_' (e.g. WG-001)".into());
+    }
+    check_text("name", &m.name, 100)?;
+    if m.name.chars().any(deceptive) {
+        return invalid(
+            "a matter name holds no control, invisible or text-direction characters".into(),
+        );
+    }
+    if m.description.chars().count() > 2000 {
+        return invalid("description is longer than 2000 characters".into());
+    }
+    if m.description
+        .chars()
+        .any(|c| deceptive(c) && c != '\n' && c != '\t')
+    {
+        return invalid(
+            "a matter description holds no control, invisible or text-direction characters".into(),
+        );
+    }
+    if let Some(kind) = m.responsible.values().find(|k| {
+        k.is_empty() || k.len() > 40 || !k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+    }) {
+        return invalid(format!(
+            "responsible department kind {} is not 1–40 of a–z and '_'",
+            crate::io::upload::quote(kind)
+        ));
+    }
+    let most = match m.time_limit.unit {
+        crate::domain::TimeUnit::WorkingDays => 365,
+        crate::domain::TimeUnit::WorkingHours => 2000,
+    };
+    if !(1..=most).contains(&m.time_limit.amount) {
+        return invalid(format!(
+            "a time limit is 1 to {most} {}",
+            m.time_limit.unit.as_str().replace('_', " ")
+        ));
+    }
+    if m.valid_from < today {
+        return invalid(format!(
+            "valid_from {} has passed: a list changes from today ({today}) on",
+            m.valid_from
+        ));
+    }
+    if m.valid_to.is_some_and(|end| end <= m.valid_from) {
+        return invalid("valid_to must be after valid_from".into());
     }
     Ok(())
 }
@@ -501,18 +586,10 @@ pub async fn intake(
         Some(code) => Some(matters.in_force(store, code, today).await?),
         None => None,
     };
-    // A county's list applies in that county only (Art. 10).
-    if let Some(m) = &matter
-        && !m.matter.applies_in(&above(Level::County))
-    {
-        return Err(DispatchError::Invalid(format!(
-            "matter {} is on the list of {}, and ({}, {}) lies in {}",
-            m.matter.code,
-            m.matter.region_code,
-            report.lon,
-            report.lat,
-            above(Level::County)
-        )));
+    if let Some(m) = &matter {
+        check_applies(m, &above(Level::County), || {
+            format!("({}, {})", report.lon, report.lat)
+        })?;
     }
     let (source, reporter_name) = match reporter {
         Reporter::Account(p) => {
@@ -986,6 +1063,19 @@ fn with_context(mut detail: Value, case: &CaseRecord) -> Value {
     detail
 }
 
+/// A county's list applies in that county only (Art. 10): `what` lies in `county`.
+fn check_applies(m: &MatterVersion, county: &str, what: impl Fn() -> String) -> Result<()> {
+    if m.matter.applies_in(county) {
+        return Ok(());
+    }
+    Err(DispatchError::Invalid(format!(
+        "matter {} is on the list of {}, and {} lies in {county}",
+        m.matter.code,
+        m.matter.region_code,
+        what()
+    )))
+}
+
 async fn classify(
     store: &dyn Store,
     case: &mut CaseRecord,
@@ -993,6 +1083,7 @@ async fn classify(
     now: DateTime<Utc>,
 ) -> Result<()> {
     let m = matter_in_force(store, code, crate::domain::date_in_china(now)).await?;
+    check_applies(&m, &case.county_code, || format!("case {}", case.id))?;
     case.matter_code = Some(m.matter.code.clone());
     case.matter_version = Some(m.id);
     case.category = Some(m.matter.category);

@@ -145,6 +145,7 @@ async fn every_write_is_audited_where_its_regions_auditors_look(b: Backend) {
     ))
     .unwrap();
     proposal["region_code"] = json!("371602");
+    proposal["valid_from"] = json!(wangge::domain::today_in_china());
     let (st, body) = send(
         client()
             .post(url("/v1/matters"))

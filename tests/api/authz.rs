@@ -271,6 +271,9 @@ pub async fn matters_lists_are_the_city_s_and_each_county_s_and_need_a_second_pe
         true,
     ))
     .unwrap();
+    // A list changes from today on.
+    let mut one_hour = one_hour;
+    one_hour["valid_from"] = json!(wangge::domain::today_in_china());
     let propose = |token: &str| {
         send(
             client()
@@ -337,8 +340,7 @@ pub async fn matters_lists_are_the_city_s_and_each_county_s_and_need_a_second_pe
     assert_eq!(st, StatusCode::BAD_REQUEST, "{p}");
     // The public list for the county shows the county's matter; its rows are the
     // county auditor's, not the city's alone.
-    let (st, list) =
-        send(client().get(url("/v1/public/matters?date=2026-06-01&county=371602"))).await;
+    let (st, list) = send(client().get(url("/v1/public/matters?county=371602"))).await;
     assert_eq!(st, StatusCode::OK);
     assert!(list.to_string().contains("BC-001"), "{list}");
     let county_audit = user(store, "county.audit", UserRole::Auditor, "371602").await;
@@ -356,6 +358,64 @@ pub async fn matters_lists_are_the_city_s_and_each_county_s_and_need_a_second_pe
         .filter_map(|r| r["action"].as_str())
         .collect();
     assert_eq!(actions, ["matter_propose", "matter_admit"]);
+
+    // Codes and names that read as another's, backdated lists and endless limits are
+    // refused.
+    let post = |token: &str, body: Value| {
+        send(
+            client()
+                .post(url("/v1/matters"))
+                .bearer_auth(token)
+                .json(&body),
+        )
+    };
+    for (field, value) in [
+        ("code", json!("BC-001\u{200b}")),
+        ("code", json!("bc-002")),
+        ("code", json!("B".repeat(33))),
+        ("name", json!("井盖\u{202e}缺失")),
+        ("valid_from", json!("2020-01-01")),
+        (
+            "time_limit",
+            json!({"amount": 100_000, "unit": "working_days"}),
+        ),
+        (
+            "time_limit",
+            json!({"amount": u32::MAX, "unit": "working_hours"}),
+        ),
+    ] {
+        let mut bad = local.clone();
+        bad["code"] = json!("BC-002");
+        bad[field] = value.clone();
+        let (st, p) = post(&county, bad).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{field} = {value}: {p}");
+    }
+    // A proposal whose start has passed by the time it is decided is not admitted.
+    let mut stale = serde_json::from_value::<wangge::store::NewMatter>(local.clone()).unwrap();
+    stale.code = "BC-003".into();
+    stale.region_code = "371602".into();
+    stale.proposed_by = "county.disp".into();
+    stale.valid_from = "2026-01-02".parse().unwrap();
+    let stale = store.propose_matter(&stale).await.unwrap();
+    let (st, p) = decide(&county2, stale.id).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert_eq!(p["type"], "urn:wangge:problem:stale-proposal");
+    // A refused proposal binds no code: the city may list it after.
+    let mut squat = local.clone();
+    squat["code"] = json!("WG-015");
+    let (st, p) = post(&county, squat.clone()).await;
+    assert_eq!(st, StatusCode::CREATED, "{p}");
+    let refuse = p["id"].as_i64().unwrap();
+    let (st, _) = send(
+        client()
+            .post(url(&format!("/v1/matters/versions/{refuse}/refuse")))
+            .bearer_auth(&county2),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    squat["region_code"] = json!("");
+    let (st, p) = post(&admin, squat).await;
+    assert_eq!(st, StatusCode::CREATED, "{p}");
     // The city admits, but not what the same person proposed.
     let (st, own) = propose(&admin).await;
     assert_eq!(st, StatusCode::CREATED);

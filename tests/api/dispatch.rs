@@ -917,6 +917,50 @@ async fn a_county_s_matter_is_reported_only_in_that_county(b: Backend) {
     let (case, _) = file("BC-001").await.unwrap();
     assert_eq!(case.matter_code.as_deref(), Some("BC-001"));
     assert_eq!(case.county_code, "371602");
+    // Nor can a dispatcher classify a case here under it later.
+    let (unclassified, _) = file_without_matter(store, &matters, &snap, &opts).await;
+    let disp = who("disp", UserRole::Dispatcher, COUNTY);
+    let accepted = dispatch::act(
+        store,
+        unclassified.id,
+        Actor {
+            principal: &disp,
+            departments: &[],
+        },
+        &Command::Accept {
+            matter: Some("ZH-001".into()),
+            note: None,
+        },
+        None,
+        cst(12, 1, 10, 0),
+    )
+    .await;
+    assert!(
+        matches!(accepted, Err(dispatch::DispatchError::Invalid(_))),
+        "{accepted:?}"
+    );
+    assert_eq!(store.case(unclassified.id).await.unwrap().matter_code, None);
+}
+
+async fn file_without_matter(
+    store: &dyn Store,
+    matters: &dispatch::MatterCatalog,
+    snap: &wangge::workflow::live::Snapshot,
+    opts: &wangge::spatial::LocateOptions,
+) -> (wangge::store::CaseRecord, bool) {
+    let disp = who("hotline", UserRole::Dispatcher, COUNTY);
+    dispatch::intake(
+        store,
+        matters,
+        snap,
+        opts,
+        &report(None, "hotline call"),
+        Reporter::Account(&disp),
+        cst(12, 1, 9, 30),
+        None,
+    )
+    .await
+    .unwrap()
 }
 
 /// A case step and its audit row are one transaction: when the row cannot be written

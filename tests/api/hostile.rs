@@ -854,7 +854,72 @@ crate::contract!(
     past_date_reads_are_limited_per_address,
     ogc_pages_and_tiles_are_limited_per_address_by_their_cost,
     a_department_cannot_be_taken_over_from_another_county,
+    a_department_holding_open_cases_does_not_move,
 );
+
+/// A department's open cases belong to the area it served: moving it would hand them to
+/// the new area's people, so it moves only once they are returned or reassigned.
+pub async fn a_department_holding_open_cases_does_not_move(b: Backend) {
+    use crate::dispatch::{COUNTY, IN_NE, T_URBAN, TOWNSHIP, seed_dispatch};
+    let store = b.store.as_ref();
+    seeded(store).await;
+    seed_dispatch(store).await;
+    let admin = user(store, "admin", UserRole::CityAdmin, "3716").await;
+    let disp = user(store, "town.disp", UserRole::Dispatcher, TOWNSHIP).await;
+    let s = Server::start(&b.url, &[]);
+    let url = |p: &str| format!("{}{p}", s.url);
+    let resp = client()
+        .post(url("/v1/public/reports"))
+        .json(&json!({"lon": IN_NE.0, "lat": IN_NE.1, "matter": "WG-001",
+            "description": "井盖缺失"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let id = resp.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    for step in [json!({"action": "accept"}), json!({"action": "assign"})] {
+        let resp = client()
+            .post(url(&format!("/v1/cases/{id}/actions")))
+            .bearer_auth(&disp)
+            .json(&step)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{step}");
+    }
+    let moved = json!({"code": T_URBAN, "name": "城区城管", "kind": "urban_management",
+        "region_code": COUNTY});
+    let resp = client()
+        .put(url(&format!("/v1/departments/{T_URBAN}")))
+        .bearer_auth(&admin)
+        .json(&moved)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let problem = resp.json::<Value>().await.unwrap();
+    assert_eq!(
+        problem["type"], "urn:wangge:problem:department-busy",
+        "{problem}"
+    );
+    let departments = client()
+        .get(url("/v1/departments"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let stored = departments
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["code"] == T_URBAN)
+        .cloned()
+        .unwrap();
+    assert_eq!(stored["region_code"], TOWNSHIP, "nothing moved");
+}
 
 #[test]
 fn the_cli_refuses_a_token_lifetime_out_of_range() {
@@ -893,6 +958,17 @@ fn the_cli_refuses_a_token_lifetime_out_of_range() {
 pub async fn a_department_cannot_be_taken_over_from_another_county(b: Backend) {
     let store = b.store.as_ref();
     seeded(store).await;
+    // 沾化区, so that a department can move there.
+    store
+        .upsert_regions(&[wangge::store::RegionRecord {
+            code: "371603".into(),
+            name: "沾化区".into(),
+            level: wangge::domain::Level::County,
+            parent_code: Some("3716".into()),
+            boundary: None,
+        }])
+        .await
+        .expect("region");
     let admin = user(store, "admin", UserRole::CityAdmin, "3716").await;
     let own = user(store, "bincheng", UserRole::Dispatcher, "371602").await;
     let other = user(store, "zhanhua", UserRole::Dispatcher, "371603").await;
@@ -930,6 +1006,11 @@ pub async fn a_department_cannot_be_taken_over_from_another_county(b: Backend) {
     assert_eq!(
         put(own.clone(), "371603", "https://10.1.2.4/hook").await,
         StatusCode::FORBIDDEN
+    );
+    // Not to a region that is not loaded, whoever asks.
+    assert_eq!(
+        put(admin.clone(), "371699", "https://10.1.2.5/hook").await,
+        StatusCode::BAD_REQUEST
     );
     // The city may.
     assert_eq!(
@@ -1033,7 +1114,13 @@ pub async fn a_department_cannot_be_taken_over_from_another_county(b: Backend) {
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
     assert!(text.contains("bad-staff"), "{text}");
     assert_eq!(enlist("zh.handler").await.0, StatusCode::NO_CONTENT);
-    assert_eq!(enlist("nobody").await.0, StatusCode::NOT_FOUND);
+    // A name that is no account gets the same answer: no county lists another's people.
+    let (st, nobody) = enlist("nobody").await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        nobody.replace("nobody", "NAME"),
+        text.replace("bc.handler", "NAME")
+    );
 
     // A department the city moves to another county leaves behind the staff who do not
     // serve there, and both counties' auditors see the move.

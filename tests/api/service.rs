@@ -623,9 +623,18 @@ pub async fn a_township_drafts_and_submits_a_county_approves_and_the_map_changes
     )
     .await;
     assert_eq!(st, StatusCode::CONFLICT, "{refused}");
-    // Others' drafts are invisible.
+    // Others' drafts are invisible: answered as missing ones, so nobody learns which
+    // plans exist elsewhere.
     let (st, _) = get(&format!("{}/v1/plans/{id}", s.url), Some(&other_township)).await;
-    assert_eq!(st, StatusCode::FORBIDDEN);
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (_, missing) = get(&format!("{}/v1/plans/999999", s.url), Some(&other_township)).await;
+    let (_, hidden) = get(&format!("{}/v1/plans/{id}", s.url), Some(&other_township)).await;
+    assert_eq!(
+        hidden["detail"]
+            .as_str()
+            .map(|d| d.replace(&id.to_string(), "N")),
+        missing["detail"].as_str().map(|d| d.replace("999999", "N"))
+    );
     let (st, _) = get(
         &format!("{}/v1/plans/{id}/impact", s.url),
         Some(&other_township),
@@ -633,7 +642,7 @@ pub async fn a_township_drafts_and_submits_a_county_approves_and_the_map_changes
     .await;
     assert_eq!(
         st,
-        StatusCode::FORBIDDEN,
+        StatusCode::NOT_FOUND,
         "the impact names members: not across townships"
     );
     let (_, listed) = get(&format!("{}/v1/plans", s.url), Some(&other_township)).await;

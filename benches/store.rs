@@ -103,6 +103,7 @@ async fn import(store: &dyn Store, file: &Path, phases: bool) {
                 actor: "bench".into(),
             },
             &prepared.content,
+            None,
         )
         .await
         .expect("store plan");
@@ -112,7 +113,10 @@ async fn import(store: &dyn Store, file: &Path, phases: bool) {
             .await
             .expect("transition");
     }
-    store.activate(plan.id, "bench").await.expect("activate");
+    store
+        .activate(plan.id, "bench", None)
+        .await
+        .expect("activate");
     if phases {
         eprintln!(
             "{}: read {:.1} s, prepare (validate, lineage, codes) {:.1} s, store plan {:.1} s, activate {:.1} s, total {:.1} s",

@@ -181,15 +181,14 @@ impl App {
                 req.duty_schedule
             },
         };
-        let id = self.store.add_member(&member).await?;
-        self.audit(
-            &p.name,
-            "member_add",
-            format!("members/{id}"),
-            &member.scope_code,
-            json!({"role": member.role.as_str()}),
-        )
-        .await?;
+        let audit = crate::store::NewAuditEntry {
+            actor: p.name.clone(),
+            action: "member_add".into(),
+            resource: "members/{id}".into(),
+            scope_code: member.scope_code.clone(),
+            detail: json!({"role": member.role.as_str()}),
+        };
+        let id = self.store.add_member(&member, Some(&audit)).await?;
         self.live.refresh(self.store.as_ref(), true).await?;
         Ok(id)
     }

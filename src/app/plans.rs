@@ -5,7 +5,9 @@
 use super::{App, AppError, AppResult, require};
 use crate::auth::{Action, Principal};
 use crate::domain::{Grid, Layer};
-use crate::store::{GridVersion, LineageLink, Plan, PlanEvent, PlanGrid, PlanStatus};
+use crate::store::{
+    GridVersion, LineageLink, NewAuditEntry, Plan, PlanEvent, PlanGrid, PlanStatus,
+};
 use crate::workflow::plans::{self, DraftRequest};
 use chrono::NaiveDate;
 use serde::Deserialize;
@@ -185,42 +187,40 @@ impl App {
         grids: Vec<Grid>,
     ) -> AppResult<Plan> {
         require(p, Action::DraftPlan, &scope)?;
-        let plan = plans::draft(
+        let audit = NewAuditEntry {
+            actor: p.name.clone(),
+            action: "plan_draft".into(),
+            resource: "plans/{id}".into(),
+            scope_code: scope.clone(),
+            detail: json!({}),
+        };
+        let plan = plans::draft_audited(
             self.store.as_ref(),
             DraftRequest {
-                scope_code: scope.clone(),
+                scope_code: scope,
                 layer,
                 title,
                 effective_date,
                 actor: p.name.clone(),
                 grids,
             },
-        )
-        .await?;
-        self.audit(
-            &p.name,
-            "plan_draft",
-            format!("plans/{}", plan.id),
-            &scope,
-            json!({"grids": plan.validation.pointer("/stats/grids"), "errors": plan.error_count}),
+            Some(audit),
         )
         .await?;
         Ok(plan)
     }
 
-    /// Replaces a draft's grids; audited.
+    /// Replaces a draft's grids; audited in the same transaction.
     pub async fn revise_plan(&self, p: &Principal, id: i64, grids: Vec<Grid>) -> AppResult<Plan> {
-        self.plan_to_revise(p, id).await?;
-        let plan = plans::revise(self.store.as_ref(), id, &p.name, grids).await?;
-        self.audit(
-            &p.name,
-            "plan_revise",
-            format!("plans/{id}"),
-            &plan.scope_code,
-            json!({"errors": plan.error_count}),
-        )
-        .await?;
-        Ok(plan)
+        let plan = self.plan_to_revise(p, id).await?;
+        let audit = NewAuditEntry {
+            actor: p.name.clone(),
+            action: "plan_revise".into(),
+            resource: format!("plans/{id}"),
+            scope_code: plan.scope_code.clone(),
+            detail: json!({}),
+        };
+        Ok(plans::revise(self.store.as_ref(), id, &p.name, grids, Some(audit)).await?)
     }
 
     /// Takes one step of plan `id` (see [`take_plan_step`]); activation swaps this
@@ -318,24 +318,35 @@ impl PlanSteps<'_> {
             )));
         }
         let mut detail = json!({"reason": req.reason, "effective": req.effective});
+        if let Some(via) = self.via {
+            detail["via"] = json!(via);
+        }
+        // The row is written in the step's own transaction.
+        let audit = NewAuditEntry {
+            actor: p.name.clone(),
+            action: format!("plan_{}", step.as_str()),
+            resource: format!("plans/{id}"),
+            scope_code: plan.scope_code.clone(),
+            detail,
+        };
         let taken = if step == PlanStep::Activate {
             let today = crate::domain::today_in_china();
-            let a = plans::activate(self.store, id, &p.name, today, self.live).await?;
+            let a = plans::activate_audited(self.store, id, &p.name, today, self.live, Some(audit))
+                .await?;
             metrics::counter!("wangge_plans_activated_total").increment(1);
-            detail["closed"] = json!(a.closed);
-            detail["inserted"] = json!(a.inserted);
             StepTaken {
                 plan: a.plan.clone(),
                 activation: Some(a),
             }
         } else {
-            let plan = plans::transition(
+            let plan = plans::transition_audited(
                 self.store,
                 id,
                 to,
                 &p.name,
                 req.reason.clone(),
                 req.effective,
+                Some(audit),
             )
             .await?;
             StepTaken {
@@ -343,18 +354,6 @@ impl PlanSteps<'_> {
                 activation: None,
             }
         };
-        if let Some(via) = self.via {
-            detail["via"] = json!(via);
-        }
-        crate::workflow::audit::record(
-            self.store,
-            &p.name,
-            &format!("plan_{}", step.as_str()),
-            format!("plans/{id}"),
-            &taken.plan.scope_code,
-            detail,
-        )
-        .await?;
         Ok(taken)
     }
 }

@@ -168,7 +168,7 @@ async fn activate_when_due(store: Arc<dyn Store>, live: Arc<LiveGrids>) {
     loop {
         tick.tick().await;
         let today = wangge::domain::today_in_china();
-        match plans::activate_due(store.as_ref(), "scheduler", today, Some(&live)).await {
+        match plans::activate_due(store.as_ref(), "scheduler", today, Some(&live), None).await {
             Ok(done) => {
                 for (id, result) in done {
                     match result {

@@ -287,15 +287,18 @@ fn import_grids(a: ImportGridsArgs, store_args: StoreArgs) -> Result<ExitCode> {
                 effective_date: a.effective,
                 actor: a.actor.actor.clone(),
             };
-            let stored = store.create_plan(&new, &prepared.content).await?;
-            audit_plan_step(
-                store.as_ref(),
-                &stored,
-                "draft",
-                &a.actor.actor,
-                json!({"grids": features, "errors": stored.error_count, "file": a.file.file.display().to_string()}),
-            )
-            .await?;
+            // Stored with its audit row, in one transaction, as the service does.
+            let audit = wangge::store::NewAuditEntry {
+                actor: a.actor.actor.clone(),
+                action: "plan_draft".into(),
+                resource: "plans/{id}".into(),
+                scope_code: a.scope.clone(),
+                detail: json!({"grids": features, "errors": prepared.content.error_count,
+                    "file": a.file.file.display().to_string(), "via": "cli"}),
+            };
+            let stored = store
+                .create_plan(&new, &prepared.content, Some(&audit))
+                .await?;
             plan = Some(stored);
         }
         let store_ms = t2.elapsed().as_secs_f64() * 1e3;
@@ -445,27 +448,6 @@ pub fn export(a: ExportArgs, store_args: StoreArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Audits a plan step taken from the CLI under the plan's scope, as the service does.
-async fn audit_plan_step(
-    store: &dyn Store,
-    plan: &wangge::store::Plan,
-    step: &str,
-    actor: &str,
-    mut detail: serde_json::Value,
-) -> Result<()> {
-    detail["via"] = json!("cli");
-    wangge::workflow::audit::record(
-        store,
-        actor,
-        &format!("plan_{step}"),
-        format!("plans/{}", plan.id),
-        &plan.scope_code,
-        detail,
-    )
-    .await?;
-    Ok(())
-}
-
 pub fn plan(command: PlanCommand, store_args: StoreArgs) -> Result<ExitCode> {
     runtime()?.block_on(async {
         let store = open(&store_args).await?;
@@ -545,17 +527,8 @@ pub fn plan(command: PlanCommand, store_args: StoreArgs) -> Result<ExitCode> {
             }
             PlanCommand::Impact { id } => json!(plans::impact(s, id).await?),
             PlanCommand::ActivateDue { actor } => {
-                let results = plans::activate_due(s, &actor.actor, today, None).await?;
-                for a in results.iter().filter_map(|(_, r)| r.as_ref().ok()) {
-                    audit_plan_step(
-                        s,
-                        &a.plan,
-                        "activate",
-                        &actor.actor,
-                        json!({"closed": a.closed, "inserted": a.inserted, "due": true}),
-                    )
-                    .await?;
-                }
+                let results =
+                    plans::activate_due(s, &actor.actor, today, None, Some("cli")).await?;
                 let rows: Vec<_> = results
                     .into_iter()
                     .map(|(id, r)| match r {

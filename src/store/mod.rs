@@ -116,13 +116,22 @@ pub trait Store: AccessStore + DispatchStore + Send + Sync {
     ) -> StoreResult<Vec<(String, i64)>>;
 
     /// Stores a new draft plan with its content; records the `draft` event.
-    async fn create_plan(&self, plan: &NewPlan, content: &PlanContent) -> StoreResult<Plan>;
-    /// Replaces a draft's content (its grids, lineage, bases and validation).
+    /// With `audit`, its row is appended in the same transaction (`{id}` in its
+    /// resource stands for the new plan's id).
+    async fn create_plan(
+        &self,
+        plan: &NewPlan,
+        content: &PlanContent,
+        audit: Option<&NewAuditEntry>,
+    ) -> StoreResult<Plan>;
+    /// Replaces a draft's content (its grids, lineage, bases and validation); with
+    /// `audit`, its row is appended in the same transaction.
     async fn replace_plan_content(
         &self,
         id: i64,
         actor: &str,
         content: &PlanContent,
+        audit: Option<&NewAuditEntry>,
     ) -> StoreResult<Plan>;
     /// One plan.
     async fn plan(&self, id: i64) -> StoreResult<Plan>;
@@ -146,10 +155,23 @@ pub trait Store: AccessStore + DispatchStore + Send + Sync {
     /// grids it replaces get `valid_to`, its grids are inserted, its lineage recorded,
     /// plans left without current grids become `superseded`. Fails with
     /// [`StoreError::Conflict`] if the grids it was drawn against changed meanwhile.
-    async fn activate(&self, id: i64, actor: &str) -> StoreResult<Activation>;
+    /// With `audit`, its row (its detail given `closed` and `inserted`) is appended in
+    /// the same transaction.
+    async fn activate(
+        &self,
+        id: i64,
+        actor: &str,
+        audit: Option<&NewAuditEntry>,
+    ) -> StoreResult<Activation>;
 
     /// Adds a grid member or service-team member; returns its id.
-    async fn add_member(&self, member: &NewMember) -> StoreResult<i64>;
+    /// With `audit`, its row is appended in the same transaction (`{id}` in its resource
+    /// stands for the new member's id).
+    async fn add_member(
+        &self,
+        member: &NewMember,
+        audit: Option<&NewAuditEntry>,
+    ) -> StoreResult<i64>;
     /// Adds several members in one transaction (all or none); returns their ids.
     async fn add_members(&self, members: &[NewMember]) -> StoreResult<Vec<i64>>;
     /// Members serving a grid or region code.

@@ -328,7 +328,12 @@ impl Store for PgStore {
         Ok(rows)
     }
 
-    async fn create_plan(&self, plan: &NewPlan, content: &PlanContent) -> StoreResult<Plan> {
+    async fn create_plan(
+        &self,
+        plan: &NewPlan,
+        content: &PlanContent,
+        audit: Option<&crate::store::NewAuditEntry>,
+    ) -> StoreResult<Plan> {
         let mut tx = self.pool.begin().await?;
         let now = Utc::now();
         let id: i64 = sqlx::query_scalar(
@@ -349,6 +354,9 @@ impl Store for PgStore {
         .await?;
         write_content(&mut tx, id, plan.layer, content).await?;
         record_event(&mut tx, id, None, PlanStatus::Draft, &plan.actor, None).await?;
+        if let Some(entry) = audit {
+            insert_audit(&mut tx, entry, Some(id)).await?;
+        }
         let stored = plan_in(&mut tx, id).await?;
         tx.commit().await?;
         Ok(stored)
@@ -359,6 +367,7 @@ impl Store for PgStore {
         id: i64,
         actor: &str,
         content: &PlanContent,
+        audit: Option<&crate::store::NewAuditEntry>,
     ) -> StoreResult<Plan> {
         let mut tx = self.pool.begin().await?;
         let changed = sqlx::query(
@@ -390,6 +399,9 @@ impl Store for PgStore {
             Some("content replaced"),
         )
         .await?;
+        if let Some(entry) = audit {
+            insert_audit(&mut tx, entry, None).await?;
+        }
         tx.commit().await?;
         Ok(plan)
     }
@@ -482,11 +494,19 @@ impl Store for PgStore {
             change.reason.as_deref(),
         )
         .await?;
+        if let Some(entry) = &change.audit {
+            insert_audit(&mut tx, entry, None).await?;
+        }
         tx.commit().await?;
         Ok(plan)
     }
 
-    async fn activate(&self, id: i64, actor: &str) -> StoreResult<Activation> {
+    async fn activate(
+        &self,
+        id: i64,
+        actor: &str,
+        audit: Option<&crate::store::NewAuditEntry>,
+    ) -> StoreResult<Activation> {
         let mut tx = self.pool.begin().await?;
         // Lock the heads in code order so racing activations queue instead of
         // deadlocking; the loser then finds the generations moved on.
@@ -600,6 +620,12 @@ impl Store for PgStore {
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
+        if let Some(entry) = audit {
+            let mut entry = entry.clone();
+            entry.detail["closed"] = serde_json::json!(closed);
+            entry.detail["inserted"] = serde_json::json!(inserted);
+            insert_audit(&mut tx, &entry, None).await?;
+        }
         tx.commit().await?;
         Ok(Activation {
             plan,
@@ -609,33 +635,19 @@ impl Store for PgStore {
         })
     }
 
-    async fn add_member(&self, member: &NewMember) -> StoreResult<i64> {
-        self.add_members(std::slice::from_ref(member))
+    async fn add_member(
+        &self,
+        member: &NewMember,
+        audit: Option<&crate::store::NewAuditEntry>,
+    ) -> StoreResult<i64> {
+        self.insert_members(std::slice::from_ref(member), audit)
             .await?
             .pop()
             .ok_or_else(|| StoreError::Corrupt("INSERT returned no id".into()))
     }
 
     async fn add_members(&self, members: &[NewMember]) -> StoreResult<Vec<i64>> {
-        let mut tx = self.pool.begin().await?;
-        let mut ids = Vec::with_capacity(members.len());
-        for member in members {
-            ids.push(
-                sqlx::query_scalar(
-                    "INSERT INTO members (scope_code, role, name, phone, duty_schedule) \
-                     VALUES ($1, $2, $3, $4, $5) RETURNING id",
-                )
-                .bind(&member.scope_code)
-                .bind(member.role.as_str())
-                .bind(&member.name)
-                .bind(&member.phone)
-                .bind(Json(&member.duty_schedule))
-                .fetch_one(&mut *tx)
-                .await?,
-            );
-        }
-        tx.commit().await?;
-        Ok(ids)
+        self.insert_members(members, None).await
     }
 
     async fn members(&self, scope_code: &str) -> StoreResult<Vec<Member>> {
@@ -817,6 +829,40 @@ mod copy_binary {
 
 fn sql(s: &str) -> String {
     s.to_string()
+}
+
+impl PgStore {
+    /// Inserts members in one transaction; with `audit`, its row too (`{id}` in its
+    /// resource stands for the first member's id).
+    async fn insert_members(
+        &self,
+        members: &[NewMember],
+        audit: Option<&crate::store::NewAuditEntry>,
+    ) -> StoreResult<Vec<i64>> {
+        let mut tx = self.pool.begin().await?;
+
+        let mut ids = Vec::with_capacity(members.len());
+        for member in members {
+            ids.push(
+                sqlx::query_scalar(
+                    "INSERT INTO members (scope_code, role, name, phone, duty_schedule) \
+                     VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                )
+                .bind(&member.scope_code)
+                .bind(member.role.as_str())
+                .bind(&member.name)
+                .bind(&member.phone)
+                .bind(Json(&member.duty_schedule))
+                .fetch_one(&mut *tx)
+                .await?,
+            );
+        }
+        if let Some(entry) = audit {
+            insert_audit(&mut tx, entry, ids.first().copied()).await?;
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
 }
 
 super::access_sql::access_store_impl!(PgStore, sql);

@@ -236,6 +236,8 @@ pub struct Transition {
     pub reason: Option<String>,
     /// Sets the effective date on the way (e.g. on approval), when given.
     pub effective_date: Option<NaiveDate>,
+    /// The audit row appended in the same transaction, when given.
+    pub audit: Option<super::NewAuditEntry>,
 }
 
 /// A recorded status change.

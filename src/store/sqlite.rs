@@ -345,7 +345,12 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
-    async fn create_plan(&self, plan: &NewPlan, content: &PlanContent) -> StoreResult<Plan> {
+    async fn create_plan(
+        &self,
+        plan: &NewPlan,
+        content: &PlanContent,
+        audit: Option<&crate::store::NewAuditEntry>,
+    ) -> StoreResult<Plan> {
         let mut tx = self.pool.begin().await?;
         let now = Utc::now();
         let id: i64 = sqlx::query_scalar(
@@ -366,6 +371,9 @@ impl Store for SqliteStore {
         .await?;
         write_content(&mut tx, id, plan.layer, content).await?;
         record_event(&mut tx, id, None, PlanStatus::Draft, &plan.actor, None).await?;
+        if let Some(entry) = audit {
+            insert_audit(&mut tx, entry, Some(id)).await?;
+        }
         let stored = plan_in(&mut tx, id).await?;
         tx.commit().await?;
         Ok(stored)
@@ -376,6 +384,7 @@ impl Store for SqliteStore {
         id: i64,
         actor: &str,
         content: &PlanContent,
+        audit: Option<&crate::store::NewAuditEntry>,
     ) -> StoreResult<Plan> {
         let mut tx = self.pool.begin().await?;
         let changed = sqlx::query(
@@ -407,6 +416,9 @@ impl Store for SqliteStore {
             Some("content replaced"),
         )
         .await?;
+        if let Some(entry) = audit {
+            insert_audit(&mut tx, entry, None).await?;
+        }
         tx.commit().await?;
         Ok(plan)
     }
@@ -498,11 +510,19 @@ impl Store for SqliteStore {
             change.reason.as_deref(),
         )
         .await?;
+        if let Some(entry) = &change.audit {
+            insert_audit(&mut tx, entry, None).await?;
+        }
         tx.commit().await?;
         Ok(plan)
     }
 
-    async fn activate(&self, id: i64, actor: &str) -> StoreResult<Activation> {
+    async fn activate(
+        &self,
+        id: i64,
+        actor: &str,
+        audit: Option<&crate::store::NewAuditEntry>,
+    ) -> StoreResult<Activation> {
         let mut tx = self.pool.begin().await?;
         // The first statement writes, so SQLite takes the write lock now: a racing
         // activation waits here and then finds the generations moved on.
@@ -612,6 +632,12 @@ impl Store for SqliteStore {
             .await?;
         }
         let plan = plan_in(&mut tx, id).await?;
+        if let Some(entry) = audit {
+            let mut entry = entry.clone();
+            entry.detail["closed"] = serde_json::json!(closed);
+            entry.detail["inserted"] = serde_json::json!(inserted);
+            insert_audit(&mut tx, &entry, None).await?;
+        }
         tx.commit().await?;
         Ok(Activation {
             plan,
@@ -621,33 +647,19 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn add_member(&self, member: &NewMember) -> StoreResult<i64> {
-        self.add_members(std::slice::from_ref(member))
+    async fn add_member(
+        &self,
+        member: &NewMember,
+        audit: Option<&crate::store::NewAuditEntry>,
+    ) -> StoreResult<i64> {
+        self.insert_members(std::slice::from_ref(member), audit)
             .await?
             .pop()
             .ok_or_else(|| StoreError::Corrupt("INSERT returned no id".into()))
     }
 
     async fn add_members(&self, members: &[NewMember]) -> StoreResult<Vec<i64>> {
-        let mut tx = self.pool.begin().await?;
-        let mut ids = Vec::with_capacity(members.len());
-        for member in members {
-            ids.push(
-                sqlx::query_scalar(
-                    "INSERT INTO members (scope_code, role, name, phone, duty_schedule) \
-                     VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
-                )
-                .bind(&member.scope_code)
-                .bind(member.role.as_str())
-                .bind(&member.name)
-                .bind(&member.phone)
-                .bind(Json(&member.duty_schedule))
-                .fetch_one(&mut *tx)
-                .await?,
-            );
-        }
-        tx.commit().await?;
-        Ok(ids)
+        self.insert_members(members, None).await
     }
 
     async fn members(&self, scope_code: &str) -> StoreResult<Vec<Member>> {
@@ -780,6 +792,40 @@ impl SqliteStore {
 
 fn sql(s: &str) -> String {
     s.replace('$', "?")
+}
+
+impl SqliteStore {
+    /// Inserts members in one transaction; with `audit`, its row too (`{id}` in its
+    /// resource stands for the first member's id).
+    async fn insert_members(
+        &self,
+        members: &[NewMember],
+        audit: Option<&crate::store::NewAuditEntry>,
+    ) -> StoreResult<Vec<i64>> {
+        let mut tx = self.pool.begin().await?;
+
+        let mut ids = Vec::with_capacity(members.len());
+        for member in members {
+            ids.push(
+                sqlx::query_scalar(
+                    "INSERT INTO members (scope_code, role, name, phone, duty_schedule) \
+                     VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+                )
+                .bind(&member.scope_code)
+                .bind(member.role.as_str())
+                .bind(&member.name)
+                .bind(&member.phone)
+                .bind(Json(&member.duty_schedule))
+                .fetch_one(&mut *tx)
+                .await?,
+            );
+        }
+        if let Some(entry) = audit {
+            insert_audit(&mut tx, entry, ids.first().copied()).await?;
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
 }
 
 super::access_sql::access_store_impl!(SqliteStore, sql);

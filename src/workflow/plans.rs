@@ -14,8 +14,8 @@ use crate::spatial::coverage::{self, ValidateOptions};
 use crate::spatial::pip::PolygonSet;
 use crate::spatial::{geom, measure};
 use crate::store::{
-    GridVersion, LineageKind, LineageLink, NewPlan, Plan, PlanContent, PlanGrid, PlanStatus,
-    RegionRecord, Store, StoreError, Transition,
+    GridVersion, LineageKind, LineageLink, NewAuditEntry, NewPlan, Plan, PlanContent, PlanGrid,
+    PlanStatus, RegionRecord, Store, StoreError, Transition,
 };
 use crate::workflow::check::{Validation, validate_groups};
 use crate::workflow::hierarchy::reading_order;
@@ -116,6 +116,16 @@ pub struct DraftRequest {
 
 /// Drafts a plan: prepares it against the current grids and stores it.
 pub async fn draft(store: &dyn Store, request: DraftRequest) -> Result<Plan, PlanError> {
+    draft_audited(store, request, None).await
+}
+
+/// [`draft`], appending `audit` in the same transaction (its detail given the plan's
+/// `grids` and `errors`; `{id}` in its resource stands for the new plan's id).
+pub async fn draft_audited(
+    store: &dyn Store,
+    request: DraftRequest,
+    audit: Option<NewAuditEntry>,
+) -> Result<Plan, PlanError> {
     let started = std::time::Instant::now();
     let prepared = prepare(store, &request.scope_code, request.layer, request.grids).await?;
     let prepared_in = started.elapsed();
@@ -126,7 +136,14 @@ pub async fn draft(store: &dyn Store, request: DraftRequest) -> Result<Plan, Pla
         effective_date: request.effective_date,
         actor: request.actor,
     };
-    let created = store.create_plan(&plan, &prepared.content).await?;
+    let audit = audit.map(|mut a| {
+        a.detail["grids"] = serde_json::json!(prepared.content.validation.pointer("/stats/grids"));
+        a.detail["errors"] = serde_json::json!(prepared.content.error_count);
+        a
+    });
+    let created = store
+        .create_plan(&plan, &prepared.content, audit.as_ref())
+        .await?;
     tracing::debug!(
         plan = created.id,
         prepare_ms = prepared_in.as_millis() as u64,
@@ -136,17 +153,23 @@ pub async fn draft(store: &dyn Store, request: DraftRequest) -> Result<Plan, Pla
     Ok(created)
 }
 
-/// Replaces a draft's grids, re-running validation, lineage and codes.
+/// Replaces a draft's grids, re-running validation, lineage and codes; with `audit`,
+/// its row (its detail given `errors`) is appended in the same transaction.
 pub async fn revise(
     store: &dyn Store,
     id: i64,
     actor: &str,
     grids: Vec<Grid>,
+    audit: Option<NewAuditEntry>,
 ) -> Result<Plan, PlanError> {
     let plan = store.plan(id).await?;
     let prepared = prepare(store, &plan.scope_code, plan.layer, grids).await?;
+    let audit = audit.map(|mut a| {
+        a.detail["errors"] = serde_json::json!(prepared.content.error_count);
+        a
+    });
     Ok(store
-        .replace_plan_content(id, actor, &prepared.content)
+        .replace_plan_content(id, actor, &prepared.content, audit.as_ref())
         .await?)
 }
 
@@ -159,6 +182,19 @@ pub async fn transition(
     reason: Option<String>,
     effective_date: Option<NaiveDate>,
 ) -> Result<Plan, PlanError> {
+    transition_audited(store, id, to, actor, reason, effective_date, None).await
+}
+
+/// [`transition`], appending `audit` in the same transaction.
+pub async fn transition_audited(
+    store: &dyn Store,
+    id: i64,
+    to: PlanStatus,
+    actor: &str,
+    reason: Option<String>,
+    effective_date: Option<NaiveDate>,
+    audit: Option<NewAuditEntry>,
+) -> Result<Plan, PlanError> {
     let plan = store.plan(id).await?;
     Ok(store
         .transition(
@@ -169,6 +205,7 @@ pub async fn transition(
                 actor: actor.to_string(),
                 reason,
                 effective_date,
+                audit,
             },
         )
         .await?)
@@ -183,11 +220,24 @@ pub async fn activate(
     today: NaiveDate,
     live: Option<&LiveGrids>,
 ) -> Result<crate::store::Activation, PlanError> {
+    activate_audited(store, id, actor, today, live, None).await
+}
+
+/// [`activate`], appending `audit` (its detail given `closed` and `inserted`) in the
+/// activation's transaction.
+pub async fn activate_audited(
+    store: &dyn Store,
+    id: i64,
+    actor: &str,
+    today: NaiveDate,
+    live: Option<&LiveGrids>,
+    audit: Option<NewAuditEntry>,
+) -> Result<crate::store::Activation, PlanError> {
     let plan = store.plan(id).await?;
     if let Some(effective) = plan.effective_date.filter(|&d| d > today) {
         return Err(PlanError::NotYetEffective { id, effective });
     }
-    let activation = store.activate(id, actor).await?;
+    let activation = store.activate(id, actor, audit.as_ref()).await?;
     if let Some(live) = live {
         live.reload(store).await?;
     }
@@ -195,13 +245,15 @@ pub async fn activate(
 }
 
 /// Activates every approved plan whose effective date has come (oldest date first), as
-/// a daily job would. Each activation stands alone: a conflict or failure of one is
-/// reported and the others go on.
+/// a daily job would, each audited under its scope in its own transaction as `actor`
+/// (detail `due`, and `via` when given). Each activation stands alone: a conflict or
+/// failure of one is reported and the others go on.
 pub async fn activate_due(
     store: &dyn Store,
     actor: &str,
     today: NaiveDate,
     live: Option<&LiveGrids>,
+    via: Option<&str>,
 ) -> Result<Vec<(i64, Result<crate::store::Activation, PlanError>)>, PlanError> {
     let mut due: Vec<Plan> = store
         .plans(None, Some(PlanStatus::Approved))
@@ -212,7 +264,18 @@ pub async fn activate_due(
     due.sort_by_key(|p| (p.effective_date, p.id));
     let mut out = Vec::with_capacity(due.len());
     for plan in due {
-        let result = activate(store, plan.id, actor, today, live).await;
+        let mut detail = serde_json::json!({"due": true});
+        if let Some(via) = via {
+            detail["via"] = serde_json::json!(via);
+        }
+        let audit = NewAuditEntry {
+            actor: actor.to_string(),
+            action: "plan_activate".into(),
+            resource: format!("plans/{}", plan.id),
+            scope_code: plan.scope_code.clone(),
+            detail,
+        };
+        let result = activate_audited(store, plan.id, actor, today, live, Some(audit)).await;
         out.push((plan.id, result));
     }
     Ok(out)

@@ -963,13 +963,15 @@ async fn file_without_matter(
     .unwrap()
 }
 
-/// A case step and its audit row are one transaction: when the row cannot be written
-/// the step does not happen (no new state, no event), and once it can, both are there.
-async fn a_case_step_whose_audit_row_cannot_be_written_does_not_happen(b: Backend) {
+/// A write and its audit row are one transaction: when the row cannot be written the
+/// write does not happen (a case step, a plan step, a department change), and once it
+/// can, both are there.
+async fn a_write_whose_audit_row_cannot_be_written_does_not_happen(b: Backend) {
     let store = b.store.as_ref();
     seeded(store).await;
     seed_dispatch(store).await;
-    let snap = LiveGrids::load(store).await.unwrap().snapshot();
+    let live = Arc::new(LiveGrids::load(store).await.unwrap());
+    let snap = live.snapshot();
     let opts = wangge::spatial::LocateOptions::default();
     let matters = dispatch::MatterCatalog::default();
     let (case, _) = dispatch::intake(
@@ -984,24 +986,39 @@ async fn a_case_step_whose_audit_row_cannot_be_written_does_not_happen(b: Backen
     )
     .await
     .unwrap();
-    // The audit log refuses accept rows, as a full disk or a broken log would.
+    let plan = wangge::workflow::plans::draft(
+        store,
+        wangge::workflow::plans::DraftRequest {
+            scope_code: crate::store_contract::COMMUNITY.into(),
+            layer: wangge::domain::Layer::Comprehensive,
+            title: "redrawn".into(),
+            effective_date: None,
+            actor: "planner".into(),
+            grids: crate::store_contract::first_grids(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(plan.error_count, 0);
+    // The audit log refuses these rows, as a full disk or a broken log would.
+    let refused = "('case_accept', 'plan_submit', 'department_put')";
     match &b.raw {
         crate::backends::Raw::Postgres(p) => {
-            sqlx::raw_sql(
-                "CREATE FUNCTION refuse_accept_rows() RETURNS trigger AS $$ BEGIN \
+            sqlx::raw_sql(&format!(
+                "CREATE FUNCTION refuse_rows() RETURNS trigger AS $$ BEGIN \
                  RAISE EXCEPTION 'audit log refused'; END $$ LANGUAGE plpgsql; \
-                 CREATE TRIGGER refuse_accept BEFORE INSERT ON audit_log FOR EACH ROW \
-                 WHEN (NEW.action = 'case_accept') EXECUTE FUNCTION refuse_accept_rows();",
-            )
+                 CREATE TRIGGER refuse_rows BEFORE INSERT ON audit_log FOR EACH ROW \
+                 WHEN (NEW.action IN {refused}) EXECUTE FUNCTION refuse_rows();"
+            ))
             .execute(p)
             .await
             .unwrap();
         }
         crate::backends::Raw::Sqlite(p) => {
-            sqlx::raw_sql(
-                "CREATE TRIGGER refuse_accept BEFORE INSERT ON audit_log \
-                 WHEN NEW.action = 'case_accept' BEGIN SELECT RAISE(ABORT, 'audit log refused'); END;",
-            )
+            sqlx::raw_sql(&format!(
+                "CREATE TRIGGER refuse_rows BEFORE INSERT ON audit_log \
+                 WHEN NEW.action IN {refused} BEGIN SELECT RAISE(ABORT, 'audit log refused'); END;"
+            ))
             .execute(p)
             .await
             .unwrap();
@@ -1024,43 +1041,107 @@ async fn a_case_step_whose_audit_row_cannot_be_written_does_not_happen(b: Backen
             cst(12, 1, 10, 0),
         )
     };
+    let steps = wangge::app::PlanSteps {
+        store,
+        live: None,
+        four_eyes: true,
+        via: None,
+    };
+    let planner = who(
+        "planner",
+        UserRole::Planner,
+        crate::store_contract::COMMUNITY,
+    );
+    let no_reason = wangge::app::StepRequest::default();
+    let submit = || steps.take(&planner, plan.id, wangge::app::PlanStep::Submit, &no_reason);
+    let app = wangge::app::App::new(
+        b.store.clone(),
+        live.clone(),
+        Arc::new(wangge::settings::Settings::default()),
+    );
+    let admin = who("admin", UserRole::CityAdmin, "3716");
+    let rename = || {
+        let request: wangge::app::DepartmentRequest = serde_json::from_value(json!({
+            "code": T_URBAN, "name": "改名的城管", "kind": "urban_management",
+            "region_code": TOWNSHIP}))
+        .unwrap();
+        app.put_department(&admin, T_URBAN.into(), request)
+    };
+    let urban_name = || async {
+        store
+            .departments()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|d| d.code == T_URBAN)
+            .unwrap()
+            .name
+    };
+    let before = urban_name().await;
+
     assert!(
         accept().await.is_err(),
-        "the step went ahead without its audit row"
+        "a case step went ahead without its row"
     );
     let unchanged = store.case(case.id).await.unwrap();
     assert_eq!(unchanged.state, CaseState::Reported);
     assert_eq!(unchanged.version, case.version);
     assert_eq!(store.case_events(case.id).await.unwrap().len(), 1);
+    assert!(
+        submit().await.is_err(),
+        "a plan step went ahead without its row"
+    );
+    let draft = store.plan(plan.id).await.unwrap();
+    assert_eq!(draft.status, wangge::store::PlanStatus::Draft);
+    assert_eq!(store.plan_events(plan.id).await.unwrap().len(), 1);
+    assert!(
+        rename().await.is_err(),
+        "a department changed without its row"
+    );
+    assert_eq!(urban_name().await, before);
 
-    let drop = "DROP TRIGGER refuse_accept";
     match &b.raw {
         crate::backends::Raw::Postgres(p) => {
-            sqlx::raw_sql(&format!("{drop} ON audit_log"))
+            sqlx::raw_sql("DROP TRIGGER refuse_rows ON audit_log")
                 .execute(p)
                 .await
                 .unwrap();
         }
         crate::backends::Raw::Sqlite(p) => {
-            sqlx::raw_sql(drop).execute(p).await.unwrap();
+            sqlx::raw_sql("DROP TRIGGER refuse_rows")
+                .execute(p)
+                .await
+                .unwrap();
         }
     }
     let accepted = accept().await.unwrap();
     assert_eq!(accepted.state, CaseState::Accepted);
+    assert_eq!(
+        submit().await.unwrap().plan.status,
+        wangge::store::PlanStatus::Submitted
+    );
+    rename().await.unwrap();
+    assert_eq!(urban_name().await, "改名的城管");
     let rows = store
         .audit(&wangge::store::AuditQuery {
             under: None,
-            actor: Some("disp".into()),
+            actor: None,
             after_id: None,
-            limit: 10,
+            limit: 100,
         })
         .await
         .unwrap();
-    assert_eq!(rows.len(), 1, "{rows:?}");
-    assert_eq!(rows[0].action, "case_accept");
-    assert_eq!(rows[0].resource, format!("cases/{}", case.id));
-    assert_eq!(rows[0].detail["version"], json!(accepted.version));
-    assert_eq!(rows[0].scope_code, accepted.grid_code);
+    let found = |action: &str, resource: String| {
+        rows.iter()
+            .filter(|r| r.action == action && r.resource == resource)
+            .count()
+    };
+    assert_eq!(found("case_accept", format!("cases/{}", case.id)), 1);
+    assert_eq!(found("plan_submit", format!("plans/{}", plan.id)), 1);
+    assert_eq!(found("department_put", format!("departments/{T_URBAN}")), 1);
+    let step = rows.iter().find(|r| r.action == "case_accept").unwrap();
+    assert_eq!(step.detail["version"], json!(accepted.version));
+    assert_eq!(step.scope_code, accepted.grid_code);
 }
 
 async fn two_handlers_acting_at_once_one_wins_and_retries_are_idempotent(b: Backend) {
@@ -1406,7 +1487,7 @@ crate::contract!(
     walk_cases_through_every_path_and_assess_them_exactly,
     the_matters_list_is_versioned_and_never_rewrites_filed_cases,
     a_county_s_matter_is_reported_only_in_that_county,
-    a_case_step_whose_audit_row_cannot_be_written_does_not_happen,
+    a_write_whose_audit_row_cannot_be_written_does_not_happen,
     two_handlers_acting_at_once_one_wins_and_retries_are_idempotent,
     concurrent_submissions_each_get_their_own_case_and_event,
 );

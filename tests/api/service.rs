@@ -94,13 +94,16 @@ pub async fn seeded(store: &dyn Store) {
     .expect("activate");
     for seq in 1..=4 {
         store
-            .add_member(&NewMember {
-                scope_code: code(seq),
-                role: Role::GridLeader,
-                name: format!("李网格{seq}"),
-                phone: Some(format!("1380000000{seq}")),
-                duty_schedule: json!({}),
-            })
+            .add_member(
+                &NewMember {
+                    scope_code: code(seq),
+                    role: Role::GridLeader,
+                    name: format!("李网格{seq}"),
+                    phone: Some(format!("1380000000{seq}")),
+                    duty_schedule: json!({}),
+                },
+                None,
+            )
             .await
             .expect("member");
     }
@@ -355,13 +358,16 @@ pub async fn each_role_is_held_to_its_actions_and_jurisdiction(b: Backend) {
     seeded(store).await;
     let other_community = "371602002001";
     store
-        .add_member(&NewMember {
-            scope_code: format!("{other_community}001"),
-            role: Role::GridLeader,
-            name: "王别处".into(),
-            phone: Some("13900000000".into()),
-            duty_schedule: json!({}),
-        })
+        .add_member(
+            &NewMember {
+                scope_code: format!("{other_community}001"),
+                role: Role::GridLeader,
+                name: "王别处".into(),
+                phone: Some("13900000000".into()),
+                duty_schedule: json!({}),
+            },
+            None,
+        )
         .await
         .unwrap();
     let admin = user(store, "admin", UserRole::CityAdmin, "3716").await;

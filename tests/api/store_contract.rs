@@ -375,7 +375,7 @@ async fn a_plan_with_validation_errors_cannot_be_submitted(b: Backend) {
         "{err}"
     );
     // Fixing the draft clears the errors and lets it through.
-    let fixed = plans::revise(store, plan.id, "planner.li", first_grids())
+    let fixed = plans::revise(store, plan.id, "planner.li", first_grids(), None)
         .await
         .unwrap();
     assert_eq!(fixed.error_count, 0);
@@ -587,23 +587,29 @@ async fn impact_preview_lists_changes_members_and_households(b: Backend) {
     let first = approved_plan(store, first_grids(), "2026-01-01").await;
     activate(store, first).await.unwrap();
     let member = store
-        .add_member(&NewMember {
-            scope_code: code(3),
-            role: Role::FullTime,
-            name: "张敏".into(),
-            phone: Some("13800000003".into()),
-            duty_schedule: json!([{"weekday": 1, "from": "08:30", "to": "17:30"}]),
-        })
+        .add_member(
+            &NewMember {
+                scope_code: code(3),
+                role: Role::FullTime,
+                name: "张敏".into(),
+                phone: Some("13800000003".into()),
+                duty_schedule: json!([{"weekday": 1, "from": "08:30", "to": "17:30"}]),
+            },
+            None,
+        )
         .await
         .unwrap();
     store
-        .add_member(&NewMember {
-            scope_code: code(4),
-            role: Role::GridLeader,
-            name: "李强".into(),
-            phone: None,
-            duty_schedule: json!([]),
-        })
+        .add_member(
+            &NewMember {
+                scope_code: code(4),
+                role: Role::GridLeader,
+                name: "李强".into(),
+                phone: None,
+                duty_schedule: json!([]),
+            },
+            None,
+        )
         .await
         .unwrap();
     let second = approved_plan(store, second_grids("NW"), "2026-06-01").await;
@@ -632,23 +638,29 @@ async fn impact_preview_lists_changes_members_and_households(b: Backend) {
 async fn members_and_supervision_phones_are_kept(b: Backend) {
     let store = b.store.as_ref();
     let id = store
-        .add_member(&NewMember {
-            scope_code: code(1),
-            role: Role::GridLeader,
-            name: "王芳".into(),
-            phone: Some("13900000001".into()),
-            duty_schedule: json!([{"weekday": 6, "from": "09:00", "to": "12:00"}]),
-        })
+        .add_member(
+            &NewMember {
+                scope_code: code(1),
+                role: Role::GridLeader,
+                name: "王芳".into(),
+                phone: Some("13900000001".into()),
+                duty_schedule: json!([{"weekday": 6, "from": "09:00", "to": "12:00"}]),
+            },
+            None,
+        )
         .await
         .unwrap();
     store
-        .add_member(&NewMember {
-            scope_code: COMMUNITY.into(),
-            role: Role::TeamMember,
-            name: "赵磊".into(),
-            phone: None,
-            duty_schedule: json!([]),
-        })
+        .add_member(
+            &NewMember {
+                scope_code: COMMUNITY.into(),
+                role: Role::TeamMember,
+                name: "赵磊".into(),
+                phone: None,
+                duty_schedule: json!([]),
+            },
+            None,
+        )
         .await
         .unwrap();
     let members = store.members(&code(1)).await.unwrap();
@@ -713,7 +725,7 @@ async fn due_plans_activate_in_date_order_and_future_ones_wait(b: Backend) {
     let store = b.store.as_ref();
     seed_regions(store).await;
     let due = |d: &'static str| async move {
-        plans::activate_due(store, "cron", date(d), None)
+        plans::activate_due(store, "cron", date(d), None, None)
             .await
             .unwrap()
             .into_iter()

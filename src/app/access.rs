@@ -169,7 +169,31 @@ impl App {
     /// knows them. Returns the member's id.
     pub async fn add_member(&self, p: &Principal, req: NewMemberRequest) -> AppResult<i64> {
         require(p, Action::WriteMembers, &req.scope_code)?;
+        let snapshot = self.live.snapshot();
+        if snapshot.grid(&req.scope_code).is_none() && snapshot.region(&req.scope_code).is_none() {
+            return Err(AppError::invalid_parameter(
+                "scope_code",
+                format!(
+                    "no grid or region {} is loaded",
+                    crate::io::upload::quote(&req.scope_code)
+                ),
+            ));
+        }
         let role: Role = req.role.parse().map_err(AppError::invalid)?;
+        crate::domain::text::check_text("name", &req.name, 50, false, false)
+            .map_err(|why| AppError::invalid_parameter("name", why))?;
+        if req.phone.as_deref().is_some_and(|ph| {
+            ph.is_empty()
+                || ph.len() > 32
+                || !ph
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b"+- ".contains(&b))
+        }) {
+            return Err(AppError::invalid_parameter(
+                "phone",
+                "a phone number is 1–32 of digits, '+', '-' and spaces",
+            ));
+        }
         let member = NewMember {
             scope_code: req.scope_code,
             role,

@@ -175,21 +175,8 @@ impl App {
         report: &Report,
         key: Option<&IdempotencyKey>,
     ) -> AppResult<(CaseView, bool)> {
-        let snapshot = self.live.snapshot();
-        let (case, fresh) = dispatch::intake(
-            self.store.as_ref(),
-            &self.matters,
-            &snapshot,
-            &self.locate_options(),
-            report,
-            Reporter::Account(p),
-            Utc::now(),
-            key,
-        )
-        .await?;
+        let (case, fresh) = self.intake(report, Reporter::Account(p), key).await?;
         if fresh {
-            metrics::counter!("wangge_cases_reported_total", "source" => case.source.as_str())
-                .increment(1);
             self.audit(
                 &p.name,
                 "case_report",
@@ -201,6 +188,32 @@ impl App {
         }
         let departments = self.departments_of(p).await?;
         Ok((self.view(p, &departments, case).await?, fresh))
+    }
+
+    /// Files a report from `reporter` on the live grids, counted when it is new.
+    pub(super) async fn intake(
+        &self,
+        report: &Report,
+        reporter: Reporter<'_>,
+        key: Option<&IdempotencyKey>,
+    ) -> AppResult<(CaseRecord, bool)> {
+        let snapshot = self.live.snapshot();
+        let (case, fresh) = dispatch::intake(
+            self.store.as_ref(),
+            &self.matters,
+            &snapshot,
+            &self.locate_options(),
+            report,
+            reporter,
+            Utc::now(),
+            key,
+        )
+        .await?;
+        if fresh {
+            metrics::counter!("wangge_cases_reported_total", "source" => case.source.as_str())
+                .increment(1);
+        }
+        Ok((case, fresh))
     }
 
     /// How points are located for intake and dispatch (the settings' tolerances).
@@ -404,6 +417,20 @@ impl App {
         })
     }
 
+    /// The reader as the store knows them now: the token's holder with their current
+    /// grants and departments. A stream re-reads it now and then, so a revoked grant or
+    /// a dismissal narrows what it shows, and a dead token ends it (an error other than
+    /// the store's).
+    pub async fn reread_reader(&self, token: &str, reader: &StreamStart) -> AppResult<StreamStart> {
+        let (principal, _) = self.token_holder(token).await?;
+        let departments = self.departments_of(&principal).await?;
+        Ok(StreamStart {
+            principal,
+            departments,
+            position: reader.position,
+        })
+    }
+
     /// The next events after `position` in commit order, each as `reader` may see it
     /// (`None`: not theirs), with its position.
     pub async fn stream_page(
@@ -444,7 +471,10 @@ impl App {
             if let Some(d) = departments.iter().find(|d| d.code == key) {
                 return p.may(Action::ReadCases, &d.region_code);
             }
-            (snapshot.grid(key).is_some() || key.len() == 15) && p.may(Action::ReadCases, key)
+            let is_grid = key
+                .parse::<crate::domain::RegionCode>()
+                .is_ok_and(|c| c.level() == crate::domain::Level::Grid);
+            (snapshot.grid(key).is_some() || is_grid) && p.may(Action::ReadCases, key)
         };
         Ok(assessment::assess(self.store.as_ref(), from, to, Utc::now(), keep).await?)
     }

@@ -298,27 +298,24 @@ impl App {
         }
         let moved = stored.as_ref().filter(|o| o.region_code != d.region_code);
         if moved.is_some() {
-            // Its open cases belong to the area it served: they would follow it, and
-            // the new area's people would read and handle them.
-            let open = self
+            // Its cases belong to the area it served, open or closed: they would follow
+            // it, and the new area's people would read and handle them. (The store
+            // checks again under the department's row lock, against a racing step.)
+            let held = self
                 .store
                 .cases(&crate::store::CaseQuery {
                     departments: vec![d.code.clone()],
-                    states: vec![
-                        crate::domain::CaseState::Assigned,
-                        crate::domain::CaseState::Acknowledged,
-                    ],
                     limit: 1,
                     ..crate::store::CaseQuery::default()
                 })
                 .await?;
-            if let Some(case) = open.first() {
+            if let Some(case) = held.first() {
                 return Err(AppError::Refused {
                     kind: "department-busy",
-                    title: "The department holds open cases",
+                    title: "The department has held cases",
                     detail: format!(
-                        "{} still holds open cases (case {} among them): have them returned \
-                         or reassigned before it moves",
+                        "{} has held cases (case {} among them), which stay with the area it \
+                         served: create a department for the new area instead",
                         d.code, case.id
                     ),
                     forbidden: false,
@@ -469,12 +466,8 @@ impl App {
     ) -> AppResult<()> {
         let city = self.city();
         require(p, Action::ManageMatters, &city)?;
-        if note.chars().count() > 200 || note.chars().any(|c| c.is_control()) {
-            return Err(AppError::invalid_parameter(
-                "note",
-                "a calendar note is at most 200 characters, without control characters",
-            ));
-        }
+        crate::domain::text::check_text("note", note, 200, true, false)
+            .map_err(|why| AppError::invalid_parameter("note", why))?;
         let (action, detail) = match kind {
             Some(kind) => ("calendar_set", json!({"kind": kind, "note": note})),
             None => ("calendar_clear", json!({})),

@@ -5,7 +5,7 @@
 use super::{App, AppResult};
 use crate::domain::CaseSource;
 use crate::store::{CaseEvent, CaseQuery, CaseRecord, IdempotencyKey, StoreError};
-use crate::workflow::dispatch::{self, Report, Reporter};
+use crate::workflow::dispatch::{Report, Reporter};
 use chrono::{DateTime, Utc};
 
 /// Only residents' own reports are public.
@@ -36,23 +36,7 @@ impl App {
         open311: bool,
         key: Option<&IdempotencyKey>,
     ) -> AppResult<(CaseRecord, bool)> {
-        let snapshot = self.live.snapshot();
-        let (case, fresh) = dispatch::intake(
-            self.store.as_ref(),
-            &self.matters,
-            &snapshot,
-            &self.locate_options(),
-            report,
-            Reporter::Public { open311 },
-            Utc::now(),
-            key,
-        )
-        .await?;
-        if fresh {
-            metrics::counter!("wangge_cases_reported_total", "source" => case.source.as_str())
-                .increment(1);
-        }
-        Ok((case, fresh))
+        self.intake(report, Reporter::Public { open311 }, key).await
     }
 
     async fn public_record(&self, case: CaseRecord) -> AppResult<PublicRecord> {

@@ -5,6 +5,7 @@ pub mod case;
 pub mod grid;
 pub mod matter;
 pub mod region;
+pub mod text;
 mod time;
 
 pub use access::{Grant, UserRole};

@@ -5,7 +5,7 @@
 
 use super::extract::Caller;
 use super::{ApiError, AppState};
-use crate::app::{AppError, CentreList, ListRequest};
+use crate::app::{AppError, CentreList, ListRequest, StreamStart};
 use crate::auth::AuthError;
 use crate::domain::CaseState;
 use crate::store::{CaseEvent, CaseRecord, EventCursor, IdempotencyKey};
@@ -291,7 +291,7 @@ pub async fn stream(
         .or(q.after);
     // Subscribe before finding the start, so nothing falls between the two.
     let mut live = state.case_events.subscribe();
-    let reader = state.app.open_stream(&caller.0, resume).await?;
+    let mut reader = state.app.open_stream(&caller.0, resume).await?;
     let token = super::extract::bearer(&headers)
         .map(str::to_string)
         .unwrap_or_default();
@@ -329,13 +329,12 @@ pub async fn stream(
         };
         // Catch up from the store: resumed streams read what they missed, and events
         // the feeder broadcast before this stream subscribed are read here.
-        let catch_up = |mut position: EventCursor| {
+        let catch_up = |reader: StreamStart, mut position: EventCursor| {
             let app = app.clone();
-            let reader = &reader;
             let send = &send;
             async move {
                 loop {
-                    let Ok(page) = app.stream_page(reader, position, 500).await else {
+                    let Ok(page) = app.stream_page(&reader, position, 500).await else {
                         return None;
                     };
                     let n = page.len();
@@ -351,12 +350,13 @@ pub async fn stream(
                 }
             }
         };
-        let Some(caught_up) = catch_up(position).await else {
+        let Some(caught_up) = catch_up(reader.clone(), position).await else {
             return;
         };
         position = caught_up;
         // A logged-out, revoked or expired token ends its streams within the token
-        // cache's lifetime, as it ends every other request.
+        // cache's lifetime, as it ends every other request; a revoked grant or a
+        // dismissal from a department narrows what the stream shows as soon.
         let mut recheck = tokio::time::interval(super::extract::TOKEN_CACHE_TTL);
         recheck.tick().await;
         loop {
@@ -365,10 +365,12 @@ pub async fn stream(
                 // The client went away: stop waiting for events it will never read.
                 _ = tx.closed() => return,
                 _ = recheck.tick() => {
-                    match app.token_holder(&token).await {
-                        Err(AppError::Auth(AuthError::Store(_))) | Ok(_) => continue,
+                    match app.reread_reader(&token, &reader).await {
+                        Ok(fresh) => reader = fresh,
+                        Err(AppError::Auth(AuthError::Store(_)) | AppError::Store(_)) => {}
                         Err(_) => return,
                     }
+                    continue;
                 }
             };
             match received {
@@ -381,7 +383,7 @@ pub async fn stream(
                 Ok(_) => {}
                 // Fell behind: read the gap from the store.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    let Some(caught_up) = catch_up(position).await else {
+                    let Some(caught_up) = catch_up(reader.clone(), position).await else {
                         return;
                     };
                     position = caught_up;

@@ -39,7 +39,7 @@ pub(crate) enum Param {
 }
 
 macro_rules! dispatch_store_impl {
-    ($store:ty, $sql:expr, $row:ty, $one_statement:expr) => {
+    ($store:ty, $sql:expr, $row:ty, $one_statement:expr, $row_locks:expr) => {
         mod dispatch_rows {
             use super::*;
             use crate::domain::{TimeLimit};
@@ -167,7 +167,7 @@ macro_rules! dispatch_store_impl {
                 changes: &[crate::store::dispatch::DirectoryChange],
                 audit: &[crate::store::NewAuditEntry],
             ) -> StoreResult<Vec<crate::store::dispatch::Applied>> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = write_transaction(&self.pool).await?;
                 let mut applied = Vec::with_capacity(changes.len());
                 for change in changes {
                     applied.push(apply_change(&mut tx, change).await?);
@@ -346,7 +346,29 @@ macro_rules! dispatch_store_impl {
                 audit: Option<&crate::store::NewAuditEntry>,
             ) -> StoreResult<crate::store::dispatch::CaseRecord> {
                 use crate::store::dispatch_sql::ms;
-                let mut tx = self.pool.begin().await?;
+                let mut tx = write_transaction(&self.pool).await?;
+                // A case is only ever held by a department serving its area: read under
+                // the department's row lock, which a move takes too (`apply_audited`).
+                if let Some(department) = &c.department_code {
+                    let lock = if $row_locks {
+                        "SELECT region_code FROM departments WHERE code = $1 FOR SHARE"
+                    } else {
+                        "SELECT region_code FROM departments WHERE code = $1"
+                    };
+                    let region: Option<String> = sqlx::query_scalar(&$sql(lock))
+                        .bind(department)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    let area = [&c.grid_code, &c.community_code, &c.township_code, &c.county_code, &c.city_code]
+                        .into_iter()
+                        .find(|code| !code.is_empty())
+                        .map_or("", |code| code.as_str());
+                    if !region.as_ref().is_some_and(|r| area.starts_with(r.as_str())) {
+                        return Err(StoreError::Conflict(format!(
+                            "department {department} does not serve {area} (it moved meanwhile?): reload and retry"
+                        )));
+                    }
+                }
                 let sql = $sql(&format!(
                     "UPDATE cases SET state = $3, matter_code = $4, matter_version = $5, category = $6, \
                      centre_code = $7, department_code = $8, deadline = $9, assigned_at = $10, \
@@ -734,6 +756,20 @@ macro_rules! dispatch_store_impl {
             dispatch_rows::case(&row)
         }
 
+        /// A transaction that reads before it writes. SQLite's deferred transactions
+        /// would take the write lock only at the first write, and fail ("database is
+        /// locked") when another writer went first; `BEGIN IMMEDIATE` takes it at once,
+        /// waiting its turn. PostgreSQL locks rows as it goes.
+        async fn write_transaction(
+            pool: &sqlx::Pool<<$row as sqlx::Row>::Database>,
+        ) -> StoreResult<sqlx::Transaction<'static, <$row as sqlx::Row>::Database>> {
+            Ok(if $row_locks {
+                pool.begin().await?
+            } else {
+                pool.begin_with("BEGIN IMMEDIATE").await?
+            })
+        }
+
         /// Applies one directory change inside `tx`.
         async fn apply_change<'c>(
             tx: &mut sqlx::Transaction<'c, <$row as sqlx::Row>::Database>,
@@ -742,6 +778,30 @@ macro_rules! dispatch_store_impl {
             use crate::store::dispatch::{Applied, DirectoryChange};
             match change {
                 DirectoryChange::PutDepartment(d) => {
+                    // A department that has held cases keeps its region: its cases
+                    // belong to the area it served. Checked under the department's row
+                    // lock, which every case write to it shares (`update_case`), so an
+                    // assignment racing a move is either seen here or refused there.
+                    let lock = if $row_locks {
+                        "SELECT region_code FROM departments WHERE code = $1 FOR UPDATE"
+                    } else {
+                        "SELECT region_code FROM departments WHERE code = $1"
+                    };
+                    let old: Option<String> = sqlx::query_scalar(&$sql(lock))
+                        .bind(&d.code)
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                    if old.as_ref().is_some_and(|r| *r != d.region_code) {
+                        let sql = $sql("SELECT id FROM cases WHERE department_code = $1 LIMIT 1");
+                        let held: Option<i64> =
+                            sqlx::query_scalar(&sql).bind(&d.code).fetch_optional(&mut **tx).await?;
+                        if let Some(case) = held {
+                            return Err(StoreError::Refused(format!(
+                                "{} has held cases (case {case} among them): it keeps its region",
+                                d.code
+                            )));
+                        }
+                    }
                     let sql = $sql(
                         "INSERT INTO departments (code, name, kind, region_code, webhook_url) \
                          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (code) DO UPDATE SET \

@@ -840,7 +840,6 @@ impl PgStore {
         audit: Option<&crate::store::NewAuditEntry>,
     ) -> StoreResult<Vec<i64>> {
         let mut tx = self.pool.begin().await?;
-
         let mut ids = Vec::with_capacity(members.len());
         for member in members {
             ids.push(
@@ -866,4 +865,4 @@ impl PgStore {
 }
 
 super::access_sql::access_store_impl!(PgStore, sql);
-super::dispatch_sql::dispatch_store_impl!(PgStore, sql, sqlx::postgres::PgRow, true);
+super::dispatch_sql::dispatch_store_impl!(PgStore, sql, sqlx::postgres::PgRow, true, true);

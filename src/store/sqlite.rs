@@ -803,7 +803,6 @@ impl SqliteStore {
         audit: Option<&crate::store::NewAuditEntry>,
     ) -> StoreResult<Vec<i64>> {
         let mut tx = self.pool.begin().await?;
-
         let mut ids = Vec::with_capacity(members.len());
         for member in members {
             ids.push(
@@ -829,4 +828,4 @@ impl SqliteStore {
 }
 
 super::access_sql::access_store_impl!(SqliteStore, sql);
-super::dispatch_sql::dispatch_store_impl!(SqliteStore, sql, sqlx::sqlite::SqliteRow, false);
+super::dispatch_sql::dispatch_store_impl!(SqliteStore, sql, sqlx::sqlite::SqliteRow, false, false);

@@ -307,12 +307,7 @@ fn check_text(field: &str, value: &str, max: usize) -> Result<()> {
 /// assert!(check_department(&squat, true).is_err());
 /// ```
 pub fn check_department(d: &Department, new: bool) -> Result<()> {
-    check_text("name", &d.name, 100)?;
-    if d.name.chars().any(deceptive) {
-        return Err(DispatchError::Invalid(
-            "a department name holds no control, invisible or text-direction characters".into(),
-        ));
-    }
+    check_name("name", &d.name, 100, false)?;
     if d.code.is_empty()
         || d.code.len() > 100
         || !d
@@ -355,14 +350,10 @@ pub fn check_department(d: &Department, new: bool) -> Result<()> {
     Ok(())
 }
 
-/// Characters that make one text read as another's: controls, direction overrides
-/// and invisible ones.
-fn deceptive(c: char) -> bool {
-    c.is_control()
-        || ('\u{200b}'..='\u{200f}').contains(&c)
-        || ('\u{202a}'..='\u{202e}').contains(&c)
-        || ('\u{2060}'..='\u{2069}').contains(&c)
-        || c == '\u{feff}'
+/// A name or note as [`crate::domain::text::check_text`] takes it, as a dispatch error.
+fn check_name(field: &str, value: &str, max: usize, multiline: bool) -> Result<()> {
+    crate::domain::text::check_text(field, value, max, multiline, multiline)
+        .map_err(DispatchError::Invalid)
 }
 
 /// A matter as it may be proposed on `today`: a code of 1–32 of A–Z, 0–9, '-' and '_'
@@ -398,23 +389,8 @@ pub fn check_matter(m: &crate::store::NewMatter, today: NaiveDate) -> Result<()>
     {
         return invalid("a matter code is 1–32 of A–Z, 0–9, '-' and '_' (e.g. WG-001)".into());
     }
-    check_text("name", &m.name, 100)?;
-    if m.name.chars().any(deceptive) {
-        return invalid(
-            "a matter name holds no control, invisible or text-direction characters".into(),
-        );
-    }
-    if m.description.chars().count() > 2000 {
-        return invalid("description is longer than 2000 characters".into());
-    }
-    if m.description
-        .chars()
-        .any(|c| deceptive(c) && c != '\n' && c != '\t')
-    {
-        return invalid(
-            "a matter description holds no control, invisible or text-direction characters".into(),
-        );
-    }
+    check_name("name", &m.name, 100, false)?;
+    check_name("description", &m.description, 2000, true)?;
     if let Some(kind) = m.responsible.values().find(|k| {
         k.is_empty() || k.len() > 40 || !k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
     }) {

@@ -374,6 +374,9 @@ pub async fn matters_lists_are_the_city_s_and_each_county_s_and_need_a_second_pe
         ("code", json!("bc-002")),
         ("code", json!("B".repeat(33))),
         ("name", json!("井盖\u{202e}缺失")),
+        ("name", json!("井盖\u{061c}缺失")),
+        ("name", json!("井盖\u{00ad}")),
+        ("name", json!("\u{2800}")),
         ("valid_from", json!("2020-01-01")),
         (
             "time_limit",
@@ -400,6 +403,36 @@ pub async fn matters_lists_are_the_city_s_and_each_county_s_and_need_a_second_pe
     let (st, p) = decide(&county2, stale.id).await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
     assert_eq!(p["type"], "urn:wangge:problem:stale-proposal");
+    // Calendar notes and members' names and places are checked as names are.
+    let (st, p) = send(
+        client()
+            .put(url("/v1/calendar/2027-01-04"))
+            .bearer_auth(&admin)
+            .json(&json!({"kind": "holiday", "note": "元旦\u{202e}假期"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{p}");
+    for member in [
+        json!({"scope_code": "3716zzz", "role": "grid_leader", "name": "李四"}),
+        json!({"scope_code": code(2), "role": "grid_leader", "name": "李\u{202e}四"}),
+        json!({"scope_code": code(2), "role": "grid_leader", "name": "李".repeat(51)}),
+        json!({"scope_code": code(2), "role": "grid_leader", "name": "李四", "phone": "call me"}),
+    ] {
+        let (st, p) = send(
+            client()
+                .post(url("/v1/members"))
+                .bearer_auth(&admin)
+                .json(&member),
+        )
+        .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{member}: {p}");
+    }
+    let (st, p) = send(client().post(url("/v1/members")).bearer_auth(&admin).json(
+        &json!({"scope_code": code(2), "role": "grid_leader", "name": "李四",
+                "phone": "+86 139-1234-5678"}),
+    ))
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{p}");
     // A refused proposal binds no code: the city may list it after.
     let mut squat = local.clone();
     squat["code"] = json!("WG-015");

@@ -865,9 +865,6 @@ async fn a_county_s_matter_is_reported_only_in_that_county(b: Backend) {
     let store = b.store.as_ref();
     seeded(store).await;
     seed_dispatch(store).await;
-    let snap = LiveGrids::load(store).await.unwrap().snapshot();
-    let opts = wangge::spatial::LocateOptions::default();
-    let matters = dispatch::MatterCatalog::default();
     let admitted = |code: &str, county: &str| {
         let mut m = matter(
             code,
@@ -890,35 +887,30 @@ async fn a_county_s_matter_is_reported_only_in_that_county(b: Backend) {
     };
     admitted("ZH-001", "371603").await;
     admitted("BC-001", "371602").await;
-    let file = |code: &str| {
-        let r = report(Some(code), "county list");
-        let (matters, snap, opts) = (&matters, &snap, &opts);
-        async move {
-            dispatch::intake(
-                store,
-                matters,
-                snap,
-                opts,
-                &r,
-                Reporter::Public { open311: false },
-                cst(12, 1, 9, 0),
-                None,
-            )
-            .await
-        }
-    };
+    let public = || Reporter::Public { open311: false };
+    let report_of =
+        |code: &'static str| file(store, public(), Some(code), "county list", cst(12, 1, 9, 0));
     // The fixture's grids are in 371602: 沾化区's own matter does not apply there.
-    match file("ZH-001").await {
+    match report_of("ZH-001").await {
         Err(dispatch::DispatchError::Invalid(why)) => {
             assert!(why.contains("371603"), "{why}")
         }
         other => panic!("a 371603 matter was filed in 371602: {other:?}"),
     }
-    let (case, _) = file("BC-001").await.unwrap();
+    let (case, _) = report_of("BC-001").await.unwrap();
     assert_eq!(case.matter_code.as_deref(), Some("BC-001"));
     assert_eq!(case.county_code, "371602");
     // Nor can a dispatcher classify a case here under it later.
-    let (unclassified, _) = file_without_matter(store, &matters, &snap, &opts).await;
+    let hotline = who("hotline", UserRole::Dispatcher, COUNTY);
+    let (unclassified, _) = file(
+        store,
+        Reporter::Account(&hotline),
+        None,
+        "hotline call",
+        cst(12, 1, 9, 30),
+    )
+    .await
+    .unwrap();
     let disp = who("disp", UserRole::Dispatcher, COUNTY);
     let accepted = dispatch::act(
         store,
@@ -942,25 +934,27 @@ async fn a_county_s_matter_is_reported_only_in_that_county(b: Backend) {
     assert_eq!(store.case(unclassified.id).await.unwrap().matter_code, None);
 }
 
-async fn file_without_matter(
+/// Files `report(matter, text)` from `reporter` at `at` through intake, on the store's
+/// current grids and matters list.
+async fn file(
     store: &dyn Store,
-    matters: &dispatch::MatterCatalog,
-    snap: &wangge::workflow::live::Snapshot,
-    opts: &wangge::spatial::LocateOptions,
-) -> (wangge::store::CaseRecord, bool) {
-    let disp = who("hotline", UserRole::Dispatcher, COUNTY);
+    reporter: Reporter<'_>,
+    matter: Option<&str>,
+    text: &str,
+    at: DateTime<Utc>,
+) -> Result<(wangge::store::CaseRecord, bool), dispatch::DispatchError> {
+    let snap = LiveGrids::load(store).await.unwrap().snapshot();
     dispatch::intake(
         store,
-        matters,
-        snap,
-        opts,
-        &report(None, "hotline call"),
-        Reporter::Account(&disp),
-        cst(12, 1, 9, 30),
+        &dispatch::MatterCatalog::default(),
+        &snap,
+        &wangge::spatial::LocateOptions::default(),
+        &report(matter, text),
+        reporter,
+        at,
         None,
     )
     .await
-    .unwrap()
 }
 
 /// A write and its audit row are one transaction: when the row cannot be written the
@@ -971,18 +965,12 @@ async fn a_write_whose_audit_row_cannot_be_written_does_not_happen(b: Backend) {
     seeded(store).await;
     seed_dispatch(store).await;
     let live = Arc::new(LiveGrids::load(store).await.unwrap());
-    let snap = live.snapshot();
-    let opts = wangge::spatial::LocateOptions::default();
-    let matters = dispatch::MatterCatalog::default();
-    let (case, _) = dispatch::intake(
+    let (case, _) = file(
         store,
-        &matters,
-        &snap,
-        &opts,
-        &report(Some("WG-001"), "井盖缺失"),
         Reporter::Public { open311: false },
+        Some("WG-001"),
+        "井盖缺失",
         cst(12, 1, 9, 0),
-        None,
     )
     .await
     .unwrap();
@@ -1144,6 +1132,90 @@ async fn a_write_whose_audit_row_cannot_be_written_does_not_happen(b: Backend) {
     assert_eq!(step.scope_code, accepted.grid_code);
 }
 
+/// A case is only ever held by a department serving its area, whoever writes: the
+/// store refuses to move a department that has held cases, and refuses a case write
+/// naming a department that does not serve the case (as when it moved meanwhile).
+async fn a_case_stays_with_a_department_serving_its_area(b: Backend) {
+    let store = b.store.as_ref();
+    let case = template_case(store).await;
+    let disp = who("disp", UserRole::Dispatcher, TOWNSHIP);
+    let actor = Actor {
+        principal: &disp,
+        departments: &[],
+    };
+    for step in [
+        Command::Accept {
+            matter: None,
+            note: None,
+        },
+        Command::Assign {
+            department: None,
+            matter: None,
+            reason: None,
+        },
+    ] {
+        dispatch::act(store, case.id, actor, &step, None, cst(12, 1, 10, 0))
+            .await
+            .unwrap();
+    }
+    let assigned = store.case(case.id).await.unwrap();
+    assert_eq!(assigned.department_code.as_deref(), Some(T_URBAN));
+    let department = |code: &str, region: &str| Department {
+        code: code.into(),
+        name: "moved".into(),
+        kind: "housing".into(),
+        region_code: region.into(),
+        webhook_url: None,
+    };
+    use wangge::store::dispatch::DirectoryChange;
+    let moved = store
+        .apply_audited(
+            &[DirectoryChange::PutDepartment(Department {
+                kind: "urban_management".into(),
+                ..department(T_URBAN, "371602002")
+            })],
+            &[],
+        )
+        .await;
+    assert!(matches!(moved, Err(StoreError::Refused(_))), "{moved:?}");
+    // A department without cases moves; a case cannot then be given to it here.
+    store
+        .apply_audited(
+            &[DirectoryChange::PutDepartment(department(
+                C_HOUSING, "371603",
+            ))],
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut elsewhere = assigned.clone();
+    elsewhere.department_code = Some(C_HOUSING.into());
+    let event = wangge::store::NewCaseEvent {
+        at: cst(12, 1, 11, 0),
+        actor: "disp".into(),
+        kind: "assign".into(),
+        from_state: Some(assigned.state),
+        note: None,
+        detail: json!({}),
+    };
+    let written = store
+        .update_case(&elsewhere, &event, Some(C_HOUSING), None)
+        .await;
+    assert!(
+        matches!(written, Err(StoreError::Conflict(_))),
+        "{written:?}"
+    );
+    assert_eq!(
+        store
+            .case(case.id)
+            .await
+            .unwrap()
+            .department_code
+            .as_deref(),
+        Some(T_URBAN)
+    );
+}
+
 async fn two_handlers_acting_at_once_one_wins_and_retries_are_idempotent(b: Backend) {
     let store = b.store.as_ref();
     seeded(store).await;
@@ -1284,8 +1356,13 @@ async fn two_handlers_acting_at_once_one_wins_and_retries_are_idempotent(b: Back
         (Err(e), _) | (_, Err(e)) => e,
         _ => unreachable!("one of them lost"),
     };
+    // The loser either meets the changed version, or, when it reads the case after the
+    // winner's step took it out of its hands, no case it may act on (answered as missing).
     assert!(
-        matches!(loser, DispatchError::Store(StoreError::Conflict(_))),
+        matches!(
+            loser,
+            DispatchError::Store(StoreError::Conflict(_) | StoreError::NotFound { .. })
+        ),
         "{loser}"
     );
     // The store itself refuses a stale write, whoever calls it.
@@ -1321,16 +1398,12 @@ async fn two_handlers_acting_at_once_one_wins_and_retries_are_idempotent(b: Back
 async fn template_case(store: &dyn Store) -> wangge::store::CaseRecord {
     seeded(store).await;
     seed_dispatch(store).await;
-    let snap = LiveGrids::load(store).await.unwrap().snapshot();
-    dispatch::intake(
+    file(
         store,
-        &dispatch::MatterCatalog::default(),
-        &snap,
-        &wangge::spatial::LocateOptions::default(),
-        &report(Some("WG-001"), "template"),
         Reporter::Public { open311: false },
+        Some("WG-001"),
+        "template",
         cst(12, 1, 9, 0),
-        None,
     )
     .await
     .unwrap()
@@ -1488,6 +1561,7 @@ crate::contract!(
     the_matters_list_is_versioned_and_never_rewrites_filed_cases,
     a_county_s_matter_is_reported_only_in_that_county,
     a_write_whose_audit_row_cannot_be_written_does_not_happen,
+    a_case_stays_with_a_department_serving_its_area,
     two_handlers_acting_at_once_one_wins_and_retries_are_idempotent,
     concurrent_submissions_each_get_their_own_case_and_event,
 );
@@ -2220,6 +2294,61 @@ async fn an_event_committed_after_a_later_numbered_one_reaches_an_open_stream_on
 }
 
 /// An open event stream, and everything it has sent so far.
+/// An open stream follows its reader: once a handler is dismissed from a department,
+/// its cases stop reaching the handler's stream (within the token cache's lifetime).
+async fn a_stream_stops_showing_a_department_s_cases_once_its_handler_is_dismissed(b: Backend) {
+    let store = b.store.as_ref();
+    seeded(store).await;
+    seed_dispatch(store).await;
+    let handler = user(store, "h.urban", UserRole::DepartmentHandler, TOWNSHIP).await;
+    let disp = user(store, "town.disp", UserRole::Dispatcher, TOWNSHIP).await;
+    store.add_staff("h.urban", T_URBAN).await.unwrap();
+    let s = Server::start(&b.url, &[]);
+    let url = |p: &str| format!("{}{p}", s.url);
+    let assign_new_case = |text: &'static str| {
+        let disp = disp.clone();
+        async move {
+            let (st, _, case) = send(client().post(url("/v1/public/reports")).json(&json!({
+                "lon": IN_NE.0, "lat": IN_NE.1, "matter": "WG-001", "description": text})))
+            .await;
+            assert_eq!(st, StatusCode::CREATED, "{case}");
+            let id = case["id"].as_i64().unwrap();
+            for step in [json!({"action": "accept"}), json!({"action": "assign"})] {
+                let (st, _, body) = send(
+                    client()
+                        .post(url(&format!("/v1/cases/{id}/actions")))
+                        .bearer_auth(&disp)
+                        .json(&step),
+                )
+                .await;
+                assert_eq!(st, StatusCode::OK, "{body}");
+            }
+            id
+        }
+    };
+    let stream = open_stream(&url("/v1/cases/stream"), &handler).await;
+    let before = assign_new_case("before").await;
+    wait_for("the assignment on the handler's stream", || {
+        stream
+            .lock()
+            .unwrap()
+            .contains(&format!("\"case_id\":{before}"))
+    })
+    .await;
+    store.remove_staff("h.urban", T_URBAN).await.unwrap();
+    // The stream re-reads its reader every token-cache lifetime.
+    tokio::time::sleep(wangge::http::extract::TOKEN_CACHE_TTL + std::time::Duration::from_secs(1))
+        .await;
+    let after = assign_new_case("after").await;
+    // Give the feeder time to deliver it, were it still shown.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let text = stream.lock().unwrap().clone();
+    assert!(
+        !text.contains(&format!("\"case_id\":{after}")),
+        "a dismissed handler's stream showed case {after}: {text}"
+    );
+}
+
 async fn open_stream(url: &str, token: &str) -> Arc<Mutex<String>> {
     let text = Arc::new(Mutex::new(String::new()));
     let sink = text.clone();
@@ -2255,6 +2384,7 @@ pub async fn resumed_stream(url: &str, token: &str, after: i64) -> String {
 
 crate::contract!(
     an_event_committed_after_a_later_numbered_one_reaches_an_open_stream_once,
+    a_stream_stops_showing_a_department_s_cases_once_its_handler_is_dismissed,
     a_case_travels_over_http_with_streams_webhooks_and_open311,
     every_accepted_submission_survives_a_sigkill_exactly_once,
 );

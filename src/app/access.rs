@@ -180,18 +180,24 @@ impl App {
             ));
         }
         let role: Role = req.role.parse().map_err(AppError::invalid)?;
-        crate::domain::text::check_text("name", &req.name, 50, false, false)
-            .map_err(|why| AppError::invalid_parameter("name", why))?;
+        crate::domain::text::check_text(
+            "name",
+            &req.name,
+            50,
+            false,
+            crate::domain::text::TextKind::Name,
+        )
+        .map_err(|why| AppError::invalid_parameter("name", why))?;
         if req.phone.as_deref().is_some_and(|ph| {
-            ph.is_empty()
-                || ph.len() > 32
+            ph.len() > 32
+                || !ph.bytes().any(|b| b.is_ascii_digit())
                 || !ph
                     .bytes()
                     .all(|b| b.is_ascii_digit() || b"+- ".contains(&b))
         }) {
             return Err(AppError::invalid_parameter(
                 "phone",
-                "a phone number is 1–32 of digits, '+', '-' and spaces",
+                "a phone number is up to 32 of digits, '+', '-' and spaces, with a digit",
             ));
         }
         let member = NewMember {

@@ -301,22 +301,14 @@ impl App {
             // Its cases belong to the area it served, open or closed: they would follow
             // it, and the new area's people would read and handle them. (The store
             // checks again under the department's row lock, against a racing step.)
-            let held = self
-                .store
-                .cases(&crate::store::CaseQuery {
-                    departments: vec![d.code.clone()],
-                    limit: 1,
-                    ..crate::store::CaseQuery::default()
-                })
-                .await?;
-            if let Some(case) = held.first() {
+            if let Some(case) = self.store.department_held_case(&d.code).await? {
                 return Err(AppError::Refused {
                     kind: "department-busy",
                     title: "The department has held cases",
                     detail: format!(
-                        "{} has held cases (case {} among them), which stay with the area it \
-                         served: create a department for the new area instead",
-                        d.code, case.id
+                        "{} has held cases (case {case} among them), which stay with the area \
+                         it served: create a department for the new area instead",
+                        d.code
                     ),
                     forbidden: false,
                 });
@@ -466,8 +458,14 @@ impl App {
     ) -> AppResult<()> {
         let city = self.city();
         require(p, Action::ManageMatters, &city)?;
-        crate::domain::text::check_text("note", note, 200, true, false)
-            .map_err(|why| AppError::invalid_parameter("note", why))?;
+        crate::domain::text::check_text(
+            "note",
+            note,
+            200,
+            true,
+            crate::domain::text::TextKind::Name,
+        )
+        .map_err(|why| AppError::invalid_parameter("note", why))?;
         let (action, detail) = match kind {
             Some(kind) => ("calendar_set", json!({"kind": kind, "note": note})),
             None => ("calendar_clear", json!({})),

@@ -1,61 +1,95 @@
-//! Text people read as names: a name that reads as another's (an invisible or
-//! direction-changing character, a blank that is not a space) is refused everywhere a
-//! name or note is written.
+//! Text people read. A **name** (of a department, matter or member; a calendar note)
+//! must read as what it is: nothing invisible, blank-looking or direction-changing in
+//! it, so that no name can pass for another's or for nothing. **Prose** (a report's
+//! description, a step's note) may hold emoji and line breaks, but nothing that
+//! reorders what follows or hides as a control character.
 
-/// Whether `c` can make a text read as another's or as nothing: controls, format
-/// characters (direction marks and overrides, zero-width and joining characters, soft
-/// hyphens, tags, variation selectors), line and paragraph separators, fillers that
-/// render blank, and private-use characters.
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+
+/// What a text is, for [`check_text`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextKind {
+    /// Read as an identity: only visible characters and plain spaces.
+    Name,
+    /// Read as running text: line breaks, tabs and emoji sequences allowed.
+    Prose,
+}
+
+/// Whether `c` can make a name read as another's or as nothing: controls, format
+/// characters (direction marks, zero-width and joining characters, soft hyphens, tags),
+/// unassigned code points and noncharacters, private use, line and paragraph
+/// separators, any space but U+0020, and the marks and letters that render blank
+/// (variation selectors, fillers, the braille blank).
 ///
 /// ```
 /// use wangge::domain::text::is_deceptive;
-/// assert!(is_deceptive('\u{202e}') && is_deceptive('\u{00ad}') && is_deceptive('\u{2800}'));
-/// assert!(!is_deceptive('井') && !is_deceptive(' ') && !is_deceptive('-'));
+/// for c in ['\u{202e}', '\u{00ad}', '\u{2800}', '\u{3000}', '\u{00a0}', '\u{1bca0}', '\u{fffe}'] {
+///     assert!(is_deceptive(c), "{:04x}", c as u32);
+/// }
+/// assert!(!is_deceptive('井') && !is_deceptive(' ') && !is_deceptive('-') && !is_deceptive('Ⅲ'));
 /// ```
 pub fn is_deceptive(c: char) -> bool {
-    let u = c as u32;
-    c.is_control()
-        || matches!(
-            u,
-            0x00AD
-                | 0x034F
-                | 0x061C
+    use GeneralCategory as G;
+    match c.general_category() {
+        G::Control
+        | G::Format
+        | G::Surrogate
+        | G::PrivateUse
+        | G::Unassigned
+        | G::LineSeparator
+        | G::ParagraphSeparator => true,
+        G::SpaceSeparator => c != ' ',
+        // Marks and letters that render as nothing or as a blank.
+        _ => matches!(
+            c as u32,
+            0x034F
                 | 0x115F..=0x1160
                 | 0x17B4..=0x17B5
                 | 0x180B..=0x180F
-                | 0x200B..=0x200F
-                | 0x2028..=0x202E
-                | 0x2060..=0x206F
                 | 0x2800
                 | 0x3164
                 | 0xFE00..=0xFE0F
-                | 0xFEFF
                 | 0xFFA0
-                | 0xFFF0..=0xFFFB
-                | 0xE000..=0xF8FF
+                | 0x16FE4
                 | 0x1D173..=0x1D17A
-                | 0xE0000..=0xE0FFF
-                | 0xF0000..
-        )
+                | 0xE0100..=0xE01EF
+        ),
+    }
 }
 
-/// Checks a name or note: at most `max` characters, something visible in it unless
-/// `may_be_empty`, and no [deceptive](is_deceptive) character (`\n` and `\t` only where
-/// `multiline`). The error says what is wrong with `field`.
+/// Whether `c` can disturb prose: control characters other than line breaks and tabs,
+/// and the explicit direction embeddings, overrides and isolates (which reorder the
+/// text that follows them).
 ///
 /// ```
-/// use wangge::domain::text::check_text;
-/// assert!(check_text("name", "滨城区城管", 100, false, false).is_ok());
-/// assert!(check_text("name", "\u{2800}", 100, false, false).is_err());
-/// assert!(check_text("note", "", 200, true, false).is_ok());
-/// assert!(check_text("note", "元旦\u{202e}假期", 200, true, false).is_err());
+/// use wangge::domain::text::is_disruptive;
+/// assert!(is_disruptive('\u{202e}') && is_disruptive('\u{0007}'));
+/// assert!(!is_disruptive('\n') && !is_disruptive('\u{200d}') && !is_disruptive('\u{fe0f}'));
+/// ```
+pub fn is_disruptive(c: char) -> bool {
+    (c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
+        || matches!(c as u32, 0x202A..=0x202E | 0x2066..=0x2069)
+}
+
+/// Checks a text of `kind`: at most `max` characters, something visible in it unless
+/// `may_be_empty`, and nothing [deceptive](is_deceptive) in a name or
+/// [disruptive](is_disruptive) in prose. The error says what is wrong with `field`.
+///
+/// ```
+/// use wangge::domain::text::{TextKind, check_text};
+/// assert!(check_text("name", "滨城区城管", 100, false, TextKind::Name).is_ok());
+/// assert!(check_text("name", "\u{1bca0}", 100, false, TextKind::Name).is_err());
+/// assert!(check_text("note", "", 200, true, TextKind::Name).is_ok());
+/// assert!(check_text("note", "元旦\u{3000}假期", 200, true, TextKind::Name).is_err());
+/// assert!(check_text("description", "井盖没了❤️\n快来", 2000, false, TextKind::Prose).is_ok());
+/// assert!(check_text("description", "\u{202e}快来", 2000, false, TextKind::Prose).is_err());
 /// ```
 pub fn check_text(
     field: &str,
     value: &str,
     max: usize,
     may_be_empty: bool,
-    multiline: bool,
+    kind: TextKind,
 ) -> Result<(), String> {
     if !may_be_empty && value.trim().is_empty() {
         return Err(format!("{field} must not be empty"));
@@ -63,13 +97,20 @@ pub fn check_text(
     if value.chars().count() > max {
         return Err(format!("{field} is longer than {max} characters"));
     }
-    if value
-        .chars()
-        .any(|c| is_deceptive(c) && !(multiline && (c == '\n' || c == '\t')))
-    {
-        return Err(format!(
-            "{field} holds a control, invisible, blank-looking or text-direction character"
-        ));
+    let bad = match kind {
+        TextKind::Name => value.chars().any(is_deceptive),
+        TextKind::Prose => value.chars().any(is_disruptive),
+    };
+    if bad {
+        return Err(match kind {
+            TextKind::Name => format!(
+                "{field} holds a control, invisible, blank-looking or text-direction character, \
+                 or a space other than U+0020"
+            ),
+            TextKind::Prose => {
+                format!("{field} holds a control or text-direction override character")
+            }
+        });
     }
     Ok(())
 }

@@ -286,6 +286,8 @@ pub trait DispatchStore: Send + Sync {
         changes: &[DirectoryChange],
         audit: &[crate::store::NewAuditEntry],
     ) -> StoreResult<Vec<Applied>>;
+    /// A case department `code` has ever held (now or in any event), if any.
+    async fn department_held_case(&self, code: &str) -> StoreResult<Option<i64>>;
     /// Inserts or replaces a department.
     async fn upsert_department(&self, department: &Department) -> StoreResult<()>;
     /// Sets (or with `None` removes) a department's webhook signing secret; the

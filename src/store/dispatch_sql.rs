@@ -183,6 +183,10 @@ macro_rules! dispatch_store_impl {
                 Ok(applied)
             }
 
+            async fn department_held_case(&self, code: &str) -> StoreResult<Option<i64>> {
+                Ok(sqlx::query_scalar(&held_case_sql()).bind(code).fetch_optional(&self.pool).await?)
+            }
+
             async fn upsert_department(&self, d: &crate::store::dispatch::Department) -> StoreResult<()> {
                 use crate::store::dispatch::DirectoryChange;
                 self.apply_audited(&[DirectoryChange::PutDepartment(d.clone())], &[]).await?;
@@ -756,6 +760,16 @@ macro_rules! dispatch_store_impl {
             dispatch_rows::case(&row)
         }
 
+        /// A case the department has ever held: any event naming it (each event
+        /// records the department the case had), or a case it holds now.
+        /// (`->>` reads a JSON member on both backends, and is what the index holds.)
+        fn held_case_sql() -> String {
+            $sql(
+                "SELECT case_id FROM case_events WHERE detail->>'department' = $1 \
+                 UNION ALL SELECT id FROM cases WHERE department_code = $1 LIMIT 1",
+            )
+        }
+
         /// A transaction that reads before it writes. SQLite's deferred transactions
         /// would take the write lock only at the first write, and fail ("database is
         /// locked") when another writer went first; `BEGIN IMMEDIATE` takes it at once,
@@ -792,9 +806,10 @@ macro_rules! dispatch_store_impl {
                         .fetch_optional(&mut **tx)
                         .await?;
                     if old.as_ref().is_some_and(|r| *r != d.region_code) {
-                        let sql = $sql("SELECT id FROM cases WHERE department_code = $1 LIMIT 1");
-                        let held: Option<i64> =
-                            sqlx::query_scalar(&sql).bind(&d.code).fetch_optional(&mut **tx).await?;
+                        let held: Option<i64> = sqlx::query_scalar(&held_case_sql())
+                            .bind(&d.code)
+                            .fetch_optional(&mut **tx)
+                            .await?;
                         if let Some(case) = held {
                             return Err(StoreError::Refused(format!(
                                 "{} has held cases (case {case} among them): it keeps its region",

@@ -7,6 +7,7 @@ use super::calendar::WorkCalendar;
 use super::live::Snapshot;
 use super::state::{InvalidStep, Step, next_state};
 use crate::auth::{Action, Principal};
+use crate::domain::text::TextKind;
 use crate::domain::{CaseSource, CaseState, CentreLevel, Level, RegionCode, ReturnReason};
 use crate::spatial::LocateOptions;
 use crate::spatial::crs::CoordSys;
@@ -280,16 +281,11 @@ impl MatterCatalog {
     }
 }
 
+/// A required piece of prose (a description, a step's reason): not empty, at most `max`
+/// characters, nothing that reorders the text after it.
 fn check_text(field: &str, value: &str, max: usize) -> Result<()> {
-    if value.trim().is_empty() {
-        return Err(DispatchError::Invalid(format!("{field} must not be empty")));
-    }
-    if value.chars().count() > max {
-        return Err(DispatchError::Invalid(format!(
-            "{field} is longer than {max} characters"
-        )));
-    }
-    Ok(())
+    crate::domain::text::check_text(field, value, max, false, TextKind::Prose)
+        .map_err(DispatchError::Invalid)
 }
 
 /// A department as it may be stored: a code of lower-case letters, digits, `_` and `-`
@@ -307,7 +303,7 @@ fn check_text(field: &str, value: &str, max: usize) -> Result<()> {
 /// assert!(check_department(&squat, true).is_err());
 /// ```
 pub fn check_department(d: &Department, new: bool) -> Result<()> {
-    check_name("name", &d.name, 100, false)?;
+    check_name("name", &d.name, 100)?;
     if d.code.is_empty()
         || d.code.len() > 100
         || !d
@@ -350,9 +346,9 @@ pub fn check_department(d: &Department, new: bool) -> Result<()> {
     Ok(())
 }
 
-/// A name or note as [`crate::domain::text::check_text`] takes it, as a dispatch error.
-fn check_name(field: &str, value: &str, max: usize, multiline: bool) -> Result<()> {
-    crate::domain::text::check_text(field, value, max, multiline, multiline)
+/// A name (see [`crate::domain::text`]): visible, at most `max` characters.
+fn check_name(field: &str, value: &str, max: usize) -> Result<()> {
+    crate::domain::text::check_text(field, value, max, false, TextKind::Name)
         .map_err(DispatchError::Invalid)
 }
 
@@ -389,8 +385,8 @@ pub fn check_matter(m: &crate::store::NewMatter, today: NaiveDate) -> Result<()>
     {
         return invalid("a matter code is 1–32 of A–Z, 0–9, '-' and '_' (e.g. WG-001)".into());
     }
-    check_name("name", &m.name, 100, false)?;
-    check_name("description", &m.description, 2000, true)?;
+    check_name("name", &m.name, 100)?;
+    check_optional("description", Some(&m.description), 2000)?;
     if let Some(kind) = m.responsible.values().find(|k| {
         k.is_empty() || k.len() > 40 || !k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
     }) {
@@ -443,14 +439,30 @@ pub fn fits_department(grants: &[crate::domain::Grant], region: &str) -> bool {
     })
 }
 
-/// An optional text field: empty is fine, too long is refused naming the field.
+/// An optional piece of prose: empty is fine; too long, or holding what reorders the
+/// text after it, is refused naming the field.
 fn check_optional(field: &str, value: Option<&str>, max: usize) -> Result<()> {
     match value {
-        Some(v) if v.chars().count() > max => Err(DispatchError::Invalid(format!(
-            "{field} is longer than {max} characters"
-        ))),
-        _ => Ok(()),
+        Some(v) => crate::domain::text::check_text(field, v, max, true, TextKind::Prose)
+            .map_err(DispatchError::Invalid),
+        None => Ok(()),
     }
+}
+
+/// The optional notes a step may carry, checked as prose.
+fn check_notes(command: &Command) -> Result<()> {
+    let note = match command {
+        Command::Escalate { note }
+        | Command::Accept { note, .. }
+        | Command::Acknowledge { note }
+        | Command::DecideExtension { note, .. }
+        | Command::Verify { note, .. }
+        | Command::Close { note }
+        | Command::Merge { note, .. } => note.as_deref(),
+        Command::Assign { reason, .. } => reason.as_deref(),
+        _ => None,
+    };
+    check_optional("note", note, 2000)
 }
 
 /// The longest text a report's fields may hold (characters), as the OpenAPI schema
@@ -764,6 +776,7 @@ pub async fn act(
     expected_version: Option<i64>,
     now: DateTime<Utc>,
 ) -> Result<CaseRecord> {
+    check_notes(command)?;
     let case = store.case(case_id).await?;
     let step = command.step();
     // Who first: a caller without the right learns nothing of the case's state, not

@@ -85,6 +85,23 @@ pub async fn case_steps_are_authorised_against_the_stored_case_and_department(b:
     assert_eq!(st, StatusCode::OK, "{assigned}");
     assert_eq!(assigned["department_code"], T_URBAN);
 
+    // A step's note cannot reorder the timeline it is shown in.
+    let (st, p) = step(
+        &disp,
+        first,
+        json!({"action": "supervise", "note": "\u{202e}\u{200b}催办"}),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    let (st, p) = step(
+        &disp,
+        first,
+        json!({"action": "close", "note": "结案\u{2066}"}),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
     // An outsider with a stale If-Match is refused for who they are, learning nothing
     // of the case's version, nor even that it exists: the answer is a missing case's,
     // word for word.
@@ -404,19 +421,28 @@ pub async fn matters_lists_are_the_city_s_and_each_county_s_and_need_a_second_pe
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
     assert_eq!(p["type"], "urn:wangge:problem:stale-proposal");
     // Calendar notes and members' names and places are checked as names are.
-    let (st, p) = send(
-        client()
-            .put(url("/v1/calendar/2027-01-04"))
-            .bearer_auth(&admin)
-            .json(&json!({"kind": "holiday", "note": "元旦\u{202e}假期"})),
-    )
-    .await;
-    assert_eq!(st, StatusCode::BAD_REQUEST, "{p}");
+    for note in [
+        "元旦\u{202e}假期",
+        "元旦\u{3000}假期",
+        "\u{1bca0}",
+        "元旦\u{00a0}",
+    ] {
+        let (st, p) = send(
+            client()
+                .put(url("/v1/calendar/2027-01-04"))
+                .bearer_auth(&admin)
+                .json(&json!({"kind": "holiday", "note": note})),
+        )
+        .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{note:?}: {p}");
+    }
     for member in [
         json!({"scope_code": "3716zzz", "role": "grid_leader", "name": "李四"}),
         json!({"scope_code": code(2), "role": "grid_leader", "name": "李\u{202e}四"}),
         json!({"scope_code": code(2), "role": "grid_leader", "name": "李".repeat(51)}),
         json!({"scope_code": code(2), "role": "grid_leader", "name": "李四", "phone": "call me"}),
+        json!({"scope_code": code(2), "role": "grid_leader", "name": "李四", "phone": "   "}),
+        json!({"scope_code": code(2), "role": "grid_leader", "name": "\u{1bca0}\u{3000}"}),
     ] {
         let (st, p) = send(
             client()

@@ -51,6 +51,7 @@ pub fn is_deceptive(c: char) -> bool {
                 | 0xFE00..=0xFE0F
                 | 0xFFA0
                 | 0x16FE4
+                | 0x1D159
                 | 0x1D173..=0x1D17A
                 | 0xE0100..=0xE01EF
         ),
@@ -72,7 +73,8 @@ pub fn is_disruptive(c: char) -> bool {
 }
 
 /// Checks a text of `kind`: at most `max` characters, something visible in it unless
-/// `may_be_empty`, and nothing [deceptive](is_deceptive) in a name or
+/// `may_be_empty`, no space at either end of a name, and nothing
+/// [deceptive](is_deceptive) in a name or
 /// [disruptive](is_disruptive) in prose. The error says what is wrong with `field`.
 ///
 /// ```
@@ -81,6 +83,8 @@ pub fn is_disruptive(c: char) -> bool {
 /// assert!(check_text("name", "\u{1bca0}", 100, false, TextKind::Name).is_err());
 /// assert!(check_text("note", "", 200, true, TextKind::Name).is_ok());
 /// assert!(check_text("note", "元旦\u{3000}假期", 200, true, TextKind::Name).is_err());
+/// assert!(check_text("name", " 滨城区 ", 100, false, TextKind::Name).is_err());
+/// assert!(check_text("note", "   ", 200, true, TextKind::Name).is_err());
 /// assert!(check_text("description", "井盖没了❤️\n快来", 2000, false, TextKind::Prose).is_ok());
 /// assert!(check_text("description", "\u{202e}快来", 2000, false, TextKind::Prose).is_err());
 /// ```
@@ -96,6 +100,9 @@ pub fn check_text(
     }
     if value.chars().count() > max {
         return Err(format!("{field} is longer than {max} characters"));
+    }
+    if kind == TextKind::Name && value.trim() != value {
+        return Err(format!("{field} starts or ends with a space"));
     }
     let bad = match kind {
         TextKind::Name => value.chars().any(is_deceptive),

@@ -443,6 +443,8 @@ pub async fn matters_lists_are_the_city_s_and_each_county_s_and_need_a_second_pe
         json!({"scope_code": code(2), "role": "grid_leader", "name": "李四", "phone": "call me"}),
         json!({"scope_code": code(2), "role": "grid_leader", "name": "李四", "phone": "   "}),
         json!({"scope_code": code(2), "role": "grid_leader", "name": "\u{1bca0}\u{3000}"}),
+        json!({"scope_code": code(2), "role": "grid_leader", "name": " 李四 "}),
+        json!({"scope_code": code(2), "role": "grid_leader", "name": "李\u{1d159}四"}),
     ] {
         let (st, p) = send(
             client()

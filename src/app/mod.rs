@@ -123,16 +123,6 @@ impl App {
         }
     }
 
-    /// The live grids (read-only use: locating, maps, OGC).
-    pub fn live(&self) -> &Arc<LiveGrids> {
-        &self.live
-    }
-
-    /// The settings the application runs with.
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
     /// The store's backend name (`postgis` or `sqlite`), for health answers.
     pub fn backend(&self) -> &'static str {
         self.store.backend()

@@ -3,7 +3,7 @@
 
 use super::AppState;
 use super::error::ApiError;
-use crate::auth::{self, Action, AuthError, Principal};
+use crate::auth::{self, Principal};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
@@ -54,26 +54,6 @@ impl TokenCache {
 
 /// An authenticated caller (401 without a live bearer token).
 pub struct Caller(pub Principal);
-
-impl Caller {
-    /// Refuses with 403 unless the caller may take `action` on data of `code`.
-    pub fn require(&self, action: Action, code: &str) -> Result<(), ApiError> {
-        if self.0.may(action, code) {
-            Ok(())
-        } else {
-            Err(AuthError::Forbidden(format!(
-                "{} may not {} in {code}",
-                self.0.name,
-                serde_json::to_value(action)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default()
-                    .replace('_', " ")
-            ))
-            .into())
-        }
-    }
-}
 
 /// The bearer token of a request, if any.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {

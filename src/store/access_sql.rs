@@ -2,6 +2,14 @@
 //! with `$n`; SQLite gets `?n`, its positional form), so one macro body serves both, as
 //! `rows.rs` does for row decoding.
 
+/// The audit log's one insert, for [`AccessStore::append_audit`] and for the writes that
+/// append their row in their own transaction (`dispatch_sql`, the plan and member
+/// writes).
+///
+/// [`AccessStore::append_audit`]: crate::store::AccessStore::append_audit
+pub(crate) const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, actor, action, resource, \
+    scope_code, detail) VALUES ($1, $2, $3, $4, $5, $6)";
+
 macro_rules! access_store_impl {
     ($store:ty, $sql:expr) => {
         #[async_trait::async_trait]
@@ -142,10 +150,10 @@ macro_rules! access_store_impl {
             }
 
             async fn append_audit(&self, entry: &NewAuditEntry) -> StoreResult<i64> {
-                let sql = $sql(
-                    "INSERT INTO audit_log (at, actor, action, resource, scope_code, detail) \
-                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-                );
+                let sql = $sql(&format!(
+                    "{} RETURNING id",
+                    crate::store::access_sql::INSERT_AUDIT
+                ));
                 Ok(sqlx::query_scalar(&sql)
                     .bind(chrono::Utc::now())
                     .bind(&entry.actor)

@@ -957,10 +957,7 @@ macro_rules! dispatch_store_impl {
             entry: &crate::store::NewAuditEntry,
             id: Option<i64>,
         ) -> StoreResult<()> {
-            let sql = $sql(
-                "INSERT INTO audit_log (at, actor, action, resource, scope_code, detail) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            );
+            let sql = $sql(crate::store::access_sql::INSERT_AUDIT);
             let resource = match id {
                 Some(id) => entry.resource.replace("{id}", &id.to_string()),
                 None => entry.resource.clone(),

@@ -124,6 +124,12 @@ struct ValidateArgs {
     /// Grid property naming its parent.
     #[arg(long, default_value = "community")]
     parent_field: String,
+    /// Grid property holding its name [default: name, 网格名称, 名称, WGMC…].
+    #[arg(long)]
+    name_field: Option<String>,
+    /// Grid property holding its household count [default: households, 户数, HS…].
+    #[arg(long)]
+    households_field: Option<String>,
     /// Parent id property in the parent file (falls back to the feature id).
     #[arg(long, default_value = "code")]
     parent_id_field: String,
@@ -296,13 +302,42 @@ fn validate(a: ValidateArgs) -> Result<ExitCode> {
         coord_sys: a.coord_sys,
         ..ReadOptions::default()
     };
-    let (grids, source) = match read_validated(&a, &read) {
+    let parents = match &a.parent {
+        Some(p) => match read_parents(p, &a.parent_id_field, a.coord_sys) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return Ok(ExitCode::from(2));
+            }
+        },
+        None => BTreeMap::new(),
+    };
+    // Where the parents lie names the zone of Gauss–Krüger metres without a zone number.
+    let near_lon = {
+        use geo::BoundingRect;
+        let boxes: Vec<_> = parents.values().filter_map(|b| b.bounding_rect()).collect();
+        let min = boxes.iter().map(|r| r.min().x).reduce(f64::min);
+        let max = boxes.iter().map(|r| r.max().x).reduce(f64::max);
+        min.zip(max).map(|(a, b)| (a + b) / 2.0)
+    };
+    let (mut grids, source) = match read_validated(&a, &read, near_lon) {
         Ok(read) => read,
         Err(e) => {
             eprintln!("error: {}: {e:#}", a.grids.display());
             return Ok(ExitCode::from(2));
         }
     };
+    if a.name_field.is_some() || a.households_field.is_some() {
+        let choice = wangge::io::mapping::FieldChoice {
+            name_field: a.name_field.clone(),
+            households_field: a.households_field.clone(),
+            parent_field: None,
+        };
+        if let Err(e) = choice.apply(&mut grids) {
+            eprintln!("error: {}: {e}", a.grids.display());
+            return Ok(ExitCode::from(2));
+        }
+    }
     if !a.json
         && let Some(source) = &source
     {
@@ -317,16 +352,6 @@ fn validate(a: ValidateArgs) -> Result<ExitCode> {
                 .unwrap_or_default()
         );
     }
-    let parents = match &a.parent {
-        Some(p) => match read_parents(p, &a.parent_id_field, a.coord_sys) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                return Ok(ExitCode::from(2));
-            }
-        },
-        None => BTreeMap::new(),
-    };
     let parse_ms = t0.elapsed().as_secs_f64() * 1e3;
     let t1 = Instant::now();
     let options = ValidateOptions {
@@ -334,7 +359,8 @@ fn validate(a: ValidateArgs) -> Result<ExitCode> {
         min_area_m2: a.min_area_m2,
         ..ValidateOptions::default()
     };
-    let v = validate_grids(&grids, &parents, &a.parent_field, &options)?;
+    let mut v = validate_grids(&grids, &parents, &a.parent_field, &options)?;
+    v.mapping = Some(wangge::io::mapping::review(&grids));
     let validate_ms = t1.elapsed().as_secs_f64() * 1e3;
     let valid = v.is_valid();
     let mut stats = json!({"parse_ms": parse_ms, "validate_ms": validate_ms});
@@ -465,7 +491,11 @@ fn locate(a: LocateArgs) -> Result<ExitCode> {
 /// The grids to validate, and (read through GDAL) what they were read as: driver, the
 /// CRS the coordinates came from, the attribute encoding. GeoJSON without GDAL options
 /// takes wangge's own strict reader.
-fn read_validated(a: &ValidateArgs, read: &ReadOptions) -> Result<(Vec<Grid>, Option<Value>)> {
+fn read_validated(
+    a: &ValidateArgs,
+    read: &ReadOptions,
+    near_lon: Option<f64>,
+) -> Result<(Vec<Grid>, Option<Value>)> {
     let geojson = a
         .grids
         .extension()
@@ -478,6 +508,7 @@ fn read_validated(a: &ValidateArgs, read: &ReadOptions) -> Result<(Vec<Grid>, Op
             crs: a.crs.clone(),
             encoding: a.encoding.clone(),
             source_layer: a.source_layer.clone(),
+            near_lon,
             ..Default::default()
         };
         let pb = spinner("reading", 0);
@@ -490,6 +521,8 @@ fn read_validated(a: &ValidateArgs, read: &ReadOptions) -> Result<(Vec<Grid>, Op
         let source = json!({"driver": file.driver, "source_crs": file.source_crs, "encoding": file.encoding});
         return Ok((file.grids, Some(source)));
     }
+    #[cfg(not(feature = "proj"))]
+    let _ = near_lon;
     #[cfg(not(feature = "proj"))]
     if !geojson {
         bail!("this build reads GeoJSON only (build with the proj feature for GDAL formats)");

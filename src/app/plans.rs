@@ -5,6 +5,7 @@
 use super::{App, AppError, AppResult, require};
 use crate::auth::{Action, Principal};
 use crate::domain::{Grid, Layer};
+use crate::io::mapping::FieldChoice;
 use crate::store::{
     GridVersion, LineageLink, NewAuditEntry, Plan, PlanEvent, PlanGrid, PlanStatus,
 };
@@ -168,6 +169,12 @@ impl App {
         require(p, Action::DraftPlan, scope)
     }
 
+    /// The longitude at the middle of a region's bounding box, when its boundary is
+    /// loaded: where a plan's file for that scope should lie.
+    pub async fn scope_longitude(&self, scope: &str) -> Option<f64> {
+        plans::scope_longitude(self.store.as_ref(), scope).await
+    }
+
     /// The plan to be revised, if the caller may draft plans of its stored scope
     /// (checked before the new file is read).
     pub async fn plan_to_revise(&self, p: &Principal, id: i64) -> AppResult<Plan> {
@@ -219,6 +226,49 @@ impl App {
             resource: format!("plans/{id}"),
             scope_code: plan.scope_code.clone(),
             detail: json!({}),
+        };
+        Ok(plans::revise(self.store.as_ref(), id, &p.name, grids, Some(audit)).await?)
+    }
+
+    /// Reads a draft's names, households or communities again from other fields of its
+    /// own file (every attribute is kept with each grid) and validates it again, so a
+    /// planner fixes a mapping without uploading again. Audited as a revision naming
+    /// the choice, in the same transaction.
+    pub async fn remap_plan(
+        &self,
+        p: &Principal,
+        id: i64,
+        choice: &FieldChoice,
+    ) -> AppResult<Plan> {
+        let plan = self.plan_to_revise(p, id).await?;
+        let mut grids: Vec<Grid> = self
+            .store
+            .plan_grids(id)
+            .await?
+            .into_iter()
+            .map(|g| {
+                let mut properties = g.attributes;
+                properties.insert("households".into(), json!(g.households));
+                Grid {
+                    id: g.code,
+                    name: g.name,
+                    parent: Some(g.parent_code),
+                    layer: plan.layer,
+                    ancestors: Vec::new(),
+                    boundary: g.boundary,
+                    properties,
+                }
+            })
+            .collect();
+        choice
+            .apply(&mut grids)
+            .map_err(|e| AppError::invalid(e.to_string()))?;
+        let audit = NewAuditEntry {
+            actor: p.name.clone(),
+            action: "plan_revise".into(),
+            resource: format!("plans/{id}"),
+            scope_code: plan.scope_code.clone(),
+            detail: json!({"mapping": choice}),
         };
         Ok(plans::revise(self.store.as_ref(), id, &p.name, grids, Some(audit)).await?)
     }

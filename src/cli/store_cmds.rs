@@ -76,10 +76,6 @@ impl FileArgs {
         }
     }
 
-    fn read(&self) -> Result<ImportedFile> {
-        self.read_with(&self.options())
-    }
-
     fn read_with(&self, options: &ImportOptions) -> Result<ImportedFile> {
         let pb = spinner("reading", 0);
         let file = gdal_files::read_local_file(&self.file, options, |done, total| {
@@ -265,7 +261,15 @@ pub fn import(command: ImportCommand, store: StoreArgs) -> Result<ExitCode> {
 
 fn import_grids(a: ImportGridsArgs, store_args: StoreArgs) -> Result<ExitCode> {
     let t0 = Instant::now();
-    let file = a.file.read()?;
+    // Where the scope lies names the zone of Gauss–Krüger metres without a zone number.
+    let near_lon = runtime()?.block_on(async {
+        let store = open(&store_args).await.ok()?;
+        plans::scope_longitude(store.as_ref(), &a.scope).await
+    });
+    let file = a.file.read_with(&ImportOptions {
+        near_lon,
+        ..a.file.options()
+    })?;
     let read_ms = t0.elapsed().as_secs_f64() * 1e3;
     let features = file.grids.len();
     runtime()?.block_on(async {

@@ -7,6 +7,7 @@ use super::extract::Caller;
 use super::{ApiError, AppState};
 use crate::app::PlanStep;
 use crate::domain::{Grid, Layer};
+use crate::io::mapping::FieldChoice;
 use crate::store::{GridVersion, LineageLink, Plan, PlanEvent, PlanStatus};
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::StatusCode;
@@ -27,6 +28,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/plans/{id}/grids", get(plan_grids))
         .route("/v1/plans/{id}/impact", get(impact))
         .route("/v1/plans/{id}/events", get(events))
+        .route("/v1/plans/{id}/mapping", post(remap))
         .route("/v1/plans/{id}/{step}", post(step))
         .route("/v1/grids/{code}/history", get(grid_history))
         .route("/v1/regions/{code}/history", get(area_history))
@@ -316,7 +318,11 @@ async fn read_upload(
 
 /// Parses the uploaded file into grids: in a child process with limits (GDAL and
 /// PROJ), or as GeoJSON in a build without them.
-async fn grids_of(state: &AppState, upload: &mut Upload) -> Result<Vec<Grid>, ApiError> {
+async fn grids_of(
+    state: &AppState,
+    upload: &mut Upload,
+    scope: &str,
+) -> Result<Vec<Grid>, ApiError> {
     let (dir, raw) = upload
         .file
         .take()
@@ -334,6 +340,8 @@ async fn grids_of(state: &AppState, upload: &mut Upload) -> Result<Vec<Grid>, Ap
             crs: f("crs"),
             encoding: f("encoding"),
             display_name: Some(upload.file_name.clone()),
+            asked_by: crate::io::gdal_files::OptionStyle::FormFields,
+            near_lon: state.app.scope_longitude(scope).await,
             ..Default::default()
         };
         let exe = std::env::current_exe()
@@ -356,7 +364,7 @@ async fn grids_of(state: &AppState, upload: &mut Upload) -> Result<Vec<Grid>, Ap
     }
     #[cfg(not(feature = "proj"))]
     {
-        let _ = state;
+        let _ = (state, scope);
         let bytes = tokio::fs::read(&raw)
             .await
             .map_err(|e| ApiError::internal(format!("cannot read the upload back: {e}")))?;
@@ -430,7 +438,7 @@ pub async fn upload(
         .cloned()
         .unwrap_or_else(|| format!("plan for {scope}"));
     let _turn = checker_turn(&state).await?;
-    let grids = grids_of(&state, &mut form).await?;
+    let grids = grids_of(&state, &mut form, &scope).await?;
     tracing::debug!(
         grids = grids.len(),
         receive_ms = received_in.as_millis() as u64,
@@ -454,11 +462,30 @@ pub async fn replace(
     Path(id): Path<i64>,
     multipart: Multipart,
 ) -> Result<Json<PlanSummary>, ApiError> {
-    state.app.plan_to_revise(&caller.0, id).await?;
+    let plan = state.app.plan_to_revise(&caller.0, id).await?;
     let mut form = read_upload(multipart, |_| Ok(())).await?;
     let _turn = checker_turn(&state).await?;
-    let grids = grids_of(&state, &mut form).await?;
+    let grids = grids_of(&state, &mut form, &plan.scope_code).await?;
     let plan = state.app.revise_plan(&caller.0, id, grids).await?;
+    Ok(Json(summary(&plan)))
+}
+
+/// Reads a draft's grid names, households or communities from other fields of the
+/// file it was uploaded with (named in its validation's `mapping.fields`) and validates
+/// it again; no new upload. Body: any of `name_field`, `households_field`,
+/// `parent_field`.
+#[utoipa::path(post, path = "/v1/plans/{id}/mapping", tag = "plans", params(("id" = i64, Path)),
+    request_body = FieldChoice, security(("bearer" = [])),
+    responses((status = 200, body = PlanSummary), (status = 409, description = "not a draft"),
+        (status = 422, description = "a chosen field is not one of the file's")))]
+pub async fn remap(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    Json(choice): Json<FieldChoice>,
+) -> Result<Json<PlanSummary>, ApiError> {
+    let _turn = checker_turn(&state).await?;
+    let plan = state.app.remap_plan(&caller.0, id, &choice).await?;
     Ok(Json(summary(&plan)))
 }
 

@@ -31,20 +31,32 @@ pub enum FileError {
     },
     #[error("feature {feature}: {message}")]
     Feature { feature: String, message: String },
+    /// `field` is the attribute's name as read under `likely` (the encoding its bytes
+    /// make sense in), or with replacement characters when none fits.
     #[error(
         "feature {feature}: attribute {field:?} is not valid UTF-8 and the file declares no \
-         encoding (no .cpg); pass --encoding (e.g. GBK or GB18030)"
+         encoding (no .cpg){}",
+        encoding_advice(likely.as_deref(), *asked_by)
     )]
-    UndeclaredEncoding { feature: String, field: String },
+    UndeclaredEncoding {
+        feature: String,
+        field: String,
+        likely: Option<String>,
+        asked_by: OptionStyle,
+    },
     #[error(
         "{path} has no coordinate system and its coordinates are not longitude/latitude \
-         (e.g. {x:.1}, {y:.1}){hint}; pass --crs"
+         (e.g. {x:.1}, {y:.1}){hint}; {}",
+        asked_by.advice("crs", suggested.as_deref().unwrap_or("the file's CRS (e.g. EPSG:4548)"))
     )]
     NoCrs {
         path: PathBuf,
         x: f64,
         y: f64,
         hint: String,
+        /// The CRS the hint points to, when it names one.
+        suggested: Option<String>,
+        asked_by: OptionStyle,
     },
     #[error(transparent)]
     Proj(#[from] ProjError),
@@ -55,6 +67,61 @@ pub enum FileError {
     /// A file wangge does not open (HTTP 415).
     #[error("{0}")]
     Unsupported(String),
+}
+
+/// How the caller names reading options, so advice names the one they can change.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum OptionStyle {
+    /// Command-line flags (`--encoding GBK`).
+    #[default]
+    Flags,
+    /// Fields of the upload form (`encoding` = `GBK`).
+    FormFields,
+}
+
+impl OptionStyle {
+    /// "pass --crs …" or "set the form field `crs` to …".
+    pub fn advice(self, option: &str, value: &str) -> String {
+        match self {
+            OptionStyle::Flags => format!("pass --{} {value}", option.replace('_', "-")),
+            OptionStyle::FormFields => format!("set the form field `{option}` to {value}"),
+        }
+    }
+}
+
+fn encoding_advice(likely: Option<&str>, asked_by: OptionStyle) -> String {
+    match likely {
+        Some(e) => format!(
+            "; its bytes read as {e}: {}",
+            asked_by.advice("encoding", e)
+        ),
+        None => format!(
+            "; {}",
+            asked_by.advice(
+                "encoding",
+                "the file's encoding (e.g. GBK, GB18030 or Big5)"
+            )
+        ),
+    }
+}
+
+/// The encoding raw attribute bytes make sense in: the Chinese ones a municipality's
+/// files come in, tried in order, the first that decodes all of them to text with
+/// Chinese characters.
+pub fn likely_encoding(samples: &[&[u8]]) -> Option<&'static str> {
+    let candidates: [(&'static encoding_rs::Encoding, &'static str); 3] = [
+        (encoding_rs::GBK, "GBK"),
+        (encoding_rs::GB18030, "GB18030"),
+        (encoding_rs::BIG5, "Big5"),
+    ];
+    candidates.into_iter().find_map(|(encoding, name)| {
+        let mut any_han = false;
+        for bytes in samples {
+            let text = encoding.decode_without_bom_handling_and_without_replacement(bytes)?;
+            any_han |= text.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c));
+        }
+        any_han.then_some(name)
+    })
 }
 
 /// Which attributes mean what, and how to read the file.
@@ -82,6 +149,13 @@ pub struct ImportOptions {
     pub crs: Option<String>,
     /// Attribute encoding of a Shapefile (e.g. GBK, GB18030, UTF-8).
     pub encoding: Option<String>,
+    /// How the caller names these options (advice in errors uses the same words).
+    #[serde(default)]
+    pub asked_by: OptionStyle,
+    /// The longitude the data should lie near (the plan's scope, the parent file), so
+    /// Gauss–Krüger metres without a zone number can be given their likely zone.
+    #[serde(default)]
+    pub near_lon: Option<f64>,
 }
 
 /// What a file held.
@@ -178,6 +252,72 @@ fn check_geopackage(dataset: &Dataset, shown: &Path) -> Result<(), FileError> {
 
 fn has_cpg(path: &Path) -> bool {
     path.with_extension("cpg").exists() || path.with_extension("CPG").exists()
+}
+
+/// The raw bytes of a field's name and of one record's value in a Shapefile's `.dbf`,
+/// read from the file itself: GDAL hands text over already decoded, and an error about
+/// undecodable text should show it as it was meant.
+fn dbf_raw(path: &Path, record: u64, field: usize) -> Option<(Vec<u8>, Vec<u8>)> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path.with_extension("dbf")).ok()?;
+    let mut header = [0u8; 32];
+    f.read_exact(&mut header).ok()?;
+    let header_len = u16::from_le_bytes([header[8], header[9]]) as u64;
+    let record_len = u16::from_le_bytes([header[10], header[11]]) as u64;
+    let fields = (header_len.checked_sub(33)? / 32) as usize;
+    if field >= fields {
+        return None;
+    }
+    // Each value follows the record's deletion flag and the fields before it.
+    let mut offset = 1u64;
+    let mut descriptor = [0u8; 32];
+    for _ in 0..field {
+        f.read_exact(&mut descriptor).ok()?;
+        offset += descriptor[16] as u64;
+    }
+    f.read_exact(&mut descriptor).ok()?;
+    let name: Vec<u8> = descriptor[..11]
+        .iter()
+        .copied()
+        .take_while(|&b| b != 0)
+        .collect();
+    let len = descriptor[16] as usize;
+    f.seek(SeekFrom::Start(header_len + record * record_len + offset))
+        .ok()?;
+    let mut value = vec![0u8; len];
+    f.read_exact(&mut value).ok()?;
+    while value.last() == Some(&b' ') {
+        value.pop();
+    }
+    Some((name, value))
+}
+
+/// The undecodable-text error for field `index` of Shapefile record `fid`, its name
+/// decoded under the encoding its bytes most likely are.
+fn undeclared_encoding(
+    path: &Path,
+    is_shp: bool,
+    fid: u64,
+    index: usize,
+    lossy_name: &str,
+    asked_by: OptionStyle,
+) -> FileError {
+    let raw = is_shp.then(|| dbf_raw(path, fid, index)).flatten();
+    let likely = raw
+        .as_ref()
+        .and_then(|(name, value)| likely_encoding(&[name, value]));
+    let field = match (&raw, likely) {
+        (Some((name, _)), Some(e)) => encoding_rs::Encoding::for_label(e.as_bytes())
+            .map(|enc| enc.decode_without_bom_handling(name).0.into_owned())
+            .unwrap_or_else(|| lossy_name.to_string()),
+        _ => lossy_name.to_string(),
+    };
+    FileError::UndeclaredEncoding {
+        feature: format!("#{fid}"),
+        field,
+        likely: likely.map(str::to_string),
+        asked_by,
+    }
 }
 
 fn dbf_language_id(path: &Path) -> Option<u8> {
@@ -312,43 +452,16 @@ pub fn read_grids(
             });
         }
     }
-    // Common English and Chinese field names are recognised without being named.
-    let id_idx = find(
-        &options.id_field,
-        &[
-            "grid_id",
-            "code",
-            "id",
-            "网格编码",
-            "网格代码",
-            "编码",
-            "代码",
-        ],
-    );
-    let name_idx = find(
-        &options.name_field,
-        &["name", "grid_name", "网格名称", "名称", "网格名"],
-    );
-    let parent_idx = find(
-        &options.parent_field,
-        &[
-            "community",
-            "parent",
-            "parent_code",
-            "community_code",
-            "所属社区",
-            "社区编码",
-            "社区代码",
-            "所属村居",
-        ],
-    );
-    let households_idx = find(
-        &options.households_field,
-        &["households", "hh", "户数", "住户数"],
-    );
+    // Common English and Chinese field names (and their pinyin initials) are
+    // recognised without being named.
+    use crate::io::mapping::Role;
+    let id_idx = find(&options.id_field, Role::Id.default_fields());
+    let name_idx = find(&options.name_field, Role::Name.default_fields());
+    let parent_idx = find(&options.parent_field, Role::Parent.default_fields());
+    let households_idx = find(&options.households_field, Role::Households.default_fields());
     let layer_idx = find(&options.layer_field, &["layer"]);
 
-    let transform = Transform::new(&shown, options.crs.as_deref(), layer.spatial_ref())?;
+    let transform = Transform::new(&shown, options, layer.spatial_ref())?;
     let total = layer.try_feature_count().unwrap_or(0);
     // The count comes from the file's header: reserve for it only within reason.
     let mut grids = Vec::with_capacity(total.min(100_000) as usize);
@@ -365,12 +478,16 @@ pub fn read_grids(
             let Some(i) = idx else { return Ok(None) };
             let v = feature.field_as_string(i)?;
             if let Some(s) = &v
-                && s.contains('\u{FFFD}')
+                && (s.contains('\u{FFFD}') || field_names[i].contains('\u{FFFD}'))
             {
-                return Err(FileError::UndeclaredEncoding {
-                    feature: format!("#{fid}"),
-                    field: field_names[i].clone(),
-                });
+                return Err(undeclared_encoding(
+                    path,
+                    is_shp,
+                    fid,
+                    i,
+                    &field_names[i],
+                    options.asked_by,
+                ));
             }
             Ok(v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()))
         };
@@ -503,16 +620,20 @@ enum Transform {
     /// Anything PROJ knows.
     Proj(String, Box<ToCgcs2000>),
     /// No CRS anywhere: accepted only if every coordinate is plausible lon/lat.
-    Unknown(PathBuf),
+    Unknown {
+        path: PathBuf,
+        asked_by: OptionStyle,
+        near_lon: Option<f64>,
+    },
 }
 
 impl Transform {
     fn new(
         path: &Path,
-        crs: Option<&str>,
+        options: &ImportOptions,
         layer_srs: Option<SpatialRef>,
     ) -> Result<Self, FileError> {
-        if let Some(name) = crs {
+        if let Some(name) = options.crs.as_deref() {
             return Ok(match name.parse::<CoordSys>() {
                 Ok(CoordSys::Wgs84 | CoordSys::Cgcs2000) => Transform::Identity(name.to_string()),
                 Ok(offset) => Transform::Offset(offset),
@@ -520,7 +641,11 @@ impl Transform {
             });
         }
         let Some(mut srs) = layer_srs else {
-            return Ok(Transform::Unknown(path.to_path_buf()));
+            return Ok(Transform::Unknown {
+                path: path.to_path_buf(),
+                asked_by: options.asked_by,
+                near_lon: options.near_lon,
+            });
         };
         let _ = srs.auto_identify_epsg();
         let code = match (srs.auth_name(), srs.auth_code()) {
@@ -570,7 +695,11 @@ impl Transform {
                 });
                 Ok(())
             }
-            Transform::Unknown(path) => {
+            Transform::Unknown {
+                path,
+                asked_by,
+                near_lon,
+            } => {
                 let mut bad = None;
                 for_each_coord(m, |c| {
                     if bad.is_none() && !(c.x.abs() <= 180.0 && c.y.abs() <= 90.0) {
@@ -579,12 +708,17 @@ impl Transform {
                 });
                 match bad {
                     None => Ok(()),
-                    Some(c) => Err(FileError::NoCrs {
-                        path: path.clone(),
-                        x: c.x,
-                        y: c.y,
-                        hint: gauss_kruger_hint(c),
-                    }),
+                    Some(c) => {
+                        let (hint, suggested) = gauss_kruger_hint(c, *near_lon);
+                        Err(FileError::NoCrs {
+                            path: path.clone(),
+                            x: c.x,
+                            y: c.y,
+                            hint,
+                            suggested,
+                            asked_by: *asked_by,
+                        })
+                    }
                 }
             }
         }
@@ -595,22 +729,51 @@ impl Transform {
             Transform::Identity(name) => format!("{name} (lon/lat, no transformation)"),
             Transform::Offset(sys) => sys.as_str().to_string(),
             Transform::Proj(name, _) => name.clone(),
-            Transform::Unknown(_) => "none given; coordinates are lon/lat".into(),
+            Transform::Unknown { .. } => "none given; coordinates are lon/lat".into(),
         }
     }
 }
 
 /// Gauss–Krüger eastings with the zone number in front (e.g. 40 512 345 m) name their
-/// CGCS2000 3-degree zone: zones 25–45 are EPSG:4513–4533.
-fn gauss_kruger_hint(c: Coord<f64>) -> String {
+/// CGCS2000 3-degree zone: zones 25–45 are EPSG:4513–4533. Without it (500 000 m is
+/// every zone's central meridian) the coordinates cannot tell the zone; where the data
+/// should lie can, when the caller knows it (`near_lon`: the plan's scope, a parent file).
+pub fn gauss_kruger_hint(c: Coord<f64>, near_lon: Option<f64>) -> (String, Option<String>) {
     let zone = (c.x / 1_000_000.0).floor() as i64;
     if (25..=45).contains(&zone) && (0.0..10_000_000.0).contains(&c.y) {
-        format!(
-            "; they look like CGCS2000 3-degree Gauss-Kruger zone {zone} (EPSG:{})",
-            4513 + zone - 25
-        )
-    } else {
-        String::new()
+        let code = format!("EPSG:{}", 4513 + zone - 25);
+        return (
+            format!("; they look like CGCS2000 3-degree Gauss-Kruger zone {zone} ({code})"),
+            Some(code),
+        );
+    }
+    if !((0.0..1_000_000.0).contains(&c.x) && (0.0..6_500_000.0).contains(&c.y)) {
+        return (String::new(), None);
+    }
+    let unprefixed = "they look like CGCS2000 Gauss-Kruger metres without the zone number";
+    match near_lon.filter(|l| (73.5..=136.5).contains(l)) {
+        Some(lon) => {
+            // 3-degree zones are centred on multiples of 3°, 6-degree ones on 6n − 3°.
+            let cm3 = ((lon / 3.0).round() * 3.0).clamp(75.0, 135.0) as i64;
+            let cm6 = (((lon / 6.0).floor() + 1.0) * 6.0 - 3.0).clamp(75.0, 135.0) as i64;
+            let code3 = format!("EPSG:{}", 4534 + (cm3 - 75) / 3);
+            (
+                format!(
+                    "; {unprefixed}: near {lon:.1}°E that is the 3-degree zone of central \
+                     meridian {cm3}°E ({code3}) or the 6-degree zone of {cm6}°E (EPSG:{})",
+                    4502 + (cm6 - 75) / 6
+                ),
+                Some(code3),
+            )
+        }
+        None => (
+            format!(
+                "; {unprefixed} (EPSG:4534–4554 for 3-degree zones of central meridian \
+                 75°E–135°E, EPSG:4502–4512 for 6-degree zones), and the zone cannot be told \
+                 from them alone"
+            ),
+            None,
+        ),
     }
 }
 

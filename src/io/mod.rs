@@ -4,6 +4,7 @@
 #[cfg(feature = "proj")]
 pub mod gdal_files;
 pub mod geojson;
+pub mod mapping;
 pub mod points;
 pub mod upload;
 #[cfg(feature = "proj")]

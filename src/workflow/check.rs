@@ -4,6 +4,7 @@
 
 use crate::domain::{Grid, Layer};
 use crate::io::geojson as gj;
+use crate::io::mapping::MappingReport;
 use crate::spatial::coverage::{self, Problem, Severity, ValidateOptions};
 use geo_types::MultiPolygon;
 use serde_json::{Value, json};
@@ -19,6 +20,9 @@ pub struct Validation {
     pub grids: usize,
     pub vertices: usize,
     pub groups: usize,
+    /// How the file's attributes were mapped, with a warning for each role no field
+    /// filled (see [`crate::io::mapping::review`]).
+    pub mapping: Option<MappingReport>,
 }
 
 impl Validation {
@@ -35,9 +39,9 @@ impl Validation {
             .count()
     }
 
-    /// Number of warnings.
+    /// Number of warnings, the attribute mapping's included.
     pub fn warnings(&self) -> usize {
-        self.problems.len() - self.errors()
+        self.problems.len() - self.errors() + self.mapping.as_ref().map_or(0, |m| m.warnings.len())
     }
 
     /// How many problems of each kind.
@@ -64,7 +68,11 @@ impl Validation {
         if let (Some(s), Value::Object(extra)) = (stats.as_object_mut(), extra_stats) {
             s.extend(extra);
         }
-        json!({"valid": self.is_valid(), "problems": problems, "stats": stats})
+        let mut report = json!({"valid": self.is_valid(), "problems": problems, "stats": stats});
+        if let Some(m) = &self.mapping {
+            report["mapping"] = m.to_json();
+        }
+        report
     }
 
     /// The report for people, one line per problem.
@@ -74,6 +82,19 @@ impl Validation {
             "{} grids, {} vertices, {} parent/layer groups",
             self.grids, self.vertices, self.groups
         )?;
+        for w in self.mapping.iter().flat_map(|m| &m.warnings) {
+            let samples: Vec<String> = w
+                .candidates
+                .iter()
+                .filter_map(|c| Some(format!("{:?} e.g. {:?}", c.field, c.sample.as_ref()?)))
+                .collect();
+            let samples = if samples.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", samples.join("; "))
+            };
+            writeln!(out, "warning unmapped_field      {}{samples}", w.detail)?;
+        }
         if self.problems.is_empty() {
             writeln!(out, "valid: the grids tile their parents exactly")?;
             return Ok(());

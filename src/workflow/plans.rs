@@ -281,6 +281,28 @@ pub async fn activate_due(
     Ok(out)
 }
 
+/// The longitude at the middle of a region's bounding box, when its boundary is
+/// loaded: where a plan's file for that scope should lie (to name a Gauss–Krüger zone
+/// for metres that do not carry one).
+pub async fn scope_longitude(store: &dyn Store, scope: &str) -> Option<f64> {
+    use geo::BoundingRect;
+    // The region's own boundary, or else those of the regions loaded under it.
+    let regions = store.regions(Some(scope)).await.ok()?;
+    let own: Vec<&RegionRecord> = regions.iter().filter(|r| r.code == scope).collect();
+    let chosen = if own.iter().any(|r| r.boundary.is_some()) {
+        own
+    } else {
+        regions.iter().collect()
+    };
+    let rects: Vec<_> = chosen
+        .iter()
+        .filter_map(|r| r.boundary.as_ref()?.bounding_rect())
+        .collect();
+    let min = rects.iter().map(|r| r.min().x).reduce(f64::min)?;
+    let max = rects.iter().map(|r| r.max().x).reduce(f64::max)?;
+    Some((min + max) / 2.0)
+}
+
 /// Runs CPU-heavy work where it does not stall the async workers: on a multi-threaded
 /// runtime the worker hands its other tasks to the rest while this one computes.
 fn compute<T>(f: impl FnOnce() -> T) -> T {
@@ -307,6 +329,7 @@ pub async fn prepare(
         return Err(PlanError::Empty);
     }
     crate::io::upload::check_complexity(&grids)?;
+    let mapping = crate::io::mapping::review(&grids);
     let t0 = std::time::Instant::now();
     let regions = store.regions(Some(scope)).await?;
     let regions_in = t0.elapsed();
@@ -356,6 +379,7 @@ pub async fn prepare(
         )
     });
     let mut validation = validation;
+    validation.mapping = Some(mapping);
     validation.problems.extend(
         uncovered_communities(scope, &communities, &parent_of, &current)
             .into_iter()

@@ -13,6 +13,7 @@ mod hostile;
 mod import_files;
 mod injected;
 mod map;
+mod mapping;
 mod plan_scope;
 mod properties;
 mod real_data;

@@ -16,7 +16,12 @@ interface Problem {
   kind: string; severity: 'error' | 'warning'; grids: string[]; parent: string | null;
   area_m2: number | null; width_m: number | null; location: [number, number]; detail: string;
 }
-interface Validation { valid: boolean; problems: Problem[]; stats: { grids: number; by_kind: Record<string, number>; [k: string]: unknown } }
+interface MappingWarning { role: 'name' | 'households' | 'parent'; detail: string; candidates: { field: string; because: string[]; sample: string | null }[] }
+interface Mapping { used: Record<string, string>; fields: string[]; warnings: MappingWarning[] }
+interface Validation {
+  valid: boolean; problems: Problem[]; mapping?: Mapping;
+  stats: { grids: number; by_kind: Record<string, number>; [k: string]: unknown };
+}
 interface Impact {
   added: string[]; removed: string[]; changed: { code: string; area_gained_m2: number; area_lost_m2: number }[];
   unchanged: number; households_moving_estimate: number;
@@ -163,6 +168,7 @@ export async function plannerPage(root: HTMLElement): Promise<Cleanup> {
         h('button', { id: 'next-problem', onclick: () => step(1) }, t('plans.next')),
         h('span', { id: 'problem-pos' }, '')) : null,
       list,
+      plan.status === 'draft' && mayDraft(plan.scope_code) ? mappingForm(plan, validation.mapping) : null,
       h('div', { class: 'buttons' }, h('button', { id: 'compare', class: 'secondary', onclick: openCompare }, t('plans.compare'))),
       steps, impactEl,
       plan.status === 'draft' && mayDraft(plan.scope_code) ? uploadForm(plan) : null,
@@ -213,6 +219,40 @@ export async function plannerPage(root: HTMLElement): Promise<Cleanup> {
       h('h3', {}, t('plans.history')),
       h('ul', {}, events.map((e) => h('li', {}, `${chinaTime(e.at)} ${e.actor}: ${t(`status.${e.to}`)}${e.reason ? ` (${e.reason})` : ''}`))),
     )).catch(() => fill(history));
+  };
+
+  // A field the file has but wangge did not read (names, households, communities):
+  // the planner picks it from the file's own fields, best candidates first, and the
+  // draft is validated again from what was uploaded, without a new upload.
+  const mappingForm = (plan: Plan, mapping?: Mapping) => {
+    if (!mapping?.warnings.length) return null;
+    const selects = mapping.warnings.map((w) => {
+      const first = w.candidates[0]?.field;
+      const others = mapping.fields.filter((f) => !w.candidates.some((c) => c.field === f));
+      const select = h('select', { name: `${w.role}_field`, id: `mapping-${w.role}` },
+        h('option', { value: '' }, t('mapping.none')),
+        w.candidates.map((c) => h('option', { value: c.field, selected: c.field === first },
+          c.sample ? `${c.field} (${c.sample})` : c.field)),
+        others.map((f) => h('option', { value: f }, f)));
+      return h('label', { class: 'warning' }, t(`mapping.${w.role}`), select, h('small', {}, w.detail));
+    });
+    const button = h('button', { type: 'submit', id: 'mapping-apply' }, t('mapping.apply'));
+    const form = h('form', { class: 'mapping', id: 'mapping-form' }, h('h3', {}, t('mapping.title')), selects, button);
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const body: Record<string, string> = {};
+      for (const s of form.querySelectorAll('select')) if (s.value) body[s.name] = s.value;
+      button.setAttribute('disabled', '');
+      try {
+        const r = await post<Plan>(`/v1/plans/${plan.id}/mapping`, body);
+        toast(t('mapping.done'));
+        await showPlan(r);
+      } catch (err) {
+        toast((err as Error).message, 'error');
+        button.removeAttribute('disabled');
+      }
+    });
+    return form;
   };
 
   const renderSteps = (el: HTMLElement, plan: Plan, refresh: () => void) => {

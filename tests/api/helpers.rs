@@ -65,3 +65,12 @@ pub fn check(
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
     validate(cells, &ids, parent, options)
 }
+
+/// Cases per property test: `PROPTEST_CASES` when set (scripts/test raises it), else
+/// `default` (quick enough for a developer's `cargo test`).
+pub fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

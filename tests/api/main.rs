@@ -8,6 +8,7 @@ mod backends;
 mod browser;
 mod cli;
 mod dispatch;
+mod faults;
 mod helpers;
 mod hostile;
 mod import_files;

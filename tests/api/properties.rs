@@ -1,13 +1,13 @@
 //! Invariants on random synthetic partitions.
 
-use crate::helpers::{check, lenient, synthetic};
+use crate::helpers::{cases, check, lenient, synthetic};
 use geo::Contains;
 use geo_types::{Coord, Point};
 use proptest::prelude::*;
 use wangge::spatial::{LocateOptions, Partition};
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(24), ..ProptestConfig::default() })]
 
     /// Every clean synthetic partition validates with nothing to report.
     #[test]

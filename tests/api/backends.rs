@@ -38,6 +38,42 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// Asserts `table` refuses UPDATE and DELETE with its trigger's own message (not
+    /// any error: a lock would do) and keeps every row. Call it with no other process
+    /// holding the database.
+    pub async fn assert_append_only(&self, table: &str, column: &str) {
+        let count = format!("SELECT count(*) FROM {table}");
+        let rows = || async {
+            match &self.raw {
+                Raw::Sqlite(p) => sqlx::query_scalar::<_, i64>(&count).fetch_one(p).await,
+                Raw::Postgres(p) => sqlx::query_scalar::<_, i64>(&count).fetch_one(p).await,
+            }
+            .expect("count rows")
+        };
+        let before = rows().await;
+        assert!(before > 0, "{table} has rows to protect");
+        for statement in [
+            format!("UPDATE {table} SET {column} = {column}"),
+            format!("DELETE FROM {table}"),
+        ] {
+            let result = match &self.raw {
+                Raw::Sqlite(p) => sqlx::raw_sql(&statement).execute(p).await.map(|_| ()),
+                Raw::Postgres(p) => sqlx::raw_sql(&statement).execute(p).await.map(|_| ()),
+            };
+            let err = match result {
+                Ok(()) => panic!("{statement} was allowed"),
+                Err(e) => e.to_string(),
+            };
+            assert!(
+                err.contains(&format!("{table} is append-only")),
+                "{statement} refused for another reason: {err}"
+            );
+        }
+        assert_eq!(rows().await, before, "{table} kept every row");
+    }
+}
+
 pub async fn sqlite() -> Option<Backend> {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("wangge.db");

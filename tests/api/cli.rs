@@ -139,7 +139,15 @@ fn locate_prints_one_csv_line_per_point_in_input_order() {
     assert_eq!(lines[4], "118.01,37.005,E,near_boundary");
     let stats: Value = serde_json::from_str(stderr(&o).trim()).unwrap();
     assert_eq!(stats["points"], 4);
-    assert!(stats["points_per_s"].as_f64().unwrap() > 0.0);
+    // The rate is the count over the time it reports (not any positive number).
+    let (rate, ms) = (
+        stats["points_per_s"].as_f64().expect("points_per_s"),
+        stats["locate_ms"].as_f64().expect("locate_ms"),
+    );
+    if ms > 0.0 {
+        let expected = 4.0 / (ms / 1e3);
+        assert!((rate - expected).abs() <= 1e-6 * expected, "{stats}");
+    }
 }
 
 #[test]

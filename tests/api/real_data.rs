@@ -138,7 +138,11 @@ fn taiwan_villages_have_the_invalid_polygons_and_overlaps_geos_finds() {
         .map(|x| x["index"].as_u64().unwrap() as u32)
         .collect();
     assert_eq!(invalid(&report), geos_invalid);
-    assert_eq!(geos_invalid.len(), 8);
+    assert_eq!(
+        invalid(&report).len(),
+        8,
+        "wangge finds the 8 invalid villages"
+    );
 
     // Overlaps: the same pairs. Two kinds of pair may differ and are left out: those
     // with a self-intersecting polygon (GEOS repairs it with make_valid, we read it
@@ -152,7 +156,12 @@ fn taiwan_villages_have_the_invalid_polygons_and_overlaps_geos_finds() {
             .collect()
     };
     let geos = geos_pairs(&e);
-    assert_eq!(geos.len(), 164);
-    assert_eq!(keep(overlaps(&report)), keep(geos));
+    let ours = keep(overlaps(&report));
+    assert_eq!(ours, keep(geos));
+    assert!(
+        ours.len() > 100,
+        "wangge finds the overlapping pairs ({})",
+        ours.len()
+    );
     assert_gaps_match(&report, &e);
 }

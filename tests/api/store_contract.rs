@@ -487,9 +487,18 @@ async fn racing_activations_one_wins_the_other_conflicts(b: Backend) {
     activate(store.as_ref(), first).await.unwrap();
     let a = approved_plan(store.as_ref(), second_grids("NW-a"), "2026-06-01").await;
     let b2 = approved_plan(store.as_ref(), second_grids("NW-b"), "2026-06-01").await;
+    // Released together by a barrier, so the two activations overlap for real.
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(2));
     let (sa, sb) = (store.clone(), store.clone());
-    let ta = tokio::spawn(async move { activate(sa.as_ref(), a).await });
-    let tb = tokio::spawn(async move { activate(sb.as_ref(), b2).await });
+    let (ba, bb) = (barrier.clone(), barrier.clone());
+    let ta = tokio::spawn(async move {
+        ba.wait().await;
+        activate(sa.as_ref(), a).await
+    });
+    let tb = tokio::spawn(async move {
+        bb.wait().await;
+        activate(sb.as_ref(), b2).await
+    });
     let (ra, rb) = (ta.await.unwrap(), tb.await.unwrap());
     let (winner, loser) = match (&ra, &rb) {
         (Ok(_), Err(e)) => (a, e),

@@ -190,6 +190,10 @@ struct LocateArgs {
 /// Runs the command line; maps errors to exit code 2 with the message on stderr.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = set_clock_from_env() {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
         Command::Validate(a) => validate(a),
         Command::Locate(a) => locate(a),
@@ -218,6 +222,20 @@ pub fn run() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `WANGGE_NOW` (RFC 3339, e.g. `2027-02-05T23:59:58+08:00`) sets the service's clock
+/// for this process: tests and holiday drills run at a chosen moment, and the clock
+/// keeps running from there. Said on stderr, so nobody mistakes it for real time.
+fn set_clock_from_env() -> Result<()> {
+    let Ok(value) = std::env::var("WANGGE_NOW") else {
+        return Ok(());
+    };
+    let at = chrono::DateTime::parse_from_rfc3339(value.trim())
+        .with_context(|| format!("WANGGE_NOW {value:?} is not an RFC 3339 time"))?;
+    wangge::domain::set_now(at.with_timezone(&chrono::Utc));
+    eprintln!("wangge: the clock is set to {at} by WANGGE_NOW, and runs on from there");
+    Ok(())
 }
 
 pub(crate) fn spinner(msg: &str, len: u64) -> ProgressBar {

@@ -205,7 +205,7 @@ impl App {
             &self.locate_options(),
             report,
             reporter,
-            Utc::now(),
+            crate::domain::now(),
             key,
         )
         .await?;
@@ -277,7 +277,7 @@ impl App {
             ..CaseQuery::default()
         };
         if req.overdue {
-            query.deadline_before = Some(Utc::now());
+            query.deadline_before = Some(crate::domain::now());
             if query.states.is_empty() {
                 query.states = vec![CaseState::Assigned, CaseState::Acknowledged];
             }
@@ -388,7 +388,7 @@ impl App {
             },
             command,
             expected,
-            Utc::now(),
+            crate::domain::now(),
         )
         .await?;
         metrics::counter!("wangge_case_steps_total", "step" => command.step().as_str())
@@ -476,7 +476,7 @@ impl App {
                 .is_ok_and(|c| c.level() == crate::domain::Level::Grid);
             (snapshot.grid(key).is_some() || is_grid) && p.may(Action::ReadCases, key)
         };
-        Ok(assessment::assess(self.store.as_ref(), from, to, Utc::now(), keep).await?)
+        Ok(assessment::assess(self.store.as_ref(), from, to, crate::domain::now(), keep).await?)
     }
 
     /// Cases reported in `[from, to)` that the caller may read (for analysis).

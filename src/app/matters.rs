@@ -9,7 +9,7 @@ use crate::domain::{DayKind, Level, RegionCode};
 use crate::store::dispatch::{Applied, DirectoryChange};
 use crate::store::{Department, MatterVersion, NewAuditEntry, NewMatter};
 use crate::workflow::dispatch;
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -226,7 +226,7 @@ impl App {
             id,
             admit,
             actor: p.name.clone(),
-            at: Utc::now(),
+            at: crate::domain::now(),
         };
         let decided = match self.store.apply_audited(&[change], &[audit]).await?.pop() {
             Some(Applied::Matter(decided)) => *decided,

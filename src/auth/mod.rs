@@ -58,7 +58,7 @@ pub async fn live_token(
     if record.revoked_at.is_some() {
         return Err(AuthError::Unauthenticated("the token was revoked"));
     }
-    if record.expires_at <= Utc::now() {
+    if record.expires_at <= crate::domain::now() {
         return Err(AuthError::Unauthenticated("the token has expired"));
     }
     let user = store

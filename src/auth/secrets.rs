@@ -54,7 +54,7 @@ pub fn issue_token(user: &str, label: &str, ttl: Duration) -> IssuedToken {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let secret = format!("wg_{}", hex::encode(bytes));
-    let now = Utc::now();
+    let now = crate::domain::now();
     IssuedToken {
         record: TokenRecord {
             hash: hash_token(&secret),

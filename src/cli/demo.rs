@@ -442,7 +442,7 @@ pub async fn load_dispatch_once(store: &dyn Store, file: &Path) -> Result<()> {
         let matter: NewMatter = serde_json::from_value(m).context("a matter in the demo list")?;
         let proposed = store.propose_matter(&matter).await?;
         store
-            .decide_matter(proposed.id, true, "demo", chrono::Utc::now())
+            .decide_matter(proposed.id, true, "demo", wangge::domain::now())
             .await?;
     }
     for day in doc

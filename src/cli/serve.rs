@@ -199,7 +199,8 @@ async fn sweep_cases(store: Arc<dyn Store>, settings: Arc<wangge::settings::Sett
     };
     loop {
         tick.tick().await;
-        match wangge::workflow::dispatch::sweep(store.as_ref(), chrono::Utc::now(), sweep).await {
+        match wangge::workflow::dispatch::sweep(store.as_ref(), wangge::domain::now(), sweep).await
+        {
             Ok(r) if r.due_soon + r.overdue > 0 => tracing::info!(
                 due_soon = r.due_soon,
                 overdue = r.overdue,
@@ -222,7 +223,7 @@ async fn deliver_webhooks(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        if let Err(e) = deliverer.start_due(chrono::Utc::now(), 100).await {
+        if let Err(e) = deliverer.start_due(wangge::domain::now(), 100).await {
             tracing::warn!(error = %e, "webhook round failed");
         }
     }

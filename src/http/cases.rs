@@ -192,7 +192,7 @@ pub async fn overdue(
     Path(code): Path<String>,
     Query(q): Query<CentreQuery>,
 ) -> Result<Json<Vec<CaseView>>, ApiError> {
-    centre_list(&state, &caller, code, q, Utc::now(), None).await
+    centre_list(&state, &caller, code, q, crate::domain::now(), None).await
 }
 
 /// Cases under a centre's area due within `due_soon_hours`, soonest first.
@@ -204,7 +204,7 @@ pub async fn due_soon(
     Path(code): Path<String>,
     Query(q): Query<CentreQuery>,
 ) -> Result<Json<Vec<CaseView>>, ApiError> {
-    let now = Utc::now();
+    let now = crate::domain::now();
     let soon = now + Duration::hours(i64::from(state.settings.due_soon_hours));
     centre_list(&state, &caller, code, q, soon, Some(now)).await
 }

@@ -31,7 +31,7 @@ impl TokenCache {
     }
 
     fn put(&self, hash: String, p: Principal, expires_at: chrono::DateTime<chrono::Utc>) {
-        let left = (expires_at - chrono::Utc::now())
+        let left = (expires_at - crate::domain::now())
             .to_std()
             .unwrap_or(Duration::ZERO);
         let until = Instant::now() + left.min(TOKEN_CACHE_TTL);

@@ -179,9 +179,11 @@ pub fn answer(
             .as_ref()
             .map(|g| summary(&g.id, g.name.as_deref(), g.layer)),
         ancestors: ancestors(&located.ancestors),
-        member_on_duty: code
-            .as_deref()
-            .and_then(|c| snapshot.on_duty(c, Utc::now()).map(|m| contact(m, mask(c)))),
+        member_on_duty: code.as_deref().and_then(|c| {
+            snapshot
+                .on_duty(c, crate::domain::now())
+                .map(|m| contact(m, mask(c)))
+        }),
         supervision_phone: code
             .as_deref()
             .and_then(|c| snapshot.supervision_phone(c).map(str::to_string)),

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 use geo_types::{Coord, MultiPolygon, Rect};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -508,7 +508,7 @@ pub async fn items(
     Ok(geojson_response(
         json!({
             "type": "FeatureCollection",
-            "timeStamp": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "timeStamp": crate::domain::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             "numberMatched": matched.len(),
             "numberReturned": page.len(),
             "features": page,

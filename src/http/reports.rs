@@ -478,7 +478,7 @@ pub async fn requests(
                 }
             }
         } else {
-            let now = Utc::now();
+            let now = crate::domain::now();
             let end = q.end_date.unwrap_or(now);
             let start = q.start_date.unwrap_or(end - chrono::Duration::days(90));
             let page_size = saturating(q.page_size.as_deref(), "page_size", 1000)?.clamp(1, 1000);

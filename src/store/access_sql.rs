@@ -23,7 +23,7 @@ macro_rules! access_store_impl {
                 let done = sqlx::query(&sql)
                     .bind(name)
                     .bind(password_hash)
-                    .bind(chrono::Utc::now())
+                    .bind(crate::domain::now())
                     .execute(&self.pool)
                     .await;
                 match done {
@@ -130,7 +130,7 @@ macro_rules! access_store_impl {
                 );
                 Ok(sqlx::query(&sql)
                     .bind(hash)
-                    .bind(chrono::Utc::now())
+                    .bind(crate::domain::now())
                     .execute(&self.pool)
                     .await?
                     .rows_affected()
@@ -143,7 +143,7 @@ macro_rules! access_store_impl {
                 );
                 Ok(sqlx::query(&sql)
                     .bind(name)
-                    .bind(chrono::Utc::now())
+                    .bind(crate::domain::now())
                     .execute(&self.pool)
                     .await?
                     .rows_affected())
@@ -155,7 +155,7 @@ macro_rules! access_store_impl {
                     crate::store::access_sql::INSERT_AUDIT
                 ));
                 Ok(sqlx::query_scalar(&sql)
-                    .bind(chrono::Utc::now())
+                    .bind(crate::domain::now())
                     .bind(&entry.actor)
                     .bind(&entry.action)
                     .bind(&entry.resource)

@@ -636,7 +636,7 @@ macro_rules! dispatch_store_impl {
             ) -> StoreResult<()> {
                 use crate::store::dispatch_sql::ms;
                 let (delivered, error) = match outcome {
-                    Ok(()) => (Some(ms(chrono::Utc::now())), None),
+                    Ok(()) => (Some(ms(crate::domain::now())), None),
                     Err(e) => (None, Some(e)),
                 };
                 let sql = $sql(
@@ -963,7 +963,7 @@ macro_rules! dispatch_store_impl {
                 None => entry.resource.clone(),
             };
             sqlx::query(&sql)
-                .bind(chrono::Utc::now())
+                .bind(crate::domain::now())
                 .bind(&entry.actor)
                 .bind(&entry.action)
                 .bind(resource)

@@ -12,7 +12,7 @@ use super::{GridsWatch, Store, StoreError, StoreResult, shards, wkb};
 use crate::domain::Grant;
 use crate::domain::Layer;
 use async_trait::async_trait;
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 use geo_types::Coord;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
@@ -120,7 +120,7 @@ async fn record_event(
     .bind(from.map(PlanStatus::as_str))
     .bind(to.as_str())
     .bind(actor)
-    .bind(Utc::now())
+    .bind(crate::domain::now())
     .bind(reason)
     .execute(&mut **tx)
     .await?;
@@ -335,7 +335,7 @@ impl Store for PgStore {
         audit: Option<&crate::store::NewAuditEntry>,
     ) -> StoreResult<Plan> {
         let mut tx = self.pool.begin().await?;
-        let now = Utc::now();
+        let now = crate::domain::now();
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO plans (scope_code, layer, title, status, effective_date, created_by, \
              created_at, updated_at, error_count, warning_count, validation) \
@@ -378,7 +378,7 @@ impl Store for PgStore {
         .bind(content.error_count)
         .bind(content.warning_count)
         .bind(Json(&content.validation))
-        .bind(Utc::now())
+        .bind(crate::domain::now())
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -475,7 +475,7 @@ impl Store for PgStore {
         .bind(id)
         .bind(change.from.as_str())
         .bind(change.to.as_str())
-        .bind(Utc::now())
+        .bind(crate::domain::now())
         .bind(change.effective_date)
         .bind(needs_clean)
         .execute(&mut *tx)
@@ -580,7 +580,7 @@ impl Store for PgStore {
         .await?;
         sqlx::query("UPDATE plans SET status = 'active', updated_at = $2 WHERE id = $1")
             .bind(id)
-            .bind(Utc::now())
+            .bind(crate::domain::now())
             .execute(&mut *tx)
             .await?;
         record_event(
@@ -598,7 +598,7 @@ impl Store for PgStore {
              WHERE g.plan_id = plans.id AND g.valid_to IS NULL) RETURNING id",
         )
         .bind(id)
-        .bind(Utc::now())
+        .bind(crate::domain::now())
         .fetch_all(&mut *tx)
         .await?;
         for &s in &superseded {

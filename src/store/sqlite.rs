@@ -11,7 +11,7 @@ use crate::domain::Grant;
 use crate::domain::Layer;
 use crate::spatial::geom;
 use async_trait::async_trait;
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 use geo_types::Coord;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -112,7 +112,7 @@ async fn record_event(
     .bind(from.map(PlanStatus::as_str))
     .bind(to.as_str())
     .bind(actor)
-    .bind(Utc::now())
+    .bind(crate::domain::now())
     .bind(reason)
     .execute(&mut **tx)
     .await?;
@@ -352,7 +352,7 @@ impl Store for SqliteStore {
         audit: Option<&crate::store::NewAuditEntry>,
     ) -> StoreResult<Plan> {
         let mut tx = self.pool.begin().await?;
-        let now = Utc::now();
+        let now = crate::domain::now();
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO plans (scope_code, layer, title, status, effective_date, created_by, \
              created_at, updated_at, error_count, warning_count, validation) \
@@ -395,7 +395,7 @@ impl Store for SqliteStore {
         .bind(content.error_count)
         .bind(content.warning_count)
         .bind(Json(&content.validation))
-        .bind(Utc::now())
+        .bind(crate::domain::now())
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -491,7 +491,7 @@ impl Store for SqliteStore {
         .bind(id)
         .bind(change.from.as_str())
         .bind(change.to.as_str())
-        .bind(Utc::now())
+        .bind(crate::domain::now())
         .bind(change.effective_date)
         .bind(needs_clean as i64)
         .execute(&mut *tx)
@@ -598,7 +598,7 @@ impl Store for SqliteStore {
         .await?;
         sqlx::query("UPDATE plans SET status = 'active', updated_at = ?2 WHERE id = ?1")
             .bind(id)
-            .bind(Utc::now())
+            .bind(crate::domain::now())
             .execute(&mut *tx)
             .await?;
         record_event(
@@ -616,7 +616,7 @@ impl Store for SqliteStore {
              WHERE g.plan_id = plans.id AND g.valid_to IS NULL) RETURNING id",
         )
         .bind(id)
-        .bind(Utc::now())
+        .bind(crate::domain::now())
         .fetch_all(&mut *tx)
         .await?;
         for &s in &superseded {

@@ -148,7 +148,7 @@ pub async fn load_snapshot(store: &dyn Store) -> Result<Snapshot, StoreError> {
         regions,
         version,
         directory_version,
-        loaded_at: Utc::now(),
+        loaded_at: crate::domain::now(),
         grid_by_code,
         region_by_code,
         members,

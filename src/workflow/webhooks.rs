@@ -361,12 +361,17 @@ async fn deliver_one(
     let body = body.to_string().into_bytes();
     let outcome = match policy.check(&d.url).await {
         Err(refused) => Err(refused),
-        Ok(()) => match signed(client.post(&d.url), d.secret.as_deref(), &body, Utc::now())
-            .header("x-wangge-event-id", d.event_id.to_string())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await
+        Ok(()) => match signed(
+            client.post(&d.url),
+            d.secret.as_deref(),
+            &body,
+            crate::domain::now(),
+        )
+        .header("x-wangge-event-id", d.event_id.to_string())
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await
         {
             Ok(r) if r.status().is_success() => Ok(()),
             Ok(r) => Err(format!("answered {}", r.status())),

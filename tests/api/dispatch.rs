@@ -2045,12 +2045,20 @@ async fn a_case_travels_over_http_with_streams_webhooks_and_open311(b: Backend) 
             .any(|c| c["id"].as_i64() == rid.parse().ok() && c["source"] == "open311")
     );
 
-    // Assessment as CSV, lists per centre.
+    // Assessment as CSV, lists per centre, over a window around now (a day either
+    // side: never a fixed calendar date).
+    let window = {
+        let now = Utc::now();
+        let at = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        format!(
+            "from={}&to={}",
+            at(now - chrono::Duration::days(1)),
+            at(now + chrono::Duration::days(1))
+        )
+    };
     let (st, headers, csv) = send(
         client()
-            .get(url(
-                "/v1/assessment?from=2026-01-01T00:00:00Z&to=2030-01-01T00:00:00Z&format=csv",
-            ))
+            .get(url(&format!("/v1/assessment?{window}&format=csv")))
             .bearer_auth(&disp),
     )
     .await;
@@ -2083,9 +2091,7 @@ async fn a_case_travels_over_http_with_streams_webhooks_and_open311(b: Backend) 
     assert_eq!(st, StatusCode::FORBIDDEN);
     let (st, _, density) = send(
         client()
-            .get(url(
-                "/v1/analysis/density?from=2026-01-01T00:00:00Z&to=2030-01-01T00:00:00Z",
-            ))
+            .get(url(&format!("/v1/analysis/density?{window}")))
             .bearer_auth(&disp),
     )
     .await;

@@ -7,6 +7,7 @@ mod authz;
 mod backends;
 mod browser;
 mod cli;
+mod clock;
 mod dispatch;
 mod faults;
 mod helpers;

@@ -256,7 +256,7 @@ pub fn review(grids: &[Grid]) -> MappingReport {
         if !Role::EXPECTED.contains(&role) {
             continue;
         }
-        let mut candidates: Vec<(u8, Candidate)> = Vec::new();
+        let mut candidates: Vec<((u8, std::cmp::Reverse<usize>), Candidate)> = Vec::new();
         for f in &fields {
             if report.used.values().any(|u| u == f) {
                 continue;
@@ -291,12 +291,19 @@ pub fn review(grids: &[Grid]) -> MappingReport {
                 (false, true) => 1,
                 _ => 2,
             };
+            // Among equals, the field with more distinct values first: a grid's own
+            // name before the name of the community it lies in.
+            let distinct = column
+                .iter()
+                .filter_map(|v| text_of(v))
+                .collect::<BTreeSet<_>>()
+                .len();
             let sample = column.iter().find_map(|v| text_of(v)).map(|s| {
                 let short: String = s.chars().take(40).collect();
                 short
             });
             candidates.push((
-                rank,
+                (rank, std::cmp::Reverse(distinct)),
                 Candidate {
                     field: f.clone(),
                     because,

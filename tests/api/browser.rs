@@ -77,10 +77,26 @@ async fn the_web_app_serves_residents_planners_and_dispatchers_in_a_real_browser
     assert!(grids.len() >= 3, "the demo community has grids");
     let first = &grids[0];
     let inside = first.boundary.interior_point().expect("interior point");
+    // The clean draft: the current grids, their names under 标注 (a field wangge does
+    // not read by default, so the planner chooses it in the view).
+    let named: Vec<wangge::domain::Grid> = grids
+        .iter()
+        .cloned()
+        .map(|mut g| {
+            let name = g.name.take().unwrap_or_default();
+            g.properties.remove("name");
+            g.properties.insert("标注".into(), Value::from(name));
+            g
+        })
+        .collect();
+    assert!(
+        grids.iter().all(|g| g.name.is_some()),
+        "demo grids have names"
+    );
     let fixed = dir.path().join("fixed.geojson");
     std::fs::write(
         &fixed,
-        wangge::io::geojson::grids_to_json(&grids).to_string(),
+        wangge::io::geojson::grids_to_json(&named).to_string(),
     )
     .expect("write");
     // The first grid shifted by about 40 m: it overlaps a neighbour on one side and
@@ -119,7 +135,17 @@ async fn the_web_app_serves_residents_planners_and_dispatchers_in_a_real_browser
     )
     .await;
 
-    let shots = root.join("target/browser-screenshots");
+    // A fresh directory per run: an old run's screenshots cannot pass for this one's.
+    let run = format!(
+        "run-{}-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0),
+        std::process::id()
+    );
+    let shots = root.join("target/browser-screenshots").join(run);
+    assert!(!shots.exists());
     let out = Command::new("node")
         .arg(root.join("web/tests/browser.mjs"))
         .current_dir(root.join("web"))
@@ -127,6 +153,9 @@ async fn the_web_app_serves_residents_planners_and_dispatchers_in_a_real_browser
         .env("CHROMIUM", chromium())
         .env("SHOTS", &shots)
         .env("GRID_CODE", &first.id)
+        .env("SEARCH_CODE", &grids[1].id)
+        .env("NAME_FIELD", "标注")
+        .env("UNCHANGED", grids.len().to_string())
         .env("GRID_POINT", format!("{},{}", inside.x(), inside.y()))
         .env("PLAN_SCOPE", community)
         .env("BROKEN", &broken)
@@ -145,8 +174,26 @@ async fn the_web_app_serves_residents_planners_and_dispatchers_in_a_real_browser
     // What the clicks did, read back from the service.
     let plans = store.plans(Some(community), None).await.expect("plans");
     let plan = plans.first().expect("the planner's plan");
-    assert_eq!(plan.status.as_str(), "submitted");
+    assert_eq!(plan.status.as_str(), "approved");
     assert_eq!(plan.error_count, 0);
+    assert_eq!(
+        plan.warning_count, 0,
+        "the chosen name field left no warning"
+    );
+    let mut drafted: Vec<(Option<String>, String)> = store
+        .plan_grids(plan.id)
+        .await
+        .expect("plan grids")
+        .into_iter()
+        .map(|g| (g.name, g.code))
+        .collect();
+    let mut current: Vec<(Option<String>, String)> = grids
+        .iter()
+        .map(|g| (g.name.clone(), g.id.clone()))
+        .collect();
+    drafted.sort();
+    current.sort();
+    assert_eq!(drafted, current, "names and codes kept through the mapping");
     let cases: Value = client()
         .get(format!("{}/v1/public/reports/1", server.url))
         .send()
@@ -161,6 +208,8 @@ async fn the_web_app_serves_residents_planners_and_dispatchers_in_a_real_browser
         "1-public-map",
         "5-planner-overlap",
         "5-planner-gap",
+        "7-planner-mapping",
+        "8-county-approved",
         "9-dispatcher-board",
         "12-assessment",
     ] {

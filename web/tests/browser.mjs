@@ -2,10 +2,14 @@
 // `wangge serve` with the demo data. Started by tests/api/browser.rs (cargo test), which
 // starts the server, makes the users and the draft files, and passes them here:
 //   WANGGE_URL, CHROMIUM, SHOTS (directory for screenshots),
-//   GRID_CODE, GRID_POINT (lon,lat inside that grid), PLAN_SCOPE, BROKEN, FIXED (GeoJSON
-//   drafts: one with an overlap and a gap, one clean), PLANNER, COUNTY_PLANNER,
+//   GRID_CODE, GRID_POINT (lon,lat inside that grid), SEARCH_CODE (another grid),
+//   PLAN_SCOPE, BROKEN, FIXED (GeoJSON drafts: one with an overlap and a gap, one clean
+//   whose names are in a field wangge does not read by default, NAME_FIELD),
+//   UNCHANGED (grids the clean draft leaves as they are), PLANNER, COUNTY_PLANNER,
 //   DISPATCHER (name:password each).
-// Prints one line per figure (`figure name value`); exits non-zero on the first failure.
+// Prints one line per figure (`figure name value`); exits non-zero on the first failure,
+// and any page error or console error fails its step (the only console errors allowed
+// are a step's expected HTTP refusals, which Chromium logs as failed resource loads).
 
 import { chromium } from 'playwright-core';
 import assert from 'node:assert/strict';
@@ -33,10 +37,18 @@ const browser = await chromium.launch({
 
 const figures = {};
 const steps = [];
-async function step(name, fn) {
+// Page errors and console errors of the current step.
+let problems = [];
+// HTTP statuses the current step provokes on purpose (Chromium logs each as a console
+// error "Failed to load resource").
+let expectedStatuses = [];
+async function step(name, fn, { refusals = [] } = {}) {
   const t0 = Date.now();
+  problems = [];
+  expectedStatuses = refusals;
   try {
     await fn();
+    assert.deepEqual(problems, [], 'no page error or console error');
     steps.push(`ok   ${name} (${Date.now() - t0} ms)`);
     console.log(`ok   ${name} (${Date.now() - t0} ms)`);
   } catch (err) {
@@ -52,8 +64,17 @@ async function newPage() {
   const context = await browser.newContext({ viewport: { width: 1400, height: 900 }, locale: 'zh-CN' });
   const page = await context.newPage();
   lastPage = page;
-  page.on('pageerror', (e) => console.log(`page error: ${e.message}`));
-  page.on('console', (m) => { if (m.type() === 'error') console.log(`console: ${m.text()}`); });
+  page.on('pageerror', (e) => {
+    console.log(`page error: ${e.message}`);
+    problems.push(`page error: ${e.message}`);
+  });
+  page.on('console', (m) => {
+    if (m.type() !== 'error') return;
+    const status = /Failed to load resource: the server responded with a status of (\d+)/.exec(m.text());
+    if (status && expectedStatuses.includes(Number(status[1]))) return;
+    console.log(`console: ${m.text()}`);
+    problems.push(`console: ${m.text()} (${m.location()?.url ?? ''})`);
+  });
   return page;
 }
 
@@ -95,9 +116,14 @@ await step('the public map draws the regions and, zoomed in, the grids; a click 
   assert.doesNotMatch(text, /role\./, 'every member role has a name');
   await page.screenshot({ path: join(shots, '2-public-card.png') });
 
-  // Search by code finds the same grid.
-  await page.fill('#search', gridCode);
+  // Search by code finds another grid (not the card already shown).
+  const searched = env('SEARCH_CODE');
+  assert.notEqual(searched, gridCode);
+  await page.fill('#search', searched);
   await page.click('form.search button');
+  await page.waitForSelector(`#card h2[data-code="${searched}"]`);
+  // Back to the clicked grid for the report.
+  await clickAt(page, 'public', [lon, lat]);
   await page.waitForSelector(`#card h2[data-code="${gridCode}"]`);
 
   // A resident reports a problem here through the public form.
@@ -153,18 +179,26 @@ await step('a planner uploads a draft with an overlap and a gap, sees both liste
   // Submitting is refused while errors remain.
   await page.click('#step-submit');
   await page.waitForSelector('#toast.error');
-  // Fix: upload the corrected file over the draft.
+  // Fix: upload the corrected file over the draft. Its names are in a field wangge
+  // does not read by default: the view offers it, and choosing it validates again
+  // without a new upload.
   await page.setInputFiles('#plan-file', env('FIXED'));
   await page.click('#plan-upload');
   await page.waitForSelector('#validation-summary[data-valid="true"]');
   assert.equal(await page.$$eval('#validation-summary .chip', (cs) => cs.filter((c) => !['small_grid', 'disconnected'].includes(c.dataset.kind)).length), 0);
+  await page.waitForSelector('#mapping-form #mapping-name');
+  assert.equal(await page.$eval('#mapping-name', (s) => s.value), env('NAME_FIELD'), 'the name field is proposed first');
+  await page.screenshot({ path: join(shots, '7-planner-mapping.png') });
+  await page.click('#mapping-apply');
+  await page.waitForSelector('#mapping-form', { state: 'detached' });
+  await page.waitForSelector('#validation-summary[data-valid="true"]');
   await page.click('#step-submit');
   await page.waitForFunction(() => document.querySelector('#plan-status')?.textContent === '待审批', null, { timeout: 10000 });
   await page.screenshot({ path: join(shots, '7-planner-submitted.png') });
   await page.context().close();
-});
+}, { refusals: [401, 409, 422] });
 
-await step('the county planner sees the submitted plan with its impact and the approval buttons', async () => {
+await step('the county planner reads the impact of the submitted plan and approves it', async () => {
   const page = await newPage();
   await page.goto(`${url}/#/planner`);
   await login(page, cred('COUNTY_PLANNER'));
@@ -172,9 +206,15 @@ await step('the county planner sees the submitted plan with its impact and the a
   await page.click('#plans li:first-child button');
   await page.waitForSelector('#step-approve');
   await page.waitForSelector('#impact table');
+  // The clean draft redraws nothing: every grid unchanged, none added, removed or changed.
+  const impact = await page.$$eval('#impact table tr', (rs) => rs.map((r) => Number(r.querySelector('td')?.textContent)));
+  assert.deepEqual(impact.slice(0, 4), [0, 0, 0, Number(env('UNCHANGED'))], `impact ${impact}`);
   await page.screenshot({ path: join(shots, '8-county-review.png') });
+  await page.click('#step-approve');
+  await page.waitForFunction(() => document.querySelector('#plan-status')?.textContent === '已批准', null, { timeout: 10000 });
+  await page.screenshot({ path: join(shots, '8-county-approved.png') });
   await page.context().close();
-});
+}, { refusals: [401] });
 
 await step("a dispatcher finds the resident's report on the board, accepts and assigns it, and it moves columns", async () => {
   const page = await newPage();
@@ -208,7 +248,7 @@ await step("a dispatcher finds the resident's report on the board, accepts and a
   assert.ok(gridRows.includes(gridCode), `assessment lists ${gridCode}`);
   await page.screenshot({ path: join(shots, '12-assessment.png') });
   await page.context().close();
-});
+}, { refusals: [401] });
 
 await browser.close();
 for (const [k, v] of Object.entries(figures)) console.log(`figure ${k} ${v}`);

@@ -234,7 +234,8 @@ export async function plannerPage(root: HTMLElement): Promise<Cleanup> {
         w.candidates.map((c) => h('option', { value: c.field, selected: c.field === first },
           c.sample ? `${c.field} (${c.sample})` : c.field)),
         others.map((f) => h('option', { value: f }, f)));
-      return h('label', { class: 'warning' }, t(`mapping.${w.role}`), select, h('small', {}, w.detail));
+      return h('label', { class: 'warning', title: w.detail }, t(`mapping.${w.role}`), select,
+        h('small', {}, t(w.candidates.length ? 'mapping.unread' : 'mapping.unread_none')));
     });
     const button = h('button', { type: 'submit', id: 'mapping-apply' }, t('mapping.apply'));
     const form = h('form', { class: 'mapping', id: 'mapping-form' }, h('h3', {}, t('mapping.title')), selects, button);

@@ -9,6 +9,7 @@ mod browser;
 mod cli;
 mod clock;
 mod dispatch;
+mod endpoints;
 mod faults;
 mod helpers;
 mod hostile;

@@ -268,6 +268,10 @@ pub fn token(command: TokenCommand, s: AccountStoreArgs) -> Result<ExitCode> {
                 println!("{}", issued.secret);
             }
             TokenCommand::RevokeAll { name } => {
+                // A misspelt name is said, not answered with "0 tokens revoked".
+                if store.user(&name).await?.is_none() {
+                    bail!("no user {name:?}");
+                }
                 let n = store.revoke_user_tokens(&name).await?;
                 audit(
                     store.as_ref(),

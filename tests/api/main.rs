@@ -8,6 +8,7 @@ mod backends;
 mod browser;
 mod cli;
 mod clock;
+mod commands;
 mod dispatch;
 mod endpoints;
 mod faults;

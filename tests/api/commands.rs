@@ -245,6 +245,42 @@ async fn the_command_line_keeps_accounts_on_either_store(b: Backend) {
     cli.refused(&["token", "revoke-all", "nobody"], "admin");
     cli.refused(&["token", "issue", "nobody"], "admin");
 
+    // A region file imported into the store.
+    let dir = tempfile::tempdir().unwrap();
+    let regions = dir.path().join("regions.geojson");
+    std::fs::write(
+        &regions,
+        serde_json::json!({"type": "FeatureCollection", "features": [{"type": "Feature",
+            "properties": {"code": "371602001009", "name": "新建社区", "parent": "371602001"},
+            "geometry": {"type": "Polygon", "coordinates": [[[118.03, 37.30], [118.04, 37.30],
+                [118.04, 37.31], [118.03, 37.31], [118.03, 37.30]]]}}]})
+        .to_string(),
+    )
+    .unwrap();
+    cli.ok(
+        &[
+            "import",
+            "regions",
+            regions.to_str().unwrap(),
+            "--level",
+            "community",
+        ],
+        "admin",
+    );
+    let stored = store.regions(Some("371602001009")).await.unwrap();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0].name, "新建社区");
+    cli.refused(
+        &[
+            "import",
+            "regions",
+            "/nonexistent.geojson",
+            "--level",
+            "community",
+        ],
+        "admin",
+    );
+
     // Migrations are idempotent on a migrated store.
     cli.ok(&["migrate"], "admin");
     cli.ok(&["migrate"], "admin");

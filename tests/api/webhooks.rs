@@ -393,7 +393,94 @@ async fn a_receiver_that_never_answers_delays_no_other_department(b: Backend) {
     }
 }
 
+/// A delivery's attempts and whether it was delivered.
+async fn delivery_state(b: &Backend, event: i64) -> (i64, bool) {
+    let sql = format!(
+        "SELECT attempts, delivered_at IS NOT NULL FROM webhook_deliveries WHERE event_id = {event}"
+    );
+    let row: (i32, bool) = match &b.raw {
+        Raw::Sqlite(p) => sqlx::query_as(&sql).fetch_one(p).await.unwrap(),
+        Raw::Postgres(p) => sqlx::query_as(&sql).fetch_one(p).await.unwrap(),
+    };
+    (i64::from(row.0), row.1)
+}
+
+/// A receiver that answers 500 once gets the same event again after the backoff (not
+/// forced: the deliverer's own schedule), signed alike, and it is delivered once.
+async fn a_failed_delivery_is_retried_with_the_same_event_after_its_backoff(b: Backend) {
+    let store = b.store.as_ref();
+    seeded(store).await;
+    seed_dispatch(store).await;
+    let admin = user(store, "city.zhao", UserRole::CityAdmin, "3716").await;
+    let got: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let sink = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap| {
+            let sink = sink.clone();
+            async move {
+                let header = |k: &str| {
+                    headers
+                        .get(k)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string()
+                };
+                let mut seen = sink.lock().unwrap();
+                seen.push((header("x-wangge-event-id"), header("x-wangge-signature")));
+                if seen.len() == 1 {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::NO_CONTENT
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let s = Server::start(
+        &b.url,
+        &[
+            ("WANGGE_WEBHOOK_ALLOW_HOSTS", "[127.0.0.1]"),
+            ("WANGGE_WEBHOOK_ALLOW_HTTP", "true"),
+        ],
+    );
+    let (st, body) = put_department(&s.url, &admin, &hook).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let event = report_and_queue_delivery(&b, &s.url).await;
+
+    let failed = wait_until(|| async { delivery_error(&b, event).await }).await;
+    assert!(failed.contains("500"), "{failed}");
+    assert_eq!(delivery_state(&b, event).await, (1, false));
+    // The retry comes by itself after the first backoff (10 s); generous deadline.
+    let start = Instant::now();
+    while !delivery_state(&b, event).await.1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "not retried within 90 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        start.elapsed() >= Duration::from_secs(5),
+        "retried only after a pause"
+    );
+    assert_eq!(delivery_state(&b, event).await, (2, true));
+    let seen = got.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "one failure, one success: {seen:?}");
+    assert!(
+        seen.iter().all(|(id, _)| *id == event.to_string()),
+        "the same event both times: {seen:?}"
+    );
+    assert!(
+        seen.iter().all(|(_, sig)| sig.starts_with("t=")),
+        "{seen:?}"
+    );
+}
+
 crate::contract!(
     webhooks_reach_an_https_receiver_the_configured_ca_vouches_for,
     a_receiver_that_never_answers_delays_no_other_department,
+    a_failed_delivery_is_retried_with_the_same_event_after_its_backoff,
 );

@@ -255,3 +255,34 @@ fn the_demo_builds_validates_and_locates() {
         "{out}"
     );
 }
+
+/// The offline commands refuse what they cannot do, saying what, with exit 2.
+#[test]
+fn locate_synth_and_export_refuse_bad_input_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let grids = write(dir.path(), "g.geojson", TWO_GRIDS);
+    let o = wangge(&["locate", "--grids", &grids, "--point", "500,37"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("500"), "{}", stderr(&o));
+    let o = wangge(&["locate", "--grids", &grids, "--point", "east"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = wangge(&[
+        "synth",
+        "--rect",
+        "nonsense",
+        "-o",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = dir.path().join("x.txt");
+    let o = Command::new(env!("CARGO_BIN_EXE_wangge"))
+        .args(["export", out.to_str().unwrap()])
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("w.db").display()),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(!out.exists(), "nothing written");
+}

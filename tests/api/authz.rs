@@ -213,13 +213,16 @@ pub async fn case_steps_are_authorised_against_the_stored_case_and_department(b:
     );
     // And on the event stream, replayed from the start.
     let stream = url("/v1/cases/stream");
-    let audited = crate::dispatch::resumed_stream(&stream, &auditor, 0).await;
+    let masked = wangge::auth::mask_name("李网格2");
+    let audited =
+        crate::dispatch::resumed_stream_until(&stream, &auditor, 0, |t| t.contains(&masked)).await;
     assert!(
         audited.contains(&wangge::auth::mask_name("李网格2")),
         "{audited}"
     );
     assert!(!audited.contains("李网格2"), "{audited}");
-    let dispatched = crate::dispatch::resumed_stream(&stream, &disp, 0).await;
+    let dispatched =
+        crate::dispatch::resumed_stream_until(&stream, &disp, 0, |t| t.contains("李网格2")).await;
     assert!(dispatched.contains("李网格2"), "{dispatched}");
 
     // A grid member's own work shows in assessments of their area only.
@@ -228,7 +231,17 @@ pub async fn case_steps_are_authorised_against_the_stored_case_and_department(b:
     ))
     .await;
     assert_eq!(st, StatusCode::CREATED, "{mine}");
-    let period = "from=2020-01-01T00:00:00Z&to=2100-01-01T00:00:00Z";
+    // A window around now: a day either side.
+    let period = {
+        let now = chrono::Utc::now();
+        let at =
+            |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        format!(
+            "from={}&to={}",
+            at(now - chrono::Duration::days(1)),
+            at(now + chrono::Duration::days(1))
+        )
+    };
     let (st, own_area) = get(&url(&format!("/v1/assessment?{period}")), Some(&disp)).await;
     assert_eq!(st, StatusCode::OK, "{own_area}");
     assert!(

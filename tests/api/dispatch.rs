@@ -2277,7 +2277,10 @@ async fn an_event_committed_after_a_later_numbered_one_reaches_an_open_stream_on
     let (first_sent, last_sent) = (first, second);
     let after_last = resumed_stream(&url("/v1/cases/stream"), &admin, last_sent).await;
     assert!(!after_last.contains("id: "), "{after_last}");
-    let after_first = resumed_stream(&url("/v1/cases/stream"), &admin, first_sent).await;
+    let after_first = resumed_stream_until(&url("/v1/cases/stream"), &admin, first_sent, |t| {
+        t.contains(&format!("id: {last_sent}\n"))
+    })
+    .await;
     assert!(
         after_first.contains(&format!("id: {last_sent}\n")),
         "{after_first}"
@@ -2359,8 +2362,33 @@ async fn open_stream(url: &str, token: &str) -> Arc<Mutex<String>> {
     text
 }
 
-/// What a stream resumed after event `after` sends in its first second.
+/// What a stream resumed after event `after` sends in its first second (for what must
+/// not come; what must come is waited for with [`resumed_stream_until`]).
 pub async fn resumed_stream(url: &str, token: &str, after: i64) -> String {
+    read_stream(url, token, after, std::time::Duration::from_secs(1), |_| {
+        false
+    })
+    .await
+}
+
+/// A stream resumed after event `after`, read until `done` holds for what it sent (or
+/// a generous 20 s: the caller's assertion then says what was missing).
+pub async fn resumed_stream_until(
+    url: &str,
+    token: &str,
+    after: i64,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    read_stream(url, token, after, std::time::Duration::from_secs(20), done).await
+}
+
+async fn read_stream(
+    url: &str,
+    token: &str,
+    after: i64,
+    window: std::time::Duration,
+    done: impl Fn(&str) -> bool,
+) -> String {
     let mut resp = client()
         .get(url)
         .bearer_auth(token)
@@ -2370,9 +2398,12 @@ pub async fn resumed_stream(url: &str, token: &str, after: i64) -> String {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let mut text = String::new();
-    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
-    while let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(until, resp.chunk()).await {
-        text.push_str(&String::from_utf8_lossy(&chunk));
+    let until = tokio::time::Instant::now() + window;
+    while !done(&text) {
+        match tokio::time::timeout_at(until, resp.chunk()).await {
+            Ok(Ok(Some(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            _ => break,
+        }
     }
     text
 }

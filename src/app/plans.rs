@@ -389,13 +389,21 @@ impl PlanSteps<'_> {
                 activation: Some(a),
             }
         } else {
+            // An approval of an undated plan without a date takes effect from today
+            // (China): it could otherwise be neither activated nor returned.
+            let effective = match step {
+                PlanStep::Approve if plan.effective_date.is_none() => {
+                    req.effective.or(Some(crate::domain::today_in_china()))
+                }
+                _ => req.effective,
+            };
             let plan = plans::transition_audited(
                 self.store,
                 id,
                 to,
                 &p.name,
                 req.reason.clone(),
-                req.effective,
+                effective,
                 Some(audit),
             )
             .await?;

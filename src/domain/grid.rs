@@ -52,6 +52,9 @@ impl std::str::FromStr for Layer {
     }
 }
 
+/// The longest grid name a plan may carry (the public card shows it whole).
+pub const MAX_GRID_NAME_CHARS: usize = 100;
+
 /// The most vertices one grid may have: real grid boundaries have hundreds to a few
 /// thousand; beyond this a boundary is a digitising accident (or an attack on the
 /// checks' time) and should be simplified first.

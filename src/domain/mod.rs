@@ -10,7 +10,7 @@ mod time;
 
 pub use access::{Grant, UserRole};
 pub use case::{CaseSource, CaseState, CentreLevel, ReturnReason};
-pub use grid::{Grid, Layer, MAX_GRID_VERTICES};
+pub use grid::{Grid, Layer, MAX_GRID_NAME_CHARS, MAX_GRID_VERTICES};
 pub use matter::{Category, MatterStatus, TimeLimit, TimeUnit};
 pub use region::{Level, RegionCode, RegionRef};
 pub use time::{

@@ -194,15 +194,17 @@ impl From<PlanError> for ApiError {
                 "A second person must decide",
                 detail,
             ),
-            PlanError::UnknownCommunity { grid } | PlanError::OutsideScope { grid, .. } => {
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "bad-plan",
-                    "The plan cannot be drafted",
-                    detail,
-                )
-                .with("feature", json!(grid))
-            }
+            PlanError::UnknownCommunity { grid }
+            | PlanError::OutsideScope { grid, .. }
+            | PlanError::BadName { grid, .. }
+            | PlanError::BadHouseholds { grid, .. }
+            | PlanError::NoSuchCommunity { grid, .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "bad-plan",
+                "The plan cannot be drafted",
+                detail,
+            )
+            .with("feature", json!(grid)),
             PlanError::BadScope(_)
             | PlanError::Empty
             | PlanError::CodesExhausted(_)

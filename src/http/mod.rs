@@ -231,7 +231,7 @@ pub fn wait_time(not_until: &governor::NotUntil<governor::clock::QuantaInstant>)
 /// Bodies of requests that carry no file: forms, JSON commands, reports.
 const SMALL_BODY: usize = 64 << 10;
 /// Bodies of staff commands (case steps, matters, departments).
-const COMMAND_BODY: usize = 1 << 20;
+pub(crate) const COMMAND_BODY: usize = 1 << 20;
 
 impl AppState {
     /// State over an opened store and a loaded snapshot.

@@ -9,7 +9,7 @@ use crate::app::PlanStep;
 use crate::domain::{Grid, Layer};
 use crate::io::mapping::FieldChoice;
 use crate::store::{GridVersion, LineageLink, Plan, PlanEvent, PlanStatus};
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -28,8 +28,15 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/plans/{id}/grids", get(plan_grids))
         .route("/v1/plans/{id}/impact", get(impact))
         .route("/v1/plans/{id}/events", get(events))
-        .route("/v1/plans/{id}/mapping", post(remap))
-        .route("/v1/plans/{id}/{step}", post(step))
+        // Commands, not uploads: the small limit, checked before a byte is buffered.
+        .route(
+            "/v1/plans/{id}/mapping",
+            post(remap).layer(DefaultBodyLimit::max(super::COMMAND_BODY)),
+        )
+        .route(
+            "/v1/plans/{id}/{step}",
+            post(step).layer(DefaultBodyLimit::max(super::COMMAND_BODY)),
+        )
         .route("/v1/grids/{code}/history", get(grid_history))
         .route("/v1/regions/{code}/history", get(area_history))
 }
@@ -477,13 +484,16 @@ pub async fn replace(
 #[utoipa::path(post, path = "/v1/plans/{id}/mapping", tag = "plans", params(("id" = i64, Path)),
     request_body = FieldChoice, security(("bearer" = [])),
     responses((status = 200, body = PlanSummary), (status = 409, description = "not a draft"),
-        (status = 422, description = "a chosen field is not one of the file's")))]
+        (status = 400, description = "a chosen field is not one of the file's"),
+        (status = 422, description = "a chosen field gives names or households the rules refuse")))]
 pub async fn remap(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<i64>,
     Json(choice): Json<FieldChoice>,
 ) -> Result<Json<PlanSummary>, ApiError> {
+    // Authorised before waiting for the plan checker: refusals queue behind nobody.
+    state.app.plan_to_revise(&caller.0, id).await?;
     let _turn = checker_turn(&state).await?;
     let plan = state.app.remap_plan(&caller.0, id, &choice).await?;
     Ok(Json(summary(&plan)))

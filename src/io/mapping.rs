@@ -24,6 +24,7 @@
 //! ```
 
 use crate::domain::Grid;
+use crate::domain::text::TextKind;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -215,6 +216,29 @@ fn content_fits(role: Role, values: &[&Value], grids: usize) -> bool {
     }
 }
 
+/// Field names that hold people's names or contacts (personal data).
+fn looks_personal(field: &str) -> bool {
+    let lower = field.to_lowercase();
+    [
+        "姓名",
+        "人员",
+        "电话",
+        "手机",
+        "身份证",
+        "联系",
+        "网格员",
+        "负责人",
+        "phone",
+        "mobile",
+        "tel",
+        "contact",
+        "person",
+        "member",
+    ]
+    .iter()
+    .any(|p| lower.contains(p))
+}
+
 fn name_fits(role: Role, field: &str) -> bool {
     let lower = field.to_lowercase();
     role.default_fields()
@@ -272,6 +296,26 @@ pub fn review(grids: &[Grid]) -> MappingReport {
                 .zip(&column)
                 .all(|(g, v)| text_of(v).as_deref() == Some(g.id.as_str()));
             if copies_ids && report.used.contains_key(&Role::Id) {
+                continue;
+            }
+            // A person's name or contact is not a grid's name, and its values are not
+            // shown as samples to whoever reads the plan.
+            if role == Role::Name && looks_personal(f) {
+                continue;
+            }
+            // Never propose as names what the name rules would refuse.
+            if role == Role::Name
+                && column.iter().filter_map(|v| text_of(v)).any(|t| {
+                    crate::domain::text::check_text(
+                        "name",
+                        &t,
+                        crate::domain::MAX_GRID_NAME_CHARS,
+                        false,
+                        TextKind::Name,
+                    )
+                    .is_err()
+                })
+            {
                 continue;
             }
             let by_content = content_fits(role, &column, grids.len());
@@ -357,7 +401,7 @@ pub struct FieldChoice {
 /// Why a field choice cannot be applied.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ChoiceError {
-    #[error("{option} {field:?} is not a field of the plan's file (fields: {fields})")]
+    #[error("{option} {field} is not a field of the plan's file (fields: {fields})")]
     NoSuchField {
         option: &'static str,
         field: String,
@@ -386,8 +430,12 @@ impl FieldChoice {
             if !fields.iter().any(|f| f == field) {
                 return Err(ChoiceError::NoSuchField {
                     option: role.option().0,
-                    field: field.clone(),
-                    fields: fields.join(", "),
+                    field: crate::io::upload::quote(field),
+                    fields: fields
+                        .iter()
+                        .map(|f| crate::io::upload::quote(f))
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 });
             }
         }
@@ -501,6 +549,22 @@ mod tests {
     }
 
     #[test]
+    fn people_s_names_and_refused_names_are_never_proposed_as_grid_names() {
+        let grids = vec![
+            grid(
+                json!({"网格员姓名": "张伟", "电话": "13900000000", "rlo": "\u{202e}甲", "标注": "甲"}),
+            ),
+            grid(
+                json!({"网格员姓名": "李娜", "电话": "13900000001", "rlo": "\u{202e}乙", "标注": "乙"}),
+            ),
+        ];
+        let r = review(&grids);
+        let name = r.warnings.iter().find(|w| w.role == Role::Name).unwrap();
+        let fields: Vec<&str> = name.candidates.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(fields, ["标注"]);
+    }
+
+    #[test]
     fn a_choice_of_a_field_the_file_does_not_have_is_refused() {
         let mut grids = vec![grid(json!({"mc": "一"}))];
         let err = FieldChoice {
@@ -509,7 +573,7 @@ mod tests {
         }
         .apply(&mut grids)
         .unwrap_err();
-        assert!(err.to_string().contains("fields: mc"), "{err}");
+        assert!(err.to_string().contains("fields: \"mc\""), "{err}");
         assert_eq!(
             FieldChoice::default().apply(&mut grids),
             Err(ChoiceError::NothingChosen)

@@ -49,6 +49,19 @@ pub enum PlanError {
         community: String,
         scope: String,
     },
+    /// A grid's name could read as another's or as nothing (it is shown on the public
+    /// card): direction overrides, invisible or blank-looking characters, too long.
+    #[error("grid {grid:?}: {message}")]
+    BadName { grid: String, message: String },
+    /// A grid's household count is not a count of 0 to 100 000.
+    #[error("grid {grid:?}: households {value} is not a count of 0 to 100 000")]
+    BadHouseholds { grid: String, value: String },
+    /// A grid names a community that is not loaded under the plan's scope.
+    #[error(
+        "grid {grid:?} names community {community}, which is no community loaded under the \
+         plan's scope: correct its parent field, or load the community first"
+    )]
+    NoSuchCommunity { grid: String, community: String },
     /// A plan must propose at least one grid.
     #[error("a plan needs at least one grid")]
     Empty,
@@ -88,6 +101,10 @@ pub async fn check_second_person(
     }
     Ok(())
 }
+
+/// The most households one grid may have: far above any real grid (a few hundred),
+/// low enough that a value past it is a wrong column, not a count.
+pub const MAX_HOUSEHOLDS: i64 = 100_000;
 
 /// The tolerances plans are validated with.
 pub fn plan_validate_options() -> ValidateOptions {
@@ -329,6 +346,36 @@ pub async fn prepare(
         return Err(PlanError::Empty);
     }
     crate::io::upload::check_complexity(&grids)?;
+    for g in &grids {
+        if let Some(name) = &g.name {
+            crate::domain::text::check_text(
+                "its name",
+                name,
+                crate::domain::MAX_GRID_NAME_CHARS,
+                false,
+                crate::domain::text::TextKind::Name,
+            )
+            .map_err(|message| PlanError::BadName {
+                grid: g.id.chars().take(64).collect(),
+                message,
+            })?;
+        }
+    }
+    for g in &grids {
+        if let Some(value) = g.properties.get("households").filter(|v| !v.is_null()) {
+            let count = value
+                .as_i64()
+                .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()));
+            if !count.is_some_and(|h| (0..=MAX_HOUSEHOLDS).contains(&h))
+                && !value.as_str().is_some_and(|s| s.trim().is_empty())
+            {
+                return Err(PlanError::BadHouseholds {
+                    grid: g.id.chars().take(64).collect(),
+                    value: crate::io::upload::quote(&value.to_string()),
+                });
+            }
+        }
+    }
     let mapping = crate::io::mapping::review(&grids);
     let t0 = std::time::Instant::now();
     let regions = store.regions(Some(scope)).await?;
@@ -533,6 +580,13 @@ fn assign_communities(
                     .then(|| g.id[..Level::Community.code_len()].to_string())
             });
         let community = match own {
+            // A declared community must be one that is loaded, when any are.
+            Some(c) if !communities.is_empty() && !communities.iter().any(|r| r.code == c) => {
+                return Err(PlanError::NoSuchCommunity {
+                    grid: g.id.chars().take(64).collect(),
+                    community: c,
+                });
+            }
             Some(c) => c,
             None => {
                 let p = coverage::representative(&g.boundary);

@@ -51,6 +51,20 @@ async fn a_plan_is_returned_rejected_and_read_only_by_its_own(b: Backend) {
     let id = plan["id"].as_i64().unwrap();
     let p = |rest: &str| url(&format!("/v1/plans/{id}{rest}"));
 
+    // Listed for its township, not for another.
+    let (st, listed) = get(&url("/v1/plans?status=draft"), Some(&township)).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(
+        listed.as_array().unwrap().iter().any(|p| p["id"] == id),
+        "{listed}"
+    );
+    let (_, listed) = get(&url("/v1/plans"), Some(&elsewhere)).await;
+    assert!(
+        !listed.as_array().unwrap().iter().any(|p| p["id"] == id),
+        "{listed}"
+    );
+    let (st, _) = get(&url("/v1/plans?status=bogus"), Some(&township)).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
     // Read by its township, answered as missing elsewhere.
     let (st, shown) = get(&p(""), Some(&township)).await;
     assert_eq!(
@@ -368,6 +382,14 @@ async fn dispatch_reads_answer_their_callers_and_refuse_others(b: Backend) {
     let (st, _) = get(&url("/ogc/collections/grids/items/999999"), None).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
 
+    let (st, communities) = get(&url("/ogc/collections/communities/items"), None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(
+        communities["features"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty()),
+        "{communities}"
+    );
     // An unknown API path is a problem document, not the web app.
     let resp = client().get(url("/v1/nope")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
@@ -378,3 +400,63 @@ crate::contract!(
     a_plan_is_returned_rejected_and_read_only_by_its_own,
     dispatch_reads_answer_their_callers_and_refuse_others,
 );
+
+/// `/readyz` says 503 when the store cannot be reached (PostGIS refusing connections),
+/// and ready again once it can; `/healthz` stays 200 throughout (the process lives).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_store_and_health_does_not() {
+    let Some(b) = crate::backends::postgis().await else {
+        return;
+    };
+    seeded(b.store.as_ref()).await;
+    let s = Server::start(&b.url, &[]);
+    let (st, ready) = get(&format!("{}/readyz", s.url), None).await;
+    assert_eq!(st, StatusCode::OK, "{ready}");
+    let database = b
+        .url
+        .split('?')
+        .next()
+        .and_then(|u| u.rsplit('/').next())
+        .unwrap()
+        .to_string();
+    let admin_url = b.url.replacen(&format!("/{database}"), "/postgres", 1);
+    assert_ne!(admin_url, b.url);
+    let admin = sqlx::PgPool::connect(&admin_url).await.unwrap();
+    sqlx::raw_sql(&format!(
+        "ALTER DATABASE {database} ALLOW_CONNECTIONS false; \
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'"
+    ))
+    .execute(&admin)
+    .await
+    .unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let (st, _) = get(&format!("{}/readyz", s.url), None).await;
+        if st == StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "still {st} with the store unreachable"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let (st, _) = get(&format!("{}/healthz", s.url), None).await;
+    assert_eq!(st, StatusCode::OK);
+    sqlx::raw_sql(&format!("ALTER DATABASE {database} ALLOW_CONNECTIONS true"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let (st, _) = get(&format!("{}/readyz", s.url), None).await;
+        if st == StatusCode::OK {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "not ready again: {st}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}

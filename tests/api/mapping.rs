@@ -29,7 +29,14 @@ fn renamed_geojson() -> String {
         let p = f["properties"].as_object_mut().unwrap();
         let name = p.insert("grid_id".into(), json!(format!("G{i}"))).unwrap();
         let households = p.remove("households").unwrap();
+        // A field whose names would read backwards on the public card.
+        p.insert(
+            "花名".into(),
+            json!(format!("\u{202e}{}", name.as_str().unwrap_or_default())),
+        );
         p.insert("标注".into(), name);
+        p.insert("负数".into(), json!(-5));
+        p.insert("假社区".into(), json!("371602001999"));
         p.insert("住户".into(), households);
     }
     fc.to_string()
@@ -75,7 +82,8 @@ async fn an_unmapped_name_is_warned_and_chosen_without_uploading_again(b: Backen
     assert_eq!(st, StatusCode::CREATED, "{plan}");
     let id = plan["id"].as_i64().unwrap();
     assert_eq!(plan["error_count"], 0, "{plan}");
-    assert_eq!(plan["warning_count"], 2, "{plan}");
+    // Names, households, and a field that looks like community codes.
+    assert_eq!(plan["warning_count"], 3, "{plan}");
     let (_, validation) = get(
         &format!("{}/v1/plans/{id}/validation", s.url),
         Some(&planner),
@@ -99,6 +107,7 @@ async fn an_unmapped_name_is_warned_and_chosen_without_uploading_again(b: Backen
         "{name}"
     );
     assert_eq!(warned("households")["candidates"][0]["field"], "住户");
+    assert_eq!(warned("parent")["candidates"][0]["field"], "假社区");
     let grids = store.plan_grids(id).await.unwrap();
     assert!(grids.iter().all(|g| g.name.is_none()), "{grids:?}");
 
@@ -118,6 +127,27 @@ async fn an_unmapped_name_is_warned_and_chosen_without_uploading_again(b: Backen
     );
     let (st, problem) = remap(&s.url, &planner, id, json!({})).await;
     assert!(st.is_client_error(), "{st} {problem}");
+    // A choice is a command, not an upload: a large body is refused unread.
+    let huge = json!({"name_field": "A".repeat(2 << 20)});
+    let (st, _) = remap(&s.url, &planner, id, huge).await;
+    assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE);
+    // Households are counts; a declared community must be one that exists.
+    let (st, problem) = remap(&s.url, &planner, id, json!({"households_field": "负数"})).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("-5"),
+        "{problem}"
+    );
+    let (st, problem) = remap(&s.url, &planner, id, json!({"parent_field": "假社区"})).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("371602001999"),
+        "{problem}"
+    );
+    // Names are held to the rules names have everywhere: no direction override.
+    let (st, problem) = remap(&s.url, &planner, id, json!({"name_field": "花名"})).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["type"], "urn:wangge:problem:bad-plan", "{problem}");
     assert_eq!(store.plan_events(id).await.unwrap().len(), events);
     assert!(
         store
@@ -138,6 +168,7 @@ async fn an_unmapped_name_is_warned_and_chosen_without_uploading_again(b: Backen
     .await;
     assert_eq!(st, StatusCode::OK, "{revised}");
     assert_eq!(revised["id"], id);
+    // Communities are now those the grids were assigned (by location): no warning.
     assert_eq!(revised["warning_count"], 0, "{revised}");
     assert_eq!(revised["error_count"], 0, "{revised}");
     let grids = store.plan_grids(id).await.unwrap();
@@ -156,7 +187,7 @@ async fn an_unmapped_name_is_warned_and_chosen_without_uploading_again(b: Backen
         validation["mapping"]["used"]["name"], "标注",
         "{validation}"
     );
-    assert_eq!(validation["mapping"]["warnings"], json!([]));
+    assert_eq!(validation["mapping"]["warnings"], json!([]), "{validation}");
     // Audited as a revision naming the choice.
     let log = store
         .audit(&AuditQuery {
@@ -185,6 +216,24 @@ async fn an_unmapped_name_is_warned_and_chosen_without_uploading_again(b: Backen
     assert_eq!(submitted.status(), StatusCode::OK);
     let (st, _) = remap(&s.url, &planner, id, json!({"name_field": "标注"})).await;
     assert_eq!(st, StatusCode::CONFLICT);
+
+    // Approved without a date, it takes effect from today and can be activated.
+    let county = user(store, "wang", UserRole::Planner, "371602").await;
+    let step = |name: &str| {
+        client()
+            .post(format!("{}/v1/plans/{id}/{name}", s.url))
+            .bearer_auth(&county)
+            .json(&json!({}))
+            .send()
+    };
+    let approved: Value = step("approve").await.unwrap().json().await.unwrap();
+    assert_eq!(approved["status"], "approved", "{approved}");
+    assert_eq!(
+        approved["effective_date"],
+        wangge::domain::date_in_china(chrono::Utc::now()).to_string()
+    );
+    let active = step("activate").await.unwrap();
+    assert_eq!(active.status(), StatusCode::OK);
 }
 
 crate::contract!(an_unmapped_name_is_warned_and_chosen_without_uploading_again);

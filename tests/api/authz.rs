@@ -232,16 +232,7 @@ pub async fn case_steps_are_authorised_against_the_stored_case_and_department(b:
     .await;
     assert_eq!(st, StatusCode::CREATED, "{mine}");
     // A window around now: a day either side.
-    let period = {
-        let now = chrono::Utc::now();
-        let at =
-            |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        format!(
-            "from={}&to={}",
-            at(now - chrono::Duration::days(1)),
-            at(now + chrono::Duration::days(1))
-        )
-    };
+    let period = crate::helpers::a_day_around_now();
     let (st, own_area) = get(&url(&format!("/v1/assessment?{period}")), Some(&disp)).await;
     assert_eq!(st, StatusCode::OK, "{own_area}");
     assert!(

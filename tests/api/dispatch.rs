@@ -2047,15 +2047,7 @@ async fn a_case_travels_over_http_with_streams_webhooks_and_open311(b: Backend) 
 
     // Assessment as CSV, lists per centre, over a window around now (a day either
     // side: never a fixed calendar date).
-    let window = {
-        let now = Utc::now();
-        let at = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        format!(
-            "from={}&to={}",
-            at(now - chrono::Duration::days(1)),
-            at(now + chrono::Duration::days(1))
-        )
-    };
+    let window = crate::helpers::a_day_around_now();
     let (st, headers, csv) = send(
         client()
             .get(url(&format!("/v1/assessment?{window}&format=csv")))

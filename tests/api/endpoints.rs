@@ -283,16 +283,7 @@ async fn dispatch_reads_answer_their_callers_and_refuse_others(b: Backend) {
     assert_eq!(st, StatusCode::FORBIDDEN);
 
     // Analysis over a window around now, refused with a bad period or no token.
-    let window = {
-        let now = chrono::Utc::now();
-        let at =
-            |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        format!(
-            "from={}&to={}",
-            at(now - chrono::Duration::days(1)),
-            at(now + chrono::Duration::days(1))
-        )
-    };
+    let window = crate::helpers::a_day_around_now();
     let (st, analysis) = get(
         &url(&format!("/v1/analysis?{window}&period=day")),
         Some(&county_disp),
@@ -429,33 +420,27 @@ async fn readiness_follows_the_store_and_health_does_not() {
     .execute(&admin)
     .await
     .unwrap();
-    let start = std::time::Instant::now();
-    loop {
-        let (st, _) = get(&format!("{}/readyz", s.url), None).await;
-        if st == StatusCode::SERVICE_UNAVAILABLE {
-            break;
-        }
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(60),
-            "still {st} with the store unreachable"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
+    readiness_becomes(&s.url, StatusCode::SERVICE_UNAVAILABLE).await;
     let (st, _) = get(&format!("{}/healthz", s.url), None).await;
     assert_eq!(st, StatusCode::OK);
     sqlx::raw_sql(&format!("ALTER DATABASE {database} ALLOW_CONNECTIONS true"))
         .execute(&admin)
         .await
         .unwrap();
+    readiness_becomes(&s.url, StatusCode::OK).await;
+}
+
+/// Polls `/readyz` until it answers `status` (a generous 60 s deadline).
+async fn readiness_becomes(url: &str, status: StatusCode) {
     let start = std::time::Instant::now();
     loop {
-        let (st, _) = get(&format!("{}/readyz", s.url), None).await;
-        if st == StatusCode::OK {
-            break;
+        let (st, _) = get(&format!("{url}/readyz"), None).await;
+        if st == status {
+            return;
         }
         assert!(
             start.elapsed() < std::time::Duration::from_secs(60),
-            "not ready again: {st}"
+            "/readyz still {st}, not {status}, after 60 s"
         );
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }

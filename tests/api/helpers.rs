@@ -74,3 +74,16 @@ pub fn cases(default: u32) -> u32 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// `from=…&to=…` a day either side of now: report windows relative to today, never
+/// fixed calendar dates.
+pub fn a_day_around_now() -> String {
+    let now = chrono::Utc::now();
+    let at =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    format!(
+        "from={}&to={}",
+        at(now - chrono::Duration::days(1)),
+        at(now + chrono::Duration::days(1))
+    )
+}

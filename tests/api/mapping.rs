@@ -43,21 +43,7 @@ fn renamed_geojson() -> String {
 }
 
 async fn upload(url: &str, token: &str, body: String) -> (StatusCode, Value) {
-    let form = reqwest::multipart::Form::new()
-        .text("scope", COMMUNITY)
-        .text("title", "renamed fields")
-        .part(
-            "file",
-            reqwest::multipart::Part::text(body).file_name("draft.geojson"),
-        );
-    let resp = client()
-        .post(format!("{url}/v1/plans"))
-        .bearer_auth(token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    (resp.status(), resp.json().await.unwrap_or(Value::Null))
+    crate::service::upload(url, token, COMMUNITY, body).await
 }
 
 async fn remap(url: &str, token: &str, id: i64, body: Value) -> (StatusCode, Value) {
@@ -238,6 +224,25 @@ async fn an_unmapped_name_is_warned_and_chosen_without_uploading_again(b: Backen
 
 crate::contract!(an_unmapped_name_is_warned_and_chosen_without_uploading_again);
 
+/// `src` (GeoJSON) written as a Shapefile in Gauss–Krüger metres without a zone number
+/// (EPSG:4548) with GBK text, as a planner's desktop tool would.
+fn gbk_gauss_kruger_shapefile(src: &Path, shp: &Path) {
+    let o = Command::new("ogr2ogr")
+        .args([
+            "-f",
+            "ESRI Shapefile",
+            "-t_srs",
+            "EPSG:4548",
+            "-lco",
+            "ENCODING=CP936",
+        ])
+        .arg(shp)
+        .arg(src)
+        .output()
+        .expect("ogr2ogr (gdal-bin)");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 fn run(db: &Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_wangge"))
         .args(args)
@@ -280,19 +285,10 @@ fn validate_explains_a_bare_gbk_shapefile_step_by_step_in_flags() {
         "geometry": {"type": "Polygon", "coordinates": [[[118.0, 37.3], [118.02, 37.3],
             [118.02, 37.32], [118.0, 37.32], [118.0, 37.3]]]}}]});
     std::fs::write(path("parent.geojson"), parent.to_string()).unwrap();
-    let o = Command::new("ogr2ogr")
-        .args([
-            "-f",
-            "ESRI Shapefile",
-            "-t_srs",
-            "EPSG:4548",
-            "-lco",
-            "ENCODING=CP936",
-        ])
-        .args([path("grids.shp"), path("grids.geojson")])
-        .output()
-        .expect("ogr2ogr (gdal-bin)");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    gbk_gauss_kruger_shapefile(
+        &dir.path().join("grids.geojson"),
+        &dir.path().join("grids.shp"),
+    );
     std::fs::remove_file(path("grids.cpg")).unwrap();
     std::fs::remove_file(path("grids.prj")).unwrap();
     let db = dir.path().join("unused.db");
@@ -383,20 +379,7 @@ async fn an_upload_is_advised_in_form_fields(b: Backend) {
     let src = dir.path().join("draft.geojson");
     std::fs::write(&src, as_geojson(second_grids("西北网格"))).unwrap();
     let shp = dir.path().join("draft.shp");
-    let o = Command::new("ogr2ogr")
-        .args([
-            "-f",
-            "ESRI Shapefile",
-            "-t_srs",
-            "EPSG:4548",
-            "-lco",
-            "ENCODING=CP936",
-        ])
-        .arg(&shp)
-        .arg(&src)
-        .output()
-        .expect("ogr2ogr (gdal-bin)");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    gbk_gauss_kruger_shapefile(&src, &shp);
     let zip = dir.path().join("draft.zip");
     let mut args = vec!["-m".to_string(), "zipfile".into(), "-c".into()];
     args.push(zip.display().to_string());

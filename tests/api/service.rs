@@ -547,7 +547,12 @@ pub(crate) fn second_plan_geojson() -> String {
     as_geojson(second_grids("NW-bigger"))
 }
 
-async fn upload(url: &str, token: &str, scope: &str, body: String) -> (StatusCode, Value) {
+pub(crate) async fn upload(
+    url: &str,
+    token: &str,
+    scope: &str,
+    body: String,
+) -> (StatusCode, Value) {
     let form = reqwest::multipart::Form::new()
         .text("scope", scope.to_string())
         .text("title", "NW takes a strip of NE")

@@ -331,13 +331,7 @@ fn validate(a: ValidateArgs) -> Result<ExitCode> {
         None => BTreeMap::new(),
     };
     // Where the parents lie names the zone of Gauss–Krüger metres without a zone number.
-    let near_lon = {
-        use geo::BoundingRect;
-        let boxes: Vec<_> = parents.values().filter_map(|b| b.bounding_rect()).collect();
-        let min = boxes.iter().map(|r| r.min().x).reduce(f64::min);
-        let max = boxes.iter().map(|r| r.max().x).reduce(f64::max);
-        min.zip(max).map(|(a, b)| (a + b) / 2.0)
-    };
+    let near_lon = wangge::spatial::geom::middle_longitude(parents.values());
     let (mut grids, source) = match read_validated(&a, &read, near_lon) {
         Ok(read) => read,
         Err(e) => {

@@ -260,20 +260,23 @@ pub fn import(command: ImportCommand, store: StoreArgs) -> Result<ExitCode> {
 }
 
 fn import_grids(a: ImportGridsArgs, store_args: StoreArgs) -> Result<ExitCode> {
-    let t0 = Instant::now();
-    // Where the scope lies names the zone of Gauss–Krüger metres without a zone number.
-    let near_lon = runtime()?.block_on(async {
-        let store = open(&store_args).await.ok()?;
-        plans::scope_longitude(store.as_ref(), &a.scope).await
-    });
-    let file = a.file.read_with(&ImportOptions {
-        near_lon,
-        ..a.file.options()
-    })?;
-    let read_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let features = file.grids.len();
     runtime()?.block_on(async {
-        let store = open(&store_args).await?;
+        let t0 = Instant::now();
+        // One store for the whole import. Where the scope lies names the zone of
+        // Gauss–Krüger metres without a zone number; the file's own errors come first
+        // even when the store cannot be opened.
+        let opened = open(&store_args).await;
+        let near_lon = match &opened {
+            Ok(store) => plans::scope_longitude(store.as_ref(), &a.scope).await,
+            Err(_) => None,
+        };
+        let file = a.file.read_with(&ImportOptions {
+            near_lon,
+            ..a.file.options()
+        })?;
+        let read_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let features = file.grids.len();
+        let store = opened?;
         let t1 = Instant::now();
         let prepared = plans::prepare(store.as_ref(), &a.scope, a.layer, file.grids).await?;
         let validate_ms = t1.elapsed().as_secs_f64() * 1e3;

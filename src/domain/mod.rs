@@ -13,6 +13,4 @@ pub use case::{CaseSource, CaseState, CentreLevel, ReturnReason};
 pub use grid::{Grid, Layer, MAX_GRID_NAME_CHARS, MAX_GRID_VERTICES};
 pub use matter::{Category, MatterStatus, TimeLimit, TimeUnit};
 pub use region::{Level, RegionCode, RegionRef};
-pub use time::{
-    DayKind, china, clock_is_set, date_in_china, in_china, now, set_now, today_in_china,
-};
+pub use time::{DayKind, china, date_in_china, in_china, now, set_now, today_in_china};

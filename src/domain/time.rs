@@ -64,11 +64,6 @@ pub fn set_now(at: DateTime<Utc>) {
     CLOCK_OFFSET_MS.store((at - Utc::now()).num_milliseconds(), Ordering::Relaxed);
 }
 
-/// Whether the clock was moved from real time.
-pub fn clock_is_set() -> bool {
-    CLOCK_OFFSET_MS.load(Ordering::Relaxed) != 0
-}
-
 /// Today's date in China, by the service's clock.
 pub fn today_in_china() -> NaiveDate {
     date_in_china(now())

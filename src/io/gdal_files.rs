@@ -738,7 +738,7 @@ impl Transform {
 /// CGCS2000 3-degree zone: zones 25–45 are EPSG:4513–4533. Without it (500 000 m is
 /// every zone's central meridian) the coordinates cannot tell the zone; where the data
 /// should lie can, when the caller knows it (`near_lon`: the plan's scope, a parent file).
-pub fn gauss_kruger_hint(c: Coord<f64>, near_lon: Option<f64>) -> (String, Option<String>) {
+fn gauss_kruger_hint(c: Coord<f64>, near_lon: Option<f64>) -> (String, Option<String>) {
     let zone = (c.x / 1_000_000.0).floor() as i64;
     if (25..=45).contains(&zone) && (0.0..10_000_000.0).contains(&c.y) {
         let code = format!("EPSG:{}", 4513 + zone - 25);

@@ -50,6 +50,19 @@ pub fn bounds(mp: &MultiPolygon<f64>) -> Option<Rect<f64>> {
     bounds_of(mp.0.iter().flat_map(|p| p.exterior().0.iter().copied()))
 }
 
+/// The longitude halfway across the bounding box of all `polygons` (their exteriors),
+/// `None` when there are none: where a set of regions lies, east to west.
+pub fn middle_longitude<'a>(
+    polygons: impl IntoIterator<Item = &'a MultiPolygon<f64>>,
+) -> Option<f64> {
+    let rect = bounds_of(
+        polygons
+            .into_iter()
+            .flat_map(|mp| mp.0.iter().flat_map(|p| p.exterior().0.iter().copied())),
+    )?;
+    Some((rect.min().x + rect.max().x) / 2.0)
+}
+
 /// Bounding rectangle of coordinates, `None` when there are none.
 pub fn bounds_of(coords: impl IntoIterator<Item = Coord<f64>>) -> Option<Rect<f64>> {
     let mut it = coords.into_iter();

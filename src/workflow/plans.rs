@@ -302,22 +302,16 @@ pub async fn activate_due(
 /// loaded: where a plan's file for that scope should lie (to name a Gauss–Krüger zone
 /// for metres that do not carry one).
 pub async fn scope_longitude(store: &dyn Store, scope: &str) -> Option<f64> {
-    use geo::BoundingRect;
     // The region's own boundary, or else those of the regions loaded under it.
     let regions = store.regions(Some(scope)).await.ok()?;
-    let own: Vec<&RegionRecord> = regions.iter().filter(|r| r.code == scope).collect();
-    let chosen = if own.iter().any(|r| r.boundary.is_some()) {
-        own
-    } else {
-        regions.iter().collect()
+    let boundaries = |own: bool| {
+        regions
+            .iter()
+            .filter(move |r| !own || r.code == scope)
+            .filter_map(|r| r.boundary.as_ref())
     };
-    let rects: Vec<_> = chosen
-        .iter()
-        .filter_map(|r| r.boundary.as_ref()?.bounding_rect())
-        .collect();
-    let min = rects.iter().map(|r| r.min().x).reduce(f64::min)?;
-    let max = rects.iter().map(|r| r.max().x).reduce(f64::max)?;
-    Some((min + max) / 2.0)
+    crate::spatial::geom::middle_longitude(boundaries(true))
+        .or_else(|| crate::spatial::geom::middle_longitude(boundaries(false)))
 }
 
 /// Runs CPU-heavy work where it does not stall the async workers: on a multi-threaded
@@ -346,36 +340,7 @@ pub async fn prepare(
         return Err(PlanError::Empty);
     }
     crate::io::upload::check_complexity(&grids)?;
-    for g in &grids {
-        if let Some(name) = &g.name {
-            crate::domain::text::check_text(
-                "its name",
-                name,
-                crate::domain::MAX_GRID_NAME_CHARS,
-                false,
-                crate::domain::text::TextKind::Name,
-            )
-            .map_err(|message| PlanError::BadName {
-                grid: g.id.chars().take(64).collect(),
-                message,
-            })?;
-        }
-    }
-    for g in &grids {
-        if let Some(value) = g.properties.get("households").filter(|v| !v.is_null()) {
-            let count = value
-                .as_i64()
-                .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()));
-            if !count.is_some_and(|h| (0..=MAX_HOUSEHOLDS).contains(&h))
-                && !value.as_str().is_some_and(|s| s.trim().is_empty())
-            {
-                return Err(PlanError::BadHouseholds {
-                    grid: g.id.chars().take(64).collect(),
-                    value: crate::io::upload::quote(&value.to_string()),
-                });
-            }
-        }
-    }
+    check_attributes(&grids)?;
     let mapping = crate::io::mapping::review(&grids);
     let t0 = std::time::Instant::now();
     let regions = store.regions(Some(scope)).await?;
@@ -452,7 +417,8 @@ pub async fn prepare(
             let mut attributes = g.properties.clone();
             let households = attributes
                 .remove("households")
-                .and_then(|v| v.as_i64().or_else(|| v.as_str()?.trim().parse().ok()))
+                .as_ref()
+                .and_then(household_count)
                 .and_then(|h| i32::try_from(h).ok());
             PlanGrid {
                 code: g.id.clone(),
@@ -476,6 +442,46 @@ pub async fn prepare(
         validation,
         grids: coded,
     })
+}
+
+/// A household count as a file gives it: a whole number, or text holding one.
+fn household_count(value: &Value) -> Option<i64> {
+    value
+        .as_i64()
+        .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()))
+}
+
+/// What a plan's grids carry besides boundaries must be fit to publish: names that
+/// follow the name rules (they are shown on the public card) and household counts of
+/// 0 to [`MAX_HOUSEHOLDS`] (empty is allowed).
+fn check_attributes(grids: &[Grid]) -> Result<(), PlanError> {
+    for g in grids {
+        let grid = || g.id.chars().take(64).collect::<String>();
+        if let Some(name) = &g.name {
+            crate::domain::text::check_text(
+                "its name",
+                name,
+                crate::domain::MAX_GRID_NAME_CHARS,
+                false,
+                crate::domain::text::TextKind::Name,
+            )
+            .map_err(|message| PlanError::BadName {
+                grid: grid(),
+                message,
+            })?;
+        }
+        if let Some(value) = g.properties.get("households").filter(|v| !v.is_null()) {
+            let empty = value.as_str().is_some_and(|s| s.trim().is_empty());
+            let counted = household_count(value).is_some_and(|h| (0..=MAX_HOUSEHOLDS).contains(&h));
+            if !empty && !counted {
+                return Err(PlanError::BadHouseholds {
+                    grid: grid(),
+                    value: crate::io::upload::quote(&value.to_string()),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A community the plan would leave without grids, as a validation problem.

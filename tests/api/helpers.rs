@@ -87,3 +87,15 @@ pub fn a_day_around_now() -> String {
         at(now + chrono::Duration::days(1))
     )
 }
+
+/// Zips the parts of Shapefile `shp` with these extensions into `zip` (python3's
+/// zipfile, as a planner's tool would).
+pub fn zip_shapefile_parts(shp: &std::path::Path, extensions: &[&str], zip: &std::path::Path) {
+    let o = std::process::Command::new("python3")
+        .args(["-m", "zipfile", "-c"])
+        .arg(zip)
+        .args(extensions.iter().map(|e| shp.with_extension(e)))
+        .output()
+        .expect("python3 zips");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

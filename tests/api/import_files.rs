@@ -40,17 +40,11 @@ fn text(o: &Output) -> String {
 
 /// Zips a Shapefile's parts (python3's zipfile, as a planner's tool would).
 fn zip_shapefile(shp: &str, zip: &str) {
-    let parts: Vec<String> = ["shp", "shx", "dbf", "prj", "cpg"]
-        .iter()
-        .map(|e| shp.replace(".shp", &format!(".{e}")))
-        .collect();
-    let mut args = vec!["-m", "zipfile", "-c", zip];
-    args.extend(parts.iter().map(String::as_str));
-    let o = Command::new("python3")
-        .args(&args)
-        .output()
-        .expect("python3 zips");
-    assert!(o.status.success(), "{}", text(&o));
+    crate::helpers::zip_shapefile_parts(
+        Path::new(shp),
+        &["shp", "shx", "dbf", "prj", "cpg"],
+        Path::new(zip),
+    );
 }
 
 /// Synthetic townships, communities and grids inside the real counties, as GeoJSON.

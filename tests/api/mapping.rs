@@ -381,21 +381,8 @@ async fn an_upload_is_advised_in_form_fields(b: Backend) {
     let shp = dir.path().join("draft.shp");
     gbk_gauss_kruger_shapefile(&src, &shp);
     let zip = dir.path().join("draft.zip");
-    let mut args = vec!["-m".to_string(), "zipfile".into(), "-c".into()];
-    args.push(zip.display().to_string());
     // No .cpg, no .prj.
-    args.extend(
-        ["shp", "shx", "dbf"]
-            .iter()
-            .map(|e| shp.with_extension(e).display().to_string()),
-    );
-    assert!(
-        Command::new("python3")
-            .args(&args)
-            .status()
-            .unwrap()
-            .success()
-    );
+    crate::helpers::zip_shapefile_parts(&shp, &["shp", "shx", "dbf"], &zip);
     let s = Server::start(&b.url, &[]);
     let send = |fields: &[(&str, &str)]| {
         let mut form = reqwest::multipart::Form::new()

@@ -968,24 +968,7 @@ async fn a_zipped_gauss_kruger_gbk_shapefile_uploads_as_a_draft() {
         .expect("ogr2ogr (gdal-bin)");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let zip = dir.path().join("draft.zip");
-    let mut args = vec![
-        "-m".to_string(),
-        "zipfile".into(),
-        "-c".into(),
-        zip.display().to_string(),
-    ];
-    args.extend(
-        ["shp", "shx", "dbf", "prj"]
-            .iter()
-            .map(|e| shp.with_extension(e).display().to_string()),
-    );
-    assert!(
-        Command::new("python3")
-            .args(&args)
-            .status()
-            .unwrap()
-            .success()
-    );
+    crate::helpers::zip_shapefile_parts(&shp, &["shp", "shx", "dbf", "prj"], &zip);
     let s = Server::start(&b.url, &[]);
     let send = |encoding: Option<&str>| {
         let mut form = reqwest::multipart::Form::new()

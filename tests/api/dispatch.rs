@@ -1460,10 +1460,20 @@ async fn concurrent_submissions_each_get_their_own_case_and_event(b: Backend) {
             _ => submission(n, None, template.matter_version),
         });
     }
-    // A reused key with another request, and a case naming a matter version that does
-    // not exist (a foreign-key violation in the database).
-    submissions.push(submission(240, Some((0, "other")), template.matter_version));
+    // One key sent at once with two different requests (whichever arrives first is
+    // stored, the other refused), and a case naming a matter version that does not
+    // exist (a foreign-key violation in the database).
+    submissions.push(submission(
+        240,
+        Some((30, "first")),
+        template.matter_version,
+    ));
     submissions.push(submission(241, None, Some(987_654)));
+    submissions.push(submission(
+        242,
+        Some((30, "second")),
+        template.matter_version,
+    ));
     let tasks: Vec<_> = submissions
         .into_iter()
         .enumerate()
@@ -1477,11 +1487,12 @@ async fn concurrent_submissions_each_get_their_own_case_and_event(b: Backend) {
         .collect();
     let mut by_key: HashMap<String, Vec<(i64, bool)>> = HashMap::new();
     let mut fresh_ids = Vec::new();
+    let mut conflicting = Vec::new();
     for task in tasks {
         let (n, key, answer) = task.await.unwrap();
         match n {
-            240 => {
-                assert!(matches!(answer, Err(StoreError::Refused(_))), "{answer:?}");
+            240 | 242 => {
+                conflicting.push((n, answer));
                 continue;
             }
             241 => {
@@ -1522,6 +1533,26 @@ async fn concurrent_submissions_each_get_their_own_case_and_event(b: Backend) {
         );
     }
     assert_eq!(fresh_ids.len(), 30 + 240 / 8 * 5);
+    let stored: Vec<_> = conflicting
+        .iter()
+        .filter_map(|(n, answer)| answer.as_ref().ok().map(|(case, fresh)| (*n, case, *fresh)))
+        .collect();
+    let refused = conflicting
+        .iter()
+        .filter(|(_, answer)| matches!(answer, Err(StoreError::Refused(_))))
+        .count();
+    assert_eq!(
+        (stored.len(), refused),
+        (1, 1),
+        "one key, two requests: {conflicting:?}"
+    );
+    let (n, case, fresh) = stored[0];
+    assert!(fresh);
+    assert_eq!(case.description, format!("case {n}"));
+    // Once the key is taken, another request under it is refused whatever the timing.
+    let (case, event, key) = submission(243, Some((0, "other")), template.matter_version);
+    let late = store.create_case(&case, &event, key.as_ref()).await;
+    assert!(matches!(late, Err(StoreError::Refused(_))), "{late:?}");
     for (n, id) in fresh_ids {
         let stored = store.case(id).await.unwrap();
         let events = store.case_events(id).await.unwrap();

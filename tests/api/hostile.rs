@@ -390,7 +390,7 @@ pub async fn a_reader_that_crashes_or_overruns_fails_its_upload_and_the_server_l
         &b.url,
         &[
             ("WANGGE_UPLOAD_READER_MEMORY_MB", "512"),
-            ("WANGGE_UPLOAD_READER_CPU_SECS", "2"),
+            ("WANGGE_UPLOAD_READER_CPU_SECS", "5"),
         ],
     );
     // Debug builds' test hooks: the reader aborts, eats memory, or spins.
@@ -627,7 +627,7 @@ fn answer_before_body(url: &str, token: Option<&str>) -> Option<u16> {
     use std::io::{Read, Write};
     let addr = url.trim_start_matches("http://");
     let mut conn = std::net::TcpStream::connect(addr).ok()?;
-    conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
     let boundary = "wanggeboundary";
     let start = format!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"scope\"\r\n\r\n{COMMUNITY}\r\n\

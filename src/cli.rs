@@ -15,9 +15,11 @@ use wangge::domain::Grid;
 use wangge::io::geojson::{self as gj, ReadOptions};
 use wangge::spatial::LocateOptions;
 use wangge::spatial::coverage::ValidateOptions;
+use wangge::spatial::coverage::repair::RepairOptions;
 use wangge::spatial::crs::CoordSys;
 use wangge::workflow::check::{Validation, problem_json, validate_groups};
 use wangge::workflow::locate::GridLocator;
+use wangge::workflow::repair::repair_groups;
 
 mod access_cmds;
 mod demo;
@@ -41,6 +43,9 @@ struct Cli {
 enum Command {
     /// Prove that grids tile their parent: overlaps, gaps, spill, mismatched edges.
     Validate(ValidateArgs),
+    /// Propose repairs: snap near-matching edges, give overlaps and narrow gaps to one
+    /// neighbour, make geometries valid, clip spill; write the result and validate it.
+    Repair(RepairArgs),
     /// Find the grid of points.
     Locate(LocateArgs),
     /// Generate deterministic synthetic partitions.
@@ -96,8 +101,9 @@ enum Command {
     InternalReadUpload,
 }
 
+/// A grid file and what to read it with: what `validate` and `repair` share.
 #[derive(Args)]
-struct ValidateArgs {
+struct GridInput {
     /// Grids: GeoJSON, or (built with GDAL) a Shapefile plain or zipped, a GeoPackage,
     /// KML/KMZ — what `import` and uploads read.
     grids: PathBuf,
@@ -136,6 +142,12 @@ struct ValidateArgs {
     /// Coordinate system of both files.
     #[arg(long, default_value = "wgs84")]
     coord_sys: CoordSys,
+}
+
+#[derive(Args)]
+struct ValidateArgs {
+    #[command(flatten)]
+    input: GridInput,
     /// Print exactly one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -151,6 +163,25 @@ struct ValidateArgs {
     /// Grids smaller than this (m²) get a warning.
     #[arg(long, default_value_t = ValidateOptions::default().min_area_m2)]
     min_area_m2: f64,
+}
+
+#[derive(Args)]
+struct RepairArgs {
+    #[command(flatten)]
+    input: GridInput,
+    /// Where to write the repaired grids (GeoJSON, every attribute kept).
+    #[arg(short = 'o', long)]
+    output: PathBuf,
+    /// Vertices and edges closer than this (metres) are made to coincide.
+    #[arg(long, default_value_t = RepairOptions::default().snap_m)]
+    snap_m: f64,
+    /// Gaps narrower than this (mean width, metres) go to a neighbour; wider gaps stay.
+    #[arg(long, default_value_t = RepairOptions::default().max_gap_width_m)]
+    max_gap_width_m: f64,
+    /// Print exactly one JSON object on stdout: the proposals and the validation of
+    /// the result.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -196,6 +227,7 @@ pub fn run() -> ExitCode {
     }
     let result = match cli.command {
         Command::Validate(a) => validate(a),
+        Command::Repair(a) => repair(a),
         Command::Locate(a) => locate(a),
         Command::Synth(a) => synth_cmd::run(a).map(|_| ExitCode::SUCCESS),
         Command::Demo(a) => demo::run(a),
@@ -257,6 +289,22 @@ pub(crate) fn validate_grids(
     parent_field: &str,
     options: &ValidateOptions,
 ) -> Result<Validation> {
+    let parent_of = parents_of(grids, parents, parent_field)?;
+    let pb = spinner("validating", 0);
+    let v = validate_groups(grids, &parent_of, parents, options, |done, total| {
+        pb.set_length(total as u64);
+        pb.set_position(done as u64);
+    });
+    pb.finish_and_clear();
+    Ok(v)
+}
+
+/// Each grid's parent: the only one, or the one it names in `parent_field`.
+fn parents_of(
+    grids: &[Grid],
+    parents: &BTreeMap<String, MultiPolygon<f64>>,
+    parent_field: &str,
+) -> Result<Vec<Option<String>>> {
     let single_parent = (parents.len() == 1)
         .then(|| parents.keys().next().cloned())
         .flatten();
@@ -287,13 +335,81 @@ pub(crate) fn validate_grids(
         };
         parent_of.push(parent);
     }
-    let pb = spinner("validating", 0);
-    let v = validate_groups(grids, &parent_of, parents, options, |done, total| {
+    Ok(parent_of)
+}
+
+fn repair(a: RepairArgs) -> Result<ExitCode> {
+    let Some(Loaded { grids, parents, .. }) = load_input(&a.input, a.json) else {
+        return Ok(ExitCode::from(2));
+    };
+    let is_geojson = a
+        .output
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("geojson") || e.eq_ignore_ascii_case("json"));
+    if !is_geojson {
+        eprintln!(
+            "error: {}: repairs are written as GeoJSON (.geojson), every attribute kept",
+            a.output.display()
+        );
+        return Ok(ExitCode::from(2));
+    }
+    for (name, v) in [
+        ("--snap-m", a.snap_m),
+        ("--max-gap-width-m", a.max_gap_width_m),
+    ] {
+        if !(0.0..=100.0).contains(&v) {
+            eprintln!("error: {name} {v} is not between 0 and 100 metres");
+            return Ok(ExitCode::from(2));
+        }
+    }
+    let parent_of = match parents_of(&grids, &parents, &a.input.parent_field) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let options = RepairOptions {
+        snap_m: a.snap_m,
+        max_gap_width_m: a.max_gap_width_m,
+        ..RepairOptions::default()
+    };
+    let pb = spinner("repairing", 0);
+    let proposals = repair_groups(&grids, &parent_of, &parents, &options, |done, total| {
         pb.set_length(total as u64);
         pb.set_position(done as u64);
     });
     pb.finish_and_clear();
-    Ok(v)
+    let mut repaired = grids.clone();
+    proposals.apply(&mut repaired, None);
+    // The repaired grids are checked exactly as `validate` would check them.
+    let check = ValidateOptions::default();
+    let pb = spinner("validating the repair", 0);
+    let after = validate_groups(&repaired, &parent_of, &parents, &check, |done, total| {
+        pb.set_length(total as u64);
+        pb.set_position(done as u64);
+    });
+    pb.finish_and_clear();
+    let collection = gj::grids_to_json(&repaired);
+    std::fs::write(&a.output, serde_json::to_string(&collection)?)
+        .with_context(|| format!("writing {}", a.output.display()))?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        let mut report = proposals.to_json(&grids, false);
+        report["output"] = json!(a.output.display().to_string());
+        report["validation"] = after.to_json(&repaired, json!({}));
+        serde_json::to_writer(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        proposals.write_text(&grids, &mut out)?;
+        writeln!(out, "wrote {}; validating it:", a.output.display())?;
+        after.write_text(&mut out)?;
+    }
+    Ok(if after.is_valid() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn read_parents(
@@ -312,8 +428,17 @@ fn read_parents(
     Ok(parents.into_iter().map(|p| (p.id, p.boundary)).collect())
 }
 
-fn validate(a: ValidateArgs) -> Result<ExitCode> {
-    let t0 = Instant::now();
+/// A grid file read, its mapping choices applied, with its parents.
+struct Loaded {
+    grids: Vec<Grid>,
+    parents: BTreeMap<String, MultiPolygon<f64>>,
+    /// How GDAL read it (driver, source CRS, encoding), when it did.
+    source: Option<Value>,
+}
+
+/// Reads what `input` names; a rejected file is said on stderr and gives `None` (the
+/// caller exits 2). Unless `quiet`, says how the file was read.
+fn load_input(a: &GridInput, quiet: bool) -> Option<Loaded> {
     let read = ReadOptions {
         id_field: a.id_field.clone(),
         allow_duplicate_ids: true,
@@ -325,18 +450,18 @@ fn validate(a: ValidateArgs) -> Result<ExitCode> {
             Ok(p) => p,
             Err(e) => {
                 eprintln!("error: {e:#}");
-                return Ok(ExitCode::from(2));
+                return None;
             }
         },
         None => BTreeMap::new(),
     };
     // Where the parents lie names the zone of Gauss–Krüger metres without a zone number.
     let near_lon = wangge::spatial::geom::middle_longitude(parents.values());
-    let (mut grids, source) = match read_validated(&a, &read, near_lon) {
+    let (mut grids, source) = match read_validated(a, &read, near_lon) {
         Ok(read) => read,
         Err(e) => {
             eprintln!("error: {}: {e:#}", a.grids.display());
-            return Ok(ExitCode::from(2));
+            return None;
         }
     };
     if a.name_field.is_some() || a.households_field.is_some() {
@@ -347,12 +472,10 @@ fn validate(a: ValidateArgs) -> Result<ExitCode> {
         };
         if let Err(e) = choice.apply(&mut grids) {
             eprintln!("error: {}: {e}", a.grids.display());
-            return Ok(ExitCode::from(2));
+            return None;
         }
     }
-    if !a.json
-        && let Some(source) = &source
-    {
+    if !quiet && let Some(source) = &source {
         eprintln!(
             "read {} with {}: coordinates from {}{}",
             a.grids.display(),
@@ -364,6 +487,23 @@ fn validate(a: ValidateArgs) -> Result<ExitCode> {
                 .unwrap_or_default()
         );
     }
+    Some(Loaded {
+        grids,
+        parents,
+        source,
+    })
+}
+
+fn validate(a: ValidateArgs) -> Result<ExitCode> {
+    let t0 = Instant::now();
+    let Some(Loaded {
+        grids,
+        parents,
+        source,
+    }) = load_input(&a.input, a.json)
+    else {
+        return Ok(ExitCode::from(2));
+    };
     let parse_ms = t0.elapsed().as_secs_f64() * 1e3;
     let t1 = Instant::now();
     let options = ValidateOptions {
@@ -371,7 +511,7 @@ fn validate(a: ValidateArgs) -> Result<ExitCode> {
         min_area_m2: a.min_area_m2,
         ..ValidateOptions::default()
     };
-    let mut v = validate_grids(&grids, &parents, &a.parent_field, &options)?;
+    let mut v = validate_grids(&grids, &parents, &a.input.parent_field, &options)?;
     v.mapping = Some(wangge::io::mapping::review(&grids));
     let validate_ms = t1.elapsed().as_secs_f64() * 1e3;
     let valid = v.is_valid();
@@ -504,7 +644,7 @@ fn locate(a: LocateArgs) -> Result<ExitCode> {
 /// CRS the coordinates came from, the attribute encoding. GeoJSON without GDAL options
 /// takes wangge's own strict reader.
 fn read_validated(
-    a: &ValidateArgs,
+    a: &GridInput,
     read: &ReadOptions,
     near_lon: Option<f64>,
 ) -> Result<(Vec<Grid>, Option<Value>)> {

@@ -24,7 +24,7 @@ pub use cases::{
     CaseView, CentreList, FedEvent, ListRequest, SharedEvent, StreamStart, mask_event_for,
 };
 pub use matters::{DepartmentAnswer, DepartmentRequest};
-pub use plans::{PlanStep, PlanSteps, StepRequest, StepTaken};
+pub use plans::{PlanStep, PlanSteps, RepairOutcome, RepairRequest, StepRequest, StepTaken};
 pub use reports::{PublicQuery, PublicRecord};
 
 use crate::auth::{Action, AuthError, Principal};

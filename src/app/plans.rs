@@ -4,16 +4,89 @@
 
 use super::{App, AppError, AppResult, require};
 use crate::auth::{Action, Principal};
-use crate::domain::{Grid, Layer};
+use crate::domain::{Grid, Layer, Level};
 use crate::io::mapping::FieldChoice;
+use crate::spatial::coverage::repair::RepairOptions;
 use crate::store::{
-    GridVersion, LineageLink, NewAuditEntry, Plan, PlanEvent, PlanGrid, PlanStatus,
+    GridVersion, LineageLink, NewAuditEntry, Plan, PlanEvent, PlanGrid, PlanStatus, StoreError,
 };
 use crate::workflow::plans::{self, DraftRequest};
+use crate::workflow::repair;
 use chrono::NaiveDate;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
 use utoipa::ToSchema;
+
+/// What a planner asks of a repair: how far it may go, whether only to see it, and
+/// which grids' proposals to apply.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepairRequest {
+    /// Vertices and edges closer than this (metres, 0-5) are made to coincide.
+    /// Default 0.5.
+    pub snap_m: Option<f64>,
+    /// Gaps narrower than this (mean width, metres, 0-20) go to a neighbour. Default 1.
+    pub max_gap_width_m: Option<f64>,
+    /// Only propose: the plan stays as it is, and each changed grid comes with its
+    /// boundary before and after.
+    #[serde(default)]
+    pub preview: bool,
+    /// Apply only the proposals for these grid ids (default: all).
+    pub grids: Option<Vec<String>>,
+}
+
+impl RepairRequest {
+    /// Largest snap the service does: beyond it, snapping redraws boundaries rather
+    /// than matching them, and costs time on every vertex.
+    pub const MAX_SNAP_M: f64 = 5.0;
+    /// Widest gap the service fills.
+    pub const MAX_GAP_WIDTH_M: f64 = 20.0;
+    /// Most grid ids one request may name.
+    pub const MAX_GRIDS: usize = 10_000;
+
+    fn options(&self) -> AppResult<RepairOptions> {
+        let defaults = RepairOptions::default();
+        let within = |parameter: &'static str, v: Option<f64>, default: f64, max: f64| match v {
+            None => Ok(default),
+            Some(v) if (0.0..=max).contains(&v) => Ok(v),
+            Some(v) => Err(AppError::invalid_parameter(
+                parameter,
+                format!("{parameter} {v} is not between 0 and {max} metres"),
+            )),
+        };
+        if self
+            .grids
+            .as_ref()
+            .is_some_and(|g| g.len() > Self::MAX_GRIDS)
+        {
+            return Err(AppError::invalid_parameter(
+                "grids",
+                format!("at most {} grid ids", Self::MAX_GRIDS),
+            ));
+        }
+        Ok(RepairOptions {
+            snap_m: within("snap_m", self.snap_m, defaults.snap_m, Self::MAX_SNAP_M)?,
+            max_gap_width_m: within(
+                "max_gap_width_m",
+                self.max_gap_width_m,
+                defaults.max_gap_width_m,
+                Self::MAX_GAP_WIDTH_M,
+            )?,
+            require_cover: true,
+        })
+    }
+}
+
+/// What a repair did: the plan (a new revision unless previewed or nothing applied),
+/// how many grids changed, and the proposals as JSON (see
+/// [`repair::Proposals::to_json`]).
+#[derive(Debug)]
+pub struct RepairOutcome {
+    pub plan: Plan,
+    pub applied: usize,
+    pub proposals: Value,
+}
 
 /// A step of a plan's life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,7 +300,15 @@ impl App {
             scope_code: plan.scope_code.clone(),
             detail: json!({}),
         };
-        Ok(plans::revise(self.store.as_ref(), id, &p.name, grids, Some(audit)).await?)
+        Ok(plans::revise(
+            self.store.as_ref(),
+            id,
+            &p.name,
+            grids,
+            "content replaced",
+            Some(audit),
+        )
+        .await?)
     }
 
     /// Reads a draft's names, households or communities again from other fields of its
@@ -241,9 +322,34 @@ impl App {
         choice: &FieldChoice,
     ) -> AppResult<Plan> {
         let plan = self.plan_to_revise(p, id).await?;
-        let mut grids: Vec<Grid> = self
+        let mut grids = self.draft_grids(&plan).await?;
+        choice
+            .apply(&mut grids)
+            .map_err(|e| AppError::invalid(e.to_string()))?;
+        let audit = NewAuditEntry {
+            actor: p.name.clone(),
+            action: "plan_revise".into(),
+            resource: format!("plans/{id}"),
+            scope_code: plan.scope_code.clone(),
+            detail: json!({"mapping": choice}),
+        };
+        Ok(plans::revise(
+            self.store.as_ref(),
+            id,
+            &p.name,
+            grids,
+            "attributes mapped again",
+            Some(audit),
+        )
+        .await?)
+    }
+
+    /// A stored plan's grids as they were read from its file: every attribute kept,
+    /// households among them, each under the community the plan gave it.
+    async fn draft_grids(&self, plan: &Plan) -> AppResult<Vec<Grid>> {
+        Ok(self
             .store
-            .plan_grids(id)
+            .plan_grids(plan.id)
             .await?
             .into_iter()
             .map(|g| {
@@ -259,18 +365,105 @@ impl App {
                     properties,
                 }
             })
+            .collect())
+    }
+
+    /// Proposes repairs of a draft against its communities' boundaries (see
+    /// [`crate::workflow::repair`]). A preview changes nothing; otherwise the proposals
+    /// (all, or those for `request.grids`) become a new revision of the draft,
+    /// validated again, recorded in its history as a repair and audited as
+    /// `plan_repair` with what was applied, in the same transaction.
+    pub async fn repair_plan(
+        &self,
+        p: &Principal,
+        id: i64,
+        request: &RepairRequest,
+    ) -> AppResult<RepairOutcome> {
+        let plan = self.plan_to_revise(p, id).await?;
+        let options = request.options()?;
+        if !request.preview && plan.status != PlanStatus::Draft {
+            return Err(AppError::Store(StoreError::Refused(format!(
+                "plan {id} is {}: only a draft can be repaired",
+                plan.status.as_str()
+            ))));
+        }
+        let grids = self.draft_grids(&plan).await?;
+        let regions = self.store.regions(Some(&plan.scope_code)).await?;
+        let parents: BTreeMap<String, geo_types::MultiPolygon<f64>> = regions
+            .into_iter()
+            .filter(|r| r.level == Level::Community)
+            .filter_map(|r| Some((r.code, r.boundary?)))
             .collect();
-        choice
-            .apply(&mut grids)
-            .map_err(|e| AppError::invalid(e.to_string()))?;
+        let parent_of: Vec<Option<String>> = grids.iter().map(|g| g.parent.clone()).collect();
+        let proposals = plans::compute(|| {
+            repair::repair_groups(&grids, &parent_of, &parents, &options, |_, _| {})
+        });
+        let mut report = proposals.to_json(&grids, request.preview);
+        if request.preview {
+            return Ok(RepairOutcome {
+                plan,
+                applied: 0,
+                proposals: report,
+            });
+        }
+        let only: Option<BTreeSet<String>> = request
+            .grids
+            .as_ref()
+            .map(|ids| ids.iter().cloned().collect());
+        if let Some(only) = &only
+            && let Some(unknown) = only.iter().find(|id| !grids.iter().any(|g| &g.id == *id))
+        {
+            return Err(AppError::invalid_parameter(
+                "grids",
+                format!("plan {id} has no grid {unknown:?}"),
+            ));
+        }
+        let mut repaired = grids.clone();
+        let applied = proposals.apply(&mut repaired, only.as_ref());
+        if applied == 0 {
+            return Ok(RepairOutcome {
+                plan,
+                applied,
+                proposals: report,
+            });
+        }
+        let applied_ids: Vec<String> = repaired
+            .iter()
+            .zip(&grids)
+            .filter(|(r, g)| r.boundary != g.boundary)
+            .map(|(r, _)| r.id.clone())
+            .collect();
         let audit = NewAuditEntry {
             actor: p.name.clone(),
-            action: "plan_revise".into(),
+            action: "plan_repair".into(),
             resource: format!("plans/{id}"),
             scope_code: plan.scope_code.clone(),
-            detail: json!({"mapping": choice}),
+            detail: json!({
+                "snap_m": options.snap_m,
+                "max_gap_width_m": options.max_gap_width_m,
+                "proposed": proposals.changed(),
+                "applied": applied_ids,
+            }),
         };
-        Ok(plans::revise(self.store.as_ref(), id, &p.name, grids, Some(audit)).await?)
+        let note = format!(
+            "repaired: {applied} of {} proposed grids",
+            proposals.changed()
+        );
+        let plan = plans::revise(
+            self.store.as_ref(),
+            id,
+            &p.name,
+            repaired,
+            &note,
+            Some(audit),
+        )
+        .await?;
+        report["applied"] = json!(applied_ids);
+        Ok(RepairOutcome {
+            plan,
+            applied,
+            proposals: report,
+        })
     }
 
     /// Takes one step of plan `id` (see [`take_plan_step`]); activation swaps this

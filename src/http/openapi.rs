@@ -32,7 +32,7 @@ impl Modify for BearerAuth {
         public::card, public::locate, public::search, public::map_config,
         access::login, access::logout, access::me, access::members, access::add_member, access::audit,
         plans::list, plans::show, plans::validation, plans::problems, plans::plan_grids, plans::impact, plans::events,
-        plans::upload, plans::replace, plans::remap, plans::step, plans::grid_history, plans::area_history,
+        plans::upload, plans::replace, plans::remap, plans::repair, plans::step, plans::grid_history, plans::area_history,
         ogc::landing, ogc::conformance, ogc::collections, ogc::collection, ogc::items, ogc::item,
         cases::create, cases::list, cases::show, cases::events, cases::act, cases::stream,
         cases::overdue, cases::due_soon, cases::assess, cases::analysis, cases::density,

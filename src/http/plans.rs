@@ -34,6 +34,10 @@ pub fn routes() -> Router<AppState> {
             post(remap).layer(DefaultBodyLimit::max(super::COMMAND_BODY)),
         )
         .route(
+            "/v1/plans/{id}/repair",
+            post(repair).layer(DefaultBodyLimit::max(super::COMMAND_BODY)),
+        )
+        .route(
             "/v1/plans/{id}/{step}",
             post(step).layer(DefaultBodyLimit::max(super::COMMAND_BODY)),
         )
@@ -499,7 +503,45 @@ pub async fn remap(
     Ok(Json(summary(&plan)))
 }
 
-pub use crate::app::StepRequest;
+/// A repair's outcome: the plan (a new revision unless previewed), how many grids it
+/// changed, and the proposals.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RepairAnswer {
+    pub plan: PlanSummary,
+    /// Grids whose boundary the new revision changed (0 for a preview).
+    pub applied: usize,
+    /// `{changed, options, grids: [{grid, area_before_m2, area_after_m2, exchanged,
+    /// from_gaps_m2, dropped_m2, actions, before?, after?}], gaps_left, applied?}`.
+    #[schema(value_type = Object)]
+    pub proposals: Value,
+}
+
+/// Repair proposals for a draft: snap near-matching edges, give overlaps and narrow
+/// gaps to one neighbour, make geometries valid, clip spill. With `preview` nothing
+/// changes and each proposal carries its boundary before and after; otherwise the
+/// proposals (all, or those for `grids`) become a new revision of the draft.
+#[utoipa::path(post, path = "/v1/plans/{id}/repair", tag = "plans",
+    params(("id" = i64, Path)), request_body = RepairRequest, security(("bearer" = [])),
+    responses((status = 200, body = RepairAnswer), (status = 403, description = "may not draft plans here"),
+        (status = 409, description = "not a draft"), (status = 400, description = "a limit out of range or an unknown grid")))]
+pub async fn repair(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    Json(request): Json<RepairRequest>,
+) -> Result<Json<RepairAnswer>, ApiError> {
+    // Authorised before waiting for the plan checker: refusals queue behind nobody.
+    state.app.plan_to_revise(&caller.0, id).await?;
+    let _turn = checker_turn(&state).await?;
+    let outcome = state.app.repair_plan(&caller.0, id, &request).await?;
+    Ok(Json(RepairAnswer {
+        plan: summary(&outcome.plan),
+        applied: outcome.applied,
+        proposals: outcome.proposals,
+    }))
+}
+
+pub use crate::app::{RepairRequest, StepRequest};
 
 /// `submit`, `approve`, `reject`, `return` or `activate`.
 #[utoipa::path(post, path = "/v1/plans/{id}/{step}", tag = "plans",

@@ -124,13 +124,15 @@ pub trait Store: AccessStore + DispatchStore + Send + Sync {
         content: &PlanContent,
         audit: Option<&NewAuditEntry>,
     ) -> StoreResult<Plan>;
-    /// Replaces a draft's content (its grids, lineage, bases and validation); with
-    /// `audit`, its row is appended in the same transaction.
+    /// Replaces a draft's content (its grids, lineage, bases and validation), recording
+    /// a plan event with `note` (what kind of revision it was); with `audit`, its row
+    /// is appended in the same transaction.
     async fn replace_plan_content(
         &self,
         id: i64,
         actor: &str,
         content: &PlanContent,
+        note: &str,
         audit: Option<&NewAuditEntry>,
     ) -> StoreResult<Plan>;
     /// One plan.

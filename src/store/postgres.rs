@@ -367,6 +367,7 @@ impl Store for PgStore {
         id: i64,
         actor: &str,
         content: &PlanContent,
+        note: &str,
         audit: Option<&crate::store::NewAuditEntry>,
     ) -> StoreResult<Plan> {
         let mut tx = self.pool.begin().await?;
@@ -396,7 +397,7 @@ impl Store for PgStore {
             Some(PlanStatus::Draft),
             PlanStatus::Draft,
             actor,
-            Some("content replaced"),
+            Some(note),
         )
         .await?;
         if let Some(entry) = audit {

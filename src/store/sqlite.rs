@@ -384,6 +384,7 @@ impl Store for SqliteStore {
         id: i64,
         actor: &str,
         content: &PlanContent,
+        note: &str,
         audit: Option<&crate::store::NewAuditEntry>,
     ) -> StoreResult<Plan> {
         let mut tx = self.pool.begin().await?;
@@ -413,7 +414,7 @@ impl Store for SqliteStore {
             Some(PlanStatus::Draft),
             PlanStatus::Draft,
             actor,
-            Some("content replaced"),
+            Some(note),
         )
         .await?;
         if let Some(entry) = audit {

@@ -154,7 +154,57 @@ pub fn problem_json(grids: &[Grid], parent: &Option<String>, layer: Layer, p: &P
 }
 
 /// A validation group: the parent's code (if any) and the layer.
-type GroupKey<'a> = (Option<&'a str>, Layer);
+pub(crate) type GroupKey<'a> = (Option<&'a str>, Layer);
+
+/// The grids' indices grouped by (`parent_of[i]`, layer), groups in key order.
+pub(crate) fn groups_of<'a>(
+    grids: &[Grid],
+    parent_of: &'a [Option<String>],
+) -> Vec<(GroupKey<'a>, Vec<usize>)> {
+    let mut groups: BTreeMap<GroupKey<'a>, Vec<usize>> = BTreeMap::new();
+    for (i, g) in grids.iter().enumerate() {
+        let parent = parent_of.get(i).and_then(|p| p.as_deref());
+        groups.entry((parent, g.layer)).or_default().push(i);
+    }
+    groups.into_iter().collect()
+}
+
+/// Runs `work` on every group, spread over the cores (interleaved, so large and small
+/// communities mix), calling `progress` with (done, total) as each finishes; the
+/// results come back in group order, the same for any number of threads.
+pub(crate) fn in_groups<G: Sync, R: Send>(
+    groups: &[G],
+    work: impl Fn(&G) -> R + Sync,
+    mut progress: impl FnMut(usize, usize),
+) -> Vec<R> {
+    let total = groups.len();
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(total.max(1));
+    let mut results: Vec<Option<R>> = (0..total).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for t in 0..threads {
+            let tx = tx.clone();
+            let work = &work;
+            scope.spawn(move || {
+                for g in (t..total).step_by(threads) {
+                    if tx.send((g, work(&groups[g]))).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        for (done, (g, result)) in rx.into_iter().enumerate() {
+            results[g] = Some(result);
+            progress(done + 1, total);
+        }
+    });
+    // Every group sent its result unless its thread panicked, which scope re-raises.
+    results.into_iter().flatten().collect()
+}
 
 /// Validates `grids` grouped by (`parent_of[i]`, layer). A group whose parent has a
 /// boundary in `parents` is checked against it (gaps only for the comprehensive
@@ -165,20 +215,14 @@ pub fn validate_groups(
     parent_of: &[Option<String>],
     parents: &BTreeMap<String, MultiPolygon<f64>>,
     options: &ValidateOptions,
-    mut progress: impl FnMut(usize, usize),
+    progress: impl FnMut(usize, usize),
 ) -> Validation {
-    let mut groups: BTreeMap<(Option<&str>, Layer), Vec<usize>> = BTreeMap::new();
-    for (i, g) in grids.iter().enumerate() {
-        let parent = parent_of.get(i).and_then(|p| p.as_deref());
-        groups.entry((parent, g.layer)).or_default().push(i);
-    }
+    let groups = groups_of(grids, parent_of);
     let mut out = Validation {
         grids: grids.len(),
         groups: groups.len(),
         ..Validation::default()
     };
-    let total = groups.len();
-    let groups: Vec<(GroupKey, Vec<usize>)> = groups.into_iter().collect();
     let check = |((parent_id, layer), members): &(GroupKey, Vec<usize>)| {
         let polys: Vec<MultiPolygon<f64>> =
             members.iter().map(|&i| grids[i].boundary.clone()).collect();
@@ -190,37 +234,8 @@ pub fn validate_groups(
         };
         coverage::validate(&polys, &ids, parent, &opts)
     };
-    // Groups are independent: spread them over the cores (interleaved, so large and
-    // small communities mix), report progress as each finishes, then merge in group
-    // order so the result is the same for any number of threads.
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(groups.len().max(1));
-    let mut reports: Vec<Option<coverage::Report>> = (0..groups.len()).map(|_| None).collect();
-    std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        for t in 0..threads {
-            let tx = tx.clone();
-            let (groups, check) = (&groups, &check);
-            scope.spawn(move || {
-                for g in (t..groups.len()).step_by(threads) {
-                    if tx.send((g, check(&groups[g]))).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-        drop(tx);
-        for (done, (g, report)) in rx.into_iter().enumerate() {
-            reports[g] = Some(report);
-            progress(done + 1, total);
-        }
-    });
+    let reports = in_groups(&groups, check, progress);
     for (((parent_id, layer), members), report) in groups.iter().zip(reports) {
-        let Some(report) = report else {
-            continue;
-        };
         out.vertices += report.stats.vertices;
         for mut p in report.problems {
             p.grids = p

@@ -10,6 +10,7 @@ pub mod hierarchy;
 pub mod live;
 pub mod locate;
 pub mod plans;
+pub mod repair;
 pub mod state;
 pub mod tiles;
 pub mod webhooks;

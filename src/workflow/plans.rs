@@ -177,6 +177,7 @@ pub async fn revise(
     id: i64,
     actor: &str,
     grids: Vec<Grid>,
+    note: &str,
     audit: Option<NewAuditEntry>,
 ) -> Result<Plan, PlanError> {
     let plan = store.plan(id).await?;
@@ -186,7 +187,7 @@ pub async fn revise(
         a
     });
     Ok(store
-        .replace_plan_content(id, actor, &prepared.content, audit.as_ref())
+        .replace_plan_content(id, actor, &prepared.content, note, audit.as_ref())
         .await?)
 }
 
@@ -316,7 +317,7 @@ pub async fn scope_longitude(store: &dyn Store, scope: &str) -> Option<f64> {
 
 /// Runs CPU-heavy work where it does not stall the async workers: on a multi-threaded
 /// runtime the worker hands its other tasks to the rest while this one computes.
-fn compute<T>(f: impl FnOnce() -> T) -> T {
+pub(crate) fn compute<T>(f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
         _ => f(),

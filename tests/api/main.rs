@@ -21,6 +21,7 @@ mod mapping;
 mod plan_scope;
 mod properties;
 mod real_data;
+mod repair;
 mod service;
 mod store_contract;
 mod webhooks;

@@ -375,9 +375,16 @@ async fn a_plan_with_validation_errors_cannot_be_submitted(b: Backend) {
         "{err}"
     );
     // Fixing the draft clears the errors and lets it through.
-    let fixed = plans::revise(store, plan.id, "planner.li", first_grids(), None)
-        .await
-        .unwrap();
+    let fixed = plans::revise(
+        store,
+        plan.id,
+        "planner.li",
+        first_grids(),
+        "content replaced",
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(fixed.error_count, 0);
     plans::transition(
         store,

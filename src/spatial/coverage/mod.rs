@@ -24,6 +24,7 @@
 //! Without a parent, the union of the grids is the reference: its holes are gaps.
 
 mod overlay;
+pub mod repair;
 pub mod validity;
 
 use crate::spatial::geom;

@@ -59,6 +59,18 @@ pub(crate) fn difference(a: &MultiPolygon<f64>, b: &MultiPolygon<f64>) -> MultiP
     from_shapes(to_shapes(a).overlay(&to_shapes(b), OverlayRule::Difference, FillRule::NonZero))
 }
 
+/// The union of two multipolygons.
+pub(crate) fn union(a: &MultiPolygon<f64>, b: &MultiPolygon<f64>) -> MultiPolygon<f64> {
+    from_shapes(to_shapes(a).overlay(&to_shapes(b), OverlayRule::Union, FillRule::NonZero))
+}
+
+/// The region a possibly self-intersecting multipolygon's rings enclose (non-zero
+/// winding), as valid polygons.
+pub(crate) fn simplify(mp: &MultiPolygon<f64>) -> MultiPolygon<f64> {
+    let contours: Vec<Vec<[f64; 2]>> = to_shapes(mp).into_iter().flatten().collect();
+    from_shapes(contours.simplify_shape(FillRule::NonZero))
+}
+
 /// Regions where the winding number of the closed `rings` is positive (`positive`)
 /// or negative (otherwise). Counter-clockwise rings wind +1.
 pub(crate) fn winding_regions(rings: &[Vec<Coord<f64>>], positive: bool) -> MultiPolygon<f64> {

@@ -44,15 +44,19 @@ impl RepairRequest {
     pub const MAX_GAP_WIDTH_M: f64 = 20.0;
     /// Most grid ids one request may name.
     pub const MAX_GRIDS: usize = 10_000;
+    /// Longest a repair may compute (it holds the plan checker meanwhile): what is not
+    /// done by then is left, and the answer says `incomplete`.
+    pub const TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
 
     fn options(&self) -> AppResult<RepairOptions> {
         let defaults = RepairOptions::default();
         let within = |parameter: &'static str, v: Option<f64>, default: f64, max: f64| match v {
             None => Ok(default),
-            Some(v) if (0.0..=max).contains(&v) => Ok(v),
-            Some(v) => Err(AppError::invalid_parameter(
+            // + 0.0 turns -0 into 0.
+            Some(v) if (0.0..=max).contains(&v) => Ok(v + 0.0),
+            Some(_) => Err(AppError::invalid_parameter(
                 parameter,
-                format!("{parameter} {v} is not between 0 and {max} metres"),
+                format!("{parameter} must be between 0 and {max} metres"),
             )),
         };
         if self
@@ -74,6 +78,7 @@ impl RepairRequest {
                 Self::MAX_GAP_WIDTH_M,
             )?,
             require_cover: true,
+            deadline: Some(std::time::Instant::now() + Self::TIME_LIMIT),
         })
     }
 }
@@ -395,17 +400,6 @@ impl App {
             .filter_map(|r| Some((r.code, r.boundary?)))
             .collect();
         let parent_of: Vec<Option<String>> = grids.iter().map(|g| g.parent.clone()).collect();
-        let proposals = plans::compute(|| {
-            repair::repair_groups(&grids, &parent_of, &parents, &options, |_, _| {})
-        });
-        let mut report = proposals.to_json(&grids, request.preview);
-        if request.preview {
-            return Ok(RepairOutcome {
-                plan,
-                applied: 0,
-                proposals: report,
-            });
-        }
         let only: Option<BTreeSet<String>> = request
             .grids
             .as_ref()
@@ -417,6 +411,17 @@ impl App {
                 "grids",
                 format!("plan {id} has no grid {unknown:?}"),
             ));
+        }
+        let proposals = plans::compute(|| {
+            repair::repair_groups(&grids, &parent_of, &parents, &options, |_, _| {})
+        });
+        let mut report = proposals.to_json(&grids, request.preview);
+        if request.preview {
+            return Ok(RepairOutcome {
+                plan,
+                applied: 0,
+                proposals: report,
+            });
         }
         let mut repaired = grids.clone();
         let applied = proposals.apply(&mut repaired, only.as_ref());

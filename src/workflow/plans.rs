@@ -74,26 +74,35 @@ pub enum PlanError {
     /// The effective date has not come yet.
     #[error("plan {id} takes effect on {effective}; it can be activated from that day on")]
     NotYetEffective { id: i64, effective: NaiveDate },
-    /// The four-eyes rule: whoever submitted a plan does not approve it.
-    #[error("{actor} submitted plan {id}; another person must approve it (four-eyes rule)")]
+    /// The four-eyes rule: whoever drew, changed or submitted a plan does not approve
+    /// it.
+    #[error(
+        "{actor} drew, changed or submitted plan {id}; another person must approve it (four-eyes rule)"
+    )]
     SamePerson { id: i64, actor: String },
 }
 
 /// The four-eyes rule for plans (setting `four_eyes`): the approver is not the person
-/// who last submitted the plan. HTTP and the CLI both call it before approving.
+/// who last submitted the plan, nor anyone who drew its draft or changed its content
+/// (a new file, a re-mapping, a repair): an approver who edits a township's draft has
+/// become one of its authors. HTTP and the CLI both call it before approving.
 pub async fn check_second_person(
     store: &dyn Store,
     id: i64,
     approver: &str,
 ) -> Result<(), PlanError> {
-    let submitter = store
-        .plan_events(id)
-        .await?
-        .into_iter()
+    let events = store.plan_events(id).await?;
+    let submitter = events
+        .iter()
         .rev()
         .find(|e| e.to == PlanStatus::Submitted)
-        .map(|e| e.actor);
-    if submitter.as_deref() == Some(approver) {
+        .map(|e| e.actor.as_str());
+    let authored = events.iter().any(|e| {
+        e.to == PlanStatus::Draft
+            && matches!(e.from, None | Some(PlanStatus::Draft))
+            && e.actor == approver
+    });
+    if authored || submitter == Some(approver) {
         return Err(PlanError::SamePerson {
             id,
             actor: approver.to_string(),

@@ -20,6 +20,8 @@ pub struct Proposals {
     /// no grid (m² each).
     pub gaps_left: Vec<(Option<String>, f64)>,
     pub options: Option<RepairOptions>,
+    /// The deadline passed before every group's problems were looked at.
+    pub incomplete: bool,
 }
 
 impl Proposals {
@@ -69,6 +71,7 @@ impl Proposals {
             .collect();
         json!({
             "changed": self.changed(),
+            "incomplete": self.incomplete,
             "options": self.options.map(|o| json!({
                 "snap_m": o.snap_m, "max_gap_width_m": o.max_gap_width_m,
             })),
@@ -99,6 +102,12 @@ impl Proposals {
             writeln!(
                 out,
                 "gap left{parent}: {m2:.1} m² (wider than the limit, or no neighbour)"
+            )?;
+        }
+        if self.incomplete {
+            writeln!(
+                out,
+                "incomplete: the time limit passed before every problem was looked at"
             )?;
         }
         writeln!(out, "{} of {} grids changed", self.changed(), grids.len())
@@ -164,7 +173,9 @@ pub fn repair_groups(
     let repairs = in_groups(&groups, work, progress);
     let mut out: Vec<Option<GridRepair>> = vec![None; grids.len()];
     let mut gaps_left = Vec::new();
+    let mut incomplete = false;
     for (((parent_id, _), members), r) in groups.iter().zip(repairs) {
+        incomplete |= r.incomplete;
         let global = |j: u32| members.get(j as usize).map_or(j, |&m| m as u32);
         for (local, mut g) in r.grids.into_iter().enumerate() {
             for e in &mut g.exchanged {
@@ -194,6 +205,7 @@ pub fn repair_groups(
             .collect(),
         gaps_left,
         options: Some(*options),
+        incomplete,
     }
 }
 

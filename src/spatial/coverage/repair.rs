@@ -50,6 +50,16 @@ pub struct RepairOptions {
     /// The grids must cover the parent (comprehensive layer): fill gaps. Dedicated
     /// grids may leave gaps. Default true.
     pub require_cover: bool,
+    /// Stop resolving overlaps and gaps at this instant and return what is done
+    /// (marked incomplete): a service bounds how long one request may hold it.
+    pub deadline: Option<std::time::Instant>,
+}
+
+impl RepairOptions {
+    fn out_of_time(&self) -> bool {
+        self.deadline
+            .is_some_and(|d| std::time::Instant::now() >= d)
+    }
 }
 
 impl Default for RepairOptions {
@@ -58,6 +68,7 @@ impl Default for RepairOptions {
             snap_m: 0.5,
             max_gap_width_m: 1.0,
             require_cover: true,
+            deadline: None,
         }
     }
 }
@@ -104,6 +115,8 @@ pub struct Repair {
     pub grids: Vec<GridRepair>,
     /// Gaps left because they are wider than the limit or touch no grid (m² each).
     pub gaps_left: Vec<f64>,
+    /// The deadline passed before every problem was looked at.
+    pub incomplete: bool,
 }
 
 impl Repair {
@@ -143,6 +156,14 @@ pub fn repair(
         return Repair::default();
     };
     let cover_parent = parent.filter(|_| options.require_cover);
+    // A group validation finds nothing wrong with is left alone, to the last bit.
+    if defects(grids, parent, options.require_cover).2 == 0 {
+        return Repair {
+            grids: account(grids, grids.to_vec()),
+            gaps_left: Vec::new(),
+            incomplete: false,
+        };
+    }
     let mut work: Vec<MultiPolygon<f64>> = grids.iter().map(tidy).collect();
     let mut actions: Vec<Vec<Action>> = vec![Vec::new(); n];
 
@@ -181,7 +202,10 @@ pub fn repair(
     let mut resnapped = vec![0; n];
     for _round in 0..4 {
         let before = work.clone();
-        resolve_overlaps(&mut work, cover_parent, scale, &mut actions);
+        if options.out_of_time() {
+            break;
+        }
+        resolve_overlaps(&mut work, cover_parent, scale, options, &mut actions);
         if options.require_cover {
             gaps_left = fill_gaps(&mut work, parent, scale, options, &mut actions);
         }
@@ -235,6 +259,7 @@ pub fn repair(
     Repair {
         grids: out,
         gaps_left,
+        incomplete: options.out_of_time(),
     }
 }
 
@@ -642,6 +667,7 @@ fn resolve_overlaps(
     work: &mut [MultiPolygon<f64>],
     cover_parent: Option<&MultiPolygon<f64>>,
     scale: LocalScale,
+    options: &RepairOptions,
     actions: &mut [Vec<Action>],
 ) {
     let involved = owners_of_loose(work, cover_parent);
@@ -651,6 +677,9 @@ fn resolve_overlaps(
     let all: Vec<u32> = (0..work.len() as u32).collect();
     let pairs = GridIndex::new(work, &all).pairs_with(&involved, work);
     for (i, j) in pairs {
+        if options.out_of_time() {
+            return;
+        }
         let (a, b) = (&work[i as usize], &work[j as usize]);
         if super::same_shape(a, b) {
             // Duplicates: which one to keep is the planner's decision.
@@ -689,6 +718,35 @@ fn resolve_overlaps(
             actions[winner as usize].push(Action::KeptOverlap { from: loser, m2 });
         }
     }
+}
+
+/// What is left to fix, worst first: invalid grids, the area of the errors validation
+/// reports (to the square centimetre), and their number. A round that trades a large
+/// overlap for a speck is progress; one that breaks a grid is not.
+fn defects(
+    work: &[MultiPolygon<f64>],
+    parent: Option<&MultiPolygon<f64>>,
+    require_cover: bool,
+) -> (usize, u64, usize) {
+    let ids: Vec<String> = (0..work.len()).map(|i| i.to_string()).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let options = super::ValidateOptions {
+        min_area_m2: 0.0,
+        require_cover,
+        ..super::ValidateOptions::default()
+    };
+    let report = super::validate(work, &ids, parent, &options);
+    let errors: Vec<&super::Problem> = report
+        .problems
+        .iter()
+        .filter(|p| p.severity() == super::Severity::Error)
+        .collect();
+    let invalid = errors
+        .iter()
+        .filter(|p| p.kind == super::ProblemKind::InvalidGeometry)
+        .count();
+    let area: f64 = errors.iter().filter_map(|p| p.area_m2).sum();
+    (invalid, (area * 1e4).round() as u64, errors.len())
 }
 
 /// Grids that own an edge cancelling against nothing.
@@ -760,6 +818,9 @@ fn fill_gaps(
     let all: Vec<u32> = (0..work.len() as u32).collect();
     let index = GridIndex::new(work, &all);
     for gap in gaps.0 {
+        if options.out_of_time() {
+            break;
+        }
         let mut gap = MultiPolygon(vec![gap]);
         let area = measure::local_area_m2(&gap);
         if area <= 0.0 {

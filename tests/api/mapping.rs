@@ -47,14 +47,7 @@ async fn upload(url: &str, token: &str, body: String) -> (StatusCode, Value) {
 }
 
 async fn remap(url: &str, token: &str, id: i64, body: Value) -> (StatusCode, Value) {
-    let resp = client()
-        .post(format!("{url}/v1/plans/{id}/mapping"))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (resp.status(), resp.json().await.unwrap_or(Value::Null))
+    crate::service::post(&format!("{url}/v1/plans/{id}/mapping"), token, body).await
 }
 
 async fn an_unmapped_name_is_warned_and_chosen_without_uploading_again(b: Backend) {

@@ -33,14 +33,7 @@ fn sloppy_quadrants() -> Vec<wangge::domain::Grid> {
 }
 
 async fn repair(url: &str, token: &str, id: i64, body: Value) -> (StatusCode, Value) {
-    let resp = client()
-        .post(format!("{url}/v1/plans/{id}/repair"))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (resp.status(), resp.json().await.unwrap_or(Value::Null))
+    crate::service::post(&format!("{url}/v1/plans/{id}/repair"), token, body).await
 }
 
 async fn a_draft_is_repaired_by_proposals_the_planner_accepts(b: Backend) {
@@ -183,18 +176,8 @@ async fn a_draft_is_repaired_by_proposals_the_planner_accepts(b: Backend) {
     assert_eq!(st, StatusCode::OK, "{body}");
     assert_eq!(body["applied"], 1, "{body}");
     let step = |token: String, step: &'static str| {
-        let url = s.url.clone();
-        async move {
-            let resp = client()
-                .post(format!("{url}/v1/plans/{second}/{step}"))
-                .bearer_auth(token)
-                .json(&json!({}))
-                .send()
-                .await
-                .unwrap();
-            let status = resp.status();
-            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
-        }
+        let url = format!("{}/v1/plans/{second}/{step}", s.url);
+        async move { crate::service::post(&url, &token, json!({})).await }
     };
     assert_eq!(step(planner.clone(), "submit").await.0, StatusCode::OK);
     let (st, body) = step(county.clone(), "approve").await;

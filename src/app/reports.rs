@@ -3,7 +3,7 @@
 //! internal, and are answered exactly as missing ones.
 
 use super::{App, AppResult};
-use crate::domain::CaseSource;
+use crate::domain::{CaseSource, TimeLimit};
 use crate::store::{CaseEvent, CaseQuery, CaseRecord, IdempotencyKey, StoreError};
 use crate::workflow::dispatch::{Report, Reporter};
 use chrono::{DateTime, Utc};
@@ -17,6 +17,8 @@ pub struct PublicRecord {
     pub case: CaseRecord,
     pub events: Vec<CaseEvent>,
     pub matter_name: Option<String>,
+    /// The time limit of the matter the case was classified under.
+    pub time_limit: Option<TimeLimit>,
 }
 
 /// Which public reports to list.
@@ -41,14 +43,15 @@ impl App {
 
     async fn public_record(&self, case: CaseRecord) -> AppResult<PublicRecord> {
         let events = self.store.case_events(case.id).await?;
-        let matter_name = match case.matter_version {
-            Some(v) => Some(self.store.matter_version(v).await?.matter.name),
+        let matter = match case.matter_version {
+            Some(v) => Some(self.store.matter_version(v).await?.matter),
             None => None,
         };
         Ok(PublicRecord {
             case,
             events,
-            matter_name,
+            matter_name: matter.as_ref().map(|m| m.name.clone()),
+            time_limit: matter.map(|m| m.time_limit),
         })
     }
 

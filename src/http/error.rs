@@ -337,6 +337,14 @@ impl From<crate::workflow::dispatch::DispatchError> for ApiError {
                 "No department is responsible",
                 detail,
             ),
+            DispatchError::GridMismatch { expected, found } => ApiError::new(
+                StatusCode::CONFLICT,
+                "grid-mismatch",
+                "The point lies in another grid",
+                detail,
+            )
+            .with("grid", json!(expected))
+            .with("located", json!(found)),
         }
     }
 }

@@ -36,6 +36,9 @@ pub struct GridCard {
     pub scope: Value,
     pub members: Vec<MemberContact>,
     pub supervision_phone: Option<String>,
+    /// `[lon, lat]` of a point inside the grid, which the lookup answers with this grid:
+    /// where a report form's pin starts when the resident has not tapped the map.
+    pub point: Option<[f64; 2]>,
 }
 
 pub(super) fn limit(state: &AppState, client: &ClientAddr) -> Result<(), ApiError> {
@@ -77,6 +80,7 @@ fn card_of(state: &AppState, snapshot: &Snapshot, code: &str) -> Result<GridCard
             })
             .collect(),
         supervision_phone: snapshot.supervision_phone(code).map(str::to_string),
+        point: snapshot.point_inside(code).map(|p| [p.x, p.y]),
     })
 }
 
@@ -144,7 +148,8 @@ pub struct SearchHit {
     pub name: Option<String>,
     /// `grid`, `community`, `township`, `county` or `city`.
     pub kind: String,
-    /// Names of the enclosing township and county, for telling equal names apart.
+    /// Names of the enclosing community, township and county, nearest first, for
+    /// telling equal names apart.
     pub context: Vec<String>,
     /// `[min lon, min lat, max lon, max lat]`, to zoom the map to.
     pub bbox: Option<[f64; 4]>,
@@ -183,11 +188,15 @@ pub async fn search(
         code.starts_with(needle) || name.is_some_and(|n| n.contains(needle))
     };
     let context_of = |code: &str| -> Vec<String> {
-        [crate::domain::Level::Township, crate::domain::Level::County]
-            .iter()
-            .filter_map(|l| code.get(..l.code_len()).filter(|c| *c != code))
-            .filter_map(|c| snapshot.region(c).map(|r| r.name.clone()))
-            .collect()
+        [
+            crate::domain::Level::Community,
+            crate::domain::Level::Township,
+            crate::domain::Level::County,
+        ]
+        .iter()
+        .filter_map(|l| code.get(..l.code_len()).filter(|c| *c != code))
+        .filter_map(|c| snapshot.region(c).map(|r| r.name.clone()))
+        .collect()
     };
     let mut hits: Vec<SearchHit> = snapshot
         .locator

@@ -8,7 +8,7 @@ use super::cases::{created, idempotency};
 use super::extract::ClientAddr;
 use super::{ApiError, AppState};
 use crate::app::{PublicQuery, PublicRecord};
-use crate::domain::CaseState;
+use crate::domain::{CaseState, TimeLimit};
 use crate::store::CaseEvent;
 use crate::workflow::dispatch::{Contact, Report};
 use axum::body::Bytes;
@@ -92,10 +92,45 @@ pub struct PublicCase {
     pub matter_code: Option<String>,
     pub grid_code: String,
     pub grid_name: Option<String>,
+    /// The matter's name, once the report has one.
+    pub matter_name: Option<String>,
+    /// The matter's time limit: how long handling may take once it is assigned.
+    pub time_limit: Option<TimeLimit>,
+    /// When the current step is due, if it has a deadline.
+    pub deadline: Option<DateTime<Utc>>,
     pub reported_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// The latest result, feedback or explanation, if any.
     pub status_notes: Option<String>,
+}
+
+/// A resident's own view of their report, opened by the report's follow-up key: what
+/// everyone sees, plus what they wrote and every step it has taken.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FollowedReport {
+    #[serde(flatten)]
+    pub report: PublicCase,
+    pub description: String,
+    pub address: Option<String>,
+    /// The report's steps, oldest first: each change of state, with the notes residents
+    /// may read (results and feedback; internal returns and supervision stay inside).
+    pub steps: Vec<PublicStep>,
+    /// Only in the answer to the report itself: with the number, it opens this view
+    /// again (`GET /v1/public/reports/{id}?key=…`). Kept nowhere else the resident can
+    /// find it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub follow_up_key: Option<String>,
+}
+
+/// One step of a report as its reporter sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PublicStep {
+    pub at: DateTime<Utc>,
+    /// `reported`, `accept`, `assign`, `handle`, `close`, …
+    pub step: String,
+    /// The state the step left the report in.
+    pub state: CaseState,
+    pub note: Option<String>,
 }
 
 /// A public report by id, or the same "no public report" for an internal case and for
@@ -122,6 +157,9 @@ fn public_case(state: &AppState, r: &PublicRecord) -> PublicCase {
         matter_code: c.matter_code.clone(),
         grid_code: c.grid_code.clone(),
         grid_name: snapshot.grid(&c.grid_code).and_then(|g| g.name.clone()),
+        matter_name: r.matter_name.clone(),
+        time_limit: r.time_limit,
+        deadline: c.deadline,
         reported_at: c.reported_at,
         updated_at: c.updated_at,
         status_notes: status_notes(events),
@@ -146,11 +184,56 @@ fn status_notes(events: &[CaseEvent]) -> Option<String> {
         .and_then(|e| e.note.clone())
 }
 
+/// The reporter's view of a report; `key` is handed back only in the answer to the
+/// report itself.
+fn followed(state: &AppState, r: &PublicRecord, key: Option<String>) -> FollowedReport {
+    FollowedReport {
+        report: public_case(state, r),
+        description: r.case.description.clone(),
+        address: r.case.address.clone(),
+        steps: r
+            .events
+            .iter()
+            .filter(|e| e.from_state != Some(e.to_state))
+            .map(|e| PublicStep {
+                at: e.at,
+                step: e.kind.clone(),
+                state: e.to_state,
+                note: e.note.clone().filter(|_| public_note(e)),
+            })
+            .collect(),
+        follow_up_key: key,
+    }
+}
+
+/// Whether `given` is the report's key, read as people type it: any case, with spaces
+/// or dashes, O for 0 and I or L for 1 (Crockford's rules). Compared in constant time.
+fn opens(stored: Option<&str>, given: &str) -> bool {
+    let typed: Vec<u8> = given
+        .bytes()
+        .filter(|b| !matches!(b, b' ' | b'-'))
+        .map(|b| match b.to_ascii_uppercase() {
+            b'O' => b'0',
+            b'I' | b'L' => b'1',
+            other => other,
+        })
+        .collect();
+    let Some(stored) = stored else { return false };
+    stored.len() == typed.len()
+        && stored
+            .bytes()
+            .zip(typed)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
 /// A resident's report from the public form: a matter of the public list, a place and
-/// a description; contact optional (personal data, masked for most staff).
+/// a description; contact optional (personal data, masked for most staff). With
+/// `grid`, the report is refused (409 `grid-mismatch`) if the point lies in another
+/// grid. The answer carries the report's follow-up key, once.
 #[utoipa::path(post, path = "/v1/public/reports", tag = "public", request_body = Report,
     params(("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 201, body = PublicCase), (status = 422), (status = 429)))]
+    responses((status = 201, body = FollowedReport), (status = 409, description = "the point lies in another grid than `grid`"), (status = 422), (status = 429)))]
 pub async fn public_report(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -161,7 +244,8 @@ pub async fn public_report(
         .app
         .report_publicly(&report, false, key.as_ref())
         .await?;
-    let body = public_case(&state, &public_case_by_id(&state, case.id).await?);
+    let record = public_case_by_id(&state, case.id).await?;
+    let body = followed(&state, &record, record.case.follow_up_key.clone());
     Ok(created(
         format!("/v1/public/reports/{}", case.id),
         fresh,
@@ -169,17 +253,36 @@ pub async fn public_report(
     ))
 }
 
-/// The status of a report by its number.
-#[utoipa::path(get, path = "/v1/public/reports/{id}", tag = "public", params(("id" = i64, Path)),
-    responses((status = 200, body = PublicCase), (status = 404)))]
+/// Opens a report's whole view.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct FollowUpQuery {
+    /// The follow-up key from the answer to the report (8 characters).
+    pub key: Option<String>,
+}
+
+/// The status of a report by its number: what Open311 shows everyone; with the report's
+/// follow-up key, also its description and every step (a wrong key is answered as a
+/// missing report).
+#[utoipa::path(get, path = "/v1/public/reports/{id}", tag = "public",
+    params(("id" = i64, Path), FollowUpQuery),
+    responses((status = 200, body = FollowedReport, description = "with `key`; without, the fields of PublicCase only"), (status = 404), (status = 429)))]
 pub async fn public_status(
     State(state): State<AppState>,
     client: ClientAddr,
     Path(id): Path<i64>,
-) -> Result<Json<PublicCase>, ApiError> {
+    Query(q): Query<FollowUpQuery>,
+) -> Result<Response, ApiError> {
     super::public::limit(&state, &client)?;
     let record = public_case_by_id(&state, id).await?;
-    Ok(Json(public_case(&state, &record)))
+    match q.key.as_deref() {
+        None => Ok(Json(public_case(&state, &record)).into_response()),
+        Some(key) if opens(record.case.follow_up_key.as_deref(), key) => {
+            Ok(Json(followed(&state, &record, None)).into_response())
+        }
+        Some(_) => Err(ApiError::not_found(format!(
+            "no public report {id} with that follow-up key"
+        ))),
+    }
 }
 
 // ---- Open311 GeoReport v2 ----
@@ -363,6 +466,7 @@ pub async fn post_request(
             phone: form.phone.clone(),
             email: form.email.clone(),
         },
+        grid: None,
     };
     let key = match idempotency(&headers, "public", &report) {
         Ok(k) => k,

@@ -721,6 +721,48 @@ impl Partition {
         best
     }
 
+    /// A point that [`Self::polygon_at`] answers with polygon `i`, taken inside
+    /// `polygon` (the one `i` was built from): where a map pin or a label can stand.
+    /// The centre of the bounding box is not one: it can lie outside a concave polygon,
+    /// in its neighbour. Tries the interior point of the whole, then, part by part from
+    /// the largest, the middle of the widest inside stretch of horizontal lines at 1/2,
+    /// 1/4, 3/4, … of the part's height. `None` when the polygon has no area or other
+    /// polygons claim every candidate (an overlapping plan).
+    ///
+    /// ```
+    /// use geo_types::{polygon, MultiPolygon};
+    /// use wangge::spatial::partition::Partition;
+    /// // An L whose bounding-box centre (1, 1) lies in the square filling its notch.
+    /// let l = MultiPolygon(vec![polygon![(x: 0.0, y: 0.0), (x: 2.0, y: 0.0), (x: 2.0, y: 0.8),
+    ///     (x: 0.8, y: 0.8), (x: 0.8, y: 2.0), (x: 0.0, y: 2.0)]]);
+    /// let notch = MultiPolygon(vec![polygon![(x: 0.8, y: 0.8), (x: 2.0, y: 0.8), (x: 2.0, y: 2.0),
+    ///     (x: 0.8, y: 2.0)]]);
+    /// let partition = Partition::build(&[l.clone(), notch]);
+    /// let p = partition.point_inside(0, &l).unwrap();
+    /// assert_eq!(partition.polygon_at(p), Some(0));
+    /// ```
+    pub fn point_inside(&self, i: u32, polygon: &MultiPolygon<f64>) -> Option<Coord<f64>> {
+        use geo::{Area, BoundingRect, InteriorPoint};
+        let mut parts: Vec<&geo_types::Polygon<f64>> = polygon.0.iter().collect();
+        parts.sort_by(|a, b| b.unsigned_area().total_cmp(&a.unsigned_area()));
+        let lines = |part: &geo_types::Polygon<f64>| -> Vec<Coord<f64>> {
+            let Some(r) = part.bounding_rect() else {
+                return Vec::new();
+            };
+            const HEIGHTS: [f64; 7] = [0.5, 0.25, 0.75, 0.125, 0.375, 0.625, 0.875];
+            HEIGHTS
+                .iter()
+                .filter_map(|f| widest_stretch_middle(part, r.min().y + f * r.height()))
+                .collect()
+        };
+        polygon
+            .interior_point()
+            .map(|p| p.0)
+            .into_iter()
+            .chain(parts.into_iter().flat_map(lines))
+            .find(|&p| self.polygon_at(p) == Some(i))
+    }
+
     /// Exact distance in metres from `p` to the boundary of polygon `i`, found by
     /// scanning rings of cells outwards from `p` until no nearer edge can exist.
     pub fn boundary_distance(&self, i: u32, p: Coord<f64>) -> Option<f64> {
@@ -834,6 +876,25 @@ struct Rasterised {
     full: Vec<(u32, u32)>,
 }
 
+/// The middle of the widest stretch of the horizontal line at `y` inside `part` (even-odd
+/// over all its rings), if the line crosses it.
+fn widest_stretch_middle(part: &geo_types::Polygon<f64>, y: f64) -> Option<Coord<f64>> {
+    let mut xs: Vec<f64> = std::iter::once(part.exterior())
+        .chain(part.interiors())
+        .flat_map(|ring| ring.lines())
+        .filter(|l| (l.start.y > y) != (l.end.y > y))
+        .map(|l| l.start.x + (y - l.start.y) / (l.end.y - l.start.y) * (l.end.x - l.start.x))
+        .collect();
+    xs.sort_by(f64::total_cmp);
+    xs.chunks_exact(2)
+        .max_by(|a, b| (a[1] - a[0]).total_cmp(&(b[1] - b[0])))
+        .filter(|s| s[1] > s[0])
+        .map(|s| Coord {
+            x: (s[0] + s[1]) / 2.0,
+            y,
+        })
+}
+
 impl Rasterised {
     /// Records the cells polygon `i` contains wholly, given the sorted cells its
     /// boundary crosses. Two neighbouring cells that none of the polygon's edges touch
@@ -932,6 +993,34 @@ mod tests {
         )
         .unwrap()
         .cells
+    }
+
+    #[test]
+    fn every_polygon_of_a_tiling_has_a_point_inside_that_looks_up_to_it() {
+        for seed in 0..6 {
+            let polys = synthetic(200, seed);
+            let partition = Partition::build(&polys);
+            for (i, poly) in polys.iter().enumerate() {
+                let p = partition
+                    .point_inside(i as u32, poly)
+                    .unwrap_or_else(|| panic!("seed {seed}: polygon {i} has no point"));
+                assert_eq!(partition.polygon_at(p), Some(i as u32), "seed {seed}");
+                assert!(geo::Contains::contains(poly, &geo::Point(p)), "seed {seed}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_polygon_wholly_covered_by_an_earlier_one_has_no_point_of_its_own() {
+        let big = MultiPolygon(vec![
+            polygon![(x: 0.0, y: 0.0), (x: 4.0, y: 0.0), (x: 4.0, y: 4.0), (x: 0.0, y: 4.0)],
+        ]);
+        let small = MultiPolygon(vec![
+            polygon![(x: 1.0, y: 1.0), (x: 2.0, y: 1.0), (x: 2.0, y: 2.0), (x: 1.0, y: 2.0)],
+        ]);
+        let partition = Partition::build(&[big.clone(), small.clone()]);
+        assert_eq!(partition.point_inside(1, &small), None);
+        assert!(partition.point_inside(0, &big).is_some());
     }
 
     #[test]

@@ -152,6 +152,11 @@ pub struct CaseRecord {
     pub closed_at: Option<DateTime<Utc>>,
     /// Grows with every change; a writer names the version it read.
     pub version: i64,
+    /// A resident's report's follow-up secret, which opens its public status page.
+    /// Handed to the resident once, in the answer to the report; never serialised with
+    /// the case (staff views, events and webhooks do not carry it).
+    #[serde(skip)]
+    pub follow_up_key: Option<String>,
 }
 
 /// An event of a case's trail.

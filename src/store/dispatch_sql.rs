@@ -23,7 +23,7 @@ pub(crate) const CASE_COLUMNS: &str = "id, state, source, matter_code, matter_ve
     reporter_phone, reporter_email, centre_code, department_code, deadline, assigned_at, \
     extension_request, merged_into, returns, extensions, supervisions, escalations, \
     verification_failures, due_soon_noticed, overdue_noticed, reported_at, updated_at, closed_at, \
-    version";
+    version, follow_up_key";
 
 pub(crate) const MATTER_COLUMNS: &str = "id, code, version, name, description, category, \
     responsible, limit_amount, limit_unit, public, valid_from, valid_to, status, proposed_by, \
@@ -108,6 +108,7 @@ macro_rules! dispatch_store_impl {
                     reported_at: from_ms(row.try_get("reported_at")?)?,
                     updated_at: from_ms(row.try_get("updated_at")?)?,
                     closed_at: opt_ms("closed_at")?,
+                    follow_up_key: row.try_get("follow_up_key")?,
                     version: row.try_get("version")?,
                 })
             }
@@ -669,8 +670,9 @@ macro_rules! dispatch_store_impl {
                  photos, address, lon, lat, coord_sys, grid_code, community_code, township_code, \
                  county_code, city_code, near_boundary, neighbour_grid, outside, reporter, \
                  reporter_name, reporter_phone, reporter_email, centre_code, reported_at, updated_at, \
-                 idempotency_key, request_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-                 $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $25, $26, $27) \
+                 idempotency_key, request_hash, follow_up_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
+                 $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, \
+                 $25, $26, $27, $28) \
                  ON CONFLICT (idempotency_key) DO NOTHING RETURNING {}",
                 crate::store::dispatch_sql::CASE_COLUMNS
             );
@@ -679,7 +681,7 @@ macro_rules! dispatch_store_impl {
             let text = if $one_statement {
                 format!(
                     "WITH c AS ({insert}), e AS (INSERT INTO case_events (case_id, at, actor, kind, \
-                     from_state, to_state, note, detail) SELECT id, $28, $29, $30, $31, state, $32, $33 \
+                     from_state, to_state, note, detail) SELECT id, $29, $30, $31, $32, state, $33, $34 \
                      FROM c) SELECT * FROM c"
                 )
             } else {
@@ -713,7 +715,8 @@ macro_rules! dispatch_store_impl {
                 .bind(&c.centre_code)
                 .bind(ms(c.reported_at))
                 .bind(idempotency.map(|i| i.key.as_str()))
-                .bind(idempotency.map(|i| i.request_hash.as_str()));
+                .bind(idempotency.map(|i| i.request_hash.as_str()))
+                .bind(&c.follow_up_key);
             if $one_statement {
                 let row = query
                     .bind(ms(event.at))

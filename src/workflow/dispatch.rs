@@ -36,6 +36,11 @@ pub enum DispatchError {
     /// No department can be found for the case; assign one explicitly.
     #[error("{0}")]
     Unroutable(String),
+    /// The report names one grid and its point lies in another.
+    #[error(
+        "the point lies in grid {found}, not in {expected}: move the pin into {expected} or report in {found}"
+    )]
+    GridMismatch { expected: String, found: String },
 }
 
 type Result<T> = std::result::Result<T, DispatchError>;
@@ -75,6 +80,12 @@ pub struct Report {
     pub address: Option<String>,
     #[serde(default)]
     pub contact: Contact,
+    /// The grid the reporter means (the one their form shows). When given, the report
+    /// is refused, not filed, if the point lies in another grid: a form whose grid and
+    /// pin disagree never files a case somewhere the reporter did not choose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 15)]
+    pub grid: Option<String>,
 }
 
 /// Who sends a report.
@@ -467,7 +478,7 @@ fn check_notes(command: &Command) -> Result<()> {
 
 /// The longest text a report's fields may hold (characters), as the OpenAPI schema
 /// states them.
-pub const REPORT_LIMITS: [(&str, usize); 7] = [
+pub const REPORT_LIMITS: [(&str, usize); 8] = [
     ("description", 4000),
     ("address", 200),
     ("contact.name", 64),
@@ -475,6 +486,7 @@ pub const REPORT_LIMITS: [(&str, usize); 7] = [
     ("contact.email", 254),
     ("matter", 32),
     ("coord_sys", 16),
+    ("grid", 15),
 ];
 
 fn limit_of(field: &str) -> usize {
@@ -506,6 +518,7 @@ pub async fn intake(
         ("contact.email", report.contact.email.as_deref()),
         ("matter", report.matter.as_deref()),
         ("coord_sys", report.coord_sys.as_deref()),
+        ("grid", report.grid.as_deref()),
     ] {
         check_optional(field, value, limit_of(field))?;
     }
@@ -547,6 +560,12 @@ pub async fn intake(
         )));
     };
     let grid_code = grid.id.clone();
+    if let Some(expected) = report.grid.as_deref().filter(|g| *g != grid_code) {
+        return Err(DispatchError::GridMismatch {
+            expected: expected.to_string(),
+            found: grid_code,
+        });
+    }
     // The grid's community: its stored parent, else the community its code names.
     let community = snapshot
         .grid(&grid_code)
@@ -659,6 +678,7 @@ pub async fn intake(
         updated_at: now,
         closed_at: None,
         version: 0,
+        follow_up_key: matches!(reporter, Reporter::Public { .. }).then(follow_up_key),
     };
     let case = CaseRecord {
         centre_code: case.township_code.clone(),
@@ -681,6 +701,17 @@ pub async fn intake(
         }),
     };
     Ok(store.create_case(&case, &event, idempotency).await?)
+}
+
+/// Eight characters from Crockford's base-32 alphabet (no I, L, O or U to misread):
+/// 40 random bits, which the public rate limit makes unguessable one report at a time.
+fn follow_up_key() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let mut rng = rand::rng();
+    (0..8)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect()
 }
 
 fn routed_department(

@@ -38,6 +38,13 @@ impl Snapshot {
         self.locator.grids().get(i as usize)
     }
 
+    /// A point inside the current grid `code` that the lookup answers with that grid:
+    /// where a report's pin starts (see [`GridLocator::point_inside`]).
+    pub fn point_inside(&self, code: &str) -> Option<geo_types::Coord<f64>> {
+        let i = *self.grid_by_code.get(code)?;
+        self.locator.point_inside(i)
+    }
+
     /// The region with this code.
     pub fn region(&self, code: &str) -> Option<&RegionRecord> {
         let i = *self.region_by_code.get(code)?;

@@ -101,6 +101,18 @@ impl GridLocator {
         &self.grids
     }
 
+    /// A point inside grid `i` (into [`Self::grids`]) that the lookup answers with that
+    /// grid (see [`Partition::point_inside`]), in lon/lat.
+    pub fn point_inside(&self, i: u32) -> Option<Coord<f64>> {
+        let grid = self.grids.get(i as usize)?;
+        let (ids, partition) = match grid.layer {
+            Layer::Comprehensive => (&self.comprehensive_ids, &self.comprehensive),
+            Layer::Dedicated => (&self.dedicated_ids, &self.dedicated),
+        };
+        let j = ids.binary_search(&i).ok()?;
+        partition.point_inside(j as u32, &grid.boundary)
+    }
+
     /// Heap bytes of the lookup indexes (geometry included).
     pub fn index_bytes(&self) -> usize {
         self.comprehensive.heap_bytes() + self.dedicated.heap_bytes()

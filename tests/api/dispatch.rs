@@ -144,6 +144,7 @@ fn report(matter: Option<&str>, text: &str) -> Report {
             phone: Some("13912345678".into()),
             email: None,
         },
+        grid: None,
     }
 }
 

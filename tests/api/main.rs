@@ -12,6 +12,7 @@ mod commands;
 mod dispatch;
 mod endpoints;
 mod faults;
+mod follow_up;
 mod helpers;
 mod hostile;
 mod import_files;

@@ -77,6 +77,7 @@ async fn the_web_app_serves_residents_planners_and_dispatchers_in_a_real_browser
     assert!(grids.len() >= 3, "the demo community has grids");
     let first = &grids[0];
     let inside = first.boundary.interior_point().expect("interior point");
+    let search_point = grids[1].boundary.interior_point().expect("interior point");
     // The clean draft: the current grids, their names under 标注 (a field wangge does
     // not read by default, so the planner chooses it in the view).
     let named: Vec<wangge::domain::Grid> = grids
@@ -154,6 +155,11 @@ async fn the_web_app_serves_residents_planners_and_dispatchers_in_a_real_browser
         .env("SHOTS", &shots)
         .env("GRID_CODE", &first.id)
         .env("SEARCH_CODE", &grids[1].id)
+        .env(
+            "SEARCH_POINT",
+            format!("{},{}", search_point.x(), search_point.y()),
+        )
+        .env("SEARCH_MANY", community)
         .env("NAME_FIELD", "标注")
         .env("UNCHANGED", grids.len().to_string())
         .env("GRID_POINT", format!("{},{}", inside.x(), inside.y()))
@@ -194,16 +200,33 @@ async fn the_web_app_serves_residents_planners_and_dispatchers_in_a_real_browser
     drafted.sort();
     current.sort();
     assert_eq!(drafted, current, "names and codes kept through the mapping");
-    let cases: Value = client()
-        .get(format!("{}/v1/public/reports/1", server.url))
-        .send()
-        .await
-        .expect("status")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(cases["grid_code"], first.id.as_str());
-    assert_eq!(cases["state"], "assigned", "{cases}");
+    // The three reports, each in the grid its form showed: the searched grid's from its
+    // card, the tapped grid's (then accepted and assigned by the dispatcher), and the
+    // phone's at its location.
+    let mut filed = Vec::new();
+    for id in 1..=3 {
+        let case: Value = client()
+            .get(format!("{}/v1/public/reports/{id}", server.url))
+            .send()
+            .await
+            .expect("status")
+            .json()
+            .await
+            .expect("json");
+        filed.push((
+            case["grid_code"].as_str().unwrap_or_default().to_string(),
+            case["state"].as_str().unwrap_or_default().to_string(),
+        ));
+    }
+    let at = |g: &wangge::domain::Grid, state: &str| (g.id.clone(), state.to_string());
+    assert_eq!(
+        filed,
+        [
+            at(&grids[1], "reported"),
+            at(first, "assigned"),
+            at(first, "reported")
+        ]
+    );
     for shot in [
         "1-public-map",
         "5-planner-overlap",

@@ -33,14 +33,16 @@ export function fill(el: Element, ...children: (Child | Child[])[]): void {
 }
 
 let toastTimer: number | undefined;
-/** A short message at the bottom of the page; errors stay until the next one. */
+/** A short message at the bottom of the page. It goes away by itself (errors after 8 s,
+ * long enough to read) or when tapped. */
 export function toast(message: string, kind: 'info' | 'error' = 'info'): void {
   const el = document.getElementById('toast');
   if (!el) return;
   el.textContent = message;
   el.className = `show ${kind}`;
+  el.onclick = () => (el.className = '');
   window.clearTimeout(toastTimer);
-  if (kind === 'info') toastTimer = window.setTimeout(() => (el.className = ''), 4000);
+  toastTimer = window.setTimeout(() => (el.className = ''), kind === 'info' ? 4000 : 8000);
 }
 
 /** The calendar day in China (`YYYY-MM-DD`) at `ms` since the epoch, whatever the

@@ -35,9 +35,36 @@ const zh = {
   'report.name': '姓名（可选）',
   'report.phone': '电话（可选）',
   'report.send': '提交',
-  'report.sent': '已受理，编号',
   'report.where': '位置',
   'report.pick': '请先在地图上点击问题所在位置。',
+  'report.pin': '拖动地图上的红色标记到问题所在位置，或直接点击地图。',
+  'report.locate_me': '使用我的位置',
+  'report.no_location': '无法获取您的位置，请在地图上点选。',
+  'report.outside': '标记不在任何网格内，请把标记移到问题所在位置。',
+  'report.moved': '网格边界刚刚调整过，已按标记位置重新确定网格，请确认后再提交。',
+  'report.received': '已提交，编号',
+  'report.status': '当前状态',
+  'report.limit': '办理时限',
+  'report.limit.after': '（自派遣起计算）',
+  'report.key': '查询码',
+  'report.keep': '请记下编号和查询码，凭此查询办理进度。',
+  'report.follow': '查看办理进度',
+  'limit.working_days': '{n} 个工作日',
+  'limit.working_hours': '{n} 个工作小时',
+  'nav.report': '进度查询',
+  'follow.title': '查询反映的办理进度',
+  'follow.number': '编号',
+  'follow.key': '查询码（8 位）',
+  'follow.go': '查询',
+  'follow.none': '没有找到与该编号和查询码相符的反映，请核对后再试。',
+  'follow.reported': '反映时间',
+  'follow.deadline': '当前步骤期限',
+  'follow.grid': '所在网格',
+  'follow.matter': '事项',
+  'follow.steps': '办理过程',
+  'follow.description': '问题描述',
+  'follow.result': '处理结果',
+  'search.back': '返回搜索结果',
   cancel: '取消',
   close: '关闭',
   'level.grid': '网格',
@@ -242,9 +269,36 @@ const en: Record<Key, string> = {
   'report.name': 'Name (optional)',
   'report.phone': 'Phone (optional)',
   'report.send': 'Send',
-  'report.sent': 'Received, number',
   'report.where': 'Location',
   'report.pick': 'Click the place of the problem on the map first.',
+  'report.pin': 'Drag the red marker on the map to the place of the problem, or tap the map.',
+  'report.locate_me': 'Use my location',
+  'report.no_location': 'Your location is not available: pick the place on the map.',
+  'report.outside': 'The marker lies in no grid: move it to the place of the problem.',
+  'report.moved': 'The grid boundaries have just changed; the grid was found again from the marker. Check it and send again.',
+  'report.received': 'Sent, number',
+  'report.status': 'Status',
+  'report.limit': 'Time limit',
+  'report.limit.after': ' (counted from assignment)',
+  'report.key': 'Follow-up key',
+  'report.keep': 'Keep the number and the follow-up key to check on progress.',
+  'report.follow': 'Follow this report',
+  'limit.working_days': '{n} working days',
+  'limit.working_hours': '{n} working hours',
+  'nav.report': 'Follow a report',
+  'follow.title': 'Follow a report',
+  'follow.number': 'Number',
+  'follow.key': 'Follow-up key (8 characters)',
+  'follow.go': 'Show',
+  'follow.none': 'No report matches that number and key. Check both and try again.',
+  'follow.reported': 'Reported',
+  'follow.deadline': 'Current step due',
+  'follow.grid': 'Grid',
+  'follow.matter': 'Matter',
+  'follow.steps': 'Steps',
+  'follow.description': 'What was reported',
+  'follow.result': 'Result',
+  'search.back': 'Back to the results',
   cancel: 'Cancel',
   close: 'Close',
   'level.grid': 'Grid',
@@ -420,6 +474,20 @@ export function lang(): 'zh' | 'en' {
 
 export function switchLang(): void {
   localStorage.setItem(LANG, lang() === 'en' ? 'zh' : 'en');
+}
+
+/** `t(key)` with `{name}` placeholders filled in. */
+export function tf(key: string, vars: Record<string, string | number>): string {
+  return t(key).replace(/\{(\w+)\}/g, (m, k) => (k in vars ? String(vars[k]) : m));
+}
+
+/** A matter's time limit, `{amount, unit}` or the service's `"2 working days"`. */
+export function limitText(limit: { amount: number; unit: string } | string | null | undefined): string {
+  if (!limit) return '—';
+  const parsed = typeof limit === 'string' ? /^(\d+) (working[ _](?:days|hours))$/.exec(limit) : null;
+  const amount = typeof limit === 'string' ? parsed?.[1] : limit.amount;
+  const unit = typeof limit === 'string' ? parsed?.[2].replace(' ', '_') : limit.unit;
+  return amount !== undefined && unit ? tf(`limit.${unit}`, { n: amount }) : String(limit);
 }
 
 /** The text of `key` in the current language; unknown keys show themselves. */

@@ -1,5 +1,6 @@
 // The shell: header with the pages, language switch and login; pages by URL hash
-// (#/public, #/planner, #/dispatcher, #/assessment) so the server only serves `/`.
+// (#/public, #/report, #/planner, #/dispatcher, #/assessment) so the server only
+// serves `/`.
 
 import './style.css';
 import { h, fill, toast } from './dom';
@@ -9,6 +10,7 @@ import { publicPage } from './pages/public';
 import { plannerPage } from './pages/planner';
 import { dispatcherPage } from './pages/dispatcher';
 import { assessmentPage } from './pages/assessment';
+import { followPage } from './pages/follow';
 
 /** What a page returns: a function that releases its maps and timers. */
 export type Cleanup = () => void;
@@ -16,6 +18,7 @@ type Page = (root: HTMLElement) => Promise<Cleanup | void>;
 
 const pages: Record<string, { title: string; page: Page; staff: boolean }> = {
   public: { title: 'nav.public', page: publicPage, staff: false },
+  report: { title: 'nav.report', page: followPage, staff: false },
   planner: { title: 'nav.planner', page: plannerPage, staff: true },
   dispatcher: { title: 'nav.dispatcher', page: dispatcherPage, staff: true },
   assessment: { title: 'nav.assessment', page: assessmentPage, staff: true },

@@ -3,6 +3,8 @@
 // starts the server, makes the users and the draft files, and passes them here:
 //   WANGGE_URL, CHROMIUM, SHOTS (directory for screenshots),
 //   GRID_CODE, GRID_POINT (lon,lat inside that grid), SEARCH_CODE (another grid),
+//   SEARCH_POINT (lon,lat inside it), SEARCH_MANY (a search with many results, among
+//   them SEARCH_CODE),
 //   PLAN_SCOPE, BROKEN, FIXED (GeoJSON drafts: one with an overlap and a gap, one clean
 //   whose names are in a field wangge does not read by default, NAME_FIELD),
 //   UNCHANGED (grids the clean draft leaves as they are), PLANNER, COUNTY_PLANNER,
@@ -59,9 +61,12 @@ async function step(name, fn, { refusals = [] } = {}) {
   }
 }
 
+const DESKTOP = { viewport: { width: 1366, height: 768 } };
+const PHONE = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true };
+
 let lastPage;
-async function newPage() {
-  const context = await browser.newContext({ viewport: { width: 1400, height: 900 }, locale: 'zh-CN' });
+async function newPage(device = DESKTOP, extra = {}) {
+  const context = await browser.newContext({ ...device, ...extra, locale: 'zh-CN' });
   const page = await context.newPage();
   lastPage = page;
   page.on('pageerror', (e) => {
@@ -97,6 +102,35 @@ async function clickAt(page, mapName, lngLat) {
 
 let caseId;
 
+/** Fills and sends the open report form; answers the filed report as the service
+ * stores it (its public status). */
+async function fileReport(page, text) {
+  const options = await page.$$eval('#report-matter option', (os) => os.map((o) => o.value).filter(Boolean));
+  assert.ok(options.length > 0, 'public matters offered');
+  await page.selectOption('#report-matter', options[0]);
+  await page.fill('#report-description', text);
+  await page.fill('#report-form input[name=phone]', '13912345678');
+  await page.click('#report-form button[type=submit]');
+  await page.waitForSelector('#report-sent');
+  const id = Number(await page.getAttribute('#report-sent', 'data-case'));
+  assert.ok(id > 0);
+  assert.match(await page.textContent('#report-key'), /^[0-9A-HJKMNP-TV-Z]{8}$/);
+  return page.evaluate(async (n) => (await fetch(`/v1/public/reports/${n}`)).json(), id);
+}
+
+/** Drags the report form's pin to a lon/lat of the public map. */
+async function dragPin(page, lngLat) {
+  const pin = await page.locator('#report-pin').boundingBox();
+  const box = await page.locator('#public-map canvas').boundingBox();
+  const to = await page.evaluate(([ll]) => window.wangge.maps.public.project(ll), [lngLat]);
+  // The marker's tip is at the bottom centre of its element.
+  const from = { x: pin.x + pin.width / 2, y: pin.y + pin.height - 2 };
+  await page.mouse.move(from.x, from.y);
+  await page.mouse.down();
+  await page.mouse.move(box.x + to.x, box.y + to.y - 2, { steps: 8 });
+  await page.mouse.up();
+}
+
 await step('the public map draws the regions and, zoomed in, the grids; a click shows the grid card', async () => {
   const page = await newPage();
   await page.goto(`${url}/#/public`);
@@ -116,32 +150,102 @@ await step('the public map draws the regions and, zoomed in, the grids; a click 
   assert.doesNotMatch(text, /role\./, 'every member role has a name');
   await page.screenshot({ path: join(shots, '2-public-card.png') });
 
-  // Search by code finds another grid (not the card already shown).
+  // Search by code finds another grid (not the card already shown); its community is
+  // named in the results.
   const searched = env('SEARCH_CODE');
   assert.notEqual(searched, gridCode);
   await page.fill('#search', searched);
   await page.click('form.search button');
   await page.waitForSelector(`#card h2[data-code="${searched}"]`);
-  // Back to the clicked grid for the report.
+
+  // Reporting from a grid opened by search, after a tap elsewhere: the pin starts inside
+  // the searched grid (not at the earlier tap, not at a box centre) and the case is
+  // filed there.
+  await page.click('#report-here');
+  await page.waitForSelector(`#report-where[data-grid="${searched}"]`);
+  assert.ok(await page.isVisible('#report-pin'), 'the form shows its pin');
+  const filed = await fileReport(page, '浏览器测试：井盖缺失');
+  assert.equal(filed.grid_code, searched, 'filed in the grid the form showed');
+  await page.screenshot({ path: join(shots, '4-public-report-sent.png') });
+
+  // Its receipt links to the status page, which shows the report and its first step.
+  await page.click('#report-follow');
+  await page.waitForSelector(`#follow-result article[data-case="${filed.id}"]`);
+  assert.equal(await page.$$eval('#follow-steps li', (ls) => ls.map((l) => l.dataset.step).join()), 'reported');
+  await page.screenshot({ path: join(shots, '4-public-follow.png') });
+  // The number with a wrong key shows nothing of it.
+  await page.fill('#follow-key', 'ZZZZZZZZ');
+  await page.click('#follow-form button[type=submit]');
+  await page.waitForSelector('#follow-none');
+
+  // Back to the tapped grid: the pin starts at the tap; dragged into the searched grid,
+  // the form follows it; dragged back, the case is filed in the tapped grid.
+  await page.goto(`${url}/#/public`);
+  await page.waitForFunction(() => window.wangge?.maps?.public?.loaded());
+  await page.evaluate(([ll]) => window.wangge.maps.public.jumpTo({ center: ll, zoom: 15 }), [[lon, lat]]);
+  await waitIdle(page, 'public');
   await clickAt(page, 'public', [lon, lat]);
   await page.waitForSelector(`#card h2[data-code="${gridCode}"]`);
-
-  // A resident reports a problem here through the public form.
   await page.click('#report-here');
-  await page.waitForSelector('#report-form');
-  const options = await page.$$eval('#report-matter option', (os) => os.map((o) => o.value).filter(Boolean));
-  assert.ok(options.length > 0, 'public matters offered');
-  await page.selectOption('#report-matter', options[0]);
-  await page.fill('#report-description', '浏览器测试：路灯不亮');
-  await page.fill('#report-form input[name=phone]', '13912345678');
+  await page.waitForSelector(`#report-where[data-grid="${gridCode}"]`);
+  const [slon, slat] = env('SEARCH_POINT').split(',').map(Number);
+  // Both grids on screen to drag between.
+  await page.evaluate(([b]) => window.wangge.maps.public.fitBounds(b, { padding: 120, maxZoom: 16, duration: 0 }),
+    [[[Math.min(lon, slon), Math.min(lat, slat)], [Math.max(lon, slon), Math.max(lat, slat)]]]);
+  await waitIdle(page, 'public');
+  const where = await page.$eval('#report-where', (w) => [Number(w.dataset.lon), Number(w.dataset.lat)]);
+  // The tap is a whole pixel: within a few metres of the point aimed at.
+  assert.ok(Math.abs(where[0] - lon) < 1e-4 && Math.abs(where[1] - lat) < 1e-4, `pin at the tap, saw ${where}`);
+  await dragPin(page, [slon, slat]);
+  await page.waitForSelector(`#report-where[data-grid="${searched}"]`);
+  await dragPin(page, [lon, lat]);
+  await page.waitForSelector(`#report-where[data-grid="${gridCode}"]`);
   await page.screenshot({ path: join(shots, '3-public-report-form.png') });
-  await page.click('#report-form button[type=submit]');
-  await page.waitForSelector('#report-sent');
-  caseId = Number(await page.getAttribute('#report-sent', 'data-case'));
-  assert.ok(caseId > 0);
-  await page.screenshot({ path: join(shots, '4-public-report-sent.png') });
+  const tappedCase = await fileReport(page, '浏览器测试：路灯不亮');
+  assert.equal(tappedCase.grid_code, gridCode);
+  caseId = tappedCase.id;
   await page.context().close();
-});
+}, { refusals: [404] });
+
+await step('on a phone the map fills the screen, the card and the form sit in a sheet, and a report is filed where the phone is', async () => {
+  const page = await newPage(PHONE, { geolocation: { longitude: lon, latitude: lat }, permissions: ['geolocation'] });
+  await page.goto(`${url}/#/public`);
+  await page.waitForFunction(() => window.wangge?.timings?.publicIdle, null, { timeout: 30000 });
+  figures.public_map_first_render_phone_ms = await page.evaluate(() => window.wangge.timings.publicIdle);
+  const map = await page.locator('#public-map').boundingBox();
+  assert.ok(map.width >= PHONE.viewport.width - 1 && map.height >= 600, `the map fills the screen: ${JSON.stringify(map)}`);
+  const header = await page.locator('header#top').boundingBox();
+  assert.ok(header.height <= 48, `a one-line header, ${header.height} px`);
+  await page.screenshot({ path: join(shots, 'phone-1-public-map.png') });
+  // A search with many results, then one opened: its card is on screen.
+  await page.fill('#search', env('SEARCH_MANY'));
+  await page.click('form.search button');
+  await page.waitForSelector('.hits li button');
+  assert.ok((await page.$$('.hits li')).length > 3, 'many results');
+  await page.screenshot({ path: join(shots, 'phone-2-search.png') });
+  const searched = env('SEARCH_CODE');
+  await page.click(`.hits li:has(small:has-text("${searched}")) button`);
+  await page.waitForSelector(`#card h2[data-code="${searched}"]`);
+  const title = await page.locator('#card h2').boundingBox();
+  assert.ok(title.y >= 0 && title.y + title.height <= PHONE.viewport.height, `the card is on screen at ${title.y}`);
+  await waitIdle(page, 'public');
+  await page.screenshot({ path: join(shots, 'phone-3-card.png') });
+  await page.click('#report-here');
+  await page.waitForSelector(`#report-where[data-grid="${searched}"]`);
+  // "Use my location" moves the pin to the phone's position, in the other grid.
+  await page.click('#report-locate-me');
+  await page.waitForSelector(`#report-where[data-grid="${gridCode}"]`);
+  const pin = await page.locator('#report-pin').boundingBox();
+  assert.ok(pin && pin.y > header.height && pin.y < PHONE.viewport.height, 'the pin is on screen');
+  await page.screenshot({ path: join(shots, 'phone-4-report-form.png') });
+  const filed = await fileReport(page, '手机测试：垃圾未清运');
+  assert.equal(filed.grid_code, gridCode);
+  await page.screenshot({ path: join(shots, 'phone-5-report-sent.png') });
+  await page.click('#report-follow');
+  await page.waitForSelector(`#follow-result article[data-case="${filed.id}"]`);
+  await page.screenshot({ path: join(shots, 'phone-6-follow.png') });
+  await page.context().close();
+}, { refusals: [] });
 
 await step('a planner uploads a draft with an overlap and a gap, sees both listed and drawn, fixes it and submits', async () => {
   const page = await newPage();

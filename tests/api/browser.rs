@@ -180,7 +180,7 @@ async fn the_web_app_serves_residents_planners_and_dispatchers_in_a_real_browser
     // What the clicks did, read back from the service.
     let plans = store.plans(Some(community), None).await.expect("plans");
     let plan = plans.first().expect("the planner's plan");
-    assert_eq!(plan.status.as_str(), "approved");
+    assert_eq!(plan.status.as_str(), "active", "approved, then activated");
     assert_eq!(plan.error_count, 0);
     assert_eq!(
         plan.warning_count, 0,

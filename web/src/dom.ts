@@ -57,3 +57,29 @@ export function chinaTime(iso: string | null | undefined): string {
   const d = new Date(iso);
   return d.toLocaleString('zh-CN', { timeZone: 'Asia/Shanghai', hour12: false }).replace(/\//g, '-');
 }
+
+/**
+ * Asks before a step that cannot be undone: a modal with a title, what will happen and
+ * a confirm button (`#confirm-ok`, `#confirm-cancel`); resolves whether it was confirmed.
+ */
+export function confirmDialog(title: string, body: (Node | string)[], okLabel: string, danger = false): Promise<boolean> {
+  return new Promise((resolve) => {
+    const ok = h('button', { id: 'confirm-ok', class: danger ? 'danger-solid' : 'primary', value: 'ok' }, okLabel);
+    const cancel = h('button', { id: 'confirm-cancel', class: 'secondary', value: 'cancel' }, document.documentElement.lang === 'en' ? 'Cancel' : '取消');
+    const dialog = h('dialog', { id: 'confirm-dialog', class: 'confirm' },
+      h('form', { method: 'dialog' }, h('h2', {}, title), body.map((b) => (typeof b === 'string' ? h('p', {}, b) : b)), h('div', { class: 'buttons' }, ok, cancel)));
+    dialog.addEventListener('close', () => {
+      resolve(dialog.returnValue === 'ok');
+      dialog.remove();
+    });
+    document.body.append(dialog);
+    dialog.showModal();
+    cancel.focus();
+  });
+}
+
+/** A map legend: coloured swatches with their meaning. */
+export function legend(items: [string, string, 'fill' | 'line' | 'point'][]): HTMLElement {
+  return h('div', { class: 'legend' }, items.map(([colour, label, kind]) =>
+    h('span', {}, h('i', { class: kind, style: `--c: ${colour}` }), label)));
+}

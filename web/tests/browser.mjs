@@ -280,9 +280,25 @@ await step('a planner uploads a draft with an overlap and a gap, sees both liste
   await waitIdle(page, 'planner');
   await page.screenshot({ path: join(shots, '6-planner-compare.png') });
   await page.click('#compare');
-  // Submitting is refused while errors remain.
-  await page.click('#step-submit');
-  await page.waitForSelector('#toast.error');
+  // Submitting is not offered while errors remain, and the page says why.
+  assert.ok(await page.isDisabled('#step-submit'), 'submit disabled while errors remain');
+  assert.ok(await page.isVisible('#submit-blocked'));
+  // Repair proposals: listed, drawn before/after, and applied as a new revision: the
+  // overlap is gone, the 40 m gap (wider than the 1 m limit) stays for the planner.
+  await page.click('#repair-preview');
+  await page.waitForSelector('#repair-list li', { timeout: 60000 });
+  const proposed = await page.$$eval('#repair-list li', (ls) => ls.map((l) => l.dataset.grid));
+  assert.ok(proposed.length >= 1, 'proposals listed');
+  await page.click('#repair-list li:first-child button');
+  await waitIdle(page, 'planner');
+  const drawnRepair = await page.evaluate(() => window.wangge.maps.planner.queryRenderedFeatures({ layers: ['repair-after-fill', 'repair-before-line'] }).length);
+  assert.ok(drawnRepair > 0, 'proposals drawn on the map');
+  await page.screenshot({ path: join(shots, '6-planner-repair.png') });
+  await page.click('#repair-apply');
+  await page.waitForFunction(() => document.querySelector('#validation-summary') && !document.querySelector('#validation-summary .chip[data-kind=overlap]') && !document.querySelector('#repair-list'), null, { timeout: 60000 });
+  const left = await page.$$eval('#validation-summary .chip', (cs) => cs.map((c) => c.dataset.kind));
+  assert.ok(left.includes('gap'), `the wide gap stays: ${left}`);
+  await page.screenshot({ path: join(shots, '6-planner-repaired.png') });
   // Fix: upload the corrected file over the draft. Its names are in a field wangge
   // does not read by default: the view offers it, and choosing it validates again
   // without a new upload.
@@ -314,9 +330,22 @@ await step('the county planner reads the impact of the submitted plan and approv
   const impact = await page.$$eval('#impact table tr', (rs) => rs.map((r) => Number(r.querySelector('td')?.textContent)));
   assert.deepEqual(impact.slice(0, 4), [0, 0, 0, Number(env('UNCHANGED'))], `impact ${impact}`);
   await page.screenshot({ path: join(shots, '8-county-review.png') });
+  // The grids that change are listed (none here: the clean draft redraws nothing).
+  assert.equal(await page.$$eval('#changes li', (ls) => ls.length), 0);
   await page.click('#step-approve');
   await page.waitForFunction(() => document.querySelector('#plan-status')?.textContent === '已批准', null, { timeout: 10000 });
   await page.screenshot({ path: join(shots, '8-county-approved.png') });
+  // Activating asks first, with the date and the impact; cancelling changes nothing.
+  await page.click('#step-activate');
+  await page.waitForSelector('#confirm-dialog[open]');
+  assert.match(await page.textContent('#confirm-dialog'), /生效日期/);
+  await page.screenshot({ path: join(shots, '8-county-activate-confirm.png') });
+  await page.click('#confirm-cancel');
+  await page.waitForSelector('#confirm-dialog', { state: 'detached' });
+  assert.equal(await page.textContent('#plan-status'), '已批准');
+  await page.click('#step-activate');
+  await page.click('#confirm-ok');
+  await page.waitForFunction(() => document.querySelector('#plan-status')?.textContent === '现行', null, { timeout: 10000 });
   await page.context().close();
 }, { refusals: [401] });
 

@@ -2,8 +2,8 @@
 // problem on the map and in a list to step through), compare it with the current grids
 // side by side, read the impact, and take the approval steps the user's role allows.
 
-import { h, fill, toast, chinaTime } from '../dom';
-import { t } from '../i18n';
+import { h, fill, toast, chinaTime, confirmDialog, legend, chinaDay } from '../dom';
+import { t, tf } from '../i18n';
 import { get, post, request, me, scopeOf, query } from '../api';
 import { createMap, hoverGrids, showGeoJSON, bboxOf, zoomTo, maplibregl } from '../map';
 import type { Cleanup } from '../main';
@@ -34,6 +34,27 @@ function mayReview(scope: string): boolean {
     (g.role === 'city_admin' && scope.startsWith(g.scope)) ||
     (g.role === 'planner' && g.scope.length <= 6 && scope.startsWith(g.scope)));
 }
+interface RepairAction { kind: string; vertices?: number; m2?: number; grid?: string | null }
+interface Proposal {
+  grid: string; area_before_m2: number; area_after_m2: number;
+  exchanged: { grid: string | null; m2: number }[]; from_gaps_m2: number; dropped_m2: number;
+  actions: RepairAction[]; before?: GeoJSON.Geometry; after?: GeoJSON.Geometry;
+}
+interface RepairAnswer {
+  plan: Plan; applied: number;
+  proposals: { changed: number; incomplete: boolean; grids: Proposal[]; gaps_left: { parent: string | null; area_m2: number }[] };
+}
+
+/** Colours of the problem kinds on the map and in its legend. */
+const PROBLEM_COLOURS: [string, string][] = [
+  ['overlap', '#e74c3c'], ['gap', '#16a085'], ['edge_mismatch', '#d35400'], ['outside_parent', '#8e44ad'], ['uncovered', '#7f8c8d'],
+];
+const OTHER_PROBLEM = '#c0392b';
+
+function describeAction(a: RepairAction): string {
+  return tf(`repair.${a.kind}`, { n: a.vertices ?? 0, m: (a.m2 ?? 0).toFixed(1), g: a.grid ?? '—' });
+}
+
 function mayDraft(scope: string): boolean {
   return (me()?.grants ?? []).some((g) => ['planner', 'city_admin'].includes(g.role) && scope.startsWith(g.scope));
 }
@@ -44,6 +65,14 @@ export async function plannerPage(root: HTMLElement): Promise<Cleanup> {
   const mapEl = h('div', { class: 'map', id: 'plan-map' });
   maps.append(mapEl);
   fill(root, h('div', { class: 'split' }, side, maps));
+  mapEl.append(legend([
+    ['#8e44ad', t('plans.legend.draft'), 'line'],
+    ...PROBLEM_COLOURS.slice(0, 3).map(([k, c]) => [c, t(`kind.${k}`), 'fill'] as [string, string, 'fill']),
+    ['#f1c40f', t('plans.legend.focus'), 'fill'],
+    ['#e67e22', t('plans.legend.changed'), 'fill'],
+    ['#c0392b', t('plans.legend.before'), 'line'],
+    ['#27ae60', t('plans.legend.after'), 'fill'],
+  ]));
   const map = await createMap(mapEl, { name: 'planner' });
   hoverGrids(map);
   let compareMap: maplibregl.Map | undefined;
@@ -168,6 +197,7 @@ export async function plannerPage(root: HTMLElement): Promise<Cleanup> {
         h('button', { id: 'next-problem', onclick: () => step(1) }, t('plans.next')),
         h('span', { id: 'problem-pos' }, '')) : null,
       list,
+      plan.status === 'draft' && mayDraft(plan.scope_code) && !validation.valid ? repairSection(plan) : null,
       plan.status === 'draft' && mayDraft(plan.scope_code) ? mappingForm(plan, validation.mapping) : null,
       h('div', { class: 'buttons' }, h('button', { id: 'compare', class: 'secondary', onclick: openCompare }, t('plans.compare'))),
       steps, impactEl,
@@ -198,13 +228,34 @@ export async function plannerPage(root: HTMLElement): Promise<Cleanup> {
 
     const draft = await get<GeoJSON.FeatureCollection>(`/v1/plans/${id}/grids`);
     showGeoJSON(map, 'draft', draft, '#8e44ad', 0.05);
-    showGeoJSON(map, 'problems', problemsGeo, '#e74c3c', 0.6);
+    // Under the problems: the grids that change (filled once the impact is in).
+    showGeoJSON(map, 'changes', { type: 'FeatureCollection', features: [] }, '#e67e22', 0.3);
+    showGeoJSON(map, 'problems', problemsGeo, OTHER_PROBLEM, 0.6);
+    // Each kind its own colour, as in the legend.
+    const byKind = ['match', ['get', 'kind'], ...PROBLEM_COLOURS.flat(), OTHER_PROBLEM] as unknown as maplibregl.ExpressionSpecification;
+    map.setPaintProperty('problems-fill', 'fill-color', byKind);
+    map.setPaintProperty('problems-line', 'line-color', byKind);
+    map.setPaintProperty('problems-point', 'circle-color', byKind);
+    // A revision's map shows none of the previous one's proposals or changes.
+    for (const layer of ['repair-before', 'repair-after', 'changes']) {
+      (map.getSource(layer) as maplibregl.GeoJSONSource | undefined)?.setData({ type: 'FeatureCollection', features: [] });
+    }
     const all = bboxOf({ type: 'GeometryCollection', geometries: draft.features.map((f: GeoJSON.Feature) => f.geometry) });
     if (!validation.problems.length) zoomTo(map, all, 15);
     else focus(0);
 
-    renderSteps(steps, plan, () => showPlan(plan));
-    get<Impact>(`/v1/plans/${id}/impact`).then((imp) => fill(impactEl,
+    renderSteps(steps, plan, validation.valid, () => showPlan(plan));
+    const byCode = new Map(draft.features.map((f) => [String(f.properties?.code ?? f.id), f]));
+    get<Impact>(`/v1/plans/${id}/impact`).then((imp) => {
+      const changed = [
+        ...imp.added.map((code) => ({ code, kind: 'added', gained: 0, lost: 0 })),
+        ...imp.changed.map((c) => ({ code: c.code, kind: 'changed', gained: c.area_gained_m2, lost: c.area_lost_m2 })),
+        ...imp.removed.map((code) => ({ code, kind: 'removed', gained: 0, lost: 0 })),
+      ];
+      // The grids that change, highlighted on the map (removed ones are not in the draft).
+      showGeoJSON(map, 'changes', { type: 'FeatureCollection', features: changed.flatMap((c) => byCode.get(c.code) ?? []) }, '#e67e22', 0.3);
+      const name = (code: string) => byCode.get(code)?.properties?.name ?? '';
+      fill(impactEl,
       h('h3', {}, t('plans.impact')),
       h('table', {}, h('tbody', {},
         h('tr', {}, h('th', {}, t('plans.added')), h('td', {}, imp.added.length)),
@@ -214,7 +265,13 @@ export async function plannerPage(root: HTMLElement): Promise<Cleanup> {
         h('tr', {}, h('th', {}, t('plans.households')), h('td', {}, Math.round(imp.households_moving_estimate))),
       )),
       imp.members_moving.length ? h('p', {}, t('plans.moving'), '：', imp.members_moving.map((m) => `${m.name} ${m.from_code}→${m.to_code ?? '—'}`).join('，')) : null,
-    )).catch(() => fill(impactEl));
+      changed.length ? [h('h4', {}, t('plans.changes')), h('ul', { class: 'changes', id: 'changes' }, changed.map((c) => h('li', {
+        class: c.kind, 'data-code': c.code, 'data-kind': c.kind,
+        onclick: () => { const f = byCode.get(c.code); if (f) zoomTo(map, bboxOf(f.geometry), 16); },
+      }, `${t(`plans.change.${c.kind}`)} ${name(c.code)} ${c.code}`,
+      c.kind === 'changed' ? h('small', {}, ` ${t('plans.change.gained')} ${Math.round(c.gained)} m² · ${t('plans.change.lost')} ${Math.round(c.lost)} m²`) : null)))] : null,
+    );
+    }).catch(() => fill(impactEl));
     get<{ from: string | null; to: string; actor: string; at: string; reason: string | null }[]>(`/v1/plans/${id}/events`).then((events) => fill(history,
       h('h3', {}, t('plans.history')),
       h('ul', {}, events.map((e) => h('li', {}, `${chinaTime(e.at)} ${e.actor}: ${t(`status.${e.to}`)}${e.reason ? ` (${e.reason})` : ''}`))),
@@ -256,7 +313,66 @@ export async function plannerPage(root: HTMLElement): Promise<Cleanup> {
     return form;
   };
 
-  const renderSteps = (el: HTMLElement, plan: Plan, refresh: () => void) => {
+  // Proposals for what the engine can repair (issue: planners see each proposal on the
+  // map, before in red and after in green, and apply all or some as a new revision).
+  const repairSection = (plan: Plan) => {
+    const out = h('div', { id: 'repair-result' });
+    const button = h('button', { id: 'repair-preview', class: 'secondary' }, t('repair.preview'));
+    button.addEventListener('click', async () => {
+      button.disabled = true;
+      fill(out, h('p', { class: 'hint' }, t('repair.working')));
+      try {
+        const r = await post<RepairAnswer>(`/v1/plans/${plan.id}/repair`, { preview: true });
+        showProposals(plan, r, out);
+      } catch (err) {
+        fill(out);
+        toast((err as Error).message, 'error');
+      } finally {
+        button.disabled = false;
+      }
+    });
+    return h('section', { class: 'repair', id: 'repair' }, h('h3', {}, t('repair.title')), h('p', { class: 'hint' }, t('repair.hint')), button, out);
+  };
+
+  const showProposals = (plan: Plan, r: RepairAnswer, out: HTMLElement) => {
+    const grids = r.proposals.grids;
+    const feature = (g: Proposal, which: 'before' | 'after') => (g[which] ? [{ type: 'Feature' as const, geometry: g[which]!, properties: { grid: g.grid } }] : []);
+    showGeoJSON(map, 'repair-before', { type: 'FeatureCollection', features: grids.flatMap((g) => feature(g, 'before')) }, '#c0392b', 0.0);
+    showGeoJSON(map, 'repair-after', { type: 'FeatureCollection', features: grids.flatMap((g) => feature(g, 'after')) }, '#27ae60', 0.35);
+    if (!grids.length) return fill(out, h('p', {}, t('repair.none')));
+    const boxes = grids.map((g) => h('input', { type: 'checkbox', name: 'grid', value: g.grid, checked: true }));
+    const all = h('input', { type: 'checkbox', id: 'repair-all', checked: true });
+    all.addEventListener('change', () => boxes.forEach((b) => (b.checked = all.checked)));
+    const apply = h('button', { id: 'repair-apply', class: 'primary' }, t('repair.apply'));
+    apply.addEventListener('click', async () => {
+      const chosen = boxes.filter((b) => b.checked).map((b) => b.value);
+      if (!chosen.length) return toast(t('repair.select_some'), 'error');
+      apply.disabled = true;
+      try {
+        const done = await post<RepairAnswer>(`/v1/plans/${plan.id}/repair`, chosen.length === grids.length ? {} : { grids: chosen });
+        toast(tf('repair.applied', { n: done.applied }));
+        await showPlan(done.plan);
+      } catch (err) {
+        apply.disabled = false;
+        toast((err as Error).message, 'error');
+      }
+    });
+    fill(out,
+      h('p', {}, tf('repair.count', { n: grids.length }),
+        r.proposals.gaps_left.length ? ['；', h('span', { class: 'warn' }, tf('repair.gaps_left', { n: r.proposals.gaps_left.length }))] : null),
+      r.proposals.incomplete ? h('p', { class: 'warn' }, t('repair.incomplete')) : null,
+      h('label', { class: 'check' }, all, t('repair.all')),
+      // The box chooses the proposal; the grid's code shows it on the map.
+      h('ul', { class: 'repair-list', id: 'repair-list' }, grids.map((g, i) => h('li', { 'data-grid': g.grid },
+        boxes[i], ' ',
+        h('button', { class: 'link', type: 'button', onclick: () => zoomTo(map, bboxOf(g.after ?? g.before), 17) }, g.grid),
+        ` ${t('repair.area')} ${Math.round(g.area_before_m2)} → ${Math.round(g.area_after_m2)} m²`,
+        h('small', {}, g.actions.map(describeAction).join('；'))))),
+      h('div', { class: 'buttons' }, apply),
+    );
+  };
+
+  const renderSteps = (el: HTMLElement, plan: Plan, valid: boolean, refresh: () => void) => {
     const reason = h('input', { id: 'step-reason', placeholder: t('plans.reason') });
     const effective = h('input', { id: 'step-effective', type: 'date', value: plan.effective_date ?? '' });
     const take = (name: string, body: Record<string, unknown> = {}) => async () => {
@@ -268,19 +384,43 @@ export async function plannerPage(root: HTMLElement): Promise<Cleanup> {
         toast((err as Error).message, 'error');
       }
     };
+    // What the dialog says of a step that cannot be undone: the date and the changes.
+    const consequences = (): HTMLElement => {
+      const rows = Array.from(document.querySelectorAll<HTMLTableRowElement>('#impact table tr'))
+        .map((r) => `${r.querySelector('th')?.textContent ?? ''} ${r.querySelector('td')?.textContent ?? ''}`);
+      return h('p', { class: 'hint' }, rows.join(' · '));
+    };
+    const activate = async () => {
+      const date = effective.value || plan.effective_date || chinaDay();
+      const ok = await confirmDialog(t('confirm.activate.title'), [
+        t('confirm.activate.body'),
+        h('p', {}, `${t('confirm.effective')}：`, h('strong', {}, date === chinaDay() ? `${date}（${t('confirm.effective.today')}）` : date)),
+        consequences(),
+      ], t('step.activate'));
+      if (ok) await take('activate', { effective: effective.value || undefined })();
+    };
+    const reject = async () => {
+      if (!reason.value.trim()) {
+        reason.focus();
+        return toast(t('confirm.reason_needed'), 'error');
+      }
+      const ok = await confirmDialog(t('confirm.reject.title'), [t('confirm.reject.body'), h('p', {}, `${t('plans.reason')}：${reason.value.trim()}`)], t('step.reject'), true);
+      if (ok) await take('reject', { reason: reason.value })();
+    };
     const buttons: HTMLElement[] = [];
     if (plan.status === 'draft' && mayDraft(plan.scope_code)) {
-      buttons.push(h('button', { id: 'step-submit', onclick: take('submit') }, t('step.submit')));
+      buttons.push(h('button', { id: 'step-submit', class: 'primary', disabled: !valid, title: valid ? undefined : t('plans.submit_blocked'), onclick: take('submit') }, t('step.submit')));
+      if (!valid) buttons.push(h('span', { class: 'hint', id: 'submit-blocked' }, t('plans.submit_blocked')));
     }
     if (plan.status === 'submitted' && mayReview(plan.scope_code)) {
       buttons.push(
-        h('button', { id: 'step-approve', onclick: () => take('approve', { effective: effective.value || undefined })() }, t('step.approve')),
+        h('button', { id: 'step-approve', class: 'primary', onclick: () => take('approve', { effective: effective.value || undefined })() }, t('step.approve')),
         h('button', { id: 'step-return', class: 'secondary', onclick: () => take('return', { reason: reason.value })() }, t('step.return')),
-        h('button', { id: 'step-reject', class: 'danger', onclick: () => take('reject', { reason: reason.value })() }, t('step.reject')),
+        h('button', { id: 'step-reject', class: 'danger', onclick: reject }, t('step.reject')),
       );
     }
     if (plan.status === 'approved' && mayReview(plan.scope_code)) {
-      buttons.push(h('button', { id: 'step-activate', onclick: () => take('activate', { effective: effective.value || undefined })() }, t('step.activate')));
+      buttons.push(h('button', { id: 'step-activate', class: 'primary', onclick: activate }, t('step.activate')));
     }
     fill(el, buttons.length ? [h('h3', {}, t('plans.steps')),
       plan.status === 'submitted' ? h('label', {}, t('plans.reason'), reason) : null,

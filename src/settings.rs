@@ -27,6 +27,11 @@ pub struct Settings {
     pub trusted_proxies: Vec<String>,
     /// Publish members' phones masked (`138****5678`) on public cards.
     pub mask_public_phones: bool,
+    /// Publish residents' descriptions, addresses, photos and exact locations in
+    /// Open311's request listings (the GeoReport v2 fields). Off: those fields are empty,
+    /// the location is rounded to about 100 m, and only the reporter, with the report's
+    /// follow-up key, reads what they wrote.
+    pub open311_publish_details: bool,
     /// Lifetime of tokens issued by login, hours.
     pub login_token_hours: u32,
     /// Seconds between checks for plans activated by other replicas (a fallback to
@@ -87,7 +92,7 @@ pub struct Settings {
 }
 
 /// Every setting's name (also its `WANGGE_` variable, upper-cased).
-const KEYS: [&str; 31] = [
+const KEYS: [&str; 32] = [
     "listen",
     "database_url",
     "body_limit_bytes",
@@ -95,6 +100,7 @@ const KEYS: [&str; 31] = [
     "public_rate_per_minute",
     "trusted_proxies",
     "mask_public_phones",
+    "open311_publish_details",
     "login_token_hours",
     "reload_check_secs",
     "near_boundary_m",
@@ -131,6 +137,7 @@ impl Default for Settings {
             public_rate_per_minute: 120,
             trusted_proxies: Vec::new(),
             mask_public_phones: false,
+            open311_publish_details: false,
             login_token_hours: 12,
             reload_check_secs: 5,
             near_boundary_m: 15.0,

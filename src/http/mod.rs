@@ -337,7 +337,17 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(problem_for_plain_rejections))
         // One span per request at DEBUG (RUST_LOG=tower_http=debug shows them); free
         // when disabled, which matters at tens of thousands of lookups a second.
-        .layer(TraceLayer::new_for_http())
+        // The span names the path, not the query: follow-up keys and search terms
+        // stay out of logs.
+        .layer(TraceLayer::new_for_http().make_span_with(
+            |request: &axum::http::Request<axum::body::Body>| {
+                tracing::debug_span!(
+                    "request",
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                )
+            },
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,

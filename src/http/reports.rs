@@ -209,6 +209,10 @@ fn followed(state: &AppState, r: &PublicRecord, key: Option<String>) -> Followed
 /// Whether `given` is the report's key, read as people type it: any case, with spaces
 /// or dashes, O for 0 and I or L for 1 (Crockford's rules). Compared in constant time.
 fn opens(stored: Option<&str>, given: &str) -> bool {
+    // Room for a key written with separators, and no more.
+    if given.len() > 32 {
+        return false;
+    }
     let typed: Vec<u8> = given
         .bytes()
         .filter(|b| !matches!(b, b' ' | b'-'))
@@ -245,40 +249,57 @@ pub async fn public_report(
         .report_publicly(&report, false, key.as_ref())
         .await?;
     let record = public_case_by_id(&state, case.id).await?;
-    let body = followed(&state, &record, record.case.follow_up_key.clone());
-    Ok(created(
+    // A replay does not hand the key out again: whoever holds the Idempotency-Key and
+    // the body is not necessarily the resident who sent them.
+    let key = record.case.follow_up_key.clone().filter(|_| fresh);
+    let body = followed(&state, &record, key);
+    Ok(private(created(
         format!("/v1/public/reports/{}", case.id),
         fresh,
         body,
-    ))
+    )))
 }
 
 /// Opens a report's whole view.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct FollowUpQuery {
-    /// The follow-up key from the answer to the report (8 characters).
+    /// The follow-up key from the answer to the report (8 characters). The
+    /// `Follow-Up-Key` header does the same and stays out of access logs.
     pub key: Option<String>,
+}
+
+/// An answer no cache may keep (it carries or opens a follow-up key).
+fn private(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    response
 }
 
 /// The status of a report by its number: what Open311 shows everyone; with the report's
 /// follow-up key, also its description and every step (a wrong key is answered as a
 /// missing report).
 #[utoipa::path(get, path = "/v1/public/reports/{id}", tag = "public",
-    params(("id" = i64, Path), FollowUpQuery),
+    params(("id" = i64, Path), FollowUpQuery, ("Follow-Up-Key" = Option<String>, Header)),
     responses((status = 200, body = FollowedReport, description = "with `key`; without, the fields of PublicCase only"), (status = 404), (status = 429)))]
 pub async fn public_status(
     State(state): State<AppState>,
     client: ClientAddr,
     Path(id): Path<i64>,
+    headers: HeaderMap,
     Query(q): Query<FollowUpQuery>,
 ) -> Result<Response, ApiError> {
     super::public::limit(&state, &client)?;
     let record = public_case_by_id(&state, id).await?;
-    match q.key.as_deref() {
+    let header_key = headers
+        .get("follow-up-key")
+        .map(|v| v.to_str().unwrap_or_default().to_string());
+    match header_key.or(q.key).as_deref() {
         None => Ok(Json(public_case(&state, &record)).into_response()),
-        Some(key) if opens(record.case.follow_up_key.as_deref(), key) => {
-            Ok(Json(followed(&state, &record, None)).into_response())
-        }
+        Some(key) if opens(record.case.follow_up_key.as_deref(), key) => Ok(private(
+            Json(followed(&state, &record, None)).into_response(),
+        )),
         Some(_) => Err(ApiError::not_found(format!(
             "no public report {id} with that follow-up key"
         ))),
@@ -468,7 +489,9 @@ pub async fn post_request(
         },
         grid: None,
     };
-    let key = match idempotency(&headers, "public", &report) {
+    // Keys of Open311 clients and of the public form are apart: one kind of client's
+    // key cannot replay the other's reports.
+    let key = match idempotency(&headers, "open311", &report) {
         Ok(k) => k,
         Err(e) => return from_api(e),
     };
@@ -501,33 +524,45 @@ pub struct RequestsQuery {
     pub page_size: Option<String>,
 }
 
-fn as_request(record: &PublicRecord, with_notes: bool) -> Value {
+/// Degrees rounded to 3 decimals: about 100 m, the grid rather than the doorstep.
+fn coarse(degrees: f64) -> f64 {
+    (degrees * 1000.0).round() / 1000.0
+}
+
+/// A report as an Open311 service request. Without `details` (the default; see
+/// `open311_publish_details`) what the resident wrote, their address, photos and exact
+/// place stay out: the listing is public, and the report's own follow-up key opens them.
+fn as_request(record: &PublicRecord, with_notes: bool, details: bool) -> Value {
     let (c, events, matter_name) = (&record.case, &record.events, &record.matter_name);
+    let shown = |v: Value| if details { v } else { Value::Null };
+    let place = |d: f64| if details { d } else { coarse(d) };
     let mut r = json!({
         "service_request_id": c.id.to_string(),
         "status": status_of(c.state),
         "status_notes": status_notes(events),
         "service_name": matter_name,
         "service_code": c.matter_code,
-        "description": c.description,
+        "description": shown(json!(c.description)),
         "agency_responsible": c.department_code,
         "service_notice": Value::Null,
         "requested_datetime": c.reported_at,
         "updated_datetime": c.updated_at,
         "expected_datetime": c.deadline,
-        "address": c.address,
+        "address": shown(json!(c.address)),
         "address_id": Value::Null,
         "zipcode": Value::Null,
-        "lat": c.lat,
-        "long": c.lon,
-        "media_url": c.photos.first(),
+        "lat": place(c.lat),
+        "long": place(c.lon),
+        "media_url": shown(json!(c.photos.first())),
         "wangge_state": c.state,
         "grid_code": c.grid_code,
     });
     if with_notes {
         let notes: Vec<Value> = events
             .iter()
-            .filter(|e| !matches!(e.kind.as_str(), "due_soon" | "overdue"))
+            // The steps the reporter's own view shows: changes of state (supervision,
+            // due and overdue notices stay inside).
+            .filter(|e| e.from_state != Some(e.to_state))
             .map(|e| {
                 json!({
                     "datetime": e.at,
@@ -607,7 +642,11 @@ pub async fn requests(
                 )
                 .await?;
         }
-        Ok(cases.iter().map(|r| as_request(r, false)).collect())
+        let details = state.settings.open311_publish_details;
+        Ok(cases
+            .iter()
+            .map(|r| as_request(r, false, details))
+            .collect())
     }
     .await;
     match result {
@@ -632,7 +671,7 @@ pub async fn request(
     };
     let result = async {
         let r = public_case_by_id(&state, id).await?;
-        Ok::<_, ApiError>(as_request(&r, true))
+        Ok::<_, ApiError>(as_request(&r, true, state.settings.open311_publish_details))
     }
     .await;
     match result {

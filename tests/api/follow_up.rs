@@ -78,13 +78,17 @@ async fn a_resident_s_report_is_filed_in_the_chosen_grid_and_followed_by_its_key
     assert_eq!(problem["located"], code(2));
     assert_eq!(count().await, before, "nothing filed");
 
-    // Named right, it is filed there; the answer carries the key, once.
-    let (st, made) = send(
-        client()
-            .post(url("/v1/public/reports"))
-            .json(&report(&code(2))),
-    )
-    .await;
+    // Named right, it is filed there; the answer carries the key, once, and no cache
+    // may keep it.
+    let resp = client()
+        .post(url("/v1/public/reports"))
+        .header("idempotency-key", "resident-report-0001")
+        .json(&report(&code(2)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let (st, made) = (resp.status(), resp.json::<Value>().await.unwrap());
     assert_eq!(st, StatusCode::CREATED, "{made}");
     let id = made["id"].as_i64().unwrap();
     assert_eq!(made["grid_code"], code(2));
@@ -104,6 +108,21 @@ async fn a_resident_s_report_is_filed_in_the_chosen_grid_and_followed_by_its_key
             .all(|c| c.is_ascii_digit() || (c.is_ascii_uppercase() && !b"ILOU".contains(&c))),
         "{key}"
     );
+
+    // A replay (same key, same body) answers the same report without the key: holding
+    // an Idempotency-Key does not make one its reporter.
+    let (st, replayed) = send(
+        client()
+            .post(url("/v1/public/reports"))
+            .header("idempotency-key", "resident-report-0001")
+            .json(&report(&code(2))),
+    )
+    .await;
+    assert_eq!(
+        (st, replayed["id"].as_i64()),
+        (StatusCode::CREATED, Some(id))
+    );
+    assert!(replayed.get("follow_up_key").is_none(), "{replayed}");
 
     // Staff views, the event trail and Open311 never show it.
     for (path, token) in [
@@ -137,6 +156,33 @@ async fn a_resident_s_report_is_filed_in_the_chosen_grid_and_followed_by_its_key
     let wrong = if key.starts_with('0') { "1" } else { "0" }.to_string() + &key[1..];
     let (st, _) = send(client().get(url(&format!("/v1/public/reports/{id}?key={wrong}")))).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
+    let padded = format!("{key}{}", "-".repeat(40));
+    let (st, _) = send(client().get(url(&format!("/v1/public/reports/{id}?key={padded}")))).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "no key is that long");
+    // The page sends it in a header, which access logs do not keep.
+    let resp = client()
+        .get(url(&format!("/v1/public/reports/{id}")))
+        .header("follow-up-key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let by_header: Value = resp.json().await.unwrap();
+    assert_eq!(by_header["description"], "路灯不亮");
+
+    // Open311's public listing keeps what the resident wrote and where, to the metre,
+    // out (open311_publish_details is off by default).
+    let (_, listed) = send(client().get(url(&format!(
+        "/open311/v2/requests.json?service_request_id={id}"
+    ))))
+    .await;
+    let request = &listed[0];
+    assert!(
+        request["description"].is_null() && request["address"].is_null(),
+        "{request}"
+    );
+    let lat = request["lat"].as_f64().unwrap();
+    assert_eq!(lat, (IN_NE.1 * 1000.0).round() / 1000.0, "about 100 m");
 
     // The dispatcher accepts: the reporter sees the step.
     let (st, body) = send(

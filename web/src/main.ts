@@ -28,7 +28,7 @@ let cleanup: Cleanup | void;
 
 function current(): string {
   const name = location.hash.replace(/^#\/?/, '').split('/')[0];
-  return name in pages ? name : 'public';
+  return Object.hasOwn(pages, name) ? name : 'public';
 }
 
 function header(): void {

@@ -1,11 +1,12 @@
 // A resident's report, followed by its number and follow-up key (Art. 9: residents
 // learn what became of what they reported): status, time limit, and every step with
 // the notes residents may read. Reached from the receipt's link (#/report/ID/KEY) or by
-// typing both; the key stays in the page's fragment, which no request carries.
+// typing both. The key stays in the page's fragment, which no request carries, and goes
+// to the service in a header.
 
 import { h, fill, chinaTime } from '../dom';
 import { t, limitText } from '../i18n';
-import { get, query, ApiProblem } from '../api';
+import { request, ApiProblem } from '../api';
 
 interface Followed {
   id: number;
@@ -30,7 +31,7 @@ export function followLink(id: number, key: string): string {
 export async function followPage(root: HTMLElement): Promise<void> {
   const [, idText, keyText] = location.hash.replace(/^#\/?/, '').split('/');
   const number = h('input', { name: 'number', id: 'follow-number', inputmode: 'numeric', required: true, value: idText ?? '' });
-  const key = h('input', { name: 'key', id: 'follow-key', autocomplete: 'off', autocapitalize: 'characters', required: true, value: keyText ? decodeURIComponent(keyText) : '' });
+  const key = h('input', { name: 'key', id: 'follow-key', autocomplete: 'off', autocapitalize: 'characters', required: true, value: decoded(keyText) });
   const out = h('section', { id: 'follow-result' });
   const form = h('form', { class: 'follow panel', id: 'follow-form' },
     h('h2', {}, t('follow.title')),
@@ -45,8 +46,9 @@ export async function followPage(root: HTMLElement): Promise<void> {
     const k = key.value.trim();
     if (!/^\d+$/.test(id) || !k) return;
     try {
-      const r = await get<Followed>(`/v1/public/reports/${id}${query({ key: k })}`);
-      fill(out, view(r));
+      // In a header, not the URL: keys stay out of access logs.
+      const { data } = await request<Followed>('GET', `/v1/public/reports/${id}`, undefined, { 'follow-up-key': k });
+      fill(out, view(data));
     } catch (err) {
       const status = (err as ApiProblem).status;
       fill(out, h('p', { class: 'warn', id: 'follow-none' }, status === 404 ? t('follow.none') : (err as Error).message));
@@ -59,6 +61,14 @@ export async function followPage(root: HTMLElement): Promise<void> {
     void show();
   });
   if (idText && keyText) await show();
+}
+
+function decoded(text: string | undefined): string {
+  try {
+    return text ? decodeURIComponent(text) : '';
+  } catch {
+    return '';
+  }
 }
 
 function view(r: Followed): HTMLElement {

@@ -785,9 +785,10 @@ pub fn may_take(actor: &Actor<'_>, step: Step, case: &CaseRecord) -> bool {
         Step::Verify | Step::RejectResult => {
             centre || p.may(Action::VerifyCase, &case.grid_code) && !handler
         }
+        // Offered only with a request to decide (taking it without one is refused).
+        Step::DecideExtension => centre && case.extension_request.is_some(),
         Step::Accept
         | Step::Assign
-        | Step::DecideExtension
         | Step::Close
         | Step::Reopen
         | Step::EscalateUp

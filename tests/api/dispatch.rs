@@ -1852,6 +1852,13 @@ async fn a_case_travels_over_http_with_streams_webhooks_and_open311(b: Backend) 
             .unwrap()
             .contains(&json!("accept"))
     );
+    assert!(
+        !case["allowed_actions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("decide_extension")),
+        "no extension was requested, so none is offered to decide"
+    );
     let audit = store
         .audit(&wangge::store::AuditQuery {
             limit: 100,

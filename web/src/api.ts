@@ -1,6 +1,8 @@
 // The service's API as the pages use it: bearer token from the login, problem+json
 // errors turned into exceptions with the problem's detail.
 
+import { t, lang } from './i18n';
+
 export interface Grant { role: string; scope: string }
 export interface Me { name: string; grants: Grant[] }
 
@@ -50,6 +52,30 @@ async function failure(r: Response): Promise<ApiProblem> {
   }
   const detail = body?.detail ?? body?.title ?? `${r.status} ${r.statusText}`;
   return new ApiProblem(r.status, body?.type ?? '', detail, body);
+}
+
+/**
+ * What to tell the user about a failed request, in their language: a known problem
+ * `type` by its own words, a network failure as such (with what to do), anything else
+ * by the service's detail without server paths.
+ */
+export function describe(err: unknown): string {
+  if (err instanceof ApiProblem) {
+    const slug = err.type.replace(/^urn:wangge:problem:/, '');
+    const known = t(`problem.${slug}`);
+    // Where the service's words say which feature, field or step, they follow.
+    const specific = ['bad-file', 'bad-geometry', 'unreadable-file', 'bad-case', 'bad-plan', 'refused', 'four-eyes', 'unsupported-format'];
+    if (known !== `problem.${slug}`) return specific.includes(slug) && lang() !== 'en' ? `${known}（${withoutPaths(err.message)}）` : known;
+    if (err.status >= 500) return t('problem.server');
+    return lang() === 'en' ? withoutPaths(err.message) : `${t('problem.other')}（${withoutPaths(err.message)}）`;
+  }
+  if (err instanceof TypeError) return t('problem.network');
+  return withoutPaths(String((err as Error)?.message ?? err));
+}
+
+/** A message without absolute file paths (`/tmp/…/x.shp` → `x.shp`). */
+function withoutPaths(message: string): string {
+  return message.replace(/(?:\/[\w.+-]+)+\/([\w.+-]+)/g, '$1');
 }
 
 export async function request<T>(

@@ -5,7 +5,7 @@
 import './style.css';
 import { h, fill, toast } from './dom';
 import { t, switchLang, lang } from './i18n';
-import { me, login, logout } from './api';
+import { me, login, logout, hasRole, describe } from './api';
 import { publicPage } from './pages/public';
 import { plannerPage } from './pages/planner';
 import { dispatcherPage } from './pages/dispatcher';
@@ -16,13 +16,22 @@ import { followPage } from './pages/follow';
 export type Cleanup = () => void;
 type Page = (root: HTMLElement) => Promise<Cleanup | void>;
 
-const pages: Record<string, { title: string; page: Page; staff: boolean }> = {
+// Staff pages name the roles whose work they are (the policy's read_plans and
+// read_cases columns): the header shows each user those pages only.
+const pages: Record<string, { title: string; page: Page; staff: boolean; roles?: string[] }> = {
   public: { title: 'nav.public', page: publicPage, staff: false },
   report: { title: 'nav.report', page: followPage, staff: false },
-  planner: { title: 'nav.planner', page: plannerPage, staff: true },
-  dispatcher: { title: 'nav.dispatcher', page: dispatcherPage, staff: true },
-  assessment: { title: 'nav.assessment', page: assessmentPage, staff: true },
+  planner: { title: 'nav.planner', page: plannerPage, staff: true, roles: ['city_admin', 'planner', 'auditor'] },
+  dispatcher: { title: 'nav.dispatcher', page: dispatcherPage, staff: true, roles: ['city_admin', 'dispatcher', 'grid_member', 'department_handler', 'auditor'] },
+  assessment: { title: 'nav.assessment', page: assessmentPage, staff: true, roles: ['city_admin', 'dispatcher', 'department_handler', 'auditor'] },
+  login: { title: 'nav.login', page: async () => {}, staff: true },
 };
+
+const forUser = (name: string): boolean => {
+  const p = pages[name];
+  return !p.staff || (!!me() && (!p.roles || hasRole(...p.roles)));
+};
+const shown = (): string[] => Object.keys(pages).filter((n) => n !== 'login' && (me() ? forUser(n) : !pages[n].staff));
 
 let cleanup: Cleanup | void;
 
@@ -38,8 +47,9 @@ function header(): void {
   fill(
     document.getElementById('top')!,
     h('strong', { class: 'brand' }, '网格 ', h('span', {}, t('app'))),
-    h('nav', {}, Object.entries(pages).map(([name, p]) => h('a', { href: `#/${name}`, class: name === here ? 'active' : '', 'data-page': name }, t(p.title)))),
+    h('nav', {}, shown().map((name) => h('a', { href: `#/${name}`, class: name === here ? 'active' : '', 'data-page': name }, t(pages[name].title)))),
     h('span', { class: 'spacer' }),
+    user ? null : h('a', { href: '#/login', id: 'staff-login', class: here === 'login' ? 'active' : '' }, t('nav.login')),
     h('a', { href: '/docs', target: '_blank' }, t('nav.docs')),
     h('button', { class: 'link', id: 'lang', onclick: () => { switchLang(); route(); } }, t('lang')),
     user
@@ -63,9 +73,11 @@ function loginForm(root: HTMLElement): void {
     e.preventDefault();
     try {
       await login(name.value.trim(), password.value);
-      route();
+      // From the login link, on to the user's first page.
+      if (current() === 'login') location.hash = `#/${shown().find((n) => pages[n].staff) ?? 'public'}`;
+      else route();
     } catch (err) {
-      toast(`${t('login.failed')}: ${(err as Error).message}`, 'error');
+      toast(`${t('login.failed')}: ${describe(err)}`, 'error');
     }
   });
   fill(root, form);
@@ -88,13 +100,24 @@ async function route(): Promise<void> {
   const p = pages[current()];
   document.title = `${t(p.title)} · 网格 wangge`;
   if (p.staff && !me()) return loginForm(root);
+  if (current() === 'login') {
+    location.hash = `#/${shown().find((n) => pages[n].staff) ?? 'public'}`;
+    return;
+  }
+  if (!forUser(current())) {
+    // Not this user's work: say so, and where their pages are, before any request.
+    fill(root, h('div', { class: 'panel notice', id: 'not-yours' }, h('h2', {}, t('nav.not_yours')),
+      h('p', {}, t('nav.not_yours.hint')),
+      h('p', {}, shown().map((n) => h('a', { href: `#/${n}`, class: 'button secondary' }, t(pages[n].title))))));
+    return;
+  }
   try {
     const release = await p.page(root);
     if (mine !== generation) release?.();
     else cleanup = release;
   } catch (err) {
     if (mine !== generation) return;
-    toast(`${t('error')}: ${(err as Error).message}`, 'error');
+    toast(`${t('error')}: ${describe(err)}`, 'error');
     // A token the server refused is forgotten by api.ts: show the login again.
     if (p.staff && !me()) loginForm(root);
   }

@@ -136,6 +136,9 @@ await step('the public map draws the regions and, zoomed in, the grids; a click 
   await page.goto(`${url}/#/public`);
   await page.waitForFunction(() => window.wangge?.timings?.publicIdle, null, { timeout: 30000 });
   figures.public_map_first_render_ms = await page.evaluate(() => window.wangge.timings.publicIdle);
+  // A resident's header shows the public pages and a staff login, no staff pages.
+  assert.deepEqual(await page.$$eval('header nav a', (as) => as.map((a) => a.dataset.page)), ['public', 'report']);
+  assert.ok(await page.isVisible('#staff-login'));
   const regions = await page.evaluate(() => window.wangge.maps.public.queryRenderedFeatures({ layers: ['counties-fill'] }).length);
   assert.ok(regions > 0, 'counties drawn');
   await page.screenshot({ path: join(shots, '1-public-map.png') });
@@ -355,6 +358,15 @@ await step("a dispatcher finds the resident's report on the board, accepts and a
   await login(page, cred('DISPATCHER'));
   const card = `article[data-case="${caseId}"]`;
   await page.waitForSelector(`section[data-column=new] ${card}`, { timeout: 15000 });
+  // The dispatcher's pages only; the queue counts the reports waiting to be accepted,
+  // and narrows the board to them.
+  assert.deepEqual(await page.$$eval('header nav a', (as) => as.map((a) => a.dataset.page)), ['public', 'report', 'dispatcher', 'assessment']);
+  assert.ok(Number(await page.getAttribute('#queue-new', 'data-count')) >= 3, 'three residents\' reports to accept');
+  await page.click('#queue-new');
+  await page.waitForSelector('#queue-new.on');
+  assert.equal(await page.$$eval('section[data-column=accepted] article', (as) => as.length), 0);
+  await page.click('#queue-new');
+  await page.waitForSelector('#queue-new:not(.on)');
   await page.screenshot({ path: join(shots, '9-dispatcher-board.png') });
   await page.click(card);
   await page.waitForSelector('#case-actions button[data-action=accept]');
@@ -368,6 +380,12 @@ await step("a dispatcher finds the resident's report on the board, accepts and a
   // The board moves first, then the case panel reloads: wait for its timeline.
   await page.waitForFunction(() => /受理[\s\S]*派遣/.test(document.querySelector('#timeline')?.textContent ?? ''), null, { timeout: 10000 });
   await page.screenshot({ path: join(shots, '11-dispatcher-assigned.png') });
+
+  // A page that is not a dispatcher's says so before asking the service anything.
+  await page.goto(`${url}/#/planner`);
+  await page.waitForSelector('#not-yours');
+  await page.goto(`${url}/#/dispatcher`);
+  await page.waitForSelector(`section[data-column=assigned] ${card}`);
 
   // English switch.
   await page.click('#lang');

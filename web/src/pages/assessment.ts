@@ -4,7 +4,7 @@
 
 import { h, fill, toast, chinaDay } from '../dom';
 import { t } from '../i18n';
-import { get, query, token } from '../api';
+import { get, query, token, describe } from '../api';
 import { createMap, showGeoJSON, bboxOf, zoomTo } from '../map';
 import type { Cleanup } from '../main';
 
@@ -101,7 +101,7 @@ export async function assessmentPage(root: HTMLElement): Promise<Cleanup> {
     fill(legend, `0 — ${max.toFixed(1)} / 1000`);
     zoomTo(map, bboxOf({ type: 'GeometryCollection', geometries: density.features.map((f: GeoJSON.Feature) => f.geometry) }), 12);
   };
-  form.addEventListener('submit', (e) => { e.preventDefault(); load().catch((err) => toast(err.message, 'error')); });
+  form.addEventListener('submit', (e) => { e.preventDefault(); load().catch((err) => toast(describe(err), 'error')); });
   csv.addEventListener('click', async () => {
     const r = await fetch(`/v1/assessment${period()}&format=csv`, { headers: { authorization: `Bearer ${token()}` } });
     if (!r.ok) return toast(`${r.status}`, 'error');

@@ -5,7 +5,7 @@
 
 import { h, fill, toast, chinaTime } from '../dom';
 import { t } from '../i18n';
-import { get, request, query } from '../api';
+import { get, request, query, describe } from '../api';
 import { createMap, showGeoJSON, zoomTo } from '../map';
 import type { Cleanup } from '../main';
 
@@ -32,6 +32,13 @@ const COLUMNS: [string, string[]][] = [
 ];
 const DUE_SOON_MS = 4 * 3600 * 1000;
 
+// The step that moves a case on is primary; steps that send it back or end it
+// otherwise are destructive; the rest (supervise, extend, reopen…) are secondary.
+const ACTION_STYLE: Record<string, string> = {
+  accept: 'primary', assign: 'primary', acknowledge: 'primary', handle: 'primary', verify: 'primary', close: 'primary', resolve_on_site: 'primary',
+  return: 'danger', reject_result: 'danger', merge: 'danger',
+};
+
 function urgency(c: Case, now: number): 'overdue' | 'due_soon' | '' {
   if (!c.deadline || ['handled', 'verified', 'closed', 'resolved_on_site', 'merged'].includes(c.state)) return '';
   const left = Date.parse(c.deadline) - now;
@@ -55,7 +62,10 @@ export async function dispatcherPage(root: HTMLElement): Promise<Cleanup> {
     h('button', { type: 'submit', id: 'refresh' }, t('board.refresh')));
   const board = h('div', { class: 'board', id: 'board' });
   const detail = h('aside', { class: 'detail', id: 'case-detail' });
-  fill(root, h('h2', {}, t('board.title')), filters, h('div', { class: 'board-split' }, board, detail));
+  // The queue: what needs a dispatcher first, counted; a counter narrows the board to it.
+  const queue = h('div', { class: 'queue', id: 'queue' });
+  let only: 'overdue' | 'due_soon' | 'new' | '' = '';
+  fill(root, h('h2', {}, t('board.title')), filters, queue, h('div', { class: 'board-split' }, board, detail));
 
   let open: number | undefined;
   let cases: Case[] = [];
@@ -64,8 +74,18 @@ export async function dispatcherPage(root: HTMLElement): Promise<Cleanup> {
   const load = async () => {
     cases = await get<Case[]>(`/v1/cases${query({ matter: matterSel.value, under: under.value.trim(), department: deptSel.value, limit: 1000 })}`);
     const now = Date.now();
+    const isNew = (c: Case) => COLUMNS[0][1].includes(c.state);
+    const count = { overdue: cases.filter((c) => urgency(c, now) === 'overdue').length, due_soon: cases.filter((c) => urgency(c, now) === 'due_soon').length, new: cases.filter(isNew).length };
+    fill(queue, (['overdue', 'due_soon', 'new'] as const).map((k) => h('button', {
+      class: `counter ${k} ${only === k ? 'on' : ''}`, id: `queue-${k.replace('_', '-')}`, 'data-count': count[k], 'aria-pressed': String(only === k),
+      onclick: () => { only = only === k ? '' : k; void load(); },
+    }, t(`queue.${k}`), h('strong', {}, count[k]))));
+    const wanted = (c: Case) => !only || (only === 'new' ? isNew(c) : urgency(c, now) === only);
+    // Soonest deadline first; cases without one after, oldest first.
+    const byDeadline = (a: Case, b: Case) =>
+      (a.deadline ? Date.parse(a.deadline) : Infinity) - (b.deadline ? Date.parse(b.deadline) : Infinity) || a.id - b.id;
     fill(board, COLUMNS.map(([title, states]) => {
-      const inCol = cases.filter((c) => states.includes(c.state));
+      const inCol = cases.filter((c) => states.includes(c.state) && wanted(c)).sort(byDeadline);
       return h('section', { class: 'column', 'data-column': title.split('.')[1] },
         h('h3', {}, t(title), h('span', { class: 'count' }, inCol.length)),
         inCol.length ? inCol.map((c) => {
@@ -119,9 +139,18 @@ export async function dispatcherPage(root: HTMLElement): Promise<Cleanup> {
         const form = h('div', { class: 'action-fields' });
         switch (action) {
           case 'assign': {
-            const dept = h('select', { name: 'department' }, h('option', { value: '' }, '—'), departments.map((d) => h('option', { value: d.code }, d.name)));
+            const dept = h('select', { name: 'department', id: 'assign-department' }, h('option', { value: '' }, t('assign.routed')), departments.map((d) => h('option', { value: d.code }, d.name)));
+            // Over a hundred departments: a search narrows the list.
+            const find = h('input', { type: 'search', id: 'assign-department-search', placeholder: t('assign.search') });
+            find.addEventListener('input', () => {
+              const q = find.value.trim();
+              const options = Array.from(dept.options).slice(1);
+              for (const o of options) o.hidden = !!q && !o.text.includes(q) && !o.value.includes(q);
+              const first = options.find((o) => !o.hidden);
+              if (q && first) dept.value = first.value;
+            });
             const [reason, l] = text('reason');
-            form.append(field('department', dept), l);
+            form.append(h('label', {}, t('field.department'), find, dept), l);
             return Object.assign(() => ({ department: dept.value || undefined, reason: reason.value || undefined }), { form });
           }
           case 'accept': {
@@ -130,7 +159,7 @@ export async function dispatcherPage(root: HTMLElement): Promise<Cleanup> {
             return Object.assign(() => ({ matter: m.value || undefined }), { form });
           }
           case 'return': {
-            const r = h('select', { name: 'reason' }, ['not_our_responsibility', 'outside_jurisdiction', 'insufficient_information', 'legal_procedure', 'other'].map((x) => h('option', { value: x }, x)));
+            const r = h('select', { name: 'reason' }, ['not_our_responsibility', 'outside_jurisdiction', 'insufficient_information', 'legal_procedure', 'other'].map((x) => h('option', { value: x }, t(`return.${x}`))));
             const [ex, l] = text('explanation');
             form.append(field('reason', r), l);
             return Object.assign(() => ({ reason: r.value, explanation: ex.value }), { form });
@@ -161,21 +190,21 @@ export async function dispatcherPage(root: HTMLElement): Promise<Cleanup> {
           }
         }
       })();
-      const go = h('button', { 'data-action': action, onclick: async () => {
+      const go = h('button', { 'data-action': action, class: ACTION_STYLE[action] ?? 'secondary', onclick: async () => {
         try {
           await request('POST', `/v1/cases/${c.id}/actions`, { action, ...body() }, { 'if-match': etag });
           toast(`${t(`action.${action}`)}: ${t('case.done')}`);
           await load();
           await showCase(c.id);
         } catch (err) {
-          toast((err as Error).message, 'error');
+          toast(describe(err), 'error');
         }
       } }, t(`action.${action}`));
       return h('div', { class: 'action' }, (body as any).form, go);
     }));
   };
 
-  filters.addEventListener('submit', (e) => { e.preventDefault(); load().catch((err) => toast(err.message, 'error')); });
+  filters.addEventListener('submit', (e) => { e.preventDefault(); load().catch((err) => toast(describe(err), 'error')); });
   await load();
   // New reports and others' steps show without a reload.
   const timer = window.setInterval(() => { if (!document.hidden) load().catch(() => {}); }, 15000);

@@ -6,7 +6,7 @@
 
 import { h, fill, chinaTime } from '../dom';
 import { t, limitText } from '../i18n';
-import { request, ApiProblem } from '../api';
+import { request, ApiProblem, describe } from '../api';
 
 interface Followed {
   id: number;
@@ -51,7 +51,7 @@ export async function followPage(root: HTMLElement): Promise<void> {
       fill(out, view(data));
     } catch (err) {
       const status = (err as ApiProblem).status;
-      fill(out, h('p', { class: 'warn', id: 'follow-none' }, status === 404 ? t('follow.none') : (err as Error).message));
+      fill(out, h('p', { class: 'warn', id: 'follow-none' }, status === 404 ? t('follow.none') : describe(err)));
     }
   };
   form.addEventListener('submit', (e) => {

@@ -4,7 +4,7 @@
 
 import { h, fill, toast, chinaTime, confirmDialog, legend, chinaDay } from '../dom';
 import { t, tf } from '../i18n';
-import { get, post, request, me, scopeOf, query } from '../api';
+import { get, post, request, me, scopeOf, query, describe } from '../api';
 import { createMap, hoverGrids, showGeoJSON, bboxOf, zoomTo, maplibregl } from '../map';
 import type { Cleanup } from '../main';
 
@@ -155,7 +155,7 @@ export async function plannerPage(root: HTMLElement): Promise<Cleanup> {
           : await request<Plan>('POST', '/v1/plans', data);
         await showPlan(plan, started);
       } catch (err) {
-        toast((err as Error).message, 'error');
+        toast(describe(err), 'error');
         button.disabled = false;
         button.textContent = replacing ? t('plans.replace') : t('plans.upload');
       }
@@ -306,7 +306,7 @@ export async function plannerPage(root: HTMLElement): Promise<Cleanup> {
         toast(t('mapping.done'));
         await showPlan(r);
       } catch (err) {
-        toast((err as Error).message, 'error');
+        toast(describe(err), 'error');
         button.removeAttribute('disabled');
       }
     });
@@ -326,7 +326,7 @@ export async function plannerPage(root: HTMLElement): Promise<Cleanup> {
         showProposals(plan, r, out);
       } catch (err) {
         fill(out);
-        toast((err as Error).message, 'error');
+        toast(describe(err), 'error');
       } finally {
         button.disabled = false;
       }
@@ -354,7 +354,7 @@ export async function plannerPage(root: HTMLElement): Promise<Cleanup> {
         await showPlan(done.plan);
       } catch (err) {
         apply.disabled = false;
-        toast((err as Error).message, 'error');
+        toast(describe(err), 'error');
       }
     });
     fill(out,
@@ -381,7 +381,7 @@ export async function plannerPage(root: HTMLElement): Promise<Cleanup> {
         toast(`${t(`step.${name}`)}: ${t(`status.${r.status}`)}`);
         refresh();
       } catch (err) {
-        toast((err as Error).message, 'error');
+        toast(describe(err), 'error');
       }
     };
     // What the dialog says of a step that cannot be undone: the date and the changes.

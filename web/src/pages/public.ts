@@ -7,7 +7,7 @@
 
 import { h, fill, toast, chinaDay } from '../dom';
 import { t, limitText } from '../i18n';
-import { get, post, query, ApiProblem } from '../api';
+import { get, post, query, ApiProblem, describe } from '../api';
 import { createMap, hoverGrids, showGeoJSON, gridTiles, maplibregl } from '../map';
 import { followLink } from './follow';
 import type { Cleanup } from '../main';
@@ -122,7 +122,7 @@ export async function publicPage(root: HTMLElement): Promise<Cleanup> {
       showCard(c);
     } catch (err) {
       tapped = null;
-      clearCard((err as ApiProblem).status === 404 ? t('card.outside') : (err as Error).message);
+      clearCard((err as ApiProblem).status === 404 ? t('card.outside') : describe(err));
     }
   };
 
@@ -151,7 +151,7 @@ export async function publicPage(root: HTMLElement): Promise<Cleanup> {
       showCard(c);
       fit(hit.bbox);
     } catch (err) {
-      toast((err as Error).message, 'error');
+      toast(describe(err), 'error');
     }
   };
 
@@ -169,7 +169,7 @@ export async function publicPage(root: HTMLElement): Promise<Cleanup> {
       if (hits.length === 1) await open(hits[0]);
       else results.scrollIntoView({ block: 'nearest' });
     } catch (err) {
-      toast((err as Error).message, 'error');
+      toast(describe(err), 'error');
     }
   });
 
@@ -217,7 +217,7 @@ export async function publicPage(root: HTMLElement): Promise<Cleanup> {
         select(found.grid.code);
       } catch (err) {
         if (mine !== asked) return;
-        if ((err as ApiProblem).status !== 404) toast((err as Error).message, 'error');
+        if ((err as ApiProblem).status !== 404) toast(describe(err), 'error');
         select(undefined);
       }
       show();
@@ -282,7 +282,7 @@ export async function publicPage(root: HTMLElement): Promise<Cleanup> {
           toast(t('report.moved'), 'error');
         } else {
           send.disabled = false;
-          toast((err as Error).message, 'error');
+          toast(describe(err), 'error');
         }
       }
     });

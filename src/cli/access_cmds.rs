@@ -38,6 +38,29 @@ impl GrantArgs {
             scope: self.scope.clone(),
         })
     }
+
+    /// The grant, if its scope names a loaded region or a grid that exists or existed: a
+    /// mistyped code would otherwise grant nothing, silently, or later something else.
+    async fn existing_grant(&self, store: &dyn Store) -> Result<Grant> {
+        let grant = self.grant()?;
+        let scope = grant.scope.as_str();
+        let is_region = store
+            .regions(Some(scope))
+            .await?
+            .iter()
+            .any(|r| r.code == scope);
+        if is_region || !store.grid_history(scope).await?.is_empty() {
+            return Ok(grant);
+        }
+        if store.regions(None).await?.is_empty() {
+            bail!(
+                "--scope {scope}: no regions are loaded yet, so it cannot be checked; load them \
+                 first (`wangge import regions FILE --level county|township|community`, or \
+                 start `wangge serve --demo` once for the Binzhou demo)"
+            );
+        }
+        bail!("--scope {scope} names no loaded region and no grid (`wangge export` lists them)")
+    }
 }
 
 #[derive(Subcommand)]
@@ -122,7 +145,7 @@ pub fn user(command: UserCommand, s: AccountStoreArgs) -> Result<ExitCode> {
                 grant,
                 password_stdin,
             } => {
-                let grant = grant.grant()?;
+                let grant = grant.existing_grant(store.as_ref()).await?;
                 let hash = if password_stdin {
                     Some(auth::hash_password(&read_password()?)?)
                 } else {
@@ -141,7 +164,7 @@ pub fn user(command: UserCommand, s: AccountStoreArgs) -> Result<ExitCode> {
                 eprintln!("added {name} as {} of {}", grant.role, grant.scope);
             }
             UserCommand::Grant { name, grant } => {
-                let grant = grant.grant()?;
+                let grant = grant.existing_grant(store.as_ref()).await?;
                 store.grant(&name, &grant).await?;
                 audit(
                     store.as_ref(),

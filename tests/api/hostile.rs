@@ -922,7 +922,7 @@ pub async fn a_department_holding_open_cases_does_not_move(b: Backend) {
 }
 
 #[test]
-fn the_cli_refuses_a_token_lifetime_out_of_range() {
+fn the_cli_refuses_grants_of_unknown_regions_and_token_lifetimes_out_of_range() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("w.db");
     let run = |args: &[&str]| {
@@ -932,7 +932,9 @@ fn the_cli_refuses_a_token_lifetime_out_of_range() {
             .output()
             .expect("wangge")
     };
-    assert!(
+    // A grant names a region that exists: on an empty store the CLI says how to load
+    // them; afterwards a code that names nothing is refused.
+    let add = |scope: &str| {
         run(&[
             "user",
             "add",
@@ -940,11 +942,36 @@ fn the_cli_refuses_a_token_lifetime_out_of_range() {
             "--role",
             "dispatcher",
             "--scope",
-            "3716"
+            scope,
         ])
-        .status
-        .success()
+    };
+    let out = add("371602");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no regions are loaded yet"),
+        "{out:?}"
     );
+    let counties = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/data/binzhou_371600_full.datav.geojson"
+    );
+    let out = run(&[
+        "import",
+        "regions",
+        counties,
+        "--level",
+        "county",
+        "--id-field",
+        "adcode",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let out = add("999999");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("names no loaded region"),
+        "{out:?}"
+    );
+    assert!(add("371602").status.success());
     let out = run(&["token", "issue", "sys", "--ttl", "1000000000d"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--ttl must be at most"));

@@ -422,6 +422,10 @@ pub struct PeriodQuery {
     pub to: DateTime<Utc>,
     /// `json` (default) or `csv`.
     pub format: Option<String>,
+    /// With `format=csv`: `zh` or `en` for a CSV for people (column names in that
+    /// language, names beside codes, a BOM for Excel); none: stable English names for
+    /// programs.
+    pub lang: Option<String>,
     /// For analysis: day, week (default) or month.
     pub period: Option<Period>,
     /// For the density map: how many grids (default 50).
@@ -437,13 +441,46 @@ pub async fn assess(
     caller: Caller,
     Query(q): Query<PeriodQuery>,
 ) -> Result<Response, ApiError> {
-    let a = state.app.assessment(&caller.0, q.from, q.to).await?;
+    let mut a = state.app.assessment(&caller.0, q.from, q.to).await?;
+    let departments = state.app.departments(&caller.0).await?;
+    let snapshot = state.live.snapshot();
+    a.name(|kind, key| match kind {
+        "department" => departments
+            .iter()
+            .find(|d| d.code == key)
+            .map(|d| d.name.clone()),
+        _ => snapshot.grid(key).and_then(|g| g.name.clone()),
+    });
     if q.format.as_deref() == Some("csv") {
-        let mut response = assessment::to_csv(&a).into_response();
-        response.headers_mut().insert(
+        let language = match q.lang.as_deref() {
+            None => None,
+            Some("zh") => Some(assessment::CsvLanguage::Chinese),
+            Some("en") => Some(assessment::CsvLanguage::English),
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "lang {} is not zh or en",
+                    crate::io::upload::quote(other)
+                ))
+                .with("parameter", json!("lang")));
+            }
+        };
+        let text = match language {
+            None => assessment::to_csv(&a),
+            Some(language) => assessment::to_csv_for_people(&a, language),
+        };
+        let mut response = text.into_response();
+        let headers = response.headers_mut();
+        headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/csv; charset=utf-8"),
         );
+        if let Ok(v) = HeaderValue::from_str(&format!(
+            "attachment; filename=\"assessment-{}-{}.csv\"",
+            crate::domain::date_in_china(q.from),
+            crate::domain::date_in_china(q.to)
+        )) {
+            headers.insert(header::CONTENT_DISPOSITION, v);
+        }
         return Ok(response);
     }
     Ok(Json(a).into_response())

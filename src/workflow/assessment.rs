@@ -15,6 +15,9 @@ use std::collections::BTreeMap;
 pub struct Figures {
     /// Department code, grid code or user name.
     pub key: String,
+    /// The department's or grid's name, where the reader's view knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Cases received: assigned to the department, reported in the grid, or reported
     /// by the member.
     pub received: u32,
@@ -60,6 +63,21 @@ pub struct Assessment {
     pub departments: Vec<Figures>,
     pub grids: Vec<Figures>,
     pub members: Vec<Figures>,
+}
+
+impl Assessment {
+    /// Gives departments and grids their names (`name_of(kind, key)`, `kind` being
+    /// `department` or `grid`), for readers who know places by name.
+    pub fn name(&mut self, name_of: impl Fn(&str, &str) -> Option<String>) {
+        for (kind, rows) in [
+            ("department", &mut self.departments),
+            ("grid", &mut self.grids),
+        ] {
+            for f in rows.iter_mut() {
+                f.name = name_of(kind, &f.key);
+            }
+        }
+    }
 }
 
 fn text<'a>(detail: &'a Value, key: &str) -> Option<&'a str> {
@@ -199,37 +217,147 @@ pub fn fold(
     }
 }
 
-/// Figures as CSV (one table: `kind,key,…`).
+/// Figures as CSV for programs (one table: `kind,key,…`, English column names).
 pub fn to_csv(a: &Assessment) -> String {
-    let mut out = String::from(
-        "kind,key,received,resolved_on_site,handled_on_time,handled_late,open_overdue,on_time_rate,returns,extensions,supervisions,verification_failures,mean_handling_hours,p90_handling_hours\n",
-    );
+    write_csv(a, &CsvLanguage::Machine)
+}
+
+/// How a CSV is labelled: for programs, or for people in a language.
+pub enum CsvLanguage {
+    /// `kind,key,received,…`: stable names for scripts (no names column, no BOM).
+    Machine,
+    /// Column names and kinds in Chinese, with a name column and a BOM (Excel reads
+    /// UTF-8 only with one).
+    Chinese,
+    /// The same in English.
+    English,
+}
+
+const MACHINE_HEADER: [&str; 14] = [
+    "kind",
+    "key",
+    "received",
+    "resolved_on_site",
+    "handled_on_time",
+    "handled_late",
+    "open_overdue",
+    "on_time_rate",
+    "returns",
+    "extensions",
+    "supervisions",
+    "verification_failures",
+    "mean_handling_hours",
+    "p90_handling_hours",
+];
+const CHINESE_HEADER: [&str; 15] = [
+    "类别",
+    "编码",
+    "名称",
+    "受理数",
+    "就地解决",
+    "按时办结",
+    "超时办结",
+    "在办超期",
+    "按时办结率",
+    "退回",
+    "延期",
+    "督办",
+    "核查未通过",
+    "平均办理时长（小时）",
+    "90%办理时长（小时）",
+];
+const ENGLISH_HEADER: [&str; 15] = [
+    "Kind",
+    "Code",
+    "Name",
+    "Received",
+    "Resolved on site",
+    "Handled on time",
+    "Handled late",
+    "Open and overdue",
+    "On-time rate",
+    "Returns",
+    "Extensions",
+    "Supervision notices",
+    "Failed verifications",
+    "Mean handling time (h)",
+    "90th percentile handling time (h)",
+];
+
+/// Figures as CSV for people: names beside codes (see [`Assessment::name`]), column
+/// names in `language`, rates as percentages.
+pub fn to_csv_for_people(a: &Assessment, language: CsvLanguage) -> String {
+    write_csv(a, &language)
+}
+
+fn field(v: &str) -> String {
+    if v.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v.to_string()
+    }
+}
+
+fn write_csv(a: &Assessment, language: &CsvLanguage) -> String {
+    let (mut out, header): (String, &[&str]) = match language {
+        CsvLanguage::Machine => (String::new(), &MACHINE_HEADER),
+        CsvLanguage::Chinese => ("\u{feff}".into(), &CHINESE_HEADER),
+        CsvLanguage::English => ("\u{feff}".into(), &ENGLISH_HEADER),
+    };
+    let people = !matches!(language, CsvLanguage::Machine);
+    out.push_str(&header.join(","));
+    out.push('\n');
     let opt = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_default();
+    let rate = |v: Option<f64>| {
+        if people {
+            v.map(|x| format!("{:.1}%", x * 100.0)).unwrap_or_default()
+        } else {
+            opt(v)
+        }
+    };
+    let hours = |v: Option<f64>| {
+        if people {
+            v.map(|x| format!("{x:.1}")).unwrap_or_default()
+        } else {
+            opt(v)
+        }
+    };
     for (kind, rows) in [
         ("department", &a.departments),
         ("grid", &a.grids),
         ("member", &a.members),
     ] {
+        let label = match (language, kind) {
+            (CsvLanguage::Chinese, "department") => "部门",
+            (CsvLanguage::Chinese, "grid") => "网格",
+            (CsvLanguage::Chinese, _) => "网格员",
+            (CsvLanguage::English, "department") => "Department",
+            (CsvLanguage::English, "grid") => "Grid",
+            (CsvLanguage::English, _) => "Grid member",
+            (CsvLanguage::Machine, k) => k,
+        };
         for f in rows {
-            let key = if f.key.contains([',', '"', '\n']) {
-                format!("\"{}\"", f.key.replace('"', "\"\""))
-            } else {
-                f.key.clone()
-            };
+            out.push_str(label);
+            out.push(',');
+            out.push_str(&field(&f.key));
+            if people {
+                out.push(',');
+                out.push_str(&field(f.name.as_deref().unwrap_or_default()));
+            }
             out.push_str(&format!(
-                "{kind},{key},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                ",{},{},{},{},{},{},{},{},{},{},{},{}\n",
                 f.received,
                 f.resolved_on_site,
                 f.handled_on_time,
                 f.handled_late,
                 f.open_overdue,
-                opt(f.on_time_rate),
+                rate(f.on_time_rate),
                 f.returns,
                 f.extensions,
                 f.supervisions,
                 f.verification_failures,
-                opt(f.mean_handling_hours),
-                opt(f.p90_handling_hours),
+                hours(f.mean_handling_hours),
+                hours(f.p90_handling_hours),
             ));
         }
     }

@@ -2103,6 +2103,37 @@ async fn a_case_travels_over_http_with_streams_webhooks_and_open311(b: Backend) 
     let csv = csv.as_str().unwrap().to_string();
     assert!(csv.starts_with("kind,key,received"), "{csv}");
     assert!(csv.contains(&format!("department,{T_URBAN},1,")), "{csv}");
+    // For people: Chinese column names, the department's name beside its code, a BOM
+    // so Excel reads the UTF-8.
+    let (st, headers, people) = send(
+        client()
+            .get(url(&format!("/v1/assessment?{window}&format=csv&lang=zh")))
+            .bearer_auth(&disp),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(
+        headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment; filename=\"assessment-")
+    );
+    let people = people.as_str().unwrap().to_string();
+    assert!(
+        people.starts_with("\u{feff}类别,编码,名称,受理数"),
+        "{people}"
+    );
+    assert!(
+        people.contains(&format!("部门,{T_URBAN},综合行政执法队,1,")),
+        "{people}"
+    );
+    let (st, _, _) = send(
+        client()
+            .get(url(&format!("/v1/assessment?{window}&format=csv&lang=fr")))
+            .bearer_auth(&disp),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
     let (st, _, overdue) = send(
         client()
             .get(url(&format!("/v1/centres/{TOWNSHIP}/overdue")))

@@ -55,7 +55,27 @@ export function baseStyle(cfg: MapConfig, opts: { grids?: boolean; asOf?: string
       { id: 'grids-line', type: 'line', source: 'grids', 'source-layer': 'grids', minzoom: GRID_MIN_ZOOM, paint: { 'line-color': '#1f618d', 'line-width': ['interpolate', ['linear'], ['zoom'], 9, 0.3, 14, 1.5] } },
     );
   }
+  layers.push(...labels(opts.grids !== false));
+  // No `glyphs`: MapLibre (≥ 5.11) draws every label with the device's own fonts
+  // (TinySDF), CJK included, so no glyph server or CDN is needed on a closed network.
   return { version: 8, sources, layers };
+}
+
+/** Labels from the tiles' `name`: counties when the city is in view, then townships,
+ * communities and, zoomed in, grids (names may repeat, so grids show their code too). */
+function labels(grids: boolean): LayerSpecification[] {
+  const label = (id: string, source: string, minzoom: number, maxzoom: number, size: number, colour: string, field: unknown = ['get', 'name']): LayerSpecification => ({
+    id: `${id}-label`, type: 'symbol', source, 'source-layer': source, minzoom, maxzoom,
+    layout: { 'text-field': field as never, 'text-font': ['sans-serif'], 'text-size': size, 'text-max-width': 8, 'text-padding': 4 },
+    paint: { 'text-color': colour, 'text-halo-color': 'rgba(255,255,255,0.9)', 'text-halo-width': 1.5 },
+  });
+  const out = [
+    label('counties', 'counties', 0, 10, 15, '#3b3325'),
+    label('townships', 'townships', 9, 12.5, 13, '#4a4032'),
+    label('communities', 'communities', 11.5, 14.5, 12, '#6b5f48'),
+  ];
+  if (grids) out.push(label('grids', 'grids', 14, 24, 11, '#1f4e6f', ['format', ['coalesce', ['get', 'name'], ['get', 'code']], {}, '\n', {}, ['get', 'code'], { 'font-scale': 0.8 }]));
+  return out;
 }
 
 /**

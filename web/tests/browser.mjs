@@ -141,11 +141,16 @@ await step('the public map draws the regions and, zoomed in, the grids; a click 
   assert.ok(await page.isVisible('#staff-login'));
   const regions = await page.evaluate(() => window.wangge.maps.public.queryRenderedFeatures({ layers: ['counties-fill'] }).length);
   assert.ok(regions > 0, 'counties drawn');
+  // Labels, drawn with the browser's own fonts (no glyph server, no CDN).
+  const countyLabels = await page.evaluate(() => window.wangge.maps.public.queryRenderedFeatures({ layers: ['counties-label'] }).map((f) => f.properties.name));
+  assert.ok(countyLabels.length > 0, 'county names drawn');
   await page.screenshot({ path: join(shots, '1-public-map.png') });
   await page.evaluate(([ll]) => window.wangge.maps.public.jumpTo({ center: ll, zoom: 14 }), [[lon, lat]]);
   await waitIdle(page, 'public');
   const grids = await page.evaluate(() => window.wangge.maps.public.queryRenderedFeatures({ layers: ['grids-fill'] }).map((f) => f.properties.code));
   assert.ok(grids.includes(gridCode), `grid ${gridCode} drawn among ${grids.length}`);
+  const gridLabels = await page.evaluate(() => window.wangge.maps.public.queryRenderedFeatures({ layers: ['grids-label'] }).map((f) => f.properties.code));
+  assert.ok(gridLabels.length > 0, 'grid names drawn at zoom 14');
   await clickAt(page, 'public', [lon, lat]);
   await page.waitForSelector(`#card h2[data-code="${gridCode}"]`, { timeout: 10000 });
   const text = await page.textContent('#card');

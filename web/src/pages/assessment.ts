@@ -3,13 +3,13 @@
 // map of cases per 1,000 households by grid.
 
 import { h, fill, toast, chinaDay } from '../dom';
-import { t } from '../i18n';
+import { t, lang } from '../i18n';
 import { get, query, token, describe } from '../api';
 import { createMap, showGeoJSON, bboxOf, zoomTo } from '../map';
 import type { Cleanup } from '../main';
 
 interface Row {
-  key: string; received: number; resolved_on_site: number; handled_on_time: number; handled_late: number;
+  key: string; name?: string; received: number; resolved_on_site: number; handled_on_time: number; handled_late: number;
   open_overdue: number; on_time_rate: number | null; returns: number; extensions: number; supervisions: number;
   mean_handling_hours: number | null; p90_handling_hours: number | null;
 }
@@ -34,13 +34,17 @@ function table(id: string, rows: Row[], name: (key: string) => string): HTMLElem
   if (!rows.length) return h('p', { class: 'empty' }, t('assess.none'));
   return h('table', { class: 'figures', id },
     h('thead', {}, h('tr', {}, h('th', {}, ''), COLS.map(([k]) => h('th', {}, t(k))))),
-    h('tbody', {}, rows.map((r) => h('tr', { 'data-key': r.key }, h('th', {}, name(r.key)), COLS.map(([, f]) => h('td', {}, f(r)))))));
+    h('tbody', {}, rows.map((r) => h('tr', { 'data-key': r.key },
+      h('th', {}, name(r.key), name(r.key) !== r.key ? h('small', { class: 'code' }, ` ${r.key}`) : null),
+      COLS.map(([, f]) => h('td', {}, f(r)))))));
 }
 
-/** Horizontal bars of the on-time rate and mean handling time, one row per key. */
-function chart(rows: Row[], name: (key: string) => string): SVGElement {
+/** Horizontal bars of the on-time rate and mean handling time, one row per key (a
+ * sentence instead when no row has either yet). */
+function chart(rows: Row[], name: (key: string) => string): Element {
   const ns = 'http://www.w3.org/2000/svg';
   const shown = rows.filter((r) => r.on_time_rate !== null || r.mean_handling_hours !== null).slice(0, 20);
+  if (!shown.length) return h('p', { class: 'empty', id: 'chart-empty' }, t('assess.no_rates'));
   const rowH = 22, labelW = 180, barW = 260, width = labelW + barW * 2 + 40;
   const svg = document.createElementNS(ns, 'svg');
   svg.setAttribute('viewBox', `0 0 ${width} ${(shown.length + 1) * rowH + 10}`);
@@ -77,18 +81,22 @@ export async function assessmentPage(root: HTMLElement): Promise<Cleanup> {
   const form = h('form', { class: 'filters' }, h('label', {}, t('assess.from'), from), h('label', {}, t('assess.to'), to), h('button', { type: 'submit' }, t('assess.go')), csv);
   const out = h('div', { class: 'assessment', id: 'assessment' });
   const mapEl = h('div', { class: 'map', id: 'density-map' });
-  const legend = h('div', { class: 'legend', id: 'density-legend' });
+  const legend = h('div', { class: 'scale', id: 'density-legend' });
   fill(root, h('h2', {}, t('assess.title')), form, h('div', { class: 'assess-split' }, out, h('section', {}, h('h3', {}, t('assess.density')), mapEl, legend)));
   const departments = await get<Department[]>('/v1/departments').catch(() => [] as Department[]);
   const deptName = (code: string) => departments.find((d) => d.code === code)?.name ?? code;
+  // Names where the service knows them, the code otherwise.
+  let names = new Map<string, string>();
+  const nameOf = (key: string) => names.get(key) ?? deptName(key);
   const map = await createMap(mapEl, { name: 'density' });
 
   const period = () => query({ from: `${from.value}T00:00:00+08:00`, to: `${to.value}T00:00:00+08:00` });
   const load = async () => {
     const a = await get<Assessment>(`/v1/assessment${period()}`);
+    names = new Map([...a.departments, ...a.grids].flatMap((r) => (r.name ? [[r.key, r.name] as [string, string]] : [])));
     fill(out,
-      h('h3', {}, t('assess.departments')), chart(a.departments, deptName), table('departments', a.departments, deptName),
-      h('h3', {}, t('assess.grids')), table('grids', a.grids, (k) => k));
+      h('h3', {}, t('assess.departments')), chart(a.departments, nameOf), table('departments', a.departments, nameOf),
+      h('h3', {}, t('assess.grids')), chart(a.grids, nameOf), table('grids', a.grids, nameOf));
     const density = await get<GeoJSON.FeatureCollection>(`/v1/analysis/density${period()}&top=500`);
     const values = density.features.map((f: GeoJSON.Feature) => Number(f.properties?.cases_per_1000_households ?? 0));
     const max = Math.max(1, ...values);
@@ -98,13 +106,17 @@ export async function assessmentPage(root: HTMLElement): Promise<Cleanup> {
       showGeoJSON(map, 'density', density, '#c0392b', 0.7);
       map.setPaintProperty('density-fill', 'fill-color', ['interpolate', ['linear'], ['get', 'cases_per_1000_households'], 0, '#fee5d9', max / 2, '#fb6a4a', max, '#a50f15']);
     }
-    fill(legend, `0 — ${max.toFixed(1)} / 1000`);
+    // A colour scale with its ends and what it measures.
+    fill(legend, h('span', { class: 'caption' }, t('assess.density_unit')),
+      h('span', { class: 'ramp' }, h('i', { style: 'background: linear-gradient(to right, #fee5d9, #fb6a4a, #a50f15)' }),
+        h('span', { class: 'ends' }, h('span', {}, '0'), h('span', {}, (max / 2).toFixed(1)), h('span', {}, max.toFixed(1)))));
     zoomTo(map, bboxOf({ type: 'GeometryCollection', geometries: density.features.map((f: GeoJSON.Feature) => f.geometry) }), 12);
   };
   form.addEventListener('submit', (e) => { e.preventDefault(); load().catch((err) => toast(describe(err), 'error')); });
   csv.addEventListener('click', async () => {
-    const r = await fetch(`/v1/assessment${period()}&format=csv`, { headers: { authorization: `Bearer ${token()}` } });
-    if (!r.ok) return toast(`${r.status}`, 'error');
+    // For people: the user's language, names beside codes, a BOM for Excel.
+    const r = await fetch(`/v1/assessment${period()}&format=csv&lang=${lang()}`, { headers: { authorization: `Bearer ${token()}` } });
+    if (!r.ok) return toast(t('problem.other'), 'error');
     const url = URL.createObjectURL(await r.blob());
     const a = h('a', { href: url, download: `assessment-${from.value}-${to.value}.csv` });
     a.click();

@@ -5,7 +5,7 @@
 // centre of a box, which can lie in the neighbour), and the grid the form shows is the
 // grid the pin is in, which the service checks again before filing.
 
-import { h, fill, toast, chinaDay } from '../dom';
+import { h, fill, toast, chinaDay, legend } from '../dom';
 import { t, limitText } from '../i18n';
 import { get, post, query, ApiProblem, describe } from '../api';
 import { createMap, hoverGrids, showGeoJSON, gridTiles, maplibregl } from '../map';
@@ -50,6 +50,12 @@ export async function publicPage(root: HTMLElement): Promise<Cleanup> {
   const asOf = h('input', { type: 'date', id: 'as-of', max: chinaDay() });
   fill(side, searchForm, card, results, h('label', { class: 'as-of' }, t('map.as_of'), asOf));
 
+  mapEl.append(legend([
+    ['#1f618d', t('legend.grid'), 'line'],
+    ['#c0392b', t('legend.selected'), 'fill'],
+    ['#4a4032', t('legend.county'), 'line'],
+    ['#7a6f58', t('legend.township'), 'line'],
+  ]));
   const map = await createMap(mapEl, { name: 'public' });
   hoverGrids(map);
   // The place the resident tapped, and the grid it lies in.

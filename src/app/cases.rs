@@ -399,12 +399,7 @@ impl App {
     /// Opens an event stream for the caller: from just after event `resume`, or from
     /// now.
     pub async fn open_stream(&self, p: &Principal, resume: Option<i64>) -> AppResult<StreamStart> {
-        if !p.may_somewhere(Action::ReadCases) {
-            return Err(AppError::forbidden(format!(
-                "{} may not read cases",
-                p.name
-            )));
-        }
+        self.may_stream(p)?;
         let departments = self.departments_of(p).await?;
         let position = match resume {
             Some(id) => self.store.event_position(id).await?,
@@ -415,6 +410,19 @@ impl App {
             departments,
             position,
         })
+    }
+
+    /// Whether `p` may open an event stream (or ask for a ticket to open one): who may
+    /// read cases somewhere.
+    pub fn may_stream(&self, p: &Principal) -> AppResult<()> {
+        if p.may_somewhere(Action::ReadCases) {
+            Ok(())
+        } else {
+            Err(AppError::forbidden(format!(
+                "{} may not read cases",
+                p.name
+            )))
+        }
     }
 
     /// The reader as the store knows them now: the token's holder with their current

@@ -23,12 +23,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::convert::Infallible;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 
-pub fn routes() -> Router<AppState> {
+pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/v1/cases", get(list).post(create))
-        .route("/v1/cases/stream", get(stream))
+        .route(
+            "/v1/cases/stream",
+            get(stream).route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                super::stream_tickets::ticket_to_bearer,
+            )),
+        )
+        .route("/v1/cases/stream-ticket", post(stream_ticket))
         .route("/v1/cases/{id}", get(show))
         .route("/v1/cases/{id}/events", get(events))
         .route("/v1/cases/{id}/actions", post(act))
@@ -393,6 +400,50 @@ pub async fn stream(
         }
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+/// A ticket for one event stream.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamTicket {
+    /// Opens `GET /v1/cases/stream?ticket=…` once, within `expires_in` seconds.
+    pub ticket: String,
+    pub expires_in: u64,
+    /// The stream's URL with the ticket.
+    pub stream: String,
+}
+
+/// A ticket that opens one event stream without an `Authorization` header (which a
+/// browser's `EventSource` cannot send): for whoever may read cases, standing for the
+/// caller's token.
+#[utoipa::path(post, path = "/v1/cases/stream-ticket", tag = "cases", security(("bearer" = [])),
+    responses((status = 201, body = StreamTicket), (status = 401), (status = 403, description = "may read no cases"), (status = 429, description = "too many tickets waiting")))]
+pub async fn stream_ticket(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<StreamTicket>), ApiError> {
+    state.app.may_stream(&caller.0)?;
+    let token = super::extract::bearer(&headers).unwrap_or_default();
+    let ticket = state
+        .stream_tickets
+        .issue(token, std::time::Instant::now())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many stream tickets",
+                "too many stream tickets are waiting to be used; try again in a minute",
+            )
+            .retry_after(super::stream_tickets::TICKET_TTL)
+        })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(StreamTicket {
+            stream: format!("/v1/cases/stream?ticket={ticket}"),
+            ticket,
+            expires_in: super::stream_tickets::TICKET_TTL.as_secs(),
+        }),
+    ))
 }
 
 fn sse_event(e: &CaseEvent) -> Event {

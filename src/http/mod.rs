@@ -13,6 +13,7 @@ mod ops;
 mod plans;
 mod public;
 mod reports;
+mod stream_tickets;
 mod tiles;
 mod web;
 
@@ -60,6 +61,8 @@ pub struct AppState {
     pub logins: Arc<crate::auth::LoginThrottle>,
     /// Open event streams per account.
     pub streams: Arc<StreamSlots>,
+    /// Tickets that open an event stream without a header (for `EventSource`).
+    pub stream_tickets: Arc<stream_tickets::StreamTickets>,
     /// Anonymous reads of past dates (each may rebuild a city's index) per address.
     pub historic_limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
     /// Plan uploads read and checked at once: one, so that a large plan uses one core
@@ -267,6 +270,7 @@ impl AppState {
                 settings.login_free_failures,
             )),
             streams: Arc::default(),
+            stream_tickets: Arc::default(),
             plan_checks: Arc::new(tokio::sync::Semaphore::new(1)),
             ogc_limiter: Arc::new(RateLimiter::keyed(Quota::per_minute(
                 NonZeroU32::new(settings.ogc_rate_per_minute).unwrap_or(NonZeroU32::MIN),
@@ -311,7 +315,7 @@ pub fn router(state: AppState) -> Router {
         .merge(public::routes().layer(small))
         .merge(access::routes().layer(small))
         .merge(plans::routes().layer(DefaultBodyLimit::max(body_limit)))
-        .merge(cases::routes().layer(DefaultBodyLimit::max(COMMAND_BODY)))
+        .merge(cases::routes(&state).layer(DefaultBodyLimit::max(COMMAND_BODY)))
         .merge(matters::routes().layer(DefaultBodyLimit::max(COMMAND_BODY)))
         .merge(reports::routes(&state).layer(small))
         .merge(

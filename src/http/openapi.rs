@@ -34,7 +34,7 @@ impl Modify for BearerAuth {
         plans::list, plans::show, plans::validation, plans::problems, plans::plan_grids, plans::impact, plans::events,
         plans::upload, plans::replace, plans::remap, plans::repair, plans::step, plans::grid_history, plans::area_history,
         ogc::landing, ogc::conformance, ogc::collections, ogc::collection, ogc::items, ogc::item,
-        cases::create, cases::list, cases::show, cases::events, cases::act, cases::stream,
+        cases::create, cases::list, cases::show, cases::events, cases::act, cases::stream, cases::stream_ticket,
         cases::overdue, cases::due_soon, cases::assess, cases::analysis, cases::density,
         matters::public_list, matters::all_versions, matters::propose, matters::decide,
         matters::departments, matters::put_department, matters::add_staff,

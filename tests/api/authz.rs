@@ -13,11 +13,7 @@ use serde_json::{Value, json};
 use wangge::domain::UserRole;
 use wangge::store::Department;
 
-async fn send(r: reqwest::RequestBuilder) -> (StatusCode, Value) {
-    let resp = r.send().await.expect("request");
-    let st = resp.status();
-    (st, resp.json().await.unwrap_or(Value::Null))
-}
+use crate::service::send;
 
 pub async fn case_steps_are_authorised_against_the_stored_case_and_department(b: Backend) {
     let store = b.store.as_ref();

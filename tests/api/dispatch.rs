@@ -2473,9 +2473,65 @@ async fn read_stream(
     text
 }
 
+/// A browser's EventSource cannot send a header: a ticket asked for with the token opens
+/// one stream, once, for whoever may read cases; others, and used or made-up tickets,
+/// are refused.
+async fn a_stream_ticket_opens_one_stream_once_for_who_may_read_cases(b: Backend) {
+    let store = b.store.as_ref();
+    seeded(store).await;
+    seed_dispatch(store).await;
+    let disp = user(store, "disp", UserRole::Dispatcher, TOWNSHIP).await;
+    let planner = user(store, "planner.li", UserRole::Planner, TOWNSHIP).await;
+    let s = Server::start(&b.url, &[]);
+    let url = |p: &str| format!("{}{p}", s.url);
+    let ask = |token: Option<&str>| {
+        let mut r = client().post(url("/v1/cases/stream-ticket"));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        send(r)
+    };
+    let (st, _, _) = ask(None).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let (st, _, problem) = ask(Some(&planner)).await;
+    assert_eq!(
+        st,
+        StatusCode::FORBIDDEN,
+        "a planner reads no cases: {problem}"
+    );
+    let (st, _, made) = ask(Some(&disp)).await;
+    assert_eq!(st, StatusCode::CREATED, "{made}");
+    let stream = made["stream"].as_str().unwrap().to_string();
+    assert!(stream.starts_with("/v1/cases/stream?ticket=wgt_"), "{made}");
+
+    // The ticket opens the stream, which shows the dispatcher's events as they happen.
+    let mut resp = client().get(url(&stream)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let (st, _, _) = send(client().post(url("/v1/public/reports")).json(&json!({
+        "lon": IN_NE.0, "lat": IN_NE.1, "matter": "WG-001", "description": "井盖缺失"})))
+    .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let mut text = String::new();
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !text.contains("event: reported") {
+        match tokio::time::timeout_at(until, resp.chunk()).await {
+            Ok(Ok(Some(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            _ => break,
+        }
+    }
+    assert!(text.contains("event: reported"), "{text}");
+
+    // Once only; and nothing opens with a ticket nobody issued.
+    let (st, _, _) = send(client().get(url(&stream))).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "a used ticket");
+    let (st, _, _) = send(client().get(url("/v1/cases/stream?ticket=wgt_made_up"))).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+}
+
 crate::contract!(
     an_event_committed_after_a_later_numbered_one_reaches_an_open_stream_once,
     a_stream_stops_showing_a_department_s_cases_once_its_handler_is_dismissed,
     a_case_travels_over_http_with_streams_webhooks_and_open311,
     every_accepted_submission_survives_a_sigkill_exactly_once,
+    a_stream_ticket_opens_one_stream_once_for_who_may_read_cases,
 );

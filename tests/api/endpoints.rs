@@ -8,18 +8,10 @@ use crate::backends::Backend;
 use crate::dispatch::{IN_NE, T_URBAN, TOWNSHIP, seed_dispatch};
 use crate::service::{Server, client, get, post, second_plan_geojson, seeded, user};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use wangge::domain::UserRole;
 
-async fn send(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
-    let resp = req.send().await.expect("request");
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
+use crate::service::send;
 
 /// A plan returned, resubmitted and rejected over HTTP, read back whole, and refused
 /// to everyone outside its township.

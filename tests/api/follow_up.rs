@@ -11,15 +11,7 @@ use serde_json::{Value, json};
 use wangge::domain::UserRole;
 use wangge::store::CaseQuery;
 
-async fn send(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
-    let resp = req.send().await.expect("request");
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
+use crate::service::send;
 
 async fn a_resident_s_report_is_filed_in_the_chosen_grid_and_followed_by_its_key(b: Backend) {
     let store = b.store.as_ref();

@@ -168,6 +168,18 @@ pub(crate) async fn logout(url: &str, token: &str) -> StatusCode {
         .status()
 }
 
+/// Sends a request; answers its status and body as JSON (a body that is not JSON as a
+/// JSON string, so a failing assertion shows it).
+pub(crate) async fn send(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let resp = req.send().await.expect("request");
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
 pub(crate) async fn post(url: &str, token: &str, body: Value) -> (StatusCode, Value) {
     let resp = client()
         .post(url)

@@ -372,6 +372,20 @@ await step("a dispatcher finds the resident's report on the board, accepts and a
   assert.equal(await page.$$eval('section[data-column=accepted] article', (as) => as.length), 0);
   await page.click('#queue-new');
   await page.waitForSelector('#queue-new:not(.on)');
+  // Live: a report filed now appears on the board from the event stream, well before
+  // the 15 s poll (which stands down while the stream is open).
+  await page.waitForSelector('body[data-stream=open]', { timeout: 15000 });
+  const live = await page.evaluate(async ([lo, la]) => {
+    const list = await (await fetch('/v1/public/matters')).json();
+    const matter = list.categories.flatMap((c) => c.matters).find((m) => m.public).code;
+    const r = await fetch('/v1/public/reports', { method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ lon: lo, lat: la, coord_sys: 'cgcs2000', matter, description: '实时测试：路面塌陷' }) });
+    return (await r.json()).id;
+  }, [lon, lat]);
+  assert.ok(live > 0, 'the live report was filed');
+  const t0 = Date.now();
+  await page.waitForSelector(`section[data-column=new] article[data-case="${live}"]`, { timeout: 12000 });
+  figures.dispatcher_live_update_ms = Date.now() - t0;
   await page.screenshot({ path: join(shots, '9-dispatcher-board.png') });
   await page.click(card);
   await page.waitForSelector('#case-actions button[data-action=accept]');

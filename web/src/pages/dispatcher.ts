@@ -5,7 +5,7 @@
 
 import { h, fill, toast, chinaTime } from '../dom';
 import { t } from '../i18n';
-import { get, request, query, describe } from '../api';
+import { get, post, request, query, describe } from '../api';
 import { createMap, showGeoJSON, zoomTo } from '../map';
 import type { Cleanup } from '../main';
 
@@ -206,10 +206,47 @@ export async function dispatcherPage(root: HTMLElement): Promise<Cleanup> {
 
   filters.addEventListener('submit', (e) => { e.preventDefault(); load().catch((err) => toast(describe(err), 'error')); });
   await load();
-  // New reports and others' steps show without a reload.
-  const timer = window.setInterval(() => { if (!document.hidden) load().catch(() => {}); }, 15000);
+  // New reports and others' steps show as they happen: the event stream, opened with a
+  // one-time ticket (EventSource cannot send the token), reloads the board on each
+  // event (at most every 2 s). Should the stream fail, a new ticket is asked for after a
+  // pause, and the board is polled every 15 s meanwhile.
+  let source: EventSource | undefined;
+  let closed = false;
+  let pending: number | undefined;
+  let retry: number | undefined;
+  const soon = () => {
+    if (pending === undefined) pending = window.setTimeout(() => { pending = undefined; load().catch(() => {}); }, 2000);
+  };
+  const connect = async () => {
+    if (closed) return;
+    try {
+      const { stream } = await post<{ stream: string }>('/v1/cases/stream-ticket');
+      if (closed) return;
+      source = new EventSource(stream);
+      source.onopen = () => { window.wangge.timings.dispatcherStream ??= Math.round(performance.now()); document.body.dataset.stream = 'open'; };
+      source.onmessage = soon;
+      for (const kind of ['reported', 'accept', 'assign', 'acknowledge', 'return', 'handle', 'verify', 'close', 'resolve_on_site', 'escalate', 'reopen', 'merge', 'supervise', 'due_soon', 'overdue', 'request_extension', 'decide_extension', 'reject_result', 'escalate_up']) {
+        source.addEventListener(kind, soon);
+      }
+      source.onerror = () => {
+        // A ticket opens once: reconnect with a new one, not the browser's retry.
+        source?.close();
+        document.body.dataset.stream = 'down';
+        if (!closed) retry = window.setTimeout(connect, 5000);
+      };
+    } catch {
+      if (!closed) retry = window.setTimeout(connect, 15000);
+    }
+  };
+  void connect();
+  const timer = window.setInterval(() => { if (!document.hidden && document.body.dataset.stream !== 'open') load().catch(() => {}); }, 15000);
   return () => {
+    closed = true;
+    source?.close();
+    delete document.body.dataset.stream;
     window.clearInterval(timer);
+    window.clearTimeout(pending);
+    window.clearTimeout(retry);
     map?.remove();
   };
 }

@@ -399,7 +399,7 @@ impl App {
     /// Opens an event stream for the caller: from just after event `resume`, or from
     /// now.
     pub async fn open_stream(&self, p: &Principal, resume: Option<i64>) -> AppResult<StreamStart> {
-        self.may_stream(p)?;
+        self.may_stream(p).await?;
         let departments = self.departments_of(p).await?;
         let position = match resume {
             Some(id) => self.store.event_position(id).await?,
@@ -412,10 +412,15 @@ impl App {
         })
     }
 
-    /// Whether `p` may open an event stream (or ask for a ticket to open one): who may
-    /// read cases somewhere.
-    pub fn may_stream(&self, p: &Principal) -> AppResult<()> {
-        if p.may_somewhere(Action::ReadCases) {
+    /// Whether `p` may open an event stream (or ask for a ticket to open one): whoever
+    /// may list cases — a jurisdiction's reader, or a handler who is staff of a
+    /// department (a handler of none would only hold a stream slot that shows nothing).
+    pub async fn may_stream(&self, p: &Principal) -> AppResult<()> {
+        let reads_an_area = p.grants.iter().any(|g| {
+            g.role != UserRole::DepartmentHandler
+                && p.may_except(Action::ReadCases, &g.scope, UserRole::DepartmentHandler)
+        });
+        if reads_an_area || !self.departments_of(p).await?.is_empty() {
             Ok(())
         } else {
             Err(AppError::forbidden(format!(

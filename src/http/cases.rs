@@ -422,11 +422,11 @@ pub async fn stream_ticket(
     caller: Caller,
     headers: HeaderMap,
 ) -> Result<(StatusCode, Json<StreamTicket>), ApiError> {
-    state.app.may_stream(&caller.0)?;
+    state.app.may_stream(&caller.0).await?;
     let token = super::extract::bearer(&headers).unwrap_or_default();
     let ticket = state
         .stream_tickets
-        .issue(token, std::time::Instant::now())
+        .issue(token, &caller.0.name, std::time::Instant::now())
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -502,6 +502,17 @@ pub async fn assess(
             .map(|d| d.name.clone()),
         _ => snapshot.grid(key).and_then(|g| g.name.clone()),
     });
+    if let Some(other) = q
+        .format
+        .as_deref()
+        .filter(|f| !matches!(*f, "csv" | "json"))
+    {
+        return Err(ApiError::bad_request(format!(
+            "format {} is not json or csv",
+            crate::io::upload::quote(other)
+        ))
+        .with("parameter", json!("format")));
+    }
     if q.format.as_deref() == Some("csv") {
         let language = match q.lang.as_deref() {
             None => None,

@@ -300,6 +300,28 @@ impl AppState {
     }
 }
 
+/// On every answer: never sniffed into another type, never framed; and an answer to a
+/// request that carried a token is kept by no cache unless its handler says otherwise
+/// (personal data, tickets, assessments).
+async fn protective_headers(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let signed_in = request.headers().contains_key(header::AUTHORIZATION);
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    h.entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    h.entry(header::X_FRAME_OPTIONS)
+        .or_insert(HeaderValue::from_static("DENY"));
+    if signed_in {
+        h.entry(header::CACHE_CONTROL)
+            .or_insert(HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
 /// The whole service. Each group of routes has the body limit its requests need,
 /// checked before a byte is buffered: public forms 64 KiB, plan uploads
 /// `body_limit_bytes` (streamed to disk), batch locate by `max_batch_points`.
@@ -339,6 +361,7 @@ pub fn router(state: AppState) -> Router {
         .merge(web::routes().layer(small))
         .route_layer(axum::middleware::from_fn(ops::track))
         .layer(axum::middleware::from_fn(problem_for_plain_rejections))
+        .layer(axum::middleware::from_fn(protective_headers))
         // One span per request at DEBUG (RUST_LOG=tower_http=debug shows them); free
         // when disabled, which matters at tens of thousands of lookups a second.
         // The span names the path, not the query: follow-up keys and search terms

@@ -19,25 +19,54 @@ pub const TICKET_TTL: Duration = Duration::from_secs(60);
 /// Most tickets waiting at once (each is a few dozen bytes); beyond it, new ones are
 /// refused until old ones are used or expire.
 const MAX_WAITING: usize = 10_000;
+/// Tickets one account may have waiting: a page needs one per (re)connection. A new one
+/// beyond this replaces the account's oldest, so no account can crowd out the others.
+const PER_ACCOUNT: usize = 4;
 
-/// Tickets waiting to be used: ticket → (the bearer token it stands for, expiry).
+/// A ticket waiting to be used.
+struct Waiting {
+    token: String,
+    account: String,
+    expires: Instant,
+}
+
+/// Tickets waiting to be used, by ticket.
 #[derive(Default)]
 pub struct StreamTickets {
-    waiting: Mutex<HashMap<String, (String, Instant)>>,
+    waiting: Mutex<HashMap<String, Waiting>>,
 }
 
 impl StreamTickets {
-    /// A new ticket for `token`, or `None` when too many are waiting.
-    pub fn issue(&self, token: &str, now: Instant) -> Option<String> {
+    /// A new ticket standing for `token` of `account`, or `None` when too many are
+    /// waiting in all.
+    pub fn issue(&self, token: &str, account: &str, now: Instant) -> Option<String> {
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);
         let ticket = format!("wgt_{}", hex::encode(bytes));
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        waiting.retain(|_, (_, expires)| *expires > now);
+        waiting.retain(|_, w| w.expires > now);
+        let mut own: Vec<(String, Instant)> = waiting
+            .iter()
+            .filter(|(_, w)| w.account == account)
+            .map(|(t, w)| (t.clone(), w.expires))
+            .collect();
+        if own.len() >= PER_ACCOUNT {
+            own.sort_by_key(|(_, expires)| *expires);
+            for (t, _) in &own[..=own.len() - PER_ACCOUNT] {
+                waiting.remove(t);
+            }
+        }
         if waiting.len() >= MAX_WAITING {
             return None;
         }
-        waiting.insert(ticket.clone(), (token.to_string(), now + TICKET_TTL));
+        waiting.insert(
+            ticket.clone(),
+            Waiting {
+                token: token.to_string(),
+                account: account.to_string(),
+                expires: now + TICKET_TTL,
+            },
+        );
         Some(ticket)
     }
 
@@ -46,8 +75,8 @@ impl StreamTickets {
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
         waiting
             .remove(ticket)
-            .filter(|(_, expires)| *expires > now)
-            .map(|(token, _)| token)
+            .filter(|w| w.expires > now)
+            .map(|w| w.token)
     }
 }
 
@@ -66,7 +95,9 @@ pub async fn ticket_to_bearer(
         .flat_map(|q| q.split('&'))
         .find_map(|pair| pair.strip_prefix("ticket="))
         .map(str::to_string);
+    // GET only: a HEAD would spend the ticket on an answer without a stream.
     if let Some(ticket) = ticket
+        && request.method() == axum::http::Method::GET
         && !request.headers().contains_key(header::AUTHORIZATION)
     {
         let token = state
@@ -92,11 +123,31 @@ mod tests {
     fn a_ticket_opens_once_and_not_after_its_minute() {
         let tickets = StreamTickets::default();
         let t0 = Instant::now();
-        let a = tickets.issue("wg_a", t0).unwrap();
+        let a = tickets.issue("wg_a", "li", t0).unwrap();
         assert_eq!(tickets.redeem(&a, t0).as_deref(), Some("wg_a"));
         assert_eq!(tickets.redeem(&a, t0), None, "used");
-        let b = tickets.issue("wg_b", t0).unwrap();
+        let b = tickets.issue("wg_b", "li", t0).unwrap();
         assert_eq!(tickets.redeem(&b, t0 + TICKET_TTL), None, "expired");
         assert_eq!(tickets.redeem("wgt_guess", t0), None);
+    }
+
+    #[test]
+    fn one_account_asking_again_and_again_keeps_only_its_newest_few() {
+        let tickets = StreamTickets::default();
+        let t0 = Instant::now();
+        let other = tickets.issue("wg_other", "wang", t0).unwrap();
+        let mine: Vec<String> = (0..100)
+            .map(|i| {
+                tickets
+                    .issue("wg_mine", "li", t0 + Duration::from_millis(i))
+                    .unwrap()
+            })
+            .collect();
+        let later = t0 + Duration::from_millis(200);
+        let open: Vec<usize> = (0..mine.len())
+            .filter(|&i| tickets.redeem(&mine[i], later).is_some())
+            .collect();
+        assert_eq!(open, [96, 97, 98, 99], "the newest few");
+        assert_eq!(tickets.redeem(&other, later).as_deref(), Some("wg_other"));
     }
 }

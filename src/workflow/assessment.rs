@@ -290,11 +290,19 @@ pub fn to_csv_for_people(a: &Assessment, language: CsvLanguage) -> String {
     write_csv(a, &language)
 }
 
+/// A CSV cell. One that a spreadsheet would run as a formula (it starts with `=`, `+`,
+/// `-`, `@`, a tab or a carriage return: department and grid names are typed by staff) is
+/// kept as text with a leading `'`, OWASP's rule against CSV injection.
 fn field(v: &str) -> String {
+    let v = if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{v}")
+    } else {
+        v.to_string()
+    };
     if v.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", v.replace('"', "\"\""))
     } else {
-        v.to_string()
+        v
     }
 }
 
@@ -468,6 +476,14 @@ pub fn density_geojson(analysis: &Analysis, snapshot: &Snapshot, top: usize) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_a_spreadsheet_would_run_is_written_as_text() {
+        assert_eq!(field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(field("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(field("-1"), "'-1");
+        assert_eq!(field("综合执法队"), "综合执法队");
+    }
 
     #[test]
     fn p90_is_the_nearest_rank_and_overdue_counts_against_the_rate() {

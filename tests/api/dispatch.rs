@@ -2134,6 +2134,13 @@ async fn a_case_travels_over_http_with_streams_webhooks_and_open311(b: Backend) 
     )
     .await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, _, _) = send(
+        client()
+            .get(url(&format!("/v1/assessment?{window}&format=xml")))
+            .bearer_auth(&disp),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "a format it does not write");
     let (st, _, overdue) = send(
         client()
             .get(url(&format!("/v1/centres/{TOWNSHIP}/overdue")))
@@ -2482,6 +2489,7 @@ async fn a_stream_ticket_opens_one_stream_once_for_who_may_read_cases(b: Backend
     seed_dispatch(store).await;
     let disp = user(store, "disp", UserRole::Dispatcher, TOWNSHIP).await;
     let planner = user(store, "planner.li", UserRole::Planner, TOWNSHIP).await;
+    let idle = user(store, "h.idle", UserRole::DepartmentHandler, TOWNSHIP).await;
     let s = Server::start(&b.url, &[]);
     let url = |p: &str| format!("{}{p}", s.url);
     let ask = |token: Option<&str>| {
@@ -2499,10 +2507,21 @@ async fn a_stream_ticket_opens_one_stream_once_for_who_may_read_cases(b: Backend
         StatusCode::FORBIDDEN,
         "a planner reads no cases: {problem}"
     );
-    let (st, _, made) = ask(Some(&disp)).await;
+    let (st, _, problem) = ask(Some(&idle)).await;
+    assert_eq!(
+        st,
+        StatusCode::FORBIDDEN,
+        "a handler of no department reads no cases: {problem}"
+    );
+    let (st, headers, made) = ask(Some(&disp)).await;
     assert_eq!(st, StatusCode::CREATED, "{made}");
+    assert_eq!(headers["cache-control"], "no-store", "a signed-in answer");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
     let stream = made["stream"].as_str().unwrap().to_string();
     assert!(stream.starts_with("/v1/cases/stream?ticket=wgt_"), "{made}");
+    // A HEAD does not spend it.
+    let head = client().head(url(&stream)).send().await.unwrap();
+    assert_eq!(head.status(), StatusCode::UNAUTHORIZED);
 
     // The ticket opens the stream, which shows the dispatcher's events as they happen.
     let mut resp = client().get(url(&stream)).send().await.unwrap();

@@ -23,7 +23,7 @@ const pages: Record<string, { title: string; page: Page; staff: boolean; roles?:
   report: { title: 'nav.report', page: followPage, staff: false },
   planner: { title: 'nav.planner', page: plannerPage, staff: true, roles: ['city_admin', 'planner', 'auditor'] },
   dispatcher: { title: 'nav.dispatcher', page: dispatcherPage, staff: true, roles: ['city_admin', 'dispatcher', 'grid_member', 'department_handler', 'auditor'] },
-  assessment: { title: 'nav.assessment', page: assessmentPage, staff: true, roles: ['city_admin', 'dispatcher', 'department_handler', 'auditor'] },
+  assessment: { title: 'nav.assessment', page: assessmentPage, staff: true, roles: ['city_admin', 'dispatcher', 'auditor'] },
   login: { title: 'nav.login', page: async () => {}, staff: true },
 };
 

@@ -124,6 +124,17 @@ fn masked_view(p: &Principal, departments: &[String], mut case: CaseRecord) -> C
     }
 }
 
+/// The regions whose cases `p` reads as a jurisdiction (not as a department's handler,
+/// who reads through their departments).
+fn area_scopes(p: &Principal) -> Vec<String> {
+    p.grants
+        .iter()
+        .filter(|g| g.role != UserRole::DepartmentHandler)
+        .filter(|g| p.may_except(Action::ReadCases, &g.scope, UserRole::DepartmentHandler))
+        .map(|g| g.scope.clone())
+        .collect()
+}
+
 impl App {
     /// The caller's departments (for department handlers).
     async fn departments_of(&self, p: &Principal) -> AppResult<Vec<String>> {
@@ -234,13 +245,7 @@ impl App {
         under: Option<&str>,
     ) -> AppResult<(CaseQuery, Vec<String>)> {
         let departments = self.departments_of(p).await?;
-        let scopes: Vec<String> = p
-            .grants
-            .iter()
-            .filter(|g| p.may_except(Action::ReadCases, &g.scope, UserRole::DepartmentHandler))
-            .filter(|g| g.role != UserRole::DepartmentHandler)
-            .map(|g| g.scope.clone())
-            .collect();
+        let scopes = area_scopes(p);
         match under {
             Some(code) if p.may_except(Action::ReadCases, code, UserRole::DepartmentHandler) => {
                 q.under = vec![code.to_string()]
@@ -399,8 +404,7 @@ impl App {
     /// Opens an event stream for the caller: from just after event `resume`, or from
     /// now.
     pub async fn open_stream(&self, p: &Principal, resume: Option<i64>) -> AppResult<StreamStart> {
-        self.may_stream(p).await?;
-        let departments = self.departments_of(p).await?;
+        let departments = self.stream_departments(p).await?;
         let position = match resume {
             Some(id) => self.store.event_position(id).await?,
             None => self.store.event_feed_start().await?,
@@ -416,18 +420,20 @@ impl App {
     /// may list cases — a jurisdiction's reader, or a handler who is staff of a
     /// department (a handler of none would only hold a stream slot that shows nothing).
     pub async fn may_stream(&self, p: &Principal) -> AppResult<()> {
-        let reads_an_area = p.grants.iter().any(|g| {
-            g.role != UserRole::DepartmentHandler
-                && p.may_except(Action::ReadCases, &g.scope, UserRole::DepartmentHandler)
-        });
-        if reads_an_area || !self.departments_of(p).await?.is_empty() {
-            Ok(())
-        } else {
-            Err(AppError::forbidden(format!(
+        self.stream_departments(p).await.map(|_| ())
+    }
+
+    /// The departments a stream of `p` follows, once `p` is found to be a reader (see
+    /// [`Self::may_stream`]): read once for both.
+    async fn stream_departments(&self, p: &Principal) -> AppResult<Vec<String>> {
+        let departments = self.departments_of(p).await?;
+        if area_scopes(p).is_empty() && departments.is_empty() {
+            return Err(AppError::forbidden(format!(
                 "{} may not read cases",
                 p.name
-            )))
+            )));
         }
+        Ok(departments)
     }
 
     /// The reader as the store knows them now: the token's holder with their current

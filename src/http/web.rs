@@ -53,20 +53,15 @@ async fn asset_or_not_found(method: Method, uri: Uri) -> Response {
         h.insert(header::CONTENT_TYPE, mime);
     }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    // The app is never framed (a report form inside another site's page), never
-    // sniffed into another type, and sends no Referer (its fragment holds follow-up
-    // keys). The script and style sources stay open to MapLibre's workers and a
-    // configured basemap.
+    // The app is never framed (a report form inside another site's page; the router
+    // adds X-Frame-Options and nosniff to every answer) and sends no Referer (its
+    // fragment holds follow-up keys). The script and style sources stay open to
+    // MapLibre's workers and a configured basemap.
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
             "frame-ancestors 'none'; base-uri 'none'; object-src 'none'; form-action 'self'",
         ),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
     );
     h.insert(
         header::REFERRER_POLICY,

@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wangge::domain::{Grant, UserRole};
-use wangge::store::{PgStore, Store};
+use wangge::store::{PgStore, Store, Validity};
 
 struct Server(Child, String);
 
@@ -193,7 +193,10 @@ fn bench(c: &mut Criterion) {
     let base = server.1.clone();
     let (hotline, township, county, points, township_code, county_code) = rt.block_on(async {
         let hotline = token(store.as_ref(), "hotline", UserRole::Dispatcher, "3716").await;
-        let grids = store.grids(None, None, None).await.expect("grids");
+        let grids = store
+            .grids(Validity::Current, None, None)
+            .await
+            .expect("grids");
         let points: Vec<(f64, f64)> = grids
             .iter()
             .filter_map(|g| g.boundary.interior_point())

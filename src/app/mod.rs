@@ -159,12 +159,12 @@ impl App {
         Ok(self.store.grid_at(at, date, layer).await?)
     }
 
-    /// Every grid version valid on `date` (OGC API reads of a past date).
-    pub async fn grids_on(
+    /// Every grid version of `validity` (OGC API reads of a past date or an interval).
+    pub async fn grid_versions(
         &self,
-        date: chrono::NaiveDate,
+        validity: crate::store::Validity,
     ) -> AppResult<Vec<crate::store::GridVersion>> {
-        Ok(self.store.grids(Some(date), None, None).await?)
+        Ok(self.store.grids(validity, None, None).await?)
     }
 
     /// Every grid in force on a past date (for map tiles of that date).

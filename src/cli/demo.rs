@@ -16,7 +16,7 @@ use wangge::io::geojson::{self as gj, ReadOptions};
 use wangge::spatial::LocateOptions;
 use wangge::spatial::coverage::{Severity, ValidateOptions};
 use wangge::spatial::crs::CoordSys;
-use wangge::store::{self, NewMember, PlanStatus, RegionRecord, Role, Store};
+use wangge::store::{self, NewMember, PlanStatus, RegionRecord, Role, Store, Validity};
 use wangge::workflow::hierarchy::HierarchyOptions;
 use wangge::workflow::live::LiveGrids;
 use wangge::workflow::plans::{self, DraftRequest};
@@ -31,9 +31,10 @@ type Check<'a> = (
 
 #[derive(Args)]
 pub struct DemoArgs {
-    /// Real county boundaries (GCJ-02, as published by DataV).
-    #[arg(long, default_value = "data/binzhou_371600_full.datav.geojson")]
-    counties: PathBuf,
+    /// Real county boundaries (GCJ-02, as published by DataV); by default the copy of
+    /// `data/binzhou_371600_full.datav.geojson` inside the binary.
+    #[arg(long)]
+    counties: Option<PathBuf>,
     /// Where the generated demo plan is kept.
     #[arg(long, default_value = "var/demo")]
     dir: PathBuf,
@@ -43,6 +44,36 @@ pub struct DemoArgs {
     /// The store the demo is loaded into (once) and located from.
     #[arg(long, env = "DATABASE_URL", default_value = store::DEFAULT_URL)]
     database_url: String,
+}
+
+/// The demo's inputs travel inside the binary, as the web app does: `wangge demo` and
+/// `wangge serve --demo` work from any directory, after `cargo install` or with the
+/// binary copied to a server alone.
+pub const DEMO_COUNTIES: &[u8] = include_bytes!("../../data/binzhou_371600_full.datav.geojson");
+/// The demo's departments, matters list and calendar.
+pub const DEMO_MATTERS: &[u8] = include_bytes!("../../data/matters.json");
+pub const COUNTIES_FILE: &str = "binzhou_371600_full.datav.geojson";
+pub const MATTERS_FILE: &str = "matters.json";
+
+/// The file to read a demo input from: the one given, or the binary's own copy written
+/// to `DIR/input/NAME` (again only when it differs), since the readers take files.
+pub fn demo_input(
+    given: Option<PathBuf>,
+    dir: &Path,
+    name: &str,
+    embedded: &[u8],
+) -> Result<PathBuf> {
+    if let Some(path) = given {
+        return Ok(path);
+    }
+    let path = dir.join("input").join(name);
+    if std::fs::read(&path).ok().as_deref() != Some(embedded) {
+        let parent = dir.join("input");
+        std::fs::create_dir_all(&parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::write(&path, embedded).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(path)
 }
 
 /// Sample places, in GCJ-02 as an Amap/Tencent phone SDK would report them.
@@ -104,7 +135,11 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
         townships,
         communities,
         grids,
-    } = build_layers(&a.counties, &a.dir, a.rebuild)?;
+    } = build_layers(
+        &demo_input(a.counties.clone(), &a.dir, COUNTIES_FILE, DEMO_COUNTIES)?,
+        &a.dir,
+        a.rebuild,
+    )?;
 
     println!(
         "Binzhou demo: {} counties (real), {} townships, {} communities, {} grids (synthetic)",
@@ -184,7 +219,8 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
             .await
             .with_context(|| format!("opening the store at {}", a.database_url))?;
         load_once(store.as_ref(), &counties, &townships, &communities, grids).await?;
-        load_dispatch_once(store.as_ref(), Path::new("data/matters.json")).await?;
+        let matters = demo_input(None, &a.dir, MATTERS_FILE, DEMO_MATTERS)?;
+        load_dispatch_once(store.as_ref(), &matters).await?;
         let t = Instant::now();
         let live = LiveGrids::load(store.as_ref()).await?;
         println!(
@@ -317,7 +353,7 @@ pub async fn load_once(
     plans::transition(store, plan.id, PlanStatus::Approved, "demo", None, None).await?;
     plans::activate(store, plan.id, "demo", effective, None).await?;
     let codes: Vec<String> = store
-        .grids(None, None, None)
+        .grids(Validity::Current, None, None)
         .await?
         .into_iter()
         .map(|g| g.code)

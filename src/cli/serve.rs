@@ -27,15 +27,17 @@ pub struct ServeArgs {
     /// TOML settings file (see README); `WANGGE_*` variables override it.
     #[arg(long, env = "WANGGE_CONFIG")]
     config: Option<PathBuf>,
-    /// Real county boundaries the demo is generated from.
-    #[arg(long, default_value = "data/binzhou_371600_full.datav.geojson")]
-    demo_counties: PathBuf,
+    /// Real county boundaries the demo is generated from (by default the binary's own
+    /// copy of `data/binzhou_371600_full.datav.geojson`).
+    #[arg(long)]
+    demo_counties: Option<PathBuf>,
     /// Where the generated demo is kept.
     #[arg(long, default_value = "var/demo")]
     demo_dir: PathBuf,
-    /// The demo's departments, matters list and calendar.
-    #[arg(long, default_value = "data/matters.json")]
-    demo_matters: PathBuf,
+    /// The demo's departments, matters list and calendar (by default the binary's own
+    /// copy of `data/matters.json`).
+    #[arg(long)]
+    demo_matters: Option<PathBuf>,
 }
 
 fn init_tracing(format: &str) {
@@ -65,6 +67,7 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         .context("histogram buckets")?
         .install_recorder()
         .context("installing the metrics recorder")?;
+    wangge::http::describe_metrics();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let store = store::open(&settings.database_url)
@@ -72,12 +75,27 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
             .with_context(|| format!("opening the store at {}", settings.database_url))?;
         if a.demo {
             if !demo::has_grids(store.as_ref()).await? {
-                let layers = demo::build_layers(&a.demo_counties, &a.demo_dir, false)?;
+                let layers = demo::build_layers(
+                    &demo::demo_input(
+                        a.demo_counties.clone(),
+                        &a.demo_dir,
+                        demo::COUNTIES_FILE,
+                        demo::DEMO_COUNTIES,
+                    )?,
+                    &a.demo_dir,
+                    false,
+                )?;
                 demo::load_once(store.as_ref(), &layers.counties, &layers.townships, &layers.communities, layers.grids).await?;
             } else {
                 tracing::info!("the store has grids already; the demo is not loaded again");
             }
-            demo::load_dispatch_once(store.as_ref(), &a.demo_matters).await?;
+            let matters = demo::demo_input(
+                a.demo_matters.clone(),
+                &a.demo_dir,
+                demo::MATTERS_FILE,
+                demo::DEMO_MATTERS,
+            )?;
+            demo::load_dispatch_once(store.as_ref(), &matters).await?;
             demo::create_demo_users_once(store.as_ref()).await?;
         }
         let live = Arc::new(LiveGrids::load(store.as_ref()).await?);

@@ -404,7 +404,9 @@ pub fn export(a: ExportArgs, store_args: StoreArgs) -> Result<ExitCode> {
         let text = |s: &str| Some(OutValue::Text(s.to_string()));
         let date = |d: Option<NaiveDate>| d.map(OutValue::Date);
         if a.level == Level::Grid {
-            let grids = store.grids(a.as_of, a.layer, a.under.as_deref()).await?;
+            let grids = store
+                .grids(a.as_of.into(), a.layer, a.under.as_deref())
+                .await?;
             Ok::<_, anyhow::Error>(
                 grids
                     .into_iter()

@@ -88,7 +88,7 @@ pub fn created(location: String, created: bool, body: impl Serialize) -> Respons
 
 /// Files a case: a grid member's upload or a dispatcher's hotline record. Stored
 /// durably before the 201; with `Idempotency-Key`, a retry returns the same case.
-#[utoipa::path(post, path = "/v1/cases", tag = "cases", request_body = Report, security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/cases", tag = "cases", operation_id = "create_case", request_body = Report, security(("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header, description = "makes a retried submission return the same case")),
     responses((status = 201, body = CaseView), (status = 403), (status = 422, description = "no grid there, unknown matter")))]
 pub async fn create(
@@ -133,7 +133,7 @@ fn parse_states(s: &str) -> Result<Vec<CaseState>, ApiError> {
 }
 
 /// Cases the caller may read, oldest first (page with `after_id`).
-#[utoipa::path(get, path = "/v1/cases", tag = "cases", params(ListQuery), security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/cases", tag = "cases", operation_id = "list_cases", params(ListQuery), security(("bearer" = [])),
     responses((status = 200, body = [CaseView])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -218,7 +218,7 @@ pub async fn due_soon(
 
 /// One case, with the reporter's contact (unmasked only for roles that need it; such
 /// reads are audited) and the steps the caller may take.
-#[utoipa::path(get, path = "/v1/cases/{id}", tag = "cases", params(("id" = i64, Path)), security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/cases/{id}", tag = "cases", operation_id = "show_case", params(("id" = i64, Path)), security(("bearer" = [])),
     responses((status = 200, body = CaseView), (status = 404, description = "no such case, or none the caller may read")))]
 pub async fn show(
     State(state): State<AppState>,
@@ -231,7 +231,7 @@ pub async fn show(
 }
 
 /// A case's timeline, oldest first.
-#[utoipa::path(get, path = "/v1/cases/{id}/events", tag = "cases", params(("id" = i64, Path)), security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/cases/{id}/events", tag = "cases", operation_id = "case_events", params(("id" = i64, Path)), security(("bearer" = [])),
     responses((status = 200, body = [CaseEvent])))]
 pub async fn events(
     State(state): State<AppState>,
@@ -478,6 +478,7 @@ pub struct PeriodQuery {
     /// programs.
     pub lang: Option<String>,
     /// For analysis: day, week (default) or month.
+    #[param(inline)]
     pub period: Option<Period>,
     /// For the density map: how many grids (default 50).
     pub top: Option<usize>,

@@ -8,6 +8,7 @@ pub mod extract;
 mod locate;
 mod matters;
 mod ogc;
+pub mod open311;
 mod openapi;
 mod ops;
 mod plans;
@@ -35,6 +36,7 @@ use tower_http::trace::TraceLayer;
 
 pub use cases::feed_events;
 pub use error::ApiError;
+pub use ops::describe_metrics;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -179,21 +181,23 @@ async fn tile_gate(
 }
 
 /// axum's own rejections (a path segment that is no number, a query that does not
-/// parse, a body that is no JSON) come as text/plain: every error answer is a problem
-/// document instead (an Open311 error list on Open311 routes), with the same status.
+/// parse, a body that is no JSON) come as text/plain, and its 405 with no body at all:
+/// every error answer is a problem document instead, with the same status (and
+/// `Retry-After`). Open311 routes then get theirs as Open311 errors
+/// (`open311::open311_answers`).
 async fn problem_for_plain_rejections(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let open311 = request.uri().path().starts_with("/open311");
+    let method = request.method().clone();
     let response = next.run(request).await;
-    let plain = response
+    let content_type = response
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/plain"));
-    if !(plain && response.status().is_client_error()) {
+        .and_then(|v| v.to_str().ok());
+    let bare = content_type.is_none_or(|v| v.starts_with("text/plain"));
+    if !(bare && response.status().is_client_error()) {
         return response;
     }
     let (parts, body) = response.into_parts();
@@ -202,13 +206,14 @@ async fn problem_for_plain_rejections(
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
     let status = parts.status;
-    if open311 {
-        return (
-            status,
-            axum::Json(serde_json::json!([{"code": status.as_u16(), "description": text}])),
-        )
-            .into_response();
-    }
+    let text = match (text.trim().is_empty(), status) {
+        // axum adds the `Allow` header after this middleware: point to it.
+        (true, StatusCode::METHOD_NOT_ALLOWED) => format!(
+            "this endpoint does not take {method}: the Allow header lists the methods it takes"
+        ),
+        (true, _) => status.canonical_reason().unwrap_or("error").to_string(),
+        (false, _) => text,
+    };
     let (slug, title) = match status {
         StatusCode::PAYLOAD_TOO_LARGE => ("too-large", "The request is too large"),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported-media-type", "Unsupported media type"),
@@ -223,6 +228,48 @@ async fn problem_for_plain_rejections(
         e = e.retry_after(Duration::from_secs(secs));
     }
     e.into_response()
+}
+
+/// gzip for answers that succeeded and are worth it; an error stays plain, so the
+/// middleware that rewrites errors reads text, never compressed bytes.
+pub(crate) fn compression()
+-> tower_http::compression::CompressionLayer<impl tower_http::compression::Predicate> {
+    use tower_http::compression::Predicate;
+    use tower_http::compression::predicate::DefaultPredicate;
+    tower_http::compression::CompressionLayer::new().compress_when(DefaultPredicate::new().and(
+        |status: StatusCode,
+         _: axum::http::Version,
+         _: &axum::http::HeaderMap,
+         _: &axum::http::Extensions| status.is_success(),
+    ))
+}
+
+/// A path with a trailing slash is the path without it (`/ogc/`, `/v1/cases/`): OWSLib
+/// and hand-typed URLs add one. The router tries the path as given first.
+async fn without_trailing_slash(
+    inner: Router,
+    mut request: axum::extract::Request,
+) -> Result<axum::response::Response, std::convert::Infallible> {
+    use tower::ServiceExt;
+    let path = request.uri().path();
+    if path.len() > 1 && path.ends_with('/') {
+        let trimmed = match path.trim_end_matches('/') {
+            "" => "/",
+            p => p,
+        };
+        let rewritten = match request.uri().query() {
+            Some(q) => format!("{trimmed}?{q}"),
+            None => trimmed.to_string(),
+        };
+        let mut parts = request.uri().clone().into_parts();
+        if let Ok(pq) = rewritten.parse() {
+            parts.path_and_query = Some(pq);
+            if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+                *request.uri_mut() = uri;
+            }
+        }
+    }
+    inner.oneshot(request).await
 }
 
 /// How long a rate-limited caller should wait.
@@ -331,7 +378,7 @@ pub fn router(state: AppState) -> Router {
     // A point is ~30 bytes as [lon,lat] and ~120 as a GeoJSON feature.
     let locate_limit = state.settings.max_batch_points.saturating_mul(160) + SMALL_BODY;
     let small = DefaultBodyLimit::max(SMALL_BODY);
-    Router::new()
+    let service = Router::new()
         .merge(ops::routes().layer(small))
         .merge(locate::routes().layer(DefaultBodyLimit::max(locate_limit)))
         .merge(public::routes().layer(small))
@@ -359,8 +406,9 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(openapi::routes().layer(small))
         .merge(web::routes().layer(small))
-        .route_layer(axum::middleware::from_fn(ops::track))
+        .layer(axum::middleware::from_fn(ops::track))
         .layer(axum::middleware::from_fn(problem_for_plain_rejections))
+        .layer(axum::middleware::from_fn(open311::open311_answers))
         .layer(axum::middleware::from_fn(protective_headers))
         // One span per request at DEBUG (RUST_LOG=tower_http=debug shows them); free
         // when disabled, which matters at tens of thousands of lookups a second.
@@ -379,5 +427,11 @@ pub fn router(state: AppState) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,
         ))
-        .with_state(state)
+        .with_state(state);
+    // What no route matches goes through once more without its trailing slash; the
+    // inner router's own fallback (the web app, or a problem 404) answers the rest.
+    let inner = service.clone();
+    service.fallback_service(tower::service_fn(move |request| {
+        without_trailing_slash(inner.clone(), request)
+    }))
 }

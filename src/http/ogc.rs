@@ -7,7 +7,7 @@ use super::{ApiError, AppState};
 use crate::domain::{Grid, Level};
 use crate::io::geojson::geometry_json;
 use crate::spatial::geom;
-use crate::store::{GridVersion, RegionRecord};
+use crate::store::{GridVersion, RegionRecord, Validity};
 use crate::workflow::live::Snapshot;
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -16,7 +16,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::NaiveDate;
 use geo_types::{Coord, MultiPolygon, Rect};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 const CRS84: &str = "http://www.opengis.net/def/crs/OGC/1.3/CRS84";
@@ -32,6 +31,7 @@ pub fn routes() -> Router<AppState> {
         .route("/collections/{id}", get(collection))
         .route("/collections/{id}/items", get(items))
         .route("/collections/{id}/items/{fid}", get(item))
+        .route("/collections/{id}/queryables", get(queryables))
 }
 
 /// The collections, and what each serves.
@@ -78,6 +78,12 @@ fn kind_of(id: &str) -> Result<(Kind, &'static str, &'static str), ApiError> {
 
 /// The service's own address as the client used it (for absolute links).
 fn base(headers: &HeaderMap, state: &AppState) -> String {
+    format!("{}/ogc", origin(headers, state))
+}
+
+/// `scheme://host` as the client reached the service (the scheme from a trusted
+/// proxy's `X-Forwarded-Proto`).
+pub(super) fn origin(headers: &HeaderMap, state: &AppState) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -88,7 +94,7 @@ fn base(headers: &HeaderMap, state: &AppState) -> String {
         .and_then(|h| h.to_str().ok())
         .filter(|_| !state.proxies.is_empty())
         .unwrap_or("http");
-    format!("{scheme}://{host}/ogc")
+    format!("{scheme}://{host}")
 }
 
 fn link(href: String, rel: &str, kind: &str, title: &str) -> Value {
@@ -96,31 +102,44 @@ fn link(href: String, rel: &str, kind: &str, title: &str) -> Value {
 }
 
 /// The landing page: links to the API definition, conformance and the collections.
-#[utoipa::path(get, path = "/ogc", tag = "ogc", responses((status = 200, description = "landing page")))]
-pub async fn landing(State(state): State<AppState>, headers: HeaderMap) -> Json<Value> {
+#[utoipa::path(get, path = "/ogc", tag = "ogc", operation_id = "ogc_landing", params(("f" = Option<String>, Query, description = "json (the only format)")), responses((status = 200, description = "landing page")))]
+pub async fn landing(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(pairs): Query<QueryPairs>,
+) -> Result<Json<Value>, ApiError> {
+    known_parameters(&pairs, &COMMON_PARAMETERS)?;
     let b = base(&headers, &state);
     let root = b.trim_end_matches("/ogc");
-    Json(json!({
+    Ok(Json(json!({
         "title": "wangge — social-governance grids",
         "description": "Grid boundaries and the administrative divisions they tile (OGC API – Features)",
         "links": [
             link(b.clone(), "self", "application/json", "This document"),
             link(format!("{root}/openapi.json"), "service-desc", "application/vnd.oai.openapi+json;version=3.1", "The API definition"),
+            link(format!("{root}/openapi-3.0.json"), "service-desc", "application/vnd.oai.openapi+json;version=3.0", "The API definition (OpenAPI 3.0)"),
             link(format!("{root}/docs"), "service-doc", "text/html", "The API documentation"),
             link(format!("{b}/conformance"), "conformance", "application/json", "Conformance classes"),
             link(format!("{b}/collections"), "data", "application/json", "The collections"),
+            link(format!("{root}/tiles/grids.json"), "related", "application/json", "Vector tiles of the grids (TileJSON 3.0)"),
+            link(format!("{root}/tiles/communities.json"), "related", "application/json", "Vector tiles of the communities and villages (TileJSON 3.0)"),
+            link(format!("{root}/tiles/townships.json"), "related", "application/json", "Vector tiles of the townships (TileJSON 3.0)"),
+            link(format!("{root}/tiles/counties.json"), "related", "application/json", "Vector tiles of the counties (TileJSON 3.0)"),
         ]
-    }))
+    })))
 }
 
 /// The conformance classes implemented.
-#[utoipa::path(get, path = "/ogc/conformance", tag = "ogc", responses((status = 200, description = "conformsTo")))]
-pub async fn conformance() -> Json<Value> {
-    Json(json!({"conformsTo": [
+#[utoipa::path(get, path = "/ogc/conformance", tag = "ogc", operation_id = "ogc_conformance", params(("f" = Option<String>, Query, description = "json (the only format)")), responses((status = 200, description = "conformsTo")))]
+pub async fn conformance(Query(pairs): Query<QueryPairs>) -> Result<Json<Value>, ApiError> {
+    known_parameters(&pairs, &COMMON_PARAMETERS)?;
+    Ok(Json(json!({"conformsTo": [
         "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
         "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
         "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
-    ]}))
+        "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables",
+        "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables-query-parameters",
+    ]})))
 }
 
 /// Bounds of the current features of a collection.
@@ -169,16 +188,19 @@ fn collection_doc(state: &AppState, b: &str, id: &str) -> Result<Value, ApiError
         "links": [
             link(format!("{b}/collections/{id}"), "self", "application/json", title),
             link(format!("{b}/collections/{id}/items"), "items", "application/geo+json", "The features"),
+            link(format!("{b}/collections/{id}/queryables"), "http://www.opengis.net/def/rel/ogc/1.0/queryables", "application/schema+json", "What the features can be filtered by"),
         ]
     }))
 }
 
 /// The boundary collections, with extents and CRSs.
-#[utoipa::path(get, path = "/ogc/collections", tag = "ogc", responses((status = 200, description = "collections")))]
+#[utoipa::path(get, path = "/ogc/collections", tag = "ogc", operation_id = "ogc_collections", params(("f" = Option<String>, Query, description = "json (the only format)")), responses((status = 200, description = "collections")))]
 pub async fn collections(
     State(state): State<AppState>,
     headers: HeaderMap,
+    Query(pairs): Query<QueryPairs>,
 ) -> Result<Json<Value>, ApiError> {
+    known_parameters(&pairs, &COMMON_PARAMETERS)?;
     let b = base(&headers, &state);
     let list: Result<Vec<Value>, ApiError> = COLLECTIONS
         .iter()
@@ -192,33 +214,95 @@ pub async fn collections(
 }
 
 /// One collection.
-#[utoipa::path(get, path = "/ogc/collections/{id}", tag = "ogc", params(("id" = String, Path, description = "grids, communities, townships or counties")), responses((status = 200, description = "collection"), (status = 404, description = "no such collection")))]
+#[utoipa::path(get, path = "/ogc/collections/{id}", tag = "ogc", operation_id = "ogc_collection", params(("id" = String, Path, description = "grids, communities, townships or counties"), ("f" = Option<String>, Query, description = "json (the only format)")), responses((status = 200, description = "collection"), (status = 404, description = "no such collection")))]
 pub async fn collection(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    Query(pairs): Query<QueryPairs>,
 ) -> Result<Json<Value>, ApiError> {
+    known_parameters(&pairs, &COMMON_PARAMETERS)?;
     Ok(Json(collection_doc(&state, &base(&headers, &state), &id)?))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct ItemsQuery {
-    bbox: Option<String>,
-    #[serde(rename = "bbox-crs")]
-    bbox_crs: Option<String>,
-    crs: Option<String>,
-    limit: Option<String>,
-    offset: Option<String>,
-    datetime: Option<String>,
+/// The query of an OGC request as name/value pairs, in order.
+pub type QueryPairs = Vec<(String, String)>;
+
+/// What every OGC resource accepts: `f`, the format (JSON is the only one served).
+const COMMON_PARAMETERS: [&str; 1] = ["f"];
+/// What `items` accepts besides the queryables of its collection.
+const ITEMS_PARAMETERS: [&str; 7] = [
+    "bbox", "bbox-crs", "crs", "limit", "offset", "datetime", "f",
+];
+/// What one feature accepts.
+const ITEM_PARAMETERS: [&str; 3] = ["crs", "datetime", "f"];
+
+/// The parameters of a request, once each, all of them known: OGC API – Features
+/// Part 1 (/req/core/query-param-unknown) wants a 400 for any other, so that a client
+/// that thinks it filtered learns it did not.
+fn known_parameters<'q>(
+    pairs: &'q [(String, String)],
+    known: &[&str],
+) -> Result<std::collections::BTreeMap<&'q str, &'q str>, ApiError> {
+    let mut seen = std::collections::BTreeMap::new();
+    let unknown: Vec<&str> = pairs
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| !known.contains(k))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "unknown query parameter{} {}: this resource takes {}",
+            if unknown.len() == 1 { "" } else { "s" },
+            unknown.join(", "),
+            known.join(", ")
+        ))
+        .with("parameter", unknown.join(",").into()));
+    }
+    for (k, v) in pairs {
+        if seen.insert(k.as_str(), v.as_str()).is_some() {
+            return Err(
+                ApiError::bad_request(format!("{k} is given more than once"))
+                    .with("parameter", k.as_str().into()),
+            );
+        }
+    }
+    match seen.get("f") {
+        None | Some(&("json" | "geojson")) => Ok(seen),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "f={other:?}: this service answers JSON only (f=json)"
+        ))
+        .with("parameter", "f".into())),
+    }
 }
 
-/// Output or bbox CRS: false for CRS84 (lon, lat), true for EPSG:4490 (lat, lon).
+/// Output or bbox CRS: false for CRS84 (lon, lat), true for EPSG:4490 (lat, lon). Both
+/// the URI and the usual short forms (`EPSG:4490`, `[EPSG:4490]`, the URN) are read.
 fn lat_first(crs: Option<&str>, parameter: &str) -> Result<bool, ApiError> {
-    match crs {
-        None | Some(CRS84) => Ok(false),
-        Some(EPSG4490) => Ok(true),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "{parameter} {other:?} is not supported: use {CRS84} or {EPSG4490}"
+    let Some(given) = crs else {
+        return Ok(false);
+    };
+    let bare = given
+        .trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    let bare = bare
+        .strip_prefix("https://")
+        .map(|rest| format!("http://{rest}"))
+        .unwrap_or(bare);
+    match bare.as_str() {
+        "http://www.opengis.net/def/crs/ogc/1.3/crs84"
+        | "ogc:crs84"
+        | "crs84"
+        | "urn:ogc:def:crs:ogc:1.3:crs84"
+        | "urn:ogc:def:crs:ogc::crs84" => Ok(false),
+        "http://www.opengis.net/def/crs/epsg/0/4490"
+        | "epsg:4490"
+        | "urn:ogc:def:crs:epsg::4490"
+        | "urn:ogc:def:crs:epsg:0:4490" => Ok(true),
+        _ => Err(ApiError::bad_request(format!(
+            "{parameter} {given:?} is not supported: use {CRS84} (or OGC:CRS84) or {EPSG4490} (or EPSG:4490)"
         ))
         .with("parameter", parameter.into())),
     }
@@ -254,30 +338,61 @@ fn parse_count(s: Option<&str>, name: &str, default: usize) -> Result<usize, Api
     }
 }
 
-/// `datetime` as a date: an instant (`2026-06-01`, `2026-06-01T08:00:00Z`); intervals are
-/// answered for their end.
-fn parse_datetime(s: &str) -> Result<Option<NaiveDate>, ApiError> {
-    let instant = s.rsplit('/').next().unwrap_or(s);
-    if instant.is_empty() || instant == ".." {
-        return Ok(None);
-    }
-    let date = instant.get(..10).unwrap_or(instant);
-    date.parse().map(Some).map_err(|_| {
-        ApiError::bad_request(format!(
-            "datetime {s:?} is not an RFC 3339 date or date-time"
-        ))
-        .with("parameter", "datetime".into())
-    })
+/// Which versions a `datetime` asks for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum When {
+    /// No `datetime`, or an instant or interval from today on: the snapshot.
+    Now,
+    /// Grids in force on this past day, identified by their codes.
+    On(NaiveDate),
+    /// Every version in force at any time in an interval reaching into the past; a
+    /// grid's versions are told apart by their start (`CODE@YYYY-MM-DD`).
+    During(Option<NaiveDate>, Option<NaiveDate>),
 }
 
-/// The date to read versions of, when `datetime` names a day before today; today and
-/// later are the current grids (the snapshot).
-fn past_date(datetime: Option<&str>) -> Result<Option<NaiveDate>, ApiError> {
-    Ok(match datetime {
-        Some(s) => parse_datetime(s)?,
-        None => None,
+fn parse_day(part: &str, whole: &str) -> Result<Option<NaiveDate>, ApiError> {
+    if part.is_empty() || part == ".." {
+        return Ok(None);
     }
-    .filter(|d| *d < crate::domain::today_in_china()))
+    let day = part.get(..10).unwrap_or(part);
+    let rest = part.get(10..).unwrap_or("");
+    let time_ok = rest.is_empty()
+        || chrono::DateTime::parse_from_rfc3339(part).is_ok()
+        || chrono::NaiveDateTime::parse_from_str(part, "%Y-%m-%dT%H:%M:%S").is_ok();
+    match day.parse() {
+        Ok(d) if time_ok => Ok(Some(d)),
+        _ => Err(ApiError::bad_request(format!(
+            "datetime {whole:?} is not an RFC 3339 date, date-time or interval (start/end, `..` for an open end)"
+        ))
+        .with("parameter", "datetime".into())),
+    }
+}
+
+/// `datetime` as an instant (`2026-06-01`, `2026-06-01T08:00:00Z`) or an interval
+/// (`2026-01-01/2026-06-30`, `2026-01-01T00:00:00Z/..`, `../2026-06-30`).
+fn parse_when(datetime: Option<&str>, today: NaiveDate) -> Result<When, ApiError> {
+    let Some(s) = datetime else {
+        return Ok(When::Now);
+    };
+    let Some((start, end)) = s.split_once('/') else {
+        return Ok(match parse_day(s, s)? {
+            Some(d) if d < today => When::On(d),
+            _ => When::Now,
+        });
+    };
+    let (from, to) = (parse_day(start, s)?, parse_day(end, s)?);
+    if let (Some(f), Some(t)) = (from, to)
+        && f > t
+    {
+        return Err(ApiError::bad_request(format!(
+            "datetime {s:?}: the interval ends before it starts"
+        ))
+        .with("parameter", "datetime".into()));
+    }
+    Ok(match from {
+        Some(f) if f >= today => When::Now,
+        _ => When::During(from, to),
+    })
 }
 
 fn swap_axes(v: &mut Value) {
@@ -294,23 +409,26 @@ fn swap_axes(v: &mut Value) {
 /// page of 10 out of 100 000 grids copies 10 geometries, not all of them.
 enum Item<'a> {
     Current(&'a Grid),
-    Version(GridVersion),
+    /// A past version; `true` when versions of one grid may stand side by side (an
+    /// interval), so its id carries its start.
+    Version(GridVersion, bool),
     Region(&'a RegionRecord),
 }
 
 impl Item<'_> {
-    fn id(&self) -> &str {
+    fn id(&self) -> String {
         match self {
-            Item::Current(g) => &g.id,
-            Item::Version(v) => &v.code,
-            Item::Region(r) => &r.code,
+            Item::Current(g) => g.id.clone(),
+            Item::Version(v, false) => v.code.clone(),
+            Item::Version(v, true) => format!("{}@{}", v.code, v.valid_from),
+            Item::Region(r) => r.code.clone(),
         }
     }
 
     fn boundary(&self) -> Option<&MultiPolygon<f64>> {
         match self {
             Item::Current(g) => Some(&g.boundary),
-            Item::Version(v) => Some(&v.boundary),
+            Item::Version(v, _) => Some(&v.boundary),
             Item::Region(r) => r.boundary.as_ref(),
         }
     }
@@ -321,7 +439,7 @@ impl Item<'_> {
                 "code": g.id, "name": g.name, "layer": g.layer, "community_code": g.parent,
                 "households": g.properties.get("households"),
             }),
-            Item::Version(v) => json!({
+            Item::Version(v, _) => json!({
                 "code": v.code, "name": v.name, "layer": v.layer, "community_code": v.parent_code,
                 "households": v.households, "valid_from": v.valid_from, "valid_to": v.valid_to,
             }),
@@ -357,16 +475,20 @@ async fn load_items<'a>(
     state: &AppState,
     snapshot: &'a Snapshot,
     kind: Kind,
-    date: Option<NaiveDate>,
+    when: When,
 ) -> Result<Vec<Item<'a>>, ApiError> {
-    Ok(match (kind, date) {
-        (Kind::Grids, None) => snapshot.locator.grids().iter().map(Item::Current).collect(),
-        (Kind::Grids, Some(date)) => state
-            .app
-            .grids_on(date)
+    let versions = |validity| state.app.grid_versions(validity);
+    Ok(match (kind, when) {
+        (Kind::Grids, When::Now) => snapshot.locator.grids().iter().map(Item::Current).collect(),
+        (Kind::Grids, When::On(date)) => versions(Validity::On(date))
             .await?
             .into_iter()
-            .map(Item::Version)
+            .map(|v| Item::Version(v, false))
+            .collect(),
+        (Kind::Grids, When::During(from, to)) => versions(Validity::During { from, to })
+            .await?
+            .into_iter()
+            .map(|v| Item::Version(v, true))
             .collect(),
         (Kind::Regions(level), _) => snapshot
             .regions
@@ -402,36 +524,69 @@ fn with_offset(raw: Option<&str>, offset: usize) -> String {
     parts.join("&")
 }
 
-/// Features of a collection, a page at a time (`next` links).
-#[utoipa::path(get, path = "/ogc/collections/{id}/items", tag = "ogc",
+/// The properties a collection's items can be filtered by, `name=value` in the query
+/// (OGC API – Features Part 3, queryables as query parameters).
+fn queryable_names(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Grids => &["code", "name", "layer", "community_code", "households"],
+        Kind::Regions(_) => &["code", "name", "level", "parent_code"],
+    }
+}
+
+/// Whether a feature's property equals the text of a filter.
+fn property_matches(properties: &Value, name: &str, wanted: &str) -> bool {
+    match properties.get(name) {
+        Some(Value::String(s)) => s == wanted,
+        Some(Value::Number(n)) => n.to_string() == wanted,
+        _ => false,
+    }
+}
+
+/// Features of a collection, a page at a time (`next` links), filtered by any of its
+/// queryables (`?community_code=371602001001`); an unknown parameter is a 400.
+#[utoipa::path(get, path = "/ogc/collections/{id}/items", tag = "ogc", operation_id = "ogc_items",
     params(
         ("id" = String, Path, description = "grids, communities, townships or counties"),
         ("bbox" = Option<String>, Query, description = "minx,miny,maxx,maxy in bbox-crs"),
-        ("bbox-crs" = Option<String>, Query, description = "CRS84 (default) or EPSG:4490 URI"),
-        ("crs" = Option<String>, Query, description = "output CRS: CRS84 (default) or EPSG:4490 URI (latitude first)"),
+        ("bbox-crs" = Option<String>, Query, description = "CRS84 (default) or EPSG:4490, as URI or short form"),
+        ("crs" = Option<String>, Query, description = "output CRS: CRS84 (default) or EPSG:4490 (latitude first), as URI or short form"),
         ("limit" = Option<usize>, Query, description = "1..10000, default 10"),
         ("offset" = Option<usize>, Query, description = "features to skip"),
-        ("datetime" = Option<String>, Query, description = "grids valid at this date (RFC 3339)"),
+        ("datetime" = Option<String>, Query, description = "grids in force at an instant, or at any time in an interval (start/end, `..` open); RFC 3339"),
+        ("f" = Option<String>, Query, description = "json (the only format)"),
+        ("code" = Option<String>, Query, description = "queryable: the feature's code"),
+        ("name" = Option<String>, Query, description = "queryable: the feature's name"),
+        ("layer" = Option<String>, Query, description = "queryable (grids): comprehensive or dedicated"),
+        ("community_code" = Option<String>, Query, description = "queryable (grids): the community or village"),
+        ("households" = Option<i64>, Query, description = "queryable (grids): households"),
+        ("level" = Option<String>, Query, description = "queryable (regions): county, township or community"),
+        ("parent_code" = Option<String>, Query, description = "queryable (regions): the region above"),
     ),
-    responses((status = 200, description = "GeoJSON FeatureCollection", content_type = "application/geo+json"), (status = 400, description = "bad parameter")))]
+    responses((status = 200, description = "GeoJSON FeatureCollection", content_type = "application/geo+json"), (status = 400, description = "bad or unknown parameter")))]
 pub async fn items(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Query(q): Query<ItemsQuery>,
+    Query(pairs): Query<QueryPairs>,
     RawQuery(raw): RawQuery,
     client: super::extract::ClientAddr,
 ) -> Result<Response, ApiError> {
     let (kind, ..) = kind_of(&id)?;
-    let out_lat_first = lat_first(q.crs.as_deref(), "crs")?;
-    let bbox = match &q.bbox {
-        Some(s) => Some(parse_bbox(
-            s,
-            lat_first(q.bbox_crs.as_deref(), "bbox-crs")?,
-        )?),
+    let queryable = queryable_names(kind);
+    let known: Vec<&str> = ITEMS_PARAMETERS.iter().chain(queryable).copied().collect();
+    let q = known_parameters(&pairs, &known)?;
+    let out_lat_first = lat_first(q.get("crs").copied(), "crs")?;
+    let bbox_lat_first = lat_first(q.get("bbox-crs").copied(), "bbox-crs")?;
+    let bbox = match q.get("bbox") {
+        Some(s) => Some(parse_bbox(s, bbox_lat_first)?),
         None => None,
     };
-    let limit = parse_count(q.limit.as_deref(), "limit", DEFAULT_LIMIT)?.clamp(1, MAX_LIMIT);
+    let filters: Vec<(&str, &str)> = q
+        .iter()
+        .filter(|(k, _)| queryable.contains(k))
+        .map(|(k, v)| (*k, *v))
+        .collect();
+    let limit = parse_count(q.get("limit").copied(), "limit", DEFAULT_LIMIT)?.clamp(1, MAX_LIMIT);
     // A large page costs its share: one unit more for every 100 features asked.
     if limit >= 100 {
         super::charge(
@@ -441,24 +596,36 @@ pub async fn items(
             "OGC API features",
         )?;
     }
-    let offset = parse_count(q.offset.as_deref(), "offset", 0)?;
-    let date = past_date(q.datetime.as_deref())?;
-    if date.is_some() {
+    let offset = parse_count(q.get("offset").copied(), "offset", 0)?;
+    let when = parse_when(q.get("datetime").copied(), crate::domain::today_in_china())?;
+    if when != When::Now && kind == Kind::Grids {
         super::tiles::historic_limit(&state, &client)?;
     }
     let snapshot = state.live.snapshot();
-    let all = load_items(&state, &snapshot, kind, date).await?;
+    let all = load_items(&state, &snapshot, kind, when).await?;
     let matched: Vec<&Item> = all
         .iter()
-        .filter(|it| match (&bbox, it.boundary().and_then(geom::bounds)) {
-            (Some(b), Some(r)) => {
-                r.min().x <= b.max().x
-                    && b.min().x <= r.max().x
-                    && r.min().y <= b.max().y
-                    && b.min().y <= r.max().y
+        .filter(|it| match (&bbox, it.boundary()) {
+            // The boxes first (cheap), then the boundary itself: a feature whose box
+            // overlaps but whose shape does not is not in the answer.
+            (Some(b), Some(mp)) => {
+                geom::bounds(mp).is_some_and(|r| {
+                    r.min().x <= b.max().x
+                        && b.min().x <= r.max().x
+                        && r.min().y <= b.max().y
+                        && b.min().y <= r.max().y
+                }) && geo::Intersects::intersects(mp, b)
             }
             (Some(_), None) => false,
             (None, _) => true,
+        })
+        .filter(|it| {
+            filters.is_empty() || {
+                let properties = it.properties();
+                filters
+                    .iter()
+                    .all(|(k, v)| property_matches(&properties, k, v))
+            }
         })
         .collect();
     let b = base(&headers, &state);
@@ -518,32 +685,32 @@ pub async fn items(
     ))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct ItemQuery {
-    crs: Option<String>,
-    datetime: Option<String>,
-}
-
-/// One feature.
-#[utoipa::path(get, path = "/ogc/collections/{id}/items/{fid}", tag = "ogc",
-    params(("id" = String, Path), ("fid" = String, Path, description = "grid or region code"),
-        ("crs" = Option<String>, Query), ("datetime" = Option<String>, Query)),
+/// One feature: by code, or `CODE@YYYY-MM-DD` for one version of a grid (the ids of a
+/// `datetime` interval's answer).
+#[utoipa::path(get, path = "/ogc/collections/{id}/items/{fid}", tag = "ogc", operation_id = "ogc_item",
+    params(("id" = String, Path), ("fid" = String, Path, description = "grid or region code, or CODE@VALID_FROM for a grid version"),
+        ("crs" = Option<String>, Query), ("datetime" = Option<String>, Query), ("f" = Option<String>, Query, description = "json (the only format)")),
     responses((status = 200, description = "GeoJSON Feature", content_type = "application/geo+json"), (status = 404, description = "no such feature")))]
 pub async fn item(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((id, fid)): Path<(String, String)>,
-    Query(q): Query<ItemQuery>,
+    Query(pairs): Query<QueryPairs>,
     client: super::extract::ClientAddr,
 ) -> Result<Response, ApiError> {
     let (kind, ..) = kind_of(&id)?;
-    let out_lat_first = lat_first(q.crs.as_deref(), "crs")?;
-    let date = past_date(q.datetime.as_deref())?;
-    if date.is_some() {
+    let q = known_parameters(&pairs, &ITEM_PARAMETERS)?;
+    let out_lat_first = lat_first(q.get("crs").copied(), "crs")?;
+    let mut when = parse_when(q.get("datetime").copied(), crate::domain::today_in_china())?;
+    if kind == Kind::Grids && fid.contains('@') {
+        // A version id names its own time: read every version.
+        when = When::During(None, None);
+    }
+    if when != When::Now && kind == Kind::Grids {
         super::tiles::historic_limit(&state, &client)?;
     }
     let snapshot = state.live.snapshot();
-    let all = load_items(&state, &snapshot, kind, date).await?;
+    let all = load_items(&state, &snapshot, kind, when).await?;
     let it = all
         .iter()
         .find(|it| it.id() == fid)
@@ -552,6 +719,61 @@ pub async fn item(
         feature(it, out_lat_first, &base(&headers, &state), &id),
         out_lat_first,
     ))
+}
+
+/// The properties a collection can be filtered by, as a JSON Schema (OGC API –
+/// Features Part 3); each works as a query parameter of `items`.
+#[utoipa::path(get, path = "/ogc/collections/{id}/queryables", tag = "ogc", operation_id = "ogc_queryables",
+    params(("id" = String, Path, description = "grids, communities, townships or counties"), ("f" = Option<String>, Query, description = "json (the only format)")),
+    responses((status = 200, description = "JSON Schema of the queryables", content_type = "application/schema+json"), (status = 404, description = "no such collection")))]
+pub async fn queryables(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(pairs): Query<QueryPairs>,
+) -> Result<Response, ApiError> {
+    let (kind, title, _) = kind_of(&id)?;
+    known_parameters(&pairs, &COMMON_PARAMETERS)?;
+    let b = base(&headers, &state);
+    let text = |title: &str, pattern: Option<&str>| {
+        let mut p = json!({"type": "string", "title": title});
+        if let Some(pattern) = pattern {
+            p["pattern"] = pattern.into();
+        }
+        p
+    };
+    let properties = match kind {
+        Kind::Grids => json!({
+            "code": text("Grid code (15 digits)", Some("^[0-9]{15}$")),
+            "name": text("Grid name", None),
+            "layer": {"type": "string", "title": "Layer", "enum": ["comprehensive", "dedicated"]},
+            "community_code": text("Community or village code (12 digits)", Some("^[0-9]{12}$")),
+            "households": {"type": "integer", "title": "Households"},
+            "geometry": {"format": "geometry-multipolygon", "x-ogc-role": "primary-geometry"},
+        }),
+        Kind::Regions(_) => json!({
+            "code": text("Region code", Some("^[0-9]+$")),
+            "name": text("Region name", None),
+            "level": {"type": "string", "title": "Level", "enum": ["county", "township", "community"]},
+            "parent_code": text("Code of the region above", Some("^[0-9]+$")),
+            "geometry": {"format": "geometry-multipolygon", "x-ogc-role": "primary-geometry"},
+        }),
+    };
+    let mut r = Json(json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": format!("{b}/collections/{id}/queryables"),
+        "type": "object",
+        "title": title,
+        "description": "Each property is also a query parameter of items: name=value keeps the features whose property equals value",
+        "properties": properties,
+        "additionalProperties": false,
+    }))
+    .into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/schema+json"),
+    );
+    Ok(r)
 }
 
 #[cfg(test)]
@@ -574,6 +796,62 @@ mod tests {
             "limit=5&bbox=1,2,3,4&offset=15"
         );
         assert_eq!(with_offset(None, 0), "offset=0");
+    }
+
+    #[test]
+    fn crs_reads_the_uri_and_the_short_forms() {
+        for lat_lon in [
+            EPSG4490,
+            "EPSG:4490",
+            "[EPSG:4490]",
+            "urn:ogc:def:crs:EPSG::4490",
+        ] {
+            assert!(lat_first(Some(lat_lon), "crs").unwrap(), "{lat_lon}");
+        }
+        for lon_lat in [CRS84, "OGC:CRS84", "[OGC:CRS84]"] {
+            assert!(!lat_first(Some(lon_lat), "crs").unwrap(), "{lon_lat}");
+        }
+        assert!(lat_first(Some("EPSG:3857"), "crs").is_err());
+    }
+
+    #[test]
+    fn datetime_instants_and_intervals() {
+        let day = |s: &str| s.parse::<NaiveDate>().unwrap();
+        let today = day("2026-12-02");
+        assert_eq!(parse_when(None, today).unwrap(), When::Now);
+        assert_eq!(
+            parse_when(Some("2026-06-01T08:00:00Z"), today).unwrap(),
+            When::On(day("2026-06-01"))
+        );
+        assert_eq!(parse_when(Some("2027-01-01"), today).unwrap(), When::Now);
+        assert_eq!(
+            parse_when(Some("2026-01-01T00:00:00Z/.."), today).unwrap(),
+            When::During(Some(day("2026-01-01")), None)
+        );
+        assert_eq!(
+            parse_when(Some("../2026-06-30"), today).unwrap(),
+            When::During(None, Some(day("2026-06-30")))
+        );
+        assert_eq!(parse_when(Some("2026-12-05/.."), today).unwrap(), When::Now);
+        assert!(parse_when(Some("2026-02-01/2026-01-01"), today).is_err());
+        assert!(parse_when(Some("2026-13-01"), today).is_err());
+        assert!(parse_when(Some("2026-01-01Tnonsense"), today).is_err());
+    }
+
+    #[test]
+    fn unknown_and_repeated_parameters_are_refused() {
+        let pairs = |v: &[(&str, &str)]| -> QueryPairs {
+            v.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert!(known_parameters(&pairs(&[("limit", "5")]), &ITEMS_PARAMETERS).is_ok());
+        let e = known_parameters(&pairs(&[("colour", "red")]), &ITEMS_PARAMETERS).unwrap_err();
+        assert!(e.detail.contains("colour"), "{}", e.detail);
+        assert!(
+            known_parameters(&pairs(&[("limit", "5"), ("limit", "6")]), &ITEMS_PARAMETERS).is_err()
+        );
+        assert!(known_parameters(&pairs(&[("f", "html")]), &COMMON_PARAMETERS).is_err());
     }
 
     #[test]

@@ -57,16 +57,63 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     }
 }
 
+/// Gives every metric family its `# HELP` line (call once, after the recorder is
+/// installed).
+pub fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "wangge_http_requests_total",
+        "HTTP requests answered, by route template (`unmatched` for paths no route or file answers), method and status"
+    );
+    describe_histogram!(
+        "wangge_http_request_duration_seconds",
+        Unit::Seconds,
+        "Time to answer an HTTP request, by route template"
+    );
+    describe_counter!(
+        "wangge_cases_reported_total",
+        "Cases reported, by source (staff, public web form, Open311)"
+    );
+    describe_counter!(
+        "wangge_case_steps_total",
+        "Workflow steps taken on cases, by step"
+    );
+    describe_counter!("wangge_plans_activated_total", "Boundary plans activated");
+    describe_gauge!(
+        "wangge_partition_grids",
+        "Grids in the snapshot that answers lookups"
+    );
+    describe_gauge!(
+        "wangge_partition_generation",
+        "Version of the boundaries the snapshot was built from"
+    );
+    describe_gauge!(
+        "wangge_partition_index_bytes",
+        Unit::Bytes,
+        "Memory held by the snapshot's spatial index"
+    );
+}
+
 /// Counts and times requests per route template (never per raw path: bounded labels).
+/// What no route matched is counted as `unmatched` when nothing answered it (a
+/// misrouted client shows), and as `web app` when the app's files did.
 pub async fn track(request: Request, next: Next) -> Response {
-    let route = request
+    let matched = request
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
+        .map(|p| p.as_str().to_string());
     let method = request.method().to_string();
     let started = Instant::now();
     let response = next.run(request).await;
+    let route = matched.unwrap_or_else(|| {
+        if response.status() == axum::http::StatusCode::NOT_FOUND
+            || response.status() == axum::http::StatusCode::METHOD_NOT_ALLOWED
+        {
+            "unmatched".into()
+        } else {
+            "web app".into()
+        }
+    });
     let status = response.status().as_u16().to_string();
     metrics::counter!("wangge_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
         .increment(1);

@@ -87,7 +87,7 @@ fn parse_status(s: &str) -> Result<PlanStatus, ApiError> {
 }
 
 /// Plans in the caller's jurisdiction, newest first.
-#[utoipa::path(get, path = "/v1/plans", tag = "plans", params(ListQuery), security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/plans", tag = "plans", operation_id = "list_plans", params(ListQuery), security(("bearer" = [])),
     responses((status = 200, body = [PlanSummary])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -107,7 +107,7 @@ async fn readable(state: &AppState, caller: &Caller, id: i64) -> Result<Plan, Ap
 }
 
 /// A plan with its validation summary.
-#[utoipa::path(get, path = "/v1/plans/{id}", tag = "plans", params(("id" = i64, Path)), security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/plans/{id}", tag = "plans", operation_id = "show_plan", params(("id" = i64, Path)), security(("bearer" = [])),
     responses((status = 200, body = PlanSummary), (status = 403, description = "outside the jurisdiction"), (status = 404)))]
 pub async fn show(
     State(state): State<AppState>,
@@ -200,7 +200,7 @@ pub async fn impact(
 }
 
 /// Who moved the plan when, and why.
-#[utoipa::path(get, path = "/v1/plans/{id}/events", tag = "plans", params(("id" = i64, Path)), security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/plans/{id}/events", tag = "plans", operation_id = "plan_events", params(("id" = i64, Path)), security(("bearer" = [])),
     responses((status = 200, description = "events, oldest first")))]
 pub async fn events(
     State(state): State<AppState>,
@@ -403,12 +403,45 @@ async fn checker_turn(state: &AppState) -> Result<tokio::sync::SemaphorePermit<'
         .map_err(|_| ApiError::internal("the plan checker is shutting down"))
 }
 
+/// The form of a plan upload (`multipart/form-data`), field by field, for the API
+/// document; the handler reads the parts as they stream in.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct PlanUploadForm {
+    /// The boundaries: GeoJSON, a zipped Shapefile, a GeoPackage or KML.
+    #[schema(format = Binary, content_media_type = "application/octet-stream")]
+    file: String,
+    /// The region code whose grids the plan replaces (upload only; a replacement keeps
+    /// the plan's).
+    scope: Option<String>,
+    /// A title for the plan.
+    title: Option<String>,
+    /// `comprehensive` (default) or `dedicated`.
+    layer: Option<String>,
+    /// The day the plan takes effect, YYYY-MM-DD.
+    effective: Option<String>,
+    /// The file's coordinate system when it has none (`EPSG:4527`, `gcj02`, …).
+    crs: Option<String>,
+    /// The text encoding of a Shapefile's attributes (`GBK`, `UTF-8`).
+    encoding: Option<String>,
+    /// The field holding the 15-digit grid code.
+    id_field: Option<String>,
+    /// The field holding the grid's name.
+    name_field: Option<String>,
+    /// The field holding the community or village code.
+    parent_field: Option<String>,
+    /// The field holding the number of households.
+    households_field: Option<String>,
+    /// Which layer of a multi-layer file (GeoPackage) to read.
+    source_layer: Option<String>,
+}
+
 /// Uploads a draft plan. Form fields: `file` (GeoJSON, zipped Shapefile, GeoPackage,
 /// KML), `scope` (region code the plan replaces grids of), `title`, optional `layer`
 /// (comprehensive), `effective` (YYYY-MM-DD), `crs`, `encoding`, `id_field`,
 /// `name_field`, `parent_field`, `households_field`, `source_layer`.
-#[utoipa::path(post, path = "/v1/plans", tag = "plans", security(("bearer" = [])),
-    request_body(content_type = "multipart/form-data", description = "file + fields"),
+#[utoipa::path(post, path = "/v1/plans", tag = "plans", operation_id = "upload_plan", security(("bearer" = [])),
+    request_body(content = PlanUploadForm, content_type = "multipart/form-data", description = "file + fields"),
     responses((status = 201, body = PlanSummary), (status = 422, description = "the file or plan was rejected; nothing stored")))]
 pub async fn upload(
     State(state): State<AppState>,
@@ -464,8 +497,8 @@ pub async fn upload(
 }
 
 /// Replaces a draft's grids (same form as the upload; `scope` and `layer` are the plan's).
-#[utoipa::path(put, path = "/v1/plans/{id}", tag = "plans", params(("id" = i64, Path)), security(("bearer" = [])),
-    request_body(content_type = "multipart/form-data", description = "file + options"),
+#[utoipa::path(put, path = "/v1/plans/{id}", tag = "plans", operation_id = "replace_plan_grids", params(("id" = i64, Path)), security(("bearer" = [])),
+    request_body(content = PlanUploadForm, content_type = "multipart/form-data", description = "file + options"),
     responses((status = 200, body = PlanSummary), (status = 409, description = "not a draft")))]
 pub async fn replace(
     State(state): State<AppState>,

@@ -238,6 +238,8 @@ pub struct MapConfig {
     /// A raster XYZ basemap (`basemap_url`), or none: the regions are the context.
     #[schema(value_type = Option<Object>)]
     pub basemap: Option<Value>,
+    /// Each tile layer's TileJSON (`/tiles/{layer}.json`), by layer name.
+    pub tilejson: std::collections::BTreeMap<&'static str, String>,
 }
 
 /// The map's starting area and basemap.
@@ -265,5 +267,13 @@ pub async fn map_config(State(state): State<AppState>) -> Json<MapConfig> {
     let basemap = (!s.basemap_url.is_empty()).then(
         || serde_json::json!({"tiles": [s.basemap_url], "attribution": s.basemap_attribution}),
     );
-    Json(MapConfig { bounds, basemap })
+    let tilejson = ["grids", "communities", "townships", "counties"]
+        .into_iter()
+        .map(|layer| (layer, format!("/tiles/{layer}.json")))
+        .collect();
+    Json(MapConfig {
+        bounds,
+        basemap,
+        tilejson,
+    })
 }

@@ -28,14 +28,17 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/public/reports/{id}", get(public_status))
         .route("/open311/v2/discovery", get(discovery))
         .route("/open311/v2/discovery.json", get(discovery))
+        .route("/open311/v2/discovery.xml", get(discovery))
         .route("/open311/v2/services", get(services))
         .route("/open311/v2/services.json", get(services))
+        .route("/open311/v2/services.xml", get(services))
         .route("/open311/v2/services/{code}", get(service))
         .route("/open311/v2/requests", get(requests).post(post_request))
         .route(
             "/open311/v2/requests.json",
             get(requests).post(post_request),
         )
+        .route("/open311/v2/requests.xml", get(requests).post(post_request))
         .route("/open311/v2/requests/{id}", get(request))
         // Before the body is read: a flood of large reports costs a map lookup each.
         .route_layer(axum::middleware::from_fn_with_state(
@@ -354,8 +357,9 @@ fn base_url(headers: &HeaderMap) -> String {
     format!("http://{host}/open311/v2")
 }
 
-/// Service discovery.
-#[utoipa::path(get, path = "/open311/v2/discovery", tag = "open311",
+/// Service discovery. Every Open311 resource also answers at `NAME.json` and, as XML,
+/// at `NAME.xml`; errors are `[{code, description}]` (`<errors><error>` in XML).
+#[utoipa::path(get, path = "/open311/v2/discovery", tag = "open311", operation_id = "open311_discovery",
     responses((status = 200, description = "Open311 discovery document")))]
 pub async fn discovery(headers: HeaderMap) -> Json<Value> {
     Json(json!({
@@ -367,13 +371,13 @@ pub async fn discovery(headers: HeaderMap) -> Json<Value> {
             "url": base_url(&headers),
             "changeset": "2026-11-27T00:00:00Z",
             "type": "production",
-            "formats": ["application/json"],
+            "formats": ["text/xml", "application/json"],
         }],
     }))
 }
 
 /// The public matters as Open311 services.
-#[utoipa::path(get, path = "/open311/v2/services", tag = "open311",
+#[utoipa::path(get, path = "/open311/v2/services", tag = "open311", operation_id = "open311_services",
     responses((status = 200, description = "array of services")))]
 pub async fn services(State(state): State<AppState>) -> Response {
     let today = crate::domain::today_in_china();
@@ -401,10 +405,10 @@ pub async fn services(State(state): State<AppState>) -> Response {
 }
 
 /// One service's definition (no extra attributes: `metadata` is false for all).
-#[utoipa::path(get, path = "/open311/v2/services/{code}", tag = "open311", params(("code" = String, Path)),
+#[utoipa::path(get, path = "/open311/v2/services/{code}", tag = "open311", operation_id = "open311_service", params(("code" = String, Path, description = "service code, optionally with .json or .xml")),
     responses((status = 200, description = "service definition"), (status = 404)))]
 pub async fn service(State(state): State<AppState>, Path(code): Path<String>) -> Response {
-    let code = code.trim_end_matches(".json").to_string();
+    let code = without_format(&code).to_string();
     let today = crate::domain::today_in_china();
     match state.app.matter_in_force(&code, today).await {
         Ok(m) if m.matter.public => {
@@ -436,7 +440,7 @@ pub struct Open311Post {
 }
 
 /// Creates a service request (`realtime`: the id comes back at once).
-#[utoipa::path(post, path = "/open311/v2/requests", tag = "open311",
+#[utoipa::path(post, path = "/open311/v2/requests", tag = "open311", operation_id = "open311_create_request",
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "service_code, lat, long, description, media_url, email, first_name, last_name, phone, address_string (JSON also accepted)"),
     responses((status = 201, description = "[{service_request_id, service_notice}]"), (status = 400), (status = 429)))]
 pub async fn post_request(
@@ -513,15 +517,59 @@ pub async fn post_request(
 pub struct RequestsQuery {
     /// Comma-separated ids (other filters are then ignored, as the spec says).
     pub service_request_id: Option<String>,
+    /// One service code, or several separated by commas.
     pub service_code: Option<String>,
-    pub start_date: Option<DateTime<Utc>>,
-    pub end_date: Option<DateTime<Utc>>,
+    /// ISO 8601: a date-time (`2026-12-01T08:00:00Z`, or China time without an offset)
+    /// or a date (from its first moment, China time).
+    pub start_date: Option<String>,
+    /// As `start_date`; a date reaches to its last moment.
+    pub end_date: Option<String>,
     /// `open` or `closed`; comma-separated for both.
     pub status: Option<String>,
     /// Paging extension: 1-based page of `page_size` (default 1000). Numbers beyond
     /// range saturate.
     pub page: Option<String>,
     pub page_size: Option<String>,
+}
+
+/// An id or code without the format suffix of its path (`7.xml`, `WG-001.json`).
+fn without_format(segment: &str) -> &str {
+    segment
+        .strip_suffix(".json")
+        .or_else(|| segment.strip_suffix(".xml"))
+        .unwrap_or(segment)
+}
+
+/// An Open311 date parameter: RFC 3339, a date-time without an offset (China time),
+/// or a date (its first moment, or with `end` its last).
+fn open311_instant(s: &str, name: &str, end: bool) -> Result<DateTime<Utc>, ApiError> {
+    use chrono::TimeZone;
+    let china = crate::domain::china();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let local = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S")
+        .ok()
+        .or_else(|| {
+            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| {
+                    if end {
+                        d.succ_opt()?.and_hms_opt(0, 0, 0)
+                    } else {
+                        d.and_hms_opt(0, 0, 0)
+                    }
+                })
+        });
+    local
+        .and_then(|t| china.from_local_datetime(&t).single())
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "{name} {}: use an ISO 8601 date (2026-12-01) or date-time (2026-12-01T08:00:00+08:00)",
+                crate::io::upload::quote(s)
+            ))
+        })
 }
 
 /// Degrees rounded to 3 decimals: about 100 m, the grid rather than the doorstep.
@@ -579,7 +627,7 @@ fn as_request(record: &PublicRecord, with_notes: bool, details: bool) -> Value {
 }
 
 /// Service requests (public information only; personal data never leaves here).
-#[utoipa::path(get, path = "/open311/v2/requests", tag = "open311", params(RequestsQuery),
+#[utoipa::path(get, path = "/open311/v2/requests", tag = "open311", operation_id = "open311_requests", params(RequestsQuery),
     responses((status = 200, description = "array of requests")))]
 pub async fn requests(
     State(state): State<AppState>,
@@ -618,8 +666,28 @@ pub async fn requests(
             }
         } else {
             let now = crate::domain::now();
-            let end = q.end_date.unwrap_or(now);
-            let start = q.start_date.unwrap_or(end - chrono::Duration::days(90));
+            let end = match q.end_date.as_deref() {
+                Some(s) => open311_instant(s, "end_date", true)?,
+                None => now,
+            };
+            let start = match q.start_date.as_deref() {
+                Some(s) => open311_instant(s, "start_date", false)?,
+                None => end - chrono::Duration::days(90),
+            };
+            if start > end {
+                return Err(ApiError::bad_request("start_date is after end_date"));
+            }
+            let codes: Vec<String> = q
+                .service_code
+                .as_deref()
+                .map(|s| {
+                    s.split(',')
+                        .map(str::trim)
+                        .filter(|c| !c.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
             let page_size = saturating(q.page_size.as_deref(), "page_size", 1000)?.clamp(1, 1000);
             let page = saturating(q.page.as_deref(), "page", 1)?.max(1);
             let skip = usize::try_from((page - 1).saturating_mul(page_size)).unwrap_or(usize::MAX);
@@ -628,15 +696,29 @@ pub async fn requests(
                 .as_deref()
                 .map(|s| s.split(',').map(str::trim).collect())
                 .unwrap_or_default();
+            if let Some(bad) = wanted.iter().find(|s| !matches!(**s, "open" | "closed")) {
+                return Err(ApiError::bad_request(format!(
+                    "status {}: open, closed or both (open,closed)",
+                    crate::io::upload::quote(bad)
+                )));
+            }
             cases = state
                 .app
                 .public_reports(
                     PublicQuery {
                         from: start,
                         to: end,
-                        matter: q.service_code.clone(),
+                        // One code is filtered by the store; several here.
+                        matter: match codes.as_slice() {
+                            [one] => Some(one.clone()),
+                            _ => None,
+                        },
                     },
-                    |c| wanted.is_empty() || wanted.contains(&status_of(c.state)),
+                    |c| {
+                        (wanted.is_empty() || wanted.contains(&status_of(c.state)))
+                            && (codes.len() < 2
+                                || c.matter_code.as_ref().is_some_and(|m| codes.contains(m)))
+                    },
                     skip,
                     page_size as usize,
                 )
@@ -656,7 +738,7 @@ pub async fn requests(
 }
 
 /// One service request with its `notes` (history extension).
-#[utoipa::path(get, path = "/open311/v2/requests/{id}", tag = "open311", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/open311/v2/requests/{id}", tag = "open311", operation_id = "open311_request", params(("id" = String, Path, description = "service request id, optionally with .json or .xml")),
     responses((status = 200, description = "array of one request"), (status = 404)))]
 pub async fn request(
     State(state): State<AppState>,
@@ -666,7 +748,7 @@ pub async fn request(
     if let Err(e) = super::public::limit(&state, &client) {
         return from_api(e);
     }
-    let Ok(id) = id.trim_end_matches(".json").parse::<i64>() else {
+    let Ok(id) = without_format(&id).parse::<i64>() else {
         return open311_error(StatusCode::NOT_FOUND, format!("no service request {id:?}"));
     };
     let result = async {

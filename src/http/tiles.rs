@@ -21,7 +21,97 @@ const PAST_DATES_KEPT: usize = 4;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/tiles/{layer}/{z}/{x}/{y}", get(tile))
-        .layer(tower_http::compression::CompressionLayer::new())
+        .route("/tiles/{file}", get(tilejson))
+        .layer(super::compression())
+}
+
+/// Tiles are cut at any zoom up to this; TileJSON advertises it so clients overzoom
+/// beyond instead of asking for tiles no finer than the last.
+const TILEJSON_MAX_ZOOM: u8 = 16;
+
+/// A layer's TileJSON 3.0: where its tiles are, the bounds of its data, its zooms and
+/// the fields of its features, so QGIS and MapLibre need only this address.
+#[utoipa::path(get, path = "/tiles/{layer}.json", tag = "map", operation_id = "tilejson",
+    params(("layer" = String, Path, description = "grids, communities, townships or counties")),
+    responses((status = 200, description = "TileJSON 3.0.0", content_type = "application/json"),
+        (status = 404, description = "no such layer")))]
+pub async fn tilejson(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(file): Path<String>,
+) -> Result<Response, ApiError> {
+    let layer = file
+        .strip_suffix(".json")
+        .and_then(TileLayer::parse)
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no TileJSON {file:?}: grids.json, communities.json, townships.json or counties.json"
+            ))
+        })?;
+    let snapshot = state.live.snapshot();
+    let bounds = match layer.level() {
+        None => crate::spatial::geom::bounds_of(
+            snapshot
+                .locator
+                .grids()
+                .iter()
+                .filter_map(|g| crate::spatial::geom::bounds(&g.boundary))
+                .flat_map(|r| [r.min(), r.max()]),
+        ),
+        Some(level) => crate::spatial::geom::bounds_of(
+            snapshot
+                .regions
+                .iter()
+                .filter(|r| r.level == level)
+                .filter_map(|r| r.boundary.as_ref().and_then(crate::spatial::geom::bounds))
+                .flat_map(|r| [r.min(), r.max()]),
+        ),
+    };
+    let bounds = bounds.map_or([-180.0, -85.051_128_78, 180.0, 85.051_128_78], |r| {
+        [r.min().x, r.min().y, r.max().x, r.max().y]
+    });
+    let centre_zoom = if layer == TileLayer::Grids { 12 } else { 8 };
+    let fields = match layer {
+        TileLayer::Grids => serde_json::json!({
+            "code": "String: the 15-digit grid code (also the feature id)",
+            "name": "String: the grid's name",
+            "layer": "String: comprehensive or dedicated",
+            "community": "String: the community or village code",
+            "households": "Number: households in the grid",
+        }),
+        _ => serde_json::json!({
+            "code": "String: the region code (also the feature id)",
+            "name": "String: the region's name",
+        }),
+    };
+    let origin = super::ogc::origin(&headers, &state);
+    let name = layer.name();
+    let body = serde_json::json!({
+        "tilejson": "3.0.0",
+        "name": format!("wangge {name}"),
+        "description": format!("{name} of the social-governance grid service, current boundaries (add ?as_of=YYYY-MM-DD to the tile URL for a past date's grids)"),
+        "version": "1.0.0",
+        "attribution": "wangge · county boundaries: DataV.GeoAtlas; townships, communities and grids of the demo are synthetic",
+        "scheme": "xyz",
+        "tiles": [format!("{origin}/tiles/{name}/{{z}}/{{x}}/{{y}}.mvt")],
+        "minzoom": 0,
+        "maxzoom": TILEJSON_MAX_ZOOM,
+        "bounds": bounds,
+        "center": [(bounds[0] + bounds[2]) / 2.0, (bounds[1] + bounds[3]) / 2.0, centre_zoom],
+        "vector_layers": [{
+            "id": name,
+            "description": format!("The {name}"),
+            "minzoom": 0,
+            "maxzoom": TILEJSON_MAX_ZOOM,
+            "fields": fields,
+        }],
+    });
+    let mut response = axum::Json(body).into_response();
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=60"),
+    );
+    Ok(response)
 }
 
 /// Zoom levels below this have their current tiles cached.
@@ -121,8 +211,8 @@ pub struct TileQuery {
 
 /// One Mapbox Vector Tile (protobuf) with one source-layer named like `layer`: `grids`
 /// (code, name, layer, community, households), `communities`, `townships`, `counties`
-/// (code, name). Feature ids are the numeric codes.
-#[utoipa::path(get, path = "/tiles/{layer}/{z}/{x}/{y}.mvt", tag = "map",
+/// (code, name). Feature ids are the numeric codes. `.pbf` is the same tile.
+#[utoipa::path(get, path = "/tiles/{layer}/{z}/{x}/{y}.mvt", tag = "map", operation_id = "tile",
     params(("layer" = String, Path, description = "grids, communities, townships or counties"),
         ("z" = u32, Path), ("x" = u32, Path), ("y" = u32, Path, description = "tile row from the north"),
         TileQuery),
@@ -141,10 +231,14 @@ pub async fn tile(
             "no tile layer {layer:?}: grids, communities, townships or counties"
         ))
     })?;
+    // `.pbf` is what many clients' templates say; the bytes are the same.
     let y: u32 = y
         .strip_suffix(".mvt")
+        .or_else(|| y.strip_suffix(".pbf"))
         .and_then(|y| y.parse().ok())
-        .ok_or_else(|| ApiError::not_found(format!("tiles end in {{y}}.mvt, not {y:?}")))?;
+        .ok_or_else(|| {
+            ApiError::not_found(format!("tiles end in {{y}}.mvt (or .pbf), not {y:?}"))
+        })?;
     let tile = TileId::new(z, x, y).map_err(|e| ApiError::not_found(e.to_string()))?;
 
     let snapshot = state.live.snapshot();

@@ -18,7 +18,7 @@ struct Assets;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .fallback(asset_or_not_found)
-        .layer(tower_http::compression::CompressionLayer::new())
+        .layer(super::compression())
 }
 
 /// `/` and the app's files; every other unknown path is a problem 404.

@@ -87,11 +87,11 @@ pub trait Store: AccessStore + DispatchStore + Send + Sync {
     /// Regions whose code starts with `under` (all when `None`), ordered by code.
     async fn regions(&self, under: Option<&str>) -> StoreResult<Vec<RegionRecord>>;
 
-    /// Grid versions valid on `date` (the current ones when `None`), of one layer or all,
-    /// under a region code prefix or everywhere; ordered by code.
+    /// Grid versions of `validity`, of one layer or all, under a region code prefix or
+    /// everywhere; ordered by code.
     async fn grids(
         &self,
-        date: Option<NaiveDate>,
+        validity: Validity,
         layer: Option<Layer>,
         under: Option<&str>,
     ) -> StoreResult<Vec<GridVersion>>;

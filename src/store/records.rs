@@ -16,6 +16,45 @@ pub struct RegionRecord {
     pub boundary: Option<MultiPolygon<f64>>,
 }
 
+/// Which grid versions a read wants.
+///
+/// ```
+/// use wangge::store::Validity;
+/// let d = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+/// assert_eq!(Validity::from(Some(d)), Validity::On(d));
+/// assert_eq!(Validity::from(None), Validity::Current);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validity {
+    /// The versions in force now.
+    Current,
+    /// The versions in force on this day.
+    On(NaiveDate),
+    /// Every version in force on any day from `from` to `to`, both included; an open
+    /// end reaches the first version, or today (OGC API `datetime` intervals).
+    During {
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+    },
+}
+
+impl From<Option<NaiveDate>> for Validity {
+    fn from(date: Option<NaiveDate>) -> Self {
+        date.map_or(Validity::Current, Validity::On)
+    }
+}
+
+impl Validity {
+    /// `(current only, first day, last day)` as the grid queries bind them.
+    pub(crate) fn bounds(self) -> (bool, Option<NaiveDate>, Option<NaiveDate>) {
+        match self {
+            Validity::Current => (true, None, None),
+            Validity::On(d) => (false, Some(d), Some(d)),
+            Validity::During { from, to } => (false, from, to),
+        }
+    }
+}
+
 /// One version of a grid: what it was from `valid_from` until `valid_to` (exclusive).
 #[derive(Debug, Clone, PartialEq)]
 pub struct GridVersion {

@@ -63,20 +63,24 @@ super::rows::row_decoders!(SqliteRow);
 /// decoded. Owns its pool handle so that it can run as its own task.
 async fn read_grids(
     pool: SqlitePool,
-    date: Option<NaiveDate>,
+    validity: Validity,
     layer: Option<Layer>,
     like: String,
     (from, to): (i64, i64),
 ) -> StoreResult<Vec<GridVersion>> {
+    let (current, first_day, last_day) = validity.bounds();
     let rows = sqlx::query(&format!(
         "SELECT {GRID_COLUMNS} FROM grid_versions g WHERE g.code LIKE ?1 \
-             AND (?2 IS NULL OR g.layer = ?2) AND CASE WHEN ?3 IS NULL THEN g.valid_to IS NULL \
-             ELSE g.valid_from <= ?3 AND (g.valid_to IS NULL OR g.valid_to > ?3) END \
-             AND g.id >= ?4 AND g.id < ?5"
+             AND (?2 IS NULL OR g.layer = ?2) AND CASE WHEN ?3 THEN g.valid_to IS NULL \
+             ELSE (?4 IS NULL OR g.valid_to IS NULL OR g.valid_to > ?4) \
+             AND (?5 IS NULL OR g.valid_from <= ?5) END \
+             AND g.id >= ?6 AND g.id < ?7"
     ))
     .bind(like)
     .bind(layer.map(Layer::as_str))
-    .bind(date)
+    .bind(current)
+    .bind(first_day)
+    .bind(last_day)
     .bind(from)
     .bind(to)
     .fetch_all(&pool)
@@ -247,7 +251,7 @@ impl Store for SqliteStore {
 
     async fn grids(
         &self,
-        date: Option<NaiveDate>,
+        validity: Validity,
         layer: Option<Layer>,
         under: Option<&str>,
     ) -> StoreResult<Vec<GridVersion>> {
@@ -260,7 +264,7 @@ impl Store for SqliteStore {
                     .fetch_one(pool)
                     .await?)
             },
-            |like, range| read_grids(pool.clone(), date, layer, like, range),
+            |like, range| read_grids(pool.clone(), validity, layer, like, range),
         )
         .await
     }

@@ -221,7 +221,9 @@ async fn current_grids(
         .iter()
         .map(|r| (r.code.as_str(), r.name.as_str()))
         .collect();
-    let versions = store.grids(None, None, None).await?;
+    let versions = store
+        .grids(crate::store::Validity::Current, None, None)
+        .await?;
     Ok(versions
         .into_iter()
         .map(|v| {

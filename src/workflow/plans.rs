@@ -366,7 +366,9 @@ pub async fn prepare(
         .collect();
 
     let assigned_in = t0.elapsed();
-    let current: Vec<GridVersion> = store.grids(None, Some(layer), Some(scope)).await?;
+    let current: Vec<GridVersion> = store
+        .grids(crate::store::Validity::Current, Some(layer), Some(scope))
+        .await?;
     let current_in = t0.elapsed();
     let lineage = compute(|| trace_lineage(&current, &grids));
     let lineage_in = t0.elapsed();
@@ -933,7 +935,11 @@ pub async fn impact(store: &dyn Store, id: i64) -> Result<Impact, PlanError> {
     let lineage = store.plan_lineage(id).await?;
     let proposed = store.plan_grids(id).await?;
     let current = store
-        .grids(None, Some(plan.layer), Some(&plan.scope_code))
+        .grids(
+            crate::store::Validity::Current,
+            Some(plan.layer),
+            Some(&plan.scope_code),
+        )
         .await?;
     let new_codes: BTreeSet<&str> = proposed.iter().map(|g| g.code.as_str()).collect();
     let old: HashMap<&str, &GridVersion> = current.iter().map(|g| (g.code.as_str(), g)).collect();

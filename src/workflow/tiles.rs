@@ -47,7 +47,8 @@ impl TileLayer {
         TileLayer::ALL.into_iter().find(|l| l.name() == name)
     }
 
-    fn level(self) -> Option<Level> {
+    /// The region level drawn, or `None` for grids.
+    pub fn level(self) -> Option<Level> {
         match self {
             TileLayer::Grids => None,
             TileLayer::Communities => Some(Level::Community),
@@ -239,7 +240,7 @@ impl PastGrids {
         date: chrono::NaiveDate,
     ) -> Result<PastGrids, StoreError> {
         let grids: Vec<Grid> = store
-            .grids(Some(date), None, None)
+            .grids(crate::store::Validity::On(date), None, None)
             .await?
             .into_iter()
             .map(|v| v.into_grid())

@@ -11,7 +11,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use wangge::domain::UserRole;
-use wangge::store::Store;
+use wangge::store::{Store, Validity};
 
 fn chromium() -> PathBuf {
     std::env::var_os("CHROMIUM")
@@ -68,7 +68,7 @@ async fn the_web_app_serves_residents_planners_and_dispatchers_in_a_real_browser
     // A community of the demo with its current grids: the planner redraws it.
     let community = "371602001001";
     let grids: Vec<wangge::domain::Grid> = store
-        .grids(None, None, Some(community))
+        .grids(Validity::Current, None, Some(community))
         .await
         .expect("grids")
         .into_iter()

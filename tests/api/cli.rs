@@ -225,27 +225,27 @@ fn synth_output_validates_clean_through_the_cli() {
     assert_eq!(v.status.code(), Some(0), "{}", stdout(&v));
 }
 
+/// The demo's input travels inside the binary: from an empty directory, with no
+/// arguments, `wangge demo` builds, loads and locates (issue 19.7).
 #[test]
-fn the_demo_builds_validates_and_locates() {
+fn the_demo_builds_validates_and_locates_from_an_empty_directory() {
     let dir = tempfile::tempdir().unwrap();
-    let counties = crate::helpers::fixture("real/binzhou_371600_full.datav.geojson");
-    let db = format!("sqlite://{}/wangge.db", dir.path().display());
-    let args = [
-        "demo",
-        "--counties",
-        &counties.display().to_string(),
-        "--dir",
-        &dir.path().display().to_string(),
-        "--database-url",
-        &db,
-    ];
-    let o = wangge(&args);
+    let demo = || {
+        Command::new(env!("CARGO_BIN_EXE_wangge"))
+            .current_dir(dir.path())
+            .env_remove("DATABASE_URL")
+            .arg("demo")
+            .output()
+            .expect("runs")
+    };
+    let o = demo();
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
     let out = stdout(&o);
     assert!(out.contains("grids tile their community"), "{out}");
     assert!(out.contains("loaded 402 regions and plan 1"), "{out}");
+    assert!(dir.path().join("var/wangge.db").exists());
     // The second run finds the store loaded and locates from it.
-    let again = stdout(&wangge(&args));
+    let again = stdout(&demo());
     assert!(!again.contains("loaded 402"), "{again}");
     assert!(again.contains("4019 current grids"), "{again}");
     // 滨城区 sample lands in a Bincheng grid (county code 371602).

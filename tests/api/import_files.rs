@@ -6,7 +6,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use wangge::domain::Layer;
-use wangge::store::{AccessStore, SqliteStore, Store};
+use wangge::store::{AccessStore, SqliteStore, Store, Validity};
 
 fn wangge(db: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wangge"))
@@ -416,7 +416,7 @@ async fn grids_from_kml_validate_dry_run_then_import_keeping_their_codes() {
     );
     assert_eq!(
         store
-            .grids(None, Some(Layer::Comprehensive), None)
+            .grids(Validity::Current, Some(Layer::Comprehensive), None)
             .await
             .unwrap()
             .len(),

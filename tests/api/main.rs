@@ -7,6 +7,7 @@ mod authz;
 mod backends;
 mod browser;
 mod cli;
+mod clients;
 mod clock;
 mod commands;
 mod dispatch;

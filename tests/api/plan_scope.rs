@@ -11,7 +11,7 @@ use crate::store_contract::{
 use reqwest::StatusCode;
 use serde_json::Value;
 use wangge::domain::{Grid, Layer, Level, UserRole};
-use wangge::store::{PlanStatus, RegionRecord, Store, StoreError};
+use wangge::store::{PlanStatus, RegionRecord, Store, StoreError, Validity};
 use wangge::workflow::plans::{self, DraftRequest, PlanError};
 
 const TOWNSHIP: &str = "371602001";
@@ -118,7 +118,7 @@ async fn activate_both(store: &dyn Store) {
 
 async fn current_in_second(store: &dyn Store) -> usize {
     store
-        .grids(None, Some(Layer::Comprehensive), Some(SECOND))
+        .grids(Validity::Current, Some(Layer::Comprehensive), Some(SECOND))
         .await
         .expect("grids")
         .len()

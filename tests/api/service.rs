@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use wangge::domain::{Grant, UserRole};
-use wangge::store::{NewMember, Role, Store};
+use wangge::store::{NewMember, Role, Store, Validity};
 
 /// A running `wangge serve`; killed when dropped.
 pub struct Server {
@@ -30,12 +30,17 @@ impl Server {
         cmd.args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
             .env("DATABASE_URL", database_url)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .env("RUST_LOG", "warn");
         for (k, v) in env {
             cmd.env(k, v);
         }
+        Server::listening(cmd)
+    }
+
+    /// Starts `cmd` (a `wangge serve … --listen 127.0.0.1:0`) and waits until it says
+    /// where it listens.
+    pub fn listening(mut cmd: Command) -> Server {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("start wangge serve");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
@@ -883,7 +888,7 @@ pub async fn gdal_reads_every_grid_back_through_ogc_api_features(b: Backend) {
 
     // GDAL's own OAPIF driver, paging 1 feature at a time through the next links.
     let url = format!("OAPIF:{}/ogc", s.url);
-    let stored = b.store.grids(None, None, None).await.unwrap();
+    let stored = b.store.grids(Validity::Current, None, None).await.unwrap();
     let read = tokio::task::spawn_blocking(move || -> Vec<(String, geo_types::Geometry<f64>)> {
         use gdal::vector::LayerAccess;
         let ds = gdal::Dataset::open_ex(

@@ -7,7 +7,9 @@ use chrono::NaiveDate;
 use geo_types::{Coord, LineString, MultiPolygon, Polygon};
 use serde_json::json;
 use wangge::domain::{Grid, Layer, Level};
-use wangge::store::{LineageKind, NewMember, PlanStatus, RegionRecord, Role, Store, StoreError};
+use wangge::store::{
+    LineageKind, NewMember, PlanStatus, RegionRecord, Role, Store, StoreError, Validity,
+};
 use wangge::workflow::live::LiveGrids;
 use wangge::workflow::plans::{self, DraftRequest, PlanError};
 
@@ -224,7 +226,7 @@ async fn activate(store: &dyn Store, id: i64) -> Result<wangge::store::Activatio
 
 async fn current_codes(store: &dyn Store) -> Vec<String> {
     store
-        .grids(None, Some(Layer::Comprehensive), None)
+        .grids(Validity::Current, Some(Layer::Comprehensive), None)
         .await
         .expect("grids")
         .into_iter()
@@ -432,13 +434,33 @@ async fn as_of_answers_across_two_activations(b: Backend) {
 
     let count = |d: &'static str| async move {
         store
-            .grids(Some(date(d)), None, Some(COMMUNITY))
+            .grids(Validity::On(date(d)), None, Some(COMMUNITY))
             .await
             .unwrap()
             .len()
     };
     assert_eq!(count("2026-03-01").await, 4);
     assert_eq!(count("2026-07-01").await, 5);
+    // An interval holds every version in force on any of its days, both ends included.
+    let during = |from: Option<&'static str>, to: Option<&'static str>| async move {
+        store
+            .grids(
+                Validity::During {
+                    from: from.map(date),
+                    to: to.map(date),
+                },
+                None,
+                Some(COMMUNITY),
+            )
+            .await
+            .unwrap()
+            .len()
+    };
+    assert_eq!(during(Some("2026-03-01"), Some("2026-05-31")).await, 4);
+    assert_eq!(during(Some("2026-05-31"), Some("2026-06-01")).await, 9);
+    assert_eq!(during(Some("2026-06-01"), None).await, 5);
+    assert_eq!(during(None, Some("2025-12-31")).await, 0);
+    assert_eq!(during(None, None).await, 9);
     assert_eq!(
         current_codes(store).await,
         [1, 2, 4, 5, 6].map(code).to_vec(),
@@ -516,7 +538,7 @@ async fn racing_activations_one_wins_the_other_conflicts(b: Backend) {
         matches!(loser, PlanError::Store(StoreError::Conflict(_))),
         "the loser gets a conflict: {loser}"
     );
-    let current = store.grids(None, None, None).await.unwrap();
+    let current = store.grids(Validity::Current, None, None).await.unwrap();
     assert_eq!(current.len(), 5);
     assert!(current.iter().all(|g| g.plan_id == Some(winner)));
     let nw_name = if winner == a { "NW-a" } else { "NW-b" };
@@ -539,7 +561,7 @@ async fn a_failed_activation_leaves_the_previous_grids_current(b: Backend) {
     seed_regions(store).await;
     let first = approved_plan(store, first_grids(), "2026-01-01").await;
     activate(store, first).await.unwrap();
-    let before = store.grids(None, None, None).await.unwrap();
+    let before = store.grids(Validity::Current, None, None).await.unwrap();
     let second = approved_plan(store, second_grids("boom"), "2026-06-01").await;
     // A real database failure part-way: after the old grids were closed, inserting the
     // grid named "boom" aborts.
@@ -553,7 +575,10 @@ async fn a_failed_activation_leaves_the_previous_grids_current(b: Backend) {
     .await;
     let err = activate(store, second).await.unwrap_err();
     assert!(err.to_string().contains("injected failure"), "{err}");
-    assert_eq!(store.grids(None, None, None).await.unwrap(), before);
+    assert_eq!(
+        store.grids(Validity::Current, None, None).await.unwrap(),
+        before
+    );
     assert_eq!(
         store.plan(second).await.unwrap().status,
         PlanStatus::Approved

@@ -124,6 +124,8 @@ def _():
 
 @check("crs and bbox-crs take the short form EPSG:4490 (latitude first)")
 def _():
+    page = Features(OGC).collection_items("counties", limit=1, crs="http://www.opengis.net/def/crs/EPSG/0/4490")
+    assert 35 < page["features"][0]["geometry"]["coordinates"][0][0][0][0] < 39, "OWSLib, latitude first"
     r = get("/ogc/collections/counties/items", params={"crs": "EPSG:4490", "limit": 1})
     assert r.status_code == 200, r.text
     assert r.headers["content-crs"] == "<http://www.opengis.net/def/crs/EPSG/0/4490>"
@@ -155,15 +157,25 @@ def ogr(*args):
     return out.stdout
 
 
-@check("GDAL's OAPIF driver counts every feature, with and without a trailing slash, and with -spat")
+@check("GDAL's OAPIF driver counts every feature of every collection, with and without a trailing slash, and with -spat")
 def _():
-    for url in (f"OAPIF:{OGC}", f"OAPIF:{OGC}/"):
-        text = ogr("ogrinfo", "-ro", "-so", url, "counties")
-        assert "Feature Count: 7" in text, text
+    for collection in ("grids", "communities", "townships", "counties"):
+        want = get(f"/ogc/collections/{collection}/items", params={"limit": 1}).json()["numberMatched"]
+        for url in (f"OAPIF:{OGC}", f"OAPIF:{OGC}/"):
+            text = ogr("ogrinfo", "-ro", "-so", url, collection)
+            assert f"Feature Count: {want}" in text, (collection, url, text[-400:])
     want = get("/ogc/collections/grids/items", params={"bbox": "117.9,37.35,118.0,37.45"}).json()["numberMatched"]
     text = ogr("ogrinfo", "-ro", "-so", "-spat", "117.9", "37.35", "118.0", "37.45", f"OAPIF:{OGC}", "grids")
     count = int(text.split("Feature Count: ")[1].split()[0])
     assert count == want, (count, want)
+    # ogr2ogr pages through a collection into a GeoPackage, every attribute kept.
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = f"{tmp}/townships.gpkg"
+        ogr("ogr2ogr", "-f", "GPKG", out, f"OAPIF:{OGC}/", "townships")
+        text = ogr("ogrinfo", "-ro", "-so", out, "townships")
+        assert "Feature Count: 57" in text and "parent_code" in text, text[-600:]
 
 
 # --- Vector tiles ------------------------------------------------------------------

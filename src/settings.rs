@@ -80,6 +80,11 @@ pub struct Settings {
     /// A PEM file of CA certificates trusted for https webhooks besides the system's
     /// (a municipal network's own CA).
     pub webhook_ca_file: Option<std::path::PathBuf>,
+    /// The service's address as its clients reach it (`https://wangge.example.gov.cn`),
+    /// on which the absolute links of OGC API, TileJSON and Open311 answers are built.
+    /// Empty: the request's `Host` (a plain host name or address only), with `https`
+    /// only when a trusted proxy says so.
+    pub public_url: String,
     /// A second person decides: a plan's approver is not its submitter, a matter's
     /// admitter is not its proposer.
     pub four_eyes: bool,
@@ -92,7 +97,7 @@ pub struct Settings {
 }
 
 /// Every setting's name (also its `WANGGE_` variable, upper-cased).
-const KEYS: [&str; 32] = [
+const KEYS: [&str; 33] = [
     "listen",
     "database_url",
     "body_limit_bytes",
@@ -125,6 +130,7 @@ const KEYS: [&str; 32] = [
     "webhook_allow_hosts",
     "webhook_allow_http",
     "webhook_ca_file",
+    "public_url",
 ];
 
 impl Default for Settings {
@@ -162,6 +168,7 @@ impl Default for Settings {
             webhook_allow_hosts: Vec::new(),
             webhook_allow_http: false,
             webhook_ca_file: None,
+            public_url: String::new(),
         }
     }
 }
@@ -266,6 +273,18 @@ impl Settings {
                     "  trusted_proxies: {proxy:?} is neither an address nor a CIDR block"
                 ));
             }
+        }
+        if !self.public_url.is_empty()
+            && !((self.public_url.starts_with("http://")
+                || self.public_url.starts_with("https://"))
+                && self.public_url.parse::<axum::http::Uri>().is_ok_and(|u| {
+                    u.host().is_some() && u.query().is_none() && !self.public_url.contains('"')
+                }))
+        {
+            bad.push(format!(
+                "  public_url: {:?} is not an http(s) address such as https://wangge.example.gov.cn",
+                self.public_url
+            ));
         }
         if self.upload_reader_memory_mb < 256 {
             bad.push("  upload_reader_memory_mb: must be at least 256".into());

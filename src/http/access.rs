@@ -62,17 +62,28 @@ pub async fn login(
     State(state): State<AppState>,
     client: ClientAddr,
     Json(req): Json<LoginRequest>,
-) -> Result<Json<LoginAnswer>, ApiError> {
+) -> Result<
+    (
+        [(axum::http::HeaderName, &'static str); 1],
+        Json<LoginAnswer>,
+    ),
+    ApiError,
+> {
     match state
         .app
         .login(&state.logins, &req.name, &req.password, client.0)
         .await?
     {
-        LoginOutcome::Issued(issued, user) => Ok(Json(LoginAnswer {
-            token: issued.secret,
-            expires_at: issued.record.expires_at,
-            user,
-        })),
+        // The answer holds a token: no cache keeps it (the request carried none, so
+        // the router's own no-store for signed-in requests does not apply).
+        LoginOutcome::Issued(issued, user) => Ok((
+            [(axum::http::header::CACHE_CONTROL, "no-store")],
+            Json(LoginAnswer {
+                token: issued.secret,
+                expires_at: issued.record.expires_at,
+                user,
+            }),
+        )),
         LoginOutcome::Throttled(wait) => Err(throttled(wait)),
     }
 }

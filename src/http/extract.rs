@@ -104,6 +104,66 @@ pub fn client_address(peer: IpAddr, forwarded_for: &[&str], proxies: &[ipnet::Ip
     client
 }
 
+/// `scheme://host[:port]` of the service as its clients reach it, for absolute links:
+/// `public_url` when set; otherwise the `Host` header when it is a plain host name or
+/// address (else the listen address), and `https` only when the peer is a trusted
+/// proxy that says so. A forged `Host` can thus put no markup in a link, and a forged
+/// `X-Forwarded-Proto` no scheme.
+pub struct Origin(pub String);
+
+/// [`Origin`]'s rule, apart from HTTP.
+pub fn origin(
+    public_url: &str,
+    host: Option<&str>,
+    forwarded_proto: Option<&str>,
+    listen: SocketAddr,
+) -> String {
+    if !public_url.is_empty() {
+        return public_url.trim_end_matches('/').to_string();
+    }
+    let plain = |h: &&str| {
+        !h.is_empty()
+            && h.len() <= 255
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+    };
+    let host = host
+        .filter(plain)
+        .map_or_else(|| listen.to_string(), str::to_string);
+    let scheme = match forwarded_proto.map(str::trim) {
+        Some(p) if p.eq_ignore_ascii_case("https") => "https",
+        _ => "http",
+    };
+    format!("{scheme}://{host}")
+}
+
+impl FromRequestParts<AppState> for Origin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let from_proxy = peer.is_some_and(|ip| state.proxies.iter().any(|p| p.contains(&ip)));
+        let proto = parts
+            .headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .filter(|_| from_proxy);
+        let host = parts
+            .headers
+            .get(axum::http::header::HOST)
+            .and_then(|v| v.to_str().ok());
+        Ok(Origin(origin(
+            &state.settings.public_url,
+            host,
+            proto,
+            state.settings.listen,
+        )))
+    }
+}
+
 impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = ApiError;
 
@@ -128,7 +188,38 @@ impl FromRequestParts<AppState> for ClientAddr {
 
 #[cfg(test)]
 mod tests {
-    use super::client_address;
+    use super::{client_address, origin};
+    use std::net::SocketAddr;
+
+    #[test]
+    fn links_carry_only_a_plain_host_and_a_known_scheme() {
+        let listen: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(
+            origin("", Some("grids.example:8443"), None, listen),
+            "http://grids.example:8443"
+        );
+        assert_eq!(
+            origin("", Some("evil.example\"><script>"), None, listen),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            origin("", Some("[::1]:80"), Some("https"), listen),
+            "https://[::1]:80"
+        );
+        assert_eq!(
+            origin("", Some("a.example"), Some("javascript"), listen),
+            "http://a.example"
+        );
+        assert_eq!(
+            origin(
+                "https://wangge.example.gov.cn/",
+                Some("evil.example"),
+                None,
+                listen
+            ),
+            "https://wangge.example.gov.cn"
+        );
+    }
 
     #[test]
     fn the_client_is_the_rightmost_untrusted_forwarded_address() {

@@ -74,6 +74,8 @@ pub struct AppState {
     pub ogc_limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
     /// Map tiles per address.
     pub tile_limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Grid versions of past dates and intervals, as OGC API reads them.
+    pub past_versions: Arc<ogc::PastVersions>,
 }
 
 /// Open event streams per account, so one token cannot hold hundreds.
@@ -117,6 +119,21 @@ impl Drop for StreamSlot {
     }
 }
 
+/// Whose budget a request is charged to: an IPv4 address, or an IPv6 address's /64
+/// (one subscriber's whole network: otherwise each of its 2^64 addresses would get a
+/// budget of its own).
+pub fn limit_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !((1u128 << 64) - 1),
+            )),
+        },
+        v4 => v4,
+    }
+}
+
 /// Charges `cost` units of `limiter` to the client, or the 429 to answer.
 pub fn charge(
     limiter: &DefaultKeyedRateLimiter<IpAddr>,
@@ -133,7 +150,10 @@ pub fn charge(
         )
         .retry_after(wait)
     };
-    match limiter.check_key_n(&client, NonZeroU32::new(cost).unwrap_or(NonZeroU32::MIN)) {
+    match limiter.check_key_n(
+        &limit_key(client),
+        NonZeroU32::new(cost).unwrap_or(NonZeroU32::MIN),
+    ) {
         Ok(Ok(())) => Ok(()),
         Ok(Err(not_until)) => Err(refused(wait_time(&not_until))),
         Err(_) => Err(refused(Duration::from_secs(60))),
@@ -197,7 +217,8 @@ async fn problem_for_plain_rejections(
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let bare = content_type.is_none_or(|v| v.starts_with("text/plain"));
-    if !(bare && response.status().is_client_error()) {
+    let failed = response.status().is_client_error() || response.status().is_server_error();
+    if !(bare && failed) {
         return response;
     }
     let (parts, body) = response.into_parts();
@@ -219,6 +240,9 @@ async fn problem_for_plain_rejections(
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported-media-type", "Unsupported media type"),
         StatusCode::METHOD_NOT_ALLOWED => ("method-not-allowed", "Method not allowed"),
         StatusCode::NOT_FOUND => ("not-found", "Not found"),
+        StatusCode::UNPROCESSABLE_ENTITY => ("unprocessable", "The request cannot be processed"),
+        StatusCode::SERVICE_UNAVAILABLE => ("timeout", "The request took too long"),
+        s if s.is_server_error() => ("internal", "Internal error"),
         _ => ("bad-request", "Bad request"),
     };
     let mut e = ApiError::new(status, slug, title, text);
@@ -228,6 +252,17 @@ async fn problem_for_plain_rejections(
         e = e.retry_after(Duration::from_secs(secs));
     }
     e.into_response()
+}
+
+/// Marks an answer whose links were built on the request's `Host`.
+pub(crate) async fn vary_by_host(
+    mut response: axum::response::Response,
+) -> axum::response::Response {
+    response.headers_mut().append(
+        axum::http::header::VARY,
+        axum::http::HeaderValue::from_static("Host"),
+    );
+    response
 }
 
 /// gzip for answers that succeeded and are worth it; an error stays plain, so the
@@ -272,6 +307,18 @@ async fn without_trailing_slash(
     inner.oneshot(request).await
 }
 
+/// A handler's panic as a problem 500; what it said goes to the log, not to the caller.
+fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic");
+    tracing::error!(panic = what, "a request handler panicked");
+    ApiError::internal("the service failed while answering; the failure is logged").into_response()
+}
+
 /// How long a rate-limited caller should wait.
 pub fn wait_time(not_until: &governor::NotUntil<governor::clock::QuantaInstant>) -> Duration {
     use governor::clock::Clock;
@@ -302,6 +349,7 @@ impl AppState {
             report_limiter: Arc::new(RateLimiter::keyed(Quota::per_minute(reports_per_minute))),
             case_events,
             past_tiles: Arc::default(),
+            past_versions: Arc::default(),
             low_zoom_tiles: Arc::default(),
             live,
             tokens: Arc::new(TokenCache::default()),
@@ -399,6 +447,9 @@ pub fn router(state: AppState) -> Router {
             "/ogc",
             ogc::routes()
                 .layer(small)
+                // Every answer's links are built on the request's host (unless
+                // `public_url` is set): a shared cache keeps one copy per host.
+                .layer(axum::middleware::map_response(vary_by_host))
                 .route_layer(axum::middleware::from_fn_with_state(
                     state.clone(),
                     ogc_gate,
@@ -406,7 +457,16 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(openapi::routes().layer(small))
         .merge(web::routes().layer(small))
+        // A handler that panics answers a problem 500 (and is counted), never a dropped
+        // connection.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .layer(axum::middleware::from_fn(ops::track))
+        // The timeout's own 503 has no body: inside the rewriting below, so that it
+        // too leaves as a problem (or an Open311 error).
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
         .layer(axum::middleware::from_fn(problem_for_plain_rejections))
         .layer(axum::middleware::from_fn(open311::open311_answers))
         .layer(axum::middleware::from_fn(protective_headers))
@@ -423,10 +483,6 @@ pub fn router(state: AppState) -> Router {
                 )
             },
         ))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            timeout,
-        ))
         .with_state(state);
     // What no route matches goes through once more without its trailing slash; the
     // inner router's own fallback (the web app, or a problem 404) answers the rest.
@@ -434,4 +490,25 @@ pub fn router(state: AppState) -> Router {
     service.fallback_service(tower::service_fn(move |request| {
         without_trailing_slash(inner.clone(), request)
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::limit_key;
+    use std::net::IpAddr;
+
+    #[test]
+    fn an_ipv6_network_shares_one_budget() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            limit_key(ip("2001:db8:1:2:aaaa::1")),
+            limit_key(ip("2001:db8:1:2:bbbb::9"))
+        );
+        assert_ne!(
+            limit_key(ip("2001:db8:1:2::1")),
+            limit_key(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(limit_key(ip("::ffff:198.51.100.7")), ip("198.51.100.7"));
+        assert_eq!(limit_key(ip("198.51.100.7")), ip("198.51.100.7"));
+    }
 }

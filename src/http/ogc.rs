@@ -3,6 +3,7 @@
 //! publishes grid scopes, and carrying no personal data. Links have no format suffixes
 //! (QGIS and GDAL follow them as they are).
 
+use super::extract::Origin;
 use super::{ApiError, AppState};
 use crate::domain::{Grid, Level};
 use crate::io::geojson::geometry_json;
@@ -10,13 +11,14 @@ use crate::spatial::geom;
 use crate::store::{GridVersion, RegionRecord, Validity};
 use crate::workflow::live::Snapshot;
 use axum::extract::{Path, Query, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::NaiveDate;
 use geo_types::{Coord, MultiPolygon, Rect};
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 const CRS84: &str = "http://www.opengis.net/def/crs/OGC/1.3/CRS84";
 const EPSG4490: &str = "http://www.opengis.net/def/crs/EPSG/0/4490";
@@ -76,25 +78,9 @@ fn kind_of(id: &str) -> Result<(Kind, &'static str, &'static str), ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("no collection {id:?}")))
 }
 
-/// The service's own address as the client used it (for absolute links).
-fn base(headers: &HeaderMap, state: &AppState) -> String {
-    format!("{}/ogc", origin(headers, state))
-}
-
-/// `scheme://host` as the client reached the service (the scheme from a trusted
-/// proxy's `X-Forwarded-Proto`).
-pub(super) fn origin(headers: &HeaderMap, state: &AppState) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
-        .unwrap_or_else(|| state.settings.listen.to_string());
-    let scheme = headers
-        .get("x-forwarded-proto")
-        .and_then(|h| h.to_str().ok())
-        .filter(|_| !state.proxies.is_empty())
-        .unwrap_or("http");
-    format!("{scheme}://{host}")
+/// The OGC API's own address as the client reaches it (for absolute links).
+fn base(origin: &Origin) -> String {
+    format!("{}/ogc", origin.0)
 }
 
 fn link(href: String, rel: &str, kind: &str, title: &str) -> Value {
@@ -104,12 +90,11 @@ fn link(href: String, rel: &str, kind: &str, title: &str) -> Value {
 /// The landing page: links to the API definition, conformance and the collections.
 #[utoipa::path(get, path = "/ogc", tag = "ogc", operation_id = "ogc_landing", params(("f" = Option<String>, Query, description = "json (the only format)")), responses((status = 200, description = "landing page")))]
 pub async fn landing(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+    origin: Origin,
     Query(pairs): Query<QueryPairs>,
 ) -> Result<Json<Value>, ApiError> {
     known_parameters(&pairs, &COMMON_PARAMETERS)?;
-    let b = base(&headers, &state);
+    let b = base(&origin);
     let root = b.trim_end_matches("/ogc");
     Ok(Json(json!({
         "title": "wangge — social-governance grids",
@@ -197,11 +182,11 @@ fn collection_doc(state: &AppState, b: &str, id: &str) -> Result<Value, ApiError
 #[utoipa::path(get, path = "/ogc/collections", tag = "ogc", operation_id = "ogc_collections", params(("f" = Option<String>, Query, description = "json (the only format)")), responses((status = 200, description = "collections")))]
 pub async fn collections(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    origin: Origin,
     Query(pairs): Query<QueryPairs>,
 ) -> Result<Json<Value>, ApiError> {
     known_parameters(&pairs, &COMMON_PARAMETERS)?;
-    let b = base(&headers, &state);
+    let b = base(&origin);
     let list: Result<Vec<Value>, ApiError> = COLLECTIONS
         .iter()
         .map(|(id, ..)| collection_doc(&state, &b, id))
@@ -217,12 +202,12 @@ pub async fn collections(
 #[utoipa::path(get, path = "/ogc/collections/{id}", tag = "ogc", operation_id = "ogc_collection", params(("id" = String, Path, description = "grids, communities, townships or counties"), ("f" = Option<String>, Query, description = "json (the only format)")), responses((status = 200, description = "collection"), (status = 404, description = "no such collection")))]
 pub async fn collection(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    origin: Origin,
     Path(id): Path<String>,
     Query(pairs): Query<QueryPairs>,
 ) -> Result<Json<Value>, ApiError> {
     known_parameters(&pairs, &COMMON_PARAMETERS)?;
-    Ok(Json(collection_doc(&state, &base(&headers, &state), &id)?))
+    Ok(Json(collection_doc(&state, &base(&origin), &id)?))
 }
 
 /// The query of an OGC request as name/value pairs, in order.
@@ -411,7 +396,7 @@ enum Item<'a> {
     Current(&'a Grid),
     /// A past version; `true` when versions of one grid may stand side by side (an
     /// interval), so its id carries its start.
-    Version(GridVersion, bool),
+    Version(&'a GridVersion, bool),
     Region(&'a RegionRecord),
 }
 
@@ -471,32 +456,99 @@ fn feature(item: &Item, lat_first: bool, b: &str, collection: &str) -> Value {
     })
 }
 
-async fn load_items<'a>(
+/// Grid versions read for past dates and intervals, kept for the last few asked
+/// (per boundaries version): a client paging through an interval reads the store once,
+/// not once a page.
+#[derive(Default)]
+pub struct PastVersions(std::sync::Mutex<Vec<PastRead>>);
+
+/// One read kept: the boundaries version it was read at, what was asked, what came.
+type PastRead = (i64, Validity, Arc<Vec<GridVersion>>);
+
+const PAST_VERSIONS_KEPT: usize = 4;
+
+impl PastVersions {
+    fn get(&self, version: i64, validity: Validity) -> Option<Arc<Vec<GridVersion>>> {
+        let kept = self.0.lock().ok()?;
+        kept.iter()
+            .find(|(v, w, _)| *v == version && *w == validity)
+            .map(|(.., g)| g.clone())
+    }
+
+    fn put(&self, version: i64, validity: Validity, grids: Arc<Vec<GridVersion>>) {
+        if let Ok(mut kept) = self.0.lock() {
+            kept.retain(|(v, ..)| *v == version);
+            if kept.len() >= PAST_VERSIONS_KEPT {
+                kept.remove(0);
+            }
+            kept.push((version, validity, grids));
+        }
+    }
+}
+
+/// The grid versions of `validity`, from the cache or the store. A read from the store
+/// costs the client one reading of a past date per 2 000 versions beyond the first
+/// (the one its request already paid), so `datetime=../..` is not a cheap way to make
+/// the service read its whole history again and again.
+async fn past_versions(
     state: &AppState,
-    snapshot: &'a Snapshot,
+    client: &super::extract::ClientAddr,
+    version: i64,
+    validity: Validity,
+) -> Result<Arc<Vec<GridVersion>>, ApiError> {
+    if let Some(hit) = state.past_versions.get(version, validity) {
+        return Ok(hit);
+    }
+    let grids = Arc::new(state.app.grid_versions(validity).await?);
+    state.past_versions.put(version, validity, grids.clone());
+    let extra = u32::try_from(grids.len() / 2000).unwrap_or(u32::MAX);
+    if extra > 0 {
+        super::charge(
+            &state.historic_limiter,
+            client.0,
+            extra,
+            "reads of past dates",
+        )?;
+    }
+    Ok(grids)
+}
+
+/// The versions a request reads, if it reads past ones, and whether their ids carry
+/// their start (`CODE@VALID_FROM`).
+async fn versions_for(
+    state: &AppState,
+    client: &super::extract::ClientAddr,
+    snapshot: &Snapshot,
     kind: Kind,
     when: When,
-) -> Result<Vec<Item<'a>>, ApiError> {
-    let versions = |validity| state.app.grid_versions(validity);
-    Ok(match (kind, when) {
-        (Kind::Grids, When::Now) => snapshot.locator.grids().iter().map(Item::Current).collect(),
-        (Kind::Grids, When::On(date)) => versions(Validity::On(date))
-            .await?
-            .into_iter()
-            .map(|v| Item::Version(v, false))
+) -> Result<Option<(Arc<Vec<GridVersion>>, bool)>, ApiError> {
+    let validity = match (kind, when) {
+        (Kind::Grids, When::On(date)) => Validity::On(date),
+        (Kind::Grids, When::During(from, to)) => Validity::During { from, to },
+        _ => return Ok(None),
+    };
+    let versions = past_versions(state, client, snapshot.version, validity).await?;
+    Ok(Some((versions, matches!(when, When::During(..)))))
+}
+
+fn load_items<'a>(
+    snapshot: &'a Snapshot,
+    kind: Kind,
+    past: Option<&'a (Arc<Vec<GridVersion>>, bool)>,
+) -> Vec<Item<'a>> {
+    match (kind, past) {
+        (Kind::Grids, Some((versions, versioned))) => versions
+            .iter()
+            .map(|v| Item::Version(v, *versioned))
             .collect(),
-        (Kind::Grids, When::During(from, to)) => versions(Validity::During { from, to })
-            .await?
-            .into_iter()
-            .map(|v| Item::Version(v, true))
-            .collect(),
+        (Kind::Grids, None) => snapshot.locator.grids().iter().map(Item::Current).collect(),
         (Kind::Regions(level), _) => snapshot
             .regions
             .iter()
             .filter(|r| r.level == level && r.boundary.is_some())
             .map(Item::Region)
             .collect(),
-    })
+    }
 }
 
 fn geojson_response(body: Value, lat_first: bool) -> Response {
@@ -565,7 +617,7 @@ fn property_matches(properties: &Value, name: &str, wanted: &str) -> bool {
     responses((status = 200, description = "GeoJSON FeatureCollection", content_type = "application/geo+json"), (status = 400, description = "bad or unknown parameter")))]
 pub async fn items(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    origin: Origin,
     Path(id): Path<String>,
     Query(pairs): Query<QueryPairs>,
     RawQuery(raw): RawQuery,
@@ -602,7 +654,8 @@ pub async fn items(
         super::tiles::historic_limit(&state, &client)?;
     }
     let snapshot = state.live.snapshot();
-    let all = load_items(&state, &snapshot, kind, when).await?;
+    let past = versions_for(&state, &client, &snapshot, kind, when).await?;
+    let all = load_items(&snapshot, kind, past.as_ref());
     let matched: Vec<&Item> = all
         .iter()
         .filter(|it| match (&bbox, it.boundary()) {
@@ -628,7 +681,7 @@ pub async fn items(
             }
         })
         .collect();
-    let b = base(&headers, &state);
+    let b = base(&origin);
     let page: Vec<Value> = matched
         .iter()
         .skip(offset)
@@ -693,7 +746,7 @@ pub async fn items(
     responses((status = 200, description = "GeoJSON Feature", content_type = "application/geo+json"), (status = 404, description = "no such feature")))]
 pub async fn item(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    origin: Origin,
     Path((id, fid)): Path<(String, String)>,
     Query(pairs): Query<QueryPairs>,
     client: super::extract::ClientAddr,
@@ -701,22 +754,42 @@ pub async fn item(
     let (kind, ..) = kind_of(&id)?;
     let q = known_parameters(&pairs, &ITEM_PARAMETERS)?;
     let out_lat_first = lat_first(q.get("crs").copied(), "crs")?;
-    let mut when = parse_when(q.get("datetime").copied(), crate::domain::today_in_china())?;
-    if kind == Kind::Grids && fid.contains('@') {
-        // A version id names its own time: read every version.
-        when = When::During(None, None);
+    let when = parse_when(q.get("datetime").copied(), crate::domain::today_in_china())?;
+    let not_found = || ApiError::not_found(format!("no feature {fid:?} in {id}"));
+    if kind == Kind::Grids
+        && let Some((code, start)) = fid.split_once('@')
+    {
+        // A version id names its own time: that grid's history is all it takes.
+        super::tiles::historic_limit(&state, &client)?;
+        let history = state
+            .app
+            .grid_history(code)
+            .await?
+            .map(|(versions, _)| versions)
+            .unwrap_or_default();
+        let version = history
+            .iter()
+            .find(|v| v.valid_from.to_string() == start)
+            .ok_or_else(not_found)?;
+        return Ok(geojson_response(
+            feature(
+                &Item::Version(version, true),
+                out_lat_first,
+                &base(&origin),
+                &id,
+            ),
+            out_lat_first,
+        ));
     }
     if when != When::Now && kind == Kind::Grids {
         super::tiles::historic_limit(&state, &client)?;
     }
     let snapshot = state.live.snapshot();
-    let all = load_items(&state, &snapshot, kind, when).await?;
-    let it = all
-        .iter()
-        .find(|it| it.id() == fid)
-        .ok_or_else(|| ApiError::not_found(format!("no feature {fid:?} in {id}")))?;
+    let past = versions_for(&state, &client, &snapshot, kind, when).await?;
+    let all = load_items(&snapshot, kind, past.as_ref());
+    let it = all.iter().find(|it| it.id() == fid).ok_or_else(not_found)?;
     Ok(geojson_response(
-        feature(it, out_lat_first, &base(&headers, &state), &id),
+        feature(it, out_lat_first, &base(&origin), &id),
         out_lat_first,
     ))
 }
@@ -727,14 +800,13 @@ pub async fn item(
     params(("id" = String, Path, description = "grids, communities, townships or counties"), ("f" = Option<String>, Query, description = "json (the only format)")),
     responses((status = 200, description = "JSON Schema of the queryables", content_type = "application/schema+json"), (status = 404, description = "no such collection")))]
 pub async fn queryables(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+    origin: Origin,
     Path(id): Path<String>,
     Query(pairs): Query<QueryPairs>,
 ) -> Result<Response, ApiError> {
     let (kind, title, _) = kind_of(&id)?;
     known_parameters(&pairs, &COMMON_PARAMETERS)?;
-    let b = base(&headers, &state);
+    let b = base(&origin);
     let text = |title: &str, pattern: Option<&str>| {
         let mut p = json!({"type": "string", "title": title});
         if let Some(pattern) = pattern {

@@ -44,7 +44,7 @@ pub struct GridCard {
 pub(super) fn limit(state: &AppState, client: &ClientAddr) -> Result<(), ApiError> {
     state
         .public_limiter
-        .check_key(&client.0)
+        .check_key(&super::limit_key(client.0))
         .map_err(|not_until| {
             ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,

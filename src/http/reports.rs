@@ -70,7 +70,7 @@ async fn report_gate(
 fn limit(state: &AppState, client: &ClientAddr) -> Result<(), ApiError> {
     state
         .report_limiter
-        .check_key(&client.0)
+        .check_key(&super::limit_key(client.0))
         .map_err(|not_until| {
             ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -349,31 +349,28 @@ fn from_api(e: ApiError) -> Response {
     response
 }
 
-fn base_url(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    format!("http://{host}/open311/v2")
-}
-
 /// Service discovery. Every Open311 resource also answers at `NAME.json` and, as XML,
 /// at `NAME.xml`; errors are `[{code, description}]` (`<errors><error>` in XML).
 #[utoipa::path(get, path = "/open311/v2/discovery", tag = "open311", operation_id = "open311_discovery",
     responses((status = 200, description = "Open311 discovery document")))]
-pub async fn discovery(headers: HeaderMap) -> Json<Value> {
-    Json(json!({
-        "changeset": "2026-11-27T00:00:00Z",
-        "contact": "the grid service management institution",
-        "key_service": "no API key is needed; submissions are rate-limited per address",
-        "endpoints": [{
-            "specification": "http://wiki.open311.org/GeoReport_v2",
-            "url": base_url(&headers),
+pub async fn discovery(origin: super::extract::Origin) -> impl IntoResponse {
+    // The endpoint's address is built on the request's host (unless `public_url` is set).
+    let vary = [(header::VARY, "Host")];
+    (
+        vary,
+        Json(json!({
             "changeset": "2026-11-27T00:00:00Z",
-            "type": "production",
-            "formats": ["text/xml", "application/json"],
-        }],
-    }))
+            "contact": "the grid service management institution",
+            "key_service": "no API key is needed; submissions are rate-limited per address",
+            "endpoints": [{
+                "specification": "http://wiki.open311.org/GeoReport_v2",
+                "url": format!("{}/open311/v2", origin.0),
+                "changeset": "2026-11-27T00:00:00Z",
+                "type": "production",
+                "formats": ["text/xml", "application/json"],
+            }],
+        })),
+    )
 }
 
 /// The public matters as Open311 services.

@@ -37,7 +37,7 @@ const TILEJSON_MAX_ZOOM: u8 = 16;
         (status = 404, description = "no such layer")))]
 pub async fn tilejson(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    origin: super::extract::Origin,
     Path(file): Path<String>,
 ) -> Result<Response, ApiError> {
     let layer = file
@@ -84,7 +84,7 @@ pub async fn tilejson(
             "name": "String: the region's name",
         }),
     };
-    let origin = super::ogc::origin(&headers, &state);
+    let origin = origin.0;
     let name = layer.name();
     let body = serde_json::json!({
         "tilejson": "3.0.0",
@@ -111,6 +111,10 @@ pub async fn tilejson(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=60"),
     );
+    // The tile template is built on the request's host (unless `public_url` is set).
+    response
+        .headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Host"));
     Ok(response)
 }
 

@@ -202,6 +202,9 @@ proptest! {
         prop_assume!(from_parent_boundary_m(v) > reach.distance(prev, v).max(reach.distance(v, next)));
         let before = cells[a].clone();
         cells[a] = with_vertex(&before, index, None);
+        // The shortcut past a reflex vertex can cross the ring's far side: the grid is
+        // then invalid, which is its own finding, not this test's.
+        prop_assume!(wangge::spatial::coverage::validity::check(&cells[a]).is_none());
         let report = check(&cells, Some(&parent), &lenient());
         let found = describe(&report.problems);
         prop_assert!(!found.is_empty(), "a dropped vertex is always seen");

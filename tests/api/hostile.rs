@@ -844,7 +844,66 @@ pub async fn past_date_reads_are_limited_per_address(b: Backend) {
     assert_eq!(st, StatusCode::OK);
 }
 
+/// What a client controls in a request's framing leaves no trace: a forged `Host`
+/// puts nothing in links others may be served from a cache, a made-up method adds no
+/// metric series, and the token a login hands out is kept by no cache.
+pub async fn forged_hosts_and_methods_leave_no_trace_and_logins_are_not_cached(b: Backend) {
+    let store = b.store.as_ref();
+    seeded(store).await;
+    let hash = wangge::auth::hash_password("correct horse battery").unwrap();
+    account(store, "wei", Some(&hash), UserRole::Dispatcher, "371602").await;
+    let s = Server::start(&b.url, &[]);
+    let forged = "evil.example\"><script>";
+    for path in ["/tiles/grids.json", "/ogc", "/open311/v2/discovery.json"] {
+        let body = client()
+            .get(format!("{}{path}", s.url))
+            .header("host", forged)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(!body.contains("evil.example"), "{path}: {body}");
+    }
+    // An ordinary host name is used as given, so links work behind any name.
+    let (_, tilejson) = get(&format!("{}/tiles/grids.json", s.url), None).await;
+    assert!(
+        tilejson["tiles"][0].as_str().unwrap().starts_with(&s.url),
+        "{tilejson}"
+    );
+
+    let made_up = reqwest::Method::from_bytes(b"XYZZYMETHOD").unwrap();
+    let st = client()
+        .request(made_up, format!("{}/healthz", s.url))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(st, StatusCode::METHOD_NOT_ALLOWED);
+    let metrics = client()
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!metrics.contains("XYZZYMETHOD"), "a series per method");
+    assert!(metrics.contains("method=\"other\""), "{metrics}");
+
+    let login = client()
+        .post(format!("{}/v1/auth/login", s.url))
+        .json(&json!({"name": "wei", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+    assert_eq!(login.headers()["cache-control"], "no-store");
+}
+
 crate::contract!(
+    forged_hosts_and_methods_leave_no_trace_and_logins_are_not_cached,
     hostile_files_are_refused_and_nothing_is_read_stored_or_fetched,
     a_reader_that_crashes_or_overruns_fails_its_upload_and_the_server_lives,
     public_input_is_bounded_and_limited_before_it_is_read,

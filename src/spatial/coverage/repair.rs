@@ -702,20 +702,36 @@ fn resolve_overlaps(
                 to_j.push(piece.0[0].clone());
             }
         }
-        for (winner, loser, pieces) in [(i, j, to_i), (j, i, to_j)] {
-            if pieces.is_empty() {
-                continue;
-            }
-            let pieces = MultiPolygon(pieces);
-            let (w, l) = (&work[winner as usize], &work[loser as usize]);
-            let rest = snap_back(&overlay::difference(l, &pieces), &[l, w], scale);
-            if rest.0.is_empty() {
-                continue;
-            }
+        // The loser gives up what the winner keeps by losing the winner's whole grid,
+        // not the pieces as the intersection rounded them: its new border is then the
+        // winner's own edges (snapped back to their vertices), and no sliver of
+        // rounding is left between the two. When both win pieces, one gives its
+        // pieces first and the other loses what that one keeps.
+        let (first, second) = match (to_i.is_empty(), to_j.is_empty()) {
+            (true, true) => continue,
+            (false, true) => ((j, i, None), None),
+            (true, false) => ((i, j, None), None),
+            (false, false) => ((i, j, Some(MultiPolygon(to_j))), Some((j, i))),
+        };
+        let (loser, winner, pieces) = first;
+        let (l, w) = (&work[loser as usize], &work[winner as usize]);
+        let taken = pieces.as_ref().unwrap_or(w);
+        let rest = snap_back(&overlay::difference(l, taken), &[l, w], scale);
+        if !rest.0.is_empty() {
             let m2 = measure::local_area_m2(l) - measure::local_area_m2(&rest);
             work[loser as usize] = rest;
             actions[loser as usize].push(Action::GaveOverlap { to: winner, m2 });
             actions[winner as usize].push(Action::KeptOverlap { from: loser, m2 });
+        }
+        if let Some((loser, winner)) = second {
+            let (l, w) = (&work[loser as usize], &work[winner as usize]);
+            let rest = snap_back(&overlay::difference(l, w), &[l, w], scale);
+            if !rest.0.is_empty() {
+                let m2 = measure::local_area_m2(l) - measure::local_area_m2(&rest);
+                work[loser as usize] = rest;
+                actions[loser as usize].push(Action::GaveOverlap { to: winner, m2 });
+                actions[winner as usize].push(Action::KeptOverlap { from: loser, m2 });
+            }
         }
     }
 }

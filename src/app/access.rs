@@ -75,8 +75,11 @@ impl App {
         let now = std::time::Instant::now();
         // The name as the audit log keeps it: whatever was sent, cut to 64 characters.
         let shown_name: String = name.chars().take(64).collect();
-        if let Err(wait) = throttle.begin(name, client, now) {
-            if throttle.report_refusal(name, client, now) {
+        // Attempts count per network (an IPv6 /64), not per address; the audit log
+        // keeps the address itself.
+        let network = auth::client_network(client);
+        if let Err(wait) = throttle.begin(name, network, now) {
+            if throttle.report_refusal(name, network, now) {
                 self.audit(
                     &shown_name,
                     "login_throttled",
@@ -91,7 +94,7 @@ impl App {
         let ttl = chrono::Duration::hours(self.settings.login_token_hours.into());
         match auth::login(self.store.as_ref(), name, password, ttl).await {
             Ok((issued, user)) => {
-                throttle.succeeded(name, client);
+                throttle.succeeded(name, network);
                 self.audit(
                     &user.name,
                     "login",

@@ -24,6 +24,9 @@ pub struct CaseView {
     /// Whether the reporter's contact is shown unmasked.
     pub personal_data: bool,
     pub allowed_actions: Vec<Step>,
+    /// The name of the case's grid, if it is a current grid with a name: a dispatcher
+    /// reads names, not 15-digit codes.
+    pub grid_name: Option<String>,
 }
 
 /// What a case list asks for, before it is cut to what the caller may read.
@@ -114,14 +117,25 @@ fn allowed_actions(p: &Principal, departments: &[String], case: &CaseRecord) -> 
 }
 
 /// Lists never unmask: personal data is read one case at a time, audited.
-fn masked_view(p: &Principal, departments: &[String], mut case: CaseRecord) -> CaseView {
+fn masked_view(
+    p: &Principal,
+    departments: &[String],
+    snapshot: &crate::workflow::live::Snapshot,
+    mut case: CaseRecord,
+) -> CaseView {
     let allowed_actions = allowed_actions(p, departments, &case);
     mask_contact(&mut case);
     CaseView {
+        grid_name: grid_name(snapshot, &case),
         case,
         personal_data: false,
         allowed_actions,
     }
+}
+
+/// The current name of a case's grid.
+fn grid_name(snapshot: &crate::workflow::live::Snapshot, case: &CaseRecord) -> Option<String> {
+    snapshot.grid(&case.grid_code).and_then(|g| g.name.clone())
 }
 
 /// The regions whose cases `p` reads as a jurisdiction (not as a department's handler,
@@ -171,6 +185,7 @@ impl App {
             mask_contact(&mut case);
         }
         Ok(CaseView {
+            grid_name: grid_name(&self.live.snapshot(), &case),
             case,
             personal_data: personal,
             allowed_actions,
@@ -298,9 +313,10 @@ impl App {
             query.departments = vec![d];
         }
         let cases = self.store.cases(&query).await?;
+        let snapshot = self.live.snapshot();
         Ok(cases
             .into_iter()
-            .map(|c| masked_view(p, &departments, c))
+            .map(|c| masked_view(p, &departments, &snapshot, c))
             .collect())
     }
 
@@ -330,13 +346,14 @@ impl App {
             ..CaseQuery::default()
         };
         let cases = self.store.cases(&query).await?;
+        let snapshot = self.live.snapshot();
         Ok(cases
             .into_iter()
             .filter(|c| {
                 req.not_before
                     .is_none_or(|t| c.deadline.is_some_and(|d| d >= t))
             })
-            .map(|c| masked_view(p, &departments, c))
+            .map(|c| masked_view(p, &departments, &snapshot, c))
             .collect())
     }
 
@@ -398,7 +415,7 @@ impl App {
         .await?;
         metrics::counter!("wangge_case_steps_total", "step" => command.step().as_str())
             .increment(1);
-        Ok(masked_view(p, &departments, case))
+        Ok(masked_view(p, &departments, &self.live.snapshot(), case))
     }
 
     /// Opens an event stream for the caller: from just after event `resume`, or from

@@ -13,7 +13,7 @@ pub use secrets::{
     IssuedToken, hash_password, hash_token, issue_token, sign_webhook, verify_password,
     webhook_secret,
 };
-pub use throttle::LoginThrottle;
+pub use throttle::{LoginThrottle, client_network};
 
 use crate::store::{AccessStore, StoreError};
 use chrono::{DateTime, Duration, Utc};

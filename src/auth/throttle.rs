@@ -36,6 +36,36 @@ const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
 const MAX_WAIT: Duration = Duration::from_secs(15 * 60);
 /// Entries kept before idle ones are pruned on the spot.
 const MAX_ENTRIES: usize = 100_000;
+
+/// Whose budget an address is charged to: an IPv4 address (also when carried inside an
+/// IPv6 one: mapped, NAT64 `64:ff9b::/96`, 6to4 `2002::/16`), or an IPv6 address's
+/// /64 (one subscriber's network: otherwise each of its 2^64 addresses would get a
+/// budget of its own).
+///
+/// ```
+/// use std::net::IpAddr;
+/// use wangge::auth::client_network;
+/// let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+/// assert_eq!(client_network(ip("2001:db8:1:2::7")), client_network(ip("2001:db8:1:2:ffff::1")));
+/// assert_eq!(client_network(ip("64:ff9b::c633:6407")), ip("198.51.100.7"));
+/// ```
+pub fn client_network(ip: IpAddr) -> IpAddr {
+    let IpAddr::V6(v6) = ip else {
+        return ip;
+    };
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return IpAddr::V4(v4);
+    }
+    let bits = u128::from(v6);
+    let embedded = |shift: u32| IpAddr::V4(std::net::Ipv4Addr::from((bits >> shift) as u32));
+    if bits >> 32 == 0x0064_ff9b_0000_0000_0000_0000 {
+        return embedded(0);
+    }
+    if bits >> 112 == 0x2002 {
+        return embedded(80);
+    }
+    IpAddr::V6(std::net::Ipv6Addr::from(bits & !((1u128 << 64) - 1)))
+}
 /// How many more free failures an account has in all than from one address.
 pub const ACCOUNT_WIDE_FACTOR: u32 = 10;
 
@@ -128,6 +158,14 @@ impl LoginThrottle {
         };
         if failures.len() >= MAX_ENTRIES {
             failures.retain(|_, f| now.saturating_duration_since(f.last) < FORGET_AFTER);
+        }
+        // Still full of recent entries (many networks at once): forget the oldest
+        // half, so the map stays bounded whatever arrives.
+        if failures.len() >= MAX_ENTRIES {
+            let mut lasts: Vec<Instant> = failures.values().map(|f| f.last).collect();
+            lasts.sort_unstable();
+            let cut = lasts[lasts.len() / 2];
+            failures.retain(|_, f| f.last > cut);
         }
         for key in keys(name, addr) {
             let entry = failures.entry(key).or_insert(Failures {

@@ -151,10 +151,15 @@ impl FromRequestParts<AppState> for Origin {
             .get("x-forwarded-proto")
             .and_then(|v| v.to_str().ok())
             .filter(|_| from_proxy);
-        let host = parts
-            .headers
-            .get(axum::http::header::HOST)
-            .and_then(|v| v.to_str().ok());
+        // An absolute-form target's authority wins over Host (RFC 9112 3.2.2); two
+        // Host headers name no host at all.
+        let mut hosts = parts.headers.get_all(axum::http::header::HOST).iter();
+        let from_header = match (hosts.next(), hosts.next()) {
+            (Some(h), None) => h.to_str().ok(),
+            _ => None,
+        };
+        let authority = parts.uri.authority().map(|a| a.as_str());
+        let host = authority.or(from_header);
         Ok(Origin(origin(
             &state.settings.public_url,
             host,

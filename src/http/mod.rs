@@ -119,19 +119,9 @@ impl Drop for StreamSlot {
     }
 }
 
-/// Whose budget a request is charged to: an IPv4 address, or an IPv6 address's /64
-/// (one subscriber's whole network: otherwise each of its 2^64 addresses would get a
-/// budget of its own).
+/// Whose budget a request is charged to (see [`crate::auth::client_network`]).
 pub fn limit_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(std::net::Ipv6Addr::from(
-                u128::from(v6) & !((1u128 << 64) - 1),
-            )),
-        },
-        v4 => v4,
-    }
+    crate::auth::client_network(ip)
 }
 
 /// Charges `cost` units of `limiter` to the client, or the 429 to answer.
@@ -460,13 +450,14 @@ pub fn router(state: AppState) -> Router {
         // A handler that panics answers a problem 500 (and is counted), never a dropped
         // connection.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
-        .layer(axum::middleware::from_fn(ops::track))
         // The timeout's own 503 has no body: inside the rewriting below, so that it
-        // too leaves as a problem (or an Open311 error).
+        // too leaves as a problem (or an Open311 error); and inside the counting, so
+        // that timed-out requests are counted.
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,
         ))
+        .layer(axum::middleware::from_fn(ops::track))
         .layer(axum::middleware::from_fn(problem_for_plain_rejections))
         .layer(axum::middleware::from_fn(open311::open311_answers))
         .layer(axum::middleware::from_fn(protective_headers))
@@ -509,6 +500,8 @@ mod tests {
             limit_key(ip("2001:db8:1:3::1"))
         );
         assert_eq!(limit_key(ip("::ffff:198.51.100.7")), ip("198.51.100.7"));
+        assert_eq!(limit_key(ip("64:ff9b::198.51.100.7")), ip("198.51.100.7"));
+        assert_eq!(limit_key(ip("2002:c633:6407::1")), ip("198.51.100.7"));
         assert_eq!(limit_key(ip("198.51.100.7")), ip("198.51.100.7"));
     }
 }

@@ -456,61 +456,125 @@ fn feature(item: &Item, lat_first: bool, b: &str, collection: &str) -> Value {
     })
 }
 
-/// Grid versions read for past dates and intervals, kept for the last few asked
-/// (per boundaries version): a client paging through an interval reads the store once,
-/// not once a page.
+/// Grid versions read for past dates and intervals, kept for the last few asked (per
+/// boundaries version, most recently used last): a client paging through an interval
+/// reads the store once, not once a page. Requests for the same versions while they
+/// are being read wait for that one read; at most two reads run at once.
 #[derive(Default)]
-pub struct PastVersions(std::sync::Mutex<Vec<PastRead>>);
+pub struct PastVersions {
+    kept: std::sync::Mutex<Vec<PastRead>>,
+    /// The most versions one read has returned: the estimate of what the next costs.
+    largest: std::sync::atomic::AtomicUsize,
+    reading: PastReaders,
+}
 
-/// One read kept: the boundaries version it was read at, what was asked, what came.
-type PastRead = (i64, Validity, Arc<Vec<GridVersion>>);
+/// One read kept: the boundaries version it was read at, what was asked, and the read
+/// (done or under way).
+type PastRead = (
+    i64,
+    Validity,
+    Arc<tokio::sync::OnceCell<Arc<Vec<GridVersion>>>>,
+);
 
-const PAST_VERSIONS_KEPT: usize = 4;
+struct PastReaders(tokio::sync::Semaphore);
+
+impl Default for PastReaders {
+    fn default() -> Self {
+        PastReaders(tokio::sync::Semaphore::new(2))
+    }
+}
+
+const PAST_VERSIONS_KEPT: usize = 8;
 
 impl PastVersions {
-    fn get(&self, version: i64, validity: Validity) -> Option<Arc<Vec<GridVersion>>> {
-        let kept = self.0.lock().ok()?;
-        kept.iter()
-            .find(|(v, w, _)| *v == version && *w == validity)
-            .map(|(.., g)| g.clone())
+    /// Drops an empty slot (its read was refused or failed).
+    fn forget(&self, version: i64, validity: Validity) {
+        if let Ok(mut kept) = self.kept.lock() {
+            kept.retain(|(v, w, slot)| !(*v == version && *w == validity && slot.get().is_none()));
+        }
     }
 
-    fn put(&self, version: i64, validity: Validity, grids: Arc<Vec<GridVersion>>) {
-        if let Ok(mut kept) = self.0.lock() {
-            kept.retain(|(v, ..)| *v == version);
-            if kept.len() >= PAST_VERSIONS_KEPT {
-                kept.remove(0);
-            }
-            kept.push((version, validity, grids));
+    /// The slot for these versions, and whether it was already there.
+    fn slot(
+        &self,
+        version: i64,
+        validity: Validity,
+    ) -> (Arc<tokio::sync::OnceCell<Arc<Vec<GridVersion>>>>, bool) {
+        let Ok(mut kept) = self.kept.lock() else {
+            return (Arc::default(), false);
+        };
+        kept.retain(|(v, ..)| *v == version);
+        if let Some(i) = kept.iter().position(|(_, w, _)| *w == validity) {
+            let hit = kept.remove(i);
+            let slot = hit.2.clone();
+            kept.push(hit);
+            return (slot, true);
         }
+        if kept.len() >= PAST_VERSIONS_KEPT {
+            kept.remove(0);
+        }
+        let slot: Arc<tokio::sync::OnceCell<_>> = Arc::default();
+        kept.push((version, validity, slot.clone()));
+        (slot, false)
     }
 }
 
 /// The grid versions of `validity`, from the cache or the store. A read from the store
-/// costs the client one reading of a past date per 2 000 versions beyond the first
-/// (the one its request already paid), so `datetime=../..` is not a cheap way to make
-/// the service read its whole history again and again.
+/// is charged before it starts: one reading of a past date per 2 000 versions the
+/// largest read so far returned (at least the current grids; at most 20), beyond the
+/// one the request already paid, so `datetime=../..` is not a cheap way to make the
+/// service read its whole history again and again.
 async fn past_versions(
     state: &AppState,
     client: &super::extract::ClientAddr,
-    version: i64,
+    snapshot: &Snapshot,
     validity: Validity,
 ) -> Result<Arc<Vec<GridVersion>>, ApiError> {
-    if let Some(hit) = state.past_versions.get(version, validity) {
-        return Ok(hit);
+    use std::sync::atomic::Ordering;
+    let cache = &state.past_versions;
+    let (slot, known) = cache.slot(snapshot.version, validity);
+    if let Some(done) = slot.get() {
+        return Ok(done.clone());
     }
-    let grids = Arc::new(state.app.grid_versions(validity).await?);
-    state.past_versions.put(version, validity, grids.clone());
-    let extra = u32::try_from(grids.len() / 2000).unwrap_or(u32::MAX);
-    if extra > 0 {
-        super::charge(
-            &state.historic_limiter,
-            client.0,
-            extra,
-            "reads of past dates",
-        )?;
+    if !known {
+        let estimate = cache
+            .largest
+            .load(Ordering::Relaxed)
+            .max(snapshot.locator.grids().len());
+        let extra = u32::try_from(estimate / 2000).unwrap_or(u32::MAX).min(20);
+        if extra > 0
+            && let Err(refused) = super::charge(
+                &state.historic_limiter,
+                client.0,
+                extra,
+                "reads of past dates",
+            )
+        {
+            // Unpaid: the next request for these versions pays again.
+            cache.forget(snapshot.version, validity);
+            return Err(refused);
+        }
     }
-    Ok(grids)
+    let read = slot
+        .get_or_try_init(|| async {
+            let _turn = cache
+                .reading
+                .0
+                .acquire()
+                .await
+                .map_err(|_| ApiError::internal("past reads are closed"))?;
+            let grids = state.app.grid_versions(validity).await?;
+            cache.largest.fetch_max(grids.len(), Ordering::Relaxed);
+            Ok::<_, ApiError>(Arc::new(grids))
+        })
+        .await;
+    match read {
+        Ok(read) => Ok(read.clone()),
+        Err(e) => {
+            cache.forget(snapshot.version, validity);
+            Err(e)
+        }
+    }
 }
 
 /// The versions a request reads, if it reads past ones, and whether their ids carry
@@ -527,7 +591,7 @@ async fn versions_for(
         (Kind::Grids, When::During(from, to)) => Validity::During { from, to },
         _ => return Ok(None),
     };
-    let versions = past_versions(state, client, snapshot.version, validity).await?;
+    let versions = past_versions(state, client, snapshot, validity).await?;
     Ok(Some((versions, matches!(when, When::During(..)))))
 }
 

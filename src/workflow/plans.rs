@@ -916,6 +916,11 @@ pub struct ChangedGrid {
     pub code: String,
     pub area_gained_m2: f64,
     pub area_lost_m2: f64,
+    /// Households that come with the area gained, estimated from each grid it comes
+    /// from in proportion to area (as `households_moving_estimate`).
+    pub households_gained_estimate: f64,
+    /// Households that leave with the area lost, estimated the same way.
+    pub households_lost_estimate: f64,
 }
 
 /// A member whose grid goes away.
@@ -955,6 +960,14 @@ pub async fn impact(store: &dyn Store, id: i64) -> Result<Impact, PlanError> {
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
+    // Households per m² of a current grid, for estimates in proportion to area.
+    let per_m2 = |g: &GridVersion| -> f64 {
+        let area = measure::local_area_m2(&g.boundary);
+        match g.households {
+            Some(h) if h > 0 && area > 0.0 => h as f64 / area,
+            _ => 0.0,
+        }
+    };
     let mut changed = Vec::new();
     let mut unchanged = 0;
     for g in &proposed {
@@ -985,10 +998,23 @@ pub async fn impact(store: &dyn Store, id: i64) -> Result<Impact, PlanError> {
                 .map(|l| l.area_m2)
                 .sum()
         };
+        let area_lost_m2 = moved(false);
+        let households_gained_estimate = lineage
+            .iter()
+            .filter(|l| l.to_code.as_deref() == code && l.from_code.as_deref() != code)
+            .filter_map(|l| {
+                let from = old.get(l.from_code.as_deref()?)?;
+                Some(per_m2(from) * l.area_m2)
+            })
+            .sum();
         changed.push(ChangedGrid {
             code: g.code.clone(),
             area_gained_m2: moved(true),
-            area_lost_m2: moved(false),
+            area_lost_m2,
+            households_gained_estimate,
+            households_lost_estimate: old
+                .get(g.code.as_str())
+                .map_or(0.0, |o| per_m2(o) * area_lost_m2),
         });
     }
     let mut members_moving = Vec::new();

@@ -674,6 +674,14 @@ async fn impact_preview_lists_changes_members_and_households(b: Backend) {
     // All of SW's 100 households change grid, and a tenth of NE's 50.
     let h = impact.households_moving_estimate;
     assert!((100.0..=110.0).contains(&h), "{h}");
+    // Per grid: the tenth of NE's households goes with its strip to NW.
+    let (nw, ne) = (&impact.changed[0], &impact.changed[1]);
+    assert!((4.0..=6.0).contains(&ne.households_lost_estimate), "{ne:?}");
+    assert!((nw.households_gained_estimate - ne.households_lost_estimate).abs() < 0.01);
+    assert_eq!(
+        (nw.households_lost_estimate, ne.households_gained_estimate),
+        (0.0, 0.0)
+    );
 }
 
 async fn members_and_supervision_phones_are_kept(b: Backend) {

@@ -12,7 +12,7 @@ import type { Cleanup } from '../main';
 interface Case {
   id: number; state: string; source: string; matter_code: string | null; category: string | null;
   description: string; address: string | null; lon: number; lat: number;
-  grid_code: string; community_code: string; township_code: string; county_code: string;
+  grid_code: string; grid_name?: string | null; community_code: string; township_code: string; county_code: string;
   near_boundary: boolean; neighbour_grid: string | null;
   reporter_name: string | null; reporter_phone: string | null;
   centre_code: string; department_code: string | null; deadline: string | null;
@@ -93,7 +93,7 @@ export async function dispatcherPage(root: HTMLElement): Promise<Cleanup> {
           return h('article', { class: `case ${u} ${c.id === open ? 'open' : ''}`, 'data-case': c.id, 'data-state': c.state, onclick: () => showCase(c.id) },
             h('header', {}, `#${c.id} `, h('strong', {}, matterName(c.matter_code))),
             h('p', {}, c.description.length > 60 ? `${c.description.slice(0, 60)}…` : c.description),
-            h('small', {}, `${t(`state.${c.state}`)} · ${c.grid_code}`),
+            h('small', { class: 'grid', title: c.grid_code }, `${t(`state.${c.state}`)} · ${c.grid_name ?? c.grid_code}`),
             c.deadline ? h('small', { class: 'due' }, ` · ${t('board.due')} ${chinaTime(c.deadline)}`, u ? ` · ${t(`board.${u}`)}` : '') : null);
         }) : h('p', { class: 'empty' }, t('board.empty')));
     }));
@@ -113,7 +113,7 @@ export async function dispatcherPage(root: HTMLElement): Promise<Cleanup> {
       h('dl', {},
         h('dt', {}, t('case.state')), h('dd', { id: 'case-state' }, t(`state.${c.state}`)),
         h('dt', {}, t('case.source')), h('dd', {}, t(`source.${c.source}`)),
-        h('dt', {}, t('level.grid')), h('dd', {}, c.grid_code, c.near_boundary ? ` (${t('case.near_boundary')} ${c.neighbour_grid ?? ''})` : ''),
+        h('dt', {}, t('level.grid')), h('dd', {}, c.grid_name ? `${c.grid_name} (${c.grid_code})` : c.grid_code, c.near_boundary ? ` (${t('case.near_boundary')} ${c.neighbour_grid ?? ''})` : ''),
         h('dt', {}, t('case.department')), h('dd', {}, deptName(c.department_code)),
         h('dt', {}, t('board.due')), h('dd', {}, chinaTime(c.deadline)),
         c.reporter_name || c.reporter_phone ? [h('dt', {}, t('case.reporter')), h('dd', {}, `${c.reporter_name ?? ''} ${c.reporter_phone ?? ''}`)] : null),

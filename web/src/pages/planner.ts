@@ -23,7 +23,7 @@ interface Validation {
   stats: { grids: number; by_kind: Record<string, number>; [k: string]: unknown };
 }
 interface Impact {
-  added: string[]; removed: string[]; changed: { code: string; area_gained_m2: number; area_lost_m2: number }[];
+  added: string[]; removed: string[]; changed: { code: string; area_gained_m2: number; area_lost_m2: number; households_gained_estimate: number; households_lost_estimate: number }[];
   unchanged: number; households_moving_estimate: number;
   members_moving: { name: string; from_code: string; to_code: string | null }[];
 }
@@ -248,9 +248,9 @@ export async function plannerPage(root: HTMLElement): Promise<Cleanup> {
     const byCode = new Map(draft.features.map((f) => [String(f.properties?.code ?? f.id), f]));
     get<Impact>(`/v1/plans/${id}/impact`).then((imp) => {
       const changed = [
-        ...imp.added.map((code) => ({ code, kind: 'added', gained: 0, lost: 0 })),
-        ...imp.changed.map((c) => ({ code: c.code, kind: 'changed', gained: c.area_gained_m2, lost: c.area_lost_m2 })),
-        ...imp.removed.map((code) => ({ code, kind: 'removed', gained: 0, lost: 0 })),
+        ...imp.added.map((code) => ({ code, kind: 'added', gained: 0, lost: 0, hGained: 0, hLost: 0 })),
+        ...imp.changed.map((c) => ({ code: c.code, kind: 'changed', gained: c.area_gained_m2, lost: c.area_lost_m2, hGained: c.households_gained_estimate, hLost: c.households_lost_estimate })),
+        ...imp.removed.map((code) => ({ code, kind: 'removed', gained: 0, lost: 0, hGained: 0, hLost: 0 })),
       ];
       // The grids that change, highlighted on the map (removed ones are not in the draft).
       showGeoJSON(map, 'changes', { type: 'FeatureCollection', features: changed.flatMap((c) => byCode.get(c.code) ?? []) }, '#e67e22', 0.3);
@@ -269,7 +269,7 @@ export async function plannerPage(root: HTMLElement): Promise<Cleanup> {
         class: c.kind, 'data-code': c.code, 'data-kind': c.kind,
         onclick: () => { const f = byCode.get(c.code); if (f) zoomTo(map, bboxOf(f.geometry), 16); },
       }, `${t(`plans.change.${c.kind}`)} ${name(c.code)} ${c.code}`,
-      c.kind === 'changed' ? h('small', {}, ` ${t('plans.change.gained')} ${Math.round(c.gained)} m² · ${t('plans.change.lost')} ${Math.round(c.lost)} m²`) : null)))] : null,
+      c.kind === 'changed' ? h('small', {}, ` ${t('plans.change.gained')} ${Math.round(c.gained)} m² (≈${Math.round(c.hGained)} ${t('plans.change.households')}) · ${t('plans.change.lost')} ${Math.round(c.lost)} m² (≈${Math.round(c.hLost)} ${t('plans.change.households')})`) : null)))] : null,
     );
     }).catch(() => fill(impactEl));
     get<{ from: string | null; to: string; actor: string; at: string; reason: string | null }[]>(`/v1/plans/${id}/events`).then((events) => fill(history,

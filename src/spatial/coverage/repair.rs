@@ -714,26 +714,33 @@ fn resolve_overlaps(
             (false, false) => ((i, j, Some(MultiPolygon(to_j))), Some((j, i))),
         };
         let (loser, winner, pieces) = first;
-        let (l, w) = (&work[loser as usize], &work[winner as usize]);
-        let taken = pieces.as_ref().unwrap_or(w);
-        let rest = snap_back(&overlay::difference(l, taken), &[l, w], scale);
-        if !rest.0.is_empty() {
-            let m2 = measure::local_area_m2(l) - measure::local_area_m2(&rest);
-            work[loser as usize] = rest;
-            actions[loser as usize].push(Action::GaveOverlap { to: winner, m2 });
-            actions[winner as usize].push(Action::KeptOverlap { from: loser, m2 });
-        }
+        lose_to(work, actions, loser, winner, pieces.as_ref(), scale);
         if let Some((loser, winner)) = second {
-            let (l, w) = (&work[loser as usize], &work[winner as usize]);
-            let rest = snap_back(&overlay::difference(l, w), &[l, w], scale);
-            if !rest.0.is_empty() {
-                let m2 = measure::local_area_m2(l) - measure::local_area_m2(&rest);
-                work[loser as usize] = rest;
-                actions[loser as usize].push(Action::GaveOverlap { to: winner, m2 });
-                actions[winner as usize].push(Action::KeptOverlap { from: loser, m2 });
-            }
+            lose_to(work, actions, loser, winner, None, scale);
         }
     }
+}
+
+/// Takes `pieces` (the winner's whole grid when `None`) from the loser, its result
+/// snapped back to both grids' vertices, and records the exchange; a loser that would
+/// vanish keeps its grid.
+fn lose_to(
+    work: &mut [MultiPolygon<f64>],
+    actions: &mut [Vec<Action>],
+    loser: u32,
+    winner: u32,
+    pieces: Option<&MultiPolygon<f64>>,
+    scale: LocalScale,
+) {
+    let (l, w) = (&work[loser as usize], &work[winner as usize]);
+    let rest = snap_back(&overlay::difference(l, pieces.unwrap_or(w)), &[l, w], scale);
+    if rest.0.is_empty() {
+        return;
+    }
+    let m2 = measure::local_area_m2(l) - measure::local_area_m2(&rest);
+    work[loser as usize] = rest;
+    actions[loser as usize].push(Action::GaveOverlap { to: winner, m2 });
+    actions[winner as usize].push(Action::KeptOverlap { from: loser, m2 });
 }
 
 /// What is left to fix, worst first: invalid grids, the area of the errors validation

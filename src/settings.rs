@@ -49,6 +49,9 @@ pub struct Settings {
     pub public_reports_per_minute: u32,
     /// Seconds between sweeps for due and overdue cases.
     pub sweep_secs: u64,
+    /// A new report must be accepted by its dispatch centre within this many working
+    /// hours; later, it is noticed as overdue (and escalated when so configured).
+    pub accept_within_hours: u32,
     /// A deadline this many hours ahead is noticed as due soon.
     pub due_soon_hours: u32,
     /// Move overdue cases to the dispatch centre one level up.
@@ -97,7 +100,7 @@ pub struct Settings {
 }
 
 /// Every setting's name (also its `WANGGE_` variable, upper-cased).
-const KEYS: [&str; 33] = [
+const KEYS: [&str; 34] = [
     "listen",
     "database_url",
     "body_limit_bytes",
@@ -114,6 +117,7 @@ const KEYS: [&str; 33] = [
     "log_format",
     "public_reports_per_minute",
     "sweep_secs",
+    "accept_within_hours",
     "due_soon_hours",
     "escalate_overdue",
     "basemap_url",
@@ -152,6 +156,7 @@ impl Default for Settings {
             log_format: "text".into(),
             public_reports_per_minute: 20,
             sweep_secs: 60,
+            accept_within_hours: 2,
             due_soon_hours: 4,
             escalate_overdue: true,
             basemap_url: String::new(),
@@ -245,6 +250,9 @@ impl Settings {
         }
         if self.sweep_secs == 0 {
             bad.push("  sweep_secs: must be at least 1".into());
+        }
+        if self.accept_within_hours == 0 {
+            bad.push("  accept_within_hours: must be at least 1".into());
         }
         if self.body_limit_bytes < 1024 {
             bad.push("  body_limit_bytes: must be at least 1024".into());

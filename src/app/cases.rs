@@ -232,6 +232,7 @@ impl App {
             report,
             reporter,
             crate::domain::now(),
+            chrono::Duration::hours(i64::from(self.settings.accept_within_hours)),
             key,
         )
         .await?;
@@ -299,7 +300,7 @@ impl App {
         if req.overdue {
             query.deadline_before = Some(crate::domain::now());
             if query.states.is_empty() {
-                query.states = vec![CaseState::Assigned, CaseState::Acknowledged];
+                query.states = CaseState::ON_THE_CLOCK.to_vec();
             }
         }
         let (mut query, departments) = self.scoped(p, query, req.under.as_deref()).await?;
@@ -338,7 +339,7 @@ impl App {
             };
         let query = CaseQuery {
             under: vec![req.centre.clone()],
-            states: vec![CaseState::Assigned, CaseState::Acknowledged],
+            states: CaseState::ON_THE_CLOCK.to_vec(),
             departments: wanted,
             deadline_before: Some(req.before),
             by_deadline: true,

@@ -80,6 +80,15 @@ impl CaseState {
     pub fn with_department(self) -> bool {
         matches!(self, CaseState::Assigned | CaseState::Acknowledged)
     }
+
+    /// The states in which a deadline runs: the dispatch centre's for accepting a new
+    /// report, or the department's for handling it.
+    pub const ON_THE_CLOCK: [CaseState; 4] = [
+        CaseState::Reported,
+        CaseState::Escalated,
+        CaseState::Assigned,
+        CaseState::Acknowledged,
+    ];
 }
 
 named_enum! {

@@ -670,9 +670,9 @@ macro_rules! dispatch_store_impl {
                  photos, address, lon, lat, coord_sys, grid_code, community_code, township_code, \
                  county_code, city_code, near_boundary, neighbour_grid, outside, reporter, \
                  reporter_name, reporter_phone, reporter_email, centre_code, reported_at, updated_at, \
-                 idempotency_key, request_hash, follow_up_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
-                 $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, \
-                 $25, $26, $27, $28) \
+                 idempotency_key, request_hash, follow_up_key, deadline) VALUES ($1, $2, $3, $4, $5, \
+                 $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, \
+                 $24, $25, $25, $26, $27, $28, $29) \
                  ON CONFLICT (idempotency_key) DO NOTHING RETURNING {}",
                 crate::store::dispatch_sql::CASE_COLUMNS
             );
@@ -681,7 +681,7 @@ macro_rules! dispatch_store_impl {
             let text = if $one_statement {
                 format!(
                     "WITH c AS ({insert}), e AS (INSERT INTO case_events (case_id, at, actor, kind, \
-                     from_state, to_state, note, detail) SELECT id, $29, $30, $31, $32, state, $33, $34 \
+                     from_state, to_state, note, detail) SELECT id, $30, $31, $32, $33, state, $34, $35 \
                      FROM c) SELECT * FROM c"
                 )
             } else {
@@ -716,7 +716,8 @@ macro_rules! dispatch_store_impl {
                 .bind(ms(c.reported_at))
                 .bind(idempotency.map(|i| i.key.as_str()))
                 .bind(idempotency.map(|i| i.request_hash.as_str()))
-                .bind(&c.follow_up_key);
+                .bind(&c.follow_up_key)
+                .bind(c.deadline.map(ms));
             if $one_statement {
                 let row = query
                     .bind(ms(event.at))

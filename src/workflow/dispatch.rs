@@ -508,6 +508,7 @@ pub async fn intake(
     report: &Report,
     reporter: Reporter<'_>,
     now: DateTime<Utc>,
+    accept_within: Duration,
     idempotency: Option<&IdempotencyKey>,
 ) -> Result<(CaseRecord, bool)> {
     check_text("description", &report.description, limit_of("description"))?;
@@ -663,7 +664,8 @@ pub async fn intake(
         reporter_email: report.contact.email.clone(),
         centre_code: String::new(),
         department_code: None,
-        deadline: None,
+        // The centre's deadline for accepting it, counted in working hours.
+        deadline: Some(calendar(store).await?.add_working_time(now, accept_within)),
         assigned_at: None,
         extension_request: None,
         merged_into: None,
@@ -847,6 +849,11 @@ pub async fn act(
         Command::Escalate { note: n } | Command::Acknowledge { note: n } => note = n.clone(),
         Command::Accept { matter, note: n } => {
             note = n.clone();
+            // Accepted in time or not, the acceptance deadline is spent; the handling
+            // deadline starts with the assignment.
+            next.deadline = None;
+            next.due_soon_noticed = false;
+            next.overdue_noticed = false;
             if let Some(code) = matter {
                 classify(store, &mut next, code, now).await?;
             }
@@ -1156,7 +1163,7 @@ pub async fn sweep(
     loop {
         let batch = store
             .cases(&CaseQuery {
-                states: vec![CaseState::Assigned, CaseState::Acknowledged],
+                states: CaseState::ON_THE_CLOCK.to_vec(),
                 deadline_before: Some(now + settings.due_soon),
                 after_id: after,
                 limit: 500,

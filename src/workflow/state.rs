@@ -88,10 +88,9 @@ pub fn next_state(from: CaseState, step: Step) -> Result<CaseState, InvalidStep>
         (Assigned, Step::Acknowledge) => Acknowledged,
         (Assigned | Acknowledged, Step::Return) => Returned,
         (Assigned | Acknowledged, Step::Handle) => Handled,
-        (
-            Assigned | Acknowledged,
-            Step::RequestExtension | Step::DecideExtension | Step::DueSoon | Step::Overdue,
-        ) => from,
+        (Assigned | Acknowledged, Step::RequestExtension | Step::DecideExtension) => from,
+        // A deadline runs for accepting a new report and for handling an assigned one.
+        (Reported | Escalated | Assigned | Acknowledged, Step::DueSoon | Step::Overdue) => from,
         (Handled, Step::Verify) => Verified,
         (Handled, Step::RejectResult) => Assigned,
         (Verified | Accepted | Returned, Step::Close) => Closed,

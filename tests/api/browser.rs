@@ -201,8 +201,8 @@ async fn the_web_app_serves_residents_planners_and_dispatchers_in_a_real_browser
     current.sort();
     assert_eq!(drafted, current, "names and codes kept through the mapping");
     // The three reports, each in the grid its form showed: the searched grid's from its
-    // card, the tapped grid's (then accepted and assigned by the dispatcher), and the
-    // phone's at its location.
+    // card (accepted later on a phone), the tapped grid's (accepted and assigned by the
+    // dispatcher at a desk), and the phone's at its location.
     let mut filed = Vec::new();
     for id in 1..=3 {
         let case: Value = client()
@@ -222,7 +222,7 @@ async fn the_web_app_serves_residents_planners_and_dispatchers_in_a_real_browser
     assert_eq!(
         filed,
         [
-            at(&grids[1], "reported"),
+            at(&grids[1], "accepted"),
             at(first, "assigned"),
             at(first, "reported")
         ]
@@ -235,6 +235,10 @@ async fn the_web_app_serves_residents_planners_and_dispatchers_in_a_real_browser
         "8-county-approved",
         "9-dispatcher-board",
         "12-assessment",
+        "phone-3-card",
+        "phone-8-dispatcher-case",
+        "phone-9-assessment",
+        "phone-10-planner-plan",
     ] {
         assert!(
             shots.join(format!("{shot}.png")).exists(),

@@ -14,6 +14,9 @@ use wangge::domain::{
 };
 use wangge::domain::{DayKind, china};
 use wangge::store::{Department, NewMatter, Store, StoreError};
+
+/// The centre's time to accept a new report, as the settings' default.
+const ACCEPT_WITHIN: Duration = Duration::hours(2);
 use wangge::workflow::dispatch::{
     self, Actor, Command, Contact, DispatchError, Report, Reporter, SweepSettings,
 };
@@ -200,6 +203,7 @@ async fn walk_cases_through_every_path_and_assess_them_exactly(b: Backend) {
         &report(Some("WG-003"), "吵架"),
         Reporter::Account(member),
         t0,
+        ACCEPT_WITHIN,
         None,
     )
     .await
@@ -242,6 +246,7 @@ async fn walk_cases_through_every_path_and_assess_them_exactly(b: Backend) {
         &report(Some("WG-001"), "井盖缺失"),
         Reporter::Public { open311: false },
         t0,
+        ACCEPT_WITHIN,
         None,
     )
     .await
@@ -478,6 +483,7 @@ async fn walk_cases_through_every_path_and_assess_them_exactly(b: Backend) {
         &report(Some("WG-001"), "消防通道"),
         Reporter::Account(member),
         t0,
+        ACCEPT_WITHIN,
         None,
     )
     .await
@@ -568,6 +574,7 @@ async fn walk_cases_through_every_path_and_assess_them_exactly(b: Backend) {
         &report(Some("WG-001"), "井盖又被报了"),
         Reporter::Public { open311: true },
         t0 + Duration::minutes(1),
+        ACCEPT_WITHIN,
         None,
     )
     .await
@@ -728,6 +735,7 @@ async fn the_matters_list_is_versioned_and_never_rewrites_filed_cases(b: Backend
         &report(Some("WG-001"), "old rule"),
         Reporter::Public { open311: false },
         cst(12, 1, 9, 0),
+        ACCEPT_WITHIN,
         None,
     )
     .await
@@ -852,6 +860,7 @@ async fn the_matters_list_is_versioned_and_never_rewrites_filed_cases(b: Backend
         &report(Some("WG-003"), "x"),
         Reporter::Public { open311: false },
         cst(12, 7, 9, 0),
+        ACCEPT_WITHIN,
         None,
     )
     .await
@@ -953,6 +962,7 @@ async fn file(
         &report(matter, text),
         reporter,
         at,
+        ACCEPT_WITHIN,
         None,
     )
     .await
@@ -1239,6 +1249,7 @@ async fn two_handlers_acting_at_once_one_wins_and_retries_are_idempotent(b: Back
         &report(Some("WG-001"), "once"),
         Reporter::Public { open311: false },
         now,
+        ACCEPT_WITHIN,
         Some(&key),
     )
     .await
@@ -1251,6 +1262,7 @@ async fn two_handlers_acting_at_once_one_wins_and_retries_are_idempotent(b: Back
         &report(Some("WG-001"), "once"),
         Reporter::Public { open311: false },
         now,
+        ACCEPT_WITHIN,
         Some(&key),
     )
     .await
@@ -1269,6 +1281,7 @@ async fn two_handlers_acting_at_once_one_wins_and_retries_are_idempotent(b: Back
         &report(Some("WG-001"), "other"),
         Reporter::Public { open311: false },
         now,
+        ACCEPT_WITHIN,
         Some(&other),
     )
     .await
@@ -1398,6 +1411,101 @@ async fn template_case(store: &dyn Store) -> wangge::store::CaseRecord {
     .await
     .unwrap()
     .0
+}
+
+/// A new report must be accepted within `accept_within` working hours: one filed at
+/// night is due the next working morning; the sweep announces it due soon, then overdue
+/// and escalates it; accepting spends the deadline and the handling deadline starts
+/// with the assignment.
+async fn a_new_report_must_be_accepted_within_working_hours(b: Backend) {
+    let store = b.store.as_ref();
+    seeded(store).await;
+    seed_dispatch(store).await;
+    let public = Reporter::Public { open311: false };
+    // Monday 09:30 China time: due 11:30 the same morning.
+    let (day, _) = file(store, public, Some("WG-001"), "白天", cst(11, 30, 9, 30))
+        .await
+        .unwrap();
+    assert_eq!(day.deadline, Some(cst(11, 30, 11, 30)));
+    // Friday 20:00: the centre's clock starts Monday 09:00.
+    let (night, _) = file(store, public, Some("WG-001"), "夜里", cst(12, 4, 20, 0))
+        .await
+        .unwrap();
+    assert_eq!(night.deadline, Some(cst(12, 7, 11, 0)));
+
+    let settings = SweepSettings {
+        due_soon: Duration::hours(1),
+        escalate_overdue: true,
+    };
+    let r = dispatch::sweep(store, cst(11, 30, 10, 45), settings)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.due_soon, r.overdue),
+        (1, 0),
+        "the day report is due soon"
+    );
+    let r = dispatch::sweep(store, cst(11, 30, 12, 0), settings)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.overdue, r.escalated),
+        (1, 1),
+        "then overdue and escalated"
+    );
+    let late = store.case(day.id).await.unwrap();
+    assert_eq!(
+        (late.state, late.centre_code.as_str(), late.overdue_noticed),
+        (CaseState::Reported, COUNTY, true)
+    );
+    let kinds: Vec<String> = store
+        .case_events(day.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["reported", "due_soon", "overdue"]);
+
+    // The county centre accepts it: no deadline until a department is given it.
+    let disp_c = who("disp.county", UserRole::Dispatcher, COUNTY);
+    let county = Actor {
+        principal: &disp_c,
+        departments: &[],
+    };
+    let accept = Command::Accept {
+        matter: None,
+        note: None,
+    };
+    let accepted = dispatch::act(store, day.id, county, &accept, None, cst(11, 30, 13, 0))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            accepted.deadline,
+            accepted.overdue_noticed,
+            accepted.due_soon_noticed
+        ),
+        (None, false, false)
+    );
+    let r = dispatch::sweep(store, cst(12, 7, 12, 0), settings)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.due_soon, r.overdue),
+        (0, 1),
+        "only the night report, which nobody accepted"
+    );
+    let assign = Command::Assign {
+        department: None,
+        matter: None,
+        reason: None,
+    };
+    let assigned = dispatch::act(store, day.id, county, &assign, None, cst(12, 7, 13, 0))
+        .await
+        .unwrap();
+    assert!(assigned.deadline.is_some_and(|d| d > cst(12, 7, 13, 0)));
+    assert!(!assigned.overdue_noticed);
 }
 
 /// A case at whole degrees (118°, 37°) is stored and read back as such: SQLite hands
@@ -1577,6 +1685,7 @@ async fn concurrent_submissions_each_get_their_own_case_and_event(b: Backend) {
 }
 
 crate::contract!(
+    a_new_report_must_be_accepted_within_working_hours,
     a_case_at_whole_degrees_is_stored_and_read_back,
     walk_cases_through_every_path_and_assess_them_exactly,
     the_matters_list_is_versioned_and_never_rewrites_filed_cases,

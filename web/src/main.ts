@@ -53,9 +53,11 @@ function header(): void {
     h('a', { href: '/docs', target: '_blank' }, t('nav.docs')),
     h('button', { class: 'link', id: 'lang', onclick: () => { switchLang(); route(); } }, t('lang')),
     user
-      ? h('span', { class: 'user' }, user.name, ' ', h('button', { class: 'link', id: 'logout', onclick: async () => { await logout(); route(); } }, t('logout')))
+      ? h('span', { class: 'user' }, h('span', { class: 'user-name' }, user.name), ' ', h('button', { class: 'link', id: 'logout', onclick: async () => { await logout(); route(); } }, t('logout')))
       : null,
   );
+  // On a phone the pages scroll sideways: keep the current one in sight.
+  document.querySelector<HTMLElement>('header nav a.active')?.scrollIntoView({ inline: 'nearest', block: 'nearest' });
 }
 
 /** A login form standing in for a page that needs one. */

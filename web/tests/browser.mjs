@@ -17,6 +17,7 @@ import { chromium } from 'playwright-core';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { inflateSync } from 'node:zlib';
 
 const env = (k) => {
   const v = process.env[k];
@@ -101,6 +102,55 @@ async function clickAt(page, mapName, lngLat) {
 }
 
 let caseId;
+// The report filed from a searched card (accepted later, on a phone).
+let searchedCaseId;
+
+/** Distinct colours (sampled every 4th pixel) in a PNG screenshot: a blank map has one.
+ * Decodes the 8-bit RGB/RGBA non-interlaced PNGs Chromium writes. */
+function distinctColours(png) {
+  let i = 8, w = 0, h = 0, bpp = 0;
+  const idat = [];
+  while (i < png.length) {
+    const n = png.readUInt32BE(i);
+    const type = png.toString('ascii', i + 4, i + 8);
+    const data = png.subarray(i + 8, i + 8 + n);
+    if (type === 'IHDR') { w = data.readUInt32BE(0); h = data.readUInt32BE(4); bpp = { 2: 3, 6: 4 }[data[9]]; }
+    if (type === 'IDAT') idat.push(data);
+    i += 12 + n;
+  }
+  assert.ok(bpp && png[24] === 8, 'an 8-bit RGB(A) screenshot');
+  const raw = inflateSync(Buffer.concat(idat));
+  const stride = w * bpp;
+  let prev = Buffer.alloc(stride);
+  const seen = new Set();
+  for (let y = 0; y < h; y++) {
+    const filter = raw[y * (stride + 1)];
+    const line = Buffer.from(raw.subarray(y * (stride + 1) + 1, (y + 1) * (stride + 1)));
+    for (let x = 0; x < stride; x++) {
+      const a = x >= bpp ? line[x - bpp] : 0, b = prev[x], c = x >= bpp ? prev[x - bpp] : 0;
+      let add = 0;
+      if (filter === 1) add = a;
+      else if (filter === 2) add = b;
+      else if (filter === 3) add = (a + b) >> 1;
+      else if (filter === 4) { const p = a + b - c, pa = Math.abs(p - a), pb = Math.abs(p - b), pc = Math.abs(p - c); add = pa <= pb && pa <= pc ? a : pb <= pc ? b : c; }
+      line[x] = (line[x] + add) & 255;
+    }
+    if (y % 4 === 0) for (let x = 0; x < w; x += 4) seen.add(line.readUIntBE(x * bpp, 3));
+    prev = line;
+  }
+  return seen.size;
+}
+
+/** Asserts the part of the public map above the phone's sheet (below the legend) shows a
+ * drawn map, not a blank: Chromium once left it empty under a scrolling sheet. */
+async function assertMapDrawnAboveSheet(page, what) {
+  const map = await page.locator('#public-map').boundingBox();
+  const sheet = await page.locator('.side.sheet').boundingBox();
+  const top = map.y + 150;
+  const clip = { x: map.x + 10, y: top, width: map.width - 20, height: Math.max(20, sheet.y - top - 10) };
+  const colours = distinctColours(await page.screenshot({ clip }));
+  assert.ok(colours > 8, `${what}: the map above the sheet is drawn (${colours} colours in ${JSON.stringify(clip)})`);
+}
 
 /** Fills and sends the open report form; answers the filed report as the service
  * stores it (its public status). */
@@ -174,6 +224,7 @@ await step('the public map draws the regions and, zoomed in, the grids; a click 
   assert.ok(await page.isVisible('#report-pin'), 'the form shows its pin');
   const filed = await fileReport(page, '浏览器测试：井盖缺失');
   assert.equal(filed.grid_code, searched, 'filed in the grid the form showed');
+  searchedCaseId = filed.id;
   await page.screenshot({ path: join(shots, '4-public-report-sent.png') });
 
   // Its receipt links to the status page, which shows the report and its first step.
@@ -237,6 +288,7 @@ await step('on a phone the map fills the screen, the card and the form sit in a 
   const title = await page.locator('#card h2').boundingBox();
   assert.ok(title.y >= 0 && title.y + title.height <= PHONE.viewport.height, `the card is on screen at ${title.y}`);
   await waitIdle(page, 'public');
+  await assertMapDrawnAboveSheet(page, 'a searched card');
   await page.screenshot({ path: join(shots, 'phone-3-card.png') });
   await page.click('#report-here');
   await page.waitForSelector(`#report-where[data-grid="${searched}"]`);
@@ -245,6 +297,8 @@ await step('on a phone the map fills the screen, the card and the form sit in a 
   await page.waitForSelector(`#report-where[data-grid="${gridCode}"]`);
   const pin = await page.locator('#report-pin').boundingBox();
   assert.ok(pin && pin.y > header.height && pin.y < PHONE.viewport.height, 'the pin is on screen');
+  await waitIdle(page, 'public');
+  await assertMapDrawnAboveSheet(page, 'the report form');
   await page.screenshot({ path: join(shots, 'phone-4-report-form.png') });
   const filed = await fileReport(page, '手机测试：垃圾未清运');
   assert.equal(filed.grid_code, gridCode);
@@ -418,6 +472,59 @@ await step("a dispatcher finds the resident's report on the board, accepts and a
   assert.ok(gridRows.includes(gridCode), `assessment lists ${gridCode}`);
   await page.screenshot({ path: join(shots, '12-assessment.png') });
   await page.context().close();
+}, { refusals: [401] });
+
+await step('on a phone the staff pages stack and work: a dispatcher accepts a new report, a planner reads a plan, the assessment shows its tables', async () => {
+  const page = await newPage(PHONE);
+  // Nothing on a staff page may be wider than the phone.
+  const fitsWidth = async (what) => {
+    const wide = await page.evaluate(() => Math.max(document.documentElement.scrollWidth, document.querySelector('main').scrollWidth));
+    assert.ok(wide <= PHONE.viewport.width + 1, `${what}: no sideways scrolling (${wide} px wide)`);
+  };
+  await page.goto(`${url}/#/dispatcher`);
+  await login(page, cred('DISPATCHER'));
+  await page.waitForSelector(`section[data-column=assigned] article[data-case="${caseId}"]`, { timeout: 15000 });
+  await fitsWidth('the board');
+  const here = await page.locator('header nav a.active').boundingBox();
+  assert.ok(here.x >= 0 && here.x + here.width <= PHONE.viewport.width, `the current page's tab is in sight: ${JSON.stringify(here)}`);
+  await page.screenshot({ path: join(shots, 'phone-7-dispatcher-board.png') });
+  // A report still waiting: its card and its panel name the deadline for accepting it.
+  const waiting = searchedCaseId;
+  await page.waitForSelector(`section[data-column=new] article[data-case="${waiting}"]`);
+  assert.match(await page.textContent(`article[data-case="${waiting}"]`), /受理期限/);
+  await page.click(`article[data-case="${waiting}"]`);
+  await page.waitForSelector('#case-actions button[data-action=accept]');
+  await waitIdle(page, 'case');
+  assert.match(await page.textContent('#case-detail dl'), /受理期限/);
+  // Opening a case on a phone brings its panel (under the board) into view.
+  const panel = await page.locator('#case-title').boundingBox();
+  assert.ok(panel.y >= 0 && panel.y < PHONE.viewport.height, `the case panel is on screen at ${panel.y}`);
+  await fitsWidth('the case panel');
+  await page.screenshot({ path: join(shots, 'phone-8-dispatcher-case.png') });
+  await page.click('#case-actions button[data-action=accept]');
+  await page.waitForSelector(`section[data-column=accepted] article[data-case="${waiting}"]`);
+  await page.waitForFunction(() => /受理/.test(document.querySelector('#timeline')?.textContent ?? ''), null, { timeout: 10000 });
+  // The header's pages scroll sideways on a phone; the assessment is reachable there.
+  await page.click('header nav a[data-page=assessment]');
+  await page.waitForSelector('#assessment table#grids');
+  await waitIdle(page, 'density');
+  await fitsWidth('the assessment');
+  await page.screenshot({ path: join(shots, 'phone-9-assessment.png'), fullPage: true });
+  await page.context().close();
+
+  const planner = await newPage(PHONE);
+  await planner.goto(`${url}/#/planner`);
+  await login(planner, cred('COUNTY_PLANNER'));
+  await planner.waitForSelector('#plans li button');
+  await planner.click('#plans li:first-child button');
+  await planner.waitForFunction(() => document.querySelector('#plan-status')?.textContent === '现行', null, { timeout: 10000 });
+  await waitIdle(planner, 'planner');
+  const map = await planner.locator('.maps .map').first().boundingBox();
+  assert.ok(map.width >= PHONE.viewport.width - 40 && map.height >= 300, `the planner's map is usable: ${JSON.stringify(map)}`);
+  const wide = await planner.evaluate(() => Math.max(document.documentElement.scrollWidth, document.querySelector('main').scrollWidth));
+  assert.ok(wide <= PHONE.viewport.width + 1, `the planner's page: no sideways scrolling (${wide} px wide)`);
+  await planner.screenshot({ path: join(shots, 'phone-10-planner-plan.png'), fullPage: true });
+  await planner.context().close();
 }, { refusals: [401] });
 
 await browser.close();

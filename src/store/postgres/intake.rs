@@ -109,24 +109,24 @@ async fn insert_together(
                        $13::text[], $14::text[], $15::text[], $16::text[], $17::bool[], $18::text[],
                        $19::bool[], $20::text[], $21::text[], $22::text[], $23::text[], $24::text[],
                        $25::int8[], $26::text[], $27::text[], $28::int8[], $29::text[], $30::text[],
-                       $31::text[], $32::text[], $33::text[], $34::text[])
+                       $31::text[], $32::text[], $33::text[], $34::text[], $35::int8[])
                 WITH ORDINALITY AS t(state, source, matter_code, matter_version, category,
                   description, photos, address, lon, lat, coord_sys, grid_code, community_code,
                   township_code, county_code, city_code, near_boundary, neighbour_grid, outside,
                   reporter, reporter_name, reporter_phone, reporter_email, centre_code,
                   reported_at, idempotency_key, request_hash, event_at, event_actor, event_kind,
-                  event_from_state, event_note, event_detail, follow_up_key, position)
+                  event_from_state, event_note, event_detail, follow_up_key, deadline, position)
          ), c AS (
            INSERT INTO cases (id, state, source, matter_code, matter_version, category,
              description, photos, address, lon, lat, coord_sys, grid_code, community_code,
              township_code, county_code, city_code, near_boundary, neighbour_grid, outside,
              reporter, reporter_name, reporter_phone, reporter_email, centre_code, reported_at,
-             updated_at, idempotency_key, request_hash, follow_up_key)
+             updated_at, idempotency_key, request_hash, follow_up_key, deadline)
            SELECT id, state, source, matter_code, matter_version, category, description,
              photos::jsonb, address, lon, lat, coord_sys, grid_code, community_code,
              township_code, county_code, city_code, near_boundary, neighbour_grid, outside,
              reporter, reporter_name, reporter_phone, reporter_email, centre_code, reported_at,
-             reported_at, idempotency_key, request_hash, follow_up_key
+             reported_at, idempotency_key, request_hash, follow_up_key, deadline
            FROM input ORDER BY position
            ON CONFLICT (idempotency_key) DO NOTHING
            RETURNING {CASE_COLUMNS}
@@ -199,6 +199,7 @@ async fn insert_together(
         .bind(events().map(|e| e.note.clone()).collect::<Vec<_>>())
         .bind(details)
         .bind(optional(|c| c.follow_up_key.as_deref()))
+        .bind(cases().map(|c| c.deadline.map(ms)).collect::<Vec<_>>())
         .fetch_all(pool)
         .await?;
     let mut stored: Vec<Option<CaseRecord>> = vec![None; batch.len()];

@@ -32,11 +32,12 @@ const COLS: [string, (r: Row) => string | number][] = [
 
 function table(id: string, rows: Row[], name: (key: string) => string): HTMLElement {
   if (!rows.length) return h('p', { class: 'empty' }, t('assess.none'));
-  return h('table', { class: 'figures', id },
+  // Wider than a phone: the table scrolls sideways in its own box, not the page.
+  return h('div', { class: 'table-scroll' }, h('table', { class: 'figures', id },
     h('thead', {}, h('tr', {}, h('th', {}, ''), COLS.map(([k]) => h('th', {}, t(k))))),
     h('tbody', {}, rows.map((r) => h('tr', { 'data-key': r.key },
       h('th', {}, name(r.key), name(r.key) !== r.key ? h('small', { class: 'code' }, ` ${r.key}`) : null),
-      COLS.map(([, f]) => h('td', {}, f(r)))))));
+      COLS.map(([, f]) => h('td', {}, f(r))))))));
 }
 
 /** Horizontal bars of the on-time rate and mean handling time, one row per key (a

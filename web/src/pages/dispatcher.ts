@@ -39,6 +39,9 @@ const ACTION_STYLE: Record<string, string> = {
   return: 'danger', reject_result: 'danger', merge: 'danger',
 };
 
+/** A new report's deadline is the centre's, for accepting it; later ones the department's. */
+const dueLabel = (c: Case) => t(['reported', 'escalated'].includes(c.state) ? 'board.acceptBy' : 'board.due');
+
 function urgency(c: Case, now: number): 'overdue' | 'due_soon' | '' {
   if (!c.deadline || ['handled', 'verified', 'closed', 'resolved_on_site', 'merged'].includes(c.state)) return '';
   const left = Date.parse(c.deadline) - now;
@@ -90,16 +93,17 @@ export async function dispatcherPage(root: HTMLElement): Promise<Cleanup> {
         h('h3', {}, t(title), h('span', { class: 'count' }, inCol.length)),
         inCol.length ? inCol.map((c) => {
           const u = urgency(c, now);
-          return h('article', { class: `case ${u} ${c.id === open ? 'open' : ''}`, 'data-case': c.id, 'data-state': c.state, onclick: () => showCase(c.id) },
+          return h('article', { class: `case ${u} ${c.id === open ? 'open' : ''}`, 'data-case': c.id, 'data-state': c.state, onclick: () => showCase(c.id, true) },
             h('header', {}, `#${c.id} `, h('strong', {}, matterName(c.matter_code))),
             h('p', {}, c.description.length > 60 ? `${c.description.slice(0, 60)}…` : c.description),
             h('small', { class: 'grid', title: c.grid_code }, `${t(`state.${c.state}`)} · ${c.grid_name ?? c.grid_code}`),
-            c.deadline ? h('small', { class: 'due' }, ` · ${t('board.due')} ${chinaTime(c.deadline)}`, u ? ` · ${t(`board.${u}`)}` : '') : null);
+            c.deadline ? h('small', { class: 'due' }, ` · ${dueLabel(c)} ${chinaTime(c.deadline)}`, u ? ` · ${t(`board.${u}`)}` : '') : null);
         }) : h('p', { class: 'empty' }, t('board.empty')));
     }));
   };
 
-  const showCase = async (id: number) => {
+  /** Shows case `id`; `reveal` scrolls to it where the panel sits under the board (phones). */
+  const showCase = async (id: number, reveal = false) => {
     open = id;
     board.querySelectorAll('.case').forEach((el) => el.classList.toggle('open', (el as HTMLElement).dataset.case === String(id)));
     const { data: c, response } = await request<Case>('GET', `/v1/cases/${id}`);
@@ -115,7 +119,7 @@ export async function dispatcherPage(root: HTMLElement): Promise<Cleanup> {
         h('dt', {}, t('case.source')), h('dd', {}, t(`source.${c.source}`)),
         h('dt', {}, t('level.grid')), h('dd', {}, c.grid_name ? `${c.grid_name} (${c.grid_code})` : c.grid_code, c.near_boundary ? ` (${t('case.near_boundary')} ${c.neighbour_grid ?? ''})` : ''),
         h('dt', {}, t('case.department')), h('dd', {}, deptName(c.department_code)),
-        h('dt', {}, t('board.due')), h('dd', {}, chinaTime(c.deadline)),
+        h('dt', {}, dueLabel(c)), h('dd', { id: 'case-deadline' }, chinaTime(c.deadline)),
         c.reporter_name || c.reporter_phone ? [h('dt', {}, t('case.reporter')), h('dd', {}, `${c.reporter_name ?? ''} ${c.reporter_phone ?? ''}`)] : null),
       mapEl,
       h('h4', {}, t('case.actions')), actions,
@@ -125,6 +129,7 @@ export async function dispatcherPage(root: HTMLElement): Promise<Cleanup> {
         e.to_state ? ` → ${t(`state.${e.to_state}`)}` : '', ` · ${e.actor}`, e.note ? h('div', { class: 'note' }, e.note) : null))),
     );
     renderActions(actions, c, etag);
+    if (reveal && getComputedStyle(detail).position === 'static') detail.scrollIntoView({ block: 'start' });
     map?.remove();
     map = await createMap(mapEl, { name: 'case' });
     showGeoJSON(map, 'case', { type: 'Point', coordinates: [c.lon, c.lat] }, '#e67e22');

@@ -360,6 +360,8 @@ await step('a planner uploads a draft with an overlap and a gap, sees both liste
   await page.waitForFunction(() => document.querySelector('#validation-summary') && !document.querySelector('#validation-summary .chip[data-kind=overlap]') && !document.querySelector('#repair-list'), null, { timeout: 60000 });
   const left = await page.$$eval('#validation-summary .chip', (cs) => cs.map((c) => c.dataset.kind));
   assert.ok(left.includes('gap'), `the wide gap stays: ${left}`);
+  // The history names the repair in the user's language.
+  await page.waitForFunction(() => /应用修复建议/.test(document.querySelector('.history')?.textContent ?? ''), null, { timeout: 10000 });
   await page.screenshot({ path: join(shots, '6-planner-repaired.png') });
   // Fix: upload the corrected file over the draft. Its names are in a field wangge
   // does not read by default: the view offers it, and choosing it validates again

@@ -59,6 +59,16 @@ function mayDraft(scope: string): boolean {
   return (me()?.grants ?? []).some((g) => ['planner', 'city_admin'].includes(g.role) && scope.startsWith(g.scope));
 }
 
+/** A plan event's note in the user's language: the service's own notes for revisions
+ * are fixed English phrases; a person's reason (a rejection's) is shown as written. */
+function historyNote(note: string): string {
+  const repaired = /^repaired: (\d+) of (\d+) proposed grids$/.exec(note);
+  if (repaired) return t('plans.note.repaired').replace('{applied}', repaired[1]).replace('{proposed}', repaired[2]);
+  if (note === 'content replaced') return t('plans.note.replaced');
+  if (note === 'attributes mapped again') return t('plans.note.remapped');
+  return note;
+}
+
 export async function plannerPage(root: HTMLElement): Promise<Cleanup> {
   const side = h('aside', { class: 'side wide' });
   const maps = h('div', { class: 'maps' });
@@ -274,7 +284,7 @@ export async function plannerPage(root: HTMLElement): Promise<Cleanup> {
     }).catch(() => fill(impactEl));
     get<{ from: string | null; to: string; actor: string; at: string; reason: string | null }[]>(`/v1/plans/${id}/events`).then((events) => fill(history,
       h('h3', {}, t('plans.history')),
-      h('ul', {}, events.map((e) => h('li', {}, `${chinaTime(e.at)} ${e.actor}: ${t(`status.${e.to}`)}${e.reason ? ` (${e.reason})` : ''}`))),
+      h('ul', {}, events.map((e) => h('li', {}, `${chinaTime(e.at)} ${e.actor}: ${t(`status.${e.to}`)}${e.reason ? ` (${historyNote(e.reason)})` : ''}`))),
     )).catch(() => fill(history));
   };
 

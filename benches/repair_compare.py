@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Repairs the same dirty partition with `wangge repair` and with GEOS's CoverageCleaner
+(shapely 2.2 `coverage_clean`, GEOS >= 3.14) in one run, and judges both results the
+same way: GEOS's `coverage_invalid_edges`, overlap and gap area, invalid polygons, how
+much area each repair moved, and the time it took. Needs shapely >= 2.2 (its wheels
+bundle GEOS 3.14) and a release build:
+
+    cargo build --release
+    python3 benches/repair_compare.py ../shared/data/real/taiwan_villages.geojson VILLAGESN
+
+Arguments: GRIDS [ID_FIELD] [SNAP_M] [MAX_GAP_WIDTH_M]. Both sides get the same snap
+distance and gap width, converted to degrees at the data's latitude for GEOS (which works
+in coordinate units). The widths are measured differently: GEOS takes the diameter of
+a gap's largest inscribed circle, wangge its mean width (2 x area / perimeter). Areas are
+in m² on a local equirectangular projection at the data's mean latitude, the same for
+both sides."""
+import json, math, os, subprocess, sys, tempfile, time
+import numpy as np
+import shapely
+from shapely.geometry import shape, mapping
+
+if len(sys.argv) < 2:
+    sys.exit(__doc__)
+path = sys.argv[1]
+id_field = sys.argv[2] if len(sys.argv) > 2 else "grid_id"
+snap_m = float(sys.argv[3]) if len(sys.argv) > 3 else 0.5
+gap_m = float(sys.argv[4]) if len(sys.argv) > 4 else 1.0
+root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+exe = os.environ.get("WANGGE", os.path.join(root, "target", "release", "wangge"))
+
+features = json.load(open(path))["features"]
+ids = [str(f["properties"].get(id_field, i)) for i, f in enumerate(features)]
+before = np.array([shape(f["geometry"]) for f in features], dtype=object)
+lat = float(np.mean([g.centroid.y for g in before]))
+kx, ky = 111_320.0 * math.cos(math.radians(lat)), 110_574.0
+metres = lambda g: shapely.transform(g, lambda c: c * np.array([kx, ky]))
+
+
+def area_m2(geoms):
+    return shapely.area(metres(np.asarray(geoms, dtype=object)))
+
+
+def judge(name, after, seconds):
+    after = np.asarray(after, dtype=object)
+    invalid_edges = shapely.coverage_invalid_edges(after)
+    bad_edges = int(np.sum(~shapely.is_empty(invalid_edges)))
+    invalid = int(np.sum(~shapely.is_valid(after)))
+    valid_after = shapely.make_valid(after)
+    union = shapely.union_all(metres(valid_after))
+    total = float(np.sum(area_m2(valid_after)))
+    overlap = total - union.area
+    holes = sum(shapely.Polygon(r).area for p in getattr(union, "geoms", [union]) for r in p.interiors)
+    moved = float(np.sum(area_m2(shapely.symmetric_difference(shapely.make_valid(before), valid_after))))
+    print(f"{name:>7}: {seconds:7.2f} s  polygons with invalid edges (GEOS) {bad_edges:5d}  "
+          f"invalid {invalid:3d}  overlap {overlap:12.1f} m²  holes {holes:14.1f} m²  "
+          f"area moved {moved:12.1f} m²")
+
+
+print(f"{len(features)} polygons, {int(np.sum(shapely.get_num_coordinates(before)))} vertices; "
+      f"snap {snap_m} m, gaps under {gap_m} m; GEOS {'.'.join(map(str, shapely.geos_version))}")
+judge("input", before, 0.0)
+
+deg = snap_m / ky
+t = time.perf_counter()
+geos = shapely.coverage_clean(before, gap_width=gap_m / ky, snapping_distance=deg)
+judge("GEOS", geos, time.perf_counter() - t)
+
+tmp = tempfile.mkdtemp()
+out = os.path.join(tmp, "repaired.geojson")
+t = time.perf_counter()
+subprocess.run([exe, "repair", path, "--id-field", id_field, "--snap-m", str(snap_m),
+                "--max-gap-width-m", str(gap_m), "-o", out], capture_output=True)
+if not os.path.exists(out):  # exit 1 only says problems remain (wide gaps); no file is a failure
+    sys.exit("wangge repair wrote nothing")
+seconds = time.perf_counter() - t
+repaired = {str(f["properties"].get(id_field, i)): shape(f["geometry"])
+            for i, f in enumerate(json.load(open(out))["features"])}
+judge("wangge", [repaired[i] for i in ids], seconds)
+
+# Each result under the other validator: GEOS's output through `wangge validate`.
+geos_file = os.path.join(tmp, "geos.geojson")
+json.dump({"type": "FeatureCollection", "features": [
+    {"type": "Feature", "properties": {id_field: i}, "geometry": mapping(g)} for i, g in zip(ids, geos)]},
+    open(geos_file, "w"))
+for name, f in (("GEOS", geos_file), ("wangge", out)):
+    v = subprocess.run([exe, "validate", f, "--id-field", id_field, "--json"], capture_output=True, text=True)
+    try:
+        report = json.loads(v.stdout)
+        kinds = {}
+        for p in report.get("problems", []):
+            if p.get("severity", "error") == "error":
+                kinds[p["kind"]] = kinds.get(p["kind"], 0) + 1
+        print(f"{name:>7} under wangge validate: {kinds or 'no errors'}")
+    except json.JSONDecodeError:
+        print(f"{name:>7} under wangge validate: {v.stdout[-300:]} {v.stderr[-300:]}")

@@ -9,8 +9,9 @@ bundle GEOS 3.14) and a release build:
     python3 benches/repair_compare.py ../shared/data/real/taiwan_villages.geojson VILLAGESN
 
 Arguments: GRIDS [ID_FIELD] [SNAP_M] [MAX_GAP_WIDTH_M]. Both sides get the same snap
-distance and gap width, converted to degrees at the data's latitude for GEOS (which works
-in coordinate units). The widths are measured differently: GEOS takes the diameter of
+distance and gap width, converted to degrees at the north-south scale for GEOS (which
+works in coordinate units, one distance for both axes: east-west it is cos(latitude)
+shorter). The widths are measured differently: GEOS takes the diameter of
 a gap's largest inscribed circle, wangge its mean width (2 x area / perimeter). Areas are
 in m² on a local equirectangular projection at the data's mean latitude, the same for
 both sides."""

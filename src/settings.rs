@@ -251,8 +251,8 @@ impl Settings {
         if self.sweep_secs == 0 {
             bad.push("  sweep_secs: must be at least 1".into());
         }
-        if self.accept_within_hours == 0 {
-            bad.push("  accept_within_hours: must be at least 1".into());
+        if !(1..=240).contains(&self.accept_within_hours) {
+            bad.push("  accept_within_hours: must be 1 to 240 (working hours)".into());
         }
         if self.body_limit_bytes < 1024 {
             bad.push("  body_limit_bytes: must be at least 1024".into());

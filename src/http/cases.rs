@@ -113,7 +113,8 @@ pub struct ListQuery {
     pub under: Option<String>,
     pub matter: Option<String>,
     pub department: Option<String>,
-    /// Only cases with a department whose deadline has passed.
+    /// Only cases whose deadline has passed: new reports not accepted in time and
+    /// assigned cases not handled in time.
     pub overdue: Option<bool>,
     /// Cases with a larger id (paging).
     pub after_id: Option<i64>,

@@ -592,7 +592,9 @@ fn as_request(record: &PublicRecord, with_notes: bool, details: bool) -> Value {
         "service_notice": Value::Null,
         "requested_datetime": c.reported_at,
         "updated_datetime": c.updated_at,
-        "expected_datetime": c.deadline,
+        // When the request is expected to be fulfilled: the department's deadline. A new
+        // report's deadline is the centre's for accepting it, which is not that.
+        "expected_datetime": c.deadline.filter(|_| c.state.with_department()),
         "address": shown(json!(c.address)),
         "address_id": Value::Null,
         "zipcode": Value::Null,

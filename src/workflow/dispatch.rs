@@ -664,8 +664,12 @@ pub async fn intake(
         reporter_email: report.contact.email.clone(),
         centre_code: String::new(),
         department_code: None,
-        // The centre's deadline for accepting it, counted in working hours.
-        deadline: Some(calendar(store).await?.add_working_time(now, accept_within)),
+        // The centre's deadline for accepting it, counted in working hours. A grid
+        // member's own report is theirs to settle on site first: no centre clock runs.
+        deadline: match source {
+            CaseSource::GridMember => None,
+            _ => Some(calendar(store).await?.add_working_time(now, accept_within)),
+        },
         assigned_at: None,
         extension_request: None,
         merged_into: None,
@@ -845,6 +849,7 @@ pub async fn act(
             check_text("result", result, 4000)?;
             note = Some(result.clone());
             next.closed_at = Some(now);
+            next.deadline = None;
         }
         Command::Escalate { note: n } | Command::Acknowledge { note: n } => note = n.clone(),
         Command::Accept { matter, note: n } => {
@@ -1052,6 +1057,7 @@ pub async fn act(
             note = n.clone();
             next.merged_into = Some(*into);
             next.closed_at = Some(now);
+            next.deadline = None;
             detail = json!({"into": into});
         }
     }
@@ -1178,6 +1184,12 @@ pub async fn sweep(
             };
             let overdue = deadline <= now;
             if (overdue && case.overdue_noticed) || (!overdue && case.due_soon_noticed) {
+                continue;
+            }
+            // Accepting takes a dispatcher a moment; a window of hours would make every
+            // new report "due soon" on arrival (and change its version under the
+            // dispatcher's hands). Only its lateness is announced.
+            if !overdue && !case.state.with_department() {
                 continue;
             }
             let mut next = case.clone();

@@ -210,6 +210,10 @@ async fn walk_cases_through_every_path_and_assess_them_exactly(b: Backend) {
     .unwrap();
     assert!(fresh);
     assert_eq!(
+        a.deadline, None,
+        "a grid member's own report runs no centre clock"
+    );
+    assert_eq!(
         (
             a.source,
             a.state,
@@ -1414,9 +1418,9 @@ async fn template_case(store: &dyn Store) -> wangge::store::CaseRecord {
 }
 
 /// A new report must be accepted within `accept_within` working hours: one filed at
-/// night is due the next working morning; the sweep announces it due soon, then overdue
-/// and escalates it; accepting spends the deadline and the handling deadline starts
-/// with the assignment.
+/// night is due the next working morning; the sweep announces it once it is late (not
+/// before) and escalates it; accepting spends the deadline and the handling deadline
+/// starts with the assignment. A grid member's own report runs no centre clock.
 async fn a_new_report_must_be_accepted_within_working_hours(b: Backend) {
     let store = b.store.as_ref();
     seeded(store).await;
@@ -1442,8 +1446,8 @@ async fn a_new_report_must_be_accepted_within_working_hours(b: Backend) {
         .unwrap();
     assert_eq!(
         (r.due_soon, r.overdue),
-        (1, 0),
-        "the day report is due soon"
+        (0, 0),
+        "a report waiting to be accepted is not announced before it is late"
     );
     let r = dispatch::sweep(store, cst(11, 30, 12, 0), settings)
         .await
@@ -1465,7 +1469,7 @@ async fn a_new_report_must_be_accepted_within_working_hours(b: Backend) {
         .into_iter()
         .map(|e| e.kind)
         .collect();
-    assert_eq!(kinds, ["reported", "due_soon", "overdue"]);
+    assert_eq!(kinds, ["reported", "overdue"]);
 
     // The county centre accepts it: no deadline until a department is given it.
     let disp_c = who("disp.county", UserRole::Dispatcher, COUNTY);
@@ -2126,6 +2130,10 @@ async fn a_case_travels_over_http_with_streams_webhooks_and_open311(b: Backend) 
         (Some("open"), Some("WG-001"))
     );
     assert_eq!(one[0]["notes"][0]["type"], "opened");
+    assert!(
+        one[0]["expected_datetime"].is_null(),
+        "a new request has no fulfilment date yet: its deadline is the centre's, to accept it"
+    );
     assert!(
         one[0].get("email").is_none(),
         "no personal data in Open311 answers"

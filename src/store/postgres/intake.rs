@@ -15,7 +15,7 @@ use std::sync::Arc;
 /// Batches under way at once: enough to keep a commit in flight while the next batch
 /// gathers, few enough to leave the pool's other connections to readers.
 const FLUSHES: usize = 4;
-/// Submissions per statement at most (33 arrays of this length are bound).
+/// Submissions per statement at most (35 arrays of this length are bound).
 const BATCH: usize = 128;
 
 /// A submission waiting for its batch.

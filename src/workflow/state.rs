@@ -90,7 +90,7 @@ pub fn next_state(from: CaseState, step: Step) -> Result<CaseState, InvalidStep>
         (Assigned | Acknowledged, Step::Handle) => Handled,
         (Assigned | Acknowledged, Step::RequestExtension | Step::DecideExtension) => from,
         // A deadline runs for accepting a new report and for handling an assigned one.
-        (Reported | Escalated | Assigned | Acknowledged, Step::DueSoon | Step::Overdue) => from,
+        (s, Step::DueSoon | Step::Overdue) if CaseState::ON_THE_CLOCK.contains(&s) => from,
         (Handled, Step::Verify) => Verified,
         (Handled, Step::RejectResult) => Assigned,
         (Verified | Accepted | Returned, Step::Close) => Closed,

@@ -141,6 +141,13 @@ function distinctColours(png) {
   return seen.size;
 }
 
+/** Asserts nothing on the page is wider than the phone (the document, or `main`, which
+ * scrolls on its own). */
+async function assertFitsPhone(page, what) {
+  const wide = await page.evaluate(() => Math.max(document.documentElement.scrollWidth, document.querySelector('main').scrollWidth));
+  assert.ok(wide <= PHONE.viewport.width + 1, `${what}: no sideways scrolling (${wide} px wide)`);
+}
+
 /** Asserts the part of the public map above the phone's sheet (below the legend) shows a
  * drawn map, not a blank: Chromium once left it empty under a scrolling sheet. */
 async function assertMapDrawnAboveSheet(page, what) {
@@ -478,15 +485,10 @@ await step("a dispatcher finds the resident's report on the board, accepts and a
 
 await step('on a phone the staff pages stack and work: a dispatcher accepts a new report, a planner reads a plan, the assessment shows its tables', async () => {
   const page = await newPage(PHONE);
-  // Nothing on a staff page may be wider than the phone.
-  const fitsWidth = async (what) => {
-    const wide = await page.evaluate(() => Math.max(document.documentElement.scrollWidth, document.querySelector('main').scrollWidth));
-    assert.ok(wide <= PHONE.viewport.width + 1, `${what}: no sideways scrolling (${wide} px wide)`);
-  };
   await page.goto(`${url}/#/dispatcher`);
   await login(page, cred('DISPATCHER'));
   await page.waitForSelector(`section[data-column=assigned] article[data-case="${caseId}"]`, { timeout: 15000 });
-  await fitsWidth('the board');
+  await assertFitsPhone(page, 'the board');
   const here = await page.locator('header nav a.active').boundingBox();
   assert.ok(here.x >= 0 && here.x + here.width <= PHONE.viewport.width, `the current page's tab is in sight: ${JSON.stringify(here)}`);
   await page.screenshot({ path: join(shots, 'phone-7-dispatcher-board.png') });
@@ -501,7 +503,7 @@ await step('on a phone the staff pages stack and work: a dispatcher accepts a ne
   // Opening a case on a phone brings its panel (under the board) into view.
   const panel = await page.locator('#case-title').boundingBox();
   assert.ok(panel.y >= 0 && panel.y < PHONE.viewport.height, `the case panel is on screen at ${panel.y}`);
-  await fitsWidth('the case panel');
+  await assertFitsPhone(page, 'the case panel');
   await page.screenshot({ path: join(shots, 'phone-8-dispatcher-case.png') });
   await page.click('#case-actions button[data-action=accept]');
   await page.waitForSelector(`section[data-column=accepted] article[data-case="${waiting}"]`);
@@ -510,7 +512,7 @@ await step('on a phone the staff pages stack and work: a dispatcher accepts a ne
   await page.click('header nav a[data-page=assessment]');
   await page.waitForSelector('#assessment table#grids');
   await waitIdle(page, 'density');
-  await fitsWidth('the assessment');
+  await assertFitsPhone(page, 'the assessment');
   await page.screenshot({ path: join(shots, 'phone-9-assessment.png'), fullPage: true });
   await page.context().close();
 
@@ -523,8 +525,7 @@ await step('on a phone the staff pages stack and work: a dispatcher accepts a ne
   await waitIdle(planner, 'planner');
   const map = await planner.locator('.maps .map').first().boundingBox();
   assert.ok(map.width >= PHONE.viewport.width - 40 && map.height >= 300, `the planner's map is usable: ${JSON.stringify(map)}`);
-  const wide = await planner.evaluate(() => Math.max(document.documentElement.scrollWidth, document.querySelector('main').scrollWidth));
-  assert.ok(wide <= PHONE.viewport.width + 1, `the planner's page: no sideways scrolling (${wide} px wide)`);
+  await assertFitsPhone(planner, "the planner's page");
   await planner.screenshot({ path: join(shots, 'phone-10-planner-plan.png'), fullPage: true });
   await planner.context().close();
 }, { refusals: [401] });

@@ -176,13 +176,17 @@ impl App {
         if snapshot.grid(&req.scope_code).is_none() && snapshot.region(&req.scope_code).is_none() {
             return Err(AppError::invalid_parameter(
                 "scope_code",
-                format!(
+                crate::msg!(
                     "no grid or region {} is loaded",
+                    "未加载网格或区划 {}",
                     crate::io::upload::quote(&req.scope_code)
                 ),
             ));
         }
-        let role: Role = req.role.parse().map_err(AppError::invalid)?;
+        let role: Role = req
+            .role
+            .parse()
+            .map_err(|e: String| AppError::invalid(crate::msg!("{e}", "角色无法识别：{e}")))?;
         crate::domain::text::check_text(
             "name",
             &req.name,
@@ -200,7 +204,10 @@ impl App {
         }) {
             return Err(AppError::invalid_parameter(
                 "phone",
-                "a phone number is up to 32 of digits, '+', '-' and spaces, with a digit",
+                crate::msg!(
+                    "a phone number is up to 32 of digits, '+', '-' and spaces, with a digit",
+                    "电话号码最多 32 个字符，只能包含数字、'+'、'-' 和空格，且至少有一个数字"
+                ),
             ));
         }
         let member = NewMember {
@@ -236,8 +243,9 @@ impl App {
             }
             None if !scopes.is_empty() => scopes.into_iter().map(str::to_string).collect(),
             None => {
-                return Err(AppError::forbidden(format!(
+                return Err(AppError::forbidden(crate::msg!(
                     "{} may not read the audit log",
+                    "{} 无权查看审计日志",
                     p.name
                 )));
             }

@@ -271,16 +271,18 @@ impl App {
                 q.departments = departments.clone();
             }
             Some(code) => {
-                return Err(AppError::forbidden(format!(
+                return Err(AppError::forbidden(crate::msg!(
                     "{} may not read cases in {code}",
+                    "{} 无权查看 {code} 的案件",
                     p.name
                 )));
             }
             None if !scopes.is_empty() => q.under = scopes,
             None if !departments.is_empty() => q.departments = departments.clone(),
             None => {
-                return Err(AppError::forbidden(format!(
+                return Err(AppError::forbidden(crate::msg!(
                     "{} may not read cases",
+                    "{} 无权查看案件",
                     p.name
                 )));
             }
@@ -306,8 +308,9 @@ impl App {
         let (mut query, departments) = self.scoped(p, query, req.under.as_deref()).await?;
         if let Some(d) = req.department {
             if !query.departments.is_empty() && !query.departments.contains(&d) {
-                return Err(AppError::forbidden(format!(
+                return Err(AppError::forbidden(crate::msg!(
                     "{} does not act for {d}",
+                    "{} 不代表 {d} 办事",
                     p.name
                 )));
             }
@@ -446,8 +449,9 @@ impl App {
     async fn stream_departments(&self, p: &Principal) -> AppResult<Vec<String>> {
         let departments = self.departments_of(p).await?;
         if area_scopes(p).is_empty() && departments.is_empty() {
-            return Err(AppError::forbidden(format!(
+            return Err(AppError::forbidden(crate::msg!(
                 "{} may not read cases",
+                "{} 无权查看案件",
                 p.name
             )));
         }
@@ -494,11 +498,15 @@ impl App {
         to: DateTime<Utc>,
     ) -> AppResult<Assessment> {
         if to <= from {
-            return Err(AppError::invalid("`to` must be after `from`"));
+            return Err(AppError::invalid(crate::msg!(
+                "`to` must be after `from`",
+                "`to` 须晚于 `from`"
+            )));
         }
         if !(p.may_somewhere(Action::DispatchCase) || p.may_somewhere(Action::ReadAudit)) {
-            return Err(AppError::forbidden(format!(
+            return Err(AppError::forbidden(crate::msg!(
                 "{} may not read assessments",
+                "{} 无权查看考核",
                 p.name
             )));
         }
@@ -524,7 +532,10 @@ impl App {
         to: DateTime<Utc>,
     ) -> AppResult<Vec<CaseRecord>> {
         if to <= from {
-            return Err(AppError::invalid("`to` must be after `from`"));
+            return Err(AppError::invalid(crate::msg!(
+                "`to` must be after `from`",
+                "`to` 须晚于 `from`"
+            )));
         }
         let query = CaseQuery {
             reported_from: Some(from),

@@ -64,14 +64,21 @@ impl App {
             return Ok(city);
         }
         let code: RegionCode = region_code.parse().map_err(|_| {
-            AppError::invalid_parameter("region_code", format!("{region_code:?} is no region code"))
+            AppError::invalid_parameter(
+                "region_code",
+                crate::msg!(
+                    "{region_code:?} is no region code",
+                    "{region_code:?} 不是区划编码"
+                ),
+            )
         })?;
         if code.level() != Level::County || self.live.snapshot().region(region_code).is_none() {
             return Err(AppError::invalid_parameter(
                 "region_code",
-                format!(
+                crate::msg!(
                     "{region_code} is not a county of {city}: matters lists are the city's \
-                     and each county's (Art. 10)"
+                     and each county's (Art. 10)",
+                    "{region_code} 不是 {city} 的县区：事项清单由市和各县区制定（第十条）"
                 ),
             ));
         }
@@ -82,8 +89,9 @@ impl App {
     /// read cases).
     pub async fn matter_versions(&self, p: &Principal) -> AppResult<Vec<MatterVersion>> {
         if !p.may_somewhere(Action::ReadCases) {
-            return Err(AppError::forbidden(format!(
+            return Err(AppError::forbidden(crate::msg!(
                 "{} may not read the matters list's versions",
+                "{} 无权查看事项清单的各版本",
                 p.name
             )));
         }
@@ -102,7 +110,7 @@ impl App {
         let list = self.list_of(&matter.region_code)?;
         require(p, Action::ProposeMatter, &list)?;
         dispatch::check_matter(&matter, crate::domain::today_in_china())
-            .map_err(|e| AppError::invalid(e.to_string()))?;
+            .map_err(|e| AppError::invalid(crate::domain::Msg::of(&e)))?;
         matter.region_code = list.clone();
         // A code is bound to a list by its admitted and pending versions; refused ones
         // bind nothing.
@@ -114,17 +122,18 @@ impl App {
             .filter(|v| v.status != MatterStatus::Refused)
             .find(|v| v.matter.county() != matter.county())
         {
+            let code = &matter.code;
+            let owner = if other.matter.region_code.is_empty() {
+                self.city()
+            } else {
+                other.matter.region_code
+            };
             return Err(AppError::Refused {
                 kind: "other-list",
                 title: "The matter is on another list",
-                detail: format!(
-                    "matter {} is on the list of {}; propose another code for {list}",
-                    matter.code,
-                    if other.matter.region_code.is_empty() {
-                        self.city()
-                    } else {
-                        other.matter.region_code
-                    }
+                detail: crate::msg!(
+                    "matter {code} is on the list of {owner}; propose another code for {list}",
+                    "事项 {code} 已在 {owner} 的清单上；请为 {list} 另拟编码"
                 ),
                 forbidden: false,
             });
@@ -144,7 +153,10 @@ impl App {
             .pop()
         {
             Some(Applied::Matter(stored)) => Ok(*stored),
-            _ => Err(AppError::NotFound("the proposal was not stored".into())),
+            _ => Err(AppError::NotFound(crate::msg!(
+                "the proposal was not stored",
+                "提议未能保存"
+            ))),
         }
     }
 
@@ -167,9 +179,10 @@ impl App {
             return Err(AppError::Refused {
                 kind: "four-eyes",
                 title: "A second person must decide",
-                detail: format!(
+                detail: crate::msg!(
                     "{} proposed matter version {id}; another person must admit or refuse \
                      it (four-eyes rule)",
+                    "{} 提议了事项版本 {id}；须由另一人同意或驳回（双人审核规则）",
                     p.name
                 ),
                 forbidden: true,
@@ -184,9 +197,10 @@ impl App {
                 return Err(AppError::Refused {
                     kind: "stale-proposal",
                     title: "The proposal's start has passed",
-                    detail: format!(
+                    detail: crate::msg!(
                         "matter version {id} starts on {starts}, before today ({today}): \
-                         refuse it and propose it again from a date to come"
+                         refuse it and propose it again from a date to come",
+                        "事项版本 {id} 自 {starts} 起，早于今天（{today}）：请驳回，并从今后的日期重新提议"
                     ),
                     forbidden: false,
                 });
@@ -201,10 +215,14 @@ impl App {
                 return Err(AppError::Refused {
                     kind: "stale-proposal",
                     title: "A later version is admitted",
-                    detail: format!(
+                    detail: crate::msg!(
                         "version {} of {} is admitted from {}; version {} would start on or \
                          before it",
-                        later.version, later.matter.code, later.matter.valid_from, proposal.version
+                        "{1} 的第 {0} 版自 {2} 起施行；第 {3} 版的开始日期不能在此之前或同日",
+                        later.version,
+                        later.matter.code,
+                        later.matter.valid_from,
+                        proposal.version
                     ),
                     forbidden: false,
                 });
@@ -230,7 +248,12 @@ impl App {
         };
         let decided = match self.store.apply_audited(&[change], &[audit]).await?.pop() {
             Some(Applied::Matter(decided)) => *decided,
-            _ => return Err(AppError::NotFound(format!("no matter version {id}"))),
+            _ => {
+                return Err(AppError::NotFound(crate::msg!(
+                    "no matter version {id}",
+                    "没有事项版本 {id}"
+                )));
+            }
         };
         self.matters.invalidate();
         Ok(decided)
@@ -286,7 +309,7 @@ impl App {
         if self.live.snapshot().region(&d.region_code).is_none() {
             return Err(AppError::invalid_parameter(
                 "region_code",
-                format!("no region {} is loaded", d.region_code),
+                crate::msg!("no region {} is loaded", "未加载区划 {}", d.region_code),
             ));
         }
         if let Some(url) = &d.webhook_url {
@@ -305,9 +328,10 @@ impl App {
                 return Err(AppError::Refused {
                     kind: "department-busy",
                     title: "The department has held cases",
-                    detail: format!(
+                    detail: crate::msg!(
                         "{} has held cases (case {case} among them), which stay with the area \
                          it served: create a department for the new area instead",
+                        "{} 已有经办案件（其中包括案件 {case}），这些案件仍属于它原先服务的区域：请为新区域另建部门",
                         d.code
                     ),
                     forbidden: false,
@@ -401,10 +425,9 @@ impl App {
     /// it. A county cannot enlist another county's people (whose own auditors would
     /// never see the enlistment).
     pub async fn add_staff(&self, p: &Principal, code: &str, user: &str) -> AppResult<()> {
-        let d = self
-            .stored_department(code)
-            .await?
-            .ok_or_else(|| AppError::NotFound(format!("no department {code:?}")))?;
+        let d = self.stored_department(code).await?.ok_or_else(|| {
+            AppError::NotFound(crate::msg!("no department {code:?}", "没有部门 {code:?}"))
+        })?;
         require(p, Action::ManageMatters, &d.region_code)?;
         // One answer for "no such account" and "not a handler here": a county cannot
         // probe which names another county's people have.
@@ -417,9 +440,10 @@ impl App {
             return Err(AppError::Refused {
                 kind: "bad-staff",
                 title: "Not a handler of this department's area",
-                detail: format!(
+                detail: crate::msg!(
                     "{} is no account holding a department_handler grant in or above {}: \
                      grant one first",
+                    "{0} 不是在 {1} 或其上级持有 department_handler 授权的账号：请先授权",
                     crate::io::upload::quote(user),
                     d.region_code
                 ),

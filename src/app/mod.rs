@@ -28,6 +28,8 @@ pub use plans::{PlanStep, PlanSteps, RepairOutcome, RepairRequest, StepRequest, 
 pub use reports::{PublicQuery, PublicRecord};
 
 use crate::auth::{Action, AuthError, Principal};
+use crate::domain::{Localised, Msg};
+use crate::msg;
 use crate::settings::Settings;
 use crate::store::{Store, StoreError};
 use crate::workflow::audit;
@@ -51,43 +53,58 @@ pub enum AppError {
     /// The command is malformed; `parameter` names the field at fault.
     #[error("{detail}")]
     Invalid {
-        detail: String,
+        detail: Msg,
         parameter: Option<&'static str>,
     },
     /// Nothing by that name (or nothing the caller may know of).
     #[error("{0}")]
-    NotFound(String),
+    NotFound(Msg),
     /// A rule about the object refuses it: a stable `kind` (`four-eyes`, `bad-staff`…),
     /// whether it is the caller who is refused (403) or the request (422).
     #[error("{detail}")]
     Refused {
         kind: &'static str,
         title: &'static str,
-        detail: String,
+        detail: Msg,
         forbidden: bool,
     },
+}
+
+impl Localised for AppError {
+    fn zh(&self) -> String {
+        match self {
+            AppError::Store(e) => e.zh(),
+            AppError::Auth(e) => e.zh(),
+            AppError::Dispatch(e) => e.zh(),
+            AppError::Plan(e) => e.zh(),
+            AppError::Invalid { detail, .. } | AppError::Refused { detail, .. } => {
+                detail.zh().to_string()
+            }
+            AppError::NotFound(m) => m.zh().to_string(),
+        }
+    }
 }
 
 /// `Result` of a use case.
 pub type AppResult<T> = Result<T, AppError>;
 
 impl AppError {
-    fn invalid(detail: impl Into<String>) -> Self {
+    fn invalid(detail: Msg) -> Self {
         AppError::Invalid {
-            detail: detail.into(),
+            detail,
             parameter: None,
         }
     }
 
-    fn invalid_parameter(parameter: &'static str, detail: impl Into<String>) -> Self {
+    fn invalid_parameter(parameter: &'static str, detail: Msg) -> Self {
         AppError::Invalid {
-            detail: detail.into(),
+            detail,
             parameter: Some(parameter),
         }
     }
 
-    fn forbidden(detail: impl Into<String>) -> Self {
-        AppError::Auth(AuthError::Forbidden(detail.into()))
+    fn forbidden(detail: Msg) -> Self {
+        AppError::Auth(AuthError::Forbidden(detail))
     }
 }
 
@@ -96,10 +113,10 @@ pub fn require(p: &Principal, action: Action, code: &str) -> AppResult<()> {
     if p.may(action, code) {
         Ok(())
     } else {
-        Err(AppError::forbidden(format!(
-            "{} may not {} in {code}",
-            p.name,
-            action.as_str().replace('_', " ")
+        let (who, act, act_zh) = (&p.name, action.as_str().replace('_', " "), action.zh());
+        Err(AppError::forbidden(msg!(
+            "{who} may not {act} in {code}",
+            "{who} 无权在 {code} {act_zh}"
         )))
     }
 }

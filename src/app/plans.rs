@@ -56,7 +56,10 @@ impl RepairRequest {
             Some(v) if (0.0..=max).contains(&v) => Ok(v + 0.0),
             Some(_) => Err(AppError::invalid_parameter(
                 parameter,
-                format!("{parameter} must be between 0 and {max} metres"),
+                crate::msg!(
+                    "{parameter} must be between 0 and {max} metres",
+                    "{parameter} 须在 0 到 {max} 米之间"
+                ),
             )),
         };
         if self
@@ -66,7 +69,7 @@ impl RepairRequest {
         {
             return Err(AppError::invalid_parameter(
                 "grids",
-                format!("at most {} grid ids", Self::MAX_GRIDS),
+                crate::msg!("at most {} grid ids", "最多 {} 个网格编码", Self::MAX_GRIDS),
             ));
         }
         Ok(RepairOptions {
@@ -210,7 +213,7 @@ impl App {
     pub async fn plan_impact(&self, p: &Principal, id: i64) -> AppResult<Value> {
         let plan = self.plan(p, id).await?;
         let mut impact = serde_json::to_value(plans::impact(self.store.as_ref(), id).await?)
-            .map_err(|e| AppError::invalid(e.to_string()))?;
+            .map_err(|e| AppError::invalid(crate::domain::Msg::verbatim(e.to_string())))?;
         if !p.may(Action::ReadPersonal, &plan.scope_code)
             && let Some(moves) = impact
                 .get_mut("members_moving")
@@ -235,8 +238,9 @@ impl App {
         if p.may_somewhere(Action::DraftPlan) {
             Ok(())
         } else {
-            Err(AppError::forbidden(format!(
+            Err(AppError::forbidden(crate::msg!(
                 "{} may not draft plans",
+                "{} 无权起草方案",
                 p.name
             )))
         }
@@ -330,7 +334,7 @@ impl App {
         let mut grids = self.draft_grids(&plan).await?;
         choice
             .apply(&mut grids)
-            .map_err(|e| AppError::invalid(e.to_string()))?;
+            .map_err(|e| AppError::invalid(crate::domain::Msg::of(&e)))?;
         let audit = NewAuditEntry {
             actor: p.name.clone(),
             action: "plan_revise".into(),
@@ -387,8 +391,9 @@ impl App {
         let plan = self.plan_to_revise(p, id).await?;
         let options = request.options()?;
         if !request.preview && plan.status != PlanStatus::Draft {
-            return Err(AppError::Store(StoreError::Refused(format!(
+            return Err(AppError::Store(StoreError::Refused(crate::msg!(
                 "plan {id} is {}: only a draft can be repaired",
+                "方案 {id} 状态为 {}：只有草稿才能修复",
                 plan.status.as_str()
             ))));
         }
@@ -409,7 +414,10 @@ impl App {
         {
             return Err(AppError::invalid_parameter(
                 "grids",
-                format!("plan {id} has no grid {unknown:?}"),
+                crate::msg!(
+                    "plan {id} has no grid {unknown:?}",
+                    "方案 {id} 中没有网格 {unknown:?}"
+                ),
             ));
         }
         let proposals = plans::compute(|| {
@@ -560,8 +568,9 @@ impl PlanSteps<'_> {
         if matches!(step, PlanStep::Reject | PlanStep::Return)
             && req.reason.as_deref().is_none_or(str::is_empty)
         {
-            return Err(AppError::invalid(format!(
+            return Err(AppError::invalid(crate::msg!(
                 "{} needs a reason",
+                "{} 需要说明理由",
                 step.as_str()
             )));
         }

@@ -15,6 +15,7 @@ pub use secrets::{
 };
 pub use throttle::{LoginThrottle, client_network};
 
+use crate::domain::{Localised, Msg};
 use crate::store::{AccessStore, StoreError};
 use chrono::{DateTime, Duration, Utc};
 
@@ -23,10 +24,10 @@ use chrono::{DateTime, Duration, Utc};
 pub enum AuthError {
     /// No credentials, or ones that do not identify anyone.
     #[error("{0}")]
-    Unauthenticated(&'static str),
+    Unauthenticated(Msg),
     /// The caller is known but may not do this here.
     #[error("{0}")]
-    Forbidden(String),
+    Forbidden(Msg),
     /// Name or password wrong (deliberately not saying which).
     #[error("wrong user name or password")]
     BadCredentials,
@@ -35,6 +36,17 @@ pub enum AuthError {
     Hashing(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl Localised for AuthError {
+    fn zh(&self) -> String {
+        match self {
+            AuthError::Unauthenticated(m) | AuthError::Forbidden(m) => m.zh().to_string(),
+            AuthError::BadCredentials => "用户名或密码错误".to_string(),
+            AuthError::Hashing(e) => format!("无法计算密码摘要：{e}"),
+            AuthError::Store(e) => e.zh(),
+        }
+    }
 }
 
 /// The principal a bearer token stands for, if the token is live.
@@ -54,19 +66,29 @@ pub async fn live_token(
     let record = store
         .token(&hash_token(token))
         .await?
-        .ok_or(AuthError::Unauthenticated("unknown token"))?;
+        .ok_or(AuthError::Unauthenticated(crate::msg!(
+            "unknown token",
+            "令牌无效"
+        )))?;
     if record.revoked_at.is_some() {
-        return Err(AuthError::Unauthenticated("the token was revoked"));
+        return Err(AuthError::Unauthenticated(crate::msg!(
+            "the token was revoked",
+            "令牌已被吊销"
+        )));
     }
     if record.expires_at <= crate::domain::now() {
-        return Err(AuthError::Unauthenticated("the token has expired"));
+        return Err(AuthError::Unauthenticated(crate::msg!(
+            "the token has expired",
+            "令牌已过期"
+        )));
     }
     let user = store
         .user(&record.user_name)
         .await?
-        .ok_or(AuthError::Unauthenticated(
+        .ok_or(AuthError::Unauthenticated(crate::msg!(
             "the token's user no longer exists",
-        ))?;
+            "令牌对应的用户已不存在"
+        )))?;
     Ok((Principal::new(user.name, user.grants), record.expires_at))
 }
 

@@ -97,6 +97,29 @@ impl Action {
             Action::ProposeMatter => "propose_matter",
         }
     }
+
+    /// What the action is, in Chinese words.
+    pub fn zh(self) -> &'static str {
+        match self {
+            Action::Locate => "查询位置",
+            Action::ReadPlans => "查看方案",
+            Action::DraftPlan => "起草方案",
+            Action::ReviewPlan => "审批方案",
+            Action::ActivatePlan => "启用方案",
+            Action::ReadPersonal => "查看个人信息",
+            Action::ReadMembers => "查看网格员",
+            Action::WriteMembers => "管理网格员",
+            Action::ReadAudit => "查看审计日志",
+            Action::ReportCase => "上报事件",
+            Action::WorkOnSite => "现场处置",
+            Action::DispatchCase => "调度案件",
+            Action::HandleCase => "办理案件",
+            Action::VerifyCase => "核查案件",
+            Action::ReadCases => "查看案件",
+            Action::ManageMatters => "管理事项",
+            Action::ProposeMatter => "提议事项",
+        }
+    }
 }
 
 /// How far a role's grant reaches for one action.

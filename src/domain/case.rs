@@ -68,6 +68,23 @@ named_enum! {
 }
 
 impl CaseState {
+    /// The state's name in Chinese (the web app's words).
+    pub fn zh(self) -> &'static str {
+        match self {
+            CaseState::Reported => "已上报",
+            CaseState::ResolvedOnSite => "已就地解决",
+            CaseState::Escalated => "已上报中心",
+            CaseState::Accepted => "已受理",
+            CaseState::Assigned => "已派遣",
+            CaseState::Acknowledged => "已签收",
+            CaseState::Handled => "已办理",
+            CaseState::Verified => "已核查",
+            CaseState::Closed => "已结案",
+            CaseState::Returned => "已退回",
+            CaseState::Merged => "已合并",
+        }
+    }
+
     /// Whether nothing more is expected of anyone (until a reopening).
     pub fn is_final(self) -> bool {
         matches!(

@@ -102,6 +102,12 @@ pub struct RegionCode(String);
 #[error("{0:?} is not a region code: expected 4, 6, 9, 12 or 15 digits")]
 pub struct BadCode(pub String);
 
+impl super::Localised for BadCode {
+    fn zh(&self) -> String {
+        format!("{:?} 不是区划编码：应为 4、6、9、12 或 15 位数字", self.0)
+    }
+}
+
 impl RegionCode {
     /// The level the code's length denotes.
     pub fn level(&self) -> Level {

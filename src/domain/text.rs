@@ -4,6 +4,8 @@
 //! description, a step's note) may hold emoji and line breaks, but nothing that
 //! reorders what follows or hides as a control character.
 
+use super::Msg;
+use crate::msg;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 /// What a text is, for [`check_text`].
@@ -94,15 +96,21 @@ pub fn check_text(
     max: usize,
     may_be_empty: bool,
     kind: TextKind,
-) -> Result<(), String> {
+) -> Result<(), Msg> {
     if !may_be_empty && value.trim().is_empty() {
-        return Err(format!("{field} must not be empty"));
+        return Err(msg!("{field} must not be empty", "{field} 不能为空"));
     }
     if value.chars().count() > max {
-        return Err(format!("{field} is longer than {max} characters"));
+        return Err(msg!(
+            "{field} is longer than {max} characters",
+            "{field} 超过 {max} 个字符"
+        ));
     }
     if kind == TextKind::Name && value.trim() != value {
-        return Err(format!("{field} starts or ends with a space"));
+        return Err(msg!(
+            "{field} starts or ends with a space",
+            "{field} 的开头或结尾有空格"
+        ));
     }
     let bad = match kind {
         TextKind::Name => value.chars().any(is_deceptive),
@@ -110,13 +118,15 @@ pub fn check_text(
     };
     if bad {
         return Err(match kind {
-            TextKind::Name => format!(
+            TextKind::Name => msg!(
                 "{field} holds a control, invisible, blank-looking or text-direction character, \
-                 or a space other than U+0020"
+                 or a space other than U+0020",
+                "{field} 含有控制字符、不可见或显示为空白的字符、文字方向字符，或 U+0020 以外的空格"
             ),
-            TextKind::Prose => {
-                format!("{field} holds a control or text-direction override character")
-            }
+            TextKind::Prose => msg!(
+                "{field} holds a control or text-direction override character",
+                "{field} 含有控制字符或改变文字方向的字符"
+            ),
         });
     }
     Ok(())

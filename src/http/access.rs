@@ -44,8 +44,9 @@ fn throttled(wait: std::time::Duration) -> ApiError {
         StatusCode::TOO_MANY_REQUESTS,
         "login-throttled",
         "Too many failed logins",
-        format!(
+        crate::msg!(
             "too many failed logins for this account or from this address; try again in {} s",
+            "该账号或该地址登录失败次数过多；请 {} 秒后再试",
             wait.as_secs_f64().ceil() as u64
         ),
     )

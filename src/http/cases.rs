@@ -62,8 +62,11 @@ pub fn idempotency(
         .ok()
         .filter(|k| (8..=200).contains(&k.len()))
         .ok_or_else(|| {
-            ApiError::bad_request("Idempotency-Key must be 8 to 200 visible ASCII characters")
-                .with("parameter", json!("Idempotency-Key"))
+            ApiError::bad_request(crate::msg!(
+                "Idempotency-Key must be 8 to 200 visible ASCII characters",
+                "Idempotency-Key 须为 8 到 200 个可见 ASCII 字符"
+            ))
+            .with("parameter", json!("Idempotency-Key"))
         })?;
     let canonical = serde_json::to_vec(body).unwrap_or_default();
     Ok(Some(IdempotencyKey {
@@ -126,9 +129,10 @@ fn parse_states(s: &str) -> Result<Vec<CaseState>, ApiError> {
     s.split(',')
         .filter(|s| !s.is_empty())
         .map(|s| {
-            s.trim()
-                .parse()
-                .map_err(|e: String| ApiError::bad_request(e).with("parameter", json!("state")))
+            s.trim().parse().map_err(|e: String| {
+                ApiError::bad_request(crate::msg!("{e}", "未知的案件状态：{e}"))
+                    .with("parameter", json!("state"))
+            })
         })
         .collect()
 }
@@ -252,8 +256,11 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
         .and_then(|s| s.parse().ok())
         .map(Some)
         .ok_or_else(|| {
-            ApiError::bad_request("If-Match must be the case's version (its ETag)")
-                .with("parameter", json!("If-Match"))
+            ApiError::bad_request(crate::msg!(
+                "If-Match must be the case's version (its ETag)",
+                "If-Match 须为案件的版本（其 ETag）"
+            ))
+            .with("parameter", json!("If-Match"))
         })
 }
 
@@ -311,9 +318,11 @@ pub async fn stream(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too-many-streams",
                 "Too many open streams",
-                format!(
+                crate::msg!(
                     "{} already has {} event streams open; close one first",
-                    caller.0.name, state.settings.max_streams_per_account
+                    "{} 已打开 {} 个事件流；请先关闭一个",
+                    caller.0.name,
+                    state.settings.max_streams_per_account
                 ),
             )
             .retry_after(std::time::Duration::from_secs(5))
@@ -433,7 +442,10 @@ pub async fn stream_ticket(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate-limited",
                 "Too many stream tickets",
-                "too many stream tickets are waiting to be used; try again in a minute",
+                crate::msg!(
+                    "too many stream tickets are waiting to be used; try again in a minute",
+                    "等待使用的事件流票据过多；请一分钟后再试"
+                ),
             )
             .retry_after(super::stream_tickets::TICKET_TTL)
         })?;
@@ -509,8 +521,9 @@ pub async fn assess(
         .as_deref()
         .filter(|f| !matches!(*f, "csv" | "json"))
     {
-        return Err(ApiError::bad_request(format!(
+        return Err(ApiError::bad_request(crate::msg!(
             "format {} is not json or csv",
+            "格式 {} 不是 json 或 csv",
             crate::io::upload::quote(other)
         ))
         .with("parameter", json!("format")));
@@ -521,8 +534,9 @@ pub async fn assess(
             Some("zh") => Some(assessment::CsvLanguage::Chinese),
             Some("en") => Some(assessment::CsvLanguage::English),
             Some(other) => {
-                return Err(ApiError::bad_request(format!(
+                return Err(ApiError::bad_request(crate::msg!(
                     "lang {} is not zh or en",
+                    "语言 {} 不是 zh 或 en",
                     crate::io::upload::quote(other)
                 ))
                 .with("parameter", json!("lang")));

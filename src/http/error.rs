@@ -3,6 +3,7 @@
 //! feature and position.
 
 use crate::auth::AuthError;
+use crate::domain::{Lang, Msg};
 use crate::io::InputError;
 use crate::store::StoreError;
 use crate::workflow::plans::PlanError;
@@ -17,7 +18,8 @@ pub struct ApiError {
     /// Stable machine-readable kind, e.g. `not-found`.
     pub slug: &'static str,
     pub title: &'static str,
-    pub detail: String,
+    /// What went wrong, in each language (`Accept-Language` picks one).
+    pub detail: Msg,
     /// Extension members (`feature`, `position`, `errors`, …).
     pub extra: Map<String, Value>,
     /// Seconds to wait before trying again (`Retry-After`), for 429 and 503.
@@ -26,17 +28,12 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error with no extension members.
-    pub fn new(
-        status: StatusCode,
-        slug: &'static str,
-        title: &'static str,
-        detail: impl Into<String>,
-    ) -> Self {
+    pub fn new(status: StatusCode, slug: &'static str, title: &'static str, detail: Msg) -> Self {
         ApiError {
             status,
             slug,
             title,
-            detail: detail.into(),
+            detail,
             extra: Map::new(),
             retry_after: None,
         }
@@ -54,7 +51,7 @@ impl ApiError {
         self
     }
 
-    pub fn bad_request(detail: impl Into<String>) -> Self {
+    pub fn bad_request(detail: Msg) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
             "bad-request",
@@ -63,15 +60,15 @@ impl ApiError {
         )
     }
 
-    pub fn not_found(detail: impl Into<String>) -> Self {
+    pub fn not_found(detail: Msg) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
     }
 
-    pub fn forbidden(detail: impl Into<String>) -> Self {
+    pub fn forbidden(detail: Msg) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
     }
 
-    pub fn unauthenticated(detail: impl Into<String>) -> Self {
+    pub fn unauthenticated(detail: Msg) -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
             "unauthenticated",
@@ -80,7 +77,7 @@ impl ApiError {
         )
     }
 
-    pub fn internal(detail: impl Into<String>) -> Self {
+    pub fn internal(detail: Msg) -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -89,13 +86,13 @@ impl ApiError {
         )
     }
 
-    /// The problem document.
-    pub fn body(&self) -> Value {
+    /// The problem document, its `detail` in `lang`.
+    pub fn body(&self, lang: Lang) -> Value {
         let mut doc = json!({
             "type": format!("urn:wangge:problem:{}", self.slug),
             "title": self.title,
             "status": self.status.as_u16(),
-            "detail": self.detail,
+            "detail": self.detail.get(lang),
         });
         if let Some(obj) = doc.as_object_mut() {
             obj.extend(self.extra.clone());
@@ -109,11 +106,18 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::error!(status = %self.status, detail = %self.detail, "request failed");
         }
-        let mut response = (self.status, axum::Json(self.body())).into_response();
-        response.headers_mut().insert(
+        let lang = crate::http::lang::current();
+        let mut response = (self.status, axum::Json(self.body(lang))).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        headers.insert(
+            header::CONTENT_LANGUAGE,
+            HeaderValue::from_static(lang.tag()),
+        );
+        headers.append(header::VARY, HeaderValue::from_static("accept-language"));
         if let Some(secs) = self.retry_after {
             response
                 .headers_mut()
@@ -131,7 +135,7 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        let detail = e.to_string();
+        let detail = Msg::of(&e);
         match e {
             StoreError::NotFound { .. } => ApiError::not_found(detail),
             StoreError::Conflict(_) => {
@@ -154,9 +158,11 @@ impl From<StoreError> for ApiError {
                     StatusCode::SERVICE_UNAVAILABLE,
                     "store-unavailable",
                     "The store failed",
-                    "the store could not complete the request; try again later (the server's \
-                     log has the cause)"
-                        .to_string(),
+                    crate::msg!(
+                        "the store could not complete the request; try again later (the \
+                         server's log has the cause)",
+                        "数据存储暂时无法完成请求，请稍后重试（原因见服务器日志）"
+                    ),
                 )
             }
         }
@@ -165,7 +171,7 @@ impl From<StoreError> for ApiError {
 
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
-        let detail = e.to_string();
+        let detail = Msg::of(&e);
         match e {
             AuthError::Unauthenticated(_) | AuthError::BadCredentials => {
                 ApiError::unauthenticated(detail)
@@ -179,7 +185,7 @@ impl From<AuthError> for ApiError {
 
 impl From<PlanError> for ApiError {
     fn from(e: PlanError) -> Self {
-        let detail = e.to_string();
+        let detail = Msg::of(&e);
         match e {
             PlanError::Store(e) => e.into(),
             PlanError::NotYetEffective { .. } => ApiError::new(
@@ -220,7 +226,7 @@ impl From<PlanError> for ApiError {
 
 impl From<InputError> for ApiError {
     fn from(e: InputError) -> Self {
-        let detail = e.to_string();
+        let detail = Msg::of(&e);
         let mut err = ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "bad-geometry",
@@ -244,7 +250,7 @@ impl From<InputError> for ApiError {
 impl From<crate::io::gdal_files::FileError> for ApiError {
     fn from(e: crate::io::gdal_files::FileError) -> Self {
         use crate::io::gdal_files::FileError;
-        let detail = e.to_string();
+        let detail = Msg::of(&e);
         let err = ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "bad-file",
@@ -265,7 +271,7 @@ impl From<crate::io::upload_reader::ReadError> for ApiError {
     fn from(e: crate::io::upload_reader::ReadError) -> Self {
         use crate::io::upload::UploadError;
         use crate::io::upload_reader::ReadError;
-        let detail = e.to_string();
+        let detail = Msg::of(&e);
         let unsupported = || {
             ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -313,7 +319,7 @@ impl From<crate::io::upload_reader::ReadError> for ApiError {
 impl From<crate::workflow::dispatch::DispatchError> for ApiError {
     fn from(e: crate::workflow::dispatch::DispatchError) -> Self {
         use crate::workflow::dispatch::DispatchError;
-        let detail = e.to_string();
+        let detail = Msg::of(&e);
         match e {
             DispatchError::Store(e) => e.into(),
             DispatchError::Step(step) => ApiError::new(
@@ -352,7 +358,7 @@ impl From<crate::workflow::dispatch::DispatchError> for ApiError {
 impl From<crate::app::AppError> for ApiError {
     fn from(e: crate::app::AppError) -> Self {
         use crate::app::AppError;
-        let detail = e.to_string();
+        let detail = Msg::of(&e);
         match e {
             AppError::Store(e) => e.into(),
             AppError::Auth(e) => e.into(),

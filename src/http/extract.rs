@@ -69,7 +69,10 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(&parts.headers).ok_or_else(|| {
-            ApiError::unauthenticated("this endpoint needs an Authorization: Bearer token")
+            ApiError::unauthenticated(crate::msg!(
+                "this endpoint needs an Authorization: Bearer token",
+                "此接口需要 Authorization: Bearer 令牌"
+            ))
         })?;
         let hash = auth::hash_token(token);
         if let Some(p) = state.tokens.get(&hash) {
@@ -177,7 +180,12 @@ impl FromRequestParts<AppState> for ClientAddr {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip())
-            .ok_or_else(|| ApiError::internal("the server was started without peer addresses"))?;
+            .ok_or_else(|| {
+                ApiError::internal(crate::msg!(
+                    "the server was started without peer addresses",
+                    "服务器启动时未提供对端地址"
+                ))
+            })?;
         if state.proxies.is_empty() {
             return Ok(ClientAddr(peer));
         }

@@ -108,7 +108,8 @@ pub fn coord_sys(name: Option<&str>) -> Result<CoordSys, ApiError> {
         Some(s) => s
             .parse()
             .map_err(|e: crate::spatial::crs::UnknownCoordSys| {
-                ApiError::bad_request(e.to_string()).with("parameter", "coord_sys".into())
+                ApiError::bad_request(crate::domain::Msg::of(&e))
+                    .with("parameter", "coord_sys".into())
             }),
     }
 }
@@ -119,8 +120,9 @@ pub fn check_point(lon: f64, lat: f64) -> Result<(), ApiError> {
         && (-180.0..=180.0).contains(&lon)
         && (-90.0..=90.0).contains(&lat))
     {
-        return Err(ApiError::bad_request(format!(
-            "({lon}, {lat}) is not a longitude/latitude pair"
+        return Err(ApiError::bad_request(crate::msg!(
+            "({lon}, {lat}) is not a longitude/latitude pair",
+            "({lon}, {lat}) 不是经纬度"
         )));
     }
     Ok(())
@@ -221,8 +223,9 @@ pub async fn locate_one(
     Query(q): Query<LocateQuery>,
 ) -> Result<Json<LocateAnswer>, ApiError> {
     if !caller.0.may_somewhere(Action::Locate) {
-        return Err(ApiError::forbidden(format!(
+        return Err(ApiError::forbidden(crate::msg!(
             "{} may not locate",
+            "{} 无权查询位置",
             caller.0.name
         )));
     }
@@ -368,12 +371,16 @@ pub fn parse_batch(body: &[u8], max: usize) -> Result<Vec<Coord<f64>>, ApiError>
             max,
         );
     }
-    let doc: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
+    let doc: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(crate::msg!(
+            "the body is not JSON: {e}",
+            "请求体不是 JSON：{e}"
+        ))
+    })?;
     let features = doc
         .get("features")
         .and_then(Value::as_array)
-        .ok_or_else(|| ApiError::bad_request("expected an array of [lon, lat], of {\"lon\", \"lat\"} objects, or a GeoJSON FeatureCollection of points"))?;
+        .ok_or_else(|| ApiError::bad_request(crate::msg!("expected an array of [lon, lat], of {{\"lon\", \"lat\"}} objects, or a GeoJSON FeatureCollection of points", "应为 [经度, 纬度] 数组、{{\"lon\", \"lat\"}} 对象数组，或由点组成的 GeoJSON FeatureCollection")))?;
     let mut points = Vec::with_capacity(features.len());
     for (i, f) in features.iter().enumerate() {
         let c = f
@@ -387,7 +394,11 @@ pub fn parse_batch(body: &[u8], max: usize) -> Result<Vec<Coord<f64>>, ApiError>
                 })
             })
             .ok_or_else(|| {
-                ApiError::bad_request(format!("feature #{i} is not a Point")).with(
+                ApiError::bad_request(crate::msg!(
+                    "feature #{i} is not a Point",
+                    "第 {i} 个要素不是点（Point）"
+                ))
+                .with(
                     "feature",
                     serde_json::json!({"index": i, "id": f.get("id")}),
                 )
@@ -403,7 +414,11 @@ fn check_batch(points: Vec<Coord<f64>>, max: usize) -> Result<Vec<Coord<f64>>, A
             axum::http::StatusCode::PAYLOAD_TOO_LARGE,
             "batch-too-large",
             "Too many points",
-            format!("{} points; at most {max} per request", points.len()),
+            crate::msg!(
+                "{} points; at most {max} per request",
+                "{} 个点；每次请求最多 {max} 个",
+                points.len()
+            ),
         ));
     }
     for (i, p) in points.iter().enumerate() {
@@ -424,8 +439,9 @@ pub async fn locate_batch(
     body: Bytes,
 ) -> Result<axum::response::Response, ApiError> {
     if !caller.0.may_somewhere(Action::Locate) {
-        return Err(ApiError::forbidden(format!(
+        return Err(ApiError::forbidden(crate::msg!(
             "{} may not locate",
+            "{} 无权查询位置",
             caller.0.name
         )));
     }
@@ -440,7 +456,10 @@ pub async fn locate_batch(
         let points = parse_batch(&body, max)?;
         let briefs = locate_all(&snapshot, &points, cs, &options);
         if briefs.len() != points.len() {
-            return Err(ApiError::internal("a batch worker failed"));
+            return Err(ApiError::internal(crate::msg!(
+                "a batch worker failed",
+                "批量查询的工作线程出错"
+            )));
         }
         let grids = snapshot.locator.grids();
         let answer = BatchAnswer {
@@ -458,10 +477,16 @@ pub async fn locate_batch(
                 })
                 .collect(),
         };
-        serde_json::to_vec(&answer).map_err(|e| ApiError::internal(e.to_string()))
+        serde_json::to_vec(&answer)
+            .map_err(|e| ApiError::internal(crate::domain::Msg::verbatim(e.to_string())))
     })
     .await
-    .map_err(|e| ApiError::internal(format!("the batch worker failed: {e}")))??;
+    .map_err(|e| {
+        ApiError::internal(crate::msg!(
+            "the batch worker failed: {e}",
+            "批量查询的工作线程出错：{e}"
+        ))
+    })??;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         body,

@@ -144,8 +144,9 @@ pub async fn decide(
         "admit" => true,
         "refuse" => false,
         other => {
-            return Err(ApiError::not_found(format!(
-                "no decision {other:?}: admit or refuse"
+            return Err(ApiError::not_found(crate::msg!(
+                "no decision {other:?}: admit or refuse",
+                "没有决定 {other:?}：应为 admit（同意）或 refuse（驳回）"
             )));
         }
     };

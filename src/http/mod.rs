@@ -5,6 +5,7 @@ mod access;
 mod cases;
 pub mod error;
 pub mod extract;
+pub mod lang;
 mod locate;
 mod matters;
 mod ogc;
@@ -18,6 +19,7 @@ mod stream_tickets;
 mod tiles;
 mod web;
 
+use crate::domain::Msg;
 use crate::settings::Settings;
 use crate::store::Store;
 use crate::workflow::live::LiveGrids;
@@ -124,19 +126,43 @@ pub fn limit_key(ip: IpAddr) -> IpAddr {
     crate::auth::client_network(ip)
 }
 
+/// What a rate limit counts, named in its 429.
+#[derive(Debug, Clone, Copy)]
+pub enum Limited {
+    OgcRequests,
+    OgcFeatures,
+    Tiles,
+    PastReads,
+}
+
+impl Limited {
+    fn words(self) -> (&'static str, &'static str) {
+        match self {
+            Limited::OgcRequests => ("OGC API requests", "OGC API 请求"),
+            Limited::OgcFeatures => ("OGC API features", "OGC API 要素读取"),
+            Limited::Tiles => ("map tiles", "地图瓦片请求"),
+            Limited::PastReads => ("reads of past dates", "历史日期查询"),
+        }
+    }
+}
+
 /// Charges `cost` units of `limiter` to the client, or the 429 to answer.
 pub fn charge(
     limiter: &DefaultKeyedRateLimiter<IpAddr>,
     client: IpAddr,
     cost: u32,
-    what: &str,
+    what: Limited,
 ) -> Result<(), ApiError> {
+    let (what, what_zh) = what.words();
     let refused = |wait: Duration| {
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate-limited",
             "Too many requests",
-            format!("too many {what} from one address; try again later"),
+            crate::msg!(
+                "too many {what} from one address; try again later",
+                "来自同一地址的{what_zh}过多；请稍后再试"
+            ),
         )
         .retry_after(wait)
     };
@@ -153,7 +179,7 @@ pub fn charge(
 /// Charges one request to `limiter` before the handler runs.
 async fn gate(
     limiter: &DefaultKeyedRateLimiter<IpAddr>,
-    what: &str,
+    what: Limited,
     client: extract::ClientAddr,
     request: axum::extract::Request,
     next: axum::middleware::Next,
@@ -173,7 +199,7 @@ async fn ogc_gate(
 ) -> axum::response::Response {
     gate(
         &state.ogc_limiter,
-        "OGC API requests",
+        Limited::OgcRequests,
         client,
         request,
         next,
@@ -187,7 +213,7 @@ async fn tile_gate(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    gate(&state.tile_limiter, "map tiles", client, request, next).await
+    gate(&state.tile_limiter, Limited::Tiles, client, request, next).await
 }
 
 /// axum's own rejections (a path segment that is no number, a query that does not
@@ -235,7 +261,23 @@ async fn problem_for_plain_rejections(
         s if s.is_server_error() => ("internal", "Internal error"),
         _ => ("bad-request", "Bad request"),
     };
-    let mut e = ApiError::new(status, slug, title, text);
+    let zh = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "请求过大",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "不支持的内容类型",
+        StatusCode::METHOD_NOT_ALLOWED => "此地址不接受该请求方法（Allow 头列出可用的方法）",
+        StatusCode::NOT_FOUND => "未找到",
+        StatusCode::UNPROCESSABLE_ENTITY => "请求无法处理",
+        StatusCode::SERVICE_UNAVAILABLE => "请求处理超时，请稍后重试",
+        s if s.is_server_error() => "服务器内部错误",
+        _ => "请求有误",
+    };
+    // axum's words name the field and the parse error: kept after the Chinese.
+    let detail = if text.is_empty() || status == StatusCode::METHOD_NOT_ALLOWED {
+        Msg::new(text, zh)
+    } else {
+        Msg::new(text.clone(), format!("{zh}：{text}"))
+    };
+    let mut e = ApiError::new(status, slug, title, detail);
     if let Some(wait) = parts.headers.get(axum::http::header::RETRY_AFTER)
         && let Some(secs) = wait.to_str().ok().and_then(|v| v.parse().ok())
     {
@@ -306,7 +348,11 @@ fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::R
         .or_else(|| panic.downcast_ref::<&str>().copied())
         .unwrap_or("a panic");
     tracing::error!(panic = what, "a request handler panicked");
-    ApiError::internal("the service failed while answering; the failure is logged").into_response()
+    ApiError::internal(crate::msg!(
+        "the service failed while answering; the failure is logged",
+        "服务在应答时出错；错误已记录"
+    ))
+    .into_response()
 }
 
 /// How long a rate-limited caller should wait.
@@ -461,6 +507,9 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(problem_for_plain_rejections))
         .layer(axum::middleware::from_fn(open311::open311_answers))
         .layer(axum::middleware::from_fn(protective_headers))
+        // Outermost of the layers that write words: every problem below it, the
+        // rewritten rejections and Open311 errors included, speaks the caller's language.
+        .layer(axum::middleware::from_fn(lang::with_caller_language))
         // One span per request at DEBUG (RUST_LOG=tower_http=debug shows them); free
         // when disabled, which matters at tens of thousands of lookups a second.
         // The span names the path, not the query: follow-up keys and search terms

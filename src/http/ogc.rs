@@ -75,7 +75,7 @@ fn kind_of(id: &str) -> Result<(Kind, &'static str, &'static str), ApiError> {
         .iter()
         .find(|(cid, ..)| *cid == id)
         .map(|&(_, k, t, d)| (k, t, d))
-        .ok_or_else(|| ApiError::not_found(format!("no collection {id:?}")))
+        .ok_or_else(|| ApiError::not_found(crate::msg!("no collection {id:?}", "没有集合 {id:?}")))
 }
 
 /// The OGC API's own address as the client reaches it (for absolute links).
@@ -236,8 +236,9 @@ fn known_parameters<'q>(
         .filter(|k| !known.contains(k))
         .collect();
     if !unknown.is_empty() {
-        return Err(ApiError::bad_request(format!(
+        return Err(ApiError::bad_request(crate::msg!(
             "unknown query parameter{} {}: this resource takes {}",
+            "未知的查询参数{0:.0}{1}：此资源接受 {2}",
             if unknown.len() == 1 { "" } else { "s" },
             unknown.join(", "),
             known.join(", ")
@@ -246,16 +247,18 @@ fn known_parameters<'q>(
     }
     for (k, v) in pairs {
         if seen.insert(k.as_str(), v.as_str()).is_some() {
-            return Err(
-                ApiError::bad_request(format!("{k} is given more than once"))
-                    .with("parameter", k.as_str().into()),
-            );
+            return Err(ApiError::bad_request(crate::msg!(
+                "{k} is given more than once",
+                "{k} 出现了不止一次"
+            ))
+            .with("parameter", k.as_str().into()));
         }
     }
     match seen.get("f") {
         None | Some(&("json" | "geojson")) => Ok(seen),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "f={other:?}: this service answers JSON only (f=json)"
+        Some(other) => Err(ApiError::bad_request(crate::msg!(
+            "f={other:?}: this service answers JSON only (f=json)",
+            "f={other:?}：本服务只返回 JSON（f=json）"
         ))
         .with("parameter", "f".into())),
     }
@@ -286,8 +289,7 @@ fn lat_first(crs: Option<&str>, parameter: &str) -> Result<bool, ApiError> {
         | "epsg:4490"
         | "urn:ogc:def:crs:epsg::4490"
         | "urn:ogc:def:crs:epsg:0:4490" => Ok(true),
-        _ => Err(ApiError::bad_request(format!(
-            "{parameter} {given:?} is not supported: use {CRS84} (or OGC:CRS84) or {EPSG4490} (or EPSG:4490)"
+        _ => Err(ApiError::bad_request(crate::msg!("{parameter} {given:?} is not supported: use {CRS84} (or OGC:CRS84) or {EPSG4490} (or EPSG:4490)", "不支持 {parameter} {given:?}：请用 {CRS84}（或 OGC:CRS84）或 {EPSG4490}（或 EPSG:4490）"
         ))
         .with("parameter", parameter.into())),
     }
@@ -295,10 +297,20 @@ fn lat_first(crs: Option<&str>, parameter: &str) -> Result<bool, ApiError> {
 
 fn parse_bbox(s: &str, lat_first: bool) -> Result<Rect<f64>, ApiError> {
     let v: Result<Vec<f64>, _> = s.split(',').map(|x| x.trim().parse::<f64>()).collect();
-    let v = v.map_err(|_| ApiError::bad_request(format!("bbox {s:?} is not a list of numbers")))?;
+    let v = v.map_err(|_| {
+        ApiError::bad_request(crate::msg!(
+            "bbox {s:?} is not a list of numbers",
+            "bbox {s:?} 不是数字列表"
+        ))
+    })?;
     let (a, b, c, d) = match v.as_slice() {
         [a, b, c, d] | [a, b, _, c, d, _] => (*a, *b, *c, *d),
-        _ => return Err(ApiError::bad_request("bbox needs 4 (or 6) numbers")),
+        _ => {
+            return Err(ApiError::bad_request(crate::msg!(
+                "bbox needs 4 (or 6) numbers",
+                "bbox 需要 4 个（或 6 个）数字"
+            )));
+        }
     };
     let (x0, y0, x1, y1) = if lat_first {
         (b, a, d, c)
@@ -306,8 +318,9 @@ fn parse_bbox(s: &str, lat_first: bool) -> Result<Rect<f64>, ApiError> {
         (a, b, c, d)
     };
     if !(x0 <= x1 && y0 <= y1) {
-        return Err(ApiError::bad_request(format!(
-            "bbox {s:?}: the lower corner must come first"
+        return Err(ApiError::bad_request(crate::msg!(
+            "bbox {s:?}: the lower corner must come first",
+            "bbox {s:?}：左下角须在前"
         )));
     }
     Ok(Rect::new(Coord { x: x0, y: y0 }, Coord { x: x1, y: y1 }))
@@ -317,8 +330,11 @@ fn parse_count(s: Option<&str>, name: &str, default: usize) -> Result<usize, Api
     match s {
         None => Ok(default),
         Some(s) => s.parse().map_err(|_| {
-            ApiError::bad_request(format!("{name} {s:?} is not a non-negative integer"))
-                .with("parameter", name.into())
+            ApiError::bad_request(crate::msg!(
+                "{name} {s:?} is not a non-negative integer",
+                "{name} {s:?} 不是非负整数"
+            ))
+            .with("parameter", name.into())
         }),
     }
 }
@@ -346,8 +362,7 @@ fn parse_day(part: &str, whole: &str) -> Result<Option<NaiveDate>, ApiError> {
         || chrono::NaiveDateTime::parse_from_str(part, "%Y-%m-%dT%H:%M:%S").is_ok();
     match day.parse() {
         Ok(d) if time_ok => Ok(Some(d)),
-        _ => Err(ApiError::bad_request(format!(
-            "datetime {whole:?} is not an RFC 3339 date, date-time or interval (start/end, `..` for an open end)"
+        _ => Err(ApiError::bad_request(crate::msg!("datetime {whole:?} is not an RFC 3339 date, date-time or interval (start/end, `..` for an open end)", "datetime {whole:?} 不是 RFC 3339 日期、日期时间或区间（开始/结束，开放端用 `..`）"
         ))
         .with("parameter", "datetime".into())),
     }
@@ -369,8 +384,9 @@ fn parse_when(datetime: Option<&str>, today: NaiveDate) -> Result<When, ApiError
     if let (Some(f), Some(t)) = (from, to)
         && f > t
     {
-        return Err(ApiError::bad_request(format!(
-            "datetime {s:?}: the interval ends before it starts"
+        return Err(ApiError::bad_request(crate::msg!(
+            "datetime {s:?}: the interval ends before it starts",
+            "datetime {s:?}：区间的结束早于开始"
         ))
         .with("parameter", "datetime".into()));
     }
@@ -547,7 +563,7 @@ async fn past_versions(
                 &state.historic_limiter,
                 client.0,
                 extra,
-                "reads of past dates",
+                super::Limited::PastReads,
             )
         {
             // Unpaid: the next request for these versions pays again.
@@ -557,12 +573,9 @@ async fn past_versions(
     }
     let read = slot
         .get_or_try_init(|| async {
-            let _turn = cache
-                .reading
-                .0
-                .acquire()
-                .await
-                .map_err(|_| ApiError::internal("past reads are closed"))?;
+            let _turn = cache.reading.0.acquire().await.map_err(|_| {
+                ApiError::internal(crate::msg!("past reads are closed", "历史数据查询已关闭"))
+            })?;
             let grids = state.app.grid_versions(validity).await?;
             cache.largest.fetch_max(grids.len(), Ordering::Relaxed);
             Ok::<_, ApiError>(Arc::new(grids))
@@ -709,7 +722,7 @@ pub async fn items(
             &state.ogc_limiter,
             client.0,
             u32::try_from(limit / 100).unwrap_or(u32::MAX),
-            "OGC API features",
+            super::Limited::OgcFeatures,
         )?;
     }
     let offset = parse_count(q.get("offset").copied(), "offset", 0)?;
@@ -819,7 +832,12 @@ pub async fn item(
     let q = known_parameters(&pairs, &ITEM_PARAMETERS)?;
     let out_lat_first = lat_first(q.get("crs").copied(), "crs")?;
     let when = parse_when(q.get("datetime").copied(), crate::domain::today_in_china())?;
-    let not_found = || ApiError::not_found(format!("no feature {fid:?} in {id}"));
+    let not_found = || {
+        ApiError::not_found(crate::msg!(
+            "no feature {fid:?} in {id}",
+            "{id} 中没有要素 {fid:?}"
+        ))
+    };
     if kind == Kind::Grids
         && let Some((code, start)) = fid.split_once('@')
     {
@@ -983,7 +1001,7 @@ mod tests {
         };
         assert!(known_parameters(&pairs(&[("limit", "5")]), &ITEMS_PARAMETERS).is_ok());
         let e = known_parameters(&pairs(&[("colour", "red")]), &ITEMS_PARAMETERS).unwrap_err();
-        assert!(e.detail.contains("colour"), "{}", e.detail);
+        assert!(e.detail.en().contains("colour"), "{}", e.detail);
         assert!(
             known_parameters(&pairs(&[("limit", "5"), ("limit", "6")]), &ITEMS_PARAMETERS).is_err()
         );

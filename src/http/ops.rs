@@ -53,7 +53,11 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             handle.render(),
         )
             .into_response(),
-        None => ApiError::not_found("metrics are not recorded in this process").into_response(),
+        None => ApiError::not_found(crate::msg!(
+            "metrics are not recorded in this process",
+            "本进程不记录指标"
+        ))
+        .into_response(),
     }
 }
 

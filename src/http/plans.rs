@@ -82,8 +82,12 @@ pub struct ListQuery {
 }
 
 fn parse_status(s: &str) -> Result<PlanStatus, ApiError> {
-    serde_json::from_value(json!(s))
-        .map_err(|_| ApiError::bad_request(format!("unknown plan status {s:?}")))
+    serde_json::from_value(json!(s)).map_err(|_| {
+        ApiError::bad_request(crate::msg!(
+            "unknown plan status {s:?}",
+            "未知的方案状态 {s:?}"
+        ))
+    })
 }
 
 /// Plans in the caller's jurisdiction, newest first.
@@ -240,10 +244,17 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
             StatusCode::PAYLOAD_TOO_LARGE,
             "too-large",
             "The upload is too large",
-            e.body_text(),
+            {
+                let text = e.body_text();
+                crate::msg!("{text}", "上传的文件过大：{text}")
+            },
         )
     } else {
-        ApiError::bad_request(format!("unreadable multipart body: {}", e.body_text()))
+        ApiError::bad_request(crate::msg!(
+            "unreadable multipart body: {}",
+            "无法读取 multipart 请求体：{}",
+            e.body_text()
+        ))
     }
 }
 
@@ -262,9 +273,10 @@ async fn read_upload(
         let name = field.name().unwrap_or_default().to_string();
         if name == "file" {
             if file.is_some() {
-                return Err(ApiError::bad_request(
+                return Err(ApiError::bad_request(crate::msg!(
                     "the form has more than one `file` part",
-                ));
+                    "表单中有多个 `file` 部分"
+                )));
             }
             file_name = field
                 .file_name()
@@ -277,20 +289,33 @@ async fn read_upload(
                         .collect()
                 })
                 .unwrap_or_else(|| "upload".into());
-            let dir = tempfile::tempdir()
-                .map_err(|e| ApiError::internal(format!("no temporary directory: {e}")))?;
+            let dir = tempfile::tempdir().map_err(|e| {
+                ApiError::internal(crate::msg!(
+                    "no temporary directory: {e}",
+                    "没有临时目录：{e}"
+                ))
+            })?;
             let path = dir.path().join("upload.raw");
-            let mut out = tokio::fs::File::create(&path)
-                .await
-                .map_err(|e| ApiError::internal(format!("cannot keep the upload: {e}")))?;
+            let mut out = tokio::fs::File::create(&path).await.map_err(|e| {
+                ApiError::internal(crate::msg!(
+                    "cannot keep the upload: {e}",
+                    "无法保存上传的文件：{e}"
+                ))
+            })?;
             while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
-                out.write_all(&chunk)
-                    .await
-                    .map_err(|e| ApiError::internal(format!("cannot keep the upload: {e}")))?;
+                out.write_all(&chunk).await.map_err(|e| {
+                    ApiError::internal(crate::msg!(
+                        "cannot keep the upload: {e}",
+                        "无法保存上传的文件：{e}"
+                    ))
+                })?;
             }
-            out.flush()
-                .await
-                .map_err(|e| ApiError::internal(format!("cannot keep the upload: {e}")))?;
+            out.flush().await.map_err(|e| {
+                ApiError::internal(crate::msg!(
+                    "cannot keep the upload: {e}",
+                    "无法保存上传的文件：{e}"
+                ))
+            })?;
             file = Some((dir, path));
         } else {
             let mut text = Vec::new();
@@ -301,16 +326,18 @@ async fn read_upload(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         "too-large",
                         "The upload is too large",
-                        format!(
+                        crate::msg!(
                             "the form field {} is longer than {FIELD_MAX} bytes",
+                            "表单字段 {} 超过 {FIELD_MAX} 字节",
                             crate::io::upload::quote(&name)
                         ),
                     ));
                 }
             }
             let text = String::from_utf8(text).map_err(|_| {
-                ApiError::bad_request(format!(
+                ApiError::bad_request(crate::msg!(
                     "the form field {} is not UTF-8 text",
+                    "表单字段 {} 不是 UTF-8 文本",
                     crate::io::upload::quote(&name)
                 ))
             })?;
@@ -334,10 +361,12 @@ async fn grids_of(
     upload: &mut Upload,
     scope: &str,
 ) -> Result<Vec<Grid>, ApiError> {
-    let (dir, raw) = upload
-        .file
-        .take()
-        .ok_or_else(|| ApiError::bad_request("the form needs a `file` part"))?;
+    let (dir, raw) = upload.file.take().ok_or_else(|| {
+        ApiError::bad_request(crate::msg!(
+            "the form needs a `file` part",
+            "表单需要一个 `file` 部分"
+        ))
+    })?;
     let f = |k: &str| upload.fields.get(k).filter(|v| !v.is_empty()).cloned();
     #[cfg(feature = "proj")]
     {
@@ -355,8 +384,12 @@ async fn grids_of(
             near_lon: state.app.scope_longitude(scope).await,
             ..Default::default()
         };
-        let exe = std::env::current_exe()
-            .map_err(|e| ApiError::internal(format!("cannot find the reader: {e}")))?;
+        let exe = std::env::current_exe().map_err(|e| {
+            ApiError::internal(crate::msg!(
+                "cannot find the reader: {e}",
+                "找不到文件读取程序：{e}"
+            ))
+        })?;
         let job = ReadJob {
             raw,
             options,
@@ -376,13 +409,17 @@ async fn grids_of(
     #[cfg(not(feature = "proj"))]
     {
         let _ = (state, scope);
-        let bytes = tokio::fs::read(&raw)
-            .await
-            .map_err(|e| ApiError::internal(format!("cannot read the upload back: {e}")))?;
+        let bytes = tokio::fs::read(&raw).await.map_err(|e| {
+            ApiError::internal(crate::msg!(
+                "cannot read the upload back: {e}",
+                "无法读回上传的文件：{e}"
+            ))
+        })?;
         drop(dir);
         let text = String::from_utf8(bytes).map_err(|_| {
-            ApiError::bad_request(format!(
+            ApiError::bad_request(crate::msg!(
                 "this build reads GeoJSON only, and {} is not UTF-8 text",
+                "此版本只读取 GeoJSON，而 {} 不是 UTF-8 文本",
                 crate::io::upload::quote(&upload.file_name)
             ))
         })?;
@@ -396,11 +433,12 @@ async fn grids_of(
 
 /// Waits for the plan checker (one upload is read and checked at a time).
 async fn checker_turn(state: &AppState) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
-    state
-        .plan_checks
-        .acquire()
-        .await
-        .map_err(|_| ApiError::internal("the plan checker is shutting down"))
+    state.plan_checks.acquire().await.map_err(|_| {
+        ApiError::internal(crate::msg!(
+            "the plan checker is shutting down",
+            "方案检查程序正在关闭"
+        ))
+    })
 }
 
 /// The form of a plan upload (`multipart/form-data`), field by field, for the API
@@ -457,23 +495,34 @@ pub async fn upload(
     })
     .await?;
     let received_in = started.elapsed();
-    let scope =
-        form.fields.get("scope").cloned().ok_or_else(|| {
-            ApiError::bad_request("the form needs a `scope` field (a region code)")
-        })?;
+    let scope = form.fields.get("scope").cloned().ok_or_else(|| {
+        ApiError::bad_request(crate::msg!(
+            "the form needs a `scope` field (a region code)",
+            "表单需要 `scope` 字段（区划编码）"
+        ))
+    })?;
     state.app.may_draft(&caller.0, &scope)?;
     let layer = match form.fields.get("layer").map(String::as_str) {
         None | Some("") | Some("comprehensive") => Layer::Comprehensive,
         Some("dedicated") => Layer::Dedicated,
-        Some(other) => return Err(ApiError::bad_request(format!("unknown layer {other:?}"))),
+        Some(other) => {
+            return Err(ApiError::bad_request(crate::msg!(
+                "unknown layer {other:?}",
+                "未知的图层 {other:?}"
+            )));
+        }
     };
     let effective_date = form
         .fields
         .get("effective")
         .filter(|s| !s.is_empty())
         .map(|s| {
-            s.parse::<NaiveDate>()
-                .map_err(|_| ApiError::bad_request(format!("effective {s:?} is not YYYY-MM-DD")))
+            s.parse::<NaiveDate>().map_err(|_| {
+                ApiError::bad_request(crate::msg!(
+                    "effective {s:?} is not YYYY-MM-DD",
+                    "生效日期 {s:?} 不是 YYYY-MM-DD 格式"
+                ))
+            })
         })
         .transpose()?;
     let title = form
@@ -589,7 +638,9 @@ pub async fn step(
     body: Option<Json<StepRequest>>,
 ) -> Result<Json<PlanSummary>, ApiError> {
     let req = body.map(|Json(b)| b).unwrap_or_default();
-    let step: PlanStep = step.parse().map_err(ApiError::not_found)?;
+    let step: PlanStep = step
+        .parse()
+        .map_err(|e: String| ApiError::not_found(crate::msg!("{e}", "没有这个步骤：{e}")))?;
     let plan = state.app.plan_step(&caller.0, id, step, &req).await?;
     Ok(Json(summary(&plan)))
 }
@@ -602,11 +653,13 @@ pub async fn grid_history(
     _caller: Caller,
     Path(code): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (versions, lineage): (Vec<GridVersion>, Vec<LineageLink>) = state
-        .app
-        .grid_history(&code)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("grid {code} never existed")))?;
+    let (versions, lineage): (Vec<GridVersion>, Vec<LineageLink>) =
+        state.app.grid_history(&code).await?.ok_or_else(|| {
+            ApiError::not_found(crate::msg!(
+                "grid {code} never existed",
+                "网格 {code} 从未存在过"
+            ))
+        })?;
     Ok(Json(json!({
         "code": code,
         "versions": versions.iter().map(version_json).collect::<Vec<_>>(),

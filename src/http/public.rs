@@ -50,8 +50,9 @@ pub(super) fn limit(state: &AppState, client: &ClientAddr) -> Result<(), ApiErro
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate-limited",
                 "Too many requests",
-                format!(
+                crate::msg!(
                     "at most {} requests a minute from one address on the public endpoints",
+                    "每个地址每分钟最多访问公开接口 {} 次",
                     state.settings.public_rate_per_minute
                 ),
             )
@@ -60,9 +61,9 @@ pub(super) fn limit(state: &AppState, client: &ClientAddr) -> Result<(), ApiErro
 }
 
 fn card_of(state: &AppState, snapshot: &Snapshot, code: &str) -> Result<GridCard, ApiError> {
-    let g = snapshot
-        .grid(code)
-        .ok_or_else(|| ApiError::not_found(format!("no current grid {code}")))?;
+    let g = snapshot.grid(code).ok_or_else(|| {
+        ApiError::not_found(crate::msg!("no current grid {code}", "没有现行网格 {code}"))
+    })?;
     let mask = state.settings.mask_public_phones;
     Ok(GridCard {
         grid: summary(&g.id, g.name.as_deref(), g.layer),
@@ -128,7 +129,12 @@ pub async fn locate(
         .flatten()
         .and_then(|i| snapshot.locator.grids().get(i as usize))
         .map(|g| g.id.clone())
-        .ok_or_else(|| ApiError::not_found("the point lies in no grid"))?;
+        .ok_or_else(|| {
+            ApiError::not_found(crate::msg!(
+                "the point lies in no grid",
+                "该位置不在任何网格内"
+            ))
+        })?;
     Ok(Json(card_of(&state, &snapshot, &code)?))
 }
 
@@ -173,14 +179,18 @@ pub async fn search(
     limit(&state, &client)?;
     let needle = q.q.trim();
     if needle.is_empty() {
-        return Err(
-            ApiError::bad_request("say what to look for in `q`").with("parameter", "q".into())
-        );
+        return Err(ApiError::bad_request(crate::msg!(
+            "say what to look for in `q`",
+            "请在 `q` 中说明要查找的内容"
+        ))
+        .with("parameter", "q".into()));
     }
     if needle.chars().count() > 64 {
-        return Err(
-            ApiError::bad_request("`q` is longer than 64 characters").with("parameter", "q".into())
-        );
+        return Err(ApiError::bad_request(crate::msg!(
+            "`q` is longer than 64 characters",
+            "`q` 超过 64 个字符"
+        ))
+        .with("parameter", "q".into()));
     }
     let max = q.limit.unwrap_or(20).clamp(1, 100);
     let snapshot = state.live.snapshot();

@@ -76,8 +76,9 @@ fn limit(state: &AppState, client: &ClientAddr) -> Result<(), ApiError> {
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate-limited",
                 "Too many reports",
-                format!(
+                crate::msg!(
                     "at most {} reports a minute from one address",
+                    "每个地址每分钟最多提交 {} 条反映",
                     state.settings.public_reports_per_minute
                 ),
             )
@@ -139,11 +140,9 @@ pub struct PublicStep {
 /// A public report by id, or the same "no public report" for an internal case and for
 /// none at all.
 async fn public_case_by_id(state: &AppState, id: i64) -> Result<PublicRecord, ApiError> {
-    state
-        .app
-        .public_report(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no public report {id}")))
+    state.app.public_report(id).await?.ok_or_else(|| {
+        ApiError::not_found(crate::msg!("no public report {id}", "没有公开的反映 {id}"))
+    })
 }
 
 fn status_of(state: CaseState) -> &'static str {
@@ -303,8 +302,9 @@ pub async fn public_status(
         Some(key) if opens(record.case.follow_up_key.as_deref(), key) => Ok(private(
             Json(followed(&state, &record, None)).into_response(),
         )),
-        Some(_) => Err(ApiError::not_found(format!(
-            "no public report {id} with that follow-up key"
+        Some(_) => Err(ApiError::not_found(crate::msg!(
+            "no public report {id} with that follow-up key",
+            "没有编号为 {id} 且查询码相符的公开反映"
         ))),
     }
 }
@@ -319,8 +319,9 @@ fn saturating(value: Option<&str>, name: &str, default: i64) -> Result<i64, ApiE
     match v.parse::<i64>() {
         Ok(n) => Ok(n),
         Err(_) if v.bytes().all(|b| b.is_ascii_digit()) => Ok(i64::MAX),
-        Err(_) => Err(ApiError::bad_request(format!(
+        Err(_) => Err(ApiError::bad_request(crate::msg!(
             "{name} {} is not a whole number",
+            "{name} {} 不是整数",
             crate::io::upload::quote(v)
         ))),
     }
@@ -330,17 +331,28 @@ fn saturating(value: Option<&str>, name: &str, default: i64) -> Result<i64, ApiE
 const MAX_REQUEST_IDS: usize = 100;
 
 /// An Open311 error answer: `[{"code": 400, "description": "…"}]`.
-fn open311_error(status: StatusCode, description: impl Into<String>) -> Response {
-    (
+fn open311_error(status: StatusCode, description: &crate::domain::Msg) -> Response {
+    let lang = super::lang::current();
+    let mut response = (
         status,
-        Json(json!([{"code": status.as_u16(), "description": description.into()}])),
+        Json(json!([{"code": status.as_u16(), "description": description.get(lang)}])),
     )
-        .into_response()
+        .into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_LANGUAGE,
+        axum::http::HeaderValue::from_static(lang.tag()),
+    );
+    headers.append(
+        header::VARY,
+        axum::http::HeaderValue::from_static("accept-language"),
+    );
+    response
 }
 
 fn from_api(e: ApiError) -> Response {
     let retry_after = e.retry_after;
-    let mut response = open311_error(e.status, e.detail);
+    let mut response = open311_error(e.status, &e.detail);
     if let Some(secs) = retry_after {
         response
             .headers_mut()
@@ -411,7 +423,10 @@ pub async fn service(State(state): State<AppState>, Path(code): Path<String>) ->
         Ok(m) if m.matter.public => {
             Json(json!({"service_code": m.matter.code, "attributes": []})).into_response()
         }
-        _ => open311_error(StatusCode::NOT_FOUND, format!("no public service {code:?}")),
+        _ => open311_error(
+            StatusCode::NOT_FOUND,
+            &crate::msg!("no public service {code:?}", "没有公开服务 {code:?}"),
+        ),
     }
 }
 
@@ -457,14 +472,20 @@ pub async fn post_request(
     let form = match form {
         Ok(f) => f,
         Err(e) => {
-            return open311_error(StatusCode::BAD_REQUEST, format!("unreadable request: {e}"));
+            return open311_error(
+                StatusCode::BAD_REQUEST,
+                &crate::msg!("unreadable request: {e}", "请求无法读取：{e}"),
+            );
         }
     };
     let (Some(code), Some(lat), Some(lon)) = (form.service_code.clone(), form.lat, form.long)
     else {
         return open311_error(
             StatusCode::BAD_REQUEST,
-            "service_code, lat and long are required",
+            &crate::msg!(
+                "service_code, lat and long are required",
+                "service_code、lat 和 long 为必填项"
+            ),
         );
     };
     let name = match (&form.last_name, &form.first_name) {
@@ -562,8 +583,7 @@ fn open311_instant(s: &str, name: &str, end: bool) -> Result<DateTime<Utc>, ApiE
         .and_then(|t| china.from_local_datetime(&t).single())
         .map(|t| t.with_timezone(&Utc))
         .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "{name} {}: use an ISO 8601 date (2026-12-01) or date-time (2026-12-01T08:00:00+08:00)",
+            ApiError::bad_request(crate::msg!("{name} {}: use an ISO 8601 date (2026-12-01) or date-time (2026-12-01T08:00:00+08:00)", "{name} {}：请用 ISO 8601 日期（2026-12-01）或日期时间（2026-12-01T08:00:00+08:00）",
                 crate::io::upload::quote(s)
             ))
         })
@@ -642,8 +662,9 @@ pub async fn requests(
             let mut wanted: Vec<i64> = Vec::new();
             for id in ids.split(',').filter(|s| !s.trim().is_empty()) {
                 let id: i64 = id.trim().parse().map_err(|_| {
-                    ApiError::bad_request(format!(
+                    ApiError::bad_request(crate::msg!(
                         "service_request_id {} is not a number",
+                        "service_request_id {} 不是数字",
                         crate::io::upload::quote(id)
                     ))
                 })?;
@@ -651,8 +672,9 @@ pub async fn requests(
                     wanted.push(id);
                 }
                 if wanted.len() > MAX_REQUEST_IDS {
-                    return Err(ApiError::bad_request(format!(
-                        "at most {MAX_REQUEST_IDS} service_request_id values at once"
+                    return Err(ApiError::bad_request(crate::msg!(
+                        "at most {MAX_REQUEST_IDS} service_request_id values at once",
+                        "一次最多 {MAX_REQUEST_IDS} 个 service_request_id"
                     )));
                 }
             }
@@ -674,7 +696,10 @@ pub async fn requests(
                 None => end - chrono::Duration::days(90),
             };
             if start > end {
-                return Err(ApiError::bad_request("start_date is after end_date"));
+                return Err(ApiError::bad_request(crate::msg!(
+                    "start_date is after end_date",
+                    "start_date 晚于 end_date"
+                )));
             }
             let codes: Vec<String> = q
                 .service_code
@@ -696,8 +721,9 @@ pub async fn requests(
                 .map(|s| s.split(',').map(str::trim).collect())
                 .unwrap_or_default();
             if let Some(bad) = wanted.iter().find(|s| !matches!(**s, "open" | "closed")) {
-                return Err(ApiError::bad_request(format!(
+                return Err(ApiError::bad_request(crate::msg!(
                     "status {}: open, closed or both (open,closed)",
+                    "状态 {}：应为 open、closed 或两者（open,closed）",
                     crate::io::upload::quote(bad)
                 )));
             }
@@ -748,7 +774,10 @@ pub async fn request(
         return from_api(e);
     }
     let Ok(id) = without_format(&id).parse::<i64>() else {
-        return open311_error(StatusCode::NOT_FOUND, format!("no service request {id:?}"));
+        return open311_error(
+            StatusCode::NOT_FOUND,
+            &crate::msg!("no service request {id:?}", "没有服务请求 {id:?}"),
+        );
     };
     let result = async {
         let r = public_case_by_id(&state, id).await?;

@@ -104,12 +104,17 @@ pub async fn ticket_to_bearer(
             .stream_tickets
             .redeem(&ticket, Instant::now())
             .ok_or_else(|| {
-                ApiError::unauthenticated(
+                ApiError::unauthenticated(crate::msg!(
                     "the stream ticket is unknown, used or expired: ask for a new one",
-                )
+                    "事件流票据无效、已使用或已过期：请重新申请"
+                ))
             })?;
-        let value = HeaderValue::from_str(&format!("Bearer {token}"))
-            .map_err(|_| ApiError::unauthenticated("the ticket's token is unusable"))?;
+        let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+            ApiError::unauthenticated(crate::msg!(
+                "the ticket's token is unusable",
+                "票据对应的令牌无法使用"
+            ))
+        })?;
         request.headers_mut().insert(header::AUTHORIZATION, value);
     }
     Ok(next.run(request).await)

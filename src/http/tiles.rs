@@ -44,8 +44,7 @@ pub async fn tilejson(
         .strip_suffix(".json")
         .and_then(TileLayer::parse)
         .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "no TileJSON {file:?}: grids.json, communities.json, townships.json or counties.json"
+            ApiError::not_found(crate::msg!("no TileJSON {file:?}: grids.json, communities.json, townships.json or counties.json", "没有 TileJSON {file:?}：可用 grids.json、communities.json、townships.json 或 counties.json"
             ))
         })?;
     let snapshot = state.live.snapshot();
@@ -159,10 +158,12 @@ type PastSlot = Arc<tokio::sync::OnceCell<Arc<PastGrids>>>;
 impl PastTiles {
     /// The date's slot, and whether it was already there (a load may still be running).
     fn slot(&self, date: NaiveDate) -> Result<(PastSlot, bool), ApiError> {
-        let mut kept = self
-            .0
-            .lock()
-            .map_err(|_| ApiError::internal("the past-tiles cache is poisoned"))?;
+        let mut kept = self.0.lock().map_err(|_| {
+            ApiError::internal(crate::msg!(
+                "the past-tiles cache is poisoned",
+                "历史瓦片缓存已损坏"
+            ))
+        })?;
         if let Some(i) = kept.iter().position(|(d, _)| *d == date) {
             let hit = kept.remove(i);
             let slot = hit.1.clone();
@@ -203,7 +204,12 @@ pub(super) fn historic_limit(
     state: &AppState,
     client: &super::extract::ClientAddr,
 ) -> Result<(), ApiError> {
-    super::charge(&state.historic_limiter, client.0, 1, "reads of past dates")
+    super::charge(
+        &state.historic_limiter,
+        client.0,
+        1,
+        super::Limited::PastReads,
+    )
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -231,8 +237,9 @@ pub async fn tile(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let layer = TileLayer::parse(&layer).ok_or_else(|| {
-        ApiError::not_found(format!(
-            "no tile layer {layer:?}: grids, communities, townships or counties"
+        ApiError::not_found(crate::msg!(
+            "no tile layer {layer:?}: grids, communities, townships or counties",
+            "没有瓦片图层 {layer:?}：可用 grids、communities、townships 或 counties"
         ))
     })?;
     // `.pbf` is what many clients' templates say; the bytes are the same.
@@ -241,9 +248,12 @@ pub async fn tile(
         .or_else(|| y.strip_suffix(".pbf"))
         .and_then(|y| y.parse().ok())
         .ok_or_else(|| {
-            ApiError::not_found(format!("tiles end in {{y}}.mvt (or .pbf), not {y:?}"))
+            ApiError::not_found(crate::msg!(
+                "tiles end in {{y}}.mvt (or .pbf), not {y:?}",
+                "瓦片地址以 {{y}}.mvt（或 .pbf）结尾，而不是 {y:?}"
+            ))
         })?;
-    let tile = TileId::new(z, x, y).map_err(|e| ApiError::not_found(e.to_string()))?;
+    let tile = TileId::new(z, x, y).map_err(|e| ApiError::not_found(crate::domain::Msg::of(&e)))?;
 
     let snapshot = state.live.snapshot();
     let today = crate::domain::today_in_china();
@@ -303,7 +313,10 @@ pub async fn tile(
 async fn spawn_render(
     render: impl FnOnce() -> Vec<u8> + Send + 'static,
 ) -> Result<Vec<u8>, ApiError> {
-    tokio::task::spawn_blocking(render)
-        .await
-        .map_err(|e| ApiError::internal(format!("rendering the tile failed: {e}")))
+    tokio::task::spawn_blocking(render).await.map_err(|e| {
+        ApiError::internal(crate::msg!(
+            "rendering the tile failed: {e}",
+            "瓦片绘制失败：{e}"
+        ))
+    })
 }

@@ -24,7 +24,8 @@ pub fn routes() -> Router<AppState> {
 /// `/` and the app's files; every other unknown path is a problem 404.
 async fn asset_or_not_found(method: Method, uri: Uri) -> Response {
     if method != Method::GET && method != Method::HEAD {
-        return ApiError::not_found("no such endpoint").into_response();
+        return ApiError::not_found(crate::msg!("no such endpoint", "没有这个接口"))
+            .into_response();
     }
     let path = uri.path().trim_start_matches('/');
     let path = if path.is_empty() { "index.html" } else { path };
@@ -34,11 +35,12 @@ async fn asset_or_not_found(method: Method, uri: Uri) -> Response {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "web-app-missing",
                 "The web app was not built",
-                "this binary was built without web/dist: run scripts/web, then build wangge again (scripts/demo does both)",
+                crate::msg!("this binary was built without web/dist: run scripts/web, then build wangge again (scripts/demo does both)", "此程序构建时没有 web/dist：请运行 scripts/web 后重新构建 wangge（scripts/demo 会完成这两步）"),
             )
             .into_response();
         }
-        return ApiError::not_found("no such endpoint").into_response();
+        return ApiError::not_found(crate::msg!("no such endpoint", "没有这个接口"))
+            .into_response();
     };
     // Vite names files under assets/ by their content: they never change, cache them
     // for good. index.html names the current ones: always revalidate it.

@@ -7,7 +7,8 @@
 //! read as raw bytes and accepted only if they are UTF-8. Anything else is an error
 //! naming the feature, never silent mojibake.
 
-use crate::domain::{Grid, Layer};
+use crate::domain::{Grid, Layer, Localised, Msg};
+use crate::msg;
 use crate::spatial::crs::CoordSys;
 use crate::spatial::crs::proj::{ProjError, ToCgcs2000};
 use gdal::spatial_ref::{AxisMappingStrategy, SpatialRef};
@@ -22,7 +23,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
     #[error("cannot open {path}: {message}")]
-    Open { path: PathBuf, message: String },
+    Open { path: PathBuf, message: Msg },
     #[error("{path} has no layer {layer:?} (layers: {available})")]
     NoSuchLayer {
         path: PathBuf,
@@ -30,7 +31,7 @@ pub enum FileError {
         available: String,
     },
     #[error("feature {feature}: {message}")]
-    Feature { feature: String, message: String },
+    Feature { feature: String, message: Msg },
     /// `field` is the attribute's name as read under `likely` (the encoding its bytes
     /// make sense in), or with replacement characters when none fits.
     #[error(
@@ -53,7 +54,7 @@ pub enum FileError {
         path: PathBuf,
         x: f64,
         y: f64,
-        hint: String,
+        hint: Msg,
         /// The CRS the hint points to, when it names one.
         suggested: Option<String>,
         asked_by: OptionStyle,
@@ -66,7 +67,66 @@ pub enum FileError {
     UnknownFormat(String),
     /// A file wangge does not open (HTTP 415).
     #[error("{0}")]
-    Unsupported(String),
+    Unsupported(Msg),
+}
+
+impl Localised for FileError {
+    fn zh(&self) -> String {
+        match self {
+            FileError::Open { path, message } => {
+                format!("无法打开 {}：{}", path.display(), message.zh())
+            }
+            FileError::NoSuchLayer {
+                path,
+                layer,
+                available,
+            } => format!(
+                "{} 中没有图层 {layer:?}（现有图层：{available}）",
+                path.display()
+            ),
+            FileError::Feature { feature, message } => {
+                format!("要素 {feature}：{}", message.zh())
+            }
+            FileError::UndeclaredEncoding {
+                feature,
+                field,
+                likely,
+                asked_by,
+            } => {
+                let advice = match likely {
+                    Some(e) => format!("其字节按 {e} 可读：{}", asked_by.advice_zh("encoding", e)),
+                    None => asked_by.advice_zh("encoding", "文件的编码（如 GBK、GB18030 或 Big5）"),
+                };
+                format!(
+                    "要素 {feature}：属性 {field:?} 不是有效的 UTF-8，且文件未声明编码（没有 .cpg）；{advice}"
+                )
+            }
+            FileError::NoCrs {
+                path,
+                x,
+                y,
+                hint,
+                suggested,
+                asked_by,
+            } => format!(
+                "{} 没有坐标系，其坐标也不是经纬度（例如 {x:.1}, {y:.1}）{}；{}",
+                path.display(),
+                hint.zh(),
+                asked_by.advice_zh(
+                    "crs",
+                    suggested
+                        .as_deref()
+                        .unwrap_or("文件的坐标系（例如 EPSG:4548）")
+                )
+            ),
+            FileError::Proj(e) => e.zh(),
+            FileError::Gdal(e) => format!("GDAL：{e}"),
+            FileError::UnknownFormat(f) => {
+                format!("未知的输出格式 {f:?}：应为 geojson、gpkg 或 shp")
+            }
+            FileError::Unsupported(m) => m.zh().to_string(),
+        }
+    }
 }
 
 /// How the caller names reading options, so advice names the one they can change.
@@ -85,6 +145,14 @@ impl OptionStyle {
         match self {
             OptionStyle::Flags => format!("pass --{} {value}", option.replace('_', "-")),
             OptionStyle::FormFields => format!("set the form field `{option}` to {value}"),
+        }
+    }
+
+    /// [`advice`](Self::advice) in Chinese.
+    pub fn advice_zh(self, option: &str, value: &str) -> String {
+        match self {
+            OptionStyle::Flags => format!("请加上 --{} {value}", option.replace('_', "-")),
+            OptionStyle::FormFields => format!("请把表单字段 `{option}` 设为 {value}"),
         }
     }
 }
@@ -187,12 +255,12 @@ pub fn read_local_file(
     }
     let dir = tempfile::tempdir().map_err(|e| FileError::Open {
         path: path.to_path_buf(),
-        message: format!("no temporary directory: {e}"),
+        message: msg!("no temporary directory: {e}", "没有临时目录：{e}"),
     })?;
     let copy = dir.path().join("upload.raw");
     std::fs::copy(path, &copy).map_err(|e| FileError::Open {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        message: Msg::verbatim(e.to_string()),
     })?;
     let prepared = crate::io::upload::prepare(
         &copy,
@@ -201,7 +269,7 @@ pub fn read_local_file(
     )
     .map_err(|e| FileError::Open {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        message: Msg::of(&e),
     })?;
     let options = ImportOptions {
         driver: Some(prepared.format.gdal_driver().into()),
@@ -234,16 +302,20 @@ fn check_geopackage(dataset: &Dataset, shown: &Path) -> Result<(), FileError> {
         .execute_sql(sql, None, gdal::vector::sql::Dialect::DEFAULT)
         .map_err(|e| FileError::Open {
             path: shown.to_path_buf(),
-            message: format!("not a readable GeoPackage ({e})"),
+            message: msg!(
+                "not a readable GeoPackage ({e})",
+                "不是可读取的 GeoPackage（{e}）"
+            ),
         })?;
     if let Some(mut rows) = found
         && let Some(row) = rows.features().next()
     {
         let kind = row.field_as_string(0).ok().flatten().unwrap_or_default();
         let name = row.field_as_string(1).ok().flatten().unwrap_or_default();
-        return Err(FileError::Unsupported(format!(
+        return Err(FileError::Unsupported(msg!(
             "the GeoPackage holds a {kind} {} that is not plain GeoPackage content: views, \
              virtual tables and custom triggers are not accepted",
+            "GeoPackage 中有 {kind} {}，不是普通的 GeoPackage 内容：不接受视图、虚拟表和自定义触发器",
             crate::io::upload::quote(&name)
         )));
     }
@@ -348,17 +420,19 @@ pub fn read_grids(
         m
     };
     if path.to_string_lossy().starts_with("/vsi") {
-        return Err(FileError::Unsupported(
-            "GDAL virtual file systems (/vsi…) are not opened".into(),
-        ));
+        return Err(FileError::Unsupported(msg!(
+            "GDAL virtual file systems (/vsi…) are not opened",
+            "不打开 GDAL 虚拟文件系统（/vsi…）"
+        )));
     }
     let drivers: Vec<&str> = match &options.driver {
         Some(d) => READ_DRIVERS.iter().copied().filter(|r| r == d).collect(),
         None => READ_DRIVERS.to_vec(),
     };
     if drivers.is_empty() {
-        return Err(FileError::Unsupported(format!(
+        return Err(FileError::Unsupported(msg!(
             "wangge does not read files with the {} driver",
+            "不读取 {} 驱动的文件",
             crate::io::upload::quote(options.driver.as_deref().unwrap_or_default())
         )));
     }
@@ -389,14 +463,14 @@ pub fn read_grids(
     .map_err(|e| FileError::Open {
         path: shown.clone(),
         message: match e {
-            gdal::errors::GdalError::NullPointer { .. } => format!(
-                "not a readable {} file",
-                options
+            gdal::errors::GdalError::NullPointer { .. } => {
+                let kind = options
                     .driver
                     .as_deref()
-                    .unwrap_or("GeoJSON, Shapefile, GeoPackage or KML")
-            ),
-            other => scrub(other.to_string()),
+                    .unwrap_or("GeoJSON, Shapefile, GeoPackage or KML");
+                msg!("not a readable {kind} file", "不是可读取的 {kind} 文件")
+            }
+            other => Msg::verbatim(scrub(other.to_string())),
         },
     })?;
     let driver = dataset.driver().short_name();
@@ -417,7 +491,10 @@ pub fn read_grids(
             })?,
         None => dataset.layer(0).map_err(|e| FileError::Open {
             path: shown.clone(),
-            message: scrub(format!("no vector layer: {e}")),
+            message: {
+                let e = scrub(e.to_string());
+                msg!("no vector layer: {e}", "没有矢量图层：{e}")
+            },
         })?,
     };
     let field_names: Vec<String> = layer.defn().fields().map(|f| f.name()).collect();
@@ -445,8 +522,9 @@ pub fn read_grids(
         {
             return Err(FileError::Open {
                 path: shown.clone(),
-                message: format!(
+                message: msg!(
                     "{what} {name:?} is not a field of the file (fields: {})",
+                    "{what} {name:?} 不是文件中的字段（字段有：{}）",
                     field_names.join(", ")
                 ),
             });
@@ -515,13 +593,13 @@ pub fn read_grids(
         let layer_kind = match text(layer_idx)? {
             Some(l) => l.parse::<Layer>().map_err(|message| FileError::Feature {
                 feature: feature_name(&id),
-                message,
+                message: msg!("{message}", "图层类型无法识别：{message}"),
             })?,
             None => Layer::Comprehensive,
         };
         let geometry = feature.geometry().ok_or_else(|| FileError::Feature {
             feature: feature_name(&id),
-            message: "has no geometry".into(),
+            message: msg!("has no geometry", "没有几何图形"),
         })?;
         let mut boundary = polygonal(geometry).map_err(|message| FileError::Feature {
             feature: feature_name(&id),
@@ -531,7 +609,7 @@ pub fn read_grids(
             .apply(&mut boundary)
             .map_err(|e| FileError::Feature {
                 feature: feature_name(&id),
-                message: e.to_string(),
+                message: Msg::of(&e),
             })?;
         crate::spatial::geom::normalise_orientation(&mut boundary);
         grids.push(Grid {
@@ -564,15 +642,17 @@ pub fn read_grids(
     })
 }
 
-fn polygonal(g: &Geometry) -> Result<MultiPolygon<f64>, String> {
-    let wkb = g.wkb().map_err(|e| format!("unreadable geometry: {e}"))?;
+fn polygonal(g: &Geometry) -> Result<MultiPolygon<f64>, Msg> {
+    let unreadable =
+        |e: &dyn std::fmt::Display| msg!("unreadable geometry: {e}", "几何图形无法读取：{e}");
+    let wkb = g.wkb().map_err(|e| unreadable(&e))?;
     let geo = geozero::wkb::Wkb(wkb.as_slice())
         .to_geo()
-        .map_err(|e| format!("unreadable geometry: {e}"))?;
+        .map_err(|e| unreadable(&e))?;
     let mut parts = Vec::new();
     collect_polygons(geo, &mut parts)?;
     if parts.is_empty() {
-        return Err("geometry is empty".into());
+        return Err(msg!("geometry is empty", "几何图形为空"));
     }
     Ok(MultiPolygon(parts))
 }
@@ -580,7 +660,7 @@ fn polygonal(g: &Geometry) -> Result<MultiPolygon<f64>, String> {
 fn collect_polygons(
     g: geo_types::Geometry<f64>,
     out: &mut Vec<geo_types::Polygon<f64>>,
-) -> Result<(), String> {
+) -> Result<(), Msg> {
     use geo_types::Geometry as G;
     match g {
         G::Polygon(p) => out.push(p),
@@ -591,8 +671,9 @@ fn collect_polygons(
             }
         }
         other => {
-            return Err(format!(
+            return Err(msg!(
                 "expected a polygon or multipolygon, found a {}",
+                "应为面或多面，却是{}",
                 geometry_kind(&other)
             ));
         }
@@ -738,19 +819,23 @@ impl Transform {
 /// CGCS2000 3-degree zone: zones 25–45 are EPSG:4513–4533. Without it (500 000 m is
 /// every zone's central meridian) the coordinates cannot tell the zone; where the data
 /// should lie can, when the caller knows it (`near_lon`: the plan's scope, a parent file).
-fn gauss_kruger_hint(c: Coord<f64>, near_lon: Option<f64>) -> (String, Option<String>) {
+fn gauss_kruger_hint(c: Coord<f64>, near_lon: Option<f64>) -> (Msg, Option<String>) {
     let zone = (c.x / 1_000_000.0).floor() as i64;
     if (25..=45).contains(&zone) && (0.0..10_000_000.0).contains(&c.y) {
         let code = format!("EPSG:{}", 4513 + zone - 25);
         return (
-            format!("; they look like CGCS2000 3-degree Gauss-Kruger zone {zone} ({code})"),
+            msg!(
+                "; they look like CGCS2000 3-degree Gauss-Kruger zone {zone} ({code})",
+                "；看起来是 CGCS2000 3 度带高斯-克吕格第 {zone} 带（{code}）"
+            ),
             Some(code),
         );
     }
     if !((0.0..1_000_000.0).contains(&c.x) && (0.0..6_500_000.0).contains(&c.y)) {
-        return (String::new(), None);
+        return (Msg::new("", ""), None);
     }
     let unprefixed = "they look like CGCS2000 Gauss-Kruger metres without the zone number";
+    let unprefixed_zh = "看起来是不带带号的 CGCS2000 高斯-克吕格坐标（米）";
     match near_lon.filter(|l| (73.5..=136.5).contains(l)) {
         Some(lon) => {
             // 3-degree zones are centred on multiples of 3°, 6-degree ones on 6n − 3°.
@@ -758,19 +843,23 @@ fn gauss_kruger_hint(c: Coord<f64>, near_lon: Option<f64>) -> (String, Option<St
             let cm6 = (((lon / 6.0).floor() + 1.0) * 6.0 - 3.0).clamp(75.0, 135.0) as i64;
             let code3 = format!("EPSG:{}", 4534 + (cm3 - 75) / 3);
             (
-                format!(
+                msg!(
                     "; {unprefixed}: near {lon:.1}°E that is the 3-degree zone of central \
                      meridian {cm3}°E ({code3}) or the 6-degree zone of {cm6}°E (EPSG:{})",
+                    "；{unprefixed_zh}：在东经 {lon:.1}° 附近，应是中央经线 {cm3}°E 的 3 度带（{code3}）\
+                     或中央经线 {cm6}°E 的 6 度带（EPSG:{}）",
                     4502 + (cm6 - 75) / 6
                 ),
                 Some(code3),
             )
         }
         None => (
-            format!(
+            msg!(
                 "; {unprefixed} (EPSG:4534–4554 for 3-degree zones of central meridian \
                  75°E–135°E, EPSG:4502–4512 for 6-degree zones), and the zone cannot be told \
-                 from them alone"
+                 from them alone",
+                "；{unprefixed_zh}（中央经线 75°E–135°E 的 3 度带为 EPSG:4534–4554，6 度带为 \
+                 EPSG:4502–4512），仅凭坐标无法判断是哪一带"
             ),
             None,
         ),
@@ -933,7 +1022,7 @@ fn write_layer(
         )
         .map_err(|e| FileError::Feature {
             feature: format!("{:?}", f.attributes.first()),
-            message: e.to_string(),
+            message: Msg::verbatim(e.to_string()),
         })?;
         feature.set_geometry(Geometry::from_wkb(&wkb)?)?;
         feature.create(&layer)?;

@@ -5,7 +5,8 @@
 //! ring, vertex). Both ring orientations are accepted; output follows the right-hand
 //! rule (exteriors counter-clockwise).
 
-use crate::domain::{Grid, Layer, Level, RegionRef};
+use crate::domain::{Grid, Layer, Level, Localised, Msg, RegionRef};
+use crate::msg;
 use crate::spatial::crs::CoordSys;
 use crate::spatial::geom;
 use geo_types::{Coord, LineString, MultiPolygon, Polygon};
@@ -48,6 +49,16 @@ pub struct FeatureRef {
     pub id: Option<String>,
 }
 
+impl FeatureRef {
+    /// The feature in Chinese words.
+    pub fn zh(&self) -> String {
+        match &self.id {
+            Some(id) => format!("第 {} 个要素（编码 {id:?}）", self.index),
+            None => format!("第 {} 个要素", self.index),
+        }
+    }
+}
+
 impl fmt::Display for FeatureRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.id {
@@ -64,6 +75,17 @@ pub struct Position {
     pub polygon: usize,
     pub ring: usize,
     pub vertex: Option<usize>,
+}
+
+impl Position {
+    /// The position in Chinese words.
+    pub fn zh(&self) -> String {
+        let mut s = format!("第 {} 个面、第 {} 个环", self.polygon, self.ring);
+        if let Some(v) = self.vertex {
+            s.push_str(&format!("、第 {v} 个顶点"));
+        }
+        s
+    }
 }
 
 impl fmt::Display for Position {
@@ -86,7 +108,7 @@ pub enum FeatureProblem {
     #[error("has a {0} geometry; grids must be Polygon or MultiPolygon")]
     NotPolygonal(String),
     #[error("malformed geometry: {0}")]
-    Malformed(String),
+    Malformed(Msg),
     #[error("ring is not closed (first and last positions differ)")]
     UnclosedRing,
     #[error("ring has {0} positions; at least 4 are required")]
@@ -105,6 +127,31 @@ pub enum FeatureProblem {
     BadProperty(String),
 }
 
+impl Localised for FeatureProblem {
+    fn zh(&self) -> String {
+        match self {
+            FeatureProblem::MissingGeometry => "没有几何图形".into(),
+            FeatureProblem::EmptyGeometry => "几何图形为空".into(),
+            FeatureProblem::NotPolygonal(kind) => {
+                format!("几何类型为 {kind}；网格须为 Polygon 或 MultiPolygon")
+            }
+            FeatureProblem::Malformed(m) => format!("几何图形格式有误：{}", m.zh()),
+            FeatureProblem::UnclosedRing => "环未闭合（首尾坐标不同）".into(),
+            FeatureProblem::TooFewPositions(n) => format!("环只有 {n} 个坐标，至少需要 4 个"),
+            FeatureProblem::LongitudeOutOfRange(x) => format!("经度 {x} 超出 -180..180"),
+            FeatureProblem::LatitudeOutOfRange(y) => format!("纬度 {y} 超出 -90..90"),
+            FeatureProblem::NotFinite => "坐标不是有限数值".into(),
+            FeatureProblem::MissingId(field) => {
+                format!("没有网格编码（没有 {field:?} 属性，也没有要素 id）")
+            }
+            FeatureProblem::DuplicateId { id, first } => {
+                format!("网格编码 {id:?} 与第 {first} 个要素重复")
+            }
+            FeatureProblem::BadProperty(m) => format!("属性有误：{m}"),
+        }
+    }
+}
+
 /// A rejected input file.
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
@@ -121,7 +168,7 @@ pub enum InputError {
         message: String,
     },
     #[error("{0}")]
-    Structure(String),
+    Structure(Msg),
     #[error("{feature}{}: {problem}", .position.map(|p| format!(", {p}")).unwrap_or_default())]
     Feature {
         feature: FeatureRef,
@@ -134,6 +181,37 @@ pub enum InputError {
         line: usize,
         message: String,
     },
+}
+
+impl Localised for InputError {
+    fn zh(&self) -> String {
+        match self {
+            InputError::Io { path, source } => format!("无法读取 {}：{source}", path.display()),
+            InputError::Json {
+                line,
+                column,
+                message,
+            } => format!("不是有效的 JSON（第 {line} 行第 {column} 列）：{message}"),
+            InputError::Structure(m) => m.zh().to_string(),
+            InputError::Feature {
+                feature,
+                position,
+                problem,
+            } => format!(
+                "{}{}：{}",
+                feature.zh(),
+                position
+                    .map(|p| format!("，{}", p.zh()))
+                    .unwrap_or_default(),
+                problem.zh()
+            ),
+            InputError::Points {
+                path,
+                line,
+                message,
+            } => format!("{path} 第 {line} 行：{message}"),
+        }
+    }
 }
 
 impl InputError {
@@ -187,20 +265,25 @@ pub fn read_grids(text: &str, options: &ReadOptions) -> Result<Vec<Grid>, InputE
             .get("features")
             .and_then(Value::as_array)
             .ok_or_else(|| {
-                InputError::Structure("FeatureCollection without a \"features\" array".into())
+                InputError::Structure(msg!(
+                    "FeatureCollection without a \"features\" array",
+                    "FeatureCollection 缺少 \"features\" 数组"
+                ))
             })?
             .iter()
             .collect(),
         Some("Feature") => vec![&root],
         Some(other) => {
-            return Err(InputError::Structure(format!(
-                "expected a GeoJSON FeatureCollection, found a {other}"
+            return Err(InputError::Structure(msg!(
+                "expected a GeoJSON FeatureCollection, found a {other}",
+                "应为 GeoJSON FeatureCollection，却是 {other}"
             )));
         }
         None => {
-            return Err(InputError::Structure(
-                "expected a GeoJSON FeatureCollection: no \"type\" member".into(),
-            ));
+            return Err(InputError::Structure(msg!(
+                "expected a GeoJSON FeatureCollection: no \"type\" member",
+                "应为 GeoJSON FeatureCollection：缺少 \"type\" 成员"
+            )));
         }
     };
     let mut seen: std::collections::HashMap<String, usize> = Default::default();
@@ -316,13 +399,19 @@ pub fn parse_polygonal(g: &Value) -> Result<MultiPolygon<f64>, GeometryError> {
     let coords = g.get("coordinates");
     let polygons: Vec<&Value> = match kind {
         "Polygon" => {
-            vec![coords.ok_or((None, FeatureProblem::Malformed("no coordinates".into())))?]
+            vec![coords.ok_or((
+                None,
+                FeatureProblem::Malformed(msg!("no coordinates", "没有坐标")),
+            ))?]
         }
         "MultiPolygon" => coords
             .and_then(Value::as_array)
             .ok_or((
                 None,
-                FeatureProblem::Malformed("coordinates must be an array".into()),
+                FeatureProblem::Malformed(msg!(
+                    "coordinates must be an array",
+                    "coordinates 须为数组"
+                )),
             ))?
             .iter()
             .collect(),
@@ -339,7 +428,10 @@ pub fn parse_polygonal(g: &Value) -> Result<MultiPolygon<f64>, GeometryError> {
                 ring: 0,
                 vertex: None,
             }),
-            FeatureProblem::Malformed("a polygon must be an array of rings".into()),
+            FeatureProblem::Malformed(msg!(
+                "a polygon must be an array of rings",
+                "面须为由环组成的数组"
+            )),
         ))?;
         if rings.is_empty() {
             return Err((
@@ -372,7 +464,10 @@ fn parse_ring(r: &Value, polygon: usize, ring: usize) -> Result<LineString<f64>,
     };
     let positions = r.as_array().ok_or((
         at(None),
-        FeatureProblem::Malformed("a ring must be an array of positions".into()),
+        FeatureProblem::Malformed(msg!(
+            "a ring must be an array of positions",
+            "环须为由坐标组成的数组"
+        )),
     ))?;
     if positions.len() < 4 {
         return Err((at(None), FeatureProblem::TooFewPositions(positions.len())));
@@ -391,7 +486,10 @@ fn parse_ring(r: &Value, polygon: usize, ring: usize) -> Result<LineString<f64>,
 /// Parses one `[lon, lat]` (or `[lon, lat, z]`) position, checking its range.
 pub fn parse_position(pos: &Value) -> Result<Coord<f64>, FeatureProblem> {
     let a = pos.as_array().filter(|a| a.len() >= 2).ok_or_else(|| {
-        FeatureProblem::Malformed("a position must be [longitude, latitude]".into())
+        FeatureProblem::Malformed(msg!(
+            "a position must be [longitude, latitude]",
+            "坐标须为 [经度, 纬度]"
+        ))
     })?;
     let num = |v: &Value| v.as_f64().ok_or(FeatureProblem::NotFinite);
     let (x, y) = (num(&a[0])?, num(&a[1])?);

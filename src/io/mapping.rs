@@ -127,6 +127,9 @@ pub struct Candidate {
 pub struct MappingWarning {
     pub role: Role,
     pub detail: String,
+    /// `detail` in Chinese (empty in warnings stored before it was written).
+    #[serde(default)]
+    pub detail_zh: String,
     /// Best first; empty when no field looks like it.
     pub candidates: Vec<Candidate>,
 }
@@ -362,28 +365,41 @@ pub fn review(grids: &[Grid]) -> MappingReport {
         if candidates.is_empty() && role != Role::Name {
             continue;
         }
-        let what = match role {
-            Role::Name => "names (the public card shows none)",
-            Role::Households => "household counts",
-            Role::Parent => "communities (they are assigned by location instead)",
-            Role::Id => "ids",
+        let (what, what_zh) = match role {
+            Role::Name => (
+                "names (the public card shows none)",
+                "名称（公开卡片将不显示名称）",
+            ),
+            Role::Households => ("household counts", "户数"),
+            Role::Parent => (
+                "communities (they are assigned by location instead)",
+                "所属村社区（将改为按位置确定）",
+            ),
+            Role::Id => ("ids", "编码"),
         };
         let (form, flag) = role.option();
-        let detail = if candidates.is_empty() {
-            format!("no field gave the grids' {what}")
+        let (detail, detail_zh) = if candidates.is_empty() {
+            (
+                format!("no field gave the grids' {what}"),
+                format!("没有字段提供网格的{what_zh}"),
+            )
         } else {
             let names: Vec<String> = candidates
                 .iter()
                 .map(|c| format!("{:?}", c.field))
                 .collect();
-            format!(
-                "no field gave the grids' {what}; {} could: choose it as {form} ({flag})",
-                names.join(", ")
+            let names = names.join(", ");
+            (
+                format!(
+                    "no field gave the grids' {what}; {names} could: choose it as {form} ({flag})"
+                ),
+                format!("没有字段提供网格的{what_zh}；{names} 可以：请选作 {form}（{flag}）"),
             )
         };
         report.warnings.push(MappingWarning {
             role,
             detail,
+            detail_zh,
             candidates,
         });
     }
@@ -409,6 +425,21 @@ pub enum ChoiceError {
     },
     #[error("choose at least one of name_field, households_field or parent_field")]
     NothingChosen,
+}
+
+impl crate::domain::Localised for ChoiceError {
+    fn zh(&self) -> String {
+        match self {
+            ChoiceError::NoSuchField {
+                option,
+                field,
+                fields,
+            } => format!("{option} {field} 不是方案文件中的字段（字段有：{fields}）"),
+            ChoiceError::NothingChosen => {
+                "请至少选择 name_field、households_field 或 parent_field 之一".into()
+            }
+        }
+    }
 }
 
 impl FieldChoice {

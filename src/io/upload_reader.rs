@@ -10,7 +10,8 @@
 
 use super::gdal_files::{self, FileError, ImportOptions, ImportedFile};
 use super::upload::{self, UploadError, UploadLimits};
-use crate::domain::{Grid, Layer};
+use crate::domain::{Grid, Layer, Localised, Msg};
+use crate::msg;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -45,17 +46,28 @@ pub enum ReadError {
     /// The file was parsed and is wrong (a feature, a field, its CRS…).
     #[error("{message}")]
     File {
-        message: String,
+        message: Msg,
         feature: Option<String>,
         /// True when the format itself is refused (HTTP 415).
         unsupported: bool,
     },
     /// The reader stopped: crashed, or went beyond its memory or time limit.
     #[error("the file could not be read: {0}")]
-    ReaderFailed(String),
+    ReaderFailed(Msg),
     /// The reader could not be started (a server fault, not the file's).
     #[error("the file reader could not run: {0}")]
     Internal(String),
+}
+
+impl Localised for ReadError {
+    fn zh(&self) -> String {
+        match self {
+            ReadError::Upload(e) => e.zh(),
+            ReadError::File { message, .. } => message.zh().to_string(),
+            ReadError::ReaderFailed(m) => format!("文件无法读取：{}", m.zh()),
+            ReadError::Internal(e) => format!("文件读取程序无法运行：{e}"),
+        }
+    }
 }
 
 impl From<FileError> for ReadError {
@@ -68,7 +80,7 @@ impl From<FileError> for ReadError {
         };
         ReadError::File {
             unsupported: matches!(e, FileError::Unsupported(_)),
-            message: e.to_string(),
+            message: Msg::of(&e),
             feature,
         }
     }
@@ -141,8 +153,9 @@ pub async fn read_isolated(
         Ok(Err(e)) => return Err(ReadError::Internal(format!("the reader vanished: {e}"))),
         // Dropping the child's future kills it (kill_on_drop).
         Err(_) => {
-            return Err(ReadError::ReaderFailed(format!(
+            return Err(ReadError::ReaderFailed(msg!(
                 "the reader went beyond its time limit ({} s of wall-clock time)",
+                "读取超出了时间上限（{} 秒）",
                 wall.as_secs()
             )));
         }
@@ -175,15 +188,20 @@ pub async fn read_isolated(
     }
 }
 
-fn describe_exit(status: std::process::ExitStatus) -> String {
+fn describe_exit(status: std::process::ExitStatus) -> Msg {
     use std::os::unix::process::ExitStatusExt;
     match status.signal() {
-        Some(libc::SIGXCPU) | Some(libc::SIGKILL) => {
-            "the reader went beyond its time limit (CPU seconds)".into()
-        }
-        Some(_) => "the reader crashed or went beyond its memory limit".into(),
-        None => format!(
+        Some(libc::SIGXCPU) | Some(libc::SIGKILL) => msg!(
+            "the reader went beyond its time limit (CPU seconds)",
+            "读取超出了时间上限（CPU 秒数）"
+        ),
+        Some(_) => msg!(
+            "the reader crashed or went beyond its memory limit",
+            "读取程序崩溃或超出了内存上限"
+        ),
+        None => msg!(
             "the reader stopped (exit code {}), most likely at its memory limit",
+            "读取程序已停止（退出码 {}），很可能是达到了内存上限",
             status.code().unwrap_or(-1)
         ),
     }
@@ -217,7 +235,12 @@ fn confine(memory: u64, cpu: u64) {
 
 fn from_wire(g: WireGrid) -> Result<Grid, ReadError> {
     use geozero::ToGeo;
-    let bad = |m: String| ReadError::ReaderFailed(format!("the reader's answer is corrupt: {m}"));
+    let bad = |m: String| {
+        ReadError::ReaderFailed(msg!(
+            "the reader's answer is corrupt: {m}",
+            "读取程序的回答已损坏：{m}"
+        ))
+    };
     let bytes = hex::decode(&g.wkb).map_err(|e| bad(e.to_string()))?;
     let boundary = match geozero::wkb::Wkb(bytes.as_slice())
         .to_geo()
@@ -242,7 +265,7 @@ fn to_wire(g: Grid) -> Result<WireGrid, ReadError> {
         &geo_types::Geometry::MultiPolygon(g.boundary),
         geozero::CoordDimensions::xy(),
     )
-    .map_err(|e| ReadError::ReaderFailed(e.to_string()))?;
+    .map_err(|e| ReadError::ReaderFailed(Msg::new(e.to_string(), e.to_string())))?;
     Ok(WireGrid {
         id: g.id,
         name: g.name,
@@ -325,7 +348,7 @@ fn read_job(job: &ReadJob) -> Result<Answer, ReadError> {
     let file = gdal_files::read_grids(&prepared.path, &options, |_, _| {})?;
     // Refused before any costly step, as the plan checks would refuse it.
     upload::check_complexity(&file.grids).map_err(|e| ReadError::File {
-        message: e.to_string(),
+        message: Msg::of(&e),
         feature: Some(e.grid.clone()),
         unsupported: false,
     })?;
@@ -410,8 +433,16 @@ fn test_faults(raw: &Path) -> Result<(), ReadError> {
         let path = String::from_utf8_lossy(path).trim().to_string();
         return Err(ReadError::File {
             message: match std::fs::read(&path) {
-                Ok(bytes) => format!("test hook read {} bytes of {path}", bytes.len()),
-                Err(e) => format!("test hook could not read {path}: {}", e.kind()),
+                Ok(bytes) => msg!(
+                    "test hook read {} bytes of {path}",
+                    "测试钩子读取了 {path} 的 {} 字节",
+                    bytes.len()
+                ),
+                Err(e) => msg!(
+                    "test hook could not read {path}: {}",
+                    "测试钩子无法读取 {path}：{}",
+                    e.kind()
+                ),
             },
             feature: None,
             unsupported: false,

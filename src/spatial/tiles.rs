@@ -37,6 +37,15 @@ pub struct BadTile {
     pub y: u32,
 }
 
+impl crate::domain::Localised for BadTile {
+    fn zh(&self) -> String {
+        format!(
+            "没有瓦片 {}/{}/{}：缩放级别为 0–{MAX_ZOOM}，x、y 须小于 2^缩放级别",
+            self.z, self.x, self.y
+        )
+    }
+}
+
 /// One XYZ tile (y counted down from the north, as web maps do).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TileId {

@@ -29,7 +29,7 @@ macro_rules! access_store_impl {
                 match done {
                     Ok(_) => Ok(()),
                     Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(
-                        StoreError::Conflict(format!("user {name:?} exists already")),
+                        StoreError::Conflict(crate::msg!("user {name:?} exists already", "用户 {name:?} 已存在")),
                     ),
                     Err(e) => Err(e.into()),
                 }

@@ -225,7 +225,7 @@ macro_rules! dispatch_store_impl {
                 use crate::store::dispatch::{Applied, DirectoryChange};
                 match self.apply_audited(&[DirectoryChange::ProposeMatter(m.clone())], &[]).await?.pop() {
                     Some(Applied::Matter(v)) => Ok(*v),
-                    _ => Err(StoreError::Refused("the proposal was not stored".into())),
+                    _ => Err(StoreError::Refused(crate::msg!("the proposal was not stored", "提议未能保存"))),
                 }
             }
 
@@ -240,7 +240,7 @@ macro_rules! dispatch_store_impl {
                 let change = DirectoryChange::DecideMatter { id, admit, actor: actor.into(), at };
                 match self.apply_audited(&[change], &[]).await?.pop() {
                     Some(Applied::Matter(v)) => Ok(*v),
-                    _ => Err(StoreError::Refused("the decision was not stored".into())),
+                    _ => Err(StoreError::Refused(crate::msg!("the decision was not stored", "决定未能保存"))),
                 }
             }
 
@@ -369,8 +369,7 @@ macro_rules! dispatch_store_impl {
                         .find(|code| !code.is_empty())
                         .map_or("", |code| code.as_str());
                     if !region.as_ref().is_some_and(|r| area.starts_with(r.as_str())) {
-                        return Err(StoreError::Conflict(format!(
-                            "department {department} does not serve {area} (it moved meanwhile?): reload and retry"
+                        return Err(StoreError::Conflict(crate::msg!("department {department} does not serve {area} (it moved meanwhile?): reload and retry", "部门 {department} 不服务于 {area}（可能刚刚调整过）：请刷新后重试"
                         )));
                     }
                 }
@@ -410,8 +409,7 @@ macro_rules! dispatch_store_impl {
                 let Some(row) = row else {
                     drop(tx);
                     let now = self.case(c.id).await?;
-                    return Err(StoreError::Conflict(format!(
-                        "case {} changed meanwhile (version {} → {}, now {}): reload and retry",
+                    return Err(StoreError::Conflict(crate::msg!("case {} changed meanwhile (version {} → {}, now {}): reload and retry", "案件 {0} 已被他人改动（版本 {1} → {2}，现为 {3}）：请刷新后重试",
                         c.id, c.version, now.version, now.state
                     )));
                 };
@@ -758,7 +756,7 @@ macro_rules! dispatch_store_impl {
             let hash: Option<String> = row.try_get("request_hash")?;
             if hash.as_deref() != idempotency.map(|i| i.request_hash.as_str()) {
                 return Err(StoreError::Refused(
-                    "this Idempotency-Key was used for a different request".into(),
+                    crate::msg!("this Idempotency-Key was used for a different request", "此 Idempotency-Key 已用于另一个请求"),
                 ));
             }
             dispatch_rows::case(&row)
@@ -815,8 +813,7 @@ macro_rules! dispatch_store_impl {
                             .fetch_optional(&mut **tx)
                             .await?;
                         if let Some(case) = held {
-                            return Err(StoreError::Refused(format!(
-                                "{} has held cases (case {case} among them): it keeps its region",
+                            return Err(StoreError::Refused(crate::msg!("{} has held cases (case {case} among them): it keeps its region", "{} 已有经办案件（其中包括案件 {case}）：其区域不能更改",
                                 d.code
                             )));
                         }
@@ -838,7 +835,7 @@ macro_rules! dispatch_store_impl {
                     match done {
                         Ok(_) => Ok(Applied::Done),
                         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict(
-                            format!("{} already has a department of kind {}", d.region_code, d.kind),
+                            crate::msg!("{} already has a department of kind {}", "{} 已有 {} 类部门", d.region_code, d.kind),
                         )),
                         Err(e) => Err(e.into()),
                     }
@@ -910,8 +907,7 @@ macro_rules! dispatch_store_impl {
                         let status: Option<String> =
                             sqlx::query_scalar(&sql).bind(id).fetch_optional(&mut **tx).await?;
                         return match status {
-                            Some(status) => Err(StoreError::Refused(format!(
-                                "matter version {id} is {status} already, not proposed"
+                            Some(status) => Err(StoreError::Refused(crate::msg!("matter version {id} is {status} already, not proposed", "事项版本 {id} 已是 {status}，不是待审议状态"
                             ))),
                             None => Err(StoreError::NotFound { what: "matter version", id: id.to_string() }),
                         };

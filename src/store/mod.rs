@@ -30,7 +30,7 @@ pub use postgres::PgStore;
 pub use records::*;
 pub use sqlite::SqliteStore;
 
-use crate::domain::Layer;
+use crate::domain::{Layer, Localised, Msg};
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use geo_types::Coord;
@@ -58,13 +58,39 @@ pub enum StoreError {
     NotFound { what: &'static str, id: String },
     /// The request conflicts with the current state (e.g. another activation won).
     #[error("conflict: {0}")]
-    Conflict(String),
+    Conflict(Msg),
     /// The request is not allowed in the current state (e.g. submitting a plan with errors).
     #[error("{0}")]
-    Refused(String),
+    Refused(Msg),
     /// A stored value cannot be read back (e.g. a geometry that is not a multipolygon).
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+}
+
+impl Localised for StoreError {
+    fn zh(&self) -> String {
+        match self {
+            StoreError::Database(e) => format!("数据库错误：{e}"),
+            StoreError::Migrate(e) => format!("无法迁移数据库：{e}"),
+            StoreError::UnsupportedUrl(url) => {
+                format!("不支持的数据库地址 {url:?}：应为 postgres://… 或 sqlite://…")
+            }
+            StoreError::NotFound { what, id } => {
+                let what = match *what {
+                    "case" => "案件",
+                    "plan" => "方案",
+                    "user" => "用户",
+                    "user or department" => "用户或部门",
+                    "matter version" => "事项版本",
+                    other => other,
+                };
+                format!("未找到{what} {id}")
+            }
+            StoreError::Conflict(m) => format!("冲突：{}", m.zh()),
+            StoreError::Refused(m) => m.zh().to_string(),
+            StoreError::Corrupt(e) => format!("存储的数据无法读取：{e}"),
+        }
+    }
 }
 
 /// `Result` with [`StoreError`].

@@ -389,9 +389,10 @@ impl Store for PgStore {
         .rows_affected();
         let plan = plan_in(&mut tx, id).await?;
         if changed == 0 {
-            return Err(StoreError::Refused(format!(
-                "plan {id} is {}: only a draft can be changed",
-                plan.status.as_str()
+            let (status, status_zh) = (plan.status.as_str(), plan.status.zh());
+            return Err(StoreError::Refused(crate::msg!(
+                "plan {id} is {status}: only a draft can be changed",
+                "方案 {id} 的状态是“{status_zh}”：只有草稿才能修改"
             )));
         }
         write_content(&mut tx, id, plan.layer, content).await?;

@@ -123,6 +123,18 @@ impl PlanStatus {
         }
     }
 
+    /// The status in Chinese words.
+    pub fn zh(self) -> &'static str {
+        match self {
+            PlanStatus::Draft => "草稿",
+            PlanStatus::Submitted => "已提交",
+            PlanStatus::Approved => "已批准",
+            PlanStatus::Active => "已启用",
+            PlanStatus::Superseded => "已被取代",
+            PlanStatus::Rejected => "已驳回",
+        }
+    }
+
     /// Whether a plan may move from `self` to `to` by [`super::Store::transition`]
     /// (activation and supersession happen only through activation).
     pub fn may_become(self, to: PlanStatus) -> bool {

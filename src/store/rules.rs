@@ -19,28 +19,37 @@ pub(crate) fn check_transition(change: &Transition) -> StoreResult<()> {
     if change.from.may_become(change.to) {
         Ok(())
     } else {
-        Err(StoreError::Refused(format!(
-            "a plan cannot go from {} to {}",
+        let (from, to, from_zh, to_zh) = (
             change.from.as_str(),
-            change.to.as_str()
+            change.to.as_str(),
+            change.from.zh(),
+            change.to.zh(),
+        );
+        Err(StoreError::Refused(crate::msg!(
+            "a plan cannot go from {from} to {to}",
+            "方案不能从“{from_zh}”变为“{to_zh}”"
         )))
     }
 }
 
 pub(crate) fn refusal(plan: &Plan, change: &Transition) -> StoreError {
+    let (id, status, status_zh) = (plan.id, plan.status.as_str(), plan.status.zh());
+    let (from, from_zh, to, to_zh) = (
+        change.from.as_str(),
+        change.from.zh(),
+        change.to.as_str(),
+        change.to.zh(),
+    );
     if plan.status != change.from {
-        StoreError::Conflict(format!(
-            "plan {} is {}, not {}",
-            plan.id,
-            plan.status.as_str(),
-            change.from.as_str()
+        StoreError::Conflict(crate::msg!(
+            "plan {id} is {status}, not {from}",
+            "方案 {id} 的状态是“{status_zh}”，不是“{from_zh}”"
         ))
     } else {
-        StoreError::Refused(format!(
-            "plan {} has {} validation error(s): it cannot be {}",
-            plan.id,
-            plan.error_count,
-            change.to.as_str()
+        let errors = plan.error_count;
+        StoreError::Refused(crate::msg!(
+            "plan {id} has {errors} validation error(s): it cannot be {to}",
+            "方案 {id} 有 {errors} 个校验错误：不能变为“{to_zh}”"
         ))
     }
 }
@@ -49,22 +58,24 @@ pub(crate) fn refusal(plan: &Plan, change: &Transition) -> StoreError {
 /// every community it was drawn against is still at the generation it saw.
 pub(crate) fn precheck_activation(plan: &Plan, bumped: u64, bases: i64) -> StoreResult<NaiveDate> {
     if plan.status != PlanStatus::Approved {
-        return Err(StoreError::Conflict(format!(
-            "plan {} is {}: only an approved plan can be activated",
-            plan.id,
-            plan.status.as_str()
+        let (id, status, status_zh) = (plan.id, plan.status.as_str(), plan.status.zh());
+        return Err(StoreError::Conflict(crate::msg!(
+            "plan {id} is {status}: only an approved plan can be activated",
+            "方案 {id} 的状态是“{status_zh}”：只有已批准的方案才能启用"
         )));
     }
     let Some(effective) = plan.effective_date else {
-        return Err(StoreError::Refused(format!(
+        return Err(StoreError::Refused(crate::msg!(
             "plan {} has no effective date",
+            "方案 {} 没有生效日期",
             plan.id
         )));
     };
     if bumped != bases as u64 {
-        return Err(StoreError::Conflict(format!(
+        return Err(StoreError::Conflict(crate::msg!(
             "the grids plan {} was drawn against have changed since (another plan was \
              activated over the same communities); redraw it against the current grids",
+            "方案 {} 所依据的网格已经改变（同一村社区上启用了另一个方案）；请按现行网格重新绘制",
             plan.id
         )));
     }
@@ -77,8 +88,9 @@ pub(crate) fn check_effective_after(
     latest_current: Option<NaiveDate>,
 ) -> StoreResult<()> {
     match latest_current {
-        Some(d) if d >= effective => Err(StoreError::Refused(format!(
+        Some(d) if d >= effective => Err(StoreError::Refused(crate::msg!(
             "plan {} takes effect on {effective}, but grids it replaces only became valid on {d}",
+            "方案 {} 自 {effective} 起生效，但它所替换的网格到 {d} 才生效",
             plan.id
         ))),
         _ => Ok(()),
@@ -98,9 +110,10 @@ pub const FIRST_UNCOVERED_BASE: &str = "SELECT b.community_code FROM plan_bases 
 pub fn refuse_uncovered(plan_id: i64, uncovered: Option<String>) -> StoreResult<()> {
     match uncovered {
         None => Ok(()),
-        Some(community) => Err(StoreError::Refused(format!(
+        Some(community) => Err(StoreError::Refused(crate::msg!(
             "plan {plan_id} has no grids in community {community}, whose current grids it \
-             would remove; a plan must tile every community it replaces"
+             would remove; a plan must tile every community it replaces",
+            "方案 {plan_id} 在村社区 {community} 中没有网格，却会删除该社区现有的网格；方案必须铺满其替换的每个村社区"
         ))),
     }
 }

@@ -149,7 +149,8 @@ pub fn problem_json(grids: &[Grid], parent: &Option<String>, layer: Layer, p: &P
         "width_m": p.width_m,
         "location": [p.location.x, p.location.y],
         "geometry": p.geometry.as_ref().map(gj::geometry_json),
-        "detail": p.detail,
+        "detail": p.detail.en(),
+        "detail_zh": p.detail.zh(),
     })
 }
 

@@ -8,7 +8,10 @@ use super::live::Snapshot;
 use super::state::{InvalidStep, Step, next_state};
 use crate::auth::{Action, Principal};
 use crate::domain::text::TextKind;
-use crate::domain::{CaseSource, CaseState, CentreLevel, Level, RegionCode, ReturnReason};
+use crate::domain::{
+    CaseSource, CaseState, CentreLevel, Level, Localised, Msg, RegionCode, ReturnReason,
+};
+use crate::msg;
 use crate::spatial::LocateOptions;
 use crate::spatial::crs::CoordSys;
 use crate::store::{
@@ -29,18 +32,33 @@ pub enum DispatchError {
     Step(#[from] InvalidStep),
     /// The caller may not take this step on this case.
     #[error("{0}")]
-    Forbidden(String),
+    Forbidden(Msg),
     /// The request is malformed or names something that does not exist.
     #[error("{0}")]
-    Invalid(String),
+    Invalid(Msg),
     /// No department can be found for the case; assign one explicitly.
     #[error("{0}")]
-    Unroutable(String),
+    Unroutable(Msg),
     /// The report names one grid and its point lies in another.
     #[error(
         "the point lies in grid {found}, not in {expected}: move the pin into {expected} or report in {found}"
     )]
     GridMismatch { expected: String, found: String },
+}
+
+impl Localised for DispatchError {
+    fn zh(&self) -> String {
+        match self {
+            DispatchError::Store(e) => e.zh(),
+            DispatchError::Step(e) => e.zh(),
+            DispatchError::Forbidden(m)
+            | DispatchError::Invalid(m)
+            | DispatchError::Unroutable(m) => m.zh().to_string(),
+            DispatchError::GridMismatch { expected, found } => format!(
+                "该位置在网格 {found} 内，不在 {expected} 内：请把定位点移入 {expected}，或改在 {found} 反映"
+            ),
+        }
+    }
 }
 
 type Result<T> = std::result::Result<T, DispatchError>;
@@ -223,7 +241,10 @@ pub async fn matter_in_force(
         .rev()
         .find(|m| m.in_force(date))
         .ok_or_else(|| {
-            DispatchError::Invalid(format!("no matter {code:?} is on the list on {date}"))
+            DispatchError::Invalid(crate::msg!(
+                "no matter {code:?} is on the list on {date}",
+                "{date} 的清单上没有事项 {code:?}"
+            ))
         })
 }
 
@@ -287,7 +308,10 @@ impl MatterCatalog {
             .find(|m| m.matter.code == code && m.in_force(date))
             .cloned()
             .ok_or_else(|| {
-                DispatchError::Invalid(format!("no matter {code:?} is on the list on {date}"))
+                DispatchError::Invalid(crate::msg!(
+                    "no matter {code:?} is on the list on {date}",
+                    "{date} 的清单上没有事项 {code:?}"
+                ))
             })
     }
 }
@@ -322,37 +346,43 @@ pub fn check_department(d: &Department, new: bool) -> Result<()> {
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
     {
-        return Err(DispatchError::Invalid(
-            "a department code is 1–100 of a–z, 0–9, '_' and '-'".into(),
-        ));
+        return Err(DispatchError::Invalid(crate::msg!(
+            "a department code is 1–100 of a–z, 0–9, '_' and '-'",
+            "部门编码为 1–100 个 a–z、0–9、'_' 和 '-' 字符"
+        )));
     }
     if d.kind.is_empty()
         || d.kind.len() > 40
         || !d.kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
     {
-        return Err(DispatchError::Invalid(
-            "a department kind is 1–40 of a–z and '_' (e.g. urban_management)".into(),
-        ));
+        return Err(DispatchError::Invalid(crate::msg!(
+            "a department kind is 1–40 of a–z and '_' (e.g. urban_management)",
+            "部门类别为 1–40 个 a–z 和 '_' 字符（例如 urban_management）"
+        )));
     }
     let region: RegionCode = d
         .region_code
         .parse()
-        .map_err(|e: crate::domain::region::BadCode| DispatchError::Invalid(e.to_string()))?;
+        .map_err(|e: crate::domain::region::BadCode| DispatchError::Invalid(Msg::of(&e)))?;
     if region.level() == Level::Grid {
-        return Err(DispatchError::Invalid(
-            "a department serves a city, county, township or community, not a grid".into(),
-        ));
+        return Err(DispatchError::Invalid(crate::msg!(
+            "a department serves a city, county, township or community, not a grid",
+            "部门服务于市、县区、街镇或村社区，而不是网格"
+        )));
     }
     if new && !d.code.starts_with(&format!("{}-", d.region_code)) {
-        return Err(DispatchError::Invalid(format!(
+        return Err(DispatchError::Invalid(crate::msg!(
             "a new department's code starts with its region: {}-{}",
-            d.region_code, d.kind
+            "新部门的编码须以其区划开头：{}-{}",
+            d.region_code,
+            d.kind
         )));
     }
     if d.webhook_url.as_ref().is_some_and(|u| u.len() > 2000) {
-        return Err(DispatchError::Invalid(
-            "webhook_url is longer than 2 000 characters".into(),
-        ));
+        return Err(DispatchError::Invalid(crate::msg!(
+            "webhook_url is longer than 2 000 characters",
+            "webhook_url 超过 2000 个字符"
+        )));
     }
     Ok(())
 }
@@ -386,7 +416,7 @@ fn check_name(field: &str, value: &str, max: usize) -> Result<()> {
 /// assert!(check_matter(&backdated, today).is_err());
 /// ```
 pub fn check_matter(m: &crate::store::NewMatter, today: NaiveDate) -> Result<()> {
-    let invalid = |why: String| Err(DispatchError::Invalid(why));
+    let invalid = |why: Msg| Err(DispatchError::Invalid(why));
     if m.code.is_empty()
         || m.code.len() > 32
         || !m
@@ -394,15 +424,19 @@ pub fn check_matter(m: &crate::store::NewMatter, today: NaiveDate) -> Result<()>
             .bytes()
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
     {
-        return invalid("a matter code is 1–32 of A–Z, 0–9, '-' and '_' (e.g. WG-001)".into());
+        return invalid(msg!(
+            "a matter code is 1–32 of A–Z, 0–9, '-' and '_' (e.g. WG-001)",
+            "事项编码为 1–32 个 A–Z、0–9、'-' 和 '_' 字符（例如 WG-001）"
+        ));
     }
     check_name("name", &m.name, 100)?;
     check_optional("description", Some(&m.description), 2000)?;
     if let Some(kind) = m.responsible.values().find(|k| {
         k.is_empty() || k.len() > 40 || !k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
     }) {
-        return invalid(format!(
+        return invalid(msg!(
             "responsible department kind {} is not 1–40 of a–z and '_'",
+            "责任部门类别 {} 不是 1–40 个 a–z 和 '_' 字符",
             crate::io::upload::quote(kind)
         ));
     }
@@ -411,19 +445,27 @@ pub fn check_matter(m: &crate::store::NewMatter, today: NaiveDate) -> Result<()>
         crate::domain::TimeUnit::WorkingHours => 2000,
     };
     if !(1..=most).contains(&m.time_limit.amount) {
-        return invalid(format!(
-            "a time limit is 1 to {most} {}",
-            m.time_limit.unit.as_str().replace('_', " ")
+        let (unit, unit_zh) = match m.time_limit.unit {
+            crate::domain::TimeUnit::WorkingDays => ("working days", "个工作日"),
+            crate::domain::TimeUnit::WorkingHours => ("working hours", "个工作小时"),
+        };
+        return invalid(msg!(
+            "a time limit is 1 to {most} {unit}",
+            "时限为 1 到 {most} {unit_zh}"
         ));
     }
     if m.valid_from < today {
-        return invalid(format!(
+        return invalid(msg!(
             "valid_from {} has passed: a list changes from today ({today}) on",
+            "valid_from {} 已经过去：清单只能从今天（{today}）起变更",
             m.valid_from
         ));
     }
     if m.valid_to.is_some_and(|end| end <= m.valid_from) {
-        return invalid("valid_to must be after valid_from".into());
+        return invalid(msg!(
+            "valid_to must be after valid_from",
+            "valid_to 须晚于 valid_from"
+        ));
     }
     Ok(())
 }
@@ -524,15 +566,19 @@ pub async fn intake(
         check_optional(field, value, limit_of(field))?;
     }
     if report.photos.len() > 10 {
-        return Err(DispatchError::Invalid("at most 10 photos".into()));
+        return Err(DispatchError::Invalid(crate::msg!(
+            "at most 10 photos",
+            "最多 10 张照片"
+        )));
     }
     if let Some(bad) = report
         .photos
         .iter()
         .find(|u| !(u.starts_with("http://") || u.starts_with("https://")) || u.len() > 2000)
     {
-        return Err(DispatchError::Invalid(format!(
+        return Err(DispatchError::Invalid(crate::msg!(
             "photo {} is not an http(s) URL of at most 2000 characters",
+            "照片 {} 不是长度不超过 2000 个字符的 http(s) 地址",
             crate::io::upload::quote(bad)
         )));
     }
@@ -540,13 +586,17 @@ pub async fn intake(
         None => CoordSys::Wgs84,
         Some(s) => s
             .parse()
-            .map_err(|e| DispatchError::Invalid(format!("{e}")))?,
+            .map_err(|e: crate::spatial::crs::UnknownCoordSys| {
+                DispatchError::Invalid(Msg::of(&e))
+            })?,
     };
     let plausible = (-180.0..=180.0).contains(&report.lon) && (-90.0..=90.0).contains(&report.lat);
     if !plausible {
-        return Err(DispatchError::Invalid(format!(
+        return Err(DispatchError::Invalid(crate::msg!(
             "({}, {}) is not a longitude/latitude",
-            report.lon, report.lat
+            "({}, {}) 不是经纬度",
+            report.lon,
+            report.lat
         )));
     }
     let raw = Coord {
@@ -555,9 +605,12 @@ pub async fn intake(
     };
     let located = snapshot.locator.locate(raw, coord_sys, options);
     let Some(grid) = located.grid.as_ref() else {
-        return Err(DispatchError::Invalid(format!(
+        return Err(DispatchError::Invalid(crate::msg!(
             "({}, {}) lies in no grid and none is within {} m",
-            report.lon, report.lat, options.max_outside_m
+            "({}, {}) 不在任何网格内，{} 米内也没有网格",
+            report.lon,
+            report.lat,
+            options.max_outside_m
         )));
     };
     let grid_code = grid.id.clone();
@@ -578,8 +631,9 @@ pub async fn intake(
         .or_else(|| grid_code.parse::<RegionCode>().ok())
         .and_then(|c| c.at(Level::Community))
         .ok_or_else(|| {
-            DispatchError::Invalid(format!(
-                "grid {grid_code} has no community code to route by"
+            DispatchError::Invalid(crate::msg!(
+                "grid {grid_code} has no community code to route by",
+                "网格 {grid_code} 没有可用于分派的村社区编码"
             ))
         })?;
     let above = |level: Level| {
@@ -602,8 +656,9 @@ pub async fn intake(
     let (source, reporter_name) = match reporter {
         Reporter::Account(p) => {
             if !p.may(Action::ReportCase, &grid_code) {
-                return Err(DispatchError::Forbidden(format!(
+                return Err(DispatchError::Forbidden(crate::msg!(
                     "{} may not report cases in {grid_code}",
+                    "{} 无权在 {grid_code} 上报案件",
                     p.name
                 )));
             }
@@ -618,15 +673,17 @@ pub async fn intake(
             match &matter {
                 Some(m) if m.matter.public => {}
                 Some(m) => {
-                    return Err(DispatchError::Invalid(format!(
+                    return Err(DispatchError::Invalid(crate::msg!(
                         "matter {} is not open to residents' reports",
+                        "事项 {} 不接受居民反映",
                         m.matter.code
                     )));
                 }
                 None => {
-                    return Err(DispatchError::Invalid(
-                        "residents choose a matter of the public list".into(),
-                    ));
+                    return Err(DispatchError::Invalid(crate::msg!(
+                        "residents choose a matter of the public list",
+                        "居民只能选择公开清单上的事项"
+                    )));
                 }
             }
             let source = if open311 {
@@ -738,18 +795,25 @@ fn routed_department(
                 .find(|d| &d.kind == kind && &d.region_code == region)
                 .cloned()
                 .ok_or_else(|| {
-                    DispatchError::Unroutable(format!(
-                        "matter {} goes to a {kind} department at {} level, and {region} has none: name the department",
-                        matter.matter.code,
-                        l.as_str()
+                    let (code, level) = (&matter.matter.code, l.as_str());
+                    let level_zh = match l {
+                        CentreLevel::Township => "街镇",
+                        CentreLevel::County => "县区",
+                        CentreLevel::City => "市",
+                    };
+                    DispatchError::Unroutable(msg!(
+                        "matter {code} goes to a {kind} department at {level} level, and {region} has none: name the department",
+                        "事项 {code} 应由{level_zh}级的 {kind} 类部门办理，而 {region} 没有这样的部门：请指定部门"
                     ))
                 });
         }
         level = l.up();
     }
-    Err(DispatchError::Unroutable(format!(
+    Err(DispatchError::Unroutable(crate::msg!(
         "matter {} names no department for the {} centre or above: name the department",
-        matter.matter.code, case.centre_code
+        "事项 {} 没有为 {} 中心或其上级指定部门：请指定部门",
+        matter.matter.code,
+        case.centre_code
     )))
 }
 
@@ -768,11 +832,10 @@ pub fn may_read(p: &Principal, departments: &[String], case: &CaseRecord) -> boo
 }
 
 fn forbidden(p: &Principal, step: Step, case: &CaseRecord) -> DispatchError {
-    DispatchError::Forbidden(format!(
-        "{} may not {} case {}",
-        p.name,
-        step.as_str().replace('_', " "),
-        case.id
+    let (who, act, act_zh, id) = (&p.name, step.as_str().replace('_', " "), step.zh(), case.id);
+    DispatchError::Forbidden(msg!(
+        "{who} may not {act} case {id}",
+        "{who} 无权对案件 {id} 执行“{act_zh}”"
     ))
 }
 
@@ -830,8 +893,9 @@ pub async fn act(
         return Err(forbidden(actor.principal, step, &case));
     }
     if let Some(v) = expected_version.filter(|&v| v != case.version) {
-        return Err(StoreError::Conflict(format!(
+        return Err(StoreError::Conflict(crate::msg!(
             "case {case_id} is at version {}, not {v}: reload and retry",
+            "案件 {case_id} 的版本是 {}，不是 {v}：请刷新后重试",
             case.version
         ))
         .into());
@@ -872,8 +936,9 @@ pub async fn act(
                 classify(store, &mut next, code, now).await?;
             }
             let Some(version) = next.matter_version else {
-                return Err(DispatchError::Invalid(format!(
-                    "case {case_id} has no matter yet: name one (\"matter\") to assign it"
+                return Err(DispatchError::Invalid(crate::msg!(
+                    "case {case_id} has no matter yet: name one (\"matter\") to assign it",
+                    "案件 {case_id} 尚无事项：请指定事项（\"matter\"）后再派遣"
                 )));
             };
             let matter = store.matter_version(version).await?;
@@ -885,19 +950,26 @@ pub async fn act(
                         .iter()
                         .find(|d| &d.code == code)
                         .cloned()
-                        .ok_or_else(|| DispatchError::Invalid(format!("no department {code:?}")))?;
+                        .ok_or_else(|| {
+                            DispatchError::Invalid(crate::msg!(
+                                "no department {code:?}",
+                                "没有部门 {code:?}"
+                            ))
+                        })?;
                     // Only a department serving the case's area (or an area above it)
                     // may be given the case: another county's handlers would read it.
                     if !next.grid_code.starts_with(chosen.region_code.as_str()) {
-                        return Err(DispatchError::Invalid(format!(
+                        return Err(DispatchError::Invalid(crate::msg!(
                             "department {code} serves {}, not the area of case {case_id}",
+                            "部门 {code} 服务于 {}，不是案件 {case_id} 所在的区域",
                             chosen.region_code
                         )));
                     }
                     let is_routed = routed.as_ref().is_ok_and(|r| r.code == chosen.code);
                     if !is_routed && reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
-                        return Err(DispatchError::Invalid(format!(
+                        return Err(DispatchError::Invalid(crate::msg!(
                             "the matters list sends {} to {}; assigning it to {code} needs a reason",
+                            "事项清单把 {} 派给 {}；改派给 {code} 需要说明理由",
                             matter.matter.code,
                             routed
                                 .as_ref()
@@ -945,13 +1017,15 @@ pub async fn act(
         } => {
             check_text("reason", reason, 2000)?;
             if !(1..=60).contains(working_days) {
-                return Err(DispatchError::Invalid(
-                    "an extension is 1 to 60 working days".into(),
-                ));
+                return Err(DispatchError::Invalid(crate::msg!(
+                    "an extension is 1 to 60 working days",
+                    "延期为 1 到 60 个工作日"
+                )));
             }
             if case.extension_request.is_some() {
-                return Err(DispatchError::Invalid(format!(
-                    "case {case_id} already has an extension request waiting"
+                return Err(DispatchError::Invalid(crate::msg!(
+                    "case {case_id} already has an extension request waiting",
+                    "案件 {case_id} 已有一个待审核的延期申请"
                 )));
             }
             note = Some(reason.clone());
@@ -965,8 +1039,9 @@ pub async fn act(
         }
         Command::DecideExtension { approve, note: n } => {
             let Some(request) = &case.extension_request else {
-                return Err(DispatchError::Invalid(format!(
-                    "case {case_id} has no extension request to decide"
+                return Err(DispatchError::Invalid(crate::msg!(
+                    "case {case_id} has no extension request to decide",
+                    "案件 {case_id} 没有待审核的延期申请"
                 )));
             };
             note = n.clone();
@@ -1034,12 +1109,18 @@ pub async fn act(
         }
         Command::Merge { into, note: n } => {
             if *into == case_id {
-                return Err(DispatchError::Invalid(
-                    "a case cannot be merged into itself".into(),
-                ));
+                return Err(DispatchError::Invalid(crate::msg!(
+                    "a case cannot be merged into itself",
+                    "案件不能合并到自身"
+                )));
             }
             // A case outside the caller's reach is answered as if it did not exist.
-            let unknown = || DispatchError::Invalid(format!("no case {into} to merge into"));
+            let unknown = || {
+                DispatchError::Invalid(crate::msg!(
+                    "no case {into} to merge into",
+                    "没有可合并到的案件 {into}"
+                ))
+            };
             let target = match store.case(*into).await {
                 Ok(t) => t,
                 Err(StoreError::NotFound { .. }) => return Err(unknown()),
@@ -1049,8 +1130,9 @@ pub async fn act(
                 return Err(unknown());
             }
             if target.state == CaseState::Merged {
-                return Err(DispatchError::Invalid(format!(
+                return Err(DispatchError::Invalid(crate::msg!(
                     "case {into} is itself merged into {}",
+                    "案件 {into} 本身已合并到 {}",
                     target.merged_into.unwrap_or_default()
                 )));
             }
@@ -1102,8 +1184,9 @@ fn check_applies(m: &MatterVersion, county: &str, what: impl Fn() -> String) -> 
     if m.matter.applies_in(county) {
         return Ok(());
     }
-    Err(DispatchError::Invalid(format!(
+    Err(DispatchError::Invalid(crate::msg!(
         "matter {} is on the list of {}, and {} lies in {county}",
+        "事项 {} 在 {} 的清单上，而 {} 位于 {county}",
         m.matter.code,
         m.matter.region_code,
         what()
@@ -1128,7 +1211,11 @@ fn escalate_centre(case: &mut CaseRecord) -> Result<()> {
     let level = CentreLevel::of_code(&case.centre_code)
         .and_then(CentreLevel::up)
         .ok_or_else(|| {
-            DispatchError::Invalid(format!("case {} is at the city centre already", case.id))
+            DispatchError::Invalid(crate::msg!(
+                "case {} is at the city centre already",
+                "案件 {} 已在市级中心",
+                case.id
+            ))
         })?;
     case.centre_code = match level {
         CentreLevel::County => case.county_code.clone(),

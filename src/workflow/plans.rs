@@ -9,7 +9,7 @@
 //! its own community that was never used keeps that code, so an existing official layer
 //! imports with its codes. Codes are never reused.
 
-use crate::domain::{Grid, Layer, Level, RegionCode};
+use crate::domain::{Grid, Layer, Level, Localised, Msg, RegionCode};
 use crate::spatial::coverage::{self, ValidateOptions};
 use crate::spatial::pip::PolygonSet;
 use crate::spatial::{geom, measure};
@@ -52,7 +52,7 @@ pub enum PlanError {
     /// A grid's name could read as another's or as nothing (it is shown on the public
     /// card): direction overrides, invisible or blank-looking characters, too long.
     #[error("grid {grid:?}: {message}")]
-    BadName { grid: String, message: String },
+    BadName { grid: String, message: Msg },
     /// A grid's household count is not a count of 0 to 100 000.
     #[error("grid {grid:?}: households {value} is not a count of 0 to 100 000")]
     BadHouseholds { grid: String, value: String },
@@ -80,6 +80,41 @@ pub enum PlanError {
         "{actor} drew, changed or submitted plan {id}; another person must approve it (four-eyes rule)"
     )]
     SamePerson { id: i64, actor: String },
+}
+
+impl Localised for PlanError {
+    fn zh(&self) -> String {
+        match self {
+            PlanError::Store(e) => e.zh(),
+            PlanError::BadScope(code) => format!("{code:?} 不是市、县区、街镇或村社区的编码"),
+            PlanError::UnknownCommunity { grid } => format!(
+                "无法确定网格 {grid:?} 属于哪个村社区：请给出所属社区字段或 15 位编码，或先导入村社区边界"
+            ),
+            PlanError::OutsideScope {
+                grid,
+                community,
+                scope,
+            } => format!("网格 {grid:?} 属于村社区 {community}，不在方案范围 {scope} 内"),
+            PlanError::BadName { grid, message } => format!("网格 {grid:?}：{}", message.zh()),
+            PlanError::BadHouseholds { grid, value } => {
+                format!("网格 {grid:?}：户数 {value} 不是 0 到 100000 之间的整数")
+            }
+            PlanError::NoSuchCommunity { grid, community } => format!(
+                "网格 {grid:?} 所属的村社区 {community} 不在方案范围内已导入的村社区中：请更正所属社区字段，或先导入该村社区"
+            ),
+            PlanError::Empty => "方案至少需要一个网格".to_string(),
+            PlanError::CodesExhausted(community) => {
+                format!("村社区 {community} 的 999 个网格编码已全部用完")
+            }
+            PlanError::TooComplex(e) => e.zh(),
+            PlanError::NotYetEffective { id, effective } => {
+                format!("方案 {id} 自 {effective} 起生效，从当天起才能启用")
+            }
+            PlanError::SamePerson { id, actor } => {
+                format!("{actor} 绘制、修改或提交了方案 {id}，须由另一人审批（双人审核规则）")
+            }
+        }
+    }
 }
 
 /// The four-eyes rule for plans (setting `four_eyes`): the approver is not the person
@@ -525,9 +560,15 @@ fn uncovered_communities(
         }
     }
     let held: Vec<&str> = covered.iter().copied().collect();
-    let narrower = match held.as_slice() {
-        [one] => format!("make {one} the plan's scope"),
-        _ => "give each community its own plan".to_string(),
+    let (narrower, narrower_zh) = match held.as_slice() {
+        [one] => (
+            format!("make {one} the plan's scope"),
+            format!("把方案范围改为 {one}"),
+        ),
+        _ => (
+            "give each community its own plan".to_string(),
+            "为每个村社区分别制定方案".to_string(),
+        ),
     };
     losing
         .into_iter()
@@ -546,16 +587,24 @@ fn uncovered_communities(
                 .map(i64::from)
                 .sum();
             let name = region.map(|r| format!(" {}", r.name)).unwrap_or_default();
-            let losses = if grids.is_empty() {
-                "it has no grids today either".to_string()
+            let (losses, losses_zh) = if grids.is_empty() {
+                (
+                    "it has no grids today either".to_string(),
+                    "它目前也没有网格".to_string(),
+                )
             } else {
                 let codes: Vec<&str> = grids.iter().take(10).map(|g| g.code.as_str()).collect();
-                format!(
-                    "activating the plan would remove its {} grid(s) ({}{}) and {} household(s)",
+                let (n, listed, more) = (
                     grids.len(),
                     codes.join(", "),
                     if grids.len() > 10 { ", …" } else { "" },
-                    households
+                );
+                (
+                    format!(
+                        "activating the plan would remove its {n} grid(s) ({listed}{more}) and \
+                         {households} household(s)"
+                    ),
+                    format!("启用该方案将删除其 {n} 个网格（{listed}{more}）和 {households} 户"),
                 )
             };
             UncoveredCommunity {
@@ -567,10 +616,13 @@ fn uncovered_communities(
                     width_m: None,
                     location,
                     geometry: boundary.map(geo_types::Geometry::MultiPolygon),
-                    detail: format!(
+                    detail: crate::msg!(
                         "community {code}{name} is under the plan's scope {scope} but has no \
                          grids in the plan: {losses}. A plan replaces every grid under its \
-                         scope: include this community's grids, or {narrower}"
+                         scope: include this community's grids, or {narrower}",
+                        "村社区 {code}{name} 在方案范围 {scope} 内，但方案中没有它的网格：\
+                         {losses_zh}。方案会替换其范围内的全部网格：请加入该村社区的网格，\
+                         或{narrower_zh}"
                     ),
                 },
             }

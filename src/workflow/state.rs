@@ -1,7 +1,7 @@
 //! The case state machine as one pure function: which step may follow which state.
 //! Who may take a step, and what it changes besides the state, is `dispatch`'s business.
 
-use crate::domain::CaseState;
+use crate::domain::{CaseState, Lang, Localised};
 use serde::{Deserialize, Serialize};
 
 /// A step in a case's life (the `kind` of its event).
@@ -35,6 +35,30 @@ pub enum Step {
 }
 
 impl Step {
+    /// The step's name in Chinese (the web app's words).
+    pub fn zh(self) -> &'static str {
+        match self {
+            Step::ResolveOnSite => "就地解决",
+            Step::Escalate => "上报",
+            Step::Accept => "受理",
+            Step::Assign => "派遣",
+            Step::Acknowledge => "签收",
+            Step::Return => "退回",
+            Step::RequestExtension => "申请延期",
+            Step::DecideExtension => "审核延期",
+            Step::Handle => "办结",
+            Step::Verify => "核查",
+            Step::RejectResult => "核查不通过",
+            Step::Close => "结案",
+            Step::Reopen => "重新办理",
+            Step::EscalateUp => "提级办理",
+            Step::Supervise => "督办",
+            Step::Merge => "合并",
+            Step::DueSoon => "标记即将到期",
+            Step::Overdue => "标记超期",
+        }
+    }
+
     /// The event kind as stored.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -62,12 +86,39 @@ impl Step {
 
 /// A step the state does not allow.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a case that is {from} cannot {}: {hint}", step.as_str().replace('_', " "))]
+#[error("a case that is {from} cannot {}: {}", step.as_str().replace('_', " "), self.hint(Lang::En))]
 pub struct InvalidStep {
     pub from: CaseState,
     pub step: Step,
+}
+
+impl InvalidStep {
     /// What the state allows instead.
-    pub hint: String,
+    fn hint(&self, lang: Lang) -> String {
+        match (allowed(self.from), lang) {
+            (Some(steps), Lang::En) => {
+                let names: Vec<_> = steps.iter().map(|s| s.as_str()).collect();
+                format!("it allows {}", names.join(", "))
+            }
+            (Some(steps), Lang::Zh) => {
+                let names: Vec<_> = steps.iter().map(|s| s.zh()).collect();
+                format!("此时可以{}", names.join("、"))
+            }
+            (None, Lang::En) => "nothing follows".into(),
+            (None, Lang::Zh) => "已无后续步骤".into(),
+        }
+    }
+}
+
+impl Localised for InvalidStep {
+    fn zh(&self) -> String {
+        format!(
+            "{}的案件不能{}：{}",
+            self.from.zh(),
+            self.step.zh(),
+            self.hint(Lang::Zh)
+        )
+    }
 }
 
 /// The state after `step`, or why it cannot be taken from `from`.
@@ -98,16 +149,7 @@ pub fn next_state(from: CaseState, step: Step) -> Result<CaseState, InvalidStep>
         (s, Step::EscalateUp | Step::Supervise) if !s.is_final() => from,
         (Reported | Escalated | Accepted | Returned, Step::Merge) => Merged,
         _ => {
-            return Err(InvalidStep {
-                from,
-                step,
-                hint: allowed(from)
-                    .map(|steps| {
-                        let names: Vec<_> = steps.iter().map(|s| s.as_str()).collect();
-                        format!("it allows {}", names.join(", "))
-                    })
-                    .unwrap_or_else(|| "nothing follows".into()),
-            });
+            return Err(InvalidStep { from, step });
         }
     };
     Ok(to)

@@ -12,6 +12,8 @@
 //! set, shown once): `X-Wangge-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of
 //! "<t>." + body>` (see [`crate::auth::sign_webhook`]).
 
+use crate::domain::Msg;
+use crate::msg;
 use crate::store::{Store, StoreResult};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
@@ -170,35 +172,53 @@ impl WebhookPolicy {
     /// A webhook URL as it is stored: checked, and written the way the delivery
     /// client parses it (so `https://8.8.8.8\@127.0.0.1/` is kept as the host it
     /// means, not as other parsers might read it).
-    pub async fn normalise(&self, url: &str) -> Result<String, String> {
+    pub async fn normalise(&self, url: &str) -> Result<String, Msg> {
         self.check(url).await?;
         reqwest::Url::parse(url)
             .map(|u| u.to_string())
-            .map_err(|e| format!("webhook URL is not a URL ({e})"))
+            .map_err(|e| {
+                msg!(
+                    "webhook URL is not a URL ({e})",
+                    "webhook 地址不是 URL（{e}）"
+                )
+            })
     }
 
     /// Checks a webhook URL and where its host resolves now. `Err` says why not.
-    pub async fn check(&self, url: &str) -> Result<(), String> {
-        let parsed =
-            reqwest::Url::parse(url).map_err(|e| format!("webhook URL is not a URL ({e})"))?;
+    pub async fn check(&self, url: &str) -> Result<(), Msg> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| {
+            msg!(
+                "webhook URL is not a URL ({e})",
+                "webhook 地址不是 URL（{e}）"
+            )
+        })?;
         match parsed.scheme() {
             "https" => {}
             "http" if self.allow_http => {}
             "http" => {
-                return Err(
+                return Err(msg!(
                     "webhook URLs are https:// (plain http:// only where the setting \
-                     webhook_allow_http allows it, inside a trusted network)"
-                        .into(),
-                );
+                     webhook_allow_http allows it, inside a trusted network)",
+                    "webhook 地址须为 https://（只有在可信网络内、设置 webhook_allow_http \
+                     允许时才可用 http://）"
+                ));
             }
-            other => return Err(format!("webhook URLs are https://, not {other}://")),
+            other => {
+                return Err(msg!(
+                    "webhook URLs are https://, not {other}://",
+                    "webhook 地址须为 https://，而不是 {other}://"
+                ));
+            }
         }
         if !parsed.username().is_empty() || parsed.password().is_some() {
-            return Err("webhook URLs carry no user name or password".into());
+            return Err(msg!(
+                "webhook URLs carry no user name or password",
+                "webhook 地址中不能含用户名或密码"
+            ));
         }
         let host = parsed
             .host_str()
-            .ok_or("webhook URL has no host")?
+            .ok_or_else(|| msg!("webhook URL has no host", "webhook 地址没有主机名"))?
             .trim_matches(['[', ']'])
             .to_string();
         let port = parsed.port_or_known_default().unwrap_or(443);
@@ -209,26 +229,38 @@ impl WebhookPolicy {
             Ok(ip) => vec![ip],
             Err(_) => tokio::net::lookup_host((host.as_str(), port))
                 .await
-                .map_err(|e| format!("webhook host {host} does not resolve ({e})"))?
+                .map_err(|e| {
+                    msg!(
+                        "webhook host {host} does not resolve ({e})",
+                        "webhook 主机 {host} 无法解析（{e}）"
+                    )
+                })?
                 .map(|a| a.ip())
                 .collect(),
         };
         if addresses.is_empty() {
-            return Err(format!("webhook host {host} has no address"));
+            return Err(msg!(
+                "webhook host {host} has no address",
+                "webhook 主机 {host} 没有地址"
+            ));
         }
         if let Some(own) = self.own_address
             && addresses.iter().any(|ip| *ip == own.ip())
             && port == own.port()
         {
-            return Err(format!("webhook URL {host}:{port} is this service itself"));
+            return Err(msg!(
+                "webhook URL {host}:{port} is this service itself",
+                "webhook 地址 {host}:{port} 就是本服务自己"
+            ));
         }
         match addresses
             .iter()
             .find(|ip| inward(**ip) && !self.allows_ip(**ip))
         {
-            Some(ip) => Err(format!(
+            Some(ip) => Err(msg!(
                 "webhook host {host} is {ip}, an internal address: list it in \
-                 webhook_allow_hosts to send there"
+                 webhook_allow_hosts to send there",
+                "webhook 主机 {host} 是内部地址 {ip}：要发送到该地址，请把它列入 webhook_allow_hosts"
             )),
             None => Ok(()),
         }
@@ -360,7 +392,7 @@ async fn deliver_one(
     });
     let body = body.to_string().into_bytes();
     let outcome = match policy.check(&d.url).await {
-        Err(refused) => Err(refused),
+        Err(refused) => Err(refused.to_string()),
         Ok(()) => match signed(
             client.post(&d.url),
             d.secret.as_deref(),

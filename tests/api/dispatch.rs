@@ -347,7 +347,7 @@ async fn walk_cases_through_every_path_and_assess_them_exactly(b: Backend) {
     .await
     .unwrap_err();
     assert!(
-        matches!(e, DispatchError::Invalid(ref m) if m.contains("needs a reason")),
+        matches!(e, DispatchError::Invalid(ref m) if m.en().contains("needs a reason")),
         "{e}"
     );
     let re = act(
@@ -870,7 +870,7 @@ async fn the_matters_list_is_versioned_and_never_rewrites_filed_cases(b: Backend
     .await
     .unwrap_err();
     assert!(
-        matches!(e, DispatchError::Invalid(ref m) if m.contains("not open to residents")),
+        matches!(e, DispatchError::Invalid(ref m) if m.en().contains("not open to residents")),
         "{e}"
     );
 }
@@ -907,7 +907,7 @@ async fn a_county_s_matter_is_reported_only_in_that_county(b: Backend) {
     // The fixture's grids are in 371602: 沾化区's own matter does not apply there.
     match report_of("ZH-001").await {
         Err(dispatch::DispatchError::Invalid(why)) => {
-            assert!(why.contains("371603"), "{why}")
+            assert!(why.en().contains("371603"), "{why}")
         }
         other => panic!("a 371603 matter was filed in 371602: {other:?}"),
     }

@@ -17,7 +17,9 @@ mod follow_up;
 mod helpers;
 mod hostile;
 mod import_files;
+
 mod injected;
+mod languages;
 mod map;
 mod mapping;
 mod plan_scope;

@@ -200,7 +200,7 @@ pub async fn a_township_plan_with_one_communitys_grids_cannot_delete_the_others(
     b.execute(&force, &force).await;
     let refused = plans::activate(store, plan.id, "city.zhao", date("2030-01-01"), None).await;
     match refused {
-        Err(PlanError::Store(StoreError::Refused(m))) => assert!(m.contains(SECOND), "{m}"),
+        Err(PlanError::Store(StoreError::Refused(m))) => assert!(m.en().contains(SECOND), "{m}"),
         other => panic!("activation of a partial plan: {other:?}"),
     }
     assert_eq!(current_in_second(store).await, 4, "nothing was removed");

@@ -84,7 +84,8 @@ export async function request<T>(
   body?: unknown,
   headers: Record<string, string> = {},
 ): Promise<{ data: T; response: Response }> {
-  const h: Record<string, string> = { ...headers };
+  // The service's own words (problem details) in the language the page is shown in.
+  const h: Record<string, string> = { 'accept-language': lang() === 'en' ? 'en' : 'zh-CN', ...headers };
   const t = token();
   if (t) h.authorization = `Bearer ${t}`;
   let payload: BodyInit | undefined;

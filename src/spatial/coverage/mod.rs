@@ -27,6 +27,7 @@ mod overlay;
 pub mod repair;
 pub mod validity;
 
+use crate::domain::Msg;
 use crate::spatial::geom;
 use crate::spatial::loops::{self, EdgeBag};
 use crate::spatial::measure;
@@ -138,8 +139,8 @@ pub struct Problem {
     pub location: Coord<f64>,
     /// The problem's geometry: the region, or the mismatched edges.
     pub geometry: Option<Geometry<f64>>,
-    /// A human sentence.
-    pub detail: String,
+    /// A human sentence, in English and Chinese.
+    pub detail: Msg,
 }
 
 impl Problem {
@@ -227,7 +228,10 @@ pub fn validate(
                 width_m: None,
                 location: at,
                 geometry: Some(Geometry::Point(geo_types::Point(at))),
-                detail: format!("{}: {}", name(ids, i), reason.describe()),
+                detail: Msg::new(
+                    format!("{}: {}", name(ids, i), reason.describe()),
+                    format!("{}：{}", name_zh(ids, i), reason.describe_zh()),
+                ),
             });
         }
         let area = measure::local_area_m2(g);
@@ -240,7 +244,10 @@ pub fn validate(
                 width_m: None,
                 location: representative(g),
                 geometry: None,
-                detail: format!("{} consists of {} separate parts", name(ids, i), g.0.len()),
+                detail: Msg::new(
+                    format!("{} consists of {} separate parts", name(ids, i), g.0.len()),
+                    format!("{}由 {} 个互不相连的部分组成", name_zh(ids, i), g.0.len()),
+                ),
             });
         }
         if area < options.min_area_m2 {
@@ -251,11 +258,19 @@ pub fn validate(
                 width_m: None,
                 location: representative(g),
                 geometry: None,
-                detail: format!(
-                    "{} covers {:.0} m², less than the minimum {:.0} m²",
-                    name(ids, i),
-                    area,
-                    options.min_area_m2
+                detail: Msg::new(
+                    format!(
+                        "{} covers {:.0} m², less than the minimum {:.0} m²",
+                        name(ids, i),
+                        area,
+                        options.min_area_m2
+                    ),
+                    format!(
+                        "{}面积 {:.0} m²，小于下限 {:.0} m²",
+                        name_zh(ids, i),
+                        area,
+                        options.min_area_m2
+                    ),
                 ),
             });
         }
@@ -270,7 +285,10 @@ pub fn validate(
                 width_m: None,
                 location: at,
                 geometry: Some(Geometry::Point(geo_types::Point(at))),
-                detail: format!("the parent boundary is invalid: {}", reason.describe()),
+                detail: Msg::new(
+                    format!("the parent boundary is invalid: {}", reason.describe()),
+                    format!("上级边界无效：{}", reason.describe_zh()),
+                ),
             });
         }
     }
@@ -313,10 +331,17 @@ pub fn validate(
                     .map(|(p, q)| LineString(vec![p, q]))
                     .collect(),
             ))),
-            detail: format!(
-                "{} and {} share a boundary that does not match vertex-for-vertex",
-                name(ids, a),
-                name(ids, b)
+            detail: Msg::new(
+                format!(
+                    "{} and {} share a boundary that does not match vertex-for-vertex",
+                    name(ids, a),
+                    name(ids, b)
+                ),
+                format!(
+                    "{}与{}的共用边界顶点不一致",
+                    name_zh(ids, a),
+                    name_zh(ids, b)
+                ),
             ),
         });
     }
@@ -358,8 +383,11 @@ pub fn validate(
             ids,
             options,
             |ids, g| match g.len() {
-                0 => "area covered by no grid".to_string(),
-                _ => format!("gap between {}", names(ids, g)),
+                0 => Msg::new("area covered by no grid", "没有网格覆盖的区域"),
+                _ => Msg::new(
+                    format!("gap between {}", names(ids, g)),
+                    format!("{}之间的缝隙", names_zh(ids, g)),
+                ),
             },
         );
     }
@@ -376,7 +404,12 @@ pub fn validate(
             vec![i, j],
             ids,
             options,
-            |ids, g| format!("{} overlap", names(ids, g)),
+            |ids, g| {
+                Msg::new(
+                    format!("{} overlap", names(ids, g)),
+                    format!("{}相互重叠", names_zh(ids, g)),
+                )
+            },
         );
     }
 
@@ -390,7 +423,12 @@ pub fn validate(
                 vec![i],
                 ids,
                 options,
-                |ids, g| format!("{} reaches outside its parent", names(ids, g)),
+                |ids, g| {
+                    Msg::new(
+                        format!("{} reaches outside its parent", names(ids, g)),
+                        format!("{}超出了上级边界", names_zh(ids, g)),
+                    )
+                },
             );
         }
     }
@@ -420,6 +458,24 @@ fn name(ids: &[&str], i: u32) -> String {
 fn names(ids: &[&str], grids: &[u32]) -> String {
     let v: Vec<String> = grids.iter().map(|&g| name(ids, g)).collect();
     v.join(" and ")
+}
+
+fn name_zh(ids: &[&str], i: u32) -> String {
+    if i == PARENT {
+        return "上级边界".into();
+    }
+    match ids.get(i as usize) {
+        Some(id) => format!("网格 {id} "),
+        None => format!("第 {i} 个网格"),
+    }
+}
+
+fn names_zh(ids: &[&str], grids: &[u32]) -> String {
+    let v: Vec<String> = grids
+        .iter()
+        .map(|&g| name_zh(ids, g).trim_end().to_string())
+        .collect();
+    format!("{} ", v.join(" 与 "))
 }
 
 /// A point inside `mp` (on it when it has no interior): where problems are pinned.
@@ -483,7 +539,7 @@ fn push_region(
     grids: Vec<u32>,
     ids: &[&str],
     options: &ValidateOptions,
-    describe: impl Fn(&[&str], &[u32]) -> String,
+    describe: impl Fn(&[&str], &[u32]) -> Msg,
 ) {
     let region = MultiPolygon(
         region
@@ -504,16 +560,36 @@ fn push_region(
     let (kind, detail) = if width < options.sliver_width_m {
         (
             ProblemKind::EdgeMismatch,
-            format!(
-                "{}: a sliver {:.2} m wide ({} of {:.1} m²) where boundaries should coincide",
-                names(ids, &grids),
-                width,
-                kind.as_str(),
-                area
+            Msg::new(
+                format!(
+                    "{}: a sliver {:.2} m wide ({} of {:.1} m²) where boundaries should coincide",
+                    names(ids, &grids),
+                    width,
+                    kind.as_str(),
+                    area
+                ),
+                format!(
+                    "{}：本应重合的边界之间有 {:.2} 米宽的细条（{:.1} m² 的{}）",
+                    names_zh(ids, &grids).trim_end(),
+                    width,
+                    area,
+                    match kind {
+                        ProblemKind::Gap => "缝隙",
+                        ProblemKind::Overlap => "重叠",
+                        _ => "越界",
+                    }
+                ),
             ),
         )
     } else {
-        (kind, format!("{} ({:.1} m²)", describe(ids, &grids), area))
+        let words = describe(ids, &grids);
+        (
+            kind,
+            Msg::new(
+                format!("{} ({area:.1} m²)", words.en()),
+                format!("{}（{area:.1} m²）", words.zh()),
+            ),
+        )
     };
     let geometry = if region.0.len() == 1 {
         Geometry::Polygon(region.0[0].clone())
@@ -754,10 +830,17 @@ fn duplicate_geometries(
                 width_m: None,
                 location: representative(g),
                 geometry: None,
-                detail: format!(
-                    "{} has the same geometry as {}",
-                    name(ids, i),
-                    name(ids, first)
+                detail: Msg::new(
+                    format!(
+                        "{} has the same geometry as {}",
+                        name(ids, i),
+                        name(ids, first)
+                    ),
+                    format!(
+                        "{}与{}的图形完全相同",
+                        name_zh(ids, i),
+                        name_zh(ids, first).trim_end()
+                    ),
                 ),
             });
         } else {
@@ -781,7 +864,10 @@ fn duplicate_ids(ids: &[&str], grids: &[MultiPolygon<f64>], problems: &mut Vec<P
             .unwrap_or(Coord { x: 0.0, y: 0.0 });
         problems.push(Problem {
             kind: ProblemKind::DuplicateId,
-            detail: format!("{} grids share the id {id:?}", v.len()),
+            detail: Msg::new(
+                format!("{} grids share the id {id:?}", v.len()),
+                format!("{} 个网格使用同一编码 {id:?}", v.len()),
+            ),
             grids: v,
             area_m2: None,
             width_m: None,

@@ -36,6 +36,17 @@ impl InvalidReason {
             InvalidReason::PartsOverlap => "parts of the multipolygon overlap",
         }
     }
+
+    /// [`describe`](Self::describe) in Chinese.
+    pub fn describe_zh(self) -> &'static str {
+        match self {
+            InvalidReason::BadRing => "环未闭合或少于 4 个坐标",
+            InvalidReason::RingSelfIntersection => "环自相交",
+            InvalidReason::RingsCross => "同一面的环相互交叉",
+            InvalidReason::HoleOutsideShell => "洞在外环之外",
+            InvalidReason::PartsOverlap => "多面的各部分相互重叠",
+        }
+    }
 }
 
 struct Edge {

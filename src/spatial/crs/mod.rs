@@ -66,6 +66,15 @@ impl CoordSys {
 #[error("unknown coordinate system {0:?}: expected wgs84, cgcs2000, gcj02 or bd09")]
 pub struct UnknownCoordSys(pub String);
 
+impl crate::domain::Localised for UnknownCoordSys {
+    fn zh(&self) -> String {
+        format!(
+            "未知的坐标系 {:?}：应为 wgs84、cgcs2000、gcj02 或 bd09",
+            self.0
+        )
+    }
+}
+
 impl FromStr for CoordSys {
     type Err = UnknownCoordSys;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

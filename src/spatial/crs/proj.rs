@@ -23,6 +23,19 @@ pub enum ProjError {
     },
 }
 
+impl crate::domain::Localised for ProjError {
+    fn zh(&self) -> String {
+        match self {
+            ProjError::Create { crs, source } => {
+                format!("无法从 {crs} 转换到 EPSG:4490：{source}")
+            }
+            ProjError::Convert { crs, x, y, message } => {
+                format!("无法把 ({x}, {y}) 从 {crs} 转换：{message}")
+            }
+        }
+    }
+}
+
 /// A ready transformation to CGCS2000 longitude/latitude (EPSG:4490, lon first).
 pub struct ToCgcs2000 {
     crs: String,

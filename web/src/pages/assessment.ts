@@ -116,7 +116,7 @@ export async function assessmentPage(root: HTMLElement): Promise<Cleanup> {
   form.addEventListener('submit', (e) => { e.preventDefault(); load().catch((err) => toast(describe(err), 'error')); });
   csv.addEventListener('click', async () => {
     // For people: the user's language, names beside codes, a BOM for Excel.
-    const r = await fetch(`/v1/assessment${period()}&format=csv&lang=${lang()}`, { headers: { authorization: `Bearer ${token()}` } });
+    const r = await fetch(`/v1/assessment${period()}&format=csv&lang=${lang()}`, { headers: { authorization: `Bearer ${token()}`, 'accept-language': lang() === 'en' ? 'en' : 'zh-CN' } });
     if (!r.ok) return toast(t('problem.other'), 'error');
     const url = URL.createObjectURL(await r.blob());
     const a = h('a', { href: url, download: `assessment-${from.value}-${to.value}.csv` });

@@ -3,7 +3,7 @@
 // side by side, read the impact, and take the approval steps the user's role allows.
 
 import { h, fill, toast, chinaTime, confirmDialog, legend, chinaDay } from '../dom';
-import { t, tf } from '../i18n';
+import { t, tf, lang } from '../i18n';
 import { get, post, request, me, scopeOf, query, describe } from '../api';
 import { createMap, hoverGrids, showGeoJSON, bboxOf, zoomTo, maplibregl } from '../map';
 import type { Cleanup } from '../main';
@@ -14,9 +14,9 @@ interface Plan {
 }
 interface Problem {
   kind: string; severity: 'error' | 'warning'; grids: string[]; parent: string | null;
-  area_m2: number | null; width_m: number | null; location: [number, number]; detail: string;
+  area_m2: number | null; width_m: number | null; location: [number, number]; detail: string; detail_zh?: string;
 }
-interface MappingWarning { role: 'name' | 'households' | 'parent'; detail: string; candidates: { field: string; because: string[]; sample: string | null }[] }
+interface MappingWarning { role: 'name' | 'households' | 'parent'; detail: string; detail_zh?: string; candidates: { field: string; because: string[]; sample: string | null }[] }
 interface Mapping { used: Record<string, string>; fields: string[]; warnings: MappingWarning[] }
 interface Validation {
   valid: boolean; problems: Problem[]; mapping?: Mapping;
@@ -29,6 +29,11 @@ interface Impact {
 }
 
 /** Whether the user may review (approve, reject, return, activate) plans of `scope`. */
+/** The service's sentence about a problem or warning, in the page's language. */
+function inLang(x: { detail: string; detail_zh?: string }): string {
+  return lang() !== 'en' && x.detail_zh ? x.detail_zh : x.detail;
+}
+
 function mayReview(scope: string): boolean {
   return (me()?.grants ?? []).some((g) =>
     (g.role === 'city_admin' && scope.startsWith(g.scope)) ||
@@ -218,7 +223,7 @@ export async function plannerPage(root: HTMLElement): Promise<Cleanup> {
     let at = -1;
     const items = validation.problems.map((p, i) => h('li', { class: `${p.severity} ${p.kind}`, 'data-kind': p.kind, onclick: () => focus(i) },
       h('strong', {}, t(`kind.${p.kind}`)), ' ', p.grids.join(' / '),
-      p.area_m2 ? ` · ${p.area_m2.toFixed(1)} m²` : '', h('br', {}), h('small', {}, p.detail)));
+      p.area_m2 ? ` · ${p.area_m2.toFixed(1)} m²` : '', h('br', {}), h('small', {}, inLang(p))));
     fill(list, items);
     const problemsGeo = await get<GeoJSON.FeatureCollection>(`/v1/plans/${id}/problems`);
     const focus = (i: number) => {
@@ -301,7 +306,7 @@ export async function plannerPage(root: HTMLElement): Promise<Cleanup> {
         w.candidates.map((c) => h('option', { value: c.field, selected: c.field === first },
           c.sample ? `${c.field} (${c.sample})` : c.field)),
         others.map((f) => h('option', { value: f }, f)));
-      return h('label', { class: 'warning', title: w.detail }, t(`mapping.${w.role}`), select,
+      return h('label', { class: 'warning', title: inLang(w) }, t(`mapping.${w.role}`), select,
         h('small', {}, t(w.candidates.length ? 'mapping.unread' : 'mapping.unread_none')));
     });
     const button = h('button', { type: 'submit', id: 'mapping-apply' }, t('mapping.apply'));

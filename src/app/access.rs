@@ -183,10 +183,7 @@ impl App {
                 ),
             ));
         }
-        let role: Role = req
-            .role
-            .parse()
-            .map_err(|e: String| AppError::invalid(crate::msg!("{e}", "角色无法识别：{e}")))?;
+        let role: Role = req.role.parse().map_err(AppError::invalid)?;
         crate::domain::text::check_text(
             "name",
             &req.name,

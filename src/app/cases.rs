@@ -310,7 +310,7 @@ impl App {
             if !query.departments.is_empty() && !query.departments.contains(&d) {
                 return Err(AppError::forbidden(crate::msg!(
                     "{} does not act for {d}",
-                    "{} 不代表 {d} 办事",
+                    "{} 不是部门 {d} 的办理人员",
                     p.name
                 )));
             }

@@ -107,8 +107,8 @@ pub enum PlanStep {
 }
 
 impl std::str::FromStr for PlanStep {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = crate::domain::Msg;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(match s {
             "submit" => PlanStep::Submit,
             "approve" => PlanStep::Approve,
@@ -116,8 +116,10 @@ impl std::str::FromStr for PlanStep {
             "return" => PlanStep::Return,
             "activate" => PlanStep::Activate,
             other => {
-                return Err(format!(
-                    "no step {other:?}: use submit, approve, reject, return or activate"
+                return Err(crate::msg!(
+                    "no step {other:?}: use submit, approve, reject, return or activate",
+                    "没有步骤 {other:?}：可用 submit（提交）、approve（批准）、reject（驳回）、\
+                     return（退回）或 activate（启用）"
                 ));
             }
         })
@@ -133,6 +135,17 @@ impl PlanStep {
             PlanStep::Reject => "reject",
             PlanStep::Return => "return",
             PlanStep::Activate => "activate",
+        }
+    }
+
+    /// The step in Chinese words (the web app's buttons).
+    pub fn zh(self) -> &'static str {
+        match self {
+            PlanStep::Submit => "提交审批",
+            PlanStep::Approve => "批准",
+            PlanStep::Reject => "驳回",
+            PlanStep::Return => "退回修改",
+            PlanStep::Activate => "启用",
         }
     }
 
@@ -391,10 +404,10 @@ impl App {
         let plan = self.plan_to_revise(p, id).await?;
         let options = request.options()?;
         if !request.preview && plan.status != PlanStatus::Draft {
+            let (status, status_zh) = (plan.status.as_str(), plan.status.zh());
             return Err(AppError::Store(StoreError::Refused(crate::msg!(
-                "plan {id} is {}: only a draft can be repaired",
-                "方案 {id} 状态为 {}：只有草稿才能修复",
-                plan.status.as_str()
+                "plan {id} is {status}: only a draft can be repaired",
+                "方案 {id} 的状态是“{status_zh}”：只有草稿才能修复"
             ))));
         }
         let grids = self.draft_grids(&plan).await?;
@@ -568,10 +581,10 @@ impl PlanSteps<'_> {
         if matches!(step, PlanStep::Reject | PlanStep::Return)
             && req.reason.as_deref().is_none_or(str::is_empty)
         {
+            let (name, name_zh) = (step.as_str(), step.zh());
             return Err(AppError::invalid(crate::msg!(
-                "{} needs a reason",
-                "{} 需要说明理由",
-                step.as_str()
+                "{name} needs a reason",
+                "“{name_zh}”需要说明理由"
             )));
         }
         let mut detail = json!({"reason": req.reason, "effective": req.effective});

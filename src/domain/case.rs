@@ -28,11 +28,15 @@ macro_rules! named_enum {
         }
 
         impl std::str::FromStr for $name {
-            type Err = String;
+            type Err = $crate::domain::Msg;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 Self::ALL.iter().copied().find(|v| v.as_str() == s).ok_or_else(|| {
                     let names: Vec<_> = Self::ALL.iter().map(|v| v.as_str()).collect();
-                    format!("unknown {} {s:?}: expected one of {}", stringify!($name), names.join(", "))
+                    let (what, names_en, names_zh) = (stringify!($name), names.join(", "), names.join("、"));
+                    $crate::msg!(
+                        "unknown {what} {s:?}: expected one of {names_en}",
+                        "无法识别的取值 {s:?}：应为 {names_zh} 之一"
+                    )
                 })
             }
         }
@@ -182,7 +186,7 @@ mod tests {
             assert_eq!(s.as_str().parse::<CaseState>(), Ok(*s));
         }
         let e = "lost".parse::<CaseState>().unwrap_err();
-        assert!(e.contains("reported"), "{e}");
+        assert!(e.en().contains("reported"), "{e}");
     }
 
     #[test]

@@ -40,13 +40,14 @@ impl Layer {
 }
 
 impl std::str::FromStr for Layer {
-    type Err = String;
+    type Err = super::Msg;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "comprehensive" | "综合网格" | "" => Ok(Layer::Comprehensive),
             "dedicated" | "专属网格" => Ok(Layer::Dedicated),
-            other => Err(format!(
-                "unknown grid layer {other:?}: expected comprehensive or dedicated"
+            other => Err(crate::msg!(
+                "unknown grid layer {other:?}: expected comprehensive or dedicated",
+                "未知的网格类别 {other:?}：应为综合网格（comprehensive）或专属网格（dedicated）"
             )),
         }
     }

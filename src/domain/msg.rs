@@ -131,6 +131,9 @@ impl fmt::Display for Msg {
     }
 }
 
+/// A message is an error in its own right (a value that does not parse, for clap and `?`).
+impl std::error::Error for Msg {}
+
 /// A typed error that can say itself in Chinese too; its `Display` is the English.
 pub trait Localised: fmt::Display {
     /// The Chinese words.

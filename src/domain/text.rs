@@ -74,6 +74,27 @@ pub fn is_disruptive(c: char) -> bool {
         || matches!(c as u32, 0x202A..=0x202E | 0x2066..=0x2069)
 }
 
+/// The Chinese words for a checked field (the field's own name when it has none).
+fn field_zh(field: &str) -> String {
+    let words = match field {
+        "name" | "its name" => "名称",
+        "description" => "描述",
+        "explanation" => "说明",
+        "feedback" => "办理反馈",
+        "note" => "备注",
+        "reason" => "理由",
+        "result" => "结果",
+        "address" => "地址",
+        "contact.name" => "联系人姓名",
+        "contact.phone" => "联系电话",
+        "contact.email" => "电子邮箱",
+        "matter" => "事项",
+        "title" => "标题",
+        other => return format!("{other} "),
+    };
+    words.to_string()
+}
+
 /// Checks a text of `kind`: at most `max` characters, something visible in it unless
 /// `may_be_empty`, no space at either end of a name, and nothing
 /// [deceptive](is_deceptive) in a name or
@@ -97,19 +118,20 @@ pub fn check_text(
     may_be_empty: bool,
     kind: TextKind,
 ) -> Result<(), Msg> {
+    let label = field_zh(field);
     if !may_be_empty && value.trim().is_empty() {
-        return Err(msg!("{field} must not be empty", "{field} 不能为空"));
+        return Err(msg!("{field} must not be empty", "{label}不能为空"));
     }
     if value.chars().count() > max {
         return Err(msg!(
             "{field} is longer than {max} characters",
-            "{field} 超过 {max} 个字符"
+            "{label}超过 {max} 个字符"
         ));
     }
     if kind == TextKind::Name && value.trim() != value {
         return Err(msg!(
             "{field} starts or ends with a space",
-            "{field} 的开头或结尾有空格"
+            "{label}的开头或结尾有空格"
         ));
     }
     let bad = match kind {
@@ -121,11 +143,11 @@ pub fn check_text(
             TextKind::Name => msg!(
                 "{field} holds a control, invisible, blank-looking or text-direction character, \
                  or a space other than U+0020",
-                "{field} 含有控制字符、不可见或显示为空白的字符、文字方向字符，或 U+0020 以外的空格"
+                "{label}含有控制字符、不可见或显示为空白的字符、文字方向字符，或 U+0020 以外的空格"
             ),
             TextKind::Prose => msg!(
                 "{field} holds a control or text-direction override character",
-                "{field} 含有控制字符或改变文字方向的字符"
+                "{label}含有控制字符或改变文字方向的字符"
             ),
         });
     }

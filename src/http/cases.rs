@@ -129,10 +129,9 @@ fn parse_states(s: &str) -> Result<Vec<CaseState>, ApiError> {
     s.split(',')
         .filter(|s| !s.is_empty())
         .map(|s| {
-            s.trim().parse().map_err(|e: String| {
-                ApiError::bad_request(crate::msg!("{e}", "未知的案件状态：{e}"))
-                    .with("parameter", json!("state"))
-            })
+            s.trim()
+                .parse()
+                .map_err(|e| ApiError::bad_request(e).with("parameter", json!("state")))
         })
         .collect()
 }

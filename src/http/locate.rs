@@ -396,7 +396,7 @@ pub fn parse_batch(body: &[u8], max: usize) -> Result<Vec<Coord<f64>>, ApiError>
             .ok_or_else(|| {
                 ApiError::bad_request(crate::msg!(
                     "feature #{i} is not a Point",
-                    "第 {i} 个要素不是点（Point）"
+                    "要素 #{i} 不是点（Point）"
                 ))
                 .with(
                     "feature",

@@ -146,7 +146,7 @@ pub async fn decide(
         other => {
             return Err(ApiError::not_found(crate::msg!(
                 "no decision {other:?}: admit or refuse",
-                "没有决定 {other:?}：应为 admit（同意）或 refuse（驳回）"
+                "无效的决定 {other:?}：应为 admit（同意）或 refuse（驳回）"
             )));
         }
     };

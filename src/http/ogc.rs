@@ -238,7 +238,7 @@ fn known_parameters<'q>(
     if !unknown.is_empty() {
         return Err(ApiError::bad_request(crate::msg!(
             "unknown query parameter{} {}: this resource takes {}",
-            "未知的查询参数{0:.0}{1}：此资源接受 {2}",
+            "未知的查询参数{0:.0} {1}：此资源接受 {2}",
             if unknown.len() == 1 { "" } else { "s" },
             unknown.join(", "),
             known.join(", ")

@@ -638,9 +638,7 @@ pub async fn step(
     body: Option<Json<StepRequest>>,
 ) -> Result<Json<PlanSummary>, ApiError> {
     let req = body.map(|Json(b)| b).unwrap_or_default();
-    let step: PlanStep = step
-        .parse()
-        .map_err(|e: String| ApiError::not_found(crate::msg!("{e}", "没有这个步骤：{e}")))?;
+    let step: PlanStep = step.parse().map_err(ApiError::not_found)?;
     let plan = state.app.plan_step(&caller.0, id, step, &req).await?;
     Ok(Json(summary(&plan)))
 }

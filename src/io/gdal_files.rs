@@ -464,11 +464,14 @@ pub fn read_grids(
         path: shown.clone(),
         message: match e {
             gdal::errors::GdalError::NullPointer { .. } => {
-                let kind = options
-                    .driver
-                    .as_deref()
-                    .unwrap_or("GeoJSON, Shapefile, GeoPackage or KML");
-                msg!("not a readable {kind} file", "不是可读取的 {kind} 文件")
+                let (kind, kind_zh) = match options.driver.as_deref() {
+                    Some(d) => (d, d),
+                    None => (
+                        "GeoJSON, Shapefile, GeoPackage or KML",
+                        "GeoJSON、Shapefile、GeoPackage 或 KML",
+                    ),
+                };
+                msg!("not a readable {kind} file", "不是可读取的 {kind_zh} 文件")
             }
             other => Msg::verbatim(scrub(other.to_string())),
         },
@@ -593,7 +596,7 @@ pub fn read_grids(
         let layer_kind = match text(layer_idx)? {
             Some(l) => l.parse::<Layer>().map_err(|message| FileError::Feature {
                 feature: feature_name(&id),
-                message: msg!("{message}", "图层类型无法识别：{message}"),
+                message,
             })?,
             None => Layer::Comprehensive,
         };
@@ -671,24 +674,25 @@ fn collect_polygons(
             }
         }
         other => {
+            let (kind, kind_zh) = geometry_kind(&other);
             return Err(msg!(
-                "expected a polygon or multipolygon, found a {}",
-                "应为面或多面，却是{}",
-                geometry_kind(&other)
+                "expected a polygon or multipolygon, found a {kind}",
+                "应为面或多面，却是{kind_zh}"
             ));
         }
     }
     Ok(())
 }
 
-fn geometry_kind(g: &geo_types::Geometry<f64>) -> &'static str {
+/// A geometry's kind in English and Chinese.
+fn geometry_kind(g: &geo_types::Geometry<f64>) -> (&'static str, &'static str) {
     use geo_types::Geometry as G;
     match g {
-        G::Point(_) => "point",
-        G::MultiPoint(_) => "multipoint",
-        G::Line(_) | G::LineString(_) => "linestring",
-        G::MultiLineString(_) => "multilinestring",
-        _ => "non-polygonal geometry",
+        G::Point(_) => ("point", "点"),
+        G::MultiPoint(_) => ("multipoint", "多点"),
+        G::Line(_) | G::LineString(_) => ("linestring", "线"),
+        G::MultiLineString(_) => ("multilinestring", "多线"),
+        _ => ("non-polygonal geometry", "非面几何"),
     }
 }
 

@@ -53,8 +53,8 @@ impl FeatureRef {
     /// The feature in Chinese words.
     pub fn zh(&self) -> String {
         match &self.id {
-            Some(id) => format!("第 {} 个要素（编码 {id:?}）", self.index),
-            None => format!("第 {} 个要素", self.index),
+            Some(id) => format!("第 {} 个要素（编码 {id:?}）", self.index + 1),
+            None => format!("第 {} 个要素", self.index + 1),
         }
     }
 }
@@ -80,9 +80,13 @@ pub struct Position {
 impl Position {
     /// The position in Chinese words.
     pub fn zh(&self) -> String {
-        let mut s = format!("第 {} 个面、第 {} 个环", self.polygon, self.ring);
+        let ring = match self.ring {
+            0 => "外环".to_string(),
+            n => format!("第 {n} 个内环"),
+        };
+        let mut s = format!("第 {} 个面的{ring}", self.polygon + 1);
         if let Some(v) = self.vertex {
-            s.push_str(&format!("、第 {v} 个顶点"));
+            s.push_str(&format!("第 {} 个顶点", v + 1));
         }
         s
     }
@@ -124,7 +128,7 @@ pub enum FeatureProblem {
     #[error("repeats grid id {id:?} of feature #{first}")]
     DuplicateId { id: String, first: usize },
     #[error("{0}")]
-    BadProperty(String),
+    BadProperty(Msg),
 }
 
 impl Localised for FeatureProblem {
@@ -145,9 +149,9 @@ impl Localised for FeatureProblem {
                 format!("没有网格编码（没有 {field:?} 属性，也没有要素 id）")
             }
             FeatureProblem::DuplicateId { id, first } => {
-                format!("网格编码 {id:?} 与第 {first} 个要素重复")
+                format!("网格编码 {id:?} 与第 {} 个要素重复", first + 1)
             }
-            FeatureProblem::BadProperty(m) => format!("属性有误：{m}"),
+            FeatureProblem::BadProperty(m) => m.zh().to_string(),
         }
     }
 }

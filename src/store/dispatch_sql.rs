@@ -13,8 +13,12 @@ pub(crate) fn from_ms(ms: i64) -> super::StoreResult<chrono::DateTime<chrono::Ut
         .ok_or_else(|| super::StoreError::Corrupt(format!("time {ms} ms is out of range")))
 }
 
-pub(crate) fn parse_named<T: std::str::FromStr<Err = String>>(s: &str) -> super::StoreResult<T> {
-    s.parse().map_err(super::StoreError::Corrupt)
+pub(crate) fn parse_named<T: std::str::FromStr>(s: &str) -> super::StoreResult<T>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse()
+        .map_err(|e: T::Err| super::StoreError::Corrupt(e.to_string()))
 }
 
 pub(crate) const CASE_COLUMNS: &str = "id, state, source, matter_code, matter_version, category, \
@@ -409,8 +413,11 @@ macro_rules! dispatch_store_impl {
                 let Some(row) = row else {
                     drop(tx);
                     let now = self.case(c.id).await?;
-                    return Err(StoreError::Conflict(crate::msg!("case {} changed meanwhile (version {} → {}, now {}): reload and retry", "案件 {0} 已被他人改动（版本 {1} → {2}，现为 {3}）：请刷新后重试",
-                        c.id, c.version, now.version, now.state
+                    let (id, was, is, state, state_zh) =
+                        (c.id, c.version, now.version, now.state, now.state.zh());
+                    return Err(StoreError::Conflict(crate::msg!(
+                        "case {id} changed meanwhile (version {was} → {is}, now {state}): reload and retry",
+                        "案件 {id} 已被他人改动（版本 {was} → {is}，现为“{state_zh}”）：请刷新后重试"
                     )));
                 };
                 let stored = dispatch_rows::case(&row)?;
@@ -907,8 +914,17 @@ macro_rules! dispatch_store_impl {
                         let status: Option<String> =
                             sqlx::query_scalar(&sql).bind(id).fetch_optional(&mut **tx).await?;
                         return match status {
-                            Some(status) => Err(StoreError::Refused(crate::msg!("matter version {id} is {status} already, not proposed", "事项版本 {id} 已是 {status}，不是待审议状态"
-                            ))),
+                            Some(status) => {
+                                let status_zh = match status.as_str() {
+                                    "admitted" => "已同意",
+                                    "refused" => "已驳回",
+                                    other => other,
+                                };
+                                Err(StoreError::Refused(crate::msg!(
+                                    "matter version {id} is {status} already, not proposed",
+                                    "事项版本 {id} 已是“{status_zh}”，不在待审议状态"
+                                )))
+                            }
                             None => Err(StoreError::NotFound { what: "matter version", id: id.to_string() }),
                         };
                     };

@@ -127,10 +127,10 @@ impl PlanStatus {
     pub fn zh(self) -> &'static str {
         match self {
             PlanStatus::Draft => "草稿",
-            PlanStatus::Submitted => "已提交",
+            PlanStatus::Submitted => "待审批",
             PlanStatus::Approved => "已批准",
-            PlanStatus::Active => "已启用",
-            PlanStatus::Superseded => "已被取代",
+            PlanStatus::Active => "现行",
+            PlanStatus::Superseded => "已替代",
             PlanStatus::Rejected => "已驳回",
         }
     }
@@ -343,7 +343,7 @@ impl Role {
 }
 
 impl std::str::FromStr for Role {
-    type Err = String;
+    type Err = crate::domain::Msg;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(match s {
             "grid_leader" | "网格长" => Role::GridLeader,
@@ -351,7 +351,12 @@ impl std::str::FromStr for Role {
             "part_time" | "兼职网格员" => Role::PartTime,
             "instructor" | "网格指导员" => Role::Instructor,
             "team_member" | "服务团队成员" => Role::TeamMember,
-            other => return Err(format!("unknown member role {other:?}")),
+            other => {
+                return Err(crate::msg!(
+                    "unknown member role {other:?}",
+                    "未知的网格员角色 {other:?}：应为网格长、专职网格员、兼职网格员、网格指导员或服务团队成员"
+                ));
+            }
         })
     }
 }
@@ -380,10 +385,12 @@ pub struct Member {
 }
 
 /// Parses a stored enum, turning a bad value into [`super::StoreError::Corrupt`].
-pub(crate) fn parse_stored<T: std::str::FromStr<Err = String>>(
-    s: &str,
-) -> Result<T, super::StoreError> {
-    s.parse().map_err(super::StoreError::Corrupt)
+pub(crate) fn parse_stored<T: std::str::FromStr>(s: &str) -> Result<T, super::StoreError>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse()
+        .map_err(|e: T::Err| super::StoreError::Corrupt(e.to_string()))
 }
 
 /// Parses a stored level name.

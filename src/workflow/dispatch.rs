@@ -650,7 +650,8 @@ pub async fn intake(
     };
     if let Some(m) = &matter {
         check_applies(m, &above(Level::County), || {
-            format!("({}, {})", report.lon, report.lat)
+            let (lon, lat) = (report.lon, report.lat);
+            msg!("({lon}, {lat})", "该位置（{lon}, {lat}）")
         })?;
     }
     let (source, reporter_name) = match reporter {
@@ -967,14 +968,14 @@ pub async fn act(
                     }
                     let is_routed = routed.as_ref().is_ok_and(|r| r.code == chosen.code);
                     if !is_routed && reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+                        let listed = &matter.matter.code;
+                        let (to, to_zh) = match &routed {
+                            Ok(r) => (r.code.clone(), r.code.clone()),
+                            Err(_) => ("no department".to_string(), "无部门".to_string()),
+                        };
                         return Err(DispatchError::Invalid(crate::msg!(
-                            "the matters list sends {} to {}; assigning it to {code} needs a reason",
-                            "事项清单把 {} 派给 {}；改派给 {code} 需要说明理由",
-                            matter.matter.code,
-                            routed
-                                .as_ref()
-                                .map(|r| r.code.clone())
-                                .unwrap_or_else(|_| "no department".into())
+                            "the matters list sends {listed} to {to}; assigning it to {code} needs a reason",
+                            "事项清单把 {listed} 派给{to_zh}；改派给 {code} 需要说明理由"
                         )));
                     }
                     chosen
@@ -1180,16 +1181,15 @@ fn with_context(mut detail: Value, case: &CaseRecord) -> Value {
 }
 
 /// A county's list applies in that county only (Art. 10): `what` lies in `county`.
-fn check_applies(m: &MatterVersion, county: &str, what: impl Fn() -> String) -> Result<()> {
+fn check_applies(m: &MatterVersion, county: &str, what: impl Fn() -> Msg) -> Result<()> {
     if m.matter.applies_in(county) {
         return Ok(());
     }
+    let (code, list, what) = (&m.matter.code, &m.matter.region_code, what());
+    let (what_en, what_zh) = (what.en(), what.zh());
     Err(DispatchError::Invalid(crate::msg!(
-        "matter {} is on the list of {}, and {} lies in {county}",
-        "事项 {} 在 {} 的清单上，而 {} 位于 {county}",
-        m.matter.code,
-        m.matter.region_code,
-        what()
+        "matter {code} is on the list of {list}, and {what_en} lies in {county}",
+        "事项 {code} 在 {list} 的清单上，而{what_zh}位于 {county}"
     )))
 }
 
@@ -1200,7 +1200,10 @@ async fn classify(
     now: DateTime<Utc>,
 ) -> Result<()> {
     let m = matter_in_force(store, code, crate::domain::date_in_china(now)).await?;
-    check_applies(&m, &case.county_code, || format!("case {}", case.id))?;
+    check_applies(&m, &case.county_code, || {
+        let id = case.id;
+        msg!("case {id}", "案件 {id} ")
+    })?;
     case.matter_code = Some(m.matter.code.clone());
     case.matter_version = Some(m.id);
     case.category = Some(m.matter.category);

@@ -39,7 +39,7 @@ impl Step {
     pub fn zh(self) -> &'static str {
         match self {
             Step::ResolveOnSite => "就地解决",
-            Step::Escalate => "上报",
+            Step::Escalate => "上报中心",
             Step::Accept => "受理",
             Step::Assign => "派遣",
             Step::Acknowledge => "签收",

@@ -17,18 +17,24 @@ const browser = await chromium.launch({
   args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
     '--disable-component-update', '--disable-sync', '--use-gl=swiftshader', '--enable-unsafe-swiftshader', '--ignore-gpu-blocklist'],
 });
-const fresh = async () => (await browser.newContext({ viewport: { width: 1400, height: 900 } })).newPage();
+const DESKTOP = { viewport: { width: 1400, height: 900 } };
+// A 390×844 phone at 3 device pixels per CSS pixel, touch, mobile viewport.
+const PHONE = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 3, isMobile: true, hasTouch: true };
+const fresh = async (device = DESKTOP) => (await browser.newContext(device)).newPage();
 
-// Public map: a cold browser each time (no cache), from navigation to the first idle map.
-const firstRender = [];
-for (let i = 0; i < runs; i++) {
-  const page = await fresh();
-  await page.goto(`${url}/#/public`);
-  await page.waitForFunction(() => window.wangge?.timings?.publicIdle, null, { timeout: 60000 });
-  firstRender.push(await page.evaluate(() => window.wangge.timings.publicIdle));
-  await page.context().close();
+// Public map: a cold browser each time (no cache), from navigation to the first idle map,
+// on a desktop and on a phone.
+for (const [what, device] of [['desktop', DESKTOP], ['phone', PHONE]]) {
+  const firstRender = [];
+  for (let i = 0; i < runs; i++) {
+    const page = await fresh(device);
+    await page.goto(`${url}/#/public`);
+    await page.waitForFunction(() => window.wangge?.timings?.publicIdle, null, { timeout: 60000 });
+    firstRender.push(await page.evaluate(() => window.wangge.timings.publicIdle));
+    await page.context().close();
+  }
+  console.log(`public map first render ms (${what}): median ${median(firstRender)} (runs ${firstRender.join(', ')})`);
 }
-console.log(`public map first render ms: median ${median(firstRender)} (runs ${firstRender.join(', ')})`);
 
 // Planner: upload the draft, time until the validation summary shows, then until the
 // problems are listed and the draft is drawn.

@@ -246,7 +246,7 @@ pub fn validate(
                 geometry: None,
                 detail: Msg::new(
                     format!("{} consists of {} separate parts", name(ids, i), g.0.len()),
-                    format!("{}由 {} 个互不相连的部分组成", name_zh(ids, i), g.0.len()),
+                    format!("{} 由 {} 个互不相连的部分组成", name_zh(ids, i), g.0.len()),
                 ),
             });
         }
@@ -266,7 +266,7 @@ pub fn validate(
                         options.min_area_m2
                     ),
                     format!(
-                        "{}面积 {:.0} m²，小于下限 {:.0} m²",
+                        "{} 面积 {:.0} m²，小于下限 {:.0} m²",
                         name_zh(ids, i),
                         area,
                         options.min_area_m2
@@ -338,7 +338,7 @@ pub fn validate(
                     name(ids, b)
                 ),
                 format!(
-                    "{}与{}的共用边界顶点不一致",
+                    "{} 与 {} 的共用边界顶点不一致",
                     name_zh(ids, a),
                     name_zh(ids, b)
                 ),
@@ -386,7 +386,7 @@ pub fn validate(
                 0 => Msg::new("area covered by no grid", "没有网格覆盖的区域"),
                 _ => Msg::new(
                     format!("gap between {}", names(ids, g)),
-                    format!("{}之间的缝隙", names_zh(ids, g)),
+                    format!("{} 之间的缝隙", names_zh(ids, g)),
                 ),
             },
         );
@@ -407,7 +407,7 @@ pub fn validate(
             |ids, g| {
                 Msg::new(
                     format!("{} overlap", names(ids, g)),
-                    format!("{}相互重叠", names_zh(ids, g)),
+                    format!("{} 相互重叠", names_zh(ids, g)),
                 )
             },
         );
@@ -426,7 +426,7 @@ pub fn validate(
                 |ids, g| {
                     Msg::new(
                         format!("{} reaches outside its parent", names(ids, g)),
-                        format!("{}超出了上级边界", names_zh(ids, g)),
+                        format!("{} 超出了上级边界", names_zh(ids, g)),
                     )
                 },
             );
@@ -465,17 +465,14 @@ fn name_zh(ids: &[&str], i: u32) -> String {
         return "上级边界".into();
     }
     match ids.get(i as usize) {
-        Some(id) => format!("网格 {id} "),
+        Some(id) => format!("网格 {id}"),
         None => format!("第 {i} 个网格"),
     }
 }
 
 fn names_zh(ids: &[&str], grids: &[u32]) -> String {
-    let v: Vec<String> = grids
-        .iter()
-        .map(|&g| name_zh(ids, g).trim_end().to_string())
-        .collect();
-    format!("{} ", v.join(" 与 "))
+    let v: Vec<String> = grids.iter().map(|&g| name_zh(ids, g)).collect();
+    v.join(" 与 ")
 }
 
 /// A point inside `mp` (on it when it has no interior): where problems are pinned.
@@ -570,7 +567,7 @@ fn push_region(
                 ),
                 format!(
                     "{}：本应重合的边界之间有 {:.2} 米宽的细条（{:.1} m² 的{}）",
-                    names_zh(ids, &grids).trim_end(),
+                    names_zh(ids, &grids),
                     width,
                     area,
                     match kind {
@@ -837,9 +834,9 @@ fn duplicate_geometries(
                         name(ids, first)
                     ),
                     format!(
-                        "{}与{}的图形完全相同",
+                        "{} 与 {} 的图形完全相同",
                         name_zh(ids, i),
-                        name_zh(ids, first).trim_end()
+                        name_zh(ids, first)
                     ),
                 ),
             });

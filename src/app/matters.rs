@@ -507,6 +507,8 @@ impl App {
             detail,
         };
         self.store.apply_audited(&[change], &[audit]).await?;
+        // Intake's copy of the calendar (deadlines of new reports) follows at once.
+        self.matters.invalidate();
         Ok(())
     }
 }

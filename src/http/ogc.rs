@@ -643,10 +643,18 @@ fn geojson_response(body: Value, lat_first: bool) -> Response {
 
 /// The query string with `offset` replaced.
 fn with_offset(raw: Option<&str>, offset: usize) -> String {
+    // The key is compared decoded: `%6Fffset=5` is `offset` too, and left in it would
+    // make the link name the offset twice (which the next request refuses).
+    let is_offset = |part: &str| {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(part)
+            .ok()
+            .and_then(|pairs| pairs.into_iter().next())
+            .is_some_and(|(key, _)| key == "offset")
+    };
     let mut parts: Vec<String> = raw
         .unwrap_or("")
         .split('&')
-        .filter(|p| !p.is_empty() && !p.starts_with("offset="))
+        .filter(|p| !p.is_empty() && !is_offset(p))
         .map(str::to_string)
         .collect();
     parts.push(format!("offset={offset}"));
@@ -1000,6 +1008,14 @@ mod tests {
                 .collect()
         };
         assert!(known_parameters(&pairs(&[("limit", "5")]), &ITEMS_PARAMETERS).is_ok());
+        assert_eq!(
+            with_offset(Some("limit=2&%6Fffset=4"), 6),
+            "limit=2&offset=6"
+        );
+        assert_eq!(
+            with_offset(Some("offset=4&name=a%26b"), 0),
+            "name=a%26b&offset=0"
+        );
         let e = known_parameters(&pairs(&[("colour", "red")]), &ITEMS_PARAMETERS).unwrap_err();
         assert!(e.detail.en().contains("colour"), "{}", e.detail);
         assert!(

@@ -248,14 +248,19 @@ pub async fn matter_in_force(
         })
 }
 
-/// The matters list as intake reads it: every version, kept in memory for a few seconds
-/// so a stream of reports does not query it once each. A version admitted on another
-/// replica is seen within the lifetime (admissions name a future `valid_from` anyway);
-/// [`MatterCatalog::invalidate`] makes this replica see its own at once.
+/// What intake reads for every report, kept in memory for a few seconds so a stream of
+/// reports does not query it once each: the matters list (every version) and the
+/// working-day calendar (for the acceptance deadline). A version admitted or a day
+/// changed on another replica is seen within the lifetime (admissions name a future
+/// `valid_from` anyway); [`MatterCatalog::invalidate`] makes this replica see its own
+/// changes at once.
 pub struct MatterCatalog {
-    cached: std::sync::RwLock<Option<(std::time::Instant, std::sync::Arc<Vec<MatterVersion>>)>>,
+    cached: Cached<Vec<MatterVersion>>,
+    calendar: Cached<WorkCalendar>,
     lifetime: std::time::Duration,
 }
+
+type Cached<T> = std::sync::RwLock<Option<(std::time::Instant, std::sync::Arc<T>)>>;
 
 impl Default for MatterCatalog {
     fn default() -> Self {
@@ -268,15 +273,34 @@ impl MatterCatalog {
     pub fn with_lifetime(lifetime: std::time::Duration) -> Self {
         MatterCatalog {
             cached: std::sync::RwLock::new(None),
+            calendar: std::sync::RwLock::new(None),
             lifetime,
         }
     }
 
-    /// Forgets the copy: the next read goes to the store.
+    /// Forgets the copies: the next reads go to the store.
     pub fn invalidate(&self) {
         if let Ok(mut c) = self.cached.write() {
             *c = None;
         }
+        if let Ok(mut c) = self.calendar.write() {
+            *c = None;
+        }
+    }
+
+    /// The working-day calendar as stored (holidays and make-up days).
+    pub async fn calendar(&self, store: &dyn Store) -> Result<std::sync::Arc<WorkCalendar>> {
+        if let Ok(c) = self.calendar.read()
+            && let Some((at, calendar)) = c.as_ref()
+            && at.elapsed() < self.lifetime
+        {
+            return Ok(calendar.clone());
+        }
+        let fresh = std::sync::Arc::new(calendar(store).await?);
+        if let Ok(mut c) = self.calendar.write() {
+            *c = Some((std::time::Instant::now(), fresh.clone()));
+        }
+        Ok(fresh)
     }
 
     /// Every version of every matter.
@@ -726,7 +750,12 @@ pub async fn intake(
         // member's own report is theirs to settle on site first: no centre clock runs.
         deadline: match source {
             CaseSource::GridMember => None,
-            _ => Some(calendar(store).await?.add_working_time(now, accept_within)),
+            _ => Some(
+                matters
+                    .calendar(store)
+                    .await?
+                    .add_working_time(now, accept_within),
+            ),
         },
         assigned_at: None,
         extension_request: None,

@@ -206,8 +206,11 @@ await step('the public map draws the regions and, zoomed in, the grids; a click 
   await waitIdle(page, 'public');
   const grids = await page.evaluate(() => window.wangge.maps.public.queryRenderedFeatures({ layers: ['grids-fill'] }).map((f) => f.properties.code));
   assert.ok(grids.includes(gridCode), `grid ${gridCode} drawn among ${grids.length}`);
-  const gridLabels = await page.evaluate(() => window.wangge.maps.public.queryRenderedFeatures({ layers: ['grids-label'] }).map((f) => f.properties.code));
-  assert.ok(gridLabels.length > 0, 'grid names drawn at zoom 14');
+  // Labels are placed in a frame of their own after the tiles are drawn (later still on a
+  // loaded machine): wait for them rather than read the first idle frame.
+  const labelled = await page.waitForFunction(() => window.wangge.maps.public.queryRenderedFeatures({ layers: ['grids-label'] }).length > 0, null, { timeout: 15000 })
+    .then(() => true, () => false);
+  assert.ok(labelled, 'grid names drawn at zoom 14');
   await clickAt(page, 'public', [lon, lat]);
   await page.waitForSelector(`#card h2[data-code="${gridCode}"]`, { timeout: 10000 });
   const text = await page.textContent('#card');
@@ -450,6 +453,17 @@ await step("a dispatcher finds the resident's report on the board, accepts and a
   await page.waitForSelector(`section[data-column=new] article[data-case="${live}"]`, { timeout: 12000 });
   figures.dispatcher_live_update_ms = Date.now() - t0;
   await page.screenshot({ path: join(shots, '9-dispatcher-board.png') });
+  // The open case's panel follows its events: accepted elsewhere (here through the API,
+  // as a colleague's screen would), it shows the new state without a click.
+  await page.click(`article[data-case="${live}"]`);
+  await page.waitForSelector('#case-actions button[data-action=accept]');
+  const elsewhere = await page.evaluate(async (id) => (await fetch(`/v1/cases/${id}/actions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${localStorage.getItem('wangge.token')}` },
+    body: JSON.stringify({ action: 'accept' }),
+  })).status, live);
+  assert.equal(elsewhere, 200, 'accepted through the API');
+  await page.waitForFunction(() => document.querySelector('#case-state')?.textContent === '已受理', null, { timeout: 12000 });
   await page.click(card);
   await page.waitForSelector('#case-actions button[data-action=accept]');
   await waitIdle(page, 'case');

@@ -219,8 +219,36 @@ export async function dispatcherPage(root: HTMLElement): Promise<Cleanup> {
   let closed = false;
   let pending: number | undefined;
   let retry: number | undefined;
-  const soon = () => {
-    if (pending === undefined) pending = window.setTimeout(() => { pending = undefined; load().catch(() => {}); }, 2000);
+  // The open case's panel follows its events too: redrawn when nothing is being typed
+  // in it, otherwise a notice offers to reload (a half-written note is not thrown away).
+  let openChanged = false;
+  const refreshOpen = () => {
+    if (open === undefined) return;
+    const focused = document.activeElement;
+    const editing = (focused !== null && detail.contains(focused) && /^(INPUT|TEXTAREA|SELECT)$/.test(focused.tagName))
+      || [...detail.querySelectorAll<HTMLInputElement | HTMLTextAreaElement>('textarea, input[type=text], input[type=number]')].some((el) => el.value.trim() !== '');
+    if (!editing) {
+      void showCase(open).catch(() => {});
+    } else if (!detail.querySelector('#case-changed')) {
+      const id = open;
+      detail.prepend(h('p', { class: 'hint', id: 'case-changed' }, t('case.changed'), ' ',
+        h('button', { class: 'link', onclick: () => { void showCase(id); } }, t('case.reload'))));
+    }
+  };
+  const soon = (e?: MessageEvent) => {
+    if (e !== undefined && open !== undefined) {
+      try {
+        if ((JSON.parse(e.data) as { case_id?: number }).case_id === open) openChanged = true;
+      } catch {
+        /* not a case event */
+      }
+    }
+    if (pending === undefined) {
+      pending = window.setTimeout(() => {
+        pending = undefined;
+        load().then(() => { if (openChanged) { openChanged = false; refreshOpen(); } }).catch(() => {});
+      }, 2000);
+    }
   };
   const connect = async () => {
     if (closed) return;

@@ -94,6 +94,12 @@ fn close(found: f64, injected: f64) -> bool {
     (found - injected).abs() <= 0.02 * injected + 1.0
 }
 
+/// A shape's mean width in metres (twice its area over its perimeter).
+fn width_m(mp: &MultiPolygon<f64>) -> f64 {
+    use wangge::spatial::measure::{local_area_m2, local_perimeter_m, mean_width_m};
+    mean_width_m(local_area_m2(mp), local_perimeter_m(mp))
+}
+
 fn describe(problems: &[Problem]) -> Vec<(ProblemKind, Vec<u32>, Option<f64>)> {
     problems
         .iter()
@@ -109,6 +115,9 @@ proptest! {
     fn a_deleted_grid_is_a_gap_of_its_area(cells in 3usize..60, seed in 0u64..10_000, densify in 0usize..4, pick in any::<prop::sample::Index>()) {
         let (parent, mut cells) = synthetic(cells, seed, densify);
         let gone = cells.remove(pick.index(cells.len()));
+        // The tiler can cut a sliver cell (0.4 m wide at 29 cells, seed 7177): its hole
+        // is an edge mismatch by design (narrower than `sliver_width_m`), not a gap.
+        prop_assume!(width_m(&gone) >= 2.0 * lenient().sliver_width_m);
         let report = check(&cells, Some(&parent), &lenient());
         prop_assert!(!report.problems.is_empty());
         prop_assert!(report.problems.iter().all(|p| p.kind == ProblemKind::Gap), "{:?}", describe(&report.problems));
@@ -137,6 +146,9 @@ proptest! {
         let (parent, mut cells) = synthetic(cells, seed, densify);
         let i = pick.index(cells.len());
         let before = cells[i].clone();
+        // A cell narrower than the shift leaves its whole old place as a gap among the
+        // others (a 4.5 m wide sliver of the tiler at 29 cells, seed 6280).
+        prop_assume!(width_m(&before) >= 2.0 * dx.hypot(dy));
         let d = metres(dx, dy);
         cells[i].translate_mut(d.x, d.y);
         let report = check(&cells, Some(&parent), &lenient());

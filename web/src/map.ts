@@ -94,7 +94,8 @@ export async function createMap(container: HTMLElement, opts: { name: string; gr
   });
   exposeMap(opts.name, map);
   map.once('idle', () => mark(`${opts.name}Idle`));
-  map.on('remove', () => exposeMap(opts.name, undefined));
+  // Only while it is still the map by that name (a newer one may have taken it).
+  map.on('remove', () => { if (window.wangge.maps[opts.name] === map) exposeMap(opts.name, undefined); });
   map.addControl(new maplibregl.NavigationControl({ showCompass: false }), 'top-right');
   map.addControl(new maplibregl.ScaleControl({ unit: 'metric' }), 'bottom-left');
   await new Promise<void>((resolve) => (map.loaded() ? resolve() : map.once('load', () => resolve())));

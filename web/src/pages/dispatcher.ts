@@ -102,13 +102,19 @@ export async function dispatcherPage(root: HTMLElement): Promise<Cleanup> {
     }));
   };
 
+  // Calls of showCase overlap (a click, the reload after a step, an event from the
+  // stream): only the latest draws, and each map is removed exactly once.
+  let latest = 0;
+
   /** Shows case `id`; `reveal` scrolls to it where the panel sits under the board (phones). */
   const showCase = async (id: number, reveal = false) => {
+    const mine = ++latest;
     open = id;
     board.querySelectorAll('.case').forEach((el) => el.classList.toggle('open', (el as HTMLElement).dataset.case === String(id)));
     const { data: c, response } = await request<Case>('GET', `/v1/cases/${id}`);
     const etag = response.headers.get('etag') ?? `"${c.version}"`;
     const events = await get<Event[]>(`/v1/cases/${id}/events`);
+    if (mine !== latest || closed) return;
     const mapEl = h('div', { class: 'map small', id: 'case-map' });
     const actions = h('div', { class: 'actions', id: 'case-actions' });
     fill(detail,
@@ -130,8 +136,15 @@ export async function dispatcherPage(root: HTMLElement): Promise<Cleanup> {
     );
     renderActions(actions, c, etag);
     if (reveal && getComputedStyle(detail).position === 'static') detail.scrollIntoView({ block: 'start' });
-    map?.remove();
-    map = await createMap(mapEl, { name: 'case' });
+    const old = map;
+    map = undefined;
+    old?.remove();
+    const made = await createMap(mapEl, { name: 'case' });
+    if (mine !== latest || closed) {
+      made.remove();
+      return;
+    }
+    map = made;
     showGeoJSON(map, 'case', { type: 'Point', coordinates: [c.lon, c.lat] }, '#e67e22');
     zoomTo(map, [c.lon - 0.01, c.lat - 0.01, c.lon + 0.01, c.lat + 0.01], 15);
   };
@@ -223,7 +236,7 @@ export async function dispatcherPage(root: HTMLElement): Promise<Cleanup> {
   // in it, otherwise a notice offers to reload (a half-written note is not thrown away).
   let openChanged = false;
   const refreshOpen = () => {
-    if (open === undefined) return;
+    if (open === undefined || closed) return;
     const focused = document.activeElement;
     const editing = (focused !== null && detail.contains(focused) && /^(INPUT|TEXTAREA|SELECT)$/.test(focused.tagName))
       || [...detail.querySelectorAll<HTMLInputElement | HTMLTextAreaElement>('textarea, input[type=text], input[type=number]')].some((el) => el.value.trim() !== '');
@@ -280,6 +293,8 @@ export async function dispatcherPage(root: HTMLElement): Promise<Cleanup> {
     window.clearInterval(timer);
     window.clearTimeout(pending);
     window.clearTimeout(retry);
-    map?.remove();
+    const old = map;
+    map = undefined;
+    old?.remove();
   };
 }

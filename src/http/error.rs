@@ -113,11 +113,7 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        headers.insert(
-            header::CONTENT_LANGUAGE,
-            HeaderValue::from_static(lang.tag()),
-        );
-        headers.append(header::VARY, HeaderValue::from_static("accept-language"));
+        crate::http::lang::mark_language(headers, lang);
         if let Some(secs) = self.retry_after {
             response
                 .headers_mut()

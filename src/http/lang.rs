@@ -13,6 +13,17 @@ pub fn current() -> Lang {
     LANG.try_with(|l| *l).unwrap_or_default()
 }
 
+/// Says on an answer which language its words are in, and that caches must keep one
+/// copy per `Accept-Language`.
+pub fn mark_language(headers: &mut axum::http::HeaderMap, lang: Lang) {
+    use axum::http::{HeaderValue, header};
+    headers.insert(
+        header::CONTENT_LANGUAGE,
+        HeaderValue::from_static(lang.tag()),
+    );
+    headers.append(header::VARY, HeaderValue::from_static("accept-language"));
+}
+
 /// Runs the rest of the stack in the language the request's `Accept-Language` prefers.
 pub(crate) async fn with_caller_language(
     request: axum::extract::Request,

@@ -243,39 +243,51 @@ async fn problem_for_plain_rejections(
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
     let status = parts.status;
-    let text = match (text.trim().is_empty(), status) {
-        // axum adds the `Allow` header after this middleware: point to it.
-        (true, StatusCode::METHOD_NOT_ALLOWED) => format!(
-            "this endpoint does not take {method}: the Allow header lists the methods it takes"
+    let (slug, title, zh) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ("too-large", "The request is too large", "请求过大"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported-media-type",
+            "Unsupported media type",
+            "不支持的内容类型",
         ),
-        (true, _) => status.canonical_reason().unwrap_or("error").to_string(),
-        (false, _) => text,
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method-not-allowed",
+            "Method not allowed",
+            "此地址不接受该请求方法（Allow 头列出可用的方法）",
+        ),
+        StatusCode::NOT_FOUND => ("not-found", "Not found", "未找到"),
+        StatusCode::UNPROCESSABLE_ENTITY => (
+            "unprocessable",
+            "The request cannot be processed",
+            "请求无法处理",
+        ),
+        StatusCode::SERVICE_UNAVAILABLE => (
+            "timeout",
+            "The request took too long",
+            "请求处理超时，请稍后重试",
+        ),
+        s if s.is_server_error() => ("internal", "Internal error", "服务器内部错误"),
+        _ => ("bad-request", "Bad request", "请求有误"),
     };
-    let (slug, title) = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => ("too-large", "The request is too large"),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported-media-type", "Unsupported media type"),
-        StatusCode::METHOD_NOT_ALLOWED => ("method-not-allowed", "Method not allowed"),
-        StatusCode::NOT_FOUND => ("not-found", "Not found"),
-        StatusCode::UNPROCESSABLE_ENTITY => ("unprocessable", "The request cannot be processed"),
-        StatusCode::SERVICE_UNAVAILABLE => ("timeout", "The request took too long"),
-        s if s.is_server_error() => ("internal", "Internal error"),
-        _ => ("bad-request", "Bad request"),
-    };
-    let zh = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => "请求过大",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "不支持的内容类型",
-        StatusCode::METHOD_NOT_ALLOWED => "此地址不接受该请求方法（Allow 头列出可用的方法）",
-        StatusCode::NOT_FOUND => "未找到",
-        StatusCode::UNPROCESSABLE_ENTITY => "请求无法处理",
-        StatusCode::SERVICE_UNAVAILABLE => "请求处理超时，请稍后重试",
-        s if s.is_server_error() => "服务器内部错误",
-        _ => "请求有误",
-    };
-    // axum's words name the field and the parse error: kept after the Chinese.
-    let detail = if text.is_empty() || status == StatusCode::METHOD_NOT_ALLOWED {
-        Msg::new(text, zh)
-    } else {
-        Msg::new(text.clone(), format!("{zh}：{text}"))
+    let detail = match (text.trim().is_empty(), status) {
+        // axum adds the `Allow` header after this middleware: point to it.
+        (true, StatusCode::METHOD_NOT_ALLOWED) => Msg::new(
+            format!(
+                "this endpoint does not take {method}: the Allow header lists the methods it \
+                 takes"
+            ),
+            zh,
+        ),
+        // axum's words (or the status's) name the field and the parse error: kept after
+        // the Chinese.
+        (empty, _) => {
+            let words = if empty {
+                status.canonical_reason().unwrap_or("error").to_string()
+            } else {
+                text
+            };
+            Msg::new(words.clone(), format!("{zh}：{words}"))
+        }
     };
     let mut e = ApiError::new(status, slug, title, detail);
     if let Some(wait) = parts.headers.get(axum::http::header::RETRY_AFTER)

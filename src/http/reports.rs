@@ -338,15 +338,7 @@ fn open311_error(status: StatusCode, description: &crate::domain::Msg) -> Respon
         Json(json!([{"code": status.as_u16(), "description": description.get(lang)}])),
     )
         .into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_LANGUAGE,
-        axum::http::HeaderValue::from_static(lang.tag()),
-    );
-    headers.append(
-        header::VARY,
-        axum::http::HeaderValue::from_static("accept-language"),
-    );
+    super::lang::mark_language(response.headers_mut(), lang);
     response
 }
 

@@ -290,14 +290,23 @@ impl MatterCatalog {
 
     /// The working-day calendar as stored (holidays and make-up days).
     pub async fn calendar(&self, store: &dyn Store) -> Result<std::sync::Arc<WorkCalendar>> {
-        if let Ok(c) = self.calendar.read()
-            && let Some((at, calendar)) = c.as_ref()
+        self.read_through(&self.calendar, calendar(store)).await
+    }
+
+    /// `slot`'s copy while younger than the lifetime, else what `load` reads (kept).
+    async fn read_through<T>(
+        &self,
+        slot: &Cached<T>,
+        load: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<std::sync::Arc<T>> {
+        if let Ok(c) = slot.read()
+            && let Some((at, kept)) = c.as_ref()
             && at.elapsed() < self.lifetime
         {
-            return Ok(calendar.clone());
+            return Ok(kept.clone());
         }
-        let fresh = std::sync::Arc::new(calendar(store).await?);
-        if let Ok(mut c) = self.calendar.write() {
+        let fresh = std::sync::Arc::new(load.await?);
+        if let Ok(mut c) = slot.write() {
             *c = Some((std::time::Instant::now(), fresh.clone()));
         }
         Ok(fresh)
@@ -305,17 +314,10 @@ impl MatterCatalog {
 
     /// Every version of every matter.
     pub async fn versions(&self, store: &dyn Store) -> Result<std::sync::Arc<Vec<MatterVersion>>> {
-        if let Ok(c) = self.cached.read()
-            && let Some((at, list)) = c.as_ref()
-            && at.elapsed() < self.lifetime
-        {
-            return Ok(list.clone());
-        }
-        let fresh = std::sync::Arc::new(store.matter_versions(None).await?);
-        if let Ok(mut c) = self.cached.write() {
-            *c = Some((std::time::Instant::now(), fresh.clone()));
-        }
-        Ok(fresh)
+        self.read_through(&self.cached, async {
+            Ok(store.matter_versions(None).await?)
+        })
+        .await
     }
 
     /// The version of `code` in force on `date`.

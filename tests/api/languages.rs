@@ -5,7 +5,7 @@
 //! workflow, the upload reader, and Open311's error lists.
 
 use crate::dispatch::{IN_NE, TOWNSHIP, seed_dispatch};
-use crate::service::{Server, client, seeded, user};
+use crate::service::{Server, client, seeded, send, user};
 use crate::store_contract::{COMMUNITY, code};
 use reqwest::{RequestBuilder, StatusCode};
 use serde_json::{Value, json};
@@ -206,18 +206,11 @@ async fn problems_answer_in_the_language_the_caller_accepts() {
     );
 
     // The state machine: a step the case's state does not allow, and a stale version.
-    let filed = client()
-        .post(url("/v1/public/reports"))
-        .json(
-            &json!({"lon": IN_NE.0, "lat": IN_NE.1, "coord_sys": "cgcs2000",
-            "matter": "WG-001", "description": "路灯不亮", "grid": code(2)}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let (_, filed) = send(client().post(url("/v1/public/reports")).json(
+        &json!({"lon": IN_NE.0, "lat": IN_NE.1, "coord_sys": "cgcs2000",
+                "matter": "WG-001", "description": "路灯不亮", "grid": code(2)}),
+    ))
+    .await;
     let case = filed["id"].as_i64().expect("a case");
     let body = in_both(
         "a step the state does not allow",

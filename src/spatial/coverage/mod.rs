@@ -27,7 +27,7 @@ mod overlay;
 pub mod repair;
 pub mod validity;
 
-use crate::domain::Msg;
+use crate::domain::{Lang, Msg};
 use crate::spatial::geom;
 use crate::spatial::loops::{self, EdgeBag};
 use crate::spatial::measure;
@@ -445,34 +445,40 @@ fn finish(mut problems: Vec<Problem>, stats: Stats) -> Report {
     Report { problems, stats }
 }
 
+/// How a problem names grid `i` (or the parent) in `lang`.
+fn name_in(lang: Lang, ids: &[&str], i: u32) -> String {
+    match (lang, ids.get(i as usize)) {
+        (Lang::En, _) if i == PARENT => "the parent boundary".into(),
+        (Lang::Zh, _) if i == PARENT => "上级边界".into(),
+        (Lang::En, Some(id)) => format!("grid {id}"),
+        (Lang::Zh, Some(id)) => format!("网格 {id}"),
+        (Lang::En, None) => format!("grid #{i}"),
+        (Lang::Zh, None) => format!("第 {i} 个网格"),
+    }
+}
+
+fn names_in(lang: Lang, ids: &[&str], grids: &[u32]) -> String {
+    let v: Vec<String> = grids.iter().map(|&g| name_in(lang, ids, g)).collect();
+    v.join(match lang {
+        Lang::En => " and ",
+        Lang::Zh => " 与 ",
+    })
+}
+
 fn name(ids: &[&str], i: u32) -> String {
-    if i == PARENT {
-        return "the parent boundary".into();
-    }
-    match ids.get(i as usize) {
-        Some(id) => format!("grid {id}"),
-        None => format!("grid #{i}"),
-    }
+    name_in(Lang::En, ids, i)
 }
 
 fn names(ids: &[&str], grids: &[u32]) -> String {
-    let v: Vec<String> = grids.iter().map(|&g| name(ids, g)).collect();
-    v.join(" and ")
+    names_in(Lang::En, ids, grids)
 }
 
 fn name_zh(ids: &[&str], i: u32) -> String {
-    if i == PARENT {
-        return "上级边界".into();
-    }
-    match ids.get(i as usize) {
-        Some(id) => format!("网格 {id}"),
-        None => format!("第 {i} 个网格"),
-    }
+    name_in(Lang::Zh, ids, i)
 }
 
 fn names_zh(ids: &[&str], grids: &[u32]) -> String {
-    let v: Vec<String> = grids.iter().map(|&g| name_zh(ids, g)).collect();
-    v.join(" 与 ")
+    names_in(Lang::Zh, ids, grids)
 }
 
 /// A point inside `mp` (on it when it has no interior): where problems are pinned.

@@ -8,7 +8,9 @@ bundle GEOS 3.14) and a release build:
     cargo build --release
     python3 benches/repair_compare.py ../shared/data/real/taiwan_villages.geojson VILLAGESN
 
-Arguments: GRIDS [ID_FIELD] [SNAP_M] [MAX_GAP_WIDTH_M]. Both sides get the same snap
+Arguments: GRIDS [ID_FIELD] [SNAP_M] [MAX_GAP_WIDTH_M]. With PARENT=FILE in the
+environment, wangge repairs (and validates) against that parent boundary; GEOS's
+cleaner has no parent, so its side is cleaned without one and validated against it. Both sides get the same snap
 distance and gap width, converted to degrees at the north-south scale for GEOS (which
 works in coordinate units, one distance for both axes: east-west it is cos(latitude)
 shorter). The widths are measured differently: GEOS takes the diameter of
@@ -28,6 +30,8 @@ snap_m = float(sys.argv[3]) if len(sys.argv) > 3 else 0.5
 gap_m = float(sys.argv[4]) if len(sys.argv) > 4 else 1.0
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 exe = os.environ.get("WANGGE", os.path.join(root, "target", "release", "wangge"))
+parent = os.environ.get("PARENT")
+with_parent = ["--parent", parent] if parent else []
 
 features = json.load(open(path))["features"]
 ids = [str(f["properties"].get(id_field, i)) for i, f in enumerate(features)]
@@ -70,7 +74,7 @@ tmp = tempfile.mkdtemp()
 out = os.path.join(tmp, "repaired.geojson")
 t = time.perf_counter()
 subprocess.run([exe, "repair", path, "--id-field", id_field, "--snap-m", str(snap_m),
-                "--max-gap-width-m", str(gap_m), "-o", out], capture_output=True)
+                "--max-gap-width-m", str(gap_m), "-o", out] + with_parent, capture_output=True)
 if not os.path.exists(out):  # exit 1 only says problems remain (wide gaps); no file is a failure
     sys.exit("wangge repair wrote nothing")
 seconds = time.perf_counter() - t
@@ -84,7 +88,8 @@ json.dump({"type": "FeatureCollection", "features": [
     {"type": "Feature", "properties": {id_field: i}, "geometry": mapping(g)} for i, g in zip(ids, geos)]},
     open(geos_file, "w"))
 for name, f in (("GEOS", geos_file), ("wangge", out)):
-    v = subprocess.run([exe, "validate", f, "--id-field", id_field, "--json"], capture_output=True, text=True)
+    v = subprocess.run([exe, "validate", f, "--id-field", id_field, "--json"] + with_parent,
+                       capture_output=True, text=True)
     try:
         report = json.loads(v.stdout)
         kinds = {}

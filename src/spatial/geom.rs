@@ -149,6 +149,18 @@ pub fn on_segment(a: Coord<f64>, b: Coord<f64>, p: Coord<f64>) -> bool {
     p.x >= a.x.min(b.x) && p.x <= a.x.max(b.x) && p.y >= a.y.min(b.y) && p.y <= a.y.max(b.y)
 }
 
+/// How far off a line a vertex may lie and still count as on it, in degrees (about
+/// 0.1 µm): the rounding of a coordinate computed on a slanted edge, which is the
+/// closest any vertex can come to lying on one, and far under any distance that
+/// matters on the ground.
+pub const ON_LINE_DEG: f64 = 1e-12;
+
+/// Whether `p` lies on the line through `a b` to within [`ON_LINE_DEG`].
+pub fn nearly_collinear(a: Coord<f64>, b: Coord<f64>, p: Coord<f64>) -> bool {
+    let o = orient(a, b, p);
+    o == 0.0 || o.abs() <= ON_LINE_DEG * (b.x - a.x).hypot(b.y - a.y)
+}
+
 /// Whether `p` lies on the closed segment `a b` (exact).
 #[inline]
 pub fn lies_on_segment(a: Coord<f64>, b: Coord<f64>, p: Coord<f64>) -> bool {

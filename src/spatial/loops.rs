@@ -180,7 +180,7 @@ pub fn assemble_rings(edges: &[(Coord<f64>, Coord<f64>)]) -> Vec<Vec<Coord<f64>>
 
 /// Splits a closed walk that visits a vertex twice into simple closed walks (OGC rings
 /// may not touch themselves; a shell with a hole touching it at that vertex may).
-fn split_at_repeats(ring: Vec<Coord<f64>>, out: &mut Vec<Vec<Coord<f64>>>) {
+pub(crate) fn split_at_repeats(ring: Vec<Coord<f64>>, out: &mut Vec<Vec<Coord<f64>>>) {
     let mut stack: Vec<Coord<f64>> = Vec::with_capacity(ring.len());
     let mut seen: FxHashMap<(u64, u64), usize> = FxHashMap::default();
     let n = ring.len() - 1; // the last vertex repeats the first

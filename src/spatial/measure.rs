@@ -96,7 +96,10 @@ pub fn local_area_m2(mp: &MultiPolygon<f64>) -> f64 {
     mp.0.iter()
         .map(|p| {
             let ring_area = |r: &[Coord<f64>]| {
-                let lat = r.iter().map(|c| c.y).sum::<f64>() / r.len().max(1) as f64;
+                // The closing vertex repeats the first: left out, so that where a ring
+                // starts does not change its area.
+                let open = &r[..r.len().saturating_sub(1)];
+                let lat = open.iter().map(|c| c.y).sum::<f64>() / open.len().max(1) as f64;
                 let s = LocalScale::at(lat);
                 (super::geom::ring_twice_area(r) / 2.0).abs() * s.x * s.y
             };

@@ -24,6 +24,7 @@
 //! Without a parent, the union of the grids is the reference: its holes are gaps.
 
 mod overlay;
+mod plane;
 pub mod repair;
 pub mod validity;
 
@@ -350,6 +351,8 @@ pub fn validate(
     }
 
     // 3. Regions.
+    let noise_m = overlay::noise_m(grids.iter().chain(parent));
+    let noise_of = |shapes: &[&MultiPolygon<f64>]| overlay::noise_m(shapes.iter().copied());
     let involved: Vec<u32> = {
         let mut s: Vec<u32> = remainder
             .iter()
@@ -381,7 +384,10 @@ pub fn validate(
             mp,
             neighbours,
             ids,
-            options,
+            Widths {
+                sliver_m: options.sliver_width_m,
+                noise_m,
+            },
             |ids, g| match g.len() {
                 0 => Msg::new("area covered by no grid", "没有网格覆盖的区域"),
                 _ => Msg::new(
@@ -403,7 +409,10 @@ pub fn validate(
             common,
             vec![i, j],
             ids,
-            options,
+            Widths {
+                sliver_m: options.sliver_width_m,
+                noise_m: noise_of(&[&grids[i as usize], &grids[j as usize]]),
+            },
             |ids, g| {
                 Msg::new(
                     format!("{} overlap", names(ids, g)),
@@ -422,7 +431,10 @@ pub fn validate(
                 spill,
                 vec![i],
                 ids,
-                options,
+                Widths {
+                    sliver_m: options.sliver_width_m,
+                    noise_m: noise_of(&[&grids[i as usize], p]),
+                },
                 |ids, g| {
                     Msg::new(
                         format!("{} reaches outside its parent", names(ids, g)),
@@ -534,6 +546,14 @@ pub fn overlap_area_m2(a: &MultiPolygon<f64>, b: &MultiPolygon<f64>) -> f64 {
     measure::local_area_m2(&overlay::intersection(a, b))
 }
 
+/// How wide a region must be to be a region problem rather than a sliver, and to be
+/// anything at all rather than the polygon operations' rounding.
+#[derive(Clone, Copy)]
+struct Widths {
+    sliver_m: f64,
+    noise_m: f64,
+}
+
 /// Reports a region problem, or an `edge_mismatch` when the region is a sliver.
 fn push_region(
     problems: &mut Vec<Problem>,
@@ -541,14 +561,22 @@ fn push_region(
     region: MultiPolygon<f64>,
     grids: Vec<u32>,
     ids: &[&str],
-    options: &ValidateOptions,
+    widths: Widths,
     describe: impl Fn(&[&str], &[u32]) -> Msg,
 ) {
+    // Pieces no wider than the polygon operations' rounding are made by it: where a
+    // grid follows its parent or neighbour vertex for vertex, the edges cancel, and
+    // only the operations see a difference.
     let region = MultiPolygon(
         region
             .0
             .into_iter()
             .filter(|p| geom::ring_twice_area(&p.exterior().0) != 0.0)
+            .filter(|p| {
+                let piece = MultiPolygon(vec![p.clone()]);
+                let area = measure::local_area_m2(&piece);
+                measure::mean_width_m(area, measure::local_perimeter_m(&piece)) > widths.noise_m
+            })
             .collect(),
     );
     if region.0.is_empty() {
@@ -560,7 +588,7 @@ fn push_region(
     }
     let width = measure::mean_width_m(area, measure::local_perimeter_m(&region));
     let location = representative(&region);
-    let (kind, detail) = if width < options.sliver_width_m {
+    let (kind, detail) = if width < widths.sliver_m {
         (
             ProblemKind::EdgeMismatch,
             Msg::new(
@@ -677,8 +705,8 @@ fn owners_of(
 type Edge = (Coord<f64>, Coord<f64>);
 type Mismatches = std::collections::BTreeMap<(u32, u32), (Vec<Edge>, Coord<f64>)>;
 
-/// Splits remaining edges at remaining vertices that lie exactly on them and cancels
-/// again. Returns what still remains (with owners) and, per pair of owners, the edges
+/// Splits remaining edges at remaining vertices that lie on them (to within
+/// [`geom::ON_LINE_DEG`]) and cancels again. Returns what still remains (with owners) and, per pair of owners, the edges
 /// whose only fault was a missing vertex.
 fn resolve_t_junctions(
     remainder: &[Edge],
@@ -706,7 +734,7 @@ fn resolve_t_junctions(
         let mut inner: Vec<(f64, Coord<f64>)> = tree
             .locate_in_envelope(&env)
             .map(|p| Coord { x: p[0], y: p[1] })
-            .filter(|&p| p != a && p != b && geom::orient(a, b, p) == 0.0)
+            .filter(|&p| p != a && p != b && geom::nearly_collinear(a, b, p))
             .map(|p| {
                 let t = if (b.x - a.x).abs() >= (b.y - a.y).abs() {
                     (p.x - a.x) / (b.x - a.x)

@@ -10,23 +10,26 @@
 //!    loose vertex lying within the snap distance of another grid's edge is inserted
 //!    into that edge: a boundary that matched up to digitising noise now matches
 //!    vertex for vertex.
-//! 2. **Make valid.** A self-intersecting grid becomes the region its rings enclose
-//!    (non-zero winding), keeping its id.
-//! 3. **Clip.** What spills outside the parent is cut off.
-//! 4. **Overlaps.** Each piece two grids share goes to the one with the longer border
-//!    with the piece (the border with the rest of that grid), as GEOS's
-//!    CoverageCleaner does; the other loses it.
-//! 5. **Gaps.** Each gap whose mean width (2·area/perimeter, the validator's measure) is
-//!    under the limit joins the neighbour with the longest border along it; wider gaps
-//!    stay, and stay reported.
-//! 6. **Snap again**, so the vertices the polygon operations created are shared by
-//!    both sides.
+//! 2. **Cut the plane** by every ring of every grid and of the parent, once (see
+//!    `plane`: snap rounding on a 0.1 mm grid, exact predicates). Each face knows which
+//!    grids wind around it: a self-intersecting grid covers the faces its rings
+//!    enclose, so it comes out valid with its id.
+//! 3. **Clip.** Faces outside the parent go to nobody.
+//! 4. **Overlaps.** Each face several grids cover goes to the one with the longest
+//!    border with it (the border with the rest of that grid), as GEOS's
+//!    CoverageCleaner does.
+//! 5. **Gaps.** Each gap (connected faces no grid covers) whose mean width
+//!    (2·area/perimeter, the validator's measure) is under the limit joins the
+//!    neighbour with the longest border along it; wider gaps stay, and stay reported.
+//! 6. **Rebuild** each grid as the union of its faces, walking the edges of the plane:
+//!    two neighbours' common boundary is the same edges, so nothing is left between
+//!    them to the last bit, and no rounding happens after the cut.
 //!
-//! The polygon operations run on an integer grid (see `overlay`); their output is
-//! snapped back to the exact input vertices, so a boundary taken from a neighbour is
-//! that neighbour's boundary to the bit.
+//! A vertex that was an input vertex keeps the input's coordinates, so an edge no
+//! problem touches comes out as it went in; only crossings are new vertices.
 
 use super::overlay;
+use super::plane::{Face, OUTSIDE, Plane, Source, Unfinished};
 use super::validity;
 use super::{GridIndex, PARENT};
 use crate::spatial::geom;
@@ -35,9 +38,6 @@ use crate::spatial::measure::{self, LocalScale};
 use geo_types::{Coord, LineString, MultiPolygon, Polygon};
 use rstar::{AABB, RTree, primitives::GeomWithData};
 use rustc_hash::{FxHashMap, FxHashSet};
-
-/// The snap distance after polygon operations, metres.
-const RESNAP_M: f64 = 0.001;
 
 /// How far a repair may go; distances in metres.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -53,13 +53,6 @@ pub struct RepairOptions {
     /// Stop resolving overlaps and gaps at this instant and return what is done
     /// (marked incomplete): a service bounds how long one request may hold it.
     pub deadline: Option<std::time::Instant>,
-}
-
-impl RepairOptions {
-    fn out_of_time(&self) -> bool {
-        self.deadline
-            .is_some_and(|d| std::time::Instant::now() >= d)
-    }
 }
 
 impl Default for RepairOptions {
@@ -157,7 +150,7 @@ pub fn repair(
     };
     let cover_parent = parent.filter(|_| options.require_cover);
     // A group validation finds nothing wrong with is left alone, to the last bit.
-    if defects(grids, parent, options.require_cover).2 == 0 {
+    if !has_errors(grids, parent, options.require_cover) {
         return Repair {
             grids: account(grids, grids.to_vec()),
             gaps_left: Vec::new(),
@@ -165,92 +158,57 @@ pub fn repair(
         };
     }
     let mut work: Vec<MultiPolygon<f64>> = grids.iter().map(tidy).collect();
-    let mut actions: Vec<Vec<Action>> = vec![Vec::new(); n];
 
     // 1. Snap.
     let snapped = snap(&mut work, cover_parent, parent, scale, options.snap_m);
 
-    // 2. Make valid.
-    for (i, g) in work.iter_mut().enumerate() {
-        if validity::check(g).is_some() {
-            let valid = snap_back(&overlay::simplify(g), &[&*g], scale);
-            if !valid.0.is_empty() {
-                *g = valid;
-                actions[i].push(Action::MadeValid);
-            }
-        }
-    }
+    // 2-5. Cut the plane by every ring and give each face to one grid.
+    let parent = parent.map(tidy);
+    let Ok(plane) = plane_of(&work, parent.as_ref(), options) else {
+        return Repair {
+            grids: account(grids, grids.to_vec()),
+            gaps_left: Vec::new(),
+            incomplete: true,
+        };
+    };
+    let shares = Shares::of(&plane, n, parent.is_some(), scale);
+    let mut actions: Vec<Vec<Action>> = vec![Vec::new(); n];
+    let mut owner = shares.first_owners(&mut actions);
+    shares.resolve_overlaps(&mut owner, &mut actions);
+    let gaps_left = if options.require_cover {
+        shares.fill_gaps(&mut owner, options.max_gap_width_m, &mut actions)
+    } else {
+        Vec::new()
+    };
 
-    // 3. Clip to the parent.
-    if let Some(p) = parent {
-        for (i, g) in work.iter_mut().enumerate() {
-            let spill = measure::local_area_m2(&overlay::difference(g, p));
-            if spill > 0.0 {
-                let inside = snap_back(&overlay::intersection(g, p), &[&*g, p], scale);
-                if !inside.0.is_empty() {
-                    *g = inside;
-                    actions[i].push(Action::Clipped { m2: spill });
-                }
+    // 6. Each grid is the union of its faces, its rings walked along the edges it
+    // shares with its neighbours.
+    let mut rings: Vec<Vec<Vec<Coord<f64>>>> = vec![Vec::new(); n];
+    for (g, ring) in plane.boundaries(&owner, NOBODY) {
+        // A face that touches itself at a vertex walks through it twice: OGC wants a
+        // shell and a hole touching there instead.
+        loops::split_at_repeats(ring, &mut rings[g as usize]);
+    }
+    let mut out: Vec<MultiPolygon<f64>> = Vec::with_capacity(n);
+    for (i, r) in rings.into_iter().enumerate() {
+        let mp = loops::rings_to_multipolygon(r);
+        // A repair never deletes a grid: one left with nothing keeps its input; and
+        // one that comes out as it went in keeps the input's very rings.
+        if mp.0.is_empty() || super::same_shape(&mp, &grids[i]) {
+            out.push(grids[i].clone());
+        } else {
+            if validity::check(&work[i]).is_some() {
+                actions[i].insert(0, Action::MadeValid);
             }
+            out.push(mp);
         }
     }
-
-    // 4-6. Overlaps, gaps, and snapping what the operations created. Snapping can
-    // fold a ring or open a speck of overlap elsewhere, so this repeats (a few times
-    // at most) while anything is left that a round can fix.
-    let mut gaps_left = Vec::new();
-    let mut resnapped = vec![0; n];
-    for _round in 0..4 {
-        let before = work.clone();
-        if options.out_of_time() {
-            break;
-        }
-        resolve_overlaps(&mut work, cover_parent, scale, options, &mut actions);
-        if options.require_cover {
-            gaps_left = fill_gaps(&mut work, parent, scale, options, &mut actions);
-        }
-        for (i, g) in work.iter_mut().enumerate() {
-            if validity::check(g).is_some() {
-                let valid = snap_back(&overlay::simplify(g), &[&*g], scale);
-                if !valid.0.is_empty() {
-                    *g = valid;
-                    if !actions[i].contains(&Action::MadeValid) {
-                        actions[i].push(Action::MadeValid);
-                    }
-                }
-            }
-        }
-        // The operations' new vertices lie on their partner's edges to within their
-        // rounding: a millimetre joins them without moving anything visibly.
-        let again = snap(
-            &mut work,
-            cover_parent,
-            parent,
-            scale,
-            RESNAP_M.min(options.snap_m),
-        );
-        for (total, k) in resnapped.iter_mut().zip(again) {
-            *total += k;
-        }
-        let invalid = work.iter().any(|g| validity::check(g).is_some());
-        if work == before || (!invalid && loose_vertices(&work, cover_parent).is_empty()) {
-            break;
-        }
-    }
-    for i in 0..n {
-        let moved = snapped[i] + resnapped[i];
+    for (i, &moved) in snapped.iter().enumerate() {
         if moved > 0 {
             actions[i].insert(0, Action::Snapped { vertices: moved });
         }
     }
-
-    // A repair never deletes a grid: one that folded to nothing keeps its input.
-    for (g, input) in work.iter_mut().zip(grids) {
-        if g.0.is_empty() {
-            *g = input.clone();
-        }
-    }
-    let mut out = account(grids, work);
+    let mut out = account(grids, out);
     for (g, a) in out.iter_mut().zip(actions) {
         if g.changed {
             g.actions = a;
@@ -259,7 +217,7 @@ pub fn repair(
     Repair {
         grids: out,
         gaps_left,
-        incomplete: options.out_of_time(),
+        incomplete: false,
     }
 }
 
@@ -348,17 +306,6 @@ fn edges_of(mp: &MultiPolygon<f64>) -> impl Iterator<Item = (Coord<f64>, Coord<f
 /// An edge `a → b` as the keys of its ends, in its direction.
 type DirectedEdge = ((u64, u64), (u64, u64));
 
-/// The endpoints of edges that cancel against nothing.
-fn loose_vertices(
-    work: &[MultiPolygon<f64>],
-    cover_parent: Option<&MultiPolygon<f64>>,
-) -> FxHashSet<(u64, u64)> {
-    loose_edges(work, cover_parent)
-        .into_iter()
-        .flat_map(|(a, b)| [a, b])
-        .collect()
-}
-
 /// The edges that cancel against nothing, as the keys of their ends.
 fn loose_edges(
     work: &[MultiPolygon<f64>],
@@ -420,12 +367,12 @@ fn snap(
     if snap_m <= 0.0 {
         return counts;
     }
-    let loose_edges = loose_edges(work, cover_parent);
-    if loose_edges.is_empty() {
+    let unmatched = loose_edges(work, cover_parent);
+    if unmatched.is_empty() {
         return counts;
     }
-    let settled = settled_shares(work, &loose_edges);
-    let loose: FxHashSet<(u64, u64)> = loose_edges.iter().flat_map(|&(a, b)| [a, b]).collect();
+    let settled = settled_shares(work, &unmatched);
+    let loose: FxHashSet<(u64, u64)> = unmatched.iter().flat_map(|&(a, b)| [a, b]).collect();
 
     // Vertex onto vertex.
     let mut nodes: Vec<Node> = Vec::new();
@@ -499,7 +446,11 @@ fn snap(
         let mut near: Vec<(f64, usize)> = tree
             .locate_in_envelope(&env)
             .map(|p| p.data)
-            .filter(|&j| j != i && target[j].is_none() && !nodes[j].fixed)
+            // A vertex two grids already share is where they agree: it stays, and
+            // the plane's faces settle whatever disagrees around it.
+            .filter(|&j| {
+                j != i && target[j].is_none() && !nodes[j].fixed && nodes[j].owners.len() == 1
+            })
             .map(|j| (scale.distance(centre, nodes[j].at), j))
             .filter(|&(d, _)| d <= snap_m)
             .collect();
@@ -527,8 +478,10 @@ fn snap(
     }
 
     // Vertex into edge: every loose vertex (and every parent vertex) near another
-    // grid's edge becomes a vertex of that edge.
-    let loose = loose_vertices(work, cover_parent);
+    // grid's loose edge becomes a vertex of that edge. An edge that matches its
+    // neighbour's is agreed on and does not bend.
+    let unmatched = loose_edges(work, cover_parent);
+    let loose: FxHashSet<(u64, u64)> = unmatched.iter().flat_map(|&(a, b)| [a, b]).collect();
     let mut points: Vec<(Coord<f64>, Vec<u32>)> = Vec::new();
     let mut owners_at: FxHashMap<(u64, u64), usize> = FxHashMap::default();
     let mut note = |c: Coord<f64>, owner: u32| {
@@ -570,6 +523,9 @@ fn snap(
             for w in ring.windows(2) {
                 let (a, b) = (w[0], w[1]);
                 push_vertex(&mut v, a);
+                if !unmatched.contains(&(loops::key(a), loops::key(b))) {
+                    continue;
+                }
                 let env = AABB::from_corners(
                     [a.x.min(b.x) - dx, a.y.min(b.y) - dy],
                     [a.x.max(b.x) + dx, a.y.max(b.y) + dy],
@@ -635,249 +591,273 @@ fn map_rings(
     )
 }
 
-/// Puts the output of a polygon operation back on the exact vertices of its inputs:
-/// every output vertex within the operation's rounding of an input vertex takes the
-/// input's coordinates.
-fn snap_back(
-    out: &MultiPolygon<f64>,
-    inputs: &[&MultiPolygon<f64>],
-    scale: LocalScale,
-) -> MultiPolygon<f64> {
-    let vertices: Vec<[f64; 2]> = inputs
-        .iter()
-        .flat_map(|mp| geom::rings(mp).flat_map(|r| r.0.iter().map(|c| [c.x, c.y])))
-        .collect();
-    let Some(b) = geom::bounds_of(vertices.iter().map(|&[x, y]| Coord { x, y })) else {
-        return out.clone();
-    };
-    // The operations round to about 2^-31 of the extent; allow 32 times that.
-    let extent_m = (b.width() * scale.x).max(b.height() * scale.y);
-    let eps_m = (extent_m * 1.5e-8).max(1e-6);
-    let tree: RTree<[f64; 2]> = RTree::bulk_load(vertices);
-    let back = map_vertices(out, |c| match tree.nearest_neighbor(&[c.x, c.y]) {
-        Some(&[x, y]) if scale.distance(c, Coord { x, y }) <= eps_m => Coord { x, y },
-        _ => c,
-    });
-    tidy(&back)
-}
+// ---- 2-5. faces ------------------------------------------------------------------
 
-// ---- 4. overlaps -----------------------------------------------------------------
+/// The owner of a face no grid gets: outside the parent, or a gap left open.
+const NOBODY: u32 = u32::MAX;
 
-fn resolve_overlaps(
-    work: &mut [MultiPolygon<f64>],
-    cover_parent: Option<&MultiPolygon<f64>>,
-    scale: LocalScale,
-    options: &RepairOptions,
-    actions: &mut [Vec<Action>],
-) {
-    let involved = owners_of_loose(work, cover_parent);
-    if involved.is_empty() {
-        return;
-    }
-    let all: Vec<u32> = (0..work.len() as u32).collect();
-    let pairs = GridIndex::new(work, &all).pairs_with(&involved, work);
-    for (i, j) in pairs {
-        if options.out_of_time() {
-            return;
-        }
-        let (a, b) = (&work[i as usize], &work[j as usize]);
-        if super::same_shape(a, b) {
-            // Duplicates: which one to keep is the planner's decision.
-            continue;
-        }
-        let common = overlay::intersection(a, b);
-        let (mut to_i, mut to_j) = (Vec::new(), Vec::new());
-        for piece in common.0 {
-            if geom::ring_twice_area(&piece.exterior().0) == 0.0 {
-                continue;
-            }
-            let piece = MultiPolygon(vec![piece]);
-            // The border a piece shares with the rest of a grid is the part of its
-            // boundary that is not on that grid's boundary.
-            let border_i = border_inside(&piece, a, scale);
-            let border_j = border_inside(&piece, b, scale);
-            if border_i >= border_j {
-                to_i.push(piece.0[0].clone());
-            } else {
-                to_j.push(piece.0[0].clone());
-            }
-        }
-        // The loser gives up what the winner keeps by losing the winner's whole grid,
-        // not the pieces as the intersection rounded them: its new border is then the
-        // winner's own edges (snapped back to their vertices), and no sliver of
-        // rounding is left between the two. When both win pieces, one gives its
-        // pieces first and the other loses what that one keeps.
-        let (first, second) = match (to_i.is_empty(), to_j.is_empty()) {
-            (true, true) => continue,
-            (false, true) => ((j, i, None), None),
-            (true, false) => ((i, j, None), None),
-            (false, false) => ((i, j, Some(MultiPolygon(to_j))), Some((j, i))),
-        };
-        let (loser, winner, pieces) = first;
-        lose_to(work, actions, loser, winner, pieces.as_ref(), scale);
-        if let Some((loser, winner)) = second {
-            lose_to(work, actions, loser, winner, None, scale);
-        }
-    }
-}
-
-/// Takes `pieces` (the winner's whole grid when `None`) from the loser, its result
-/// snapped back to both grids' vertices, and records the exchange; a loser that would
-/// vanish keeps its grid.
-fn lose_to(
-    work: &mut [MultiPolygon<f64>],
-    actions: &mut [Vec<Action>],
-    loser: u32,
-    winner: u32,
-    pieces: Option<&MultiPolygon<f64>>,
-    scale: LocalScale,
-) {
-    let (l, w) = (&work[loser as usize], &work[winner as usize]);
-    let rest = snap_back(&overlay::difference(l, pieces.unwrap_or(w)), &[l, w], scale);
-    if rest.0.is_empty() {
-        return;
-    }
-    let m2 = measure::local_area_m2(l) - measure::local_area_m2(&rest);
-    work[loser as usize] = rest;
-    actions[loser as usize].push(Action::GaveOverlap { to: winner, m2 });
-    actions[winner as usize].push(Action::KeptOverlap { from: loser, m2 });
-}
-
-/// What is left to fix, worst first: invalid grids, the area of the errors validation
-/// reports (to the square centimetre), and their number. A round that trades a large
-/// overlap for a speck is progress; one that breaks a grid is not.
-fn defects(
+/// The plane cut by every grid's rings and the parent's: grid `g`'s shells are source
+/// `2g` and its holes `2g + 1`, the parent's `2n` and `2n + 1`, so that a face is a
+/// grid's when its shells wind around it and its holes do not (a bow tie's two lobes
+/// wind opposite ways and are both the grid's).
+fn plane_of(
     work: &[MultiPolygon<f64>],
     parent: Option<&MultiPolygon<f64>>,
+    options: &RepairOptions,
+) -> Result<Plane, Unfinished> {
+    let n = work.len() as u32;
+    let mut rings: Vec<(Source, &[Coord<f64>])> = Vec::new();
+    let all = work.iter().enumerate().map(|(g, mp)| (g as u32, mp));
+    for (g, mp) in all.chain(parent.map(|p| (n, p))) {
+        for poly in &mp.0 {
+            rings.push((2 * g, &poly.exterior().0));
+            for h in poly.interiors() {
+                rings.push((2 * g + 1, &h.0));
+            }
+        }
+    }
+    // The parent is not the repair's to change: grids meet its edges on them.
+    Plane::build(&rings, |s| s >= 2 * n, options.deadline)
+}
+
+/// Who covers each face of the plane, and how faces border each other.
+struct Shares {
+    /// Per face, the grids that cover it.
+    owners: Vec<Vec<u32>>,
+    /// Per face, whether it lies inside the parent (every bounded face, without one).
+    inside: Vec<bool>,
+    area_m2: Vec<f64>,
+    /// Per face, the face across each of its edges and that edge's length in metres.
+    borders: Vec<Vec<(u32, f64)>>,
+}
+
+impl Shares {
+    fn of(plane: &Plane, n: usize, has_parent: bool, scale: LocalScale) -> Shares {
+        let n = n as u32;
+        let covers = |f: &Face, g: u32| f.winding_of(2 * g) != 0 && f.winding_of(2 * g + 1) == 0;
+        let faces = plane.faces.len();
+        let mut borders: Vec<Vec<(u32, f64)>> = vec![Vec::new(); faces];
+        let mut latitude = vec![scale; faces];
+        for h in (0..plane.half_edges()).step_by(2) {
+            let (f1, f2) = (plane.face_left(h), plane.face_left(h ^ 1));
+            let (a, b) = plane.segment(h);
+            let here = LocalScale::at((a.y + b.y) / 2.0);
+            latitude[f1 as usize] = here;
+            latitude[f2 as usize] = here;
+            if f1 != f2 {
+                let len = here.distance(a, b);
+                borders[f1 as usize].push((f2, len));
+                borders[f2 as usize].push((f1, len));
+            }
+        }
+        let mut owners = Vec::with_capacity(faces);
+        let mut inside = Vec::with_capacity(faces);
+        let mut area_m2 = Vec::with_capacity(faces);
+        for (f, face) in plane.faces.iter().enumerate() {
+            owners.push(
+                face.winding
+                    .iter()
+                    .filter(|&&(s, _)| s % 2 == 0 && s / 2 < n && covers(face, s / 2))
+                    .map(|&(s, _)| s / 2)
+                    .collect(),
+            );
+            inside.push(f as u32 != OUTSIDE && (!has_parent || covers(face, n)));
+            let s = latitude[f];
+            area_m2.push(plane.face_area_deg2(f as u32) * s.x * s.y);
+        }
+        Shares {
+            owners,
+            inside,
+            area_m2,
+            borders,
+        }
+    }
+
+    /// Faces only one grid covers go to it; what spills outside the parent goes to
+    /// nobody (clipped).
+    fn first_owners(&self, actions: &mut [Vec<Action>]) -> Vec<u32> {
+        let mut clipped: FxHashMap<u32, f64> = FxHashMap::default();
+        let owner = (0..self.owners.len())
+            .map(|f| match (self.inside[f], self.owners[f].as_slice()) {
+                (false, grids) => {
+                    for &g in grids {
+                        *clipped.entry(g).or_default() += self.area_m2[f];
+                    }
+                    NOBODY
+                }
+                (true, [g]) => *g,
+                (true, _) => NOBODY,
+            })
+            .collect();
+        let mut clipped: Vec<(u32, f64)> = clipped.into_iter().collect();
+        clipped.sort_by_key(|c| c.0);
+        for (g, m2) in clipped {
+            actions[g as usize].push(Action::Clipped { m2 });
+        }
+        owner
+    }
+
+    /// Length of `f`'s border with the faces `g` owns.
+    fn border_with(&self, f: usize, g: u32, owner: &[u32]) -> f64 {
+        self.borders[f]
+            .iter()
+            .filter(|&&(nb, _)| owner[nb as usize] == g)
+            .map(|&(_, len)| len)
+            .sum()
+    }
+
+    /// Each face several grids cover goes to the one of them with the longest border
+    /// with it (as GEOS's CoverageCleaner does); a face bordering none of them yet
+    /// waits for its neighbours to be decided.
+    fn resolve_overlaps(&self, owner: &mut [u32], actions: &mut [Vec<Action>]) {
+        let overlaps: Vec<usize> = (0..self.owners.len())
+            .filter(|&f| self.inside[f] && self.owners[f].len() > 1)
+            .collect();
+        // A repair never deletes a grid: one that covers nothing alone (drawn wholly
+        // over a neighbour) keeps the largest face it covers.
+        let mut has_face = vec![false; actions.len()];
+        for &g in owner.iter().filter(|&&g| g != NOBODY) {
+            has_face[g as usize] = true;
+        }
+        let mut largest: FxHashMap<u32, usize> = FxHashMap::default();
+        for &f in &overlaps {
+            for &g in self.owners[f].iter().filter(|&&g| !has_face[g as usize]) {
+                let best = largest.entry(g).or_insert(f);
+                if self.area_m2[f] > self.area_m2[*best] {
+                    *best = f;
+                }
+            }
+        }
+        let mut kept: Vec<(u32, usize)> = largest.into_iter().collect();
+        kept.sort_unstable();
+        for (g, f) in kept {
+            if owner[f] == NOBODY {
+                owner[f] = g;
+            }
+        }
+        let mut pending: Vec<usize> = overlaps
+            .iter()
+            .copied()
+            .filter(|&f| owner[f] == NOBODY)
+            .collect();
+        loop {
+            let before = pending.len();
+            let mut still = Vec::new();
+            for f in pending {
+                let best = self.owners[f]
+                    .iter()
+                    .map(|&g| (self.border_with(f, g, owner), g))
+                    .filter(|&(len, _)| len > 0.0)
+                    .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)));
+                match best {
+                    Some((_, g)) => owner[f] = g,
+                    None => still.push(f),
+                }
+            }
+            pending = still;
+            if pending.is_empty() || pending.len() == before {
+                break;
+            }
+        }
+        // Overlaps that touch none of their grids' other faces (a duplicated grid):
+        // the first grid keeps them, and the other keeps its input.
+        for f in pending {
+            owner[f] = self.owners[f][0];
+        }
+        let mut moved: FxHashMap<(u32, u32), f64> = FxHashMap::default();
+        for f in overlaps {
+            for &g in self.owners[f].iter().filter(|&&g| g != owner[f]) {
+                *moved.entry((g, owner[f])).or_default() += self.area_m2[f];
+            }
+        }
+        let mut moved: Vec<((u32, u32), f64)> = moved.into_iter().collect();
+        moved.sort_by_key(|m| m.0);
+        for ((loser, winner), m2) in moved {
+            actions[loser as usize].push(Action::GaveOverlap { to: winner, m2 });
+            actions[winner as usize].push(Action::KeptOverlap { from: loser, m2 });
+        }
+    }
+
+    /// Each gap (connected faces inside the parent that no grid covers) whose mean
+    /// width is under the limit goes whole to the neighbour with the longest border
+    /// along it. Returns the areas of the gaps left.
+    fn fill_gaps(
+        &self,
+        owner: &mut [u32],
+        max_width_m: f64,
+        actions: &mut [Vec<Action>],
+    ) -> Vec<f64> {
+        let faces = self.owners.len();
+        let mut region = vec![u32::MAX; faces];
+        let mut left = Vec::new();
+        for start in 0..faces {
+            if !self.inside[start] || owner[start] != NOBODY || region[start] != u32::MAX {
+                continue;
+            }
+            let id = start as u32;
+            let mut members = vec![start];
+            region[start] = id;
+            let mut k = 0;
+            while k < members.len() {
+                for &(nb, _) in &self.borders[members[k]] {
+                    let nb = nb as usize;
+                    if self.inside[nb] && owner[nb] == NOBODY && region[nb] == u32::MAX {
+                        region[nb] = id;
+                        members.push(nb);
+                    }
+                }
+                k += 1;
+            }
+            let area: f64 = members.iter().map(|&f| self.area_m2[f]).sum();
+            let mut perimeter = 0.0;
+            let mut along: FxHashMap<u32, f64> = FxHashMap::default();
+            for &f in &members {
+                for &(nb, len) in &self.borders[f] {
+                    if region[nb as usize] != id {
+                        perimeter += len;
+                        if owner[nb as usize] != NOBODY {
+                            *along.entry(owner[nb as usize]).or_default() += len;
+                        }
+                    }
+                }
+            }
+            if area <= 0.0 {
+                continue;
+            }
+            let best = along
+                .into_iter()
+                .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)));
+            match best {
+                Some((g, _)) if measure::mean_width_m(area, perimeter) < max_width_m => {
+                    for &f in &members {
+                        owner[f] = g;
+                    }
+                    actions[g as usize].push(Action::FilledGap { m2: area });
+                }
+                _ => left.push(area),
+            }
+        }
+        left
+    }
+}
+
+/// Whether validation finds anything to fix.
+fn has_errors(
+    grids: &[MultiPolygon<f64>],
+    parent: Option<&MultiPolygon<f64>>,
     require_cover: bool,
-) -> (usize, u64, usize) {
-    let ids: Vec<String> = (0..work.len()).map(|i| i.to_string()).collect();
+) -> bool {
+    let ids: Vec<String> = (0..grids.len()).map(|i| i.to_string()).collect();
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
     let options = super::ValidateOptions {
         min_area_m2: 0.0,
         require_cover,
         ..super::ValidateOptions::default()
     };
-    let report = super::validate(work, &ids, parent, &options);
-    let errors: Vec<&super::Problem> = report
+    super::validate(grids, &ids, parent, &options)
         .problems
         .iter()
-        .filter(|p| p.severity() == super::Severity::Error)
-        .collect();
-    let invalid = errors
-        .iter()
-        .filter(|p| p.kind == super::ProblemKind::InvalidGeometry)
-        .count();
-    let area: f64 = errors.iter().filter_map(|p| p.area_m2).sum();
-    (invalid, (area * 1e4).round() as u64, errors.len())
-}
-
-/// Grids that own an edge cancelling against nothing.
-fn owners_of_loose(
-    work: &[MultiPolygon<f64>],
-    cover_parent: Option<&MultiPolygon<f64>>,
-) -> Vec<u32> {
-    let loose = loose_vertices(work, cover_parent);
-    (0..work.len() as u32)
-        .filter(|&i| edges_of(&work[i as usize]).any(|(a, _)| loose.contains(&loops::key(a))))
-        .collect()
-}
-
-/// Length in metres of `region`'s boundary that does not lie on `grid`'s boundary.
-fn border_inside(region: &MultiPolygon<f64>, grid: &MultiPolygon<f64>, scale: LocalScale) -> f64 {
-    edges_of(region)
-        .filter(|&(a, b)| !on_boundary(mid(a, b), grid, scale))
-        .map(|(a, b)| scale.distance(a, b))
-        .sum()
-}
-
-/// Length in metres of `region`'s boundary that lies on `grid`'s boundary.
-fn border_along(region: &MultiPolygon<f64>, grid: &MultiPolygon<f64>, scale: LocalScale) -> f64 {
-    edges_of(region)
-        .filter(|&(a, b)| on_boundary(mid(a, b), grid, scale))
-        .map(|(a, b)| scale.distance(a, b))
-        .sum()
-}
-
-fn mid(a: Coord<f64>, b: Coord<f64>) -> Coord<f64> {
-    Coord {
-        x: (a.x + b.x) / 2.0,
-        y: (a.y + b.y) / 2.0,
-    }
-}
-
-/// Within a millimetre of a boundary: the rounding of the polygon operations.
-fn on_boundary(p: Coord<f64>, grid: &MultiPolygon<f64>, scale: LocalScale) -> bool {
-    edges_of(grid).any(|(a, b)| scale.segment_distance2(p, a, b) <= 1e-6)
-}
-
-// ---- 5. gaps ---------------------------------------------------------------------
-
-fn fill_gaps(
-    work: &mut [MultiPolygon<f64>],
-    parent: Option<&MultiPolygon<f64>>,
-    scale: LocalScale,
-    options: &RepairOptions,
-    actions: &mut [Vec<Action>],
-) -> Vec<f64> {
-    let mut bag = EdgeBag::default();
-    for i in loops::spatial_order(work) {
-        bag.add_rings(&work[i]);
-    }
-    if let Some(p) = parent {
-        bag.add_rings(&super::reversed(p));
-    }
-    let remainder = bag.remainder();
-    if remainder.is_empty() {
-        return Vec::new();
-    }
-    let rings = loops::assemble_rings(&remainder);
-    let gaps = if parent.is_some() {
-        overlay::winding_regions(&rings, false)
-    } else {
-        super::holes_as_polygons(&overlay::winding_regions(&rings, true))
-    };
-    let mut left = Vec::new();
-    let all: Vec<u32> = (0..work.len() as u32).collect();
-    let index = GridIndex::new(work, &all);
-    for gap in gaps.0 {
-        if options.out_of_time() {
-            break;
-        }
-        let mut gap = MultiPolygon(vec![gap]);
-        let area = measure::local_area_m2(&gap);
-        if area <= 0.0 {
-            continue;
-        }
-        let width = measure::mean_width_m(area, measure::local_perimeter_m(&gap));
-        if width >= options.max_gap_width_m {
-            left.push(area);
-            continue;
-        }
-        let neighbours = index.touching(&gap, work);
-        let mut near: Vec<&MultiPolygon<f64>> =
-            neighbours.iter().map(|&j| &work[j as usize]).collect();
-        near.extend(parent);
-        gap = snap_back(&gap, &near, scale);
-        let best = neighbours
-            .iter()
-            .map(|&j| (border_along(&gap, &work[j as usize], scale), j))
-            .filter(|&(l, _)| l > 0.0)
-            .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)));
-        let Some((_, winner)) = best else {
-            left.push(area);
-            continue;
-        };
-        let w = &work[winner as usize];
-        let joined = snap_back(&overlay::union(w, &gap), &[w, &gap], scale);
-        if joined.0.is_empty() {
-            left.push(area);
-            continue;
-        }
-        work[winner as usize] = joined;
-        actions[winner as usize].push(Action::FilledGap { m2: area });
-    }
-    left
+        .any(|p| p.severity() == super::Severity::Error)
 }
 
 // ---- accounting ------------------------------------------------------------------
@@ -1017,6 +997,56 @@ mod tests {
         let strip = 3.0 * 1110.0; // 3 m by 0.01° of latitude
         let moved = r.grids[loser].area_before_m2 - r.grids[loser].area_after_m2;
         assert!((moved - strip).abs() < strip * 0.02, "{moved} vs {strip}");
+    }
+
+    #[test]
+    fn a_grid_drawn_wholly_over_by_its_neighbour_keeps_its_place() {
+        // West is drawn over all of east: east keeps what it covers, west the rest.
+        let west = rect(118.0, 37.0, 118.02, 37.01);
+        let east = rect(118.01, 37.0, 118.02, 37.01);
+        let parent = rect(118.0, 37.0, 118.02, 37.01);
+        let r = repair(
+            &[west, east.clone()],
+            Some(&parent),
+            &RepairOptions::default(),
+        );
+        let after = r.geometries();
+        assert_eq!(problems(&after, Some(&parent)), vec![], "{after:?}");
+        assert_eq!(after[1], east);
+        assert!(super::super::same_shape(
+            &after[0],
+            &MultiPolygon(vec![polygon![
+                (x: 118.0, y: 37.0), (x: 118.01, y: 37.0), (x: 118.01, y: 37.01), (x: 118.0, y: 37.01)
+            ]])
+        ));
+    }
+
+    #[test]
+    fn neighbours_share_every_vertex_of_a_crossing_they_are_repaired_at() {
+        // East's west edge is drawn slanted, 1.5 m over west at the bottom and 1.5 m
+        // short at the top: the two cross halfway, a vertex neither grid had; the gap
+        // above the crossing is 0.75 m wide on average, narrow enough to fill.
+        let west = rect(118.0, 37.0, 118.01, 37.01);
+        let east = MultiPolygon(vec![polygon![
+            (x: 118.01 - 1.5 * M_LON, y: 37.0), (x: 118.02, y: 37.0), (x: 118.02, y: 37.01),
+            (x: 118.01 + 1.5 * M_LON, y: 37.01)
+        ]]);
+        let parent = rect(118.0, 37.0, 118.02, 37.01);
+        let r = repair(&[west, east], Some(&parent), &RepairOptions::default());
+        let after = r.geometries();
+        assert_eq!(problems(&after, Some(&parent)), vec![], "{after:?}");
+        let vertices = |mp: &MultiPolygon<f64>| -> FxHashSet<(u64, u64)> {
+            geom::rings(mp)
+                .flat_map(|r| r.0.iter().map(|&c| loops::key(c)))
+                .collect()
+        };
+        let shared = vertices(&after[0])
+            .intersection(&vertices(&after[1]))
+            .count();
+        assert!(
+            shared >= 3,
+            "the crossing and both ends of the common edge: {after:?}"
+        );
     }
 
     #[test]

@@ -219,7 +219,7 @@ impl Plane {
         if late() {
             return Err(Unfinished);
         }
-        plane.find_faces();
+        plane.find_faces(&late)?;
         Ok(plane)
     }
 
@@ -283,7 +283,7 @@ impl Plane {
 
     /// Traces the cycles, places each separate piece in the face around it, and
     /// propagates windings.
-    fn find_faces(&mut self) {
+    fn find_faces(&mut self, late: &impl Fn() -> bool) -> Result<(), Unfinished> {
         let halves = 2 * self.ends.len();
         const NONE: u32 = u32::MAX;
         let mut cycle = vec![NONE; halves];
@@ -341,7 +341,10 @@ impl Plane {
         let mut windings: Vec<Option<Winding>> = vec![None; cycles];
         // The cycle on the far side of the nearest edge west of each outer cycle.
         let mut container: Vec<Option<u32>> = vec![None; cycles];
-        for &c in &outer_cycles {
+        for (k, &c) in outer_cycles.iter().enumerate() {
+            if k % 1024 == 0 && late() {
+                return Err(Unfinished);
+            }
             let h0 = first[c as usize];
             let mut v = self.origin(h0);
             let mut cur = self.next(h0);
@@ -422,6 +425,7 @@ impl Plane {
         }
         self.face = cycle.iter().map(|&c| face_of_cycle[c as usize]).collect();
         self.faces = faces;
+        Ok(())
     }
 
     /// The face on the left of each half-edge.
@@ -450,7 +454,8 @@ impl Plane {
     /// The boundaries of every region: for each half-edge whose face's region differs
     /// from its twin's, walks the region's boundary (the region on the left: shells
     /// counter-clockwise, holes clockwise). At a vertex where a region touches itself
-    /// it turns as tightly as it can, so the rings come out simple. Returns
+    /// it turns as tightly as it can; a ring may still pass a vertex twice (a hole
+    /// touching its shell there), which the caller splits. Returns
     /// (region, closed ring) pairs.
     pub fn boundaries(&self, region_of_face: &[u32], none: u32) -> Vec<(u32, Vec<Coord<f64>>)> {
         let region = |h: u32| region_of_face[self.face[h as usize] as usize];
@@ -558,22 +563,48 @@ fn crossing(a: P, b: P, c: P, d: P) -> Option<P> {
     ])
 }
 
-/// Whether segment `a b` meets the closed pixel (unit square) centred on `c`; the
+/// Whether segment `a b` meets the pixel centred on `c`: the unit square with its
+/// bottom and left sides and without its top and right ones (as GEOS's `HotPixel`),
+/// so that a segment through a pixel corner meets one pixel there, not four (with
+/// four, two pieces could route each other through alternate corners for ever). The
 /// caller has checked that `c` lies in the segment's bounding box.
 fn meets_pixel(a: P, b: P, c: P) -> bool {
-    let (a2, b2) = ([2 * a[0], 2 * a[1]], [2 * b[0], 2 * b[1]]);
-    let mut sides = [0i8; 2];
-    for (dx, dy) in [(-1, -1), (1, -1), (1, 1), (-1, 1)] {
-        let o = orient(a2, b2, [2 * c[0] + dx, 2 * c[1] + dy]);
-        if o > 0 {
-            sides[0] = 1;
-        } else if o < 0 {
-            sides[1] = 1;
-        } else {
-            return true;
+    // Doubled coordinates: the square's sides are odd integers.
+    let (ax, ay) = (2 * a[0] as i128, 2 * a[1] as i128);
+    let (dx, dy) = (2 * (b[0] - a[0]) as i128, 2 * (b[1] - a[1]) as i128);
+    let (left, right) = (2 * c[0] as i128 - 1, 2 * c[0] as i128 + 1);
+    let (bottom, top) = (2 * c[1] as i128 - 1, 2 * c[1] as i128 + 1);
+    // Parameters along the segment as fractions (numerator, positive denominator).
+    let (mut lo, mut hi) = ((0i128, 1i128), (1i128, 1i128));
+    let less = |p: (i128, i128), q: (i128, i128)| p.0 * q.1 < q.0 * p.1;
+    for (start, d, min, max) in [(ax, dx, left, right), (ay, dy, bottom, top)] {
+        if d == 0 {
+            if start < min || start > max {
+                return false;
+            }
+            continue;
+        }
+        let (mut enter, mut leave) = ((min - start, d), (max - start, d));
+        if d < 0 {
+            (enter, leave) = ((-(max - start), -d), (-(min - start), -d));
+        }
+        if less(lo, enter) {
+            lo = enter;
+        }
+        if less(leave, hi) {
+            hi = leave;
         }
     }
-    sides == [1, 1]
+    if less(hi, lo) {
+        return false;
+    }
+    // What the closed square holds of the segment runs from t = lo to t = hi; it is
+    // outside the half-open pixel only if it lies wholly on the top or the right side.
+    let at =
+        |t: (i128, i128), start: i128, d: i128, side: i128| start * t.1 + t.0 * d == side * t.1;
+    let on_top = at(lo, ay, dy, top) && at(hi, ay, dy, top);
+    let on_right = at(lo, ax, dx, right) && at(hi, ax, dx, right);
+    !(on_top || on_right)
 }
 
 /// Snap rounding: splits every segment at the pixels of vertices and crossings it
@@ -684,7 +715,12 @@ struct Stripes {
     y0: i64,
     height: i128,
     buckets: Vec<Vec<u32>>,
+    /// Edges spanning more than [`LONG_EDGE_STRIPES`] stripes, looked at by every ray
+    /// (so a pathological plane costs time, bounded by the deadline, not memory).
+    long: Vec<u32>,
 }
+
+const LONG_EDGE_STRIPES: usize = 64;
 
 impl Stripes {
     fn new(plane: &Plane) -> Stripes {
@@ -695,6 +731,7 @@ impl Stripes {
             y0,
             height: (y1 - y0) as i128 + 1,
             buckets: vec![Vec::new(); count],
+            long: Vec::new(),
         };
         for (e, ends) in plane.ends.iter().enumerate() {
             let (a, b) = (
@@ -704,7 +741,12 @@ impl Stripes {
             if a == b {
                 continue;
             }
-            for k in s.stripe(a.min(b))..=s.stripe(a.max(b)) {
+            let (first, last) = (s.stripe(a.min(b)), s.stripe(a.max(b)));
+            if last - first > LONG_EDGE_STRIPES {
+                s.long.push(e as u32);
+                continue;
+            }
+            for k in first..=last {
                 s.buckets[k].push(e as u32);
             }
         }
@@ -728,7 +770,7 @@ impl Stripes {
         let mut w = Winding::new();
         // The nearest crossing: x at v's latitude as num/den, then the slope.
         let mut nearest: Option<(i128, i128, i128, u32)> = None;
-        for &e in &self.buckets[self.stripe(v[1])] {
+        for &e in self.buckets[self.stripe(v[1])].iter().chain(&self.long) {
             if !counts(e) {
                 continue;
             }
@@ -858,5 +900,16 @@ mod tests {
         assert_eq!(crossing([0, 0], [10, 0], [10, 0], [20, 5]), None);
         assert!(meets_pixel([0, 0], [10, 1], [5, 0]));
         assert!(!meets_pixel([0, 0], [10, 10], [5, 3]));
+        // Through the corner of four pixels: a diagonal meets the two it crosses, and
+        // the other diagonal only the one whose bottom-left corner that is, so neither
+        // routes the other through the corner pixels it skips.
+        let four = [[4, 4], [5, 4], [4, 5], [5, 5]];
+        let meets =
+            |a: P, b: P| -> Vec<P> { four.into_iter().filter(|&c| meets_pixel(a, b, c)).collect() };
+        assert_eq!(meets([0, 0], [9, 9]), vec![[4, 4], [5, 5]]);
+        assert_eq!(meets([4, 5], [5, 4]), vec![[5, 4], [4, 5], [5, 5]]);
+        // Along a pixel's top side: not in it; along its bottom side: in it.
+        assert!(!meets_pixel([0, 0], [10, 0], [5, -1]));
+        assert!(meets_pixel([0, 0], [10, 0], [5, 0]));
     }
 }

@@ -164,14 +164,14 @@ pub fn repair(
 
     // 2-5. Cut the plane by every ring and give each face to one grid.
     let parent = parent.map(tidy);
-    let Ok(plane) = plane_of(&work, parent.as_ref(), options) else {
+    let Ok((plane, grid_of)) = plane_of(&work, parent.as_ref(), options) else {
         return Repair {
             grids: account(grids, grids.to_vec()),
             gaps_left: Vec::new(),
             incomplete: true,
         };
     };
-    let shares = Shares::of(&plane, n, parent.is_some(), scale);
+    let shares = Shares::of(&plane, &grid_of, n, scale);
     let mut actions: Vec<Vec<Action>> = vec![Vec::new(); n];
     let mut owner = shares.first_owners(&mut actions);
     shares.resolve_overlaps(&mut owner, &mut actions);
@@ -596,28 +596,38 @@ fn map_rings(
 /// The owner of a face no grid gets: outside the parent, or a gap left open.
 const NOBODY: u32 = u32::MAX;
 
-/// The plane cut by every grid's rings and the parent's: grid `g`'s shells are source
-/// `2g` and its holes `2g + 1`, the parent's `2n` and `2n + 1`, so that a face is a
-/// grid's when its shells wind around it and its holes do not (a bow tie's two lobes
-/// wind opposite ways and are both the grid's).
+/// The plane cut by every grid's rings and the parent's. Each polygon `k` (the grids'
+/// in order, then the parent's) has its shell as source `2k` and its holes as `2k + 1`,
+/// so that a face is a polygon's when its shell winds around it and its holes do not
+/// (a bow tie's two lobes wind opposite ways and are both the polygon's; an island in
+/// its own grid's lake is the island polygon's). Returns the plane and, per polygon,
+/// its grid (`n` for the parent).
 fn plane_of(
     work: &[MultiPolygon<f64>],
     parent: Option<&MultiPolygon<f64>>,
     options: &RepairOptions,
-) -> Result<Plane, Unfinished> {
+) -> Result<(Plane, Vec<u32>), Unfinished> {
     let n = work.len() as u32;
     let mut rings: Vec<(Source, &[Coord<f64>])> = Vec::new();
+    let mut grid_of: Vec<u32> = Vec::new();
+    let mut first_parent_source = None;
     let all = work.iter().enumerate().map(|(g, mp)| (g as u32, mp));
     for (g, mp) in all.chain(parent.map(|p| (n, p))) {
+        if g == n {
+            first_parent_source = Some(2 * grid_of.len() as u32);
+        }
         for poly in &mp.0 {
-            rings.push((2 * g, &poly.exterior().0));
+            let k = grid_of.len() as u32;
+            grid_of.push(g);
+            rings.push((2 * k, &poly.exterior().0));
             for h in poly.interiors() {
-                rings.push((2 * g + 1, &h.0));
+                rings.push((2 * k + 1, &h.0));
             }
         }
     }
     // The parent is not the repair's to change: grids meet its edges on them.
-    Plane::build(&rings, |s| s >= 2 * n, options.deadline)
+    let fixed = |s: Source| first_parent_source.is_some_and(|p| s >= p);
+    Ok((Plane::build(&rings, fixed, options.deadline)?, grid_of))
 }
 
 /// Who covers each face of the plane, and how faces border each other.
@@ -632,9 +642,21 @@ struct Shares {
 }
 
 impl Shares {
-    fn of(plane: &Plane, n: usize, has_parent: bool, scale: LocalScale) -> Shares {
+    fn of(plane: &Plane, grid_of: &[u32], n: usize, scale: LocalScale) -> Shares {
         let n = n as u32;
-        let covers = |f: &Face, g: u32| f.winding_of(2 * g) != 0 && f.winding_of(2 * g + 1) == 0;
+        // The grids (and `n`, the parent) one of whose polygons covers the face.
+        let covering = |f: &Face| -> Vec<u32> {
+            let mut grids: Vec<u32> = f
+                .winding
+                .iter()
+                .filter(|&&(s, _)| s % 2 == 0 && f.winding_of(s + 1) == 0)
+                .map(|&(s, _)| grid_of[(s / 2) as usize])
+                .collect();
+            grids.sort_unstable();
+            grids.dedup();
+            grids
+        };
+        let has_parent = grid_of.last() == Some(&n);
         let faces = plane.faces.len();
         let mut borders: Vec<Vec<(u32, f64)>> = vec![Vec::new(); faces];
         let mut latitude = vec![scale; faces];
@@ -654,14 +676,13 @@ impl Shares {
         let mut inside = Vec::with_capacity(faces);
         let mut area_m2 = Vec::with_capacity(faces);
         for (f, face) in plane.faces.iter().enumerate() {
-            owners.push(
-                face.winding
-                    .iter()
-                    .filter(|&&(s, _)| s % 2 == 0 && s / 2 < n && covers(face, s / 2))
-                    .map(|&(s, _)| s / 2)
-                    .collect(),
-            );
-            inside.push(f as u32 != OUTSIDE && (!has_parent || covers(face, n)));
+            let mut grids = covering(face);
+            let in_parent = grids.last() == Some(&n);
+            if in_parent {
+                grids.pop();
+            }
+            owners.push(grids);
+            inside.push(f as u32 != OUTSIDE && (!has_parent || in_parent));
             let s = latitude[f];
             area_m2.push(plane.face_area_deg2(f as u32) * s.x * s.y);
         }
@@ -1019,6 +1040,48 @@ mod tests {
                 (x: 118.0, y: 37.0), (x: 118.01, y: 37.0), (x: 118.01, y: 37.01), (x: 118.0, y: 37.01)
             ]])
         ));
+    }
+
+    #[test]
+    fn an_island_in_its_own_grids_lake_stays_that_grids() {
+        // A: land around a lake, and an island in the lake; B: the lake's water, drawn
+        // 30 cm over A's shore all round (so there is something to repair).
+        let d = 0.001;
+        let sq = |lo: f64, hi: f64, pad: f64| {
+            let (lo, hi) = (lo * d - pad, hi * d + pad);
+            LineString::from(vec![
+                (118.0 + lo, 37.0 + lo),
+                (118.0 + hi, 37.0 + lo),
+                (118.0 + hi, 37.0 + hi),
+                (118.0 + lo, 37.0 + hi),
+                (118.0 + lo, 37.0 + lo),
+            ])
+        };
+        let rev = |mut r: LineString<f64>| {
+            r.0.reverse();
+            r
+        };
+        let land = MultiPolygon(vec![
+            Polygon::new(sq(0.0, 10.0, 0.0), vec![rev(sq(2.0, 8.0, 0.0))]),
+            Polygon::new(sq(4.0, 6.0, 0.0), vec![]),
+        ]);
+        let pad = 0.3 * M_LON;
+        let water = MultiPolygon(vec![Polygon::new(
+            sq(2.0, 8.0, pad),
+            vec![rev(sq(4.0, 6.0, -pad))],
+        )]);
+        let parent = MultiPolygon(vec![Polygon::new(sq(0.0, 10.0, 0.0), vec![])]);
+        let grids = vec![land.clone(), water];
+        assert!(!problems(&grids, Some(&parent)).is_empty());
+        let r = repair(&grids, Some(&parent), &RepairOptions::default());
+        let after = r.geometries();
+        assert_eq!(problems(&after, Some(&parent)), vec![], "{after:?}");
+        let island = measure::local_area_m2(&MultiPolygon(vec![land.0[1].clone()]));
+        let lost = r.grids[0].area_before_m2 - r.grids[0].area_after_m2;
+        assert!(
+            lost.abs() < island / 100.0,
+            "the land keeps its island: {lost} m² gone"
+        );
     }
 
     #[test]

@@ -593,7 +593,7 @@ pub struct RepairAnswer {
     /// Grids whose boundary the new revision changed (0 for a preview).
     pub applied: usize,
     /// `{changed, options, grids: [{grid, area_before_m2, area_after_m2, exchanged,
-    /// from_gaps_m2, dropped_m2, actions, before?, after?}], gaps_left, applied?}`.
+    /// from_gaps_m2, dropped_m2, moved_m2, actions, before?, after?}], gaps_left, applied?}`.
     #[schema(value_type = Object)]
     pub proposals: Value,
 }

@@ -60,6 +60,7 @@ impl Proposals {
                     "exchanged": r.exchanged.iter().map(|&(j, m2)| json!({"grid": id(j), "m2": round(m2)})).collect::<Vec<_>>(),
                     "from_gaps_m2": round(r.from_gaps_m2),
                     "dropped_m2": round(r.dropped_m2),
+                    "moved_m2": round(r.moved_m2),
                     "actions": r.actions.iter().map(|a| action_json(a, &id)).collect::<Vec<_>>(),
                 });
                 if geometry {
@@ -219,6 +220,7 @@ fn unchanged(boundary: &MultiPolygon<f64>) -> GridRepair {
         exchanged: Vec::new(),
         from_gaps_m2: 0.0,
         dropped_m2: 0.0,
+        moved_m2: 0.0,
         actions: Vec::new(),
     }
 }

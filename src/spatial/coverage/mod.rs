@@ -706,8 +706,8 @@ type Edge = (Coord<f64>, Coord<f64>);
 type Mismatches = std::collections::BTreeMap<(u32, u32), (Vec<Edge>, Coord<f64>)>;
 
 /// Splits remaining edges at remaining vertices that lie on them (to within
-/// [`geom::ON_LINE_DEG`]) and cancels again. Returns what still remains (with owners) and, per pair of owners, the edges
-/// whose only fault was a missing vertex.
+/// [`geom::ON_LINE_DEG`]) and cancels again. Returns what still remains (with owners)
+/// and, per pair of owners, the edges whose only fault was a missing vertex.
 fn resolve_t_junctions(
     remainder: &[Edge],
     owners: &FxHashMap<(EdgeKey, bool), Vec<u32>>,

@@ -3,6 +3,8 @@
 //! millimetre for a county); slivers thinner than that are not seen by these
 //! operations (they are still reported through the unmatched edges).
 
+use crate::spatial::geom;
+use crate::spatial::measure::LocalScale;
 use geo_types::{Coord, LineString, MultiPolygon, Polygon};
 use i_overlay::core::fill_rule::FillRule;
 use i_overlay::core::overlay_rule::OverlayRule;
@@ -16,12 +18,12 @@ type Shapes = Vec<Vec<Vec<[f64; 2]>>>;
 /// city, under 0.01 mm for two villages), a few times what i_overlay rounds to and far
 /// under anything that matters on the ground.
 pub(crate) fn noise_m<'a>(shapes: impl Iterator<Item = &'a MultiPolygon<f64>>) -> f64 {
-    let Some(b) = crate::spatial::geom::bounds_of(
-        shapes.flat_map(|mp| crate::spatial::geom::rings(mp).flat_map(|r| r.0.iter().copied())),
-    ) else {
+    let Some(b) =
+        geom::bounds_of(shapes.flat_map(|mp| geom::rings(mp).flat_map(|r| r.0.iter().copied())))
+    else {
         return 0.0;
     };
-    let s = crate::spatial::measure::LocalScale::at(b.center().y);
+    let s = LocalScale::at(b.center().y);
     (b.width() * s.x).max(b.height() * s.y) / f64::from(1u32 << 28)
 }
 

@@ -127,7 +127,7 @@ impl Plane {
                 if a == b {
                     continue;
                 }
-                let (key, sign) = if a < b { ((a, b), 1) } else { ((b, a), -1) };
+                let (key, sign) = undirected(a, b);
                 let id = *seg_id.entry(key).or_insert_with(|| {
                     segs.push(key);
                     seg_delta.push(Winding::new());
@@ -303,7 +303,7 @@ impl Plane {
                     self.points[self.origin(cur) as usize],
                     self.points[self.origin(cur ^ 1) as usize],
                 );
-                a += p[0] as i128 * q[1] as i128 - q[0] as i128 * p[1] as i128;
+                a += cross(p, q);
                 cur = self.next(cur);
                 if cur == h {
                     break;
@@ -328,9 +328,8 @@ impl Plane {
                 comp[a.max(b) as usize] = a.min(b);
             }
         }
-        let piece_of = |comp: &mut Vec<u32>, v: u32| root(comp, v);
         let edge_piece: Vec<u32> = (0..self.ends.len())
-            .map(|e| piece_of(&mut comp, self.ends[e][0]))
+            .map(|e| root(&mut comp, self.ends[e][0]))
             .collect();
 
         // Each piece's outer cycle (the one with area ≤ 0) and its leftmost vertex.
@@ -509,6 +508,11 @@ fn projection(p: Coord<f64>, a: Coord<f64>, b: Coord<f64>) -> Coord<f64> {
     }
 }
 
+/// A segment as its ends in order, and +1 if it runs that way, -1 if back.
+fn undirected(a: P, b: P) -> ((P, P), i32) {
+    if a < b { ((a, b), 1) } else { ((b, a), -1) }
+}
+
 /// Adds `k` to `source`'s count, keeping the list sorted and free of zeros.
 fn add_to(w: &mut Winding, source: Source, k: i32) {
     match w.binary_search_by_key(&source, |&(s, _)| s) {
@@ -620,11 +624,7 @@ fn node(segs: &[(P, P)], late: &impl Fn() -> bool) -> Result<Vec<Vec<P>>, Unfini
         let mut pieces: Vec<(P, P)> = Vec::new();
         for chain in &chains {
             for w in chain.windows(2) {
-                let key = if w[0] < w[1] {
-                    (w[0], w[1])
-                } else {
-                    (w[1], w[0])
-                };
+                let (key, _) = undirected(w[0], w[1]);
                 piece_id.entry(key).or_insert_with(|| {
                     pieces.push(key);
                     (pieces.len() - 1) as u32
@@ -639,10 +639,9 @@ fn node(segs: &[(P, P)], late: &impl Fn() -> bool) -> Result<Vec<Vec<P>>, Unfini
             let mut refined = Vec::with_capacity(chain.len());
             refined.push(chain[0]);
             for w in chain.windows(2) {
-                let forward = w[0] < w[1];
-                let key = if forward { (w[0], w[1]) } else { (w[1], w[0]) };
+                let (key, way) = undirected(w[0], w[1]);
                 let inner = &splits[piece_id[&key] as usize];
-                if forward {
+                if way > 0 {
                     refined.extend(inner.iter().copied());
                 } else {
                     refined.extend(inner.iter().rev().copied());

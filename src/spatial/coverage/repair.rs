@@ -115,6 +115,15 @@ pub struct Repair {
 }
 
 impl Repair {
+    /// Every grid as it is: nothing to fix, or (`incomplete`) no time to.
+    fn unchanged(grids: &[MultiPolygon<f64>], incomplete: bool) -> Repair {
+        Repair {
+            grids: account(grids, grids.to_vec()),
+            gaps_left: Vec::new(),
+            incomplete,
+        }
+    }
+
     /// Area that changed hands, over all grids (each m² counted once per grid it
     /// left or joined).
     pub fn moved_m2(&self) -> f64 {
@@ -159,11 +168,7 @@ pub fn repair(
     let cover_parent = parent.filter(|_| options.require_cover);
     // A group validation finds nothing wrong with is left alone, to the last bit.
     if !has_errors(grids, parent, options.require_cover) {
-        return Repair {
-            grids: account(grids, grids.to_vec()),
-            gaps_left: Vec::new(),
-            incomplete: false,
-        };
+        return Repair::unchanged(grids, false);
     }
     let unsnapped: Vec<MultiPolygon<f64>> = grids.iter().map(tidy).collect();
     let parent = parent.map(tidy);
@@ -210,11 +215,7 @@ fn settle(
     let n = grids.len();
     // 2-5. Cut the plane by every ring and give each face to one grid.
     let Ok((plane, grid_of)) = plane_of(work, parent, options) else {
-        return Repair {
-            grids: account(grids, grids.to_vec()),
-            gaps_left: Vec::new(),
-            incomplete: true,
-        };
+        return Repair::unchanged(grids, true);
     };
     let shares = Shares::of(&plane, &grid_of, n, scale);
     let mut actions: Vec<Vec<Action>> = vec![Vec::new(); n];
@@ -351,6 +352,11 @@ fn edges_of(mp: &MultiPolygon<f64>) -> impl Iterator<Item = (Coord<f64>, Coord<f
 /// An edge `a → b` as the keys of its ends, in its direction.
 type DirectedEdge = ((u64, u64), (u64, u64));
 
+/// The keys of the ends of `edges`.
+fn ends_of(edges: &FxHashSet<DirectedEdge>) -> FxHashSet<(u64, u64)> {
+    edges.iter().flat_map(|&(a, b)| [a, b]).collect()
+}
+
 /// The edges that cancel against nothing, as the keys of their ends.
 fn loose_edges(
     work: &[MultiPolygon<f64>],
@@ -417,7 +423,7 @@ fn snap(
         return counts;
     }
     let settled = settled_shares(work, &unmatched);
-    let loose: FxHashSet<(u64, u64)> = unmatched.iter().flat_map(|&(a, b)| [a, b]).collect();
+    let loose = ends_of(&unmatched);
 
     // Vertex onto vertex.
     let mut nodes: Vec<Node> = Vec::new();
@@ -526,7 +532,7 @@ fn snap(
     // grid's loose edge becomes a vertex of that edge. An edge that matches its
     // neighbour's is agreed on and does not bend.
     let unmatched = loose_edges(work, cover_parent);
-    let loose: FxHashSet<(u64, u64)> = unmatched.iter().flat_map(|&(a, b)| [a, b]).collect();
+    let loose = ends_of(&unmatched);
     let mut points: Vec<(Coord<f64>, Vec<u32>)> = Vec::new();
     let mut owners_at: FxHashMap<(u64, u64), usize> = FxHashMap::default();
     let mut note = |c: Coord<f64>, owner: u32| {

@@ -356,10 +356,18 @@ fn shifted_grid_is_repaired_clean(
     let before = cells[a].clone();
     cells[a] = before.translate(d.x, d.y);
     let injected = local_area_m2(&before.xor(&cells[a]));
-    let r = propose(&cells, Some(&parent), &RepairOptions::default());
-    let after = r.geometries();
-    prop_assert_eq!(errors(&after, &parent), vec![]);
-    let m = moved(&cells, &after);
+    repaired_clean(&cells, &parent, injected)
+}
+
+/// The repair of `cells` leaves no error and moves no more than `injected` allows.
+fn repaired_clean(
+    cells: &[MultiPolygon<f64>],
+    parent: &MultiPolygon<f64>,
+    injected: f64,
+) -> Result<(), TestCaseError> {
+    let after = propose(cells, Some(parent), &RepairOptions::default()).geometries();
+    prop_assert_eq!(errors(&after, parent), vec![]);
+    let m = moved(cells, &after);
     prop_assert!(within(m, injected), "moved {} for {} injected", m, injected);
     Ok(())
 }
@@ -381,11 +389,7 @@ proptest! {
         cells[a] = with_vertex(&before, i, Some(geo_types::Coord { x: at.x + d.x, y: at.y + d.y }));
         prop_assume!(wangge::spatial::coverage::validity::check(&cells[a]).is_none());
         let injected = local_area_m2(&before.xor(&cells[a]));
-        let r = propose(&cells, Some(&parent), &RepairOptions::default());
-        let after = r.geometries();
-        prop_assert_eq!(errors(&after, &parent), vec![]);
-        let m = moved(&cells, &after);
-        prop_assert!(within(m, injected), "moved {} for {} injected", m, injected);
+        repaired_clean(&cells, &parent, injected)?;
     }
 
     /// A shared vertex dropped from one side leaves a triangle of overlap or gap: an

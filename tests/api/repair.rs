@@ -222,6 +222,13 @@ fn the_cli_writes_a_repaired_file_that_validates_clean() {
     assert_eq!(report["changed"], 1, "{report}");
     assert_eq!(report["grids"][0]["grid"], "NE", "{report}");
     assert_eq!(report["validation"]["valid"], true, "{report}");
+    // Where the time went, for comparisons that take the repair step alone.
+    for step in ["read_ms", "repair_ms", "validate_ms", "total_ms"] {
+        assert!(
+            report["timings"][step].as_f64().is_some(),
+            "{step}: {report}"
+        );
+    }
     let after = run(&["validate", output.to_str().unwrap()]);
     assert_eq!(
         after.status.code(),

@@ -5,7 +5,7 @@
 
 use super::{ApiError, AppState};
 use axum::Router;
-use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use rust_embed::RustEmbed;
 
@@ -22,7 +22,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// `/` and the app's files; every other unknown path is a problem 404.
-async fn asset_or_not_found(method: Method, uri: Uri) -> Response {
+async fn asset_or_not_found(method: Method, uri: Uri, headers: HeaderMap) -> Response {
     if method != Method::GET && method != Method::HEAD {
         return ApiError::not_found(crate::msg!("no such endpoint", "没有这个接口"))
             .into_response();
@@ -49,11 +49,22 @@ async fn asset_or_not_found(method: Method, uri: Uri) -> Response {
     } else {
         "no-cache"
     };
-    let mut response = file.data.into_owned().into_response();
+    // scripts/web gzips the bundles once, at the best level: served as they are to a
+    // browser that takes gzip (the compression layer leaves an encoded answer alone).
+    let mime = HeaderValue::from_str(file.metadata.mimetype()).ok();
+    let gzipped = takes_gzip(&headers)
+        .then(|| Assets::get(&format!("{path}.gz")))
+        .flatten();
+    let encoded = gzipped.is_some();
+    let mut response = gzipped.unwrap_or(file).data.into_owned().into_response();
     let h = response.headers_mut();
-    if let Ok(mime) = HeaderValue::from_str(file.metadata.mimetype()) {
+    if let Some(mime) = mime {
         h.insert(header::CONTENT_TYPE, mime);
     }
+    if encoded {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     // The app is never framed (a report form inside another site's page; the router
     // adds X-Frame-Options and nosniff to every answer) and sends no Referer (its
@@ -70,4 +81,47 @@ async fn asset_or_not_found(method: Method, uri: Uri) -> Response {
         HeaderValue::from_static("no-referrer"),
     );
     response
+}
+
+/// Whether the request's `Accept-Encoding` takes gzip (`gzip;q=0` refuses it).
+fn takes_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or("");
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accepting(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(header::ACCEPT_ENCODING, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn gzip_is_taken_when_offered_and_not_refused() {
+        assert!(takes_gzip(&accepting(&["gzip, deflate, br, zstd"])));
+        assert!(takes_gzip(&accepting(&["br", "GZIP;q=0.5"])));
+        assert!(takes_gzip(&accepting(&["*"])));
+        assert!(!takes_gzip(&accepting(&[])));
+        assert!(!takes_gzip(&accepting(&["br, deflate"])));
+        assert!(!takes_gzip(&accepting(&["gzip;q=0"])));
+        assert!(!takes_gzip(&accepting(&["gzip; q=0.0, br"])));
+    }
 }

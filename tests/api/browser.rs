@@ -246,3 +246,58 @@ async fn the_web_app_serves_residents_planners_and_dispatchers_in_a_real_browser
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_app_bundle_is_served_gzipped_as_built_to_browsers_that_take_gzip() {
+    if let Some(what) = missing() {
+        panic!("the built app is needed: {what} is missing (scripts/web builds it)");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("wangge.db").display());
+    let server = Server::start(&url, &[]);
+    let page = client()
+        .get(format!("{}/", server.url))
+        .send()
+        .await
+        .expect("index")
+        .text()
+        .await
+        .expect("text");
+    let script = page
+        .split('"')
+        .find(|s| s.starts_with("/assets/") && s.ends_with(".js"))
+        .expect("the page names its script");
+    let fetch = |encoding: Option<&'static str>| {
+        let mut r = client().get(format!("{}{script}", server.url));
+        if let Some(e) = encoding {
+            r = r.header("accept-encoding", e);
+        }
+        async move {
+            let resp = r.send().await.expect("script");
+            let headers = resp.headers().clone();
+            (headers, resp.bytes().await.expect("bytes"))
+        }
+    };
+    let (headers, gzipped) = fetch(Some("br, gzip;q=0.8")).await;
+    assert_eq!(headers["content-encoding"], "gzip");
+    assert_eq!(headers["vary"], "accept-encoding");
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("javascript")
+    );
+    assert_eq!(&gzipped[..2], &[0x1f, 0x8b], "gzip's magic number");
+    // Refused or not offered: the plain file.
+    for encoding in [Some("gzip;q=0"), None] {
+        let (headers, plain) = fetch(encoding).await;
+        assert!(headers.get("content-encoding").is_none(), "{encoding:?}");
+        assert!(plain.len() > gzipped.len() * 2, "{encoding:?}");
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .contains("javascript")
+        );
+    }
+}

@@ -7,9 +7,6 @@ import { h, fill, toast } from './dom';
 import { t, switchLang, lang } from './i18n';
 import { me, login, logout, hasRole, describe } from './api';
 import { publicPage } from './pages/public';
-import { plannerPage } from './pages/planner';
-import { dispatcherPage } from './pages/dispatcher';
-import { assessmentPage } from './pages/assessment';
 import { followPage } from './pages/follow';
 
 /** What a page returns: a function that releases its maps and timers. */
@@ -18,6 +15,11 @@ type Page = (root: HTMLElement) => Promise<Cleanup | void>;
 
 // Staff pages name the roles whose work they are (the policy's read_plans and
 // read_cases columns): the header shows each user those pages only.
+// Staff pages load when first opened, so a resident's first map parses none of them.
+const plannerPage: Page = async (root) => (await import('./pages/planner')).plannerPage(root);
+const dispatcherPage: Page = async (root) => (await import('./pages/dispatcher')).dispatcherPage(root);
+const assessmentPage: Page = async (root) => (await import('./pages/assessment')).assessmentPage(root);
+
 const pages: Record<string, { title: string; page: Page; staff: boolean; roles?: string[] }> = {
   public: { title: 'nav.public', page: publicPage, staff: false },
   report: { title: 'nav.report', page: followPage, staff: false },

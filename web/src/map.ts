@@ -90,6 +90,9 @@ export async function createMap(container: HTMLElement, opts: { name: string; gr
     style: baseStyle(cfg, opts),
     bounds: cfg.bounds,
     fitBoundsOptions: { padding: 20 },
+    // A phone's third device pixel costs more than twice the drawing (WebGL in software
+    // on many municipal PCs and cheap phones) for lines and labels no one can tell apart.
+    pixelRatio: Math.min(window.devicePixelRatio || 1, 2),
     attributionControl: { compact: true },
   });
   exposeMap(opts.name, map);

@@ -14,11 +14,12 @@ use rust_embed::RustEmbed;
 #[allow_missing = true]
 struct Assets;
 
-/// The app at `/`, gzip when asked; the fallback of the whole service.
+/// The app at `/`; the fallback of the whole service. No compression layer: the bundles
+/// are gzipped once by scripts/web, and compressing a 1 MB script per request (for an
+/// `Accept-Encoding` the prebuilt file does not match) cost 43 ms of CPU each, one
+/// client's easy way to load the server.
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .fallback(asset_or_not_found)
-        .layer(super::compression())
+    Router::new().fallback(asset_or_not_found)
 }
 
 /// `/` and the app's files; every other unknown path is a problem 404.
@@ -29,7 +30,13 @@ async fn asset_or_not_found(method: Method, uri: Uri, headers: HeaderMap) -> Res
     }
     let path = uri.path().trim_start_matches('/');
     let path = if path.is_empty() { "index.html" } else { path };
-    let Some(file) = Assets::get(path) else {
+    // The prebuilt `.gz` files are a way of sending the bundles, not files of their own.
+    let file = if path.ends_with(".gz") {
+        None
+    } else {
+        Assets::get(path)
+    };
+    let Some(file) = file else {
         if path == "index.html" {
             return ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -83,23 +90,39 @@ async fn asset_or_not_found(method: Method, uri: Uri, headers: HeaderMap) -> Res
     response
 }
 
-/// Whether the request's `Accept-Encoding` takes gzip (`gzip;q=0` refuses it).
+/// Whether the request's `Accept-Encoding` takes gzip (RFC 9110 §12.5.3): `gzip` or
+/// its alias `x-gzip` with a quality above 0, or else `*` with one; a quality that is not
+/// a number from 0 to 1 refuses.
 fn takes_gzip(headers: &HeaderMap) -> bool {
-    headers
+    let mut named = None;
+    let mut any = None;
+    for coding in headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|coding| {
-            let mut parts = coding.split(';').map(str::trim);
-            let name = parts.next().unwrap_or("");
-            let refused = parts.any(|p| {
-                p.strip_prefix("q=")
-                    .and_then(|q| q.parse::<f32>().ok())
-                    .is_some_and(|q| q <= 0.0)
-            });
-            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
-        })
+    {
+        let mut parts = coding.split(';').map(str::trim);
+        let name = parts.next().unwrap_or("");
+        let mut accepted = true;
+        for param in parts {
+            if let Some((key, value)) = param.split_once('=')
+                && key.trim().eq_ignore_ascii_case("q")
+            {
+                accepted = value
+                    .trim()
+                    .parse::<f32>()
+                    .is_ok_and(|q| q > 0.0 && q <= 1.0);
+            }
+        }
+        if name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip") {
+            // Named twice, the more refusing wins.
+            named = Some(named.unwrap_or(true) && accepted);
+        } else if name == "*" {
+            any = Some(any.unwrap_or(true) && accepted);
+        }
+    }
+    named.or(any).unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -123,5 +146,13 @@ mod tests {
         assert!(!takes_gzip(&accepting(&["br, deflate"])));
         assert!(!takes_gzip(&accepting(&["gzip;q=0"])));
         assert!(!takes_gzip(&accepting(&["gzip; q=0.0, br"])));
+        assert!(takes_gzip(&accepting(&["x-gzip"])));
+        // `*` covers only what is not named; parameter names ignore case; a quality
+        // that is no number refuses.
+        assert!(!takes_gzip(&accepting(&["gzip;q=0, *"])));
+        assert!(takes_gzip(&accepting(&["br;q=0, *"])));
+        assert!(!takes_gzip(&accepting(&["gzip; Q=0"])));
+        assert!(!takes_gzip(&accepting(&["gzip;q=NaN"])));
+        assert!(!takes_gzip(&accepting(&["gzip;q=2"])));
     }
 }

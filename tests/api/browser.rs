@@ -288,8 +288,17 @@ async fn the_app_bundle_is_served_gzipped_as_built_to_browsers_that_take_gzip() 
             .contains("javascript")
     );
     assert_eq!(&gzipped[..2], &[0x1f, 0x8b], "gzip's magic number");
-    // Refused or not offered: the plain file.
-    for encoding in [Some("gzip;q=0"), None] {
+    let (headers, aliased) = fetch(Some("x-gzip")).await;
+    assert_eq!(headers["content-encoding"], "gzip");
+    assert_eq!(aliased, gzipped);
+    // Refused, not offered, or only codings not prebuilt: the plain file, never
+    // compressed per request.
+    for encoding in [
+        Some("gzip;q=0"),
+        None,
+        Some("deflate, br"),
+        Some("gzip;q=0, *"),
+    ] {
         let (headers, plain) = fetch(encoding).await;
         assert!(headers.get("content-encoding").is_none(), "{encoding:?}");
         assert!(plain.len() > gzipped.len() * 2, "{encoding:?}");
@@ -300,4 +309,11 @@ async fn the_app_bundle_is_served_gzipped_as_built_to_browsers_that_take_gzip() 
                 .contains("javascript")
         );
     }
+    // The prebuilt file is not a file of its own.
+    let direct = client()
+        .get(format!("{}{script}.gz", server.url))
+        .send()
+        .await
+        .expect("gz");
+    assert_eq!(direct.status(), reqwest::StatusCode::NOT_FOUND);
 }

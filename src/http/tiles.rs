@@ -122,16 +122,36 @@ const LOW_ZOOM: u32 = 12;
 
 type TileKey = (i64, i64, TileLayer, u32, u32, u32);
 
+/// A low-zoom tile as cut and as gzipped, once: a 263 KB tile compressed per request
+/// cost 16 ms of CPU, which the tile limit let one address spend 3 000 times at once.
+pub struct CachedTile {
+    plain: Vec<u8>,
+    gzip: Vec<u8>,
+}
+
+impl CachedTile {
+    fn of(plain: Vec<u8>) -> CachedTile {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        // Writing into a Vec cannot fail; if it somehow did, the tile goes out plain.
+        let gzip = gz
+            .write_all(&plain)
+            .and_then(|()| gz.finish())
+            .unwrap_or_default();
+        CachedTile { plain, gzip }
+    }
+}
+
 /// Rendered low-zoom tiles of the current snapshot (bounded; emptied when full).
 #[derive(Default)]
-pub struct LowZoomTiles(std::sync::Mutex<std::collections::HashMap<TileKey, Vec<u8>>>);
+pub struct LowZoomTiles(std::sync::Mutex<std::collections::HashMap<TileKey, Arc<CachedTile>>>);
 
 impl LowZoomTiles {
-    fn get(&self, key: &TileKey) -> Option<Vec<u8>> {
+    fn get(&self, key: &TileKey) -> Option<Arc<CachedTile>> {
         self.0.lock().ok()?.get(key).cloned()
     }
 
-    fn put(&self, key: TileKey, bytes: Vec<u8>) {
+    fn put(&self, key: TileKey, bytes: Arc<CachedTile>) {
         if let Ok(mut kept) = self.0.lock() {
             // Tiles of an older snapshot, or too many: start again.
             if kept.len() >= 4096
@@ -268,6 +288,7 @@ pub async fn tile(
     {
         return Ok(StatusCode::NOT_MODIFIED.into_response());
     }
+    let mut gzipped = false;
     let bytes = match past {
         Some(date) => {
             let grids = state.past_tiles.get(&state, &client, date).await?;
@@ -282,13 +303,29 @@ pub async fn tile(
         // snapshot, so asking for one again costs nothing.
         None if z < LOW_ZOOM => {
             let key = (snapshot.version, snapshot.directory_version, layer, z, x, y);
-            match state.low_zoom_tiles.get(&key) {
-                Some(bytes) => bytes,
+            let cached = match state.low_zoom_tiles.get(&key) {
+                Some(cached) => cached,
                 None => {
-                    let bytes = spawn_render(move || snapshot.tile(layer, tile)).await?;
-                    state.low_zoom_tiles.put(key, bytes.clone());
-                    bytes
+                    let cached = tokio::task::spawn_blocking(move || {
+                        Arc::new(CachedTile::of(snapshot.tile(layer, tile)))
+                    })
+                    .await
+                    .map_err(|e| {
+                        ApiError::internal(crate::msg!(
+                            "rendering the tile failed: {e}",
+                            "瓦片绘制失败：{e}"
+                        ))
+                    })?;
+                    state.low_zoom_tiles.put(key, cached.clone());
+                    cached
                 }
+            };
+            // Sent as gzipped once (the compression layer leaves an encoded answer be).
+            gzipped = !cached.gzip.is_empty() && super::web::takes_gzip(&headers);
+            if gzipped {
+                cached.gzip.clone()
+            } else {
+                cached.plain.clone()
             }
         }
         None => spawn_render(move || snapshot.tile(layer, tile)).await?,
@@ -299,6 +336,10 @@ pub async fn tile(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/vnd.mapbox-vector-tile"),
     );
+    if gzipped {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     h.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=60"),

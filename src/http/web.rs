@@ -93,7 +93,7 @@ async fn asset_or_not_found(method: Method, uri: Uri, headers: HeaderMap) -> Res
 /// Whether the request's `Accept-Encoding` takes gzip (RFC 9110 §12.5.3): `gzip` or
 /// its alias `x-gzip` with a quality above 0, or else `*` with one; a quality that is not
 /// a number from 0 to 1 refuses.
-fn takes_gzip(headers: &HeaderMap) -> bool {
+pub(super) fn takes_gzip(headers: &HeaderMap) -> bool {
     let mut named = None;
     let mut any = None;
     for coding in headers

@@ -67,6 +67,36 @@ pub async fn tiles_carry_the_current_and_past_grids_and_answer_304_when_unchange
         .expect("conditional");
     assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
 
+    // A low zoom is cut and gzipped once per snapshot: asked with gzip, the same tile
+    // comes gzipped as kept, twice the same; asked without, plain.
+    let low = TileId::at(
+        10,
+        geo::Coord {
+            x: 118.01,
+            y: 37.31,
+        },
+    );
+    let low_url = format!("{}/tiles/grids/{}/{}/{}.mvt", s.url, low.z, low.x, low.y);
+    let (status, headers, plain) = tile(&low_url).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers.get("content-encoding").is_none());
+    assert_eq!(feature_ids(&plain).len(), 4);
+    for _ in 0..2 {
+        let r = client()
+            .get(&low_url)
+            .header("accept-encoding", "gzip")
+            .send()
+            .await
+            .expect("gzip tile");
+        assert_eq!(r.headers()["content-encoding"], "gzip");
+        assert_eq!(r.headers()["vary"], "accept-encoding");
+        let body = r.bytes().await.expect("bytes");
+        let mut unzipped = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut unzipped)
+            .expect("gzip");
+        assert_eq!(unzipped, plain);
+    }
+
     // Before the plan took effect there were no grids; after, the same four.
     let (status, _, before) = tile(&at("grids", "?as_of=2025-06-01")).await;
     assert_eq!(status, StatusCode::OK);

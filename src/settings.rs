@@ -97,10 +97,16 @@ pub struct Settings {
     /// Failed logins for one account or from one address before each further attempt
     /// must wait (1 s, doubling, at most 15 min).
     pub login_free_failures: u32,
+    /// Connections one client address may hold open at once (trusted proxies are not
+    /// counted); 0: no limit.
+    pub max_connections_per_address: usize,
+    /// Seconds for a request's head to arrive; a kept-alive connection idle as long is
+    /// closed.
+    pub header_read_timeout_secs: u64,
 }
 
 /// Every setting's name (also its `WANGGE_` variable, upper-cased).
-const KEYS: [&str; 34] = [
+const KEYS: [&str; 36] = [
     "listen",
     "database_url",
     "body_limit_bytes",
@@ -135,6 +141,8 @@ const KEYS: [&str; 34] = [
     "webhook_allow_http",
     "webhook_ca_file",
     "public_url",
+    "max_connections_per_address",
+    "header_read_timeout_secs",
 ];
 
 impl Default for Settings {
@@ -174,6 +182,8 @@ impl Default for Settings {
             webhook_allow_http: false,
             webhook_ca_file: None,
             public_url: String::new(),
+            max_connections_per_address: 256,
+            header_read_timeout_secs: 30,
         }
     }
 }
@@ -256,6 +266,9 @@ impl Settings {
         }
         if self.body_limit_bytes < 1024 {
             bad.push("  body_limit_bytes: must be at least 1024".into());
+        }
+        if !(1..=3600).contains(&self.header_read_timeout_secs) {
+            bad.push("  header_read_timeout_secs: must be 1 to 3600".into());
         }
         if self.request_timeout_secs == 0 {
             bad.push("  request_timeout_secs: must be at least 1".into());

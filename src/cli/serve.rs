@@ -105,6 +105,15 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
             .with_context(|| format!("listening on {}", settings.listen))?;
         let addr = listener.local_addr()?;
         let reload_every = Duration::from_secs(settings.reload_check_secs);
+        let limits = http::server::ConnectionLimits {
+            per_address: settings.max_connections_per_address,
+            header_read: Duration::from_secs(settings.header_read_timeout_secs),
+            exempt: settings
+                .trusted_proxies
+                .iter()
+                .filter_map(|p| wangge::settings::parse_proxy(p))
+                .collect(),
+        };
         let state = AppState::new(store.clone(), live.clone(), settings, Some(metrics));
         tokio::spawn(follow_activations(store.clone(), live.clone(), reload_every));
         tokio::spawn(activate_when_due(store.clone(), live.clone()));
@@ -133,17 +142,7 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         use std::io::Write;
         std::io::stdout().flush()?;
         tracing::info!(%addr, grids, backend = store.backend(), "listening");
-        use axum::serve::ListenerExt;
-        // Answers are small and latency matters more than packet count.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(
-            listener,
-            http::router(state).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+        http::server::serve(listener, http::router(state), limits, shutdown_signal()).await;
         tracing::info!("stopped");
         anyhow::Ok(ExitCode::SUCCESS)
     })

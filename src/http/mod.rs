@@ -15,6 +15,7 @@ mod ops;
 mod plans;
 mod public;
 mod reports;
+pub mod server;
 mod stream_tickets;
 mod tiles;
 mod web;

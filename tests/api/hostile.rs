@@ -1265,3 +1265,83 @@ pub async fn a_department_cannot_be_taken_over_from_another_county(b: Backend) {
         "{log}"
     );
 }
+
+/// Reads from `tcp` until the server closes it; how long that took, or `None` if it
+/// was still open after `patience`.
+fn closed_within(tcp: &mut std::net::TcpStream, patience: Duration) -> Option<Duration> {
+    use std::io::Read;
+    tcp.set_read_timeout(Some(patience)).expect("timeout");
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tcp.read(&mut buf) {
+            Ok(0) => return Some(started.elapsed()),
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Some(started.elapsed());
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_and_half_sent_connections_are_closed_and_one_address_holds_a_few() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("wangge.db").display());
+    let s = Server::start(
+        &url,
+        &[
+            ("WANGGE_HEADER_READ_TIMEOUT_SECS", "1"),
+            ("WANGGE_MAX_CONNECTIONS_PER_ADDRESS", "3"),
+        ],
+    );
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let connect = || std::net::TcpStream::connect(&addr).expect("connect");
+    let patience = Duration::from_secs(20);
+
+    // Nothing sent, half a head sent, or idle after an answer: closed, not kept.
+    let mut silent = connect();
+    assert!(closed_within(&mut silent, patience).is_some(), "silent");
+    let mut half = connect();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .expect("write");
+    assert!(closed_within(&mut half, patience).is_some(), "half a head");
+    let mut kept = connect();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    assert!(
+        closed_within(&mut kept, patience).is_some(),
+        "idle keep-alive"
+    );
+
+    // Three held open: a fourth from the same address is closed unanswered.
+    let held: Vec<_> = (0..3).map(|_| connect()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut fourth = connect();
+    fourth
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok();
+    let mut answer = Vec::new();
+    fourth
+        .set_read_timeout(Some(patience))
+        .expect("read timeout");
+    let _ = std::io::Read::read_to_end(&mut fourth, &mut answer);
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    // Their places given back, the address is served again.
+    drop(held);
+    let mut served = false;
+    for _ in 0..50 {
+        if client()
+            .get(format!("{}/healthz", s.url))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::OK)
+        {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(served, "served again once the held connections closed");
+}

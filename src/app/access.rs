@@ -192,13 +192,11 @@ impl App {
             crate::domain::text::TextKind::Name,
         )
         .map_err(|why| AppError::invalid_parameter("name", why))?;
-        if req.phone.as_deref().is_some_and(|ph| {
-            ph.len() > 32
-                || !ph.bytes().any(|b| b.is_ascii_digit())
-                || !ph
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || b"+- ".contains(&b))
-        }) {
+        if req
+            .phone
+            .as_deref()
+            .is_some_and(|ph| !crate::domain::text::is_phone(ph))
+        {
             return Err(AppError::invalid_parameter(
                 "phone",
                 crate::msg!(

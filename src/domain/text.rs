@@ -95,6 +95,42 @@ fn field_zh(field: &str) -> String {
     words.to_string()
 }
 
+/// Whether `s` can be a phone number someone dials: up to 32 of digits, `+`, `-` and
+/// spaces, with at least one digit.
+///
+/// ```
+/// use wangge::domain::text::is_phone;
+/// assert!(is_phone("0543-12345-02") && is_phone("+86 138 0000 0000"));
+/// assert!(!is_phone("<script>") && !is_phone("--"));
+/// ```
+pub fn is_phone(s: &str) -> bool {
+    s.len() <= 32
+        && s.bytes().any(|b| b.is_ascii_digit())
+        && s.bytes().all(|b| b.is_ascii_digit() || b"+- ".contains(&b))
+}
+
+/// Whether `s` has the shape of an e-mail address: one `@` with something on both
+/// sides, a dot in the domain, no spaces or angle brackets.
+///
+/// ```
+/// use wangge::domain::text::is_email;
+/// assert!(is_email("wang@example.org"));
+/// assert!(!is_email("a@b") && !is_email("<a>@b.c") && !is_email("a b@c.d"));
+/// ```
+pub fn is_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains('@')
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>\"(),;:[]".contains(c))
+}
+
 /// Checks a text of `kind`: at most `max` characters, something visible in it unless
 /// `may_be_empty`, no space at either end of a name, and nothing
 /// [deceptive](is_deceptive) in a name or

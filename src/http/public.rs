@@ -62,6 +62,7 @@ pub(super) fn limit(state: &AppState, client: &ClientAddr) -> Result<(), ApiErro
 
 fn card_of(state: &AppState, snapshot: &Snapshot, code: &str) -> Result<GridCard, ApiError> {
     let g = snapshot.grid(code).ok_or_else(|| {
+        let code = crate::io::upload::quote(code);
         ApiError::not_found(crate::msg!("no current grid {code}", "没有现行网格 {code}"))
     })?;
     let mask = state.settings.mask_public_phones;

@@ -56,7 +56,8 @@ async fn report_gate(
     next: axum::middleware::Next,
 ) -> Response {
     if request.method() == axum::http::Method::POST
-        && let Err(e) = limit(&state, &client)
+        && let Err(e) = from_elsewhere(request.headers(), &state.settings.public_url)
+            .and_then(|()| limit(&state, &client))
     {
         return if request.uri().path().starts_with("/open311") {
             from_api(e)
@@ -65,6 +66,40 @@ async fn report_gate(
         };
     }
     next.run(request).await
+}
+
+/// Refuses a submission a browser sends from another site's page: a form or `text/plain`
+/// post needs no CORS consent, so a hostile page could file reports from each of its
+/// visitors' addresses, around the per-address limit. Browsers say where a request
+/// comes from (`Sec-Fetch-Site`; older ones only `Origin`); apps and servers send
+/// neither and are not affected.
+fn from_elsewhere(headers: &HeaderMap, public_url: &str) -> Result<(), ApiError> {
+    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let authority = |url: &str| {
+        let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+        rest.split('/').next().unwrap_or(rest).to_ascii_lowercase()
+    };
+    let cross_site = match text(header::HeaderName::from_static("sec-fetch-site")) {
+        Some(site) => site.eq_ignore_ascii_case("cross-site"),
+        // Only `Origin`: it must name this service as the request or `public_url` does.
+        None => text(header::ORIGIN).is_some_and(|origin| {
+            let from = authority(origin);
+            text(header::HOST).is_none_or(|host| from != host.to_ascii_lowercase())
+                && (public_url.is_empty() || from != authority(public_url))
+        }),
+    };
+    if cross_site {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "cross-site",
+            "Submitted from another site",
+            crate::msg!(
+                "reports are not accepted from another site's page: file it on this service's own page, or from an app or server (which send no Sec-Fetch-Site)",
+                "不接受从其他网站页面提交的反映：请在本服务自己的页面上提交，或通过应用、服务器提交"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn limit(state: &AppState, client: &ClientAddr) -> Result<(), ApiError> {
@@ -452,10 +487,26 @@ pub async fn post_request(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let is_json = headers
+    let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+        .unwrap_or("application/x-www-form-urlencoded")
+        .chars()
+        .take(100)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let is_json = content_type.starts_with("application/json");
+    // GeoReport v2 posts a form; JSON is taken too. Anything else (text/plain, which a
+    // browser sends cross-site without asking) is refused.
+    if !is_json && !content_type.starts_with("application/x-www-form-urlencoded") {
+        return open311_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &crate::msg!(
+                "send the request as application/x-www-form-urlencoded (or application/json), not {content_type:?}",
+                "请以 application/x-www-form-urlencoded（或 application/json）提交，而不是 {content_type:?}"
+            ),
+        );
+    }
     let form: Result<Open311Post, String> = if is_json {
         serde_json::from_slice(&body).map_err(|e| e.to_string())
     } else {

@@ -591,6 +591,25 @@ pub async fn intake(
     ] {
         check_optional(field, value, limit_of(field))?;
     }
+    // A contact the centre cannot use is refused, as a member's is.
+    if let Some(phone) = report.contact.phone.as_deref()
+        && !phone.is_empty()
+        && !crate::domain::text::is_phone(phone)
+    {
+        return Err(DispatchError::Invalid(crate::msg!(
+            "contact.phone: a phone number is up to 32 of digits, '+', '-' and spaces, with a digit",
+            "contact.phone：电话号码最多 32 个字符，只能包含数字、'+'、'-' 和空格，且至少有一个数字"
+        )));
+    }
+    if let Some(email) = report.contact.email.as_deref()
+        && !email.is_empty()
+        && !crate::domain::text::is_email(email)
+    {
+        return Err(DispatchError::Invalid(crate::msg!(
+            "contact.email: not an e-mail address (name@example.org)",
+            "contact.email：不是电子邮件地址（例如 name@example.org）"
+        )));
+    }
     if report.photos.len() > 10 {
         return Err(DispatchError::Invalid(crate::msg!(
             "at most 10 photos",

@@ -2186,6 +2186,101 @@ async fn a_case_travels_over_http_with_streams_webhooks_and_open311(b: Backend) 
     )
     .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{err}");
+    // A browser posting from another site's page (a form, or text/plain: neither asks
+    // for CORS consent) is refused, so a hostile page cannot file reports from each of
+    // its visitors' addresses; the same from this service's page is taken.
+    let before = send(client().get(url("/open311/v2/requests.json")))
+        .await
+        .2
+        .as_array()
+        .map(Vec::len);
+    for (site, origin) in [
+        (Some("cross-site"), Some("https://evil.example")),
+        (None, Some("https://evil.example")),
+        (None, Some("null")),
+    ] {
+        let mut r = client().post(url("/open311/v2/requests.json")).form(&form);
+        let mut public = client().post(url("/v1/public/reports")).json(&json!({
+            "lon": 118.015, "lat": 37.315, "matter": "WG-001", "description": "x"}));
+        for (name, value) in [("sec-fetch-site", site), ("origin", origin)] {
+            if let Some(v) = value {
+                r = r.header(name, v);
+                public = public.header(name, v);
+            }
+        }
+        let (st, _, err) = send(r).await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{site:?} {origin:?}: {err}");
+        assert_eq!(err[0]["code"], 403, "{err}");
+        let (st, _, problem) = send(public).await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{site:?} {origin:?}: {problem}");
+        assert_eq!(problem["type"], "urn:wangge:problem:cross-site");
+    }
+    let (st, _, err) = send(
+        client()
+            .post(url("/open311/v2/requests.json"))
+            .header("content-type", "text/plain")
+            .body("service_code=WG-001&lat=37.315&long=118.015&description=x"),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{err}");
+    let after = send(client().get(url("/open311/v2/requests.json")))
+        .await
+        .2
+        .as_array()
+        .map(Vec::len);
+    assert_eq!(before, after, "nothing refused was stored");
+    let host = url("").trim_start_matches("http://").to_string();
+    let (st, _, posted) = send(
+        client()
+            .post(url("/open311/v2/requests.json"))
+            .header("sec-fetch-site", "same-origin")
+            .header("origin", format!("http://{host}"))
+            .form(&form),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{posted}");
+    let (st, _, posted) = send(
+        client()
+            .post(url("/open311/v2/requests.json"))
+            .header("origin", format!("http://{host}"))
+            .form(&form),
+    )
+    .await;
+    assert_eq!(
+        st,
+        StatusCode::CREATED,
+        "an older browser on this site: {posted}"
+    );
+    // A contact the centre could not use is refused, naming the field.
+    let (st, _, problem) = send(client().post(url("/v1/public/reports")).json(&json!({
+        "lon": 118.015, "lat": 37.315, "matter": "WG-001", "description": "x",
+        "contact": {"phone": "<script>"}})))
+    .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("contact.phone"),
+        "{problem}"
+    );
+    let mut bad_email = form.to_vec();
+    bad_email.retain(|(k, _)| *k != "email");
+    bad_email.push(("email", "a@b"));
+    let (st, _, err) = send(
+        client()
+            .post(url("/open311/v2/requests.json"))
+            .form(&bad_email),
+    )
+    .await;
+    assert!(st.is_client_error(), "{err}");
+    assert!(
+        err[0]["description"]
+            .as_str()
+            .unwrap()
+            .contains("contact.email"),
+        "{err}"
+    );
     // The Open311 report is on the dispatcher's board.
     let (_, _, board) = send(
         client()

@@ -83,6 +83,10 @@ impl FromStr for CoordSys {
             "cgcs2000" | "epsg:4490" => Ok(CoordSys::Cgcs2000),
             "gcj02" | "gcj-02" => Ok(CoordSys::Gcj02),
             "bd09" | "bd-09" => Ok(CoordSys::Bd09),
+            // Named back as given, but never at a length a caller chose.
+            _ if s.chars().count() > 32 => {
+                Err(UnknownCoordSys(s.chars().take(31).chain(['…']).collect()))
+            }
             _ => Err(UnknownCoordSys(s.to_string())),
         }
     }

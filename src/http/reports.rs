@@ -68,6 +68,13 @@ async fn report_gate(
     next.run(request).await
 }
 
+/// Whose an anonymous submission's idempotency key is: its channel and client network,
+/// so one resident's key neither collides with nor reveals another's (a replay answers
+/// with the report's resident view).
+fn anonymous_scope(channel: &str, client: &ClientAddr) -> String {
+    format!("{channel}@{}", crate::auth::client_network(client.0))
+}
+
 /// Refuses a submission a browser sends from another site's page: a form or `text/plain`
 /// post needs no CORS consent, so a hostile page could file reports from each of its
 /// visitors' addresses, around the per-address limit. Browsers say where a request
@@ -277,10 +284,11 @@ fn opens(stored: Option<&str>, given: &str) -> bool {
     responses((status = 201, body = FollowedReport), (status = 409, description = "the point lies in another grid than `grid`"), (status = 422), (status = 429)))]
 pub async fn public_report(
     State(state): State<AppState>,
+    client: ClientAddr,
     headers: HeaderMap,
     Json(report): Json<Report>,
 ) -> Result<Response, ApiError> {
-    let key = idempotency(&headers, "public", &report)?;
+    let key = idempotency(&headers, &anonymous_scope("public", &client), &report)?;
     let (case, fresh) = state
         .app
         .report_publicly(&report, false, key.as_ref())
@@ -484,6 +492,7 @@ pub struct Open311Post {
     responses((status = 201, description = "[{service_request_id, service_notice}]"), (status = 400), (status = 429)))]
 pub async fn post_request(
     State(state): State<AppState>,
+    client: ClientAddr,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -556,7 +565,7 @@ pub async fn post_request(
     };
     // Keys of Open311 clients and of the public form are apart: one kind of client's
     // key cannot replay the other's reports.
-    let key = match idempotency(&headers, "open311", &report) {
+    let key = match idempotency(&headers, &anonymous_scope("open311", &client), &report) {
         Ok(k) => k,
         Err(e) => return from_api(e),
     };

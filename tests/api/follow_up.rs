@@ -19,7 +19,8 @@ async fn a_resident_s_report_is_filed_in_the_chosen_grid_and_followed_by_its_key
     seed_dispatch(store).await;
     let disp = user(store, "disp", UserRole::Dispatcher, TOWNSHIP).await;
     let member = user(store, "member.li", UserRole::GridMember, &code(2)).await;
-    let s = Server::start(&b.url, &[]);
+    // Behind a proxy, so that two residents' addresses can be told apart.
+    let s = Server::start(&b.url, &[("WANGGE_TRUSTED_PROXIES", "[127.0.0.1]")]);
     let url = |p: &str| format!("{}{p}", s.url);
 
     // Every grid's card names a point inside it that the lookup answers with that grid.
@@ -115,6 +116,23 @@ async fn a_resident_s_report_is_filed_in_the_chosen_grid_and_followed_by_its_key
         (StatusCode::CREATED, Some(id))
     );
     assert!(replayed.get("follow_up_key").is_none(), "{replayed}");
+    // Keys are each client's own: another resident's same key, with another report,
+    // files that report (no 409 telling that the key exists, no view of the first).
+    let other = client()
+        .post(url("/v1/public/reports"))
+        .header("idempotency-key", "resident-report-0001")
+        .header("x-forwarded-for", "198.51.100.9")
+        .json(
+            &json!({"lon": IN_NE.0, "lat": IN_NE.1, "coord_sys": "cgcs2000",
+            "matter": "WG-001", "description": "井盖缺失"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), StatusCode::CREATED);
+    let other: Value = other.json().await.unwrap();
+    assert_ne!(other["id"].as_i64(), Some(id), "{other}");
+    assert_eq!(other["description"], "井盖缺失");
 
     // Staff views, the event trail and Open311 never show it.
     for (path, token) in [

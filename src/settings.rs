@@ -103,10 +103,13 @@ pub struct Settings {
     /// Seconds for a request's head to arrive; a kept-alive connection idle as long is
     /// closed.
     pub header_read_timeout_secs: u64,
+    /// Who may read `/metrics` (addresses or CIDRs; the client as `trusted_proxies`
+    /// decides it): request counts and case totals are the operators' business.
+    pub metrics_allow: Vec<String>,
 }
 
 /// Every setting's name (also its `WANGGE_` variable, upper-cased).
-const KEYS: [&str; 36] = [
+const KEYS: [&str; 37] = [
     "listen",
     "database_url",
     "body_limit_bytes",
@@ -143,6 +146,7 @@ const KEYS: [&str; 36] = [
     "public_url",
     "max_connections_per_address",
     "header_read_timeout_secs",
+    "metrics_allow",
 ];
 
 impl Default for Settings {
@@ -184,6 +188,7 @@ impl Default for Settings {
             public_url: String::new(),
             max_connections_per_address: 256,
             header_read_timeout_secs: 30,
+            metrics_allow: vec!["127.0.0.1".into(), "::1".into()],
         }
     }
 }
@@ -287,6 +292,13 @@ impl Settings {
         }
         if !(self.max_outside_m.is_finite() && self.max_outside_m >= 0.0) {
             bad.push("  max_outside_m: must be a distance ≥ 0".into());
+        }
+        for allowed in &self.metrics_allow {
+            if parse_proxy(allowed).is_none() {
+                bad.push(format!(
+                    "  metrics_allow: {allowed:?} is neither an address nor a CIDR block"
+                ));
+            }
         }
         for proxy in &self.trusted_proxies {
             if parse_proxy(proxy).is_none() {

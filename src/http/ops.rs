@@ -37,9 +37,27 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Va
     })))
 }
 
-/// Prometheus text exposition.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus metrics", content_type = "text/plain")))]
-pub async fn metrics(State(state): State<AppState>) -> Response {
+/// Prometheus text exposition, to the addresses `metrics_allow` names (loopback by
+/// default).
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus metrics", content_type = "text/plain"),
+    (status = 403, description = "the client is not in `metrics_allow`")))]
+pub async fn metrics(
+    State(state): State<AppState>,
+    client: super::extract::ClientAddr,
+) -> Response {
+    let allowed = state
+        .settings
+        .metrics_allow
+        .iter()
+        .filter_map(|a| crate::settings::parse_proxy(a))
+        .any(|net| net.contains(&client.0));
+    if !allowed {
+        return ApiError::forbidden(crate::msg!(
+            "metrics are served to the addresses in metrics_allow only",
+            "指标仅提供给 metrics_allow 所列地址"
+        ))
+        .into_response();
+    }
     let snapshot = state.live.snapshot();
     metrics::gauge!("wangge_partition_grids").set(snapshot.locator.grids().len() as f64);
     metrics::gauge!("wangge_partition_generation").set(snapshot.version as f64);

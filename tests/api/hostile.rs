@@ -891,6 +891,16 @@ pub async fn forged_hosts_and_methods_leave_no_trace_and_logins_are_not_cached(b
         .unwrap();
     assert!(!metrics.contains("XYZZYMETHOD"), "a series per method");
     assert!(metrics.contains("method=\"other\""), "{metrics}");
+    // Only the addresses metrics_allow names read them.
+    let elsewhere = Server::start(&b.url, &[("WANGGE_METRICS_ALLOW", "[10.0.0.0/8]")]);
+    let refused = client()
+        .get(format!("{}/metrics", elsewhere.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let body = refused.text().await.unwrap();
+    assert!(!body.contains("wangge_"), "{body}");
 
     let login = client()
         .post(format!("{}/v1/auth/login", s.url))

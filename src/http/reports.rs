@@ -86,14 +86,21 @@ fn from_elsewhere(headers: &HeaderMap, public_url: &str) -> Result<(), ApiError>
         let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
         rest.split('/').next().unwrap_or(rest).to_ascii_lowercase()
     };
-    let cross_site = match text(header::HeaderName::from_static("sec-fetch-site")) {
-        Some(site) => site.eq_ignore_ascii_case("cross-site"),
-        // Only `Origin`: it must name this service as the request or `public_url` does.
-        None => text(header::ORIGIN).is_some_and(|origin| {
+    // `Origin` must name this service as the request or `public_url` does.
+    let foreign_origin = || {
+        text(header::ORIGIN).is_some_and(|origin| {
             let from = authority(origin);
             text(header::HOST).is_none_or(|host| from != host.to_ascii_lowercase())
                 && (public_url.is_empty() || from != authority(public_url))
-        }),
+        })
+    };
+    let cross_site = match text(header::HeaderName::from_static("sec-fetch-site")) {
+        Some(site) if site.trim().eq_ignore_ascii_case("cross-site") => true,
+        // Another port or subdomain of the same site is another origin too.
+        Some(site) if site.trim().eq_ignore_ascii_case("same-site") => foreign_origin(),
+        Some(_) => false,
+        // Only `Origin` (older browsers).
+        None => foreign_origin(),
     };
     if cross_site {
         return Err(ApiError::new(

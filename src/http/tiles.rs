@@ -120,7 +120,17 @@ pub async fn tilejson(
 /// Zoom levels below this have their current tiles cached.
 const LOW_ZOOM: u32 = 12;
 
-type TileKey = (i64, i64, TileLayer, u32, u32, u32);
+/// A cached tile: of this snapshot and region directory, today's or of a past date.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct TileKey {
+    version: i64,
+    directory_version: i64,
+    as_of: Option<NaiveDate>,
+    layer: TileLayer,
+    z: u32,
+    x: u32,
+    y: u32,
+}
 
 /// A low-zoom tile as cut and as gzipped, once: a 263 KB tile compressed per request
 /// cost 16 ms of CPU, which the tile limit let one address spend 3 000 times at once.
@@ -155,10 +165,9 @@ impl LowZoomTiles {
         if let Ok(mut kept) = self.0.lock() {
             // Tiles of an older snapshot, or too many: start again.
             if kept.len() >= 4096
-                || kept
-                    .keys()
-                    .next()
-                    .is_some_and(|k| (k.0, k.1) != (key.0, key.1))
+                || kept.keys().next().is_some_and(|k| {
+                    (k.version, k.directory_version) != (key.version, key.directory_version)
+                })
             {
                 kept.clear();
             }
@@ -269,8 +278,9 @@ pub async fn tile(
         .and_then(|y| y.parse().ok())
         .ok_or_else(|| {
             ApiError::not_found(crate::msg!(
-                "tiles end in {{y}}.mvt (or .pbf), not {y:?}",
-                "瓦片地址以 {{y}}.mvt（或 .pbf）结尾，而不是 {y:?}"
+                "tiles end in {{y}}.mvt (or .pbf), not {}",
+                "瓦片地址以 {{y}}.mvt（或 .pbf）结尾，而不是 {}",
+                crate::io::upload::quote(&y)
             ))
         })?;
     let tile = TileId::new(z, x, y).map_err(|e| ApiError::not_found(crate::domain::Msg::of(&e)))?;
@@ -278,57 +288,78 @@ pub async fn tile(
     let snapshot = state.live.snapshot();
     let today = crate::domain::today_in_china();
     let past = q.as_of.filter(|d| *d < today);
+    // Weak: the gzipped and the plain bytes are the same tile.
     let etag = match past {
-        Some(d) => format!("\"{}-{d}\"", snapshot.directory_version),
-        None => format!("\"{}-{}\"", snapshot.version, snapshot.directory_version),
+        Some(d) => format!("W/\"{}-{d}\"", snapshot.directory_version),
+        None => format!("W/\"{}-{}\"", snapshot.version, snapshot.directory_version),
+    };
+    let caching = |h: &mut HeaderMap| {
+        h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=60"),
+        );
+        if let Ok(v) = HeaderValue::from_str(&etag) {
+            h.insert(header::ETAG, v);
+        }
     };
     if headers
         .get(header::IF_NONE_MATCH)
-        .is_some_and(|v| v.as_bytes() == etag.as_bytes())
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().trim_start_matches("W/") == etag.trim_start_matches("W/"))
+        })
     {
-        return Ok(StatusCode::NOT_MODIFIED.into_response());
+        let mut response = StatusCode::NOT_MODIFIED.into_response();
+        caching(response.headers_mut());
+        return Ok(response);
     }
     let mut gzipped = false;
-    let bytes = match past {
-        Some(date) => {
-            let grids = state.past_tiles.get(&state, &client, date).await?;
-            let render = move || {
-                grids
-                    .index
-                    .render(&grids.grids, &snapshot.regions, layer, tile)
-            };
-            spawn_render(render).await?
-        }
-        // Low-zoom tiles hold many grids and take the longest to cut: kept per
-        // snapshot, so asking for one again costs nothing.
-        None if z < LOW_ZOOM => {
-            let key = (snapshot.version, snapshot.directory_version, layer, z, x, y);
-            let cached = match state.low_zoom_tiles.get(&key) {
-                Some(cached) => cached,
-                None => {
-                    let cached = tokio::task::spawn_blocking(move || {
-                        Arc::new(CachedTile::of(snapshot.tile(layer, tile)))
-                    })
+    let bytes = if z < LOW_ZOOM {
+        // Low-zoom tiles hold many grids and take the longest to cut: kept, gzipped, per
+        // snapshot and date, so asking for one again costs nothing (a past date's too:
+        // uncached, one address could have one cut 16 times a second).
+        let key = TileKey {
+            version: snapshot.version,
+            directory_version: snapshot.directory_version,
+            as_of: past,
+            layer,
+            z,
+            x,
+            y,
+        };
+        let cached = match state.low_zoom_tiles.get(&key) {
+            Some(cached) => cached,
+            None => {
+                let plain = match past {
+                    Some(date) => past_tile(&state, &client, date, snapshot, layer, tile).await?,
+                    None => spawn_render(move || snapshot.tile(layer, tile)).await?,
+                };
+                let cached = tokio::task::spawn_blocking(move || Arc::new(CachedTile::of(plain)))
                     .await
                     .map_err(|e| {
                         ApiError::internal(crate::msg!(
-                            "rendering the tile failed: {e}",
-                            "瓦片绘制失败：{e}"
+                            "compressing the tile failed: {e}",
+                            "瓦片压缩失败：{e}"
                         ))
                     })?;
-                    state.low_zoom_tiles.put(key, cached.clone());
-                    cached
-                }
-            };
-            // Sent as gzipped once (the compression layer leaves an encoded answer be).
-            gzipped = !cached.gzip.is_empty() && super::web::takes_gzip(&headers);
-            if gzipped {
-                cached.gzip.clone()
-            } else {
-                cached.plain.clone()
+                state.low_zoom_tiles.put(key, cached.clone());
+                cached
             }
+        };
+        // Sent as gzipped once (the compression layer leaves an encoded answer be).
+        gzipped = !cached.gzip.is_empty() && super::web::takes_gzip(&headers);
+        if gzipped {
+            cached.gzip.clone()
+        } else {
+            cached.plain.clone()
         }
-        None => spawn_render(move || snapshot.tile(layer, tile)).await?,
+    } else {
+        match past {
+            Some(date) => past_tile(&state, &client, date, snapshot, layer, tile).await?,
+            None => spawn_render(move || snapshot.tile(layer, tile)).await?,
+        }
     };
     let mut response = bytes.into_response();
     let h = response.headers_mut();
@@ -339,15 +370,26 @@ pub async fn tile(
     if gzipped {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
-    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=60"),
-    );
-    if let Ok(v) = HeaderValue::from_str(&etag) {
-        h.insert(header::ETAG, v);
-    }
+    caching(h);
     Ok(response)
+}
+
+/// A tile of the grids valid on a past `date` (their index loaded once per date).
+async fn past_tile(
+    state: &AppState,
+    client: &super::extract::ClientAddr,
+    date: NaiveDate,
+    snapshot: Arc<crate::workflow::live::Snapshot>,
+    layer: TileLayer,
+    tile: TileId,
+) -> Result<Vec<u8>, ApiError> {
+    let grids = state.past_tiles.get(state, client, date).await?;
+    spawn_render(move || {
+        grids
+            .index
+            .render(&grids.grids, &snapshot.regions, layer, tile)
+    })
+    .await
 }
 
 /// Cutting a low-zoom tile of many grids takes milliseconds: keep it off the reactor.

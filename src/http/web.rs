@@ -30,8 +30,9 @@ async fn asset_or_not_found(method: Method, uri: Uri, headers: HeaderMap) -> Res
     }
     let path = uri.path().trim_start_matches('/');
     let path = if path.is_empty() { "index.html" } else { path };
-    // The prebuilt `.gz` files are a way of sending the bundles, not files of their own.
-    let file = if path.ends_with(".gz") {
+    // The prebuilt `.gz` files are a way of sending the bundles, not files of their own;
+    // no path climbs out of the app (debug builds read web/dist from disk).
+    let file = if path.ends_with(".gz") || path.split(['/', '\\']).any(|s| s == "..") {
         None
     } else {
         Assets::get(path)

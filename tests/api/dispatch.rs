@@ -2198,6 +2198,7 @@ async fn a_case_travels_over_http_with_streams_webhooks_and_open311(b: Backend) 
         (Some("cross-site"), Some("https://evil.example")),
         (None, Some("https://evil.example")),
         (None, Some("null")),
+        (Some("same-site"), Some("http://reports.evil.example:8081")),
     ] {
         let mut r = client().post(url("/open311/v2/requests.json")).form(&form);
         let mut public = client().post(url("/v1/public/reports")).json(&json!({

@@ -96,6 +96,31 @@ pub async fn tiles_carry_the_current_and_past_grids_and_answer_304_when_unchange
             .expect("gzip");
         assert_eq!(unzipped, plain);
     }
+    // A 304 says what it confirms; a past date's low-zoom tile is kept gzipped too.
+    let r = client()
+        .get(&low_url)
+        .header("if-none-match", headers["etag"].clone())
+        .send()
+        .await
+        .expect("conditional");
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(r.headers()["etag"], headers["etag"]);
+    assert_eq!(r.headers()["vary"], "accept-encoding");
+    for _ in 0..2 {
+        let r = client()
+            .get(format!("{low_url}?as_of=2026-06-01"))
+            .header("accept-encoding", "gzip")
+            .send()
+            .await
+            .expect("past gzip tile");
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["content-encoding"], "gzip");
+        let body = r.bytes().await.expect("bytes");
+        let mut unzipped = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut unzipped)
+            .expect("gzip");
+        assert_eq!(feature_ids(&unzipped).len(), 4);
+    }
 
     // Before the plan took effect there were no grids; after, the same four.
     let (status, _, before) = tile(&at("grids", "?as_of=2025-06-01")).await;

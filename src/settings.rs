@@ -103,13 +103,19 @@ pub struct Settings {
     /// Seconds for a request's head to arrive; a kept-alive connection idle as long is
     /// closed.
     pub header_read_timeout_secs: u64,
+    /// Connections the server holds at once (keep it under the process's file limit);
+    /// 0: no limit.
+    pub max_connections: usize,
+    /// Seconds an answer may wait on a client that reads nothing of it; then the
+    /// connection is closed.
+    pub write_stall_timeout_secs: u64,
     /// Who may read `/metrics` (addresses or CIDRs; the client as `trusted_proxies`
     /// decides it): request counts and case totals are the operators' business.
     pub metrics_allow: Vec<String>,
 }
 
 /// Every setting's name (also its `WANGGE_` variable, upper-cased).
-const KEYS: [&str; 37] = [
+const KEYS: [&str; 39] = [
     "listen",
     "database_url",
     "body_limit_bytes",
@@ -147,6 +153,8 @@ const KEYS: [&str; 37] = [
     "max_connections_per_address",
     "header_read_timeout_secs",
     "metrics_allow",
+    "max_connections",
+    "write_stall_timeout_secs",
 ];
 
 impl Default for Settings {
@@ -189,6 +197,8 @@ impl Default for Settings {
             max_connections_per_address: 256,
             header_read_timeout_secs: 30,
             metrics_allow: vec!["127.0.0.1".into(), "::1".into()],
+            max_connections: 10_000,
+            write_stall_timeout_secs: 60,
         }
     }
 }
@@ -271,6 +281,9 @@ impl Settings {
         }
         if self.body_limit_bytes < 1024 {
             bad.push("  body_limit_bytes: must be at least 1024".into());
+        }
+        if !(1..=3600).contains(&self.write_stall_timeout_secs) {
+            bad.push("  write_stall_timeout_secs: must be 1 to 3600".into());
         }
         if !(1..=3600).contains(&self.header_read_timeout_secs) {
             bad.push("  header_read_timeout_secs: must be 1 to 3600".into());

@@ -107,7 +107,9 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         let reload_every = Duration::from_secs(settings.reload_check_secs);
         let limits = http::server::ConnectionLimits {
             per_address: settings.max_connections_per_address,
+            total: settings.max_connections,
             header_read: Duration::from_secs(settings.header_read_timeout_secs),
+            write_stall: Duration::from_secs(settings.write_stall_timeout_secs),
             exempt: settings
                 .trusted_proxies
                 .iter()

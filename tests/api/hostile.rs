@@ -1355,3 +1355,44 @@ async fn idle_and_half_sent_connections_are_closed_and_one_address_holds_a_few()
     }
     assert!(served, "served again once the held connections closed");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_reads_nothing_of_its_answers_is_disconnected() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("wangge.db").display());
+    let s = Server::start(&url, &[("WANGGE_WRITE_STALL_TIMEOUT_SECS", "1")]);
+    let size = client()
+        .get(format!("{}/openapi.json", s.url))
+        .send()
+        .await
+        .expect("openapi")
+        .bytes()
+        .await
+        .expect("bytes")
+        .len();
+    // Far more than the sockets' buffers hold, asked for at once and not read.
+    let asked = (64 << 20) / size + 1;
+    let mut tcp =
+        std::net::TcpStream::connect(s.url.trim_start_matches("http://")).expect("connect");
+    let one = b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n";
+    tcp.write_all(&one.repeat(asked)).expect("requests");
+    std::thread::sleep(Duration::from_secs(5));
+    // Read now: what the buffers held arrives, then the end the server put there.
+    tcp.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match tcp.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("still open after 20 s ({got} bytes read): {e}"),
+        }
+    }
+    assert!(
+        got < asked * size,
+        "all {asked} answers were sent: the stalled connection was kept"
+    );
+}

@@ -117,7 +117,7 @@ pub async fn tilejson(
     Ok(response)
 }
 
-/// Zoom levels below this have their current tiles cached.
+/// Zoom levels below this have their tiles (today's and past dates') cached, gzipped.
 const LOW_ZOOM: u32 = 12;
 
 /// A cached tile: of this snapshot and region directory, today's or of a past date.
@@ -332,10 +332,7 @@ pub async fn tile(
         let cached = match state.low_zoom_tiles.get(&key) {
             Some(cached) => cached,
             None => {
-                let plain = match past {
-                    Some(date) => past_tile(&state, &client, date, snapshot, layer, tile).await?,
-                    None => spawn_render(move || snapshot.tile(layer, tile)).await?,
-                };
+                let plain = cut(&state, &client, past, snapshot, layer, tile).await?;
                 let cached = tokio::task::spawn_blocking(move || Arc::new(CachedTile::of(plain)))
                     .await
                     .map_err(|e| {
@@ -356,10 +353,7 @@ pub async fn tile(
             cached.plain.clone()
         }
     } else {
-        match past {
-            Some(date) => past_tile(&state, &client, date, snapshot, layer, tile).await?,
-            None => spawn_render(move || snapshot.tile(layer, tile)).await?,
-        }
+        cut(&state, &client, past, snapshot, layer, tile).await?
     };
     let mut response = bytes.into_response();
     let h = response.headers_mut();
@@ -374,15 +368,19 @@ pub async fn tile(
     Ok(response)
 }
 
-/// A tile of the grids valid on a past `date` (their index loaded once per date).
-async fn past_tile(
+/// A tile cut from today's grids, or from those valid on a past date (their index
+/// loaded once per date).
+async fn cut(
     state: &AppState,
     client: &super::extract::ClientAddr,
-    date: NaiveDate,
+    past: Option<NaiveDate>,
     snapshot: Arc<crate::workflow::live::Snapshot>,
     layer: TileLayer,
     tile: TileId,
 ) -> Result<Vec<u8>, ApiError> {
+    let Some(date) = past else {
+        return spawn_render(move || snapshot.tile(layer, tile)).await;
+    };
     let grids = state.past_tiles.get(state, client, date).await?;
     spawn_render(move || {
         grids

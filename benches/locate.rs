@@ -4,6 +4,7 @@
 //! * `polygon_at`: the grid only (the dispatch hot path), points one by one;
 //! * `polygon_at_many`: the same as a batch, visited in raster order;
 //! * `locate_flags`: grid + near_boundary/neighbour + nearest grid when outside;
+//! * `locate_flags_many`: the same as a batch (`locate_many`, memory fetched ahead);
 //! * `locate_full`: the above + the exact distance to the grid's boundary;
 //! * `rstar_geo_contains` (10k only): the off-the-shelf georust baseline, an R-tree of
 //!   envelopes and `geo::Contains` on the candidates, for a ratio in the same run.
@@ -65,6 +66,17 @@ fn bench(c: &mut Criterion) {
                 black_box(near)
             })
         });
+        group.bench_with_input(
+            BenchmarkId::new("locate_flags_many", n),
+            &points,
+            |b, pts| {
+                let mut out = Vec::new();
+                b.iter(|| {
+                    part.locate_many(pts, &flags, &mut out);
+                    black_box(out.len())
+                })
+            },
+        );
         let full = LocateOptions::default();
         group.bench_with_input(BenchmarkId::new("locate_full", n), &points, |b, pts| {
             b.iter(|| {

@@ -5,11 +5,16 @@
 //! A uniform raster of cells covers the partition's bounding box, about
 //! [`BuildOptions::cells_per_polygon`] cells per polygon. Each cell is one `u32`:
 //! * a polygon index, when the cell lies wholly inside that polygon and no edge passes
-//!   through it (most cells: one memory access answers the lookup);
+//!   through it (most cells: one memory access answers the lookup), with how far the
+//!   nearest cell that an edge passes through is, so that the same access also proves
+//!   most points far from any boundary;
 //! * `EMPTY`, when no polygon reaches the cell;
 //! * otherwise an offset into a candidate list (polygons whose edges cross the cell,
 //!   and polygons that contain the whole cell), sorted by polygon index, each tested
-//!   with the y-stripe point-in-polygon of [`PolygonSet`].
+//!   with the y-stripe point-in-polygon of [`PolygonSet`]. The list starts with a map
+//!   of the 8 × 8 sub-cells edges pass through, which proves most points of a
+//!   boundary's neighbourhood farther from it than `near_boundary_m` without reading
+//!   an edge.
 //!
 //! Every boundary cell also lists the edges that pass through it, which answers the
 //! proximity questions (`near_boundary`, nearest grid for a point outside all grids,
@@ -30,11 +35,52 @@ const EMPTY: u32 = u32::MAX;
 const LIST: u32 = 1 << 31;
 /// Words of a candidate entry: polygon and flags, cell-edge range, break range.
 const ENTRY: usize = 5;
+/// Words before a candidate list's entries: their number, and the cell's 8 × 8
+/// sub-cells that edges pass through (a `u64`, low word first, bit `8 * row + column`).
+const LIST_HEAD: usize = 3;
+/// Sub-cells per side of a cell, in a candidate list's head.
+const SUB: usize = 8;
 /// On a candidate entry: the polygon contains the whole cell, no test needed.
 const FULL: u32 = 1 << 31;
 /// On a candidate entry: crossing parity of the outside edges at the cell's bottom.
 const BASE: u32 = 1 << 30;
 const POLY: u32 = !(FULL | BASE);
+/// An interior cell's word: the polygon in the low bits, and from this bit up the
+/// chessboard distance (in cells, at most [`REACH_MAX`]) to the nearest cell an edge
+/// passes through. A cell inside polygon 2^24 or later is a one-entry list instead.
+const REACH_SHIFT: u32 = 24;
+const INTERIOR_POLY: u32 = (1 << REACH_SHIFT) - 1;
+const REACH_MAX: u32 = 127;
+
+/// What one raster word says.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cell {
+    Empty,
+    /// Wholly inside `poly`; every cell within `reach - 1` cells (chessboard) is free
+    /// of edges, so `reach` is at least 1.
+    Interior {
+        poly: u32,
+        reach: u32,
+    },
+    /// Offset of the candidate list.
+    List(usize),
+}
+
+impl Cell {
+    #[inline]
+    fn of(w: u32) -> Cell {
+        if w == EMPTY {
+            Cell::Empty
+        } else if w & LIST != 0 {
+            Cell::List((w & !LIST) as usize)
+        } else {
+            Cell::Interior {
+                poly: w & INTERIOR_POLY,
+                reach: w >> REACH_SHIFT,
+            }
+        }
+    }
+}
 
 /// Tuning of [`Partition::build`].
 #[derive(Debug, Clone, Copy)]
@@ -143,13 +189,16 @@ impl CellGrid {
         Some((ix, iy))
     }
 
-    /// Cell column for `x`, clamped to the raster.
+    /// Cell column for `x`, clamped to the raster. (Truncating a non-negative number
+    /// is its floor, without the library call `floor` is on baseline x86-64.)
+    #[inline]
     fn col(&self, x: f64) -> usize {
-        (((x - self.x0) * self.inv_cw).floor().max(0.0) as usize).min(self.nx - 1)
+        (((x - self.x0) * self.inv_cw).max(0.0) as usize).min(self.nx - 1)
     }
 
+    #[inline]
     fn row(&self, y: f64) -> usize {
-        (((y - self.y0) * self.inv_ch).floor().max(0.0) as usize).min(self.ny - 1)
+        (((y - self.y0) * self.inv_ch).max(0.0) as usize).min(self.ny - 1)
     }
 
     /// Pushes `(cell, k)` for every cell whose [`Self::rect`] edge `k` meets.
@@ -176,6 +225,69 @@ impl CellGrid {
         }
     }
 
+    /// The sub-cells (bit `8 * row + column`) of `cell` that the `edges` meet, each
+    /// sub-cell grown by a hair as cells are in [`Self::cells_of_edge`].
+    fn subcells_met(&self, cell: usize, edges: &[u32], set: &PolygonSet) -> u64 {
+        let (ix, iy) = (cell % self.nx, cell / self.nx);
+        let (sw, sh) = (self.cw / SUB as f64, self.ch / SUB as f64);
+        let (x0, y0) = (self.x0 + ix as f64 * self.cw, self.y0 + iy as f64 * self.ch);
+        let (hx, hy) = (self.cw * 1e-6, self.ch * 1e-6);
+        let sub = |v: f64, from: f64, size: f64| -> usize {
+            (((v - from) / size).max(0.0) as usize).min(SUB - 1)
+        };
+        let mut bits = 0u64;
+        for &k in edges {
+            let (a, b) = set.edge(k);
+            let (c0, c1) = (
+                sub(a.x.min(b.x) - hx, x0, sw),
+                sub(a.x.max(b.x) + hx, x0, sw),
+            );
+            let (r0, r1) = (
+                sub(a.y.min(b.y) - hy, y0, sh),
+                sub(a.y.max(b.y) + hy, y0, sh),
+            );
+            // Within the segment's box the segment is its line: a sub-cell clipped to
+            // that box meets the segment when its corners are not all strictly on one
+            // side of the line. (A full segment–rectangle test per sub-cell doubled
+            // the build.)
+            let (lo, hi) = (
+                Coord {
+                    x: a.x.min(b.x) - hx,
+                    y: a.y.min(b.y) - hy,
+                },
+                Coord {
+                    x: a.x.max(b.x) + hx,
+                    y: a.y.max(b.y) + hy,
+                },
+            );
+            let (dx, dy) = (b.x - a.x, b.y - a.y);
+            let side = |x: f64, y: f64| dx * (y - a.y) - dy * (x - a.x);
+            for r in r0..=r1 {
+                let ry0 = (y0 + r as f64 * sh - hy).max(lo.y);
+                let ry1 = (y0 + (r + 1) as f64 * sh + hy).min(hi.y);
+                for c in c0..=c1 {
+                    let rx0 = (x0 + c as f64 * sw - hx).max(lo.x);
+                    let rx1 = (x0 + (c + 1) as f64 * sw + hx).min(hi.x);
+                    if rx0 > rx1 || ry0 > ry1 {
+                        continue;
+                    }
+                    let corners = [
+                        side(rx0, ry0),
+                        side(rx1, ry0),
+                        side(rx0, ry1),
+                        side(rx1, ry1),
+                    ];
+                    let below = corners.iter().any(|&v| v <= 0.0);
+                    let above = corners.iter().any(|&v| v >= 0.0);
+                    if below && above {
+                        bits |= 1 << (SUB * r + c);
+                    }
+                }
+            }
+        }
+        bits
+    }
+
     /// A millionth of a cell per axis (see `cells_of_edge`).
     fn margin(&self) -> Coord<f64> {
         Coord {
@@ -198,6 +310,29 @@ impl CellGrid {
                 y: self.y0 + (iy + 1) as f64 * self.ch + ey,
             },
         )
+    }
+
+    /// Metres per degree of longitude and of latitude, each no larger than anywhere
+    /// between the raster's bottom and top. Zero when those are not latitudes.
+    fn least_scale(&self) -> LocalScale {
+        let (south, north) = (self.bbox.min().y, self.bbox.max().y);
+        if !(south >= -90.0 && north <= 90.0) {
+            return LocalScale { x: 0.0, y: 0.0 };
+        }
+        // A parallel's radius shrinks away from the equator, a meridian's curvature
+        // radius grows: the least of each is at one end or at the equator.
+        let equator = (south < 0.0 && north > 0.0).then_some(0.0);
+        let scales = [Some(south), Some(north), equator]
+            .into_iter()
+            .flatten()
+            .map(LocalScale::at);
+        let (x, y) = scales.fold((f64::INFINITY, f64::INFINITY), |(x, y), s| {
+            (x.min(s.x), y.min(s.y))
+        });
+        LocalScale {
+            x: x.max(0.0),
+            y: y.max(0.0),
+        }
     }
 
     fn centre(&self, ix: usize, iy: usize) -> Coord<f64> {
@@ -235,6 +370,9 @@ pub struct Partition {
     cell_edges: Vec<u32>,
     /// First coordinate offset of each polygon, for finding an edge's owner.
     poly_coord_starts: Vec<u32>,
+    /// Metres per degree at most as large as anywhere in the raster, for proofs that
+    /// an edge is farther than some distance without a trigonometric call per point.
+    min_scale: LocalScale,
 }
 
 impl Partition {
@@ -349,11 +487,21 @@ impl Partition {
                     &full_polys[full_offsets[cell] as usize..full_offsets[cell + 1] as usize];
                 match (crossing.len(), fulls.len()) {
                     (0, 0) => words.push(EMPTY),
-                    (0, 1) => words.push(fulls[0]),
+                    (0, 1) if fulls[0] <= INTERIOR_POLY => words.push(fulls[0]),
                     _ => {
                         words.push(LIST | lists.len() as u32);
-                        lists.push((crossing.len() + fulls.len()) as u32);
-                        let mut edge_at = cell_edge_offsets[cell];
+                        let edges = cell_edge_offsets[cell]..cell_edge_offsets[cell + 1];
+                        let bits = grid.subcells_met(
+                            cell,
+                            &cell_edges[edges.start as usize..edges.end as usize],
+                            &set,
+                        );
+                        lists.extend_from_slice(&[
+                            (crossing.len() + fulls.len()) as u32,
+                            bits as u32,
+                            (bits >> 32) as u32,
+                        ]);
+                        let mut edge_at = edges.start;
                         let (mut c, mut f) = (0, 0);
                         while c < crossing.len() || f < fulls.len() {
                             if c == crossing.len()
@@ -394,6 +542,8 @@ impl Partition {
             }));
             lists.extend_from_slice(&part_lists);
         }
+        record_reach(&mut cells, &cell_edge_offsets, &grid);
+        let min_scale = grid.least_scale();
         let mut set = set;
         // Lookups use the raster's cell-local test; the stripe index served the build.
         set.drop_stripes();
@@ -406,6 +556,7 @@ impl Partition {
             cell_edge_offsets,
             cell_edges,
             poly_coord_starts,
+            min_scale,
         };
         p.shrink();
         p
@@ -478,13 +629,16 @@ impl Partition {
             ..RasterStats::default()
         };
         for &w in &self.cells {
-            if w == EMPTY {
-                st.empty += 1;
-            } else if w & LIST == 0 {
-                st.interior += 1;
-            } else {
-                st.boundary += 1;
-                st.candidates += self.lists[(w & !LIST) as usize] as usize;
+            match Cell::of(w) {
+                Cell::Empty => st.empty += 1,
+                Cell::Interior { reach, .. } => {
+                    st.interior += 1;
+                    st.interior_far += (reach >= 2) as usize;
+                }
+                Cell::List(at) => {
+                    st.boundary += 1;
+                    st.candidates += self.lists[at] as usize;
+                }
             }
         }
         st.cell_edges = self.cell_edges.len();
@@ -507,14 +661,7 @@ impl Partition {
     pub fn polygon_at_many(&self, points: &[Coord<f64>], out: &mut Vec<Option<u32>>) {
         out.clear();
         out.reserve(points.len());
-        let cells: Vec<u32> = points
-            .iter()
-            .map(|&p| {
-                self.grid
-                    .cell_of(p)
-                    .map_or(u32::MAX, |(ix, iy)| (iy * self.grid.nx + ix) as u32)
-            })
-            .collect();
+        let cells = self.cell_numbers(points);
         let n = points.len();
         for j in 0..n {
             if let Some(&c) = cells.get(j + 16)
@@ -527,12 +674,12 @@ impl Partition {
             }
             let first_edge = |c: u32| -> Option<u32> {
                 let at = self.list_at(c)?;
-                let from = *self.lists.get(at + 2)?;
+                let from = *self.lists.get(at + LIST_HEAD + 1)?;
                 self.cell_edges.get(from as usize).copied()
             };
             if let Some(c) = cells.get(j + 4)
                 && let Some(at) = self.list_at(*c)
-                && let Some(&from) = self.lists.get(at + 2)
+                && let Some(&from) = self.lists.get(at + LIST_HEAD + 1)
                 && let Some(k) = self.cell_edges.get(from as usize)
             {
                 prefetch(k);
@@ -553,24 +700,23 @@ impl Partition {
     /// Offset of the candidate list of cell `c`, when it has one.
     #[inline]
     fn list_at(&self, c: u32) -> Option<usize> {
-        let w = *self.cells.get(c as usize)?;
-        (w != EMPTY && w & LIST != 0).then_some((w & !LIST) as usize)
+        match Cell::of(*self.cells.get(c as usize)?) {
+            Cell::List(at) => Some(at),
+            _ => None,
+        }
     }
 
     /// The lowest-index polygon containing `p`, if any. The hot path of every lookup.
     #[inline]
     pub fn polygon_at(&self, p: Coord<f64>) -> Option<u32> {
         let (ix, iy) = self.grid.cell_of(p)?;
-        let w = self.cells[iy * self.grid.nx + ix];
-        if w == EMPTY {
-            return None;
-        }
-        if w & LIST == 0 {
-            return Some(w);
-        }
-        let at = (w & !LIST) as usize;
+        let at = match Cell::of(self.cells[iy * self.grid.nx + ix]) {
+            Cell::Empty => return None,
+            Cell::Interior { poly, .. } => return Some(poly),
+            Cell::List(at) => at,
+        };
         let n = self.lists[at] as usize;
-        self.lists[at + 1..at + 1 + n * ENTRY]
+        self.lists[at + LIST_HEAD..at + LIST_HEAD + n * ENTRY]
             .chunks_exact(ENTRY)
             .find(|e| self.cell_contains(e, p))
             .map(|e| e[0] & POLY)
@@ -583,18 +729,14 @@ impl Partition {
         let Some((ix, iy)) = self.grid.cell_of(p) else {
             return;
         };
-        let w = self.cells[iy * self.grid.nx + ix];
-        if w == EMPTY {
-            return;
-        }
-        if w & LIST == 0 {
-            out.push(w);
-            return;
-        }
-        let at = (w & !LIST) as usize;
+        let at = match Cell::of(self.cells[iy * self.grid.nx + ix]) {
+            Cell::Empty => return,
+            Cell::Interior { poly, .. } => return out.push(poly),
+            Cell::List(at) => at,
+        };
         let n = self.lists[at] as usize;
         out.extend(
-            self.lists[at + 1..at + 1 + n * ENTRY]
+            self.lists[at + LIST_HEAD..at + LIST_HEAD + n * ENTRY]
                 .chunks_exact(ENTRY)
                 .filter(|e| self.cell_contains(e, p))
                 .map(|e| e[0] & POLY),
@@ -604,14 +746,16 @@ impl Partition {
     /// Locates `p`: the containing polygon, or the nearest one when outside, with the
     /// proximity flags described on [`Location`].
     pub fn locate(&self, p: Coord<f64>, options: &LocateOptions) -> Location {
-        let scale = LocalScale::at(p.y);
         match self.polygon_at(p) {
             Some(i) => {
                 let mut loc = Location {
                     polygon: Some(i),
                     ..Location::default()
                 };
-                if !self.clear_of_edges_within(p, options.near_boundary_m, &scale) {
+                if !self.clear_of_edges_within(p, options.near_boundary_m)
+                    && !self.clear_of_subcells_within(p, options.near_boundary_m)
+                {
+                    let scale = LocalScale::at(p.y);
                     let near = self.nearest_edges_in_window(p, options.near_boundary_m, &scale, i);
                     if let Some((d2, _)) = near.own {
                         loc.boundary_distance_m = Some(d2.sqrt());
@@ -630,6 +774,7 @@ impl Partition {
                 loc
             }
             None => {
+                let scale = LocalScale::at(p.y);
                 let near = self.nearest_edges_in_window(p, options.max_outside_m, &scale, u32::MAX);
                 match near.other {
                     Some((d2, j)) => Location {
@@ -648,22 +793,123 @@ impl Partition {
         }
     }
 
+    /// [`Self::locate`] for many points, answered in input order, with the memory
+    /// the points a few places ahead will need fetched while the current one is
+    /// answered (see [`Self::polygon_at_many`]). The answers equal `locate`'s.
+    pub fn locate_many(
+        &self,
+        points: &[Coord<f64>],
+        options: &LocateOptions,
+        out: &mut Vec<Location>,
+    ) {
+        out.clear();
+        out.reserve(points.len());
+        let cells = self.cell_numbers(points);
+        for (j, &p) in points.iter().enumerate() {
+            if let Some(&c) = cells.get(j + 16)
+                && c != u32::MAX
+            {
+                prefetch(&self.cells[c as usize]);
+            }
+            // A point its cell word alone cannot answer will read the edge offsets of
+            // its cell (and maybe its neighbours) and its candidate list.
+            if let Some(&c) = cells.get(j + 8)
+                && c != u32::MAX
+            {
+                match Cell::of(self.cells[c as usize]) {
+                    Cell::Interior { reach, .. } if reach >= 2 => {}
+                    cell => {
+                        prefetch(&self.cell_edge_offsets[c as usize]);
+                        if let Cell::List(at) = cell {
+                            prefetch(&self.lists[at]);
+                        }
+                    }
+                }
+            }
+            out.push(self.locate(p, options));
+        }
+    }
+
+    /// The raster cell number of each point, `u32::MAX` outside the raster.
+    fn cell_numbers(&self, points: &[Coord<f64>]) -> Vec<u32> {
+        points
+            .iter()
+            .map(|&p| {
+                self.grid
+                    .cell_of(p)
+                    .map_or(u32::MAX, |(ix, iy)| (iy * self.grid.nx + ix) as u32)
+            })
+            .collect()
+    }
+
     /// Whether the raster proves that no edge lies within `radius_m` of `p`: `p` sits
-    /// in a cell without edges, at least `radius_m` from the cell's border.
+    /// in a block of cells that no edge passes through (the interior cell's reach, or
+    /// its own cell when that has no edges), at least `radius_m` from the block's
+    /// border. Distances use the raster's least scale, so the proof holds at any
+    /// latitude of the raster without a trigonometric call.
     #[inline]
-    fn clear_of_edges_within(&self, p: Coord<f64>, radius_m: f64, scale: &LocalScale) -> bool {
+    fn clear_of_edges_within(&self, p: Coord<f64>, radius_m: f64) -> bool {
         let Some((ix, iy)) = self.grid.cell_of(p) else {
             return false;
         };
         let cell = iy * self.grid.nx + ix;
-        if self.cell_edge_offsets[cell] != self.cell_edge_offsets[cell + 1] {
+        let around = match Cell::of(self.cells[cell]) {
+            Cell::Interior { reach, .. } if reach >= 1 => (reach - 1) as f64,
+            _ if self.cell_edge_offsets[cell] == self.cell_edge_offsets[cell + 1] => 0.0,
+            _ => return false,
+        };
+        let g = &self.grid;
+        let x0 = g.x0 + (ix as f64 - around) * g.cw;
+        let x1 = g.x0 + (ix as f64 + 1.0 + around) * g.cw;
+        let y0 = g.y0 + (iy as f64 - around) * g.ch;
+        let y1 = g.y0 + (iy as f64 + 1.0 + around) * g.ch;
+        let dx = (p.x - x0).min(x1 - p.x) * self.min_scale.x;
+        let dy = (p.y - y0).min(y1 - p.y) * self.min_scale.y;
+        dx.min(dy) >= radius_m
+    }
+
+    /// Whether the sub-cell maps prove that no edge lies within `radius_m` of `p`: no
+    /// sub-cell that an edge passes through meets the square of half-side `radius_m`
+    /// around `p` (at the raster's least scale, so the square holds the circle).
+    fn clear_of_subcells_within(&self, p: Coord<f64>, radius_m: f64) -> bool {
+        let g = &self.grid;
+        if !(self.min_scale.x > 0.0 && self.min_scale.y > 0.0) {
             return false;
         }
-        let x0 = self.grid.x0 + ix as f64 * self.grid.cw;
-        let y0 = self.grid.y0 + iy as f64 * self.grid.ch;
-        let dx = (p.x - x0).min(x0 + self.grid.cw - p.x) * scale.x;
-        let dy = (p.y - y0).min(y0 + self.grid.ch - p.y) * scale.y;
-        dx.min(dy) >= radius_m
+        // Grown by a hair more than the sub-cells were, against rounding.
+        let (rx, ry) = (
+            radius_m / self.min_scale.x + g.cw * 2e-6,
+            radius_m / self.min_scale.y + g.ch * 2e-6,
+        );
+        let (x0, x1, y0, y1) = (p.x - rx, p.x + rx, p.y - ry, p.y + ry);
+        let (c0, c1) = (g.col(x0), g.col(x1));
+        let (r0, r1) = (g.row(y0), g.row(y1));
+        let (sw, sh) = (g.cw / SUB as f64, g.ch / SUB as f64);
+        let sub = |v: f64, from: f64, size: f64| -> usize {
+            (((v - from) / size).max(0.0) as usize).min(SUB - 1)
+        };
+        for iy in r0..=r1 {
+            let cy0 = g.y0 + iy as f64 * g.ch;
+            let (s0, s1) = (sub(y0, cy0, sh), sub(y1, cy0, sh));
+            // Rows s0..=s1 of the 8 × 8 map, one byte per row.
+            let rows = (u64::MAX >> (8 * (SUB - 1 - s1))) & (u64::MAX << (8 * s0));
+            for ix in c0..=c1 {
+                let Cell::List(at) = Cell::of(self.cells[iy * g.nx + ix]) else {
+                    continue;
+                };
+                let bits = self.lists[at + 1] as u64 | (self.lists[at + 2] as u64) << 32;
+                if bits == 0 {
+                    continue;
+                }
+                let cx0 = g.x0 + ix as f64 * g.cw;
+                let (t0, t1) = (sub(x0, cx0, sw), sub(x1, cx0, sw));
+                let columns = (0xFFu64 >> (SUB - 1 - t1)) & (0xFFu64 << t0);
+                if bits & rows & (columns * 0x0101_0101_0101_0101) != 0 {
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     /// Nearest edge of polygon `own` and nearest edge of any other polygon, both within
@@ -964,6 +1210,10 @@ pub struct RasterStats {
     pub cells: usize,
     /// Cells wholly inside one polygon: a lookup there is one memory access.
     pub interior: usize,
+    /// Interior cells whose eight neighbours no edge passes through either: a lookup
+    /// there also proves, in the same access, that the nearest boundary is at least a
+    /// cell away.
+    pub interior_far: usize,
     pub empty: usize,
     pub boundary: usize,
     /// Sum of candidate polygons over boundary cells.
@@ -1045,6 +1295,43 @@ mod tests {
         }
     }
 
+    /// Each interior cell records the chessboard distance to the nearest cell that
+    /// an edge passes through, as a scan of every such cell finds it.
+    #[test]
+    fn interior_cells_record_the_distance_to_the_nearest_cell_with_edges() {
+        for (seed, per_poly) in [(4, 96.0), (5, 2_000.0)] {
+            let cells = synthetic(40, seed);
+            let part = Partition::build_with(
+                &cells,
+                BuildOptions {
+                    cells_per_polygon: per_poly,
+                    threads: 2,
+                },
+            );
+            let nx = part.grid.nx;
+            let with_edges: Vec<(usize, usize)> = (0..part.cells.len())
+                .filter(|&c| part.cell_edge_offsets[c] != part.cell_edge_offsets[c + 1])
+                .map(|c| (c % nx, c / nx))
+                .collect();
+            let mut far = 0;
+            for (c, &w) in part.cells.iter().enumerate() {
+                let Cell::Interior { reach, .. } = Cell::of(w) else {
+                    continue;
+                };
+                let (ix, iy) = (c % nx, c / nx);
+                let nearest = with_edges
+                    .iter()
+                    .map(|&(x, y)| x.abs_diff(ix).max(y.abs_diff(iy)))
+                    .min()
+                    .unwrap_or(usize::MAX)
+                    .min(REACH_MAX as usize);
+                assert_eq!(reach as usize, nearest, "cell {c}");
+                far += (reach >= 2) as usize;
+            }
+            assert!(far > 0, "seed {seed}: some cells are far from every edge");
+        }
+    }
+
     /// The raster's cell-local test must agree with the full crossing test everywhere,
     /// including exactly on vertices, where degenerate cases live.
     #[test]
@@ -1095,6 +1382,70 @@ mod tests {
 struct Nearest {
     own: Option<(f64, u32)>,
     other: Option<(f64, u32)>,
+}
+
+/// Writes into each interior cell's word the chessboard distance (in cells, capped at
+/// [`REACH_MAX`]) to the nearest cell that an edge passes through: a two-pass distance
+/// transform over the raster. Outside the raster no edge passes, so the border is no
+/// obstacle.
+fn record_reach(cells: &mut [u32], edge_offsets: &[u32], grid: &CellGrid) {
+    let (nx, ny) = (grid.nx, grid.ny);
+    let far = REACH_MAX as u8;
+    let mut reach: Vec<u8> = (0..cells.len())
+        .map(|c| {
+            if edge_offsets[c] == edge_offsets[c + 1] {
+                far
+            } else {
+                0
+            }
+        })
+        .collect();
+    // Forward: from the left and the row below; backward: from the right and above.
+    for iy in 0..ny {
+        for ix in 0..nx {
+            let c = iy * nx + ix;
+            let mut r = reach[c];
+            if ix > 0 {
+                r = r.min(reach[c - 1].saturating_add(1));
+            }
+            if iy > 0 {
+                let below = c - nx;
+                r = r.min(reach[below].saturating_add(1));
+                if ix > 0 {
+                    r = r.min(reach[below - 1].saturating_add(1));
+                }
+                if ix + 1 < nx {
+                    r = r.min(reach[below + 1].saturating_add(1));
+                }
+            }
+            reach[c] = r.min(far);
+        }
+    }
+    for iy in (0..ny).rev() {
+        for ix in (0..nx).rev() {
+            let c = iy * nx + ix;
+            let mut r = reach[c];
+            if ix + 1 < nx {
+                r = r.min(reach[c + 1].saturating_add(1));
+            }
+            if iy + 1 < ny {
+                let above = c + nx;
+                r = r.min(reach[above].saturating_add(1));
+                if ix > 0 {
+                    r = r.min(reach[above - 1].saturating_add(1));
+                }
+                if ix + 1 < nx {
+                    r = r.min(reach[above + 1].saturating_add(1));
+                }
+            }
+            reach[c] = r;
+        }
+    }
+    for (w, r) in cells.iter_mut().zip(reach) {
+        if let Cell::Interior { poly, .. } = Cell::of(*w) {
+            *w = poly | (r as u32) << REACH_SHIFT;
+        }
+    }
 }
 
 /// Cells on the square ring at Chebyshev distance `r` around (cx, cy), clipped to the raster.

@@ -53,6 +53,78 @@ proptest! {
         part.polygon_at_many(&batch, &mut many);
         prop_assert_eq!(many, expected);
     }
+
+    /// The proximity flags equal a scan of every edge of every grid: `near_boundary`
+    /// when any boundary is within the distance, the neighbour the nearest other grid
+    /// within it, and the batch answers equal the single ones. Points are taken at
+    /// random and a few metres from vertices, with distances from under a raster cell
+    /// to many cells.
+    #[test]
+    fn proximity_flags_agree_with_a_scan_of_every_edge(
+        cells in 2usize..50,
+        seed in 0u64..10_000,
+        densify in 0usize..4,
+        radius in prop::sample::select(vec![0.5f64, 4.0, 15.0, 60.0, 250.0]),
+        points in prop::collection::vec((0.0f64..1.0, 0.0f64..1.0, 0usize..1_000_000), 150),
+    ) {
+        use wangge::spatial::measure::LocalScale;
+        let (_, cells) = synthetic(cells, seed, densify);
+        let part = Partition::build(&cells);
+        let edges: Vec<Vec<(Coord<f64>, Coord<f64>)>> = cells
+            .iter()
+            .map(|c| {
+                wangge::spatial::geom::rings(c)
+                    .flat_map(|r| r.0.windows(2).map(|w| (w[0], w[1])).collect::<Vec<_>>())
+                    .collect()
+            })
+            .collect();
+        let vertices: Vec<Coord<f64>> = edges.iter().flatten().map(|e| e.0).collect();
+        let options = LocateOptions { near_boundary_m: radius, boundary_distance: false, ..LocateOptions::default() };
+        let mut batch = Vec::new();
+        for (k, (u, v, pick)) in points.into_iter().enumerate() {
+            let p = if k % 2 == 0 {
+                Coord { x: 117.998 + u * 0.024, y: 37.298 + v * 0.020 }
+            } else {
+                // Within about 20 m of a vertex.
+                let at = vertices[pick % vertices.len()];
+                Coord { x: at.x + (u - 0.5) * 4e-4, y: at.y + (v - 0.5) * 4e-4 }
+            };
+            batch.push(p);
+            let loc = part.locate(p, &options);
+            let Some(own) = part.polygon_at(p) else {
+                prop_assert!(loc.outside);
+                continue;
+            };
+            prop_assert_eq!(loc.polygon, Some(own));
+            let scale = LocalScale::at(p.y);
+            let nearest = |i: usize| {
+                edges[i].iter().map(|&(a, b)| scale.segment_distance2(p, a, b)).fold(f64::INFINITY, f64::min).sqrt()
+            };
+            let own_d = nearest(own as usize);
+            let other = (0..cells.len())
+                .filter(|&i| i != own as usize)
+                .map(|i| (nearest(i), i))
+                .min_by(|a, b| a.0.total_cmp(&b.0));
+            let other_near = other.filter(|&(d, _)| d <= radius);
+            prop_assert_eq!(loc.near_boundary, own_d <= radius || other_near.is_some(), "at {:?}", p);
+            match (loc.neighbour, other_near) {
+                (None, None) => {}
+                (Some((j, d)), Some((best, _))) => {
+                    prop_assert!((d - best).abs() < 1e-9, "{} vs {} at {:?}", d, best, p);
+                    prop_assert!((nearest(j as usize) - best).abs() < 1e-9);
+                    prop_assert_ne!(j, own);
+                }
+                (got, want) => prop_assert!(false, "neighbour {:?}, scan {:?} at {:?}", got, want, p),
+            }
+            if own_d <= radius {
+                prop_assert!(loc.boundary_distance_m.is_some_and(|d| (d - own_d).abs() < 1e-9));
+            }
+        }
+        let mut many = Vec::new();
+        part.locate_many(&batch, &options, &mut many);
+        let single: Vec<_> = batch.iter().map(|&p| part.locate(p, &options)).collect();
+        prop_assert_eq!(many, single);
+    }
 }
 
 #[test]

@@ -324,22 +324,13 @@ fn locate_all(
 ) -> Vec<Brief> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if threads < 2 || points.len() < 20_000 {
-        return points
-            .iter()
-            .map(|&p| snapshot.locator.locate_brief(p, cs, options))
-            .collect();
+        return snapshot.locator.locate_many_brief(points, cs, options);
     }
     let chunk = points.len().div_ceil(threads);
     std::thread::scope(|scope| {
         let parts: Vec<_> = points
             .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|&p| snapshot.locator.locate_brief(p, cs, options))
-                        .collect::<Vec<_>>()
-                })
-            })
+            .map(|part| scope.spawn(move || snapshot.locator.locate_many_brief(part, cs, options)))
             .collect();
         // A panicking worker is a bug; answer without its part rather than crash.
         parts

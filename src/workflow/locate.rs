@@ -173,6 +173,38 @@ impl GridLocator {
         }
     }
 
+    /// [`Self::locate_brief`] for many points in `coord_sys`, answered in order: the
+    /// lookups are pipelined (see [`Partition::locate_many`]).
+    pub fn locate_many_brief(
+        &self,
+        points: &[Coord<f64>],
+        coord_sys: CoordSys,
+        options: &LocateOptions,
+    ) -> Vec<Brief> {
+        let converted: Vec<Coord<f64>>;
+        let points = if matches!(coord_sys, CoordSys::Wgs84 | CoordSys::Cgcs2000) {
+            points
+        } else {
+            converted = points.iter().map(|&p| coord_sys.to_wgs84(p)).collect();
+            &converted
+        };
+        let mut found = Vec::new();
+        self.comprehensive.locate_many(points, options, &mut found);
+        found
+            .into_iter()
+            .map(|loc| Brief {
+                grid: loc.polygon.map(|i| self.comprehensive_ids[i as usize]),
+                near_boundary: loc.near_boundary,
+                outside: loc.outside,
+            })
+            .collect()
+    }
+
+    /// Whether a dedicated grid contains the point given in `coord_sys`.
+    pub fn in_dedicated(&self, p: Coord<f64>, coord_sys: CoordSys) -> bool {
+        !self.dedicated.is_empty() && self.dedicated.polygon_at(coord_sys.to_wgs84(p)).is_some()
+    }
+
     /// The comprehensive grid index (into [`Self::grids`]) of each point, in order:
     /// the fast path for batches that need only the grid.
     pub fn grid_indices(&self, points: &[Coord<f64>]) -> Vec<Option<u32>> {

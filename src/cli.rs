@@ -608,6 +608,14 @@ fn locate(a: LocateArgs) -> Result<ExitCode> {
     let locator = GridLocator::new(grids);
     let index_ms = t_index.elapsed().as_secs_f64() * 1e3;
     let build_ms = t0.elapsed().as_secs_f64() * 1e3;
+    for (name, metres) in [
+        ("--near-boundary-m", a.near_boundary_m),
+        ("--max-outside-m", a.max_outside_m),
+    ] {
+        if !(metres.is_finite() && metres >= 0.0) {
+            bail!("{name} must be a distance in metres, 0 or more (got {metres})");
+        }
+    }
     let options = LocateOptions {
         near_boundary_m: a.near_boundary_m,
         max_outside_m: a.max_outside_m,

@@ -40,6 +40,8 @@ const ENTRY: usize = 5;
 const LIST_HEAD: usize = 3;
 /// Sub-cells per side of a cell, in a candidate list's head.
 const SUB: usize = 8;
+/// The most cells the sub-cell proof looks at for one point.
+const MAX_PROOF_CELLS: usize = 64;
 /// On a candidate entry: the polygon contains the whole cell, no test needed.
 const FULL: u32 = 1 << 31;
 /// On a candidate entry: crossing parity of the outside edges at the cell's bottom.
@@ -849,6 +851,10 @@ impl Partition {
     /// latitude of the raster without a trigonometric call.
     #[inline]
     fn clear_of_edges_within(&self, p: Coord<f64>, radius_m: f64) -> bool {
+        // A negative or NaN radius proves nothing: the exact scan decides.
+        if radius_m.is_nan() || radius_m < 0.0 {
+            return false;
+        }
         let Some((ix, iy)) = self.grid.cell_of(p) else {
             return false;
         };
@@ -873,7 +879,10 @@ impl Partition {
     /// around `p` (at the raster's least scale, so the square holds the circle).
     fn clear_of_subcells_within(&self, p: Coord<f64>, radius_m: f64) -> bool {
         let g = &self.grid;
-        if !(self.min_scale.x > 0.0 && self.min_scale.y > 0.0) {
+        if !(self.min_scale.x > 0.0 && self.min_scale.y > 0.0)
+            || radius_m.is_nan()
+            || radius_m < 0.0
+        {
             return false;
         }
         // Grown by a hair more than the sub-cells were, against rounding.
@@ -884,6 +893,12 @@ impl Partition {
         let (x0, x1, y0, y1) = (p.x - rx, p.x + rx, p.y - ry, p.y + ry);
         let (c0, c1) = (g.col(x0), g.col(x1));
         let (r0, r1) = (g.row(y0), g.row(y1));
+        // A window of many cells (a large radius, or a raster reaching towards a pole,
+        // where the least scale is tiny) is left to the exact scan, which has to read
+        // those cells anyway: the proof is for the common case of a few.
+        if (c1 - c0 + 1) * (r1 - r0 + 1) > MAX_PROOF_CELLS {
+            return false;
+        }
         let (sw, sh) = (g.cw / SUB as f64, g.ch / SUB as f64);
         let sub = |v: f64, from: f64, size: f64| -> usize {
             (((v - from) / size).max(0.0) as usize).min(SUB - 1)

@@ -647,15 +647,12 @@ fn locate(a: LocateArgs) -> Result<ExitCode> {
         for ((p, q), r) in points.iter().zip(&query).zip(&results) {
             let grid = r.grid.and_then(|i| locator.grids().get(i as usize));
             let id = grid.map(|g| g.id.as_str()).unwrap_or("");
-            let flags: Vec<&str> = [
-                (r.near_boundary, "near_boundary"),
-                (r.outside, "outside"),
-                (locator.in_dedicated(*q, coord_sys), "dedicated"),
-            ]
-            .into_iter()
-            .filter_map(|(on, name)| on.then_some(name))
-            .collect();
-            writeln!(out, "{},{},{},{}", p.x, p.y, csv_field(id), flags.join(";"))?;
+            let flags = wangge::workflow::locate::flags_text(
+                r.near_boundary,
+                r.outside,
+                locator.in_dedicated(*q, coord_sys),
+            );
+            writeln!(out, "{},{},{},{}", p.x, p.y, csv_field(id), flags)?;
         }
     }
     out.flush()?;

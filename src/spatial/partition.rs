@@ -227,6 +227,13 @@ impl CellGrid {
         }
     }
 
+    /// The sub-cell (0 to 7) along one axis of the cell starting at `from`, with
+    /// sub-cells `size` wide, that holds `v`: clamped to the cell.
+    #[inline]
+    fn sub_index(v: f64, from: f64, size: f64) -> usize {
+        (((v - from) / size).max(0.0) as usize).min(SUB - 1)
+    }
+
     /// The sub-cells (bit `8 * row + column`) of `cell` that the `edges` meet, each
     /// sub-cell grown by a hair as cells are in [`Self::cells_of_edge`].
     fn subcells_met(&self, cell: usize, edges: &[u32], set: &PolygonSet) -> u64 {
@@ -234,20 +241,9 @@ impl CellGrid {
         let (sw, sh) = (self.cw / SUB as f64, self.ch / SUB as f64);
         let (x0, y0) = (self.x0 + ix as f64 * self.cw, self.y0 + iy as f64 * self.ch);
         let (hx, hy) = (self.cw * 1e-6, self.ch * 1e-6);
-        let sub = |v: f64, from: f64, size: f64| -> usize {
-            (((v - from) / size).max(0.0) as usize).min(SUB - 1)
-        };
         let mut bits = 0u64;
         for &k in edges {
             let (a, b) = set.edge(k);
-            let (c0, c1) = (
-                sub(a.x.min(b.x) - hx, x0, sw),
-                sub(a.x.max(b.x) + hx, x0, sw),
-            );
-            let (r0, r1) = (
-                sub(a.y.min(b.y) - hy, y0, sh),
-                sub(a.y.max(b.y) + hy, y0, sh),
-            );
             // Within the segment's box the segment is its line: a sub-cell clipped to
             // that box meets the segment when its corners are not all strictly on one
             // side of the line. (A full segment–rectangle test per sub-cell doubled
@@ -262,6 +258,8 @@ impl CellGrid {
                     y: a.y.max(b.y) + hy,
                 },
             );
+            let (c0, c1) = (Self::sub_index(lo.x, x0, sw), Self::sub_index(hi.x, x0, sw));
+            let (r0, r1) = (Self::sub_index(lo.y, y0, sh), Self::sub_index(hi.y, y0, sh));
             let (dx, dy) = (b.x - a.x, b.y - a.y);
             let side = |x: f64, y: f64| dx * (y - a.y) - dy * (x - a.x);
             for r in r0..=r1 {
@@ -754,9 +752,12 @@ impl Partition {
                     polygon: Some(i),
                     ..Location::default()
                 };
-                if !self.clear_of_edges_within(p, options.near_boundary_m)
-                    && !self.clear_of_subcells_within(p, options.near_boundary_m)
-                {
+                let radius = options.near_boundary_m;
+                // A negative or NaN radius proves nothing: the exact scan decides.
+                let proven_clear = radius >= 0.0
+                    && (self.clear_of_edges_within(p, radius)
+                        || self.clear_of_subcells_within(p, radius));
+                if !proven_clear {
                     let scale = LocalScale::at(p.y);
                     let near = self.nearest_edges_in_window(p, options.near_boundary_m, &scale, i);
                     if let Some((d2, _)) = near.own {
@@ -851,10 +852,6 @@ impl Partition {
     /// latitude of the raster without a trigonometric call.
     #[inline]
     fn clear_of_edges_within(&self, p: Coord<f64>, radius_m: f64) -> bool {
-        // A negative or NaN radius proves nothing: the exact scan decides.
-        if radius_m.is_nan() || radius_m < 0.0 {
-            return false;
-        }
         let Some((ix, iy)) = self.grid.cell_of(p) else {
             return false;
         };
@@ -879,10 +876,7 @@ impl Partition {
     /// around `p` (at the raster's least scale, so the square holds the circle).
     fn clear_of_subcells_within(&self, p: Coord<f64>, radius_m: f64) -> bool {
         let g = &self.grid;
-        if !(self.min_scale.x > 0.0 && self.min_scale.y > 0.0)
-            || radius_m.is_nan()
-            || radius_m < 0.0
-        {
+        if !(self.min_scale.x > 0.0 && self.min_scale.y > 0.0) {
             return false;
         }
         // Grown by a hair more than the sub-cells were, against rounding.
@@ -900,9 +894,7 @@ impl Partition {
             return false;
         }
         let (sw, sh) = (g.cw / SUB as f64, g.ch / SUB as f64);
-        let sub = |v: f64, from: f64, size: f64| -> usize {
-            (((v - from) / size).max(0.0) as usize).min(SUB - 1)
-        };
+        let sub = CellGrid::sub_index;
         for iy in r0..=r1 {
             let cy0 = g.y0 + iy as f64 * g.ch;
             let (s0, s1) = (sub(y0, cy0, sh), sub(y1, cy0, sh));

@@ -61,18 +61,26 @@ pub struct Brief {
 impl Located {
     /// The flags as a `;`-separated list (`near_boundary`, `outside`, `dedicated`).
     pub fn flags(&self) -> String {
-        let mut f = Vec::new();
-        if self.near_boundary {
-            f.push("near_boundary");
-        }
-        if self.outside {
-            f.push("outside");
-        }
-        if !self.dedicated.is_empty() {
-            f.push("dedicated");
-        }
-        f.join(";")
+        flags_text(self.near_boundary, self.outside, !self.dedicated.is_empty())
     }
+}
+
+/// The flags of a lookup as a `;`-separated list, in the order `near_boundary`,
+/// `outside`, `dedicated`: what a CSV answer's flags column holds.
+///
+/// ```
+/// assert_eq!(wangge::workflow::locate::flags_text(true, false, true), "near_boundary;dedicated");
+/// ```
+pub fn flags_text(near_boundary: bool, outside: bool, dedicated: bool) -> String {
+    [
+        (near_boundary, "near_boundary"),
+        (outside, "outside"),
+        (dedicated, "dedicated"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect::<Vec<_>>()
+    .join(";")
 }
 
 impl GridLocator {

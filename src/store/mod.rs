@@ -9,15 +9,13 @@
 //! cannot both succeed.
 
 pub mod access;
-mod access_sql;
 pub mod dispatch;
-mod dispatch_sql;
 pub mod group_commit;
 mod postgres;
 mod records;
-mod rows;
 mod rules;
 mod shards;
+pub mod sql;
 mod sqlite;
 pub mod wkb;
 
@@ -26,9 +24,9 @@ pub use dispatch::{
     CaseEvent, CaseQuery, CaseRecord, Delivery, Department, DispatchStore, EventCursor,
     IdempotencyKey, MatterVersion, NewCaseEvent, NewMatter,
 };
-pub use postgres::PgStore;
+pub use postgres::{PgDialect, PgStore};
 pub use records::*;
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteDialect, SqliteStore};
 
 use crate::domain::{Layer, Localised, Msg};
 use async_trait::async_trait;

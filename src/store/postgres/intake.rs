@@ -3,10 +3,10 @@
 //! Each commit costs the server a flush and a round trip; sharing them is what lets
 //! a 2-core machine take thousands of durable submissions a second.
 
-use super::{dispatch_rows, replayed_case, store_one_case};
+use super::PgDialect;
 use crate::store::dispatch::{CaseRecord, IdempotencyKey, NewCaseEvent};
-use crate::store::dispatch_sql::{CASE_COLUMNS, ms};
 use crate::store::group_commit::{Flush, GroupCommit};
+use crate::store::sql::{CASE_COLUMNS, case_from_row, ms, replayed_case, store_one_case};
 use crate::store::{StoreError, StoreResult};
 use sqlx::Row;
 use sqlx::postgres::PgPool;
@@ -39,27 +39,25 @@ pub(super) fn intake(pool: PgPool) -> Intake {
     GroupCommit::new(FLUSHES, BATCH, flush)
 }
 
-impl super::PgStore {
-    /// [`DispatchStore::create_case`](crate::store::DispatchStore::create_case) through
-    /// the group commit: answered once the batch holding it has committed.
-    pub(super) async fn store_case(
-        &self,
-        case: &CaseRecord,
-        event: &NewCaseEvent,
-        idempotency: Option<&IdempotencyKey>,
-    ) -> Stored {
-        let pending = PendingCase {
-            case: case.clone(),
-            event: event.clone(),
-            idempotency: idempotency.cloned(),
-        };
-        // `None`: the flush task died (a panic, or the runtime shutting down); the case
-        // may or may not be stored, which a retry with the same Idempotency-Key settles.
-        self.intake
-            .submit(pending)
-            .await
-            .unwrap_or(Err(StoreError::Database(sqlx::Error::WorkerCrashed)))
-    }
+/// [`DispatchStore::create_case`](crate::store::DispatchStore::create_case) through
+/// the group commit: answered once the batch holding it has committed.
+pub(super) async fn store_case(
+    intake: &Intake,
+    case: &CaseRecord,
+    event: &NewCaseEvent,
+    idempotency: Option<&IdempotencyKey>,
+) -> Stored {
+    let pending = PendingCase {
+        case: case.clone(),
+        event: event.clone(),
+        idempotency: idempotency.cloned(),
+    };
+    // `None`: the flush task died (a panic, or the runtime shutting down); the case
+    // may or may not be stored, which a retry with the same Idempotency-Key settles.
+    intake
+        .submit(pending)
+        .await
+        .unwrap_or(Err(StoreError::Database(sqlx::Error::WorkerCrashed)))
 }
 
 async fn store_batch(pool: &PgPool, batch: Vec<PendingCase>) -> Vec<Stored> {
@@ -71,7 +69,7 @@ async fn store_batch(pool: &PgPool, batch: Vec<PendingCase>) -> Vec<Stored> {
                     answers.push(match stored {
                         Some(case) => Ok((case, true)),
                         // Its key was taken, by an earlier request or by one in this batch.
-                        None => replayed_case(pool, pending.idempotency.as_ref())
+                        None => replayed_case::<PgDialect>(pool, pending.idempotency.as_ref())
                             .await
                             .map(|case| (case, false)),
                     });
@@ -87,7 +85,9 @@ async fn store_batch(pool: &PgPool, batch: Vec<PendingCase>) -> Vec<Stored> {
     }
     let mut answers = Vec::with_capacity(batch.len());
     for p in &batch {
-        answers.push(store_one_case(pool, &p.case, &p.event, p.idempotency.as_ref()).await);
+        answers.push(
+            store_one_case::<PgDialect>(pool, &p.case, &p.event, p.idempotency.as_ref()).await,
+        );
     }
     answers
 }
@@ -211,7 +211,7 @@ async fn insert_together(
             .ok_or_else(|| {
                 StoreError::Corrupt(format!("batch position {position} out of range"))
             })?;
-        *slot = Some(dispatch_rows::case(row)?);
+        *slot = Some(case_from_row(row)?);
     }
     Ok(stored)
 }

@@ -157,7 +157,7 @@ impl Dialect for SqliteDialect {
         }
         for (community, generation) in &content.bases {
             sqlx::query(
-                "INSERT INTO plan_bases (plan_id, community_code, generation) VALUES (?1, ?2, ?3)",
+                "INSERT INTO plan_bases (plan_id, community_code, generation) VALUES ($1, $2, $3)",
             )
             .bind(id)
             .bind(community)
@@ -165,7 +165,7 @@ impl Dialect for SqliteDialect {
             .execute(&mut **tx)
             .await?;
             sqlx::query(
-                "INSERT INTO layer_heads (community_code, layer, generation) VALUES (?1, ?2, 0) \
+                "INSERT INTO layer_heads (community_code, layer, generation) VALUES ($1, $2, 0) \
                  ON CONFLICT DO NOTHING",
             )
             .bind(community)
@@ -183,7 +183,7 @@ impl Dialect for SqliteDialect {
         let mut out = Vec::new();
         for c in communities {
             let max: Option<String> =
-                sqlx::query_scalar("SELECT max(code) FROM grid_versions WHERE parent_code = ?1")
+                sqlx::query_scalar("SELECT max(code) FROM grid_versions WHERE parent_code = $1")
                     .bind(c)
                     .fetch_one(pool)
                     .await?;
@@ -202,7 +202,7 @@ impl Dialect for SqliteDialect {
         let mut out = Vec::with_capacity(communities.len());
         for c in communities {
             let g: Option<i64> = sqlx::query_scalar(
-                "SELECT generation FROM layer_heads WHERE community_code = ?1 AND layer = ?2",
+                "SELECT generation FROM layer_heads WHERE community_code = $1 AND layer = $2",
             )
             .bind(c)
             .bind(layer.as_str())
@@ -224,7 +224,7 @@ impl Dialect for SqliteDialect {
         sqlx::query(
             "INSERT INTO grid_versions_bbox (id, min_x, max_x, min_y, max_y) \
              SELECT g.id, p.min_x, p.max_x, p.min_y, p.max_y FROM grid_versions g \
-             JOIN plan_grids p ON p.plan_id = g.plan_id AND p.code = g.code WHERE g.plan_id = ?1",
+             JOIN plan_grids p ON p.plan_id = g.plan_id AND p.code = g.code WHERE g.plan_id = $1",
         )
         .bind(id)
         .execute(&mut **tx)

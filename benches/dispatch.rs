@@ -104,7 +104,8 @@ fn env_number(name: &str, default: f64) -> f64 {
 }
 
 /// Offers `rate` submissions a second for `seconds` and prints what was answered: the
-/// rate achieved, how many were not a 201, and the latency percentiles.
+/// rate achieved, how many were not a 201 (by status, or the client's error), and the
+/// latency percentiles.
 async fn offered_load(
     http: &reqwest::Client,
     base: &str,
@@ -127,25 +128,39 @@ async fn offered_load(
             .bearer_auth(token)
             .json(&json!({"lon": lon, "lat": lat, "matter": "WG-005", "description": format!("offered {k}")}));
         sent.push(tokio::spawn(async move {
-            let created = matches!(request.send().await, Ok(r) if r.status() == 201);
-            (created, due.elapsed())
+            let outcome = match request.send().await {
+                Ok(r) if r.status() == 201 => None,
+                Ok(r) => Some(r.status().as_u16().to_string()),
+                Err(e) if e.is_timeout() => Some("timeout".to_string()),
+                Err(e) if e.is_connect() => Some("connect error".to_string()),
+                Err(_) => Some("other error".to_string()),
+            };
+            (outcome, due.elapsed())
         }));
     }
     let mut latencies = Vec::with_capacity(sent.len());
-    let mut failed = 0;
+    let mut refused: std::collections::BTreeMap<String, usize> = Default::default();
     for task in sent {
-        let (created, latency) = task.await.expect("submission task");
-        failed += usize::from(!created);
+        let (outcome, latency) = task.await.expect("submission task");
+        if let Some(what) = outcome {
+            *refused.entry(what).or_default() += 1;
+        }
         latencies.push(latency);
     }
+    let failed: usize = refused.values().sum();
+    let why: Vec<String> = refused
+        .iter()
+        .map(|(what, n)| format!("{what}: {n}"))
+        .collect();
     let elapsed = start.elapsed().as_secs_f64();
     latencies.sort();
     eprintln!(
         "offered {rate:.0} submissions/s for {seconds:.0} s: {} answered in {elapsed:.1} s \
-         ({:.0}/s), {failed} not 201; latency from the scheduled send: p50 {:.1} ms, \
+         ({:.0}/s), {failed} not 201 ({}); latency from the scheduled send: p50 {:.1} ms, \
          p99 {:.1} ms, max {:.1} ms",
         latencies.len(),
         latencies.len() as f64 / elapsed,
+        why.join(", "),
         percentile(&latencies, 0.5).as_secs_f64() * 1e3,
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,
         latencies.last().map_or(0.0, |l| l.as_secs_f64() * 1e3),

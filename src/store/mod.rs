@@ -1,5 +1,5 @@
-//! Storage: one [`Store`] trait, two implementations over `sqlx` — PostGIS, the system of
-//! record, and an SQLite file, the embedded default. Both keep every grid version with
+//! Storage: one [`Store`] trait, implemented once over `sqlx` (`sql/`) for two backends —
+//! PostGIS, the system of record, and an SQLite file, the embedded default. Both keep every grid version with
 //! its validity dates, the plans that replace grids with their lifecycle, and the people
 //! who serve each grid.
 //!

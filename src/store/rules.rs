@@ -99,7 +99,7 @@ pub(crate) fn check_effective_after(
 
 /// A community the plan was drawn against (its bases: the communities of its grids and
 /// of the grids it replaces) that would keep no grid after activation, if any.
-/// `$1` is the plan id; SQLite takes it as `?1`.
+/// `$1` is the plan id.
 pub const FIRST_UNCOVERED_BASE: &str = "SELECT b.community_code FROM plan_bases b \
      WHERE b.plan_id = $1 AND NOT EXISTS (SELECT 1 FROM plan_grids g \
      WHERE g.plan_id = b.plan_id AND g.parent_code = b.community_code) \

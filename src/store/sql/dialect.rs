@@ -206,7 +206,10 @@ impl<'e, D: Dialect> From<&'e mut ConnOf<D>> for Via<'e, D> {
 }
 
 /// A statement of the generic store: `sqlx::query` with the same methods, for either
-/// backend. Parameters are written `$n` for both (SQLite reads `$n` as its `?n`).
+/// backend. Parameters are written `$n` for both: SQLite takes `$n` as a named
+/// parameter, which sqlx binds to the n-th value. (A statement must bind every number
+/// it names: sqlx leaves a parameter past the values bound as NULL, and on SQLite, where
+/// named parameters are counted in order of appearance, lower ones after it too.)
 pub struct Query<'q, D: Dialect> {
     inner: RawQuery<'q, D>,
 }

@@ -1,9 +1,10 @@
 //! The SQL store: [`Store`](crate::store::Store), [`AccessStore`](crate::store::AccessStore)
 //! and [`DispatchStore`](crate::store::DispatchStore) written once, for PostGIS and SQLite
-//! alike, over a [`Dialect`] that says what differs. Every query lives here, in one text;
-//! what only one backend has (PostgreSQL's binary `COPY`, `LISTEN/NOTIFY` and group
-//! commit; SQLite's R*Tree and its single writer) lives in that backend's folder,
-//! behind the dialect's methods.
+//! alike, over a [`Dialect`] that says what differs. Every query both backends can run
+//! lives here, in one text. What only one backend has or does its own way lives in that
+//! backend's folder, behind the dialect's methods: PostgreSQL's binary `COPY`, arrays,
+//! `LISTEN/NOTIFY` and group commit; SQLite's R*Tree, multi-row inserts and its single
+//! writer.
 
 mod access;
 mod dialect;

@@ -423,7 +423,8 @@ impl<D: Dialect> Store for SqlStore<D> {
         audit: Option<&NewAuditEntry>,
     ) -> StoreResult<Activation> {
         let mut tx = self.pool.begin().await?;
-        // A racing activation waits here, and then finds the generations moved on.
+        // A racing activation waits for these locks (PostgreSQL) or for the write lock the
+        // UPDATE below takes (SQLite), and then finds the generations moved on.
         D::lock_for_activation(&mut tx, id).await?;
         let bumped = query::<D>(
             "UPDATE layer_heads SET generation = generation + 1 WHERE EXISTS ( \

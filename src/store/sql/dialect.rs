@@ -210,15 +210,32 @@ impl<'e, D: Dialect> From<&'e mut ConnOf<D>> for Via<'e, D> {
 /// parameter, which sqlx binds to the n-th value. (A statement must bind every number
 /// it names: sqlx leaves a parameter past the values bound as NULL, and on SQLite, where
 /// named parameters are counted in order of appearance, lower ones after it too.)
+/// Debug builds (every test) check that before the statement runs.
 pub struct Query<'q, D: Dialect> {
     inner: RawQuery<'q, D>,
+    sql: &'q str,
+    bound: usize,
 }
 
 /// The statement `sql`, its parameters written `$1`, `$2`, ….
 pub fn query<D: Dialect>(sql: &str) -> Query<'_, D> {
     Query {
         inner: D::query(sql),
+        sql,
+        bound: 0,
     }
+}
+
+/// The highest `n` of the `$n` parameters `sql` names (0 for none).
+fn highest_parameter(sql: &str) -> usize {
+    sql.split('$')
+        .skip(1)
+        .filter_map(|after| {
+            let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+            after[..digits].parse().ok()
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 impl<'q, D: Dialect> Query<'q, D> {
@@ -226,6 +243,8 @@ impl<'q, D: Dialect> Query<'q, D> {
     pub fn bind<T: Value<'q>>(self, value: T) -> Self {
         Query {
             inner: D::bind(self.inner, value),
+            bound: self.bound + 1,
+            ..self
         }
     }
 
@@ -233,7 +252,20 @@ impl<'q, D: Dialect> Query<'q, D> {
     pub fn persistent(self, keep: bool) -> Self {
         Query {
             inner: self.inner.persistent(keep),
+            ..self
         }
+    }
+
+    /// The statement to run, once it binds every parameter it names.
+    fn checked(self) -> RawQuery<'q, D> {
+        debug_assert!(
+            highest_parameter(self.sql) <= self.bound,
+            "{} values bound to a statement naming ${}: {}",
+            self.bound,
+            highest_parameter(self.sql),
+            self.sql
+        );
+        self.inner
     }
 
     /// Every row.
@@ -244,9 +276,9 @@ impl<'q, D: Dialect> Query<'q, D> {
         match via.into() {
             Via::Pool(pool) => {
                 let mut conn = pool.acquire().await?;
-                self.inner.fetch_all(D::executor(&mut *conn)).await
+                self.checked().fetch_all(D::executor(&mut *conn)).await
             }
-            Via::Conn(conn) => self.inner.fetch_all(D::executor(conn)).await,
+            Via::Conn(conn) => self.checked().fetch_all(D::executor(conn)).await,
         }
     }
 
@@ -261,9 +293,9 @@ impl<'q, D: Dialect> Query<'q, D> {
         match via.into() {
             Via::Pool(pool) => {
                 let mut conn = pool.acquire().await?;
-                self.inner.fetch_optional(D::executor(&mut *conn)).await
+                self.checked().fetch_optional(D::executor(&mut *conn)).await
             }
-            Via::Conn(conn) => self.inner.fetch_optional(D::executor(conn)).await,
+            Via::Conn(conn) => self.checked().fetch_optional(D::executor(conn)).await,
         }
     }
 
@@ -285,10 +317,14 @@ impl<'q, D: Dialect> Query<'q, D> {
         match via.into() {
             Via::Pool(pool) => {
                 let mut conn = pool.acquire().await?;
-                let done = self.inner.execute(D::executor(&mut *conn)).await?;
+                let done = self.checked().execute(D::executor(&mut *conn)).await?;
                 Ok(done.rows_affected())
             }
-            Via::Conn(conn) => Ok(self.inner.execute(D::executor(conn)).await?.rows_affected()),
+            Via::Conn(conn) => Ok(self
+                .checked()
+                .execute(D::executor(conn))
+                .await?
+                .rows_affected()),
         }
     }
 
@@ -324,5 +360,18 @@ impl<'q, D: Dialect> Query<'q, D> {
             .iter()
             .map(|row| row.try_get_at(0))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::highest_parameter;
+
+    #[test]
+    fn the_highest_parameter_is_the_largest_number_after_a_dollar() {
+        assert_eq!(highest_parameter("SELECT 1"), 0);
+        assert_eq!(highest_parameter("SELECT $2, $10, $1"), 10);
+        assert_eq!(highest_parameter("VALUES ($1, $25, $25)"), 25);
+        assert_eq!(highest_parameter("SELECT '$' || $3"), 3);
     }
 }

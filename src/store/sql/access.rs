@@ -6,7 +6,8 @@ use crate::domain::Grant;
 use crate::store::access::{
     AccessStore, AuditEntry, AuditQuery, NewAuditEntry, TokenRecord, UserRecord,
 };
-use crate::store::{StoreError, StoreResult};
+use crate::store::{StoreError, StoreResult, like_prefix};
+use sqlx::types::Json;
 
 /// The audit log's one insert, for [`AccessStore::append_audit`] and for the writes that
 /// append their row in their own transaction (the plan, member and directory writes).
@@ -147,26 +148,25 @@ impl<D: Dialect> AccessStore for SqlStore<D> {
             .bind(&entry.action)
             .bind(&entry.resource)
             .bind(&entry.scope_code)
-            .bind(sqlx::types::Json(&entry.detail))
+            .bind(Json(&entry.detail))
             .scalar(&self.pool)
             .await?)
     }
 
-    async fn audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEntry>> {
+    async fn audit(&self, filter: &AuditQuery) -> StoreResult<Vec<AuditEntry>> {
         let sql = "SELECT id, at, actor, action, resource, scope_code, detail FROM audit_log \
              WHERE scope_code LIKE $1 AND ($2 IS NULL OR actor = $2) AND id > $3 \
              ORDER BY id LIMIT $4";
-        let rows = super::dialect::query::<D>(sql)
-            .bind(format!("{}%", query.under.as_deref().unwrap_or("")))
-            .bind(query.actor.as_deref())
-            .bind(query.after_id.unwrap_or(0))
-            .bind(query.limit)
+        let rows = query::<D>(sql)
+            .bind(like_prefix(filter.under.as_deref()))
+            .bind(filter.actor.as_deref())
+            .bind(filter.after_id.unwrap_or(0))
+            .bind(filter.limit)
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
             .map(|row| {
-                let sqlx::types::Json(detail): sqlx::types::Json<serde_json::Value> =
-                    row.try_get("detail")?;
+                let Json(detail): Json<serde_json::Value> = row.try_get("detail")?;
                 Ok(AuditEntry {
                     id: row.try_get("id")?,
                     at: row.try_get("at")?,

@@ -205,6 +205,29 @@ impl<'e, D: Dialect> From<&'e mut ConnOf<D>> for Via<'e, D> {
     }
 }
 
+/// The connection a statement runs on: one acquired from the pool for it alone, or one
+/// the caller holds.
+enum Held<'e, D: Dialect> {
+    Pooled(sqlx::pool::PoolConnection<D::DB>),
+    Borrowed(&'e mut ConnOf<D>),
+}
+
+impl<'e, D: Dialect> Held<'e, D> {
+    async fn acquire(via: Via<'e, D>) -> sqlx::Result<Self> {
+        Ok(match via {
+            Via::Pool(pool) => Held::Pooled(pool.acquire().await?),
+            Via::Conn(conn) => Held::Borrowed(conn),
+        })
+    }
+
+    fn conn(&mut self) -> &mut ConnOf<D> {
+        match self {
+            Held::Pooled(conn) => conn,
+            Held::Borrowed(conn) => conn,
+        }
+    }
+}
+
 /// A statement of the generic store: `sqlx::query` with the same methods, for either
 /// backend. Parameters are written `$n` for both: SQLite takes `$n` as a named
 /// parameter, which sqlx binds to the n-th value. (A statement must bind every number
@@ -273,13 +296,8 @@ impl<'q, D: Dialect> Query<'q, D> {
     where
         'q: 'e,
     {
-        match via.into() {
-            Via::Pool(pool) => {
-                let mut conn = pool.acquire().await?;
-                self.checked().fetch_all(D::executor(&mut *conn)).await
-            }
-            Via::Conn(conn) => self.checked().fetch_all(D::executor(conn)).await,
-        }
+        let mut held = Held::acquire(via.into()).await?;
+        self.checked().fetch_all(D::executor(held.conn())).await
     }
 
     /// The first row, if any.
@@ -290,13 +308,10 @@ impl<'q, D: Dialect> Query<'q, D> {
     where
         'q: 'e,
     {
-        match via.into() {
-            Via::Pool(pool) => {
-                let mut conn = pool.acquire().await?;
-                self.checked().fetch_optional(D::executor(&mut *conn)).await
-            }
-            Via::Conn(conn) => self.checked().fetch_optional(D::executor(conn)).await,
-        }
+        let mut held = Held::acquire(via.into()).await?;
+        self.checked()
+            .fetch_optional(D::executor(held.conn()))
+            .await
     }
 
     /// The first row; [`sqlx::Error::RowNotFound`] when there is none.
@@ -314,18 +329,9 @@ impl<'q, D: Dialect> Query<'q, D> {
     where
         'q: 'e,
     {
-        match via.into() {
-            Via::Pool(pool) => {
-                let mut conn = pool.acquire().await?;
-                let done = self.checked().execute(D::executor(&mut *conn)).await?;
-                Ok(done.rows_affected())
-            }
-            Via::Conn(conn) => Ok(self
-                .checked()
-                .execute(D::executor(conn))
-                .await?
-                .rows_affected()),
-        }
+        let mut held = Held::acquire(via.into()).await?;
+        let done = self.checked().execute(D::executor(held.conn())).await?;
+        Ok(done.rows_affected())
     }
 
     /// The first column of the first row (`sqlx::query_scalar(…).fetch_one`).

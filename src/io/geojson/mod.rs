@@ -5,14 +5,18 @@
 //! ring, vertex). Both ring orientations are accepted; output follows the right-hand
 //! rule (exteriors counter-clockwise).
 
-use crate::domain::{Grid, Layer, Level, Localised, Msg, RegionRef};
-use crate::msg;
+use crate::domain::{Grid, Level, Localised, Msg, RegionRef};
 use crate::spatial::crs::CoordSys;
 use crate::spatial::geom;
-use geo_types::{Coord, LineString, MultiPolygon, Polygon};
+use geo_types::MultiPolygon;
 use serde_json::{Map, Value};
 use std::fmt;
 use std::path::{Path, PathBuf};
+
+mod coords;
+mod read;
+#[cfg(test)]
+mod tree_oracle;
 
 /// How to read grids from GeoJSON.
 #[derive(Debug, Clone)]
@@ -236,16 +240,21 @@ impl InputError {
     }
 }
 
-/// Reads a file of grids.
+/// Reads a file of grids. The file is read whole and then parsed in one pass
+/// straight into grids (see [`read_grids`]).
 pub fn read_grids_file(path: &Path, options: &ReadOptions) -> Result<Vec<Grid>, InputError> {
-    let text = std::fs::read_to_string(path).map_err(|source| InputError::Io {
+    let bytes = std::fs::read(path).map_err(|source| InputError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    read_grids(&text, options)
+    read::read_slice(&bytes, options)
 }
 
 /// Parses a FeatureCollection (or a single Feature) of grids.
+///
+/// One pass, with no tree of the document: each feature becomes a [`Grid`] as it is
+/// read, and each ring's positions are read straight into the boundary's own
+/// coordinate array.
 ///
 /// ```
 /// use wangge::io::geojson::{read_grids, ReadOptions};
@@ -259,96 +268,7 @@ pub fn read_grids_file(path: &Path, options: &ReadOptions) -> Result<Vec<Grid>, 
 /// assert_eq!(err.to_string(), r#"feature #0 (id "G1"), polygon 0, ring 0: ring is not closed (first and last positions differ)"#);
 /// ```
 pub fn read_grids(text: &str, options: &ReadOptions) -> Result<Vec<Grid>, InputError> {
-    let root: Value = serde_json::from_str(text).map_err(|e| InputError::Json {
-        line: e.line(),
-        column: e.column(),
-        message: e.to_string(),
-    })?;
-    let features: Vec<&Value> = match root.get("type").and_then(Value::as_str) {
-        Some("FeatureCollection") => root
-            .get("features")
-            .and_then(Value::as_array)
-            .ok_or_else(|| {
-                InputError::Structure(msg!(
-                    "FeatureCollection without a \"features\" array",
-                    "FeatureCollection 缺少 \"features\" 数组"
-                ))
-            })?
-            .iter()
-            .collect(),
-        Some("Feature") => vec![&root],
-        Some(other) => {
-            return Err(InputError::Structure(msg!(
-                "expected a GeoJSON FeatureCollection, found a {other}",
-                "应为 GeoJSON FeatureCollection，却是 {other}"
-            )));
-        }
-        None => {
-            return Err(InputError::Structure(msg!(
-                "expected a GeoJSON FeatureCollection: no \"type\" member",
-                "应为 GeoJSON FeatureCollection：缺少 \"type\" 成员"
-            )));
-        }
-    };
-    let mut seen: std::collections::HashMap<String, usize> = Default::default();
-    let mut grids = Vec::with_capacity(features.len());
-    for (index, f) in features.into_iter().enumerate() {
-        let props = f
-            .get("properties")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        let id = id_of(f, &props, &options.id_field)
-            .or_else(|| options.index_as_missing_id.then(|| index.to_string()));
-        let Some(id_str) = id.clone() else {
-            return Err(InputError::feature(
-                index,
-                &None,
-                None,
-                FeatureProblem::MissingId(options.id_field.clone()),
-            ));
-        };
-        if let Some(&first) = seen.get(&id_str) {
-            if !options.allow_duplicate_ids {
-                return Err(InputError::feature(
-                    index,
-                    &id,
-                    None,
-                    FeatureProblem::DuplicateId { id: id_str, first },
-                ));
-            }
-        } else {
-            seen.insert(id_str.clone(), index);
-        }
-        let geometry = f.get("geometry").filter(|g| !g.is_null()).ok_or_else(|| {
-            InputError::feature(index, &id, None, FeatureProblem::MissingGeometry)
-        })?;
-        let mut boundary = parse_polygonal(geometry)
-            .map_err(|(position, problem)| InputError::feature(index, &id, position, problem))?;
-        if options.coord_sys != CoordSys::Wgs84 && options.coord_sys != CoordSys::Cgcs2000 {
-            convert(&mut boundary, options.coord_sys);
-        }
-        geom::normalise_orientation(&mut boundary);
-        let layer = match props.get("layer").and_then(Value::as_str) {
-            Some(s) => s.parse::<Layer>().map_err(|m| {
-                InputError::feature(index, &id, None, FeatureProblem::BadProperty(m))
-            })?,
-            None => Layer::Comprehensive,
-        };
-        grids.push(Grid {
-            name: props
-                .get("name")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            layer,
-            parent: text_prop(&props, "community"),
-            ancestors: ancestors(&props),
-            id: id_str,
-            boundary,
-            properties: props,
-        });
-    }
-    Ok(grids)
+    read::read_slice(text.as_bytes(), options)
 }
 
 fn text_prop(props: &Map<String, Value>, key: &str) -> Option<String> {
@@ -376,14 +296,6 @@ fn ancestors(props: &Map<String, Value>) -> Vec<RegionRef> {
     .collect()
 }
 
-fn id_of(f: &Value, props: &Map<String, Value>, field: &str) -> Option<String> {
-    text_prop(props, field).or_else(|| match f.get("id")? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    })
-}
-
 fn convert(mp: &mut MultiPolygon<f64>, cs: CoordSys) {
     for p in mp.0.iter_mut() {
         p.exterior_mut(|r| r.0.iter_mut().for_each(|c| *c = cs.to_wgs84(*c)));
@@ -393,112 +305,6 @@ fn convert(mp: &mut MultiPolygon<f64>, cs: CoordSys) {
             }
         });
     }
-}
-
-type GeometryError = (Option<Position>, FeatureProblem);
-
-/// Parses a Polygon or MultiPolygon geometry object, checking every position.
-pub fn parse_polygonal(g: &Value) -> Result<MultiPolygon<f64>, GeometryError> {
-    let kind = g.get("type").and_then(Value::as_str).unwrap_or("untyped");
-    let coords = g.get("coordinates");
-    let polygons: Vec<&Value> = match kind {
-        "Polygon" => {
-            vec![coords.ok_or((
-                None,
-                FeatureProblem::Malformed(msg!("no coordinates", "没有坐标")),
-            ))?]
-        }
-        "MultiPolygon" => coords
-            .and_then(Value::as_array)
-            .ok_or((
-                None,
-                FeatureProblem::Malformed(msg!(
-                    "coordinates must be an array",
-                    "coordinates 须为数组"
-                )),
-            ))?
-            .iter()
-            .collect(),
-        other => return Err((None, FeatureProblem::NotPolygonal(other.to_string()))),
-    };
-    if polygons.is_empty() {
-        return Err((None, FeatureProblem::EmptyGeometry));
-    }
-    let mut out = Vec::with_capacity(polygons.len());
-    for (pi, p) in polygons.into_iter().enumerate() {
-        let rings = p.as_array().ok_or((
-            Some(Position {
-                polygon: pi,
-                ring: 0,
-                vertex: None,
-            }),
-            FeatureProblem::Malformed(msg!(
-                "a polygon must be an array of rings",
-                "面须为由环组成的数组"
-            )),
-        ))?;
-        if rings.is_empty() {
-            return Err((
-                Some(Position {
-                    polygon: pi,
-                    ring: 0,
-                    vertex: None,
-                }),
-                FeatureProblem::EmptyGeometry,
-            ));
-        }
-        let mut parsed = Vec::with_capacity(rings.len());
-        for (ri, r) in rings.iter().enumerate() {
-            parsed.push(parse_ring(r, pi, ri)?);
-        }
-        let mut it = parsed.into_iter();
-        let ext = it.next().unwrap_or_else(|| LineString(vec![]));
-        out.push(Polygon::new(ext, it.collect()));
-    }
-    Ok(MultiPolygon(out))
-}
-
-fn parse_ring(r: &Value, polygon: usize, ring: usize) -> Result<LineString<f64>, GeometryError> {
-    let at = |vertex: Option<usize>| {
-        Some(Position {
-            polygon,
-            ring,
-            vertex,
-        })
-    };
-    let positions = r.as_array().ok_or((
-        at(None),
-        FeatureProblem::Malformed(msg!(
-            "a ring must be an array of positions",
-            "环须为由坐标组成的数组"
-        )),
-    ))?;
-    if positions.len() < 4 {
-        return Err((at(None), FeatureProblem::TooFewPositions(positions.len())));
-    }
-    let mut coords = Vec::with_capacity(positions.len());
-    for (vi, pos) in positions.iter().enumerate() {
-        let c = parse_position(pos).map_err(|p| (at(Some(vi)), p))?;
-        coords.push(c);
-    }
-    if coords.first() != coords.last() {
-        return Err((at(None), FeatureProblem::UnclosedRing));
-    }
-    Ok(LineString(coords))
-}
-
-/// Parses one `[lon, lat]` (or `[lon, lat, z]`) position, checking its range.
-pub fn parse_position(pos: &Value) -> Result<Coord<f64>, FeatureProblem> {
-    let a = pos.as_array().filter(|a| a.len() >= 2).ok_or_else(|| {
-        FeatureProblem::Malformed(msg!(
-            "a position must be [longitude, latitude]",
-            "坐标须为 [经度, 纬度]"
-        ))
-    })?;
-    let num = |v: &Value| v.as_f64().ok_or(FeatureProblem::NotFinite);
-    let (x, y) = (num(&a[0])?, num(&a[1])?);
-    check_lon_lat(x, y)?;
-    Ok(Coord { x, y })
 }
 
 /// Checks a longitude/latitude pair for finiteness and range.
@@ -657,5 +463,210 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("not valid JSON (line 2, column 3)"), "{e}");
+    }
+
+    mod agrees_with_the_tree_reader {
+        //! The streaming reader against the tree reader it replaced, on documents
+        //! made of GeoJSON's parts in any order, broken in every slot.
+        use super::super::tree_oracle::read_tree;
+        use super::*;
+        use proptest::prelude::*;
+        use proptest::sample::select;
+
+        fn object(members: Vec<(String, String)>) -> String {
+            let inner: Vec<String> = members
+                .into_iter()
+                .map(|(k, v)| format!("{k:?}:{v}"))
+                .collect();
+            format!("{{{}}}", inner.join(","))
+        }
+
+        fn number() -> BoxedStrategy<String> {
+            prop_oneof![
+                60 => (-3i32..4).prop_map(|n| n.to_string()),
+                10 => select(vec!["0.5", "1e0", "-0", "1.25e1", "2.0000000000000004", "1E-2", "37.50612345678901"])
+                    .prop_map(str::to_string),
+                1 => select(vec!["181", "-91"]).prop_map(str::to_string),
+            ]
+            .boxed()
+        }
+
+        fn scalar() -> BoxedStrategy<String> {
+            prop_oneof![
+                4 => number(),
+                1 => select(vec!["null", "true", "\"x\"", "{}", "{\"a\":[1]}"]).prop_map(str::to_string),
+            ]
+            .boxed()
+        }
+
+        /// A polygon's rings, mostly well-shaped, with any value anywhere.
+        fn polygon() -> BoxedStrategy<String> {
+            let position = prop_oneof![
+                200 => (number(), number()).prop_map(|(x, y)| format!("[{x},{y}]")),
+                1 => (number(), number(), scalar()).prop_map(|(x, y, z)| format!("[{x},{y},{z}]")),
+                1 => scalar(),
+                1 => prop::collection::vec(scalar(), 0..3).prop_map(|v| format!("[{}]", v.join(","))),
+            ]
+            .boxed();
+            let ring = prop_oneof![
+                // Closed, mostly.
+                30 => (prop::collection::vec(position.clone(), 3..6), prop::bool::weighted(0.97)).prop_map(|(mut v, close)| {
+                    if close { v.push(v[0].clone()); }
+                    format!("[{}]", v.join(","))
+                }),
+                1 => prop::collection::vec(position.clone(), 0..4).prop_map(|v| format!("[{}]", v.join(","))),
+                1 => position,
+            ]
+            .boxed();
+            prop_oneof![
+                30 => prop::collection::vec(ring, 1..3).prop_map(|v| format!("[{}]", v.join(","))),
+                1 => scalar(),
+            ]
+            .boxed()
+        }
+
+        /// A type and coordinates that mostly agree.
+        fn typed_coordinates() -> BoxedStrategy<(String, String)> {
+            let multi = prop_oneof![
+                30 => prop::collection::vec(polygon(), 1..3).prop_map(|v| format!("[{}]", v.join(","))),
+                1 => Just("[]".to_string()),
+                1 => scalar(),
+            ];
+            let kind = prop_oneof![
+                8 => select(vec!["\"Polygon\"", "\"MultiPolygon\""]),
+                1 => select(vec!["\"Point\"", "5", "null"]),
+            ]
+            .prop_map(str::to_string);
+            prop_oneof![
+                10 => polygon().prop_map(|c| ("\"Polygon\"".to_string(), c)),
+                10 => multi.clone().prop_map(|c| ("\"MultiPolygon\"".to_string(), c)),
+                1 => (kind.clone(), polygon()),
+                1 => (kind, multi),
+            ]
+            .boxed()
+        }
+
+        fn shuffled(members: Vec<Option<(String, String)>>, order: Vec<usize>) -> String {
+            let members: Vec<(String, String)> = members.into_iter().flatten().collect();
+            let n = members.len();
+            let mut keyed: Vec<(usize, (String, String))> = members
+                .into_iter()
+                .enumerate()
+                .map(|(i, m)| (order.get(i).copied().unwrap_or(i) % (n + 1), m))
+                .collect();
+            keyed.sort_by_key(|(k, _)| *k);
+            object(keyed.into_iter().map(|(_, m)| m).collect())
+        }
+
+        fn member(
+            key: &'static str,
+            value: impl Strategy<Value = String> + 'static,
+        ) -> BoxedStrategy<Option<(String, String)>> {
+            prop::option::weighted(0.85, value.prop_map(move |v| (key.to_string(), v))).boxed()
+        }
+
+        fn member_often(
+            key: &'static str,
+            value: impl Strategy<Value = String> + 'static,
+        ) -> BoxedStrategy<Option<(String, String)>> {
+            prop::option::weighted(0.98, value.prop_map(move |v| (key.to_string(), v))).boxed()
+        }
+
+        fn geometry() -> BoxedStrategy<String> {
+            let object = (
+                typed_coordinates(),
+                prop::bool::weighted(0.98),
+                prop::bool::weighted(0.98),
+                member("bbox", scalar()),
+                prop::collection::vec(0usize..4, 3),
+            )
+                .prop_map(|((kind, coords), has_kind, has_coords, b, order)| {
+                    let t = has_kind.then(|| ("type".to_string(), kind));
+                    let c = has_coords.then(|| ("coordinates".to_string(), coords));
+                    shuffled(vec![t, c, b], order)
+                });
+            prop_oneof![60 => object, 1 => scalar()].boxed()
+        }
+
+        fn feature() -> BoxedStrategy<String> {
+            let id = prop_oneof![
+                12 => select(vec!["\"a\"", "\"b\"", "\"c\"", "\"d\"", "7"]),
+                1 => select(vec!["null", "[1]", "1.5"]),
+            ]
+            .prop_map(str::to_string);
+            let props = select(vec![
+                "{}",
+                "null",
+                "[]",
+                "{\"grid_id\":\"a\"}",
+                "{\"grid_id\":\"b\",\"name\":\"n\"}",
+                "{\"grid_id\":3,\"layer\":\"bogus\"}",
+                "{\"community\":\"c\",\"township\":5,\"layer\":\"comprehensive\"}",
+            ])
+            .prop_map(str::to_string);
+            let object = (
+                member("type", Just("\"Feature\"".to_string())),
+                member_often("id", id),
+                member_often("properties", props),
+                member_often("geometry", geometry()),
+                prop::option::weighted(0.05, geometry().prop_map(|g| ("geometry".to_string(), g))),
+                prop::collection::vec(0usize..6, 5),
+            )
+                .prop_map(|(t, i, p, g, g2, order)| shuffled(vec![t, i, p, g, g2], order));
+            prop_oneof![30 => object, 1 => scalar()].boxed()
+        }
+
+        fn document() -> BoxedStrategy<String> {
+            let kind = prop_oneof![
+                12 => Just("\"FeatureCollection\""),
+                2 => Just("\"Feature\""),
+                1 => select(vec!["\"Foo\"", "3"]),
+            ]
+            .prop_map(str::to_string);
+            let features = prop_oneof![
+                30 => prop::collection::vec(feature(), 0..5).prop_map(|v| format!("[{}]", v.join(","))),
+                1 => scalar(),
+            ]
+            .boxed();
+            (
+                member_often("type", kind),
+                member_often("features", features.clone()),
+                prop::option::weighted(0.1, features.prop_map(|f| ("features".to_string(), f))),
+                member("geometry", geometry()),
+                member("properties", Just("{\"grid_id\":\"r\"}".to_string())),
+                prop::collection::vec(0usize..6, 5),
+            )
+                .prop_map(|(t, f, f2, g, p, order)| shuffled(vec![t, f, f2, g, p], order))
+                .boxed()
+        }
+
+        fn outcome(r: Result<Vec<Grid>, InputError>) -> Result<String, String> {
+            r.map(|g| format!("{g:?}")).map_err(|e| e.to_string())
+        }
+
+        #[test]
+        fn a_document_cut_after_a_bad_feature_is_reported_as_broken_json() {
+            // The first feature's ring is malformed; the parse must still go on
+            // and find the cut in the second exactly as the tree reader did.
+            let doc = r#"{"features":[{"type":"Feature","id":"a","geometry":{"type":"Polygon","coordinates":[[[0,[0,-0]]]]}},{"id":[1],"#;
+            let options = ReadOptions::default();
+            let got = outcome(read_grids(doc, &options));
+            assert_eq!(got, outcome(read_tree(doc, &options)));
+            assert!(got.unwrap_err().starts_with("not valid JSON"));
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+            #[test]
+            fn on_any_document(doc in document(), cut in prop::option::weighted(0.05, 0usize..400), dup in any::<bool>()) {
+                let doc = match cut {
+                    Some(at) => doc[..doc.floor_char_boundary(at.min(doc.len()))].to_string(),
+                    None => doc,
+                };
+                let options = ReadOptions { allow_duplicate_ids: dup, ..ReadOptions::default() };
+                prop_assert_eq!(outcome(read_grids(&doc, &options)), outcome(read_tree(&doc, &options)), "{}", doc);
+            }
+        }
     }
 }

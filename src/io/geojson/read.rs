@@ -23,8 +23,20 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::fmt;
 
-/// Reads grids from the bytes of a GeoJSON document.
+/// Reads grids from the bytes of a GeoJSON document: by hand in the common case
+/// (see [`super::fast`]), else, and for every problem, with serde.
 pub(super) fn read_slice(bytes: &[u8], options: &ReadOptions) -> Result<Vec<Grid>, InputError> {
+    if let Some(grids) = super::fast::read_common(bytes, &mut Reader::new(options)) {
+        return Ok(grids);
+    }
+    read_with_serde(bytes, options)
+}
+
+/// The serde reader, whose answer is the reader's answer.
+pub(super) fn read_with_serde(
+    bytes: &[u8],
+    options: &ReadOptions,
+) -> Result<Vec<Grid>, InputError> {
     let mut reader = Reader::new(options);
     let mut root = RawFeature::default();
     let mut root_type = None;

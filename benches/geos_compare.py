@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Runs the same synthetic partition and points through wangge and through GEOS
 (shapely 2: STRtree + prepared polygons for lookups, coverage_invalid_edges for
-validation) and prints the ratios. Needs `pip install shapely` and a release build:
+validation) and prints the ratios. Needs `pip install shapely`, /usr/bin/time (Debian's
+`time`) and a release build:
 
     cargo build --release && python3 benches/geos_compare.py [GRIDS]
 
-Both sides are timed on the same machine in the same run; file parsing is excluded
-(wangge's --stats reports build/locate/validate times separately)."""
+Both sides are timed on the same machine in the same run. The lookup and validation
+figures exclude file parsing (wangge's --stats reports build/locate/validate times
+separately); the last pair is each whole process, file to findings, with its peak
+memory."""
 import json, math, os, random, subprocess, sys, tempfile, time
 import numpy as np
 import shapely
@@ -57,3 +60,24 @@ out = subprocess.run([exe, "validate", grids, "--stats", "--min-area-m2", "0"], 
 s = json.loads(out.stderr.strip().splitlines()[-1])
 print(f"GEOS   coverage_invalid_edges: {geos_validate * 1e3:.0f} ms")
 print(f"wangge validate: {s['validate_ms']:.0f} ms  ratio {geos_validate * 1e3 / s['validate_ms']:.1f}x")
+
+# Whole process, file to findings: GEOS's own GeoJSON reader (shapely.from_geojson)
+# and CoverageValidator in a fresh Python against `wangge validate`, each timed from
+# start to exit with its peak resident memory.
+# /usr/bin/time reports for a child of its own: a child of this Python would count
+# the Python's memory, which it shares until exec, in its peak.
+def run(argv):
+    p = subprocess.run(["/usr/bin/time", "-f", "%e %M", *argv], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True)
+    if p.returncode not in (0, 1):
+        sys.exit(f"{argv[0]} failed: {p.stderr}")
+    seconds, kb = p.stderr.strip().splitlines()[-1].split()
+    return float(seconds), int(kb) / 1024
+
+geos_pipeline = ("import shapely, sys; g = shapely.from_geojson(open(sys.argv[1]).read()); "
+                 "shapely.coverage_invalid_edges(shapely.get_parts(g))")
+geos_s, geos_mb = run([sys.executable, "-c", geos_pipeline, grids])
+ours_s, ours_mb = run([exe, "validate", grids, "--min-area-m2", "0"])
+size_mb = os.path.getsize(grids) / 2**20
+print(f"GEOS   read + validate, whole process: {geos_s:.2f} s, peak {geos_mb:.0f} MB ({size_mb:.0f} MB file)")
+print(f"wangge validate, whole process: {ours_s:.2f} s, peak {ours_mb:.0f} MB  ratio {geos_s / ours_s:.1f}x")

@@ -10,6 +10,7 @@
 mod common;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use geo_types::MultiPolygon;
 use std::hint::black_box;
 use wangge::domain::{Grid, Layer};
 use wangge::io::geojson::{ReadOptions, grids_to_json, read_grids};
@@ -28,6 +29,7 @@ fn bench(c: &mut Criterion) {
             min_area_m2: 0.0,
             ..ValidateOptions::default()
         };
+        let cells: Vec<&MultiPolygon<f64>> = cells.iter().collect();
         let report = validate(&cells, &ids, Some(&parent), &options);
         assert!(
             report.problems.is_empty(),

@@ -409,8 +409,8 @@ fn confine_files(workdir: &Path) {
 /// the server validates against the communities itself.
 fn precheck_geometry(grids: &[crate::domain::Grid]) {
     use crate::spatial::coverage::{self, ValidateOptions};
-    let boundaries: Vec<geo_types::MultiPolygon<f64>> =
-        grids.iter().map(|g| g.boundary.clone()).collect();
+    let boundaries: Vec<&geo_types::MultiPolygon<f64>> =
+        grids.iter().map(|g| &g.boundary).collect();
     let ids: Vec<&str> = grids.iter().map(|g| g.id.as_str()).collect();
     let _ = coverage::validate(&boundaries, &ids, None, &ValidateOptions::default());
     for b in &boundaries {

@@ -5,6 +5,7 @@
 use super::geom;
 use geo_types::{Coord, LineString, MultiPolygon, Polygon};
 use rustc_hash::FxHashMap;
+use std::borrow::Borrow;
 
 /// Bit pattern of a coordinate, with -0.0 folded into 0.0, for exact hashing.
 #[inline]
@@ -75,10 +76,10 @@ impl EdgeBag {
 
 /// Indices of `polys` in Z-order (Morton) of their bounding-box centres: neighbours
 /// come close together, which keeps an [`EdgeBag`] small.
-pub fn spatial_order(polys: &[MultiPolygon<f64>]) -> Vec<usize> {
+pub fn spatial_order<P: Borrow<MultiPolygon<f64>>>(polys: &[P]) -> Vec<usize> {
     let centres: Vec<Option<Coord<f64>>> = polys
         .iter()
-        .map(|p| geom::bounds(p).map(|r| r.center()))
+        .map(|p| geom::bounds(p.borrow()).map(|r| r.center()))
         .collect();
     let (mut min, mut max) = (
         Coord {

@@ -89,7 +89,8 @@ const NONE: u32 = u32::MAX;
 /// let t = tile(&parent, 20, &SynthOptions { densify: 4, ..SynthOptions::default() }).unwrap();
 /// let ids: Vec<String> = (0..t.cells.len()).map(|i| i.to_string()).collect();
 /// let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-/// let report = validate(&t.cells, &ids, Some(&parent), &ValidateOptions { min_area_m2: 0.0, ..Default::default() });
+/// let cells: Vec<_> = t.cells.iter().collect();
+/// let report = validate(&cells, &ids, Some(&parent), &ValidateOptions { min_area_m2: 0.0, ..Default::default() });
 /// assert!(report.problems.is_empty(), "{:?}", report.problems);
 /// ```
 pub fn tile(
@@ -408,8 +409,9 @@ mod tests {
     fn clean(cells: &[MultiPolygon<f64>], parent: &MultiPolygon<f64>) {
         let ids: Vec<String> = (0..cells.len()).map(|i| i.to_string()).collect();
         let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let cells: Vec<&MultiPolygon<f64>> = cells.iter().collect();
         let r = validate(
-            cells,
+            &cells,
             &ids,
             Some(parent),
             &ValidateOptions {

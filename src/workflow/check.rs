@@ -225,8 +225,7 @@ pub fn validate_groups(
         ..Validation::default()
     };
     let check = |((parent_id, layer), members): &(GroupKey, Vec<usize>)| {
-        let polys: Vec<MultiPolygon<f64>> =
-            members.iter().map(|&i| grids[i].boundary.clone()).collect();
+        let polys: Vec<&MultiPolygon<f64>> = members.iter().map(|&i| &grids[i].boundary).collect();
         let ids: Vec<&str> = members.iter().map(|&i| grids[i].id.as_str()).collect();
         let parent = parent_id.and_then(|p| parents.get(p));
         let opts = ValidateOptions {

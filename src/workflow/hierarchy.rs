@@ -357,10 +357,9 @@ mod tests {
             ..Default::default()
         };
         let check = |children: Vec<&MultiPolygon<f64>>, parent: &MultiPolygon<f64>| {
-            let polys: Vec<MultiPolygon<f64>> = children.into_iter().cloned().collect();
-            let ids: Vec<String> = (0..polys.len()).map(|i| i.to_string()).collect();
+            let ids: Vec<String> = (0..children.len()).map(|i| i.to_string()).collect();
             let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-            let r = validate(&polys, &ids, Some(parent), &lenient);
+            let r = validate(&children, &ids, Some(parent), &lenient);
             assert!(r.problems.is_empty(), "{:?}", r.problems);
         };
         check(

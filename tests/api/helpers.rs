@@ -63,7 +63,8 @@ pub fn check(
 ) -> Report {
     let ids: Vec<String> = (0..cells.len()).map(|i| format!("g{i}")).collect();
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-    validate(cells, &ids, parent, options)
+    let cells: Vec<&MultiPolygon<f64>> = cells.iter().collect();
+    validate(&cells, &ids, parent, options)
 }
 
 /// Cases per property test: `PROPTEST_CASES` when set (scripts/test raises it), else

@@ -125,6 +125,7 @@ fn a_spike_along_an_edge_is_invalid_geometry_only() {
 fn a_repeated_id_is_duplicate_id_only() {
     let (parent, cells) = plan();
     let ids = ["a", "b", "c", "d", "e", "f", "g", "b", "i"];
+    let cells: Vec<_> = cells.iter().collect();
     let r = validate(&cells, &ids, Some(&parent), &lenient());
     let found: Vec<_> = r
         .problems

@@ -241,14 +241,10 @@ impl InputError {
     }
 }
 
-/// Reads a file of grids. The file is read whole and then parsed in one pass
-/// straight into grids (see [`read_grids`]).
+/// Reads a file of grids, a few megabytes at a time: what is held at once is the
+/// grids and one window of the file, whatever its size (see [`read_grids`]).
 pub fn read_grids_file(path: &Path, options: &ReadOptions) -> Result<Vec<Grid>, InputError> {
-    let bytes = std::fs::read(path).map_err(|source| InputError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    read::read_slice(&bytes, options)
+    read::read_file(path, options, fast::FileWindow::CHUNK)
 }
 
 /// Parses a FeatureCollection (or a single Feature) of grids.
@@ -660,7 +656,7 @@ mod tests {
             #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
             #[test]
-            fn on_any_document(doc in document(), cut in prop::option::weighted(0.05, 0usize..400), dup in any::<bool>()) {
+            fn on_any_document(doc in document(), cut in prop::option::weighted(0.05, 0usize..400), dup in any::<bool>(), chunk in 1usize..80) {
                 let doc = match cut {
                     Some(at) => doc[..doc.floor_char_boundary(at.min(doc.len()))].to_string(),
                     None => doc,
@@ -669,9 +665,14 @@ mod tests {
                 let tree = outcome(read_tree(&doc, &options));
                 prop_assert_eq!(outcome(read::read_with_serde(doc.as_bytes(), &options)), tree.clone(), "{}", doc);
                 // Where the hand reader answers, it answers as the others do.
-                if let Some(grids) = fast::read_common(doc.as_bytes(), &mut read::Reader::new(&options)) {
-                    prop_assert_eq!(Ok(format!("{grids:?}")), tree, "{}", doc);
+                if let Ok(Some(grids)) = fast::read_common(&mut doc.as_bytes(), &mut read::Reader::new(&options)) {
+                    prop_assert_eq!(Ok(format!("{grids:?}")), tree.clone(), "{}", doc);
                 }
+                // And read from a file through a window of any size, cut anywhere.
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("doc.geojson");
+                std::fs::write(&path, &doc).unwrap();
+                prop_assert_eq!(outcome(read::read_file(&path, &options, chunk)), tree, "{}", doc);
             }
         }
     }

@@ -1,4 +1,4 @@
-//! The streaming reader: a FeatureCollection read straight into grids.
+//! The serde reader: a FeatureCollection read straight into grids.
 //!
 //! serde visits the document once. Each feature is turned into a [`Grid`] as soon as
 //! it has been read, so no tree of the whole file is ever built: the file's bytes
@@ -13,6 +13,7 @@
 //! reported as such first, as before.
 
 use super::coords::{self, Coords};
+use super::fast;
 use super::{FeatureProblem, InputError, ReadOptions, ancestors, convert, text_prop};
 use crate::domain::{Grid, Layer};
 use crate::msg;
@@ -22,14 +23,38 @@ use serde::de::{Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::fmt;
+use std::fs::File;
+use std::path::Path;
 
 /// Reads grids from the bytes of a GeoJSON document: by hand in the common case
 /// (see [`super::fast`]), else, and for every problem, with serde.
 pub(super) fn read_slice(bytes: &[u8], options: &ReadOptions) -> Result<Vec<Grid>, InputError> {
-    if let Some(grids) = super::fast::read_common(bytes, &mut Reader::new(options)) {
+    if let Ok(Some(grids)) = fast::read_common(&mut &*bytes, &mut Reader::new(options)) {
         return Ok(grids);
     }
     read_with_serde(bytes, options)
+}
+
+/// Reads grids from a file a chunk at a time (see [`super::fast`]); only a
+/// document the hand reader leaves to serde is read whole.
+pub(super) fn read_file(
+    path: &Path,
+    options: &ReadOptions,
+    chunk: usize,
+) -> Result<Vec<Grid>, InputError> {
+    let io = |source| InputError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut window = File::open(path)
+        .and_then(|f| fast::FileWindow::open(f, chunk))
+        .map_err(io)?;
+    if let Some(grids) = fast::read_common(&mut window, &mut Reader::new(options)).map_err(io)? {
+        return Ok(grids);
+    }
+    drop(window);
+    let bytes = std::fs::read(path).map_err(io)?;
+    read_with_serde(&bytes, options)
 }
 
 /// The serde reader, whose answer is the reader's answer.

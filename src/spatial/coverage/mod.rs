@@ -200,13 +200,13 @@ const PARENT: u32 = u32::MAX;
 /// // The east grid starts 20 m too far east: a gap.
 /// let east = MultiPolygon(vec![polygon![(x: 118.0102, y: 37.0), (x: 118.02, y: 37.0), (x: 118.02, y: 37.01), (x: 118.0102, y: 37.01)]]);
 /// let parent = MultiPolygon(vec![polygon![(x: 118.0, y: 37.0), (x: 118.02, y: 37.0), (x: 118.02, y: 37.01), (x: 118.0, y: 37.01)]]);
-/// let report = validate(&[west, east], &["W", "E"], Some(&parent), &ValidateOptions::default());
+/// let report = validate(&[&west, &east], &["W", "E"], Some(&parent), &ValidateOptions::default());
 /// assert_eq!(report.problems.len(), 1);
 /// assert_eq!(report.problems[0].kind, ProblemKind::Gap);
 /// assert_eq!(report.problems[0].grids, vec![0, 1]);
 /// ```
 pub fn validate(
-    grids: &[MultiPolygon<f64>],
+    grids: &[&MultiPolygon<f64>],
     ids: &[&str],
     parent: Option<&MultiPolygon<f64>>,
     options: &ValidateOptions,
@@ -300,7 +300,7 @@ pub fn validate(
     // 1. Cancel edges.
     let mut bag = EdgeBag::default();
     for i in loops::spatial_order(grids) {
-        bag.add_rings(&grids[i]);
+        bag.add_rings(grids[i]);
     }
     if let (Some(p), true) = (parent, options.require_cover) {
         bag.add_rings(&reversed(p));
@@ -351,7 +351,7 @@ pub fn validate(
     }
 
     // 3. Regions.
-    let noise_m = overlay::noise_m(grids.iter().chain(parent));
+    let noise_m = overlay::noise_m(grids.iter().copied().chain(parent));
     let noise_of = |shapes: &[&MultiPolygon<f64>]| overlay::noise_m(shapes.iter().copied());
     let involved: Vec<u32> = {
         let mut s: Vec<u32> = remainder
@@ -402,7 +402,7 @@ pub fn validate(
         if duplicates.contains(&(i, j)) {
             continue;
         }
-        let common = overlay::intersection(&grids[i as usize], &grids[j as usize]);
+        let common = overlay::intersection(grids[i as usize], grids[j as usize]);
         push_region(
             &mut problems,
             ProblemKind::Overlap,
@@ -411,7 +411,7 @@ pub fn validate(
             ids,
             Widths {
                 sliver_m: options.sliver_width_m,
-                noise_m: noise_of(&[&grids[i as usize], &grids[j as usize]]),
+                noise_m: noise_of(&[grids[i as usize], grids[j as usize]]),
             },
             |ids, g| {
                 Msg::new(
@@ -424,7 +424,7 @@ pub fn validate(
 
     if let Some(p) = parent {
         for &i in &involved {
-            let spill = overlay::difference(&grids[i as usize], p);
+            let spill = overlay::difference(grids[i as usize], p);
             push_region(
                 &mut problems,
                 ProblemKind::OutsideParent,
@@ -433,7 +433,7 @@ pub fn validate(
                 ids,
                 Widths {
                     sliver_m: options.sliver_width_m,
-                    noise_m: noise_of(&[&grids[i as usize], p]),
+                    noise_m: noise_of(&[grids[i as usize], p]),
                 },
                 |ids, g| {
                     Msg::new(
@@ -674,7 +674,7 @@ fn undirected(a: Coord<f64>, b: Coord<f64>) -> EdgeKey {
 /// For each remaining edge, the grids (or `PARENT`) that have it in that direction.
 fn owners_of(
     remainder: &[(Coord<f64>, Coord<f64>)],
-    grids: &[MultiPolygon<f64>],
+    grids: &[&MultiPolygon<f64>],
     parent: Option<&MultiPolygon<f64>>,
 ) -> FxHashMap<(EdgeKey, bool), Vec<u32>> {
     let wanted: FxHashSet<EdgeKey> = remainder.iter().map(|e| undirected(e.0, e.1)).collect();
@@ -843,7 +843,7 @@ fn resolve_t_junctions(
 
 /// Pairs of identical grids (same rings, any starting vertex), reported once.
 fn duplicate_geometries(
-    grids: &[MultiPolygon<f64>],
+    grids: &[&MultiPolygon<f64>],
     ids: &[&str],
     problems: &mut Vec<Problem>,
 ) -> FxHashSet<(u32, u32)> {
@@ -852,7 +852,7 @@ fn duplicate_geometries(
     for (i, g) in grids.iter().enumerate() {
         let i = i as u32;
         let bucket = seen.entry(shape_fingerprint(g)).or_default();
-        if let Some(&first) = bucket.iter().find(|&&j| same_shape(&grids[j as usize], g)) {
+        if let Some(&first) = bucket.iter().find(|&&j| same_shape(grids[j as usize], g)) {
             pairs.insert((first, i));
             problems.push(Problem {
                 kind: ProblemKind::DuplicateGeometry,
@@ -881,7 +881,7 @@ fn duplicate_geometries(
     pairs
 }
 
-fn duplicate_ids(ids: &[&str], grids: &[MultiPolygon<f64>], problems: &mut Vec<Problem>) {
+fn duplicate_ids(ids: &[&str], grids: &[&MultiPolygon<f64>], problems: &mut Vec<Problem>) {
     let mut by_id: FxHashMap<&str, Vec<u32>> = FxHashMap::default();
     for (i, id) in ids.iter().enumerate() {
         by_id.entry(id).or_default().push(i as u32);
@@ -891,7 +891,7 @@ fn duplicate_ids(ids: &[&str], grids: &[MultiPolygon<f64>], problems: &mut Vec<P
     for (id, v) in dups {
         let at = grids
             .get(v[0] as usize)
-            .map(representative)
+            .map(|g| representative(g))
             .unwrap_or(Coord { x: 0.0, y: 0.0 });
         problems.push(Problem {
             kind: ProblemKind::DuplicateId,
@@ -930,11 +930,11 @@ struct GridIndex {
 }
 
 impl GridIndex {
-    fn new(grids: &[MultiPolygon<f64>], involved: &[u32]) -> Self {
+    fn new(grids: &[&MultiPolygon<f64>], involved: &[u32]) -> Self {
         let items = involved
             .iter()
             .filter_map(|&i| {
-                geom::bounds(&grids[i as usize]).map(|r| Boxed {
+                geom::bounds(grids[i as usize]).map(|r| Boxed {
                     idx: i,
                     env: aabb(r),
                 })
@@ -947,10 +947,10 @@ impl GridIndex {
 
     /// Pairs `(i, j)`, `i < j`, of grids with intersecting boxes where at least one
     /// of the two is in `involved`.
-    fn pairs_with(&self, involved: &[u32], grids: &[MultiPolygon<f64>]) -> Vec<(u32, u32)> {
+    fn pairs_with(&self, involved: &[u32], grids: &[&MultiPolygon<f64>]) -> Vec<(u32, u32)> {
         let mut pairs: Vec<(u32, u32)> = Vec::new();
         for &i in involved {
-            let Some(b) = geom::bounds(&grids[i as usize]) else {
+            let Some(b) = geom::bounds(grids[i as usize]) else {
                 continue;
             };
             for c in self.tree.locate_in_envelope_intersecting(&aabb(b)) {
@@ -965,7 +965,7 @@ impl GridIndex {
     }
 
     /// Grids whose boundary comes within a centimetre of the region's boundary.
-    fn touching(&self, region: &MultiPolygon<f64>, grids: &[MultiPolygon<f64>]) -> Vec<u32> {
+    fn touching(&self, region: &MultiPolygon<f64>, grids: &[&MultiPolygon<f64>]) -> Vec<u32> {
         let Some(b) = geom::bounds(region) else {
             return vec![];
         };
@@ -982,7 +982,7 @@ impl GridIndex {
             .tree
             .locate_in_envelope_intersecting(&env)
             .filter(|c| {
-                let edges: Vec<(Coord<f64>, Coord<f64>)> = geom::rings(&grids[c.idx as usize])
+                let edges: Vec<(Coord<f64>, Coord<f64>)> = geom::rings(grids[c.idx as usize])
                     .flat_map(|r| r.0.windows(2).map(|w| (w[0], w[1])))
                     .collect();
                 vertices.iter().any(|&v| {

@@ -153,7 +153,8 @@ impl Repair {
 /// let east = MultiPolygon(vec![polygon![(x: 118.009999, y: 37.0), (x: 118.02, y: 37.0), (x: 118.02, y: 37.01), (x: 118.009999, y: 37.01)]]);
 /// let fixed = repair(&[west, east], None, &RepairOptions::default());
 /// assert_eq!(fixed.changed(), 1, "one side snaps onto the other");
-/// let report = validate(&fixed.geometries(), &["W", "E"], None, &ValidateOptions::default());
+/// let fixed = fixed.geometries();
+/// let report = validate(&fixed.iter().collect::<Vec<_>>(), &["W", "E"], None, &ValidateOptions::default());
 /// assert!(report.problems.is_empty(), "{:?}", report.problems);
 /// ```
 pub fn repair(
@@ -926,7 +927,8 @@ fn has_errors(
         require_cover,
         ..super::ValidateOptions::default()
     };
-    super::validate(grids, &ids, parent, &options)
+    let grids: Vec<&MultiPolygon<f64>> = grids.iter().collect();
+    super::validate(&grids, &ids, parent, &options)
         .problems
         .iter()
         .any(|p| p.severity() == super::Severity::Error)
@@ -937,7 +939,8 @@ fn has_errors(
 /// Areas before and after, and what moved between which grids.
 fn account(before: &[MultiPolygon<f64>], after: Vec<MultiPolygon<f64>>) -> Vec<GridRepair> {
     let all: Vec<u32> = (0..before.len() as u32).collect();
-    let index = GridIndex::new(before, &all);
+    let before_refs: Vec<&MultiPolygon<f64>> = before.iter().collect();
+    let index = GridIndex::new(&before_refs, &all);
     let mut out = Vec::with_capacity(before.len());
     for (i, (b, a)) in before.iter().zip(after.iter()).enumerate() {
         let changed = !super::same_shape(b, a);
@@ -959,7 +962,7 @@ fn account(before: &[MultiPolygon<f64>], after: Vec<MultiPolygon<f64>>) -> Vec<G
             let lost_m2 = measure::local_area_m2(&lost);
             repair.moved_m2 = gained_m2 + lost_m2;
             let (mut from_others, mut to_others) = (0.0, 0.0);
-            for (x, y) in index.pairs_with(&[i as u32], before) {
+            for (x, y) in index.pairs_with(&[i as u32], &before_refs) {
                 let j = (if x == i as u32 { y } else { x }) as usize;
                 let share = |region: &MultiPolygon<f64>, m2: f64, other: &MultiPolygon<f64>| {
                     if m2 > 0.0 {
@@ -1012,7 +1015,8 @@ mod tests {
             min_area_m2: 0.0,
             ..ValidateOptions::default()
         };
-        validate(grids, &ids, parent, &options)
+        let grids: Vec<&MultiPolygon<f64>> = grids.iter().collect();
+        validate(&grids, &ids, parent, &options)
             .problems
             .into_iter()
             .map(|p| p.kind)

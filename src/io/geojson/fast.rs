@@ -17,7 +17,7 @@
 //! which the tests check on generated documents.
 
 use super::coords::Coords;
-use super::read::{RawFeature, RawGeometry, Reader, Skip};
+use super::read::{RawFeature, RawGeometry, Reader, Scalar, Skip};
 use crate::domain::Grid;
 use geo_types::Coord;
 use serde::de::DeserializeOwned;
@@ -27,6 +27,12 @@ use std::io::Read;
 
 /// Nesting deeper than a MultiPolygon's is left to the serde reader.
 const MAX_DEPTH: usize = 6;
+
+/// How many arrays and objects enclose a root member (the root), a feature's
+/// member (the root, `features`, the feature) and a geometry's member.
+const ROOT: usize = 1;
+const FEATURE: usize = 3;
+const GEOMETRY: usize = 4;
 
 /// Where the hand reader's bytes come from: a whole document in memory, or a file
 /// read a chunk at a time, so that a plan of any size is never held whole.
@@ -243,7 +249,7 @@ impl<'a> Scan<'a> {
                     self.eat(b'[')?;
                     return Some(());
                 }
-                _ => self.skip()?,
+                _ => self.skip(ROOT)?,
             }
             self.ws();
             self.eat(b',')?;
@@ -266,7 +272,7 @@ impl<'a> Scan<'a> {
                 match key {
                     "type" => *kind = Some(self.plain_string()?.to_string()),
                     "features" => return None,
-                    _ => self.skip()?,
+                    _ => self.skip(ROOT)?,
                 }
                 self.ws();
                 match self.peek()? {
@@ -341,7 +347,10 @@ impl<'a> Scan<'a> {
 
     /// One value read by serde_json, which checks it as strictly as the serde
     /// reader does.
-    fn value<T: DeserializeOwned>(&mut self) -> Option<T> {
+    /// `depth` is how many arrays and objects enclose the value: serde_json refuses
+    /// a document nested 128 deep, and a value read alone must not escape that.
+    fn value<T: DeserializeOwned>(&mut self, depth: usize) -> Option<T> {
+        let start = self.i;
         let mut stream = serde_json::Deserializer::from_slice(&self.b[self.i..]).into_iter::<T>();
         let value = match stream.next() {
             Some(Ok(value)) => value,
@@ -353,14 +362,14 @@ impl<'a> Scan<'a> {
             }
         };
         self.i += stream.byte_offset();
-        if self.at_window_end() {
+        if self.at_window_end() || depth + nesting(&self.b[start..self.i]) >= 128 {
             return None;
         }
         Some(value)
     }
 
-    fn skip(&mut self) -> Option<()> {
-        self.value::<Skip>().map(|_| ())
+    fn skip(&mut self, depth: usize) -> Option<()> {
+        self.value::<Skip>(depth).map(|_| ())
     }
 
     fn feature(&mut self) -> Option<RawFeature> {
@@ -368,15 +377,15 @@ impl<'a> Scan<'a> {
         self.eat(b'{')?;
         self.members(|p, key| {
             match key {
-                "id" => raw.id = Some(p.value::<Value>()?),
+                "id" => raw.id = p.value::<Scalar>(FEATURE)?.0,
                 "properties" => {
-                    raw.properties = match p.value::<Value>()? {
+                    raw.properties = match p.value::<Value>(FEATURE)? {
                         Value::Object(m) => m,
                         _ => Map::new(),
                     }
                 }
                 "geometry" => raw.geometry = p.geometry()?,
-                _ => p.skip()?,
+                _ => p.skip(FEATURE)?,
             }
             Some(())
         })?;
@@ -387,8 +396,9 @@ impl<'a> Scan<'a> {
     /// is an untyped geometry.
     fn geometry(&mut self) -> Option<Option<RawGeometry>> {
         if self.peek()? != b'{' {
-            let value = self.value::<Value>()?;
-            return Some((!value.is_null()).then(RawGeometry::default));
+            let null = self.peek()? == b'n';
+            self.skip(FEATURE)?;
+            return Some((!null).then(RawGeometry::default));
         }
         self.i += 1;
         let mut g = RawGeometry::default();
@@ -398,13 +408,13 @@ impl<'a> Scan<'a> {
                     g.kind = match p.peek()? {
                         b'"' => Some(p.plain_string()?.to_string()),
                         _ => {
-                            p.skip()?;
+                            p.skip(GEOMETRY)?;
                             None
                         }
                     }
                 }
                 "coordinates" => g.coordinates = Some(p.coords(0)?),
-                _ => p.skip()?,
+                _ => p.skip(GEOMETRY)?,
             }
             Some(())
         })?;
@@ -503,54 +513,207 @@ impl<'a> Scan<'a> {
     /// too large for an f64, which serde_json refuses.
     fn number(&mut self) -> Option<f64> {
         let start = self.i;
-        let end = number_end(self.b, start);
+        let scanned = scan_number(self.b, start);
         // A number that reaches the window's end may go on past it, and one that
         // breaks off there may be whole once more bytes are in.
-        self.i = end.unwrap_or_else(|i| i);
+        self.i = scanned.as_ref().map_or_else(|&i| i, |s| s.end);
         if self.at_window_end() {
             return None;
         }
-        let end = end.ok()?;
+        let scanned = scanned.ok()?;
+        if let Some(x) = scanned.exact {
+            return Some(x);
+        }
         // The grammar admits only ASCII.
-        let text = std::str::from_utf8(&self.b[start..end]).ok()?;
+        let text = std::str::from_utf8(&self.b[start..scanned.end]).ok()?;
         let x: f64 = text.parse().ok()?;
         x.is_finite().then_some(x)
     }
 }
 
-/// Where the JSON number starting at `i` ends, or where its grammar breaks.
-fn number_end(b: &[u8], mut i: usize) -> Result<usize, usize> {
-    let digits = |i: &mut usize| {
+/// How deep arrays and objects nest in a JSON value's text.
+fn nesting(value: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &c in value {
+        if in_string {
+            match c {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else {
+            match c {
+                b'"' => in_string = true,
+                b'[' | b'{' => {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+    deepest
+}
+
+/// A JSON number's extent, and its value when its digits give it exactly.
+struct Scanned {
+    end: usize,
+    exact: Option<f64>,
+}
+
+/// The powers of ten that an f64 holds exactly.
+const EXACT_POWERS_OF_TEN: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// Scans the JSON number starting at `i`: where it ends (or where its grammar
+/// breaks), and its value when the significand fits 53 bits and the power of ten is
+/// exact. Then one multiplication or division of two exact numbers rounds once,
+/// correctly (Clinger's fast path), which is the case of coordinates with up to
+/// about 15 digits, such as the 7 decimals that GIS tools usually write. Longer
+/// numbers are left to the standard library.
+fn scan_number(b: &[u8], mut i: usize) -> Result<Scanned, usize> {
+    let digits_from = |i: &mut usize| {
         let from = *i;
         while b.get(*i).is_some_and(u8::is_ascii_digit) {
             *i += 1;
         }
-        *i - from
+        from
     };
-    if b.get(i) == Some(&b'-') {
+    let negative = b.get(i) == Some(&b'-');
+    if negative {
         i += 1;
     }
-    match b.get(i) {
-        Some(b'0') => i += 1,
+    let integer = match b.get(i) {
+        Some(b'0') => {
+            i += 1;
+            &b[i - 1..i]
+        }
         Some(b'1'..=b'9') => {
-            digits(&mut i);
+            let from = digits_from(&mut i);
+            &b[from..i]
         }
         _ => return Err(i),
-    }
+    };
+    let mut fraction: &[u8] = &[];
     if b.get(i) == Some(&b'.') {
         i += 1;
-        if digits(&mut i) == 0 {
+        let from = digits_from(&mut i);
+        if i == from {
             return Err(i);
         }
+        fraction = &b[from..i];
     }
+    let mut exponent: Option<i64> = Some(0);
     if let Some(b'e' | b'E') = b.get(i) {
         i += 1;
-        if let Some(b'+' | b'-') = b.get(i) {
-            i += 1;
-        }
-        if digits(&mut i) == 0 {
+        let sign = match b.get(i) {
+            Some(b'-') => {
+                i += 1;
+                -1
+            }
+            Some(b'+') => {
+                i += 1;
+                1
+            }
+            _ => 1,
+        };
+        let from = digits_from(&mut i);
+        if i == from {
             return Err(i);
         }
+        // Six digits are more than any exact case needs; more are left whole to
+        // the standard library.
+        exponent = (i - from <= 6).then(|| {
+            sign * b[from..i]
+                .iter()
+                .fold(0i64, |e, d| e * 10 + i64::from(d - b'0'))
+        });
     }
-    Ok(i)
+    let exact = exponent.and_then(|exponent| {
+        let mut significand: u64 = 0;
+        for d in integer.iter().chain(fraction) {
+            significand = significand
+                .checked_mul(10)?
+                .checked_add(u64::from(d - b'0'))?;
+        }
+        if significand > 1 << 53 {
+            return None;
+        }
+        let power = exponent - i64::try_from(fraction.len()).ok()?;
+        let scale = *EXACT_POWERS_OF_TEN.get(usize::try_from(power.unsigned_abs()).ok()?)?;
+        let x = significand as f64;
+        let x = if power >= 0 { x * scale } else { x / scale };
+        Some(if negative { -x } else { x })
+    });
+    Ok(Scanned { end: i, exact })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parse(text: &str) -> Option<f64> {
+        let mut ring = Vec::new();
+        Scan::new(text.as_bytes(), true, 0, &mut ring).number()
+    }
+
+    #[test]
+    fn the_exact_path_agrees_with_the_standard_parser_at_its_limits() {
+        for text in [
+            "0",
+            "-0",
+            "-0.0",
+            "1e22",
+            "1e23",
+            "9007199254740992",
+            "9007199254740993",
+            "0.1",
+            "120.3897998",
+            "37.5061234",
+            "-117.0000001",
+            "1E-22",
+            "1e-23",
+            "123456789012345678901",
+            "0.0000000000000000000000001",
+            "1.5e+3",
+            "2.0000000000000004",
+            "1e400",
+            "1e-400",
+        ] {
+            let expected: f64 = text.parse().unwrap();
+            let got = parse(text);
+            if expected.is_finite() {
+                assert_eq!(got.map(f64::to_bits), Some(expected.to_bits()), "{text}");
+            } else {
+                assert_eq!(got, None, "{text}");
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn numbers_are_read_exactly_as_the_standard_parser_reads_them(
+            negative in any::<bool>(),
+            integer in "(0|[1-9][0-9]{0,18})",
+            fraction in prop::option::of("[0-9]{1,20}"),
+            exponent in prop::option::of(-40i32..40),
+        ) {
+            let mut text = format!("{}{integer}", if negative { "-" } else { "" });
+            if let Some(f) = fraction {
+                text.push('.');
+                text.push_str(&f);
+            }
+            if let Some(e) = exponent {
+                text.push_str(&format!("e{e}"));
+            }
+            let expected: f64 = text.parse().unwrap();
+            prop_assert_eq!(parse(&text).map(f64::to_bits), Some(expected.to_bits()), "{}", text);
+        }
+    }
 }

@@ -641,6 +641,65 @@ mod tests {
             r.map(|g| format!("{g:?}")).map_err(|e| e.to_string())
         }
 
+        /// serde_json refuses a document nested 128 deep; the hand reader, which
+        /// reads members on their own, must refuse the same documents.
+        #[test]
+        fn nesting_near_the_limit_is_read_as_the_tree_reader_reads_it() {
+            let feature = |props: &str, bbox: &str| {
+                format!(
+                    r#"{{"type":"Feature","id":"a","properties":{props},"geometry":{{"type":"Polygon","bbox":{bbox},"coordinates":[[[0,0],[1,0],[1,1],[0,0]]]}}}}"#
+                )
+            };
+            let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+            let options = ReadOptions::default();
+            for n in 120..=128 {
+                for doc in [
+                    format!(
+                        r#"{{"x":{},"type":"FeatureCollection","features":[{}]}}"#,
+                        deep(n),
+                        feature("{}", "0")
+                    ),
+                    format!(
+                        r#"{{"type":"FeatureCollection","features":[{}]}}"#,
+                        feature(&format!(r#"{{"z":{}}}"#, deep(n)), "0")
+                    ),
+                    format!(
+                        r#"{{"type":"FeatureCollection","features":[{}]}}"#,
+                        feature("{}", &deep(n))
+                    ),
+                ] {
+                    assert_eq!(
+                        outcome(read_grids(&doc, &options)),
+                        outcome(read_tree(&doc, &options)),
+                        "{n}"
+                    );
+                }
+            }
+        }
+
+        /// A pipe cannot be read twice, so it is read whole, once, and a document
+        /// that needs the serde reader is still read.
+        #[cfg(unix)]
+        #[test]
+        fn a_named_pipe_is_read_once() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("pipe.geojson");
+            let made = std::process::Command::new("mkfifo").arg(&path).status();
+            if !made.is_ok_and(|s| s.success()) {
+                return;
+            }
+            // An escaped key sends the document to the serde reader.
+            let doc = r#"{"type":"FeatureCollection","features":[{"type":"Feature","properties":{"grid_id":"a","n\u0061me":"x"},"geometry":{"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1],[0,0]]]}}]}"#;
+            let writer = {
+                let path = path.clone();
+                std::thread::spawn(move || std::fs::write(path, doc))
+            };
+            let grids = read_grids_file(&path, &ReadOptions::default()).unwrap();
+            writer.join().unwrap().unwrap();
+            assert_eq!(grids.len(), 1);
+            assert_eq!(grids[0].name.as_deref(), Some("x"));
+        }
+
         #[test]
         fn a_document_cut_after_a_bad_feature_is_reported_as_broken_json() {
             // The first feature's ring is malformed; the parse must still go on

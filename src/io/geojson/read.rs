@@ -24,6 +24,7 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
+use std::io::Read;
 use std::path::Path;
 
 /// Reads grids from the bytes of a GeoJSON document: by hand in the common case
@@ -46,9 +47,14 @@ pub(super) fn read_file(
         path: path.to_path_buf(),
         source,
     };
-    let mut window = File::open(path)
-        .and_then(|f| fast::FileWindow::open(f, chunk))
-        .map_err(io)?;
+    let file = File::open(path).map_err(io)?;
+    // A pipe or a device cannot be read twice: it is read whole, once.
+    if !file.metadata().map_err(io)?.is_file() {
+        let mut bytes = Vec::new();
+        (&file).read_to_end(&mut bytes).map_err(io)?;
+        return read_slice(&bytes, options);
+    }
+    let mut window = fast::FileWindow::open(file, chunk).map_err(io)?;
     if let Some(grids) = fast::read_common(&mut window, &mut Reader::new(options)).map_err(io)? {
         return Ok(grids);
     }
@@ -246,7 +252,7 @@ fn feature_member<'de, A: MapAccess<'de>>(
     map: &mut A,
 ) -> Result<bool, A::Error> {
     match key {
-        "id" => raw.id = Some(map.next_value()?),
+        "id" => raw.id = map.next_value::<Scalar>()?.0,
         "properties" => {
             raw.properties = match map.next_value()? {
                 Value::Object(m) => m,
@@ -284,8 +290,8 @@ impl<'de> Visitor<'de> for RootSeed<'_, '_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key::<String>()? {
             if key == "type" {
-                *self.root_type = match map.next_value()? {
-                    Value::String(s) => Some(s),
+                *self.root_type = match map.next_value::<Scalar>()?.0 {
+                    Some(Value::String(s)) => Some(s),
                     _ => None,
                 };
             } else if key == "features" {
@@ -457,8 +463,8 @@ impl<'de> Visitor<'de> for GeometrySeed {
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "type" => {
-                    g.kind = match map.next_value()? {
-                        Value::String(s) => Some(s),
+                    g.kind = match map.next_value::<Scalar>()?.0 {
+                        Some(Value::String(s)) => Some(s),
                         _ => None,
                     }
                 }
@@ -539,5 +545,50 @@ impl<'de> Visitor<'de> for SkipVisitor {
     }
     fn visit_unit<E>(self) -> Result<Skip, E> {
         Ok(Skip)
+    }
+}
+
+/// An id or a type name: a string or a number is kept, anything else is read and
+/// dropped, so that a huge array where an id belongs costs no memory.
+pub(super) struct Scalar(pub(super) Option<Value>);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Scalar, D::Error> {
+        d.deserialize_any(ScalarVisitor)
+    }
+}
+
+struct ScalarVisitor;
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Scalar;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Scalar, E> {
+        Ok(Scalar(Some(Value::String(v.to_owned()))))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
+        Ok(Scalar(Some(Value::from(v))))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
+        Ok(Scalar(Some(Value::from(v))))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
+        Ok(Scalar(Some(Value::from(v))))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Scalar, E> {
+        Ok(Scalar(None))
+    }
+    fn visit_unit<E>(self) -> Result<Scalar, E> {
+        Ok(Scalar(None))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Scalar, A::Error> {
+        SkipVisitor.visit_seq(seq).map(|_| Scalar(None))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Scalar, A::Error> {
+        SkipVisitor.visit_map(map).map(|_| Scalar(None))
     }
 }

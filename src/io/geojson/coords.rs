@@ -51,16 +51,11 @@ impl Coords {
         }
     }
 
-    /// Element `i` of an array, as far as any reading of it can tell: a position's
-    /// elements past the second are never looked at, so they read as `Other`.
+    /// Element `i` of an array, as far as any reading of it can tell.
     fn element(&self, i: usize) -> Option<Element<'_>> {
         match self {
             Coords::Number(_) | Coords::Other => None,
-            Coords::Position { at, len } => (i < *len).then_some(match i {
-                0 => Element::Number(at.x),
-                1 => Element::Number(at.y),
-                _ => Element::Other,
-            }),
+            Coords::Position { at, len } => position_element(*at, *len, i),
             Coords::Positions { coords, len } => {
                 coords.get(i).map(|&at| Element::Position { at, len: *len })
             }
@@ -78,7 +73,7 @@ enum Element<'a> {
     Node(&'a Coords),
 }
 
-impl Element<'_> {
+impl<'a> Element<'a> {
     fn number(self) -> Option<f64> {
         match self {
             Element::Number(x) | Element::Node(&Coords::Number(x)) => Some(x),
@@ -95,25 +90,23 @@ impl Element<'_> {
     }
 
     /// Element `i` of this element, when it is an array.
-    fn element(self, i: usize) -> Option<Element<'static>> {
+    fn element(self, i: usize) -> Option<Element<'a>> {
         match self {
-            Element::Position { at, len } => Coords::Position { at, len }
-                .element(i)
-                .map(|e| e.detached()),
-            _ => None,
+            Element::Number(_) | Element::Other => None,
+            Element::Position { at, len } => position_element(at, len, i),
+            Element::Node(c) => c.element(i),
         }
     }
 }
 
-impl Element<'_> {
-    /// The element without its borrow, for the scalar cases.
-    fn detached(self) -> Element<'static> {
-        match self {
-            Element::Number(x) => Element::Number(x),
-            Element::Position { at, len } => Element::Position { at, len },
-            Element::Other | Element::Node(_) => Element::Other,
-        }
-    }
+/// Element `i` of a position's array: a position's elements past the second are
+/// never looked at, so they read as `Other`.
+fn position_element(at: Coord<f64>, len: usize, i: usize) -> Option<Element<'static>> {
+    (i < len).then_some(match i {
+        0 => Element::Number(at.x),
+        1 => Element::Number(at.y),
+        _ => Element::Other,
+    })
 }
 
 /// Interprets `coordinates` as the geometry `kind` says, checking every position as
@@ -183,11 +176,7 @@ fn check_polygon(p: Option<Element<'_>>, pi: usize) -> Result<(), GeometryError>
         return Err((at(0, None), FeatureProblem::EmptyGeometry));
     }
     for ri in 0..len {
-        let ring = match p {
-            Some(Element::Node(c)) => c.element(ri),
-            Some(e) => e.element(ri),
-            None => None,
-        };
+        let ring = p.and_then(|p| p.element(ri));
         check_ring(ring, pi, ri)?;
     }
     Ok(())
@@ -225,11 +214,7 @@ fn check_ring(r: Option<Element<'_>>, polygon: usize, ring: usize) -> Result<(),
     let mut first = None;
     let mut last = None;
     for vi in 0..len {
-        let position = match r {
-            Some(Element::Node(c)) => c.element(vi),
-            Some(e) => e.element(vi),
-            None => None,
-        };
+        let position = r.and_then(|r| r.element(vi));
         let c = position_of(position).map_err(|p| (at(Some(vi)), p))?;
         first.get_or_insert(c);
         last = Some(c);

@@ -239,10 +239,7 @@ impl<'a> Scan<'a> {
         self.eat(b'{')?;
         self.ws();
         loop {
-            let key = self.plain_string()?;
-            self.ws();
-            self.eat(b':')?;
-            self.ws();
+            let key = self.key()?;
             match key {
                 "type" => *kind = Some(self.plain_string()?.to_string()),
                 "features" => {
@@ -265,10 +262,7 @@ impl<'a> Scan<'a> {
             self.i += 1;
             self.ws();
             loop {
-                let key = self.plain_string()?;
-                self.ws();
-                self.eat(b':')?;
-                self.ws();
+                let key = self.key()?;
                 match key {
                     "type" => *kind = Some(self.plain_string()?.to_string()),
                     "features" => return None,
@@ -311,10 +305,7 @@ impl<'a> Scan<'a> {
         }
         loop {
             self.ws();
-            let key = self.plain_string()?;
-            self.ws();
-            self.eat(b':')?;
-            self.ws();
+            let key = self.key()?;
             member(self, key)?;
             self.ws();
             match self.peek()? {
@@ -326,6 +317,15 @@ impl<'a> Scan<'a> {
                 _ => return None,
             }
         }
+    }
+
+    /// A member's name, with the cursor left on its value.
+    fn key(&mut self) -> Option<&'a str> {
+        let key = self.plain_string()?;
+        self.ws();
+        self.eat(b':')?;
+        self.ws();
+        Some(key)
     }
 
     /// A string without escapes or control characters.

@@ -211,6 +211,49 @@ pub fn validate(
     parent: Option<&MultiPolygon<f64>>,
     options: &ValidateOptions,
 ) -> Report {
+    check(grids, ids, parent, options, Until::End)
+}
+
+/// Whether [`validate`] would find an error. It stops at the end of the first stage
+/// that finds one, so a group with broken edges is told apart without computing
+/// every overlap's polygon.
+pub(crate) fn has_errors(
+    grids: &[&MultiPolygon<f64>],
+    parent: Option<&MultiPolygon<f64>>,
+    options: &ValidateOptions,
+) -> bool {
+    let ids: Vec<String> = (0..grids.len()).map(|i| i.to_string()).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    check(grids, &ids, parent, options, Until::FirstError)
+        .problems
+        .iter()
+        .any(|p| p.severity() == Severity::Error)
+}
+
+/// How far [`check`] goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Until {
+    End,
+    FirstError,
+}
+
+fn check(
+    grids: &[&MultiPolygon<f64>],
+    ids: &[&str],
+    parent: Option<&MultiPolygon<f64>>,
+    options: &ValidateOptions,
+    until: Until,
+) -> Report {
+    let done = |problems: &[Problem]| {
+        until == Until::FirstError && problems.iter().any(|p| p.severity() == Severity::Error)
+    };
+    // The region loops check only what they just added.
+    let done_last = |problems: &[Problem]| {
+        until == Until::FirstError
+            && problems
+                .last()
+                .is_some_and(|p| p.severity() == Severity::Error)
+    };
     let mut problems = Vec::new();
     let mut stats = Stats {
         grids: grids.len(),
@@ -296,6 +339,9 @@ pub fn validate(
 
     duplicate_ids(ids, grids, &mut problems);
     let duplicates = duplicate_geometries(grids, ids, &mut problems);
+    if done(&problems) {
+        return finish(problems, stats);
+    }
 
     // 1. Cancel edges.
     let mut bag = EdgeBag::default();
@@ -346,7 +392,7 @@ pub fn validate(
             ),
         });
     }
-    if remainder.is_empty() {
+    if remainder.is_empty() || done(&problems) {
         return finish(problems, stats);
     }
 
@@ -396,6 +442,9 @@ pub fn validate(
                 ),
             },
         );
+        if done_last(&problems) {
+            return finish(problems, stats);
+        }
     }
 
     for (i, j) in index.pairs_with(&involved, grids) {
@@ -420,6 +469,9 @@ pub fn validate(
                 )
             },
         );
+        if done_last(&problems) {
+            return finish(problems, stats);
+        }
     }
 
     if let Some(p) = parent {

@@ -567,6 +567,17 @@ fn crossing(a: P, b: P, c: P, d: P) -> Option<P> {
     ])
 }
 
+/// Whether `c` lies within one unit of the line through `a b`: a cheap test that
+/// rules out most candidates of a long edge's bounding box before the exact one (a
+/// pixel's corners are √½ unit from its centre; the margin covers the rounding).
+fn near_line(a: P, b: P, c: P) -> bool {
+    // Exact in integers; only the comparison of squares is in floating point, where
+    // a relative error of 10⁻¹⁶ is nothing against the margin.
+    let twice_area = orient(a, b, c) as f64;
+    let (dx, dy) = ((b[0] - a[0]) as f64, (b[1] - a[1]) as f64);
+    twice_area * twice_area <= dx * dx + dy * dy
+}
+
 /// Whether segment `a b` meets the pixel centred on `c`: the unit square with its
 /// bottom and left sides and without its top and right ones (as GEOS's `HotPixel`),
 /// so that a segment through a pixel corner meets one pixel there, not four (with
@@ -614,65 +625,43 @@ fn meets_pixel(a: P, b: P, c: P) -> bool {
 /// Snap rounding: splits every segment at the pixels of vertices and crossings it
 /// passes through, again and again until nothing is left to split. Returns, per
 /// segment, its chain of vertices from its first end to its second.
+///
+/// The first round tests every pair of pieces and every piece against every hot
+/// pixel. A later round tests only what the round before made new: a piece that was
+/// not split meets none of the hot pixels known then and crosses no other such piece
+/// away from them, so only the fresh pieces (cut from split ones) are tested against
+/// everything, and the old ones only against the pixels of fresh crossings. The
+/// result is the same as testing everything every round; a round costs what changed.
 fn node(segs: &[(P, P)], late: &impl Fn() -> bool) -> Result<Vec<Vec<P>>, Unfinished> {
     let mut chains: Vec<Vec<P>> = segs.iter().map(|&(a, b)| vec![a, b]).collect();
-    for _round in 0..MAX_ROUNDS {
-        if late() {
-            return Err(Unfinished);
-        }
-        let mut piece_id: FxHashMap<(P, P), u32> = FxHashMap::default();
-        let mut pieces: Vec<(P, P)> = Vec::new();
-        for chain in &chains {
-            for w in chain.windows(2) {
-                let (key, _) = undirected(w[0], w[1]);
-                piece_id.entry(key).or_insert_with(|| {
-                    pieces.push(key);
-                    (pieces.len() - 1) as u32
-                });
-            }
-        }
-        let splits = split_points(&pieces, late)?;
-        if splits.iter().all(Vec::is_empty) {
-            return Ok(chains);
-        }
-        for chain in chains.iter_mut() {
-            let mut refined = Vec::with_capacity(chain.len());
-            refined.push(chain[0]);
-            for w in chain.windows(2) {
-                let (key, way) = undirected(w[0], w[1]);
-                let inner = &splits[piece_id[&key] as usize];
-                if way > 0 {
-                    refined.extend(inner.iter().copied());
-                } else {
-                    refined.extend(inner.iter().rev().copied());
-                }
-                refined.push(w[1]);
-            }
-            *chain = refined;
-        }
-    }
-    Err(Unfinished)
-}
+    // `segs` are distinct and undirected: they are the first pieces.
+    let mut pieces: Vec<(P, P)> = segs.to_vec();
+    let mut id: FxHashMap<(P, P), u32> = segs
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| (s, i as u32))
+        .collect();
+    let mut alive = vec![true; pieces.len()];
+    let mut fresh: Vec<u32> = (0..pieces.len() as u32).collect();
+    let mut is_fresh = vec![true; pieces.len()];
 
-type Boxed = GeomWithData<Rectangle<P>, u32>;
-
-/// For each piece, the hot pixels (vertices and rounded crossings) it passes through
-/// other than its ends, in order from its first end.
-fn split_points(pieces: &[(P, P)], late: &impl Fn() -> bool) -> Result<Vec<Vec<P>>, Unfinished> {
     let mut hot: FxHashSet<P> = FxHashSet::default();
-    for &(a, b) in pieces {
+    for &(a, b) in segs {
         hot.insert(a);
         hot.insert(b);
     }
-    let boxes: RTree<Boxed> = RTree::bulk_load(
+    let boxed = |i: u32, (a, b): (P, P)| GeomWithData::new(Rectangle::from_corners(a, b), i);
+    // One tree per round, of the pieces that round made (bulk loading a few thousand
+    // pieces is far cheaper than inserting them one by one into the first tree).
+    let mut boxes: Vec<RTree<Boxed>> = vec![RTree::bulk_load(
         pieces
             .iter()
             .enumerate()
-            .map(|(i, &(a, b))| GeomWithData::new(Rectangle::from_corners(a, b), i as u32))
+            .map(|(i, &s)| boxed(i as u32, s))
             .collect(),
-    );
-    for (n, (x, y)) in boxes
-        .intersection_candidates_with_other_tree(&boxes)
+    )];
+    for (n, (x, y)) in boxes[0]
+        .intersection_candidates_with_other_tree(&boxes[0])
         .enumerate()
     {
         if n % 65_536 == 0 && late() {
@@ -686,28 +675,147 @@ fn split_points(pieces: &[(P, P)], late: &impl Fn() -> bool) -> Result<Vec<Vec<P
             hot.insert(p);
         }
     }
-    let pixels: RTree<P> = RTree::bulk_load(hot.into_iter().collect());
-    let mut out = Vec::with_capacity(pieces.len());
-    for (i, &(a, b)) in pieces.iter().enumerate() {
-        if i % 65_536 == 0 && late() {
+    let mut pixels: Vec<RTree<P>> = vec![RTree::bulk_load(hot.iter().copied().collect())];
+    // Hot pixels found in the last round, which the old pieces have not yet met.
+    let mut new_hot: Vec<P> = Vec::new();
+
+    for _round in 0..MAX_ROUNDS {
+        if late() {
             return Err(Unfinished);
         }
-        let envelope = AABB::from_corners(a, b);
-        let mut inner: Vec<(i128, P)> = pixels
-            .locate_in_envelope(&envelope)
-            .filter(|&&c| c != a && c != b && meets_pixel(a, b, c))
-            .map(|&c| {
+        let mut splits: FxHashMap<u32, Vec<(i128, P)>> = FxHashMap::default();
+        let meet = |i: u32, c: P, splits: &mut FxHashMap<u32, Vec<(i128, P)>>| {
+            let (a, b) = pieces[i as usize];
+            if c != a && c != b && near_line(a, b, c) && meets_pixel(a, b, c) {
                 let along = (c[0] - a[0]) as i128 * (b[0] - a[0]) as i128
                     + (c[1] - a[1]) as i128 * (b[1] - a[1]) as i128;
-                (along, c)
-            })
+                splits.entry(i).or_default().push((along, c));
+            }
+        };
+        for (n, &i) in fresh.iter().enumerate() {
+            if n % 65_536 == 0 && late() {
+                return Err(Unfinished);
+            }
+            let (a, b) = pieces[i as usize];
+            let envelope = AABB::from_corners(a, b);
+            for &c in pixels.iter().flat_map(|t| t.locate_in_envelope(&envelope)) {
+                meet(i, c, &mut splits);
+            }
+        }
+        for &c in &new_hot {
+            let at = AABB::from_point(c);
+            for x in boxes
+                .iter()
+                .flat_map(|t| t.locate_in_envelope_intersecting(&at))
+            {
+                if alive[x.data as usize] && !is_fresh[x.data as usize] {
+                    meet(x.data, c, &mut splits);
+                }
+            }
+        }
+        if splits.is_empty() {
+            return Ok(chains);
+        }
+        for inner in splits.values_mut() {
+            inner.sort_unstable();
+            inner.dedup_by_key(|x| x.1);
+        }
+        for chain in chains.iter_mut() {
+            let cut = chain
+                .windows(2)
+                .any(|w| splits.contains_key(&id[&undirected(w[0], w[1]).0]));
+            if !cut {
+                continue;
+            }
+            let mut refined = Vec::with_capacity(chain.len() + 2);
+            refined.push(chain[0]);
+            for w in chain.windows(2) {
+                let (key, way) = undirected(w[0], w[1]);
+                if let Some(inner) = splits.get(&id[&key]) {
+                    if way > 0 {
+                        refined.extend(inner.iter().map(|x| x.1));
+                    } else {
+                        refined.extend(inner.iter().rev().map(|x| x.1));
+                    }
+                }
+                refined.push(w[1]);
+            }
+            *chain = refined;
+        }
+
+        // The split pieces go; what they were cut into is fresh.
+        for f in fresh.drain(..) {
+            is_fresh[f as usize] = false;
+        }
+        // Pieces from here on are new; a revived one is in its tree already.
+        let first_new = pieces.len();
+        let mut split: Vec<u32> = splits.keys().copied().collect();
+        split.sort_unstable();
+        for &i in &split {
+            alive[i as usize] = false;
+        }
+        for &i in &split {
+            let (a, b) = pieces[i as usize];
+            let inner = &splits[&i];
+            let points = std::iter::once(a)
+                .chain(inner.iter().map(|x| x.1))
+                .chain(std::iter::once(b));
+            let mut prev = a;
+            for q in points.skip(1) {
+                let (key, _) = undirected(prev, q);
+                prev = q;
+                match id.get(&key) {
+                    Some(&k) if alive[k as usize] => continue,
+                    Some(&k) => {
+                        alive[k as usize] = true;
+                        is_fresh[k as usize] = true;
+                        fresh.push(k);
+                    }
+                    None => {
+                        let k = pieces.len() as u32;
+                        pieces.push(key);
+                        id.insert(key, k);
+                        alive.push(true);
+                        is_fresh.push(true);
+                        fresh.push(k);
+                    }
+                }
+            }
+        }
+        let born = fresh
+            .iter()
+            .filter(|&&f| f as usize >= first_new)
+            .map(|&f| boxed(f, pieces[f as usize]))
             .collect();
-        inner.sort_unstable();
-        inner.dedup_by_key(|x| x.1);
-        out.push(inner.into_iter().map(|(_, c)| c).collect());
+        boxes.push(RTree::bulk_load(born));
+        // Crossings of the fresh pieces with anything alive.
+        new_hot.clear();
+        for &f in &fresh {
+            let (a, b) = pieces[f as usize];
+            let envelope = AABB::from_corners(a, b);
+            for x in boxes
+                .iter()
+                .flat_map(|t| t.locate_in_envelope_intersecting(&envelope))
+            {
+                if x.data == f || !alive[x.data as usize] {
+                    continue;
+                }
+                let (c, d) = pieces[x.data as usize];
+                if let Some(p) = crossing(a, b, c, d)
+                    && hot.insert(p)
+                {
+                    new_hot.push(p);
+                }
+            }
+        }
+        if !new_hot.is_empty() {
+            pixels.push(RTree::bulk_load(new_hot.clone()));
+        }
     }
-    Ok(out)
+    Err(Unfinished)
 }
+
+type Boxed = GeomWithData<Rectangle<P>, u32>;
 
 /// Edges bucketed by horizontal stripes, for rays cast west.
 struct Stripes {

@@ -28,10 +28,10 @@
 //! A vertex that was an input vertex keeps the input's coordinates, so an edge no
 //! problem touches comes out as it went in; only crossings are new vertices.
 
+use super::PARENT;
 use super::overlay;
 use super::plane::{Face, OUTSIDE, Plane, Source, Unfinished};
 use super::validity;
-use super::{GridIndex, PARENT};
 use crate::spatial::geom;
 use crate::spatial::loops::{self, EdgeBag};
 use crate::spatial::measure::{self, LocalScale};
@@ -118,7 +118,7 @@ impl Repair {
     /// Every grid as it is: nothing to fix, or (`incomplete`) no time to.
     fn unchanged(grids: &[MultiPolygon<f64>], incomplete: bool) -> Repair {
         Repair {
-            grids: account(grids, grids.to_vec()),
+            grids: grids.iter().map(GridRepair::unchanged).collect(),
             gaps_left: Vec::new(),
             incomplete,
         }
@@ -168,7 +168,17 @@ pub fn repair(
     };
     let cover_parent = parent.filter(|_| options.require_cover);
     // A group validation finds nothing wrong with is left alone, to the last bit.
-    if !has_errors(grids, parent, options.require_cover) {
+    let grid_refs: Vec<&MultiPolygon<f64>> = grids.iter().collect();
+    let has_errors = super::has_errors(
+        &grid_refs,
+        parent,
+        &super::ValidateOptions {
+            min_area_m2: 0.0,
+            require_cover: options.require_cover,
+            ..super::ValidateOptions::default()
+        },
+    );
+    if !has_errors {
         return Repair::unchanged(grids, false);
     }
     let unsnapped: Vec<MultiPolygon<f64>> = grids.iter().map(tidy).collect();
@@ -186,7 +196,10 @@ pub fn repair(
     let repair = settle(grids, &work, &snapped, parent.as_ref(), scale, options);
     // Snapping is for the digitising noise it is meant for: where it shifts more than
     // the faces alone would (vertices near each other that are not the same point),
-    // the repair without it is proposed instead. Both share every edge exactly.
+    // the repair without it is proposed instead. Both share every edge exactly. The
+    // two are measured differently (the snapped grids against their input by polygon
+    // operations, the rest from the plane's faces), so where they move about the same
+    // the snapped one, which bends fewer edges, is kept.
     if snapped.iter().any(|&k| k > 0) && !repair.incomplete {
         let plain = settle(
             grids,
@@ -196,12 +209,16 @@ pub fn repair(
             scale,
             options,
         );
-        if !plain.incomplete && plain.moved_m2() < repair.moved_m2() * (1.0 - 1e-9) - 1e-6 {
+        if !plain.incomplete && plain.moved_m2() < repair.moved_m2() * (1.0 - SAME_MOVE) - 0.01 {
             return plain;
         }
     }
     repair
 }
+
+/// How far apart (relative) two repairs' moved areas may be and still count as the
+/// same: well above the disagreement of the two ways they are measured.
+const SAME_MOVE: f64 = 1e-3;
 
 /// Steps 2 to 6 on the (snapped) grids: the plane, its faces given out, the grids
 /// rebuilt and accounted for against the input.
@@ -255,7 +272,8 @@ fn settle(
             actions[i].insert(0, Action::Snapped { vertices: moved });
         }
     }
-    let mut out = account(grids, out);
+    let ledgers = shares.ledgers(&owner, n);
+    let mut out = account(grids, out, ledgers, snapped);
     for (g, a) in out.iter_mut().zip(actions) {
         if g.changed {
             g.actions = a;
@@ -914,79 +932,101 @@ impl Shares {
     }
 }
 
-/// Whether validation finds anything to fix.
-fn has_errors(
-    grids: &[MultiPolygon<f64>],
-    parent: Option<&MultiPolygon<f64>>,
-    require_cover: bool,
-) -> bool {
-    let ids: Vec<String> = (0..grids.len()).map(|i| i.to_string()).collect();
-    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let options = super::ValidateOptions {
-        min_area_m2: 0.0,
-        require_cover,
-        ..super::ValidateOptions::default()
-    };
-    let grids: Vec<&MultiPolygon<f64>> = grids.iter().collect();
-    super::validate(&grids, &ids, parent, &options)
-        .problems
-        .iter()
-        .any(|p| p.severity() == super::Severity::Error)
-}
-
 // ---- accounting ------------------------------------------------------------------
 
-/// Areas before and after, and what moved between which grids.
-fn account(before: &[MultiPolygon<f64>], after: Vec<MultiPolygon<f64>>) -> Vec<GridRepair> {
-    let all: Vec<u32> = (0..before.len() as u32).collect();
-    let before_refs: Vec<&MultiPolygon<f64>> = before.iter().collect();
-    let index = GridIndex::new(&before_refs, &all);
+/// What one grid gained and lost, face by face.
+#[derive(Debug, Clone, Default)]
+struct Ledger {
+    gained_m2: f64,
+    lost_m2: f64,
+    from_gaps_m2: f64,
+    dropped_m2: f64,
+    /// Per neighbour: received (positive) or given (negative).
+    exchanged: FxHashMap<u32, f64>,
+}
+
+impl Shares {
+    /// Each grid's ledger from the faces it covered and the faces it owns now: no
+    /// polygon operation is needed, the faces are already the pieces that moved.
+    fn ledgers(&self, owner: &[u32], n: usize) -> Vec<Ledger> {
+        let mut ledgers = vec![Ledger::default(); n];
+        for (f, covers) in self.owners.iter().enumerate() {
+            let (o, a) = (owner[f], self.area_m2[f]);
+            if o != NOBODY && !covers.contains(&o) {
+                let l = &mut ledgers[o as usize];
+                l.gained_m2 += a;
+                if covers.is_empty() {
+                    l.from_gaps_m2 += a;
+                }
+                for &g in covers {
+                    *l.exchanged.entry(g).or_default() += a;
+                }
+            }
+            for &g in covers.iter().filter(|&&g| g != o) {
+                let l = &mut ledgers[g as usize];
+                l.lost_m2 += a;
+                if o == NOBODY {
+                    l.dropped_m2 += a;
+                } else {
+                    *l.exchanged.entry(o).or_default() -= a;
+                }
+            }
+        }
+        ledgers
+    }
+}
+
+/// Areas before and after, and what moved between which grids. The ledgers count
+/// from the grids as the plane saw them; a grid whose vertices were snapped first has
+/// its moved area measured against its input, so the snap's own shift is in it.
+fn account(
+    before: &[MultiPolygon<f64>],
+    after: Vec<MultiPolygon<f64>>,
+    ledgers: Vec<Ledger>,
+    snapped: &[usize],
+) -> Vec<GridRepair> {
     let mut out = Vec::with_capacity(before.len());
-    for (i, (b, a)) in before.iter().zip(after.iter()).enumerate() {
-        let changed = !super::same_shape(b, a);
-        let mut repair = GridRepair {
-            after: a.clone(),
-            changed,
-            area_before_m2: measure::local_area_m2(b),
-            area_after_m2: measure::local_area_m2(a),
+    for (i, ((b, a), l)) in before.iter().zip(after).zip(ledgers).enumerate() {
+        let mut repair = GridRepair::unchanged(b);
+        if super::same_shape(b, &a) {
+            out.push(repair);
+            continue;
+        }
+        repair.changed = true;
+        repair.area_after_m2 = measure::local_area_m2(&a);
+        repair.moved_m2 = if snapped[i] > 0 {
+            measure::local_area_m2(&overlay::difference(&a, b))
+                + measure::local_area_m2(&overlay::difference(b, &a))
+        } else {
+            l.gained_m2 + l.lost_m2
+        };
+        let mut exchanged: Vec<(u32, f64)> = l.exchanged.into_iter().collect();
+        exchanged.sort_unstable_by_key(|e| e.0);
+        repair.exchanged = exchanged;
+        repair.from_gaps_m2 = l.from_gaps_m2;
+        repair.dropped_m2 = l.dropped_m2;
+        repair.after = a;
+        out.push(repair);
+    }
+    out
+}
+
+impl GridRepair {
+    /// A grid left as it is.
+    fn unchanged(g: &MultiPolygon<f64>) -> GridRepair {
+        let area = measure::local_area_m2(g);
+        GridRepair {
+            after: g.clone(),
+            changed: false,
+            area_before_m2: area,
+            area_after_m2: area,
             exchanged: Vec::new(),
             from_gaps_m2: 0.0,
             dropped_m2: 0.0,
             moved_m2: 0.0,
             actions: Vec::new(),
-        };
-        if changed {
-            let gained = overlay::difference(a, b);
-            let lost = overlay::difference(b, a);
-            let gained_m2 = measure::local_area_m2(&gained);
-            let lost_m2 = measure::local_area_m2(&lost);
-            repair.moved_m2 = gained_m2 + lost_m2;
-            let (mut from_others, mut to_others) = (0.0, 0.0);
-            for (x, y) in index.pairs_with(&[i as u32], &before_refs) {
-                let j = (if x == i as u32 { y } else { x }) as usize;
-                let share = |region: &MultiPolygon<f64>, m2: f64, other: &MultiPolygon<f64>| {
-                    if m2 > 0.0 {
-                        measure::local_area_m2(&overlay::intersection(region, other))
-                    } else {
-                        0.0
-                    }
-                };
-                // Received: new area that was the neighbour's; given: area that is
-                // the neighbour's now.
-                let got = share(&gained, gained_m2, &before[j]);
-                let gave = share(&lost, lost_m2, &after[j]);
-                from_others += got;
-                to_others += gave;
-                if got > 0.0 || gave > 0.0 {
-                    repair.exchanged.push((j as u32, got - gave));
-                }
-            }
-            repair.from_gaps_m2 = (gained_m2 - from_others).max(0.0);
-            repair.dropped_m2 = (lost_m2 - to_others).max(0.0);
         }
-        out.push(repair);
     }
-    out
 }
 
 #[cfg(test)]
@@ -1075,6 +1115,19 @@ mod tests {
         let strip = 3.0 * 1110.0; // 3 m by 0.01° of latitude
         let moved = r.grids[loser].area_before_m2 - r.grids[loser].area_after_m2;
         assert!((moved - strip).abs() < strip * 0.02, "{moved} vs {strip}");
+        // The ledger, counted from the plane's faces, says the same: the strip went
+        // to the winner, and nothing to or from a gap.
+        let g = &r.grids[loser];
+        let winner = 1 - loser as u32;
+        assert_eq!(g.exchanged.len(), 1, "{:?}", g.exchanged);
+        assert_eq!(g.exchanged[0].0, winner);
+        assert!(
+            (g.exchanged[0].1 + strip).abs() < strip * 0.02,
+            "{:?}",
+            g.exchanged
+        );
+        assert!((g.moved_m2 - strip).abs() < strip * 0.02, "{}", g.moved_m2);
+        assert_eq!((g.from_gaps_m2, g.dropped_m2), (0.0, 0.0));
     }
 
     #[test]
@@ -1180,11 +1233,19 @@ mod tests {
             &RepairOptions::default(),
         );
         assert_eq!(problems(&r.geometries(), Some(&parent)), vec![]);
-        assert!(r.grids.iter().any(|g| {
-            g.actions
-                .iter()
-                .any(|a| matches!(a, Action::FilledGap { .. }))
-        }));
+        let filler = r
+            .grids
+            .iter()
+            .find(|g| {
+                g.actions
+                    .iter()
+                    .any(|a| matches!(a, Action::FilledGap { .. }))
+            })
+            .expect("one grid filled the gap");
+        let gap = 0.6 * 1110.0; // 0.6 m by 0.01° of latitude
+        assert!((filler.from_gaps_m2 - gap).abs() < gap * 0.02, "{filler:?}");
+        assert!((filler.moved_m2 - gap).abs() < gap * 0.02, "{filler:?}");
+        assert!(filler.exchanged.is_empty(), "{filler:?}");
 
         let far_east = rect(118.01 + 5.0 * M_LON, 37.0, 118.02, 37.01);
         let r = repair(&[west, far_east], Some(&parent), &RepairOptions::default());

@@ -98,6 +98,9 @@ async fn a_draft_is_repaired_by_proposals_the_planner_accepts(b: Backend) {
     let gave = ne["area_before_m2"].as_f64().unwrap() - ne["area_after_m2"].as_f64().unwrap();
     assert!((gave - 333.0).abs() < 10.0, "{ne}");
     assert_eq!(ne["actions"][0]["kind"], "snapped", "{ne}");
+    // The strip the snap closed went to the neighbour, and the figures say so.
+    let given = ne["exchanged"][0]["m2"].as_f64().unwrap_or(0.0);
+    assert!((given + 333.0).abs() < 10.0, "{ne}");
     assert_eq!(store.plan_events(id).await.unwrap().len(), events);
     assert_eq!(
         store.plan(id).await.unwrap().error_count,

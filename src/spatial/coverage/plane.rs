@@ -702,7 +702,10 @@ fn node(segs: &[(P, P)], late: &impl Fn() -> bool) -> Result<Vec<Vec<P>>, Unfini
                 meet(i, c, &mut splits);
             }
         }
-        for &c in &new_hot {
+        for (n, &c) in new_hot.iter().enumerate() {
+            if n % 65_536 == 0 && late() {
+                return Err(Unfinished);
+            }
             let at = AABB::from_point(c);
             for x in boxes
                 .iter()
@@ -790,7 +793,10 @@ fn node(segs: &[(P, P)], late: &impl Fn() -> bool) -> Result<Vec<Vec<P>>, Unfini
         boxes.push(RTree::bulk_load(born));
         // Crossings of the fresh pieces with anything alive.
         new_hot.clear();
-        for &f in &fresh {
+        for (n, &f) in fresh.iter().enumerate() {
+            if n % 65_536 == 0 && late() {
+                return Err(Unfinished);
+            }
             let (a, b) = pieces[f as usize];
             let envelope = AABB::from_corners(a, b);
             for x in boxes

@@ -224,10 +224,7 @@ pub(crate) fn has_errors(
 ) -> bool {
     let ids: Vec<String> = (0..grids.len()).map(|i| i.to_string()).collect();
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-    check(grids, &ids, parent, options, Until::FirstError)
-        .problems
-        .iter()
-        .any(|p| p.severity() == Severity::Error)
+    !check(grids, &ids, parent, options, Until::FirstError).is_valid()
 }
 
 /// How far [`check`] goes.

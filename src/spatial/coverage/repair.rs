@@ -193,7 +193,7 @@ pub fn repair(
         scale,
         options.snap_m,
     );
-    let repair = settle(grids, &work, &snapped, parent.as_ref(), scale, options);
+    let mut repair = settle(grids, &work, &snapped, parent.as_ref(), scale, options);
     // Snapping is for the digitising noise it is meant for: where it shifts more than
     // the faces alone would (vertices near each other that are not the same point),
     // the repair without it is proposed instead. Both share every edge exactly. The
@@ -214,7 +214,6 @@ pub fn repair(
             return plain;
         }
     }
-    let mut repair = repair;
     exchanges_of_snapped(grids, &mut repair.grids, &snapped);
     repair
 }
@@ -1030,7 +1029,8 @@ fn account(
 /// against the input. The ledger saw them only after the snap, so what the snap
 /// itself closed (a strip drawn twice, a sliver between two grids) would be in their
 /// moved area and in no figure beside it. Run only on the proposal chosen, and only
-/// for its snapped grids.
+/// for its snapped grids: the two differences `account` took for their moved area are
+/// taken again here rather than kept for a proposal that may lose to the plain one.
 fn exchanges_of_snapped(before: &[MultiPolygon<f64>], out: &mut [GridRepair], snapped: &[usize]) {
     let todo: Vec<usize> = (0..before.len())
         .filter(|&i| snapped.get(i).is_some_and(|&k| k > 0) && out[i].changed)

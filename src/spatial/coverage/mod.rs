@@ -23,6 +23,7 @@
 //!
 //! Without a parent, the union of the grids is the reference: its holes are gaps.
 
+mod cells;
 mod overlay;
 mod plane;
 pub mod repair;

@@ -5,7 +5,7 @@
 
 use crate::spatial::geom;
 use crate::spatial::measure::LocalScale;
-use geo_types::{Coord, LineString, MultiPolygon, Polygon};
+use geo_types::{Coord, LineString, MultiPolygon, Polygon, Rect};
 use i_overlay::core::fill_rule::FillRule;
 use i_overlay::core::overlay_rule::OverlayRule;
 use i_overlay::float::simplify::SimplifyShape;
@@ -18,11 +18,12 @@ type Shapes = Vec<Vec<Vec<[f64; 2]>>>;
 /// city, under 0.01 mm for two villages), a few times what i_overlay rounds to and far
 /// under anything that matters on the ground.
 pub(crate) fn noise_m<'a>(shapes: impl Iterator<Item = &'a MultiPolygon<f64>>) -> f64 {
-    let Some(b) =
-        geom::bounds_of(shapes.flat_map(|mp| geom::rings(mp).flat_map(|r| r.0.iter().copied())))
-    else {
-        return 0.0;
-    };
+    geom::bounds_of(shapes.flat_map(|mp| geom::rings(mp).flat_map(|r| r.0.iter().copied())))
+        .map_or(0.0, noise_in_m)
+}
+
+/// [`noise_m`] of shapes whose bounds are `b`.
+pub(crate) fn noise_in_m(b: Rect<f64>) -> f64 {
     let s = LocalScale::at(b.center().y);
     (b.width() * s.x).max(b.height() * s.y) / f64::from(1u32 << 28)
 }

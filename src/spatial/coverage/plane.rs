@@ -18,8 +18,8 @@
 //! which direction); each separate piece of the plane gets its starting windings, and
 //! the face it lies in, from one exact ray cast.
 
+use super::cells::Cells;
 use geo_types::Coord;
-use rstar::{AABB, RTree, primitives::GeomWithData, primitives::Rectangle};
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::cmp::Ordering;
 use std::time::Instant;
@@ -109,11 +109,14 @@ impl Plane {
                 ((c.y - oy) * UNITS).round() as i64,
             ]
         };
+        let edges: usize = rings.iter().map(|(_, r)| r.len()).sum();
         // The input's own coordinates for every grid point one lands on (the first).
-        let mut exact: FxHashMap<P, Coord<f64>> = FxHashMap::default();
-        let mut seg_id: FxHashMap<(P, P), u32> = FxHashMap::default();
-        let mut segs: Vec<(P, P)> = Vec::new();
-        let mut seg_delta: Vec<Winding> = Vec::new();
+        let mut exact: FxHashMap<P, Coord<f64>> =
+            FxHashMap::with_capacity_and_hasher(edges, Default::default());
+        let mut seg_id: FxHashMap<(P, P), u32> =
+            FxHashMap::with_capacity_and_hasher(edges, Default::default());
+        let mut segs: Vec<(P, P)> = Vec::with_capacity(edges);
+        let mut seg_delta: Vec<Winding> = Vec::with_capacity(edges);
         let mut fixed_vertices: FxHashSet<P> = FxHashSet::default();
         for &(source, ring) in rings {
             let fixed = fixed(source);
@@ -152,11 +155,14 @@ impl Plane {
         }
 
         // Edges: every piece of every chain, with what runs along it.
-        let mut vertex_id: FxHashMap<P, u32> = FxHashMap::default();
-        let mut points: Vec<P> = Vec::new();
-        let mut edge_id: FxHashMap<(u32, u32), u32> = FxHashMap::default();
-        let mut ends: Vec<[u32; 2]> = Vec::new();
-        let mut delta: Vec<Winding> = Vec::new();
+        let pieces: usize = chains.iter().map(|c| c.len().saturating_sub(1)).sum();
+        let mut vertex_id: FxHashMap<P, u32> =
+            FxHashMap::with_capacity_and_hasher(pieces, Default::default());
+        let mut points: Vec<P> = Vec::with_capacity(pieces);
+        let mut edge_id: FxHashMap<(u32, u32), u32> =
+            FxHashMap::with_capacity_and_hasher(pieces, Default::default());
+        let mut ends: Vec<[u32; 2]> = Vec::with_capacity(pieces);
+        let mut delta: Vec<Winding> = Vec::with_capacity(pieces);
         for (chain, d) in chains.iter().zip(&seg_delta) {
             if d.is_empty() {
                 continue;
@@ -645,37 +651,42 @@ fn node(segs: &[(P, P)], late: &impl Fn() -> bool) -> Result<Vec<Vec<P>>, Unfini
     let mut fresh: Vec<u32> = (0..pieces.len() as u32).collect();
     let mut is_fresh = vec![true; pieces.len()];
 
-    let mut hot: FxHashSet<P> = FxHashSet::default();
+    // Pixels and pieces are filed in a grid of cells as they appear.
+    let mut hot: FxHashSet<P> =
+        FxHashSet::with_capacity_and_hasher(2 * segs.len(), Default::default());
+    let mut hot_list: Vec<P> = Vec::with_capacity(2 * segs.len());
+    let mut pixel_cells = Cells::for_segments(segs);
+    let mut piece_cells = Cells::for_segments(segs);
+    let mut add_hot = |p: P, hot_list: &mut Vec<P>, pixel_cells: &mut Cells| {
+        let new = hot.insert(p);
+        if new {
+            pixel_cells.insert_point(hot_list.len() as u32, p);
+            hot_list.push(p);
+        }
+        new
+    };
     for &(a, b) in segs {
-        hot.insert(a);
-        hot.insert(b);
+        add_hot(a, &mut hot_list, &mut pixel_cells);
+        add_hot(b, &mut hot_list, &mut pixel_cells);
     }
-    let boxed = |i: u32, (a, b): (P, P)| GeomWithData::new(Rectangle::from_corners(a, b), i);
-    // One tree per round, of the pieces that round made (bulk loading a few thousand
-    // pieces is far cheaper than inserting them one by one into the first tree).
-    let mut boxes: Vec<RTree<Boxed>> = vec![RTree::bulk_load(
-        pieces
-            .iter()
-            .enumerate()
-            .map(|(i, &s)| boxed(i as u32, s))
-            .collect(),
-    )];
-    for (n, (x, y)) in boxes[0]
-        .intersection_candidates_with_other_tree(&boxes[0])
-        .enumerate()
-    {
-        if n % 65_536 == 0 && late() {
+    for (i, &(a, b)) in pieces.iter().enumerate() {
+        piece_cells.insert_segment(i as u32, a, b);
+    }
+    for (i, &(a, b)) in pieces.iter().enumerate() {
+        if i % 16_384 == 0 && late() {
             return Err(Unfinished);
         }
-        if x.data >= y.data {
-            continue;
-        }
-        let ((a, b), (c, d)) = (pieces[x.data as usize], pieces[y.data as usize]);
-        if let Some(p) = crossing(a, b, c, d) {
-            hot.insert(p);
+        let mut found = Vec::new();
+        piece_cells.along(a, b, |j| {
+            if j as usize > i {
+                let (c, d) = pieces[j as usize];
+                found.extend(crossing(a, b, c, d));
+            }
+        });
+        for p in found {
+            add_hot(p, &mut hot_list, &mut pixel_cells);
         }
     }
-    let mut pixels: Vec<RTree<P>> = vec![RTree::bulk_load(hot.iter().copied().collect())];
     // Hot pixels found in the last round, which the old pieces have not yet met.
     let mut new_hot: Vec<P> = Vec::new();
 
@@ -684,35 +695,31 @@ fn node(segs: &[(P, P)], late: &impl Fn() -> bool) -> Result<Vec<Vec<P>>, Unfini
             return Err(Unfinished);
         }
         let mut splits: FxHashMap<u32, Vec<(i128, P)>> = FxHashMap::default();
+        // `meets_pixel` wants `c` in the piece's bounding box.
         let meet = |i: u32, c: P, splits: &mut FxHashMap<u32, Vec<(i128, P)>>| {
             let (a, b) = pieces[i as usize];
-            if c != a && c != b && near_line(a, b, c) && meets_pixel(a, b, c) {
+            let in_box = (a[0].min(b[0])..=a[0].max(b[0])).contains(&c[0])
+                && (a[1].min(b[1])..=a[1].max(b[1])).contains(&c[1]);
+            if c != a && c != b && in_box && near_line(a, b, c) && meets_pixel(a, b, c) {
                 let along = (c[0] - a[0]) as i128 * (b[0] - a[0]) as i128
                     + (c[1] - a[1]) as i128 * (b[1] - a[1]) as i128;
                 splits.entry(i).or_default().push((along, c));
             }
         };
         for (n, &i) in fresh.iter().enumerate() {
-            if n % 65_536 == 0 && late() {
+            if n % 16_384 == 0 && late() {
                 return Err(Unfinished);
             }
             let (a, b) = pieces[i as usize];
-            let envelope = AABB::from_corners(a, b);
-            for &c in pixels.iter().flat_map(|t| t.locate_in_envelope(&envelope)) {
-                meet(i, c, &mut splits);
-            }
+            pixel_cells.along(a, b, |k| meet(i, hot_list[k as usize], &mut splits));
         }
         for (n, &c) in new_hot.iter().enumerate() {
-            if n % 65_536 == 0 && late() {
+            if n % 16_384 == 0 && late() {
                 return Err(Unfinished);
             }
-            let at = AABB::from_point(c);
-            for x in boxes
-                .iter()
-                .flat_map(|t| t.locate_in_envelope_intersecting(&at))
-            {
-                if alive[x.data as usize] && !is_fresh[x.data as usize] {
-                    meet(x.data, c, &mut splits);
+            for &x in piece_cells.at(c) {
+                if alive[x as usize] && !is_fresh[x as usize] {
+                    meet(x, c, &mut splits);
                 }
             }
         }
@@ -750,8 +757,6 @@ fn node(segs: &[(P, P)], late: &impl Fn() -> bool) -> Result<Vec<Vec<P>>, Unfini
         for f in fresh.drain(..) {
             is_fresh[f as usize] = false;
         }
-        // Pieces from here on are new; a revived one is in its tree already.
-        let first_new = pieces.len();
         let mut split: Vec<u32> = splits.keys().copied().collect();
         split.sort_unstable();
         for &i in &split {
@@ -769,6 +774,7 @@ fn node(segs: &[(P, P)], late: &impl Fn() -> bool) -> Result<Vec<Vec<P>>, Unfini
                 prev = q;
                 match id.get(&key) {
                     Some(&k) if alive[k as usize] => continue,
+                    // A revived piece is filed already.
                     Some(&k) => {
                         alive[k as usize] = true;
                         is_fresh[k as usize] = true;
@@ -777,6 +783,7 @@ fn node(segs: &[(P, P)], late: &impl Fn() -> bool) -> Result<Vec<Vec<P>>, Unfini
                     None => {
                         let k = pieces.len() as u32;
                         pieces.push(key);
+                        piece_cells.insert_segment(k, key.0, key.1);
                         id.insert(key, k);
                         alive.push(true);
                         is_fresh.push(true);
@@ -785,43 +792,29 @@ fn node(segs: &[(P, P)], late: &impl Fn() -> bool) -> Result<Vec<Vec<P>>, Unfini
                 }
             }
         }
-        let born = fresh
-            .iter()
-            .filter(|&&f| f as usize >= first_new)
-            .map(|&f| boxed(f, pieces[f as usize]))
-            .collect();
-        boxes.push(RTree::bulk_load(born));
         // Crossings of the fresh pieces with anything alive.
         new_hot.clear();
         for (n, &f) in fresh.iter().enumerate() {
-            if n % 65_536 == 0 && late() {
+            if n % 16_384 == 0 && late() {
                 return Err(Unfinished);
             }
             let (a, b) = pieces[f as usize];
-            let envelope = AABB::from_corners(a, b);
-            for x in boxes
-                .iter()
-                .flat_map(|t| t.locate_in_envelope_intersecting(&envelope))
-            {
-                if x.data == f || !alive[x.data as usize] {
-                    continue;
+            let mut found = Vec::new();
+            piece_cells.along(a, b, |x| {
+                if x != f && alive[x as usize] {
+                    let (c, d) = pieces[x as usize];
+                    found.extend(crossing(a, b, c, d));
                 }
-                let (c, d) = pieces[x.data as usize];
-                if let Some(p) = crossing(a, b, c, d)
-                    && hot.insert(p)
-                {
+            });
+            for p in found {
+                if add_hot(p, &mut hot_list, &mut pixel_cells) {
                     new_hot.push(p);
                 }
             }
         }
-        if !new_hot.is_empty() {
-            pixels.push(RTree::bulk_load(new_hot.clone()));
-        }
     }
     Err(Unfinished)
 }
-
-type Boxed = GeomWithData<Rectangle<P>, u32>;
 
 /// Edges bucketed by horizontal stripes, for rays cast west.
 struct Stripes {

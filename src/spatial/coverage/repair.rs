@@ -32,10 +32,10 @@ use super::overlay;
 use super::plane::{Face, OUTSIDE, Plane, Source, Unfinished};
 use super::validity;
 use super::{GridIndex, PARENT};
-use crate::spatial::geom;
 use crate::spatial::loops::{self, EdgeBag};
 use crate::spatial::measure::{self, LocalScale};
-use geo_types::{Coord, LineString, MultiPolygon, Polygon};
+use crate::spatial::{geom, parallel};
+use geo_types::{Coord, LineString, MultiPolygon, Polygon, Rect};
 use rstar::{AABB, RTree, primitives::GeomWithData};
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -162,58 +162,92 @@ pub fn repair(
     parent: Option<&MultiPolygon<f64>>,
     options: &RepairOptions,
 ) -> Repair {
+    // A repair of a few thousand vertices takes milliseconds, a thread tens of
+    // microseconds: below that, one thread.
+    let threads = parallel::build_threads(grids.iter().map(geom::vertex_count).sum());
+    repair_on(grids, parent, options, threads)
+}
+
+/// [`repair`] on one thread or two. Both give the same repair.
+fn repair_on(
+    grids: &[MultiPolygon<f64>],
+    parent: Option<&MultiPolygon<f64>>,
+    options: &RepairOptions,
+    threads: usize,
+) -> Repair {
     let n = grids.len();
     let Some(scale) = scale_of(grids, parent) else {
         return Repair::default();
     };
     let cover_parent = parent.filter(|_| options.require_cover);
     // A group validation finds nothing wrong with is left alone, to the last bit.
-    let grid_refs: Vec<&MultiPolygon<f64>> = grids.iter().collect();
-    let has_errors = super::has_errors(
-        &grid_refs,
-        parent,
-        &super::ValidateOptions {
-            min_area_m2: 0.0,
-            require_cover: options.require_cover,
-            ..super::ValidateOptions::default()
-        },
-    );
-    if !has_errors {
-        return Repair::unchanged(grids, false);
-    }
+    let has_errors = || {
+        let grid_refs: Vec<&MultiPolygon<f64>> = grids.iter().collect();
+        super::has_errors(
+            &grid_refs,
+            parent,
+            &super::ValidateOptions {
+                min_area_m2: 0.0,
+                require_cover: options.require_cover,
+                ..super::ValidateOptions::default()
+            },
+        )
+    };
     let unsnapped: Vec<MultiPolygon<f64>> = grids.iter().map(tidy).collect();
     let parent = parent.map(tidy);
+    let parent = parent.as_ref();
 
-    // 1. Snap.
-    let mut work = unsnapped.clone();
-    let snapped = snap(
-        &mut work,
-        cover_parent,
-        parent.as_ref(),
-        scale,
-        options.snap_m,
-    );
-    let mut repair = settle(grids, &work, &snapped, parent.as_ref(), scale, options);
+    // 1. Snap, then 2-6 on the snapped grids.
+    let snapped_repair = || {
+        let mut work = unsnapped.clone();
+        let snapped = snap(&mut work, cover_parent, parent, scale, options.snap_m);
+        let (repair, _) = settle(grids, &work, &snapped, parent, scale, options, false);
+        (snapped, repair)
+    };
     // Snapping is for the digitising noise it is meant for: where it shifts more than
     // the faces alone would (vertices near each other that are not the same point),
-    // the repair without it is proposed instead. Both share every edge exactly. The
-    // two are measured differently (the snapped grids against their input by polygon
-    // operations, the rest from the plane's faces), so the plain one must move
-    // SAME_MOVE (0.1 %) plus 0.01 m² less; where they move about the same, the
-    // snapped one, which bends fewer edges, is kept.
-    if snapped.iter().any(|&k| k > 0) && !repair.incomplete {
-        let plain = settle(
-            grids,
-            &unsnapped,
-            &vec![0; n],
-            parent.as_ref(),
-            scale,
-            options,
+    // the repair without it is proposed instead.
+    let plain_repair = || settle(grids, &unsnapped, &vec![0; n], parent, scale, options, true);
+    let wants_plain =
+        |snapped: &[usize], repair: &Repair| snapped.iter().any(|&k| k > 0) && !repair.incomplete;
+
+    let (snapped, repair, plain) = if threads > 1 {
+        // On two cores the plain repair runs beside the snapped one. Its plane is the
+        // input's own overlay: where it shows an overlap no rounding could explain,
+        // validation would report it, and is not run; what turns out not to be needed
+        // is dropped.
+        let ((has_errors, plain), (snapped, repair)) = parallel::join(
+            2,
+            || {
+                let (plain, overlap) = plain_repair();
+                (overlap || has_errors(), plain)
+            },
+            snapped_repair,
         );
-        if !plain.incomplete && plain.moved_m2() < repair.moved_m2() * (1.0 - SAME_MOVE) - 0.01 {
-            return plain;
+        if !has_errors {
+            return Repair::unchanged(grids, false);
         }
+        let plain = wants_plain(&snapped, &repair).then_some(plain);
+        (snapped, repair, plain)
+    } else {
+        if !has_errors() {
+            return Repair::unchanged(grids, false);
+        }
+        let (snapped, repair) = snapped_repair();
+        let plain = wants_plain(&snapped, &repair).then(|| plain_repair().0);
+        (snapped, repair, plain)
+    };
+    // Both share every edge exactly. The two are measured differently (the snapped
+    // grids against their input by polygon operations, the rest from the plane's
+    // faces), so the plain one must move SAME_MOVE (0.1 %) plus 0.01 m² less; where
+    // they move about the same, the snapped one, which bends fewer edges, is kept.
+    if let Some(plain) = plain
+        && !plain.incomplete
+        && plain.moved_m2() < repair.moved_m2() * (1.0 - SAME_MOVE) - 0.01
+    {
+        return plain;
     }
+    let mut repair = repair;
     exchanges_of_snapped(grids, &mut repair.grids, &snapped);
     repair
 }
@@ -225,7 +259,10 @@ pub fn repair(
 const SAME_MOVE: f64 = 1e-3;
 
 /// Steps 2 to 6 on the (snapped) grids: the plane, its faces given out, the grids
-/// rebuilt and accounted for against the input.
+/// rebuilt and accounted for against the input. Also, when asked to look (and
+/// `work` is the input tidied, which covers what the input covers), whether the
+/// plane shows an overlap validation of the input must report (see
+/// [`Shares::sure_overlap`]).
 fn settle(
     grids: &[MultiPolygon<f64>],
     work: &[MultiPolygon<f64>],
@@ -233,13 +270,15 @@ fn settle(
     parent: Option<&MultiPolygon<f64>>,
     scale: LocalScale,
     options: &RepairOptions,
-) -> Repair {
+    look_for_overlap: bool,
+) -> (Repair, bool) {
     let n = grids.len();
     // 2-5. Cut the plane by every ring and give each face to one grid.
     let Ok((plane, grid_of)) = plane_of(work, parent, options) else {
-        return Repair::unchanged(grids, true);
+        return (Repair::unchanged(grids, true), false);
     };
     let shares = Shares::of(&plane, &grid_of, n, scale);
+    let overlap = look_for_overlap && shares.sure_overlap(grids);
     let mut actions: Vec<Vec<Action>> = vec![Vec::new(); n];
     let mut owner = shares.first_owners(&mut actions);
     shares.resolve_overlaps(&mut owner, &mut actions);
@@ -283,11 +322,14 @@ fn settle(
             g.actions = a;
         }
     }
-    Repair {
-        grids: out,
-        gaps_left,
-        incomplete: false,
-    }
+    (
+        Repair {
+            grids: out,
+            gaps_left,
+            incomplete: false,
+        },
+        overlap,
+    )
 }
 
 /// The local scale at the middle of everything, or `None` when there is nothing.
@@ -478,15 +520,21 @@ fn snap(
             add(a, g as u32, &mut nodes);
         }
     }
-    let tree: RTree<Point> = RTree::bulk_load(
-        nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| Point::new([n.at.x, n.at.y], i))
-            .collect(),
-    );
+    let [dx, dy] = degrees(scale, snap_m);
+    // Vertices by cells a little larger than the snap distance: all within it of a
+    // vertex lie in the cell of that vertex or the eight around it.
+    let cell_of = |c: Coord<f64>| {
+        (
+            (c.x / (dx * 1.01)).floor() as i64,
+            (c.y / (dy * 1.01)).floor() as i64,
+        )
+    };
+    let mut cells: FxHashMap<(i64, i64), Vec<usize>> = FxHashMap::default();
+    for (i, n) in nodes.iter().enumerate() {
+        cells.entry(cell_of(n.at)).or_default().push(i);
+    }
     let mut order: Vec<usize> = (0..nodes.len()).collect();
-    order.sort_by_key(|&i| {
+    order.sort_by_cached_key(|&i| {
         let n = &nodes[i];
         (
             !n.owners.contains(&PARENT),
@@ -503,7 +551,6 @@ fn snap(
             loops::key(n.at),
         )
     });
-    let [dx, dy] = degrees(scale, snap_m);
     let mut target: Vec<Option<usize>> = vec![None; nodes.len()];
     let mut moves: FxHashMap<(u64, u64), Coord<f64>> = FxHashMap::default();
     for &i in &order {
@@ -513,13 +560,12 @@ fn snap(
         target[i] = Some(i);
         let centre = nodes[i].at;
         let mut cluster: Vec<u32> = nodes[i].owners.clone();
-        let env = AABB::from_corners(
-            [centre.x - dx, centre.y - dy],
-            [centre.x + dx, centre.y + dy],
-        );
-        let mut near: Vec<(f64, usize)> = tree
-            .locate_in_envelope(&env)
-            .map(|p| p.data)
+        let (cx, cy) = cell_of(centre);
+        let mut near: Vec<(f64, usize)> = (cx - 1..=cx + 1)
+            .flat_map(|x| (cy - 1..=cy + 1).map(move |y| (x, y)))
+            .filter_map(|cell| cells.get(&cell))
+            .flatten()
+            .copied()
             // A vertex two grids already share is where they agree: it stays, and
             // the plane's faces settle whatever disagrees around it.
             .filter(|&j| {
@@ -776,6 +822,48 @@ impl Shares {
             area_m2,
             borders,
         }
+    }
+
+    /// Whether some face two of `grids` cover is one validation of `grids` must report
+    /// as an error: its overlap region holds the face, and the region's boundary runs
+    /// along the two grids' boundaries, so its mean width (2·area/perimeter, what the
+    /// validator measures) is at least 2·face/(both perimeters). Where that is four
+    /// times the polygon operations' noise (the width under which the validator drops
+    /// a piece as made by rounding), no rounding of either computation can hide it.
+    fn sure_overlap(&self, grids: &[MultiPolygon<f64>]) -> bool {
+        // Per grid, its bounds and perimeter, taken when first needed.
+        let mut measured: Vec<Option<(Rect<f64>, f64)>> = vec![None; grids.len()];
+        let mut measure = |g: u32| -> Option<(Rect<f64>, f64)> {
+            let grid = &grids[g as usize];
+            if measured[g as usize].is_none() {
+                let bounds = geom::bounds_of(geom::rings(grid).flat_map(|r| r.0.iter().copied()))?;
+                measured[g as usize] = Some((bounds, measure::local_perimeter_m(grid)));
+            }
+            measured[g as usize]
+        };
+        for (f, owners) in self.owners.iter().enumerate() {
+            let &[g, h, ..] = owners.as_slice() else {
+                continue;
+            };
+            let (Some((bg, pg)), Some((bh, ph))) = (measure(g), measure(h)) else {
+                continue;
+            };
+            let both = Rect::new(
+                Coord {
+                    x: bg.min().x.min(bh.min().x),
+                    y: bg.min().y.min(bh.min().y),
+                },
+                Coord {
+                    x: bg.max().x.max(bh.max().x),
+                    y: bg.max().y.max(bh.max().y),
+                },
+            );
+            let width_m = 2.0 * self.area_m2[f] / (pg + ph);
+            if f as u32 != OUTSIDE && width_m > 4.0 * overlay::noise_in_m(both) {
+                return true;
+            }
+        }
+        false
     }
 
     /// Faces only one grid covers go to it; what spills outside the parent goes to
@@ -1408,5 +1496,50 @@ mod tests {
             r.grids[1].actions
         );
         assert!(r.grids[1].dropped_m2 > 4000.0);
+    }
+
+    #[test]
+    fn two_threads_propose_what_one_does() {
+        let (parent, mut cells) = parent_and_tiling(30);
+        let shifted =
+            |mp: &MultiPolygon<f64>, dx: f64| map_vertices(mp, |c| Coord { x: c.x + dx, ..c });
+        // Digitising noise the snap takes, and a shift of 3 m it must not.
+        cells[4] = shifted(&cells[4], 0.2 * M_LON);
+        cells[17] = shifted(&cells[17], -3.0 * M_LON);
+        for parent in [Some(&parent), None] {
+            let one = repair_on(&cells, parent, &RepairOptions::default(), 1);
+            let two = repair_on(&cells, parent, &RepairOptions::default(), 2);
+            assert!(one.changed() > 0);
+            assert_eq!(one.grids, two.grids);
+            assert_eq!(one.gaps_left, two.gaps_left);
+        }
+        let (parent, clean) = parent_and_tiling(30);
+        let two = repair_on(&clean, Some(&parent), &RepairOptions::default(), 2);
+        assert_eq!(two.geometries(), clean, "a clean tiling stays as it is");
+    }
+
+    #[test]
+    fn an_overlap_is_sure_on_the_plane_only_where_validation_reports_one() {
+        let sure = |grids: &[MultiPolygon<f64>]| {
+            let work: Vec<MultiPolygon<f64>> = grids.iter().map(tidy).collect();
+            let scale = scale_of(grids, None).expect("grids");
+            let (plane, grid_of) =
+                plane_of(&work, None, &RepairOptions::default()).expect("a plane");
+            Shares::of(&plane, &grid_of, grids.len(), scale).sure_overlap(grids)
+        };
+        let west = rect(118.0, 37.0, 118.01, 37.01);
+        let meeting = rect(118.01, 37.0, 118.02, 37.01);
+        assert!(!sure(&[west.clone(), meeting.clone()]));
+        assert_eq!(problems(&[west.clone(), meeting], None), vec![]);
+        // 10 cm, and one ten-thousandth of a millimetre: both are real overlaps.
+        for overlap_m in [0.1, 1e-7] {
+            let east = rect(118.01 - overlap_m * M_LON, 37.0, 118.02, 37.01);
+            let grids = [west.clone(), east];
+            if sure(&grids) {
+                assert_ne!(problems(&grids, None), vec![], "{overlap_m} m");
+            } else {
+                assert!(overlap_m < 1e-3, "a {overlap_m} m overlap is not missed");
+            }
+        }
     }
 }

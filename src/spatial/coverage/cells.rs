@@ -15,6 +15,9 @@ pub(super) type P = [i64; 2];
 /// integer point below a crossing within √2.
 pub(super) const MARGIN: i64 = 2;
 
+/// How many cells' worth of length the segments may have on average.
+const CELLS_PER_SEGMENT: f64 = 8.0;
+
 pub(super) struct Cells {
     size: i64,
     cells: FxHashMap<(i64, i64), Vec<u32>>,
@@ -22,20 +25,25 @@ pub(super) struct Cells {
 
 impl Cells {
     /// A grid of cells about as wide as a typical one of `segments` is long: each is
-    /// then filed under a few cells, and a cell holds a few of them.
+    /// then filed under a few cells, and a cell holds a few of them. Where a few
+    /// segments are far longer than the rest, the cells grow until all of them
+    /// together span at most [`CELLS_PER_SEGMENT`] cells a segment, so that one
+    /// segment across the world cannot be filed under billions of cells.
     pub fn for_segments(segments: &[(P, P)]) -> Cells {
         let mut spans: Vec<i64> = segments
             .iter()
             .map(|(a, b)| (a[0] - b[0]).abs().max((a[1] - b[1]).abs()))
             .collect();
+        let total: f64 = spans.iter().map(|&s| s as f64).sum();
         let mid = spans.len() / 2;
         let median = if spans.is_empty() {
             0
         } else {
             *spans.select_nth_unstable(mid).1
         };
+        let bound = (total / (CELLS_PER_SEGMENT * spans.len().max(1) as f64)).ceil() as i64;
         Cells {
-            size: median.max(64),
+            size: median.max(bound).max(64),
             cells: FxHashMap::default(),
         }
     }
@@ -165,5 +173,19 @@ mod tests {
         assert!(cells.cells.len() < 4_000, "{}", cells.cells.len());
         assert!(cells.at([5_000, 5_001]).contains(&1));
         assert!(cells.at([5_000, 5_100]).is_empty());
+    }
+
+    #[test]
+    fn one_segment_across_the_world_does_not_shrink_the_cells_to_the_short_ones() {
+        let mut segments: Vec<(P, P)> = (0..1_000)
+            .map(|i| ([i * 100, 0], [i * 100 + 100, 0]))
+            .collect();
+        segments.push(([0, 0], [360_000_000_000, 180_000_000_000]));
+        let mut cells = Cells::for_segments(&segments);
+        for (i, &(a, b)) in segments.iter().enumerate() {
+            cells.insert_segment(i as u32, a, b);
+        }
+        let filed: usize = cells.cells.values().map(Vec::len).sum();
+        assert!(filed < 40 * segments.len(), "{filed} filings");
     }
 }

@@ -673,7 +673,7 @@ fn node(segs: &[(P, P)], late: &impl Fn() -> bool) -> Result<Vec<Vec<P>>, Unfini
         piece_cells.insert_segment(i as u32, a, b);
     }
     for (i, &(a, b)) in pieces.iter().enumerate() {
-        if i % 16_384 == 0 && late() {
+        if i % 1_024 == 0 && late() {
             return Err(Unfinished);
         }
         let mut found = Vec::new();
@@ -707,14 +707,14 @@ fn node(segs: &[(P, P)], late: &impl Fn() -> bool) -> Result<Vec<Vec<P>>, Unfini
             }
         };
         for (n, &i) in fresh.iter().enumerate() {
-            if n % 16_384 == 0 && late() {
+            if n % 1_024 == 0 && late() {
                 return Err(Unfinished);
             }
             let (a, b) = pieces[i as usize];
             pixel_cells.along(a, b, |k| meet(i, hot_list[k as usize], &mut splits));
         }
         for (n, &c) in new_hot.iter().enumerate() {
-            if n % 16_384 == 0 && late() {
+            if n % 1_024 == 0 && late() {
                 return Err(Unfinished);
             }
             for &x in piece_cells.at(c) {
@@ -795,7 +795,7 @@ fn node(segs: &[(P, P)], late: &impl Fn() -> bool) -> Result<Vec<Vec<P>>, Unfini
         // Crossings of the fresh pieces with anything alive.
         new_hot.clear();
         for (n, &f) in fresh.iter().enumerate() {
-            if n % 16_384 == 0 && late() {
+            if n % 1_024 == 0 && late() {
                 return Err(Unfinished);
             }
             let (a, b) = pieces[f as usize];

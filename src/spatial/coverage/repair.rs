@@ -398,6 +398,17 @@ fn tidy(mp: &MultiPolygon<f64>) -> MultiPolygon<f64> {
     out
 }
 
+/// Whether every shell runs counter-clockwise and every hole clockwise, as [`tidy`]
+/// leaves them.
+fn oriented(mp: &MultiPolygon<f64>) -> bool {
+    mp.0.iter().all(|p| {
+        geom::ring_twice_area(&p.exterior().0) > 0.0
+            && p.interiors()
+                .iter()
+                .all(|h| geom::ring_twice_area(&h.0) < 0.0)
+    })
+}
+
 /// Appends `c`, dropping it when it repeats the last vertex and folding back spikes.
 fn push_vertex(v: &mut Vec<Coord<f64>>, c: Coord<f64>) {
     if v.last() == Some(&c) {
@@ -523,10 +534,13 @@ fn snap(
     let [dx, dy] = degrees(scale, snap_m);
     // Vertices by cells a little larger than the snap distance: all within it of a
     // vertex lie in the cell of that vertex or the eight around it.
+    // (At least 10⁻⁹ degree, so that a cell number stays far from overflowing.)
+    let origin = nodes.first().map_or(Coord { x: 0.0, y: 0.0 }, |n| n.at);
+    let (cell_x, cell_y) = ((dx * 1.01).max(1e-9), (dy * 1.01).max(1e-9));
     let cell_of = |c: Coord<f64>| {
         (
-            (c.x / (dx * 1.01)).floor() as i64,
-            (c.y / (dy * 1.01)).floor() as i64,
+            ((c.x - origin.x) / cell_x).floor() as i64,
+            ((c.y - origin.y) / cell_y).floor() as i64,
         )
     };
     let mut cells: FxHashMap<(i64, i64), Vec<usize>> = FxHashMap::default();
@@ -759,6 +773,8 @@ struct Shares {
     area_m2: Vec<f64>,
     /// Per face, the face across each of its edges and that edge's length in metres.
     borders: Vec<Vec<(u32, f64)>>,
+    /// Metres per degree in the middle of everything.
+    scale: LocalScale,
 }
 
 impl Shares {
@@ -821,20 +837,29 @@ impl Shares {
             inside,
             area_m2,
             borders,
+            scale,
         }
     }
 
     /// Whether some face two of `grids` cover is one validation of `grids` must report
     /// as an error: its overlap region holds the face, and the region's boundary runs
     /// along the two grids' boundaries, so its mean width (2·area/perimeter, what the
-    /// validator measures) is at least 2·face/(both perimeters). Where that is four
-    /// times the polygon operations' noise (the width under which the validator drops
-    /// a piece as made by rounding), no rounding of either computation can hide it.
+    /// validator measures) is at least 2·face/(both perimeters). The plane rounds to
+    /// 10⁻⁹ degree and routes edges through pixels, each boundary moving at most
+    /// about one unit and a half, so a face may be up to three units wider than what
+    /// it stands for: where the face's width exceeds four times the polygon
+    /// operations' noise (under which the validator drops a piece as made by
+    /// rounding) plus sixteen units, neither computation's rounding can hide it.
+    /// Grids whose rings are not oriented as the plane orients them are not judged:
+    /// the validator cancels a ring against the same ring reversed.
     fn sure_overlap(&self, grids: &[MultiPolygon<f64>]) -> bool {
         // Per grid, its bounds and perimeter, taken when first needed.
         let mut measured: Vec<Option<(Rect<f64>, f64)>> = vec![None; grids.len()];
         let mut measure = |g: u32| -> Option<(Rect<f64>, f64)> {
             let grid = &grids[g as usize];
+            if !oriented(grid) {
+                return None;
+            }
             if measured[g as usize].is_none() {
                 let bounds = geom::bounds_of(geom::rings(grid).flat_map(|r| r.0.iter().copied()))?;
                 measured[g as usize] = Some((bounds, measure::local_perimeter_m(grid)));
@@ -859,7 +884,8 @@ impl Shares {
                 },
             );
             let width_m = 2.0 * self.area_m2[f] / (pg + ph);
-            if f as u32 != OUTSIDE && width_m > 4.0 * overlay::noise_in_m(both) {
+            let unit_m = 1e-9 * self.scale.x.max(self.scale.y);
+            if f as u32 != OUTSIDE && width_m > 4.0 * overlay::noise_in_m(both) + 16.0 * unit_m {
                 return true;
             }
         }
@@ -1531,6 +1557,19 @@ mod tests {
         let meeting = rect(118.01, 37.0, 118.02, 37.01);
         assert!(!sure(&[west.clone(), meeting.clone()]));
         assert_eq!(problems(&[west.clone(), meeting], None), vec![]);
+        // The same square twice, one of them drawn clockwise: validation cancels
+        // the two rings, so the plane's overlap must not be taken for its verdict.
+        let reversed = map_rings(&west, |ring| ring.iter().rev().copied().collect());
+        let pair = [west.clone(), reversed];
+        assert!(!sure(&pair) || !problems(&pair, None).is_empty());
+        // Two edges 2·10⁻¹² degree apart astride half a unit of the plane's 10⁻⁹
+        // degree: rounding puts them a unit apart, an overlap only of the plane's own.
+        let astride = 118.01 + 0.5e-9;
+        let pair = [
+            rect(118.0, 37.0, astride, 37.01),
+            rect(astride - 2e-12, 37.0, 118.02, 37.01),
+        ];
+        assert!(!sure(&pair) || !problems(&pair, None).is_empty());
         // 10 cm, and one ten-thousandth of a millimetre: both are real overlaps.
         for overlap_m in [0.1, 1e-7] {
             let east = rect(118.01 - overlap_m * M_LON, 37.0, 118.02, 37.01);

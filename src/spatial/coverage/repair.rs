@@ -850,16 +850,18 @@ impl Shares {
     /// it stands for: where the face's width exceeds four times the polygon
     /// operations' noise (under which the validator drops a piece as made by
     /// rounding) plus sixteen units, neither computation's rounding can hide it.
-    /// Grids whose rings are not oriented as the plane orients them are not judged:
-    /// the validator cancels a ring against the same ring reversed.
+    /// Where any grid's rings are not oriented as the plane orients them, nothing is
+    /// judged: the validator cancels a ring against the same ring reversed.
     fn sure_overlap(&self, grids: &[MultiPolygon<f64>]) -> bool {
+        // Any grid drawn against the plane's orientation may cancel another's rings
+        // in validation, hiding an overlap of two grids that are oriented.
+        if !grids.iter().all(oriented) {
+            return false;
+        }
         // Per grid, its bounds and perimeter, taken when first needed.
         let mut measured: Vec<Option<(Rect<f64>, f64)>> = vec![None; grids.len()];
         let mut measure = |g: u32| -> Option<(Rect<f64>, f64)> {
             let grid = &grids[g as usize];
-            if !oriented(grid) {
-                return None;
-            }
             if measured[g as usize].is_none() {
                 let bounds = geom::bounds_of(geom::rings(grid).flat_map(|r| r.0.iter().copied()))?;
                 measured[g as usize] = Some((bounds, measure::local_perimeter_m(grid)));
@@ -1559,9 +1561,28 @@ mod tests {
         assert_eq!(problems(&[west.clone(), meeting], None), vec![]);
         // The same square twice, one of them drawn clockwise: validation cancels
         // the two rings, so the plane's overlap must not be taken for its verdict.
-        let reversed = map_rings(&west, |ring| ring.iter().rev().copied().collect());
-        let pair = [west.clone(), reversed];
+        let reversed_west = map_rings(&west, |ring| ring.iter().rev().copied().collect());
+        let pair = [west.clone(), reversed_west.clone()];
         assert!(!sure(&pair) || !problems(&pair, None).is_empty());
+        // A third grid drawn clockwise cancels a fourth: validation sees nothing, and
+        // a repair on two threads must leave the group as one thread does.
+        let mid_edge = map_rings(&west, |ring| {
+            let mut r = ring.to_vec();
+            r.insert(
+                1,
+                Coord {
+                    x: 118.005,
+                    y: 37.0,
+                },
+            );
+            r
+        });
+        let mid_edge_cw = map_rings(&mid_edge, |ring| ring.iter().rev().copied().collect());
+        let four = [west.clone(), reversed_west.clone(), mid_edge, mid_edge_cw];
+        assert_eq!(problems(&four, None), vec![]);
+        assert!(!sure(&four));
+        let two = repair_on(&four, None, &RepairOptions::default(), 2);
+        assert_eq!(two.changed(), 0);
         // Two edges 2·10⁻¹² degree apart astride half a unit of the plane's 10⁻⁹
         // degree: rounding puts them a unit apart, an overlap only of the plane's own.
         let astride = 118.01 + 0.5e-9;

@@ -18,6 +18,7 @@ pub(super) const MARGIN: i64 = 2;
 /// How many cells' worth of length the segments may have on average.
 const CELLS_PER_SEGMENT: f64 = 8.0;
 
+#[derive(Clone)]
 pub(super) struct Cells {
     size: i64,
     cells: FxHashMap<(i64, i64), Vec<u32>>,

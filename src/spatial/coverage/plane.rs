@@ -25,7 +25,7 @@ use std::cmp::Ordering;
 use std::time::Instant;
 
 /// Integer units per degree.
-const UNITS: f64 = 1e9;
+pub(crate) const UNITS: f64 = 1e9;
 
 /// Rounds of snap rounding before the noding is given up as not converging.
 const MAX_ROUNDS: usize = 24;
@@ -573,6 +573,23 @@ fn crossing(a: P, b: P, c: P, d: P) -> Option<P> {
     ])
 }
 
+/// Where piece `a b` crosses the pieces filed along it that `keep` admits.
+fn crossings(
+    cells: &Cells,
+    pieces: &[(P, P)],
+    (a, b): (P, P),
+    keep: impl Fn(u32) -> bool,
+) -> Vec<P> {
+    let mut found = Vec::new();
+    cells.along(a, b, |x| {
+        if keep(x) {
+            let (c, d) = pieces[x as usize];
+            found.extend(crossing(a, b, c, d));
+        }
+    });
+    found
+}
+
 /// Whether `c` lies within one unit of the line through `a b`: a cheap test that
 /// rules out most candidates of a long edge's bounding box before the exact one (a
 /// pixel's corners are √½ unit from its centre; the margin covers the rounding).
@@ -656,7 +673,7 @@ fn node(segs: &[(P, P)], late: &impl Fn() -> bool) -> Result<Vec<Vec<P>>, Unfini
         FxHashSet::with_capacity_and_hasher(2 * segs.len(), Default::default());
     let mut hot_list: Vec<P> = Vec::with_capacity(2 * segs.len());
     let mut pixel_cells = Cells::for_segments(segs);
-    let mut piece_cells = Cells::for_segments(segs);
+    let mut piece_cells = pixel_cells.clone();
     let mut add_hot = |p: P, hot_list: &mut Vec<P>, pixel_cells: &mut Cells| {
         let new = hot.insert(p);
         if new {
@@ -676,14 +693,7 @@ fn node(segs: &[(P, P)], late: &impl Fn() -> bool) -> Result<Vec<Vec<P>>, Unfini
         if i % 1_024 == 0 && late() {
             return Err(Unfinished);
         }
-        let mut found = Vec::new();
-        piece_cells.along(a, b, |j| {
-            if j as usize > i {
-                let (c, d) = pieces[j as usize];
-                found.extend(crossing(a, b, c, d));
-            }
-        });
-        for p in found {
+        for p in crossings(&piece_cells, &pieces, (a, b), |j| j as usize > i) {
             add_hot(p, &mut hot_list, &mut pixel_cells);
         }
     }
@@ -799,14 +809,8 @@ fn node(segs: &[(P, P)], late: &impl Fn() -> bool) -> Result<Vec<Vec<P>>, Unfini
                 return Err(Unfinished);
             }
             let (a, b) = pieces[f as usize];
-            let mut found = Vec::new();
-            piece_cells.along(a, b, |x| {
-                if x != f && alive[x as usize] {
-                    let (c, d) = pieces[x as usize];
-                    found.extend(crossing(a, b, c, d));
-                }
-            });
-            for p in found {
+            let others = |x: u32| x != f && alive[x as usize];
+            for p in crossings(&piece_cells, &pieces, (a, b), others) {
                 if add_hot(p, &mut hot_list, &mut pixel_cells) {
                     new_hot.push(p);
                 }

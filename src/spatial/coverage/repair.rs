@@ -29,7 +29,7 @@
 //! problem touches comes out as it went in; only crossings are new vertices.
 
 use super::overlay;
-use super::plane::{Face, OUTSIDE, Plane, Source, Unfinished};
+use super::plane::{Face, OUTSIDE, Plane, Source, UNITS, Unfinished};
 use super::validity;
 use super::{GridIndex, PARENT};
 use crate::spatial::loops::{self, EdgeBag};
@@ -872,22 +872,18 @@ impl Shares {
             let &[g, h, ..] = owners.as_slice() else {
                 continue;
             };
+            if f as u32 == OUTSIDE {
+                continue;
+            }
             let (Some((bg, pg)), Some((bh, ph))) = (measure(g), measure(h)) else {
                 continue;
             };
-            let both = Rect::new(
-                Coord {
-                    x: bg.min().x.min(bh.min().x),
-                    y: bg.min().y.min(bh.min().y),
-                },
-                Coord {
-                    x: bg.max().x.max(bh.max().x),
-                    y: bg.max().y.max(bh.max().y),
-                },
-            );
+            let Some(both) = geom::bounds_of([bg.min(), bg.max(), bh.min(), bh.max()]) else {
+                continue;
+            };
             let width_m = 2.0 * self.area_m2[f] / (pg + ph);
-            let unit_m = 1e-9 * self.scale.x.max(self.scale.y);
-            if f as u32 != OUTSIDE && width_m > 4.0 * overlay::noise_in_m(both) + 16.0 * unit_m {
+            let unit_m = self.scale.x.max(self.scale.y) / UNITS;
+            if width_m > 4.0 * overlay::noise_in_m(both) + 16.0 * unit_m {
                 return true;
             }
         }

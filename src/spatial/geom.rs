@@ -50,6 +50,17 @@ pub fn bounds(mp: &MultiPolygon<f64>) -> Option<Rect<f64>> {
     bounds_of(mp.0.iter().flat_map(|p| p.exterior().0.iter().copied()))
 }
 
+/// Bounding rectangle of all of a multipolygon's rings, holes included (an invalid
+/// hole may reach outside its shell), `None` when empty.
+pub fn ring_bounds(mp: &MultiPolygon<f64>) -> Option<Rect<f64>> {
+    bounds_of(rings(mp).flat_map(|r| r.0.iter().copied()))
+}
+
+/// The rectangle around every `Some` rectangle, `None` when there is none.
+pub fn merged_bounds(rects: impl IntoIterator<Item = Option<Rect<f64>>>) -> Option<Rect<f64>> {
+    bounds_of(rects.into_iter().flatten().flat_map(|r| [r.min(), r.max()]))
+}
+
 /// The longitude halfway across the bounding box of all `polygons` (their exteriors),
 /// `None` when there are none: where a set of regions lies, east to west.
 pub fn middle_longitude<'a>(

@@ -3,7 +3,7 @@
 //! a plan is wrong) and the synthetic generator (the union of cells that tile exactly).
 
 use super::geom;
-use geo_types::{Coord, LineString, MultiPolygon, Polygon};
+use geo_types::{Coord, LineString, MultiPolygon, Polygon, Rect};
 use rustc_hash::FxHashMap;
 use std::borrow::Borrow;
 
@@ -60,6 +60,28 @@ impl EdgeBag {
         }
     }
 
+    /// Adds every edge left in `other`, with its multiplicity: two bags filled from two
+    /// halves of a plan hold, together, what one bag filled from all of it holds.
+    pub fn absorb(&mut self, other: EdgeBag) {
+        if self.net.is_empty() {
+            self.net = other.net;
+            return;
+        }
+        for (k, (n, lo, hi)) in other.net {
+            match self.net.entry(k) {
+                std::collections::hash_map::Entry::Occupied(mut o) => {
+                    o.get_mut().0 += n;
+                    if o.get().0 == 0 {
+                        o.remove();
+                    }
+                }
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert((n, lo, hi));
+                }
+            }
+        }
+    }
+
     /// The edges that did not cancel, each repeated by its multiplicity.
     pub fn remainder(&self) -> Vec<(Coord<f64>, Coord<f64>)> {
         let mut out = Vec::new();
@@ -77,10 +99,13 @@ impl EdgeBag {
 /// Indices of `polys` in Z-order (Morton) of their bounding-box centres: neighbours
 /// come close together, which keeps an [`EdgeBag`] small.
 pub fn spatial_order<P: Borrow<MultiPolygon<f64>>>(polys: &[P]) -> Vec<usize> {
-    let centres: Vec<Option<Coord<f64>>> = polys
-        .iter()
-        .map(|p| geom::bounds(p.borrow()).map(|r| r.center()))
-        .collect();
+    let bounds: Vec<Option<Rect<f64>>> = polys.iter().map(|p| geom::bounds(p.borrow())).collect();
+    spatial_order_of(&bounds)
+}
+
+/// [`spatial_order`] of polygons whose bounds are already known.
+pub fn spatial_order_of(bounds: &[Option<Rect<f64>>]) -> Vec<usize> {
+    let centres: Vec<Option<Coord<f64>>> = bounds.iter().map(|b| b.map(|r| r.center())).collect();
     let (mut min, mut max) = (
         Coord {
             x: f64::INFINITY,

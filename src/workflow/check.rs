@@ -224,6 +224,13 @@ pub fn validate_groups(
         groups: groups.len(),
         ..Validation::default()
     };
+    // One group (a whole plan without parents) spreads its own validation over the
+    // cores; several groups are spread over them instead, one thread each.
+    let threads = if groups.len() == 1 {
+        crate::spatial::parallel::build_threads(grids.len())
+    } else {
+        1
+    };
     let check = |((parent_id, layer), members): &(GroupKey, Vec<usize>)| {
         let polys: Vec<&MultiPolygon<f64>> = members.iter().map(|&i| &grids[i].boundary).collect();
         let ids: Vec<&str> = members.iter().map(|&i| grids[i].id.as_str()).collect();
@@ -232,7 +239,7 @@ pub fn validate_groups(
             require_cover: *layer == Layer::Comprehensive,
             ..*options
         };
-        coverage::validate(&polys, &ids, parent, &opts)
+        coverage::validate_on(&polys, &ids, parent, &opts, threads)
     };
     let reports = in_groups(&groups, check, progress);
     for (((parent_id, layer), members), report) in groups.iter().zip(reports) {

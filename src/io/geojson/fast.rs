@@ -570,6 +570,67 @@ const EXACT_POWERS_OF_TEN: [f64; 23] = [
     1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 ];
 
+/// The floating-point quotient `significand as f64 / 10^k` is within two units in the
+/// last place of the exact one. Whether a candidate `m·2^e` is the nearest double is
+/// decided in integers with multiplications only: `|significand·2^-e - m·10^k|` against
+/// half of `10^k`. `None` (the caller divides in integers) when the numbers do not fit
+/// 128 bits, or the answer is not found within two steps inside the candidate's binade.
+fn checked_quotient(significand: u64, k: u32) -> Option<f64> {
+    let power = *EXACT_POWERS_OF_TEN.get(usize::try_from(k).ok()?)?;
+    let guess = (significand as f64 / power).to_bits();
+    let biased = i64::try_from(guess >> 52).ok()?;
+    let shift = u32::try_from(1075 - biased).ok().filter(|&s| s <= 64)?;
+    let lowest = 1u64 << 52;
+    let mut mantissa = (guess & (lowest - 1)) | lowest;
+    let exact = u128::from(significand) << shift;
+    let ten_to_k = u128::from(*POWERS_OF_FIVE.get(usize::try_from(k).ok()?)?) << k;
+    for _ in 0..3 {
+        let candidate = u128::from(mantissa) * ten_to_k;
+        let (distance, above) = if exact >= candidate {
+            (exact - candidate, true)
+        } else {
+            (candidate - exact, false)
+        };
+        let twice = distance * 2;
+        let nearest = if twice < ten_to_k {
+            Some(mantissa)
+        } else if twice == ten_to_k {
+            // Halfway: the even one of the two.
+            Some(if mantissa & 1 == 0 {
+                mantissa
+            } else if above {
+                mantissa + 1
+            } else {
+                mantissa - 1
+            })
+        } else {
+            None
+        };
+        if let Some(m) = nearest.filter(|m| (lowest..lowest << 1).contains(m)) {
+            return Some(f64::from_bits((guess & !(lowest - 1)) | (m - lowest)));
+        }
+        if nearest.is_some() {
+            return None;
+        }
+        mantissa = if above { mantissa + 1 } else { mantissa - 1 };
+        if !(lowest..lowest << 1).contains(&mantissa) {
+            return None;
+        }
+    }
+    None
+}
+
+/// 5^0 to 5^27, the divisors of [`divided_by_power_of_ten`].
+const POWERS_OF_FIVE: [u64; 28] = {
+    let mut p = [1u64; 28];
+    let mut k = 1;
+    while k < 28 {
+        p[k] = p[k - 1] * 5;
+        k += 1;
+    }
+    p
+};
+
 /// Scans the JSON number starting at `i`: where it ends (or where its grammar
 /// breaks), and its value when the significand fits 53 bits and the power of ten is
 /// exact. Then one multiplication or division of two exact numbers rounds once,
@@ -577,36 +638,29 @@ const EXACT_POWERS_OF_TEN: [f64; 23] = [
 /// about 15 digits, such as the 7 decimals that GIS tools usually write. Longer
 /// numbers are left to the standard library.
 fn scan_number(b: &[u8], mut i: usize) -> Result<Scanned, usize> {
-    let digits_from = |i: &mut usize| {
-        let from = *i;
-        while b.get(*i).is_some_and(u8::is_ascii_digit) {
-            *i += 1;
-        }
-        from
-    };
     let negative = b.get(i) == Some(&b'-');
     if negative {
         i += 1;
     }
-    let integer = match b.get(i) {
+    // The significand is gathered while scanning; `digits` says whether it is whole.
+    let mut significand = Digits::default();
+    match b.get(i) {
         Some(b'0') => {
             i += 1;
-            &b[i - 1..i]
+            significand.digits = 1;
         }
-        Some(b'1'..=b'9') => {
-            let from = digits_from(&mut i);
-            &b[from..i]
-        }
+        Some(b'1'..=b'9') => significand.scan(b, &mut i),
         _ => return Err(i),
-    };
-    let mut fraction: &[u8] = &[];
+    }
+    let mut fraction_len = 0;
     if b.get(i) == Some(&b'.') {
         i += 1;
-        let from = digits_from(&mut i);
-        if i == from {
+        let before = significand.digits;
+        significand.scan(b, &mut i);
+        fraction_len = significand.digits - before;
+        if fraction_len == 0 {
             return Err(i);
         }
-        fraction = &b[from..i];
     }
     let mut exponent: Option<i64> = Some(0);
     if let Some(b'e' | b'E') = b.get(i) {
@@ -622,35 +676,113 @@ fn scan_number(b: &[u8], mut i: usize) -> Result<Scanned, usize> {
             }
             _ => 1,
         };
-        let from = digits_from(&mut i);
-        if i == from {
+        let mut power = Digits::default();
+        power.scan(b, &mut i);
+        if power.digits == 0 {
             return Err(i);
         }
         // Six digits are more than any exact case needs; more are left whole to
         // the standard library.
-        exponent = (i - from <= 6).then(|| {
-            sign * b[from..i]
-                .iter()
-                .fold(0i64, |e, d| e * 10 + i64::from(d - b'0'))
-        });
+        exponent = (power.digits <= 6).then(|| sign * power.value as i64);
     }
     let exact = exponent.and_then(|exponent| {
-        let mut significand: u64 = 0;
-        for d in integer.iter().chain(fraction) {
-            significand = significand
-                .checked_mul(10)?
-                .checked_add(u64::from(d - b'0'))?;
-        }
-        if significand > 1 << 53 {
+        // Nineteen digits always fit a u64; longer numbers go to the standard library.
+        if significand.digits > 19 {
             return None;
         }
-        let power = exponent - i64::try_from(fraction.len()).ok()?;
-        let scale = *EXACT_POWERS_OF_TEN.get(usize::try_from(power.unsigned_abs()).ok()?)?;
-        let x = significand as f64;
-        let x = if power >= 0 { x * scale } else { x / scale };
+        let significand = significand.value;
+        let power = exponent - i64::try_from(fraction_len).ok()?;
+        let x = if significand <= 1 << 53 {
+            let scale = *EXACT_POWERS_OF_TEN.get(usize::try_from(power.unsigned_abs()).ok()?)?;
+            let x = significand as f64;
+            if power >= 0 { x * scale } else { x / scale }
+        } else {
+            // 16 to 19 digits, such as a double printed in full (17 digits).
+            divided_by_power_of_ten(significand, u32::try_from(-power).ok()?)?
+        };
         Some(if negative { -x } else { x })
     });
     Ok(Scanned { end: i, exact })
+}
+
+/// Decimal digits read into an integer: exact while `digits <= 19`, wrapped beyond.
+#[derive(Default)]
+struct Digits {
+    value: u64,
+    digits: usize,
+}
+
+impl Digits {
+    /// Reads the digits from `b[*i..]`, eight at a time where eight follow.
+    fn scan(&mut self, b: &[u8], i: &mut usize) {
+        while let Some(eight) = b.get(*i..*i + 8).and_then(eight_digits) {
+            self.value = self.value.wrapping_mul(100_000_000).wrapping_add(eight);
+            self.digits += 8;
+            *i += 8;
+        }
+        while let Some(d) = b.get(*i).filter(|d| d.is_ascii_digit()) {
+            self.value = self
+                .value
+                .wrapping_mul(10)
+                .wrapping_add(u64::from(d - b'0'));
+            self.digits += 1;
+            *i += 1;
+        }
+    }
+}
+
+/// The value of eight ASCII digits, `None` when any of the eight bytes is not one: the
+/// bytes as one little-endian word, tested and combined in a few word operations (as
+/// in Lemire's fast_float).
+fn eight_digits(chunk: &[u8]) -> Option<u64> {
+    let v = u64::from_le_bytes(chunk.try_into().ok()?);
+    let high = 0xF0F0_F0F0_F0F0_F0F0;
+    // Each byte 0x30..=0x39: its high nibble is 3, and adding 6 does not carry into it.
+    if (v & high) | ((v.wrapping_add(0x0606_0606_0606_0606) & high) >> 4) != 0x3333_3333_3333_3333 {
+        return None;
+    }
+    let v = v - 0x3030_3030_3030_3030;
+    // Pairs of digits, then pairs of pairs, then the two halves.
+    let v = v.wrapping_mul(10).wrapping_add(v >> 8);
+    let mask = 0x0000_00FF_0000_00FF;
+    let low = (v & mask).wrapping_mul(0x000F_4240_0000_0064);
+    let high = ((v >> 16) & mask).wrapping_mul(0x0000_2710_0000_0001);
+    Some(u64::from((low.wrapping_add(high) >> 32) as u32))
+}
+
+/// `significand / 10^k`, exactly rounded (to nearest, ties to even), for a significand
+/// above 2^53 and `1 <= k <= 27`; `None` outside that range.
+///
+/// `significand / 10^k = significand / 5^k · 2^-k`, and the division by 5^k is done
+/// in 128-bit integers: `(significand << 64) / 5^k` has at least 54 bits (more than
+/// the 53 of a double plus the rounding bit) and the remainder says whether anything
+/// was cut off. Scaling by 2^-k is exact, so the one rounding is that of the quotient.
+fn divided_by_power_of_ten(significand: u64, k: u32) -> Option<f64> {
+    if significand <= 1 << 53 || !(1..=27).contains(&k) {
+        return None;
+    }
+    if let Some(x) = checked_quotient(significand, k) {
+        return Some(x);
+    }
+    let divisor = u128::from(*POWERS_OF_FIVE.get(usize::try_from(k).ok()?)?);
+    let numerator = u128::from(significand) << 64;
+    let (quotient, remainder) = (numerator / divisor, numerator % divisor);
+    let bits = 128 - quotient.leading_zeros();
+    let shift = bits - 53;
+    let mut mantissa = (quotient >> shift) as u64;
+    let round = (quotient >> (shift - 1)) & 1 == 1;
+    let sticky = remainder != 0 || quotient & ((1u128 << (shift - 1)) - 1) != 0;
+    let mut exponent = i64::from(shift) - 64 - i64::from(k);
+    if round && (sticky || mantissa & 1 == 1) {
+        mantissa += 1;
+        if mantissa == 1 << 53 {
+            mantissa >>= 1;
+            exponent += 1;
+        }
+    }
+    // |exponent| stays far inside the normal range: 2^exponent is exact.
+    let scale = f64::from_bits(u64::try_from(1023 + exponent).ok()? << 52);
+    Some(mantissa as f64 * scale)
 }
 
 #[cfg(test)]
@@ -696,7 +828,72 @@ mod tests {
         }
     }
 
+    #[test]
+    fn eight_digits_are_read_as_a_number_and_anything_else_refused() {
+        assert_eq!(eight_digits(b"12345678"), Some(12_345_678));
+        assert_eq!(eight_digits(b"00000000"), Some(0));
+        assert_eq!(eight_digits(b"99999999"), Some(99_999_999));
+        for not_digits in [
+            &b"1234567."[..],
+            b"/2345678",
+            b":2345678",
+            b"1234 678",
+            b"1234567",
+        ] {
+            assert_eq!(eight_digits(not_digits), None, "{not_digits:?}");
+        }
+    }
+
+    #[test]
+    fn long_significands_round_as_the_standard_parser_at_ties_and_limits() {
+        for text in [
+            "118.44854172818256",
+            "37.712094926325385",
+            "9007199254740993e-1",
+            "9007199254740993.5",
+            "18446744073709551615e-27",
+            "1844674407370955161.5",
+            "900719925474099.45",
+            "9.007199254740993",
+            "0.9007199254740993",
+            "-118.44715678781584",
+        ] {
+            let expected: f64 = text.parse().unwrap();
+            assert_eq!(
+                parse(text).map(f64::to_bits),
+                Some(expected.to_bits()),
+                "{text}"
+            );
+        }
+    }
+
     proptest! {
+        #[test]
+        fn long_significands_divide_exactly_as_the_standard_parser_reads_them(
+            significand in (1u64 << 53) + 1..=u64::MAX,
+            k in 1u32..=27,
+        ) {
+            let expected: f64 = format!("{significand}e-{k}").parse().unwrap();
+            prop_assert_eq!(
+                divided_by_power_of_ten(significand, k).map(f64::to_bits),
+                Some(expected.to_bits())
+            );
+        }
+
+        #[test]
+        fn exact_ties_between_two_doubles_round_to_even(
+            half in (1u64 << 52)..(1u64 << 53),
+            k in 1u32..=4,
+        ) {
+            // An odd 54-bit m over 2^k lies exactly halfway between two doubles.
+            let significand = (2 * half + 1) * 5u64.pow(k);
+            let expected: f64 = format!("{significand}e-{k}").parse().unwrap();
+            prop_assert_eq!(
+                divided_by_power_of_ten(significand, k).map(f64::to_bits),
+                Some(expected.to_bits())
+            );
+        }
+
         #[test]
         fn numbers_are_read_exactly_as_the_standard_parser_reads_them(
             negative in any::<bool>(),

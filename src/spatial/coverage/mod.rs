@@ -33,6 +33,7 @@ use crate::domain::{Lang, Msg};
 use crate::spatial::geom;
 use crate::spatial::loops::{self, EdgeBag};
 use crate::spatial::measure;
+use crate::spatial::parallel;
 use geo_types::{Coord, Geometry, LineString, MultiLineString, MultiPolygon, Polygon, Rect};
 use rstar::{AABB, RTree, RTreeObject};
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -212,12 +213,31 @@ pub fn validate(
     parent: Option<&MultiPolygon<f64>>,
     options: &ValidateOptions,
 ) -> Report {
-    check(grids, ids, parent, options, Until::End)
+    validate_on(
+        grids,
+        ids,
+        parent,
+        options,
+        parallel::build_threads(grids.len()),
+    )
+}
+
+/// [`validate`] on at most `threads` threads (callers that already keep every core
+/// busy pass 1). The report is the same for any number.
+pub fn validate_on(
+    grids: &[&MultiPolygon<f64>],
+    ids: &[&str],
+    parent: Option<&MultiPolygon<f64>>,
+    options: &ValidateOptions,
+    threads: usize,
+) -> Report {
+    check(grids, ids, parent, options, Until::End, threads)
 }
 
 /// Whether [`validate`] would find an error. It stops at the end of the first stage
 /// that finds one, so a group with broken edges is told apart without computing
-/// every overlap's polygon.
+/// every overlap's polygon. It runs on one thread: the repair calls it beside other
+/// work.
 pub(crate) fn has_errors(
     grids: &[&MultiPolygon<f64>],
     parent: Option<&MultiPolygon<f64>>,
@@ -225,7 +245,7 @@ pub(crate) fn has_errors(
 ) -> bool {
     let ids: Vec<String> = (0..grids.len()).map(|i| i.to_string()).collect();
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-    !check(grids, &ids, parent, options, Until::FirstError).is_valid()
+    !check(grids, &ids, parent, options, Until::FirstError, 1).is_valid()
 }
 
 /// How far [`check`] goes.
@@ -241,6 +261,7 @@ fn check(
     parent: Option<&MultiPolygon<f64>>,
     options: &ValidateOptions,
     until: Until,
+    threads: usize,
 ) -> Report {
     let done = |problems: &[Problem]| {
         until == Until::FirstError && problems.iter().any(|p| p.severity() == Severity::Error)
@@ -258,11 +279,14 @@ fn check(
         ..Stats::default()
     };
 
-    // Per grid: validity, size, parts.
-    for (i, g) in grids.iter().enumerate() {
+    // Per grid: validity, size, parts. The facts are gathered on every core; the
+    // problems are made from them in grid order, so the report does not depend on the
+    // number of threads.
+    let facts = grid_facts(grids, threads);
+    for (i, (g, f)) in grids.iter().zip(&facts).enumerate() {
         let i = i as u32;
-        stats.vertices += geom::vertex_count(g);
-        if let Some((reason, at)) = validity::check(g) {
+        stats.vertices += f.vertices;
+        if let Some((reason, at)) = f.invalid {
             problems.push(Problem {
                 kind: ProblemKind::InvalidGeometry,
                 grids: vec![i],
@@ -276,7 +300,7 @@ fn check(
                 ),
             });
         }
-        let area = measure::local_area_m2(g);
+        let area = f.area_m2;
         stats.grids_area_m2 += area;
         if g.0.len() > 1 {
             problems.push(Problem {
@@ -336,15 +360,25 @@ fn check(
     }
 
     duplicate_ids(ids, grids, &mut problems);
-    let duplicates = duplicate_geometries(grids, ids, &mut problems);
+    let duplicates = duplicate_geometries(grids, &facts, ids, &mut problems);
     if done(&problems) {
         return finish(problems, stats);
     }
 
     // 1. Cancel edges.
+    // Each core cancels the edges of a run of grids in spatial order: what is left of
+    // a run is the boundary of the region it covers, and those remainders are
+    // cancelled together.
+    let order = loops::spatial_order_of(&facts.iter().map(|f| f.bounds).collect::<Vec<_>>());
     let mut bag = EdgeBag::default();
-    for i in loops::spatial_order(grids) {
-        bag.add_rings(grids[i]);
+    for run in parallel::in_parallel(order.len(), threads, |range| {
+        let mut bag = EdgeBag::default();
+        for &i in &order[range] {
+            bag.add_rings(grids[i]);
+        }
+        bag
+    }) {
+        bag.absorb(run);
     }
     if let (Some(p), true) = (parent, options.require_cover) {
         bag.add_rings(&reversed(p));
@@ -395,7 +429,13 @@ fn check(
     }
 
     // 3. Regions.
-    let noise_m = overlay::noise_m(grids.iter().copied().chain(parent));
+    let noise_m = geom::merged_bounds(
+        facts
+            .iter()
+            .map(|f| f.ring_bounds)
+            .chain(parent.map(geom::ring_bounds)),
+    )
+    .map_or(0.0, overlay::noise_in_m);
     let noise_of = |shapes: &[&MultiPolygon<f64>]| overlay::noise_m(shapes.iter().copied());
     let involved: Vec<u32> = {
         let mut s: Vec<u32> = remainder
@@ -417,8 +457,7 @@ fn check(
     };
     // Every grid may be the partner of an overlap: a grid whose edges all cancel
     // against its neighbours can still lie under another grid's remaining edges.
-    let all: Vec<u32> = (0..grids.len() as u32).collect();
-    let index = GridIndex::new(grids, &all);
+    let index = GridIndex::new(facts.iter().map(|f| f.bounds));
     for gap in gaps.0 {
         let mp = MultiPolygon(vec![gap]);
         let neighbours = index.touching(&mp, grids);
@@ -892,16 +931,49 @@ fn resolve_t_junctions(
 }
 
 /// Pairs of identical grids (same rings, any starting vertex), reported once.
+/// What validation needs of one grid on its own, gathered in one pass over it.
+struct GridFacts {
+    invalid: Option<(InvalidReason, Coord<f64>)>,
+    area_m2: f64,
+    vertices: usize,
+    fingerprint: u64,
+    /// Bounds of the exteriors (the grid's extent).
+    bounds: Option<Rect<f64>>,
+    /// Bounds of every ring, holes included (an invalid hole may stick out).
+    ring_bounds: Option<Rect<f64>>,
+}
+
+/// [`GridFacts`] of every grid, in grid order, on `threads` threads.
+fn grid_facts(grids: &[&MultiPolygon<f64>], threads: usize) -> Vec<GridFacts> {
+    parallel::in_parallel(grids.len(), threads, |range| {
+        grids[range]
+            .iter()
+            .map(|g| GridFacts {
+                invalid: validity::check(g),
+                area_m2: measure::local_area_m2(g),
+                vertices: geom::vertex_count(g),
+                fingerprint: shape_fingerprint(g),
+                bounds: geom::bounds(g),
+                ring_bounds: geom::ring_bounds(g),
+            })
+            .collect::<Vec<_>>()
+    })
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
 fn duplicate_geometries(
     grids: &[&MultiPolygon<f64>],
+    facts: &[GridFacts],
     ids: &[&str],
     problems: &mut Vec<Problem>,
 ) -> FxHashSet<(u32, u32)> {
     let mut seen: FxHashMap<u64, Vec<u32>> = FxHashMap::default();
     let mut pairs = FxHashSet::default();
-    for (i, g) in grids.iter().enumerate() {
+    for (i, (g, f)) in grids.iter().zip(facts).enumerate() {
         let i = i as u32;
-        let bucket = seen.entry(shape_fingerprint(g)).or_default();
+        let bucket = seen.entry(f.fingerprint).or_default();
         if let Some(&first) = bucket.iter().find(|&&j| same_shape(grids[j as usize], g)) {
             pairs.insert((first, i));
             problems.push(Problem {
@@ -980,12 +1052,13 @@ struct GridIndex {
 }
 
 impl GridIndex {
-    fn new(grids: &[&MultiPolygon<f64>], involved: &[u32]) -> Self {
-        let items = involved
-            .iter()
-            .filter_map(|&i| {
-                geom::bounds(grids[i as usize]).map(|r| Boxed {
-                    idx: i,
+    /// The index of grids whose bounds (in grid order) are `bounds`.
+    fn new(bounds: impl Iterator<Item = Option<Rect<f64>>>) -> Self {
+        let items = bounds
+            .enumerate()
+            .filter_map(|(i, b)| {
+                b.map(|r| Boxed {
+                    idx: i as u32,
                     env: aabb(r),
                 })
             })
@@ -1045,5 +1118,65 @@ impl GridIndex {
             .collect();
         out.sort_unstable();
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spatial::synth::{SynthOptions, tile};
+    use geo_types::polygon;
+
+    #[test]
+    fn a_plan_validated_on_several_threads_gets_the_report_of_one() {
+        let parent = MultiPolygon(vec![
+            polygon![(x: 118.0, y: 37.0), (x: 118.2, y: 37.0), (x: 118.2, y: 37.15), (x: 118.0, y: 37.15)],
+        ]);
+        let options = SynthOptions {
+            densify: 3,
+            seed: 11,
+            ..Default::default()
+        };
+        let mut cells = tile(&parent, 400, &options).unwrap().cells;
+        // A grid pushed into its neighbours (overlap and gap), a duplicate, a bow tie,
+        // and one drawn the other way round.
+        cells[7].0[0].exterior_mut(|r| {
+            for c in r.0.iter_mut().skip(1).take(2) {
+                c.x += 0.0007;
+            }
+        });
+        cells[40] = cells[41].clone();
+        cells[90] = MultiPolygon(vec![
+            polygon![(x: 118.1, y: 37.1), (x: 118.101, y: 37.101), (x: 118.101, y: 37.1), (x: 118.1, y: 37.101)],
+        ]);
+        cells[200].0[0].exterior_mut(|r| r.0.reverse());
+        let refs: Vec<&MultiPolygon<f64>> = cells.iter().collect();
+        let ids: Vec<String> = (0..cells.len()).map(|i| format!("g{}", i % 390)).collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let one = validate_on(&refs, &ids, Some(&parent), &ValidateOptions::default(), 1);
+        for kind in [
+            ProblemKind::Overlap,
+            ProblemKind::Gap,
+            ProblemKind::DuplicateGeometry,
+            ProblemKind::DuplicateId,
+            ProblemKind::InvalidGeometry,
+        ] {
+            assert!(
+                one.counts().contains_key(&kind),
+                "{kind:?}: {:?}",
+                one.counts()
+            );
+        }
+        for threads in [2, 3, 8] {
+            let many = validate_on(
+                &refs,
+                &ids,
+                Some(&parent),
+                &ValidateOptions::default(),
+                threads,
+            );
+            assert_eq!(many.problems, one.problems, "{threads} threads");
+            assert_eq!(many.stats, one.stats, "{threads} threads");
+        }
     }
 }

@@ -1150,9 +1150,8 @@ fn exchanges_of_snapped(before: &[MultiPolygon<f64>], out: &mut [GridRepair], sn
     if todo.is_empty() {
         return;
     }
-    let all: Vec<u32> = (0..before.len() as u32).collect();
     let before_refs: Vec<&MultiPolygon<f64>> = before.iter().collect();
-    let index = GridIndex::new(&before_refs, &all);
+    let index = GridIndex::new(before.iter().map(geom::bounds));
     let mut figures = Vec::with_capacity(todo.len());
     for &i in &todo {
         let (b, a) = (&before[i], &out[i].after);

@@ -27,7 +27,8 @@ pub(crate) fn in_parallel<T: Send>(
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let work = &work;
-                s.spawn(move || work(t * step..((t + 1) * step).min(n)))
+                // With more threads than items the last ranges are empty.
+                s.spawn(move || work((t * step).min(n)..((t + 1) * step).min(n)))
             })
             .collect();
         handles
@@ -67,5 +68,8 @@ mod tests {
             assert_eq!(parts.concat(), (0..10).collect::<Vec<_>>());
         }
         assert_eq!(in_parallel(0, 4, |r| r.len()), vec![0]);
+        // 10 items on 8 threads: steps of 2, so threads 5 to 7 get nothing.
+        let parts = in_parallel(10, 8, |r| r.collect::<Vec<_>>());
+        assert_eq!(parts.concat(), (0..10).collect::<Vec<_>>());
     }
 }

@@ -4,9 +4,9 @@
 //! Nearly all of a plan file is coordinates, and serde_json spends most of its time
 //! on them: every number goes through its exact decimal parser, digit by digit,
 //! after the scanner has already seen every digit. Here the structure is walked
-//! by hand and each number is parsed once by the standard library's exact parser
-//! (Eisel–Lemire, correctly rounded like serde_json's `float_roundtrip`), straight
-//! into the ring's coordinate array. Properties, ids and unknown members go through
+//! by hand and each number is parsed once, correctly rounded like serde_json's
+//! `float_roundtrip` (by hand up to 19 digits, else by the standard library's
+//! Eisel–Lemire parser), straight into the ring's coordinate array. Properties, ids and unknown members go through
 //! serde_json as before.
 //!
 //! The hand reader only ever answers with grids. Anything it does not expect (an
@@ -591,6 +591,11 @@ fn checked_quotient(significand: u64, k: u32) -> Option<f64> {
         } else {
             (candidate - exact, false)
         };
+        if mantissa == lowest && !above {
+            // Below a power of two the next double down is half a unit away: the
+            // test by half a unit does not hold there.
+            return None;
+        }
         let twice = distance * 2;
         let nearest = if twice < ten_to_k {
             Some(mantissa)
@@ -632,11 +637,13 @@ const POWERS_OF_FIVE: [u64; 28] = {
 };
 
 /// Scans the JSON number starting at `i`: where it ends (or where its grammar
-/// breaks), and its value when the significand fits 53 bits and the power of ten is
-/// exact. Then one multiplication or division of two exact numbers rounds once,
-/// correctly (Clinger's fast path), which is the case of coordinates with up to
-/// about 15 digits, such as the 7 decimals that GIS tools usually write. Longer
-/// numbers are left to the standard library.
+/// breaks), and its value where it can be had exactly without the standard library.
+/// When the significand fits 53 bits and the power of ten is exact, one multiplication
+/// or division of two exact numbers rounds once, correctly (Clinger's fast path): the
+/// case of coordinates with up to about 15 digits, such as the 7 decimals that GIS
+/// tools usually write. Significands of 16 to 19 digits over a power of ten (a double
+/// printed in full, 17 digits) go to [`divided_by_power_of_ten`]. Longer numbers, and
+/// anything else, are left to the standard library.
 fn scan_number(b: &[u8], mut i: usize) -> Result<Scanned, usize> {
     let negative = b.get(i) == Some(&b'-');
     if negative {
@@ -754,7 +761,7 @@ fn eight_digits(chunk: &[u8]) -> Option<u64> {
 /// above 2^53 and `1 <= k <= 27`; `None` outside that range.
 ///
 /// `significand / 10^k = significand / 5^k · 2^-k`, and the division by 5^k is done
-/// in 128-bit integers: `(significand << 64) / 5^k` has at least 54 bits (more than
+/// in 128-bit integers: `(significand << 64) / 5^k` has at least 55 bits (more than
 /// the 53 of a double plus the rounding bit) and the remainder says whether anything
 /// was cut off. Scaling by 2^-k is exact, so the one rounding is that of the quotient.
 fn divided_by_power_of_ten(significand: u64, k: u32) -> Option<f64> {
@@ -857,6 +864,12 @@ mod tests {
             "9.007199254740993",
             "0.9007199254740993",
             "-118.44715678781584",
+            "0.99999999999999994",
+            "0.49999999999999997",
+            "127.99999999999999",
+            "-127.99999999999999",
+            "9.9999999999999994e-1",
+            "128.00000000000001",
         ] {
             let expected: f64 = text.parse().unwrap();
             assert_eq!(
@@ -878,6 +891,19 @@ mod tests {
                 divided_by_power_of_ten(significand, k).map(f64::to_bits),
                 Some(expected.to_bits())
             );
+        }
+
+        #[test]
+        fn doubles_next_to_a_power_of_two_are_read_back_exactly(
+            power in -12i32..12,
+            below in 0u64..300,
+            digits in 15usize..19,
+        ) {
+            let x = f64::from_bits(2f64.powi(power).to_bits() - below);
+            for text in [format!("{x:.digits$e}"), format!("{:.*}", digits, x)] {
+                let expected: f64 = text.parse().unwrap();
+                prop_assert_eq!(parse(&text).map(f64::to_bits), Some(expected.to_bits()), "{}", text);
+            }
         }
 
         #[test]

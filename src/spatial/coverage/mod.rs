@@ -930,7 +930,6 @@ fn resolve_t_junctions(
     (remaining_edges, mismatches)
 }
 
-/// Pairs of identical grids (same rings, any starting vertex), reported once.
 /// What validation needs of one grid on its own, gathered in one pass over it.
 struct GridFacts {
     invalid: Option<(InvalidReason, Coord<f64>)>,
@@ -963,6 +962,7 @@ fn grid_facts(grids: &[&MultiPolygon<f64>], threads: usize) -> Vec<GridFacts> {
     .collect()
 }
 
+/// Pairs of identical grids (same rings, any starting vertex), reported once.
 fn duplicate_geometries(
     grids: &[&MultiPolygon<f64>],
     facts: &[GridFacts],

@@ -641,7 +641,7 @@ fn locate(a: LocateArgs) -> Result<ExitCode> {
             writeln!(out, "{v}")?;
         }
     } else {
-        let results = locator.locate_many_brief(&query, coord_sys, &options);
+        let results = locator.locate_many_brief_parallel(&query, coord_sys, &options);
         locate_s = t1.elapsed().as_secs_f64();
         writeln!(out, "lon,lat,grid_id,flags")?;
         for ((p, q), r) in points.iter().zip(&query).zip(&results) {

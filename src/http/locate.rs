@@ -9,7 +9,6 @@ use crate::spatial::LocateOptions;
 use crate::spatial::crs::CoordSys;
 use crate::store::Member;
 use crate::workflow::live::{Snapshot, ancestors_of};
-use crate::workflow::locate::Brief;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::response::IntoResponse;
@@ -315,31 +314,6 @@ pub struct BatchAnswer<'a> {
     pub results: Vec<BatchItem<'a>>,
 }
 
-/// Locates `points` on all cores, keeping their order.
-fn locate_all(
-    snapshot: &Snapshot,
-    points: &[Coord<f64>],
-    cs: CoordSys,
-    options: &LocateOptions,
-) -> Vec<Brief> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads < 2 || points.len() < 20_000 {
-        return snapshot.locator.locate_many_brief(points, cs, options);
-    }
-    let chunk = points.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let parts: Vec<_> = points
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || snapshot.locator.locate_many_brief(part, cs, options)))
-            .collect();
-        // A panicking worker is a bug; answer without its part rather than crash.
-        parts
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    })
-}
-
 /// Reads `[[lon,lat],…]`, `[{"lon":…,"lat":…},…]` or a FeatureCollection of points.
 pub fn parse_batch(body: &[u8], max: usize) -> Result<Vec<Coord<f64>>, ApiError> {
     if let Ok(pairs) = serde_json::from_slice::<Vec<[f64; 2]>>(body) {
@@ -445,7 +419,9 @@ pub async fn locate_batch(
     let snapshot = state.live.snapshot();
     let body = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
         let points = parse_batch(&body, max)?;
-        let briefs = locate_all(&snapshot, &points, cs, &options);
+        let briefs = snapshot
+            .locator
+            .locate_many_brief_parallel(&points, cs, &options);
         if briefs.len() != points.len() {
             return Err(ApiError::internal(crate::msg!(
                 "a batch worker failed",

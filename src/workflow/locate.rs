@@ -208,6 +208,28 @@ impl GridLocator {
             .collect()
     }
 
+    /// [`Self::locate_many_brief`] spread over the cores for large batches (from 20 000
+    /// points; below that one thread, as spawning costs more than it saves), each
+    /// core taking a contiguous run of the points: the same answers in the same
+    /// order. The `locate` command and `POST /v1/locate` use it. A panic in a worker
+    /// is raised again here, never an answer missing the worker's points.
+    pub fn locate_many_brief_parallel(
+        &self,
+        points: &[Coord<f64>],
+        coord_sys: CoordSys,
+        options: &LocateOptions,
+    ) -> Vec<Brief> {
+        let threads = if points.len() < 20_000 {
+            1
+        } else {
+            crate::spatial::parallel::build_threads(points.len())
+        };
+        crate::spatial::parallel::in_parallel(points.len(), threads, |range| {
+            self.locate_many_brief(&points[range], coord_sys, options)
+        })
+        .concat()
+    }
+
     /// Whether a dedicated grid contains the point given in `coord_sys`.
     pub fn in_dedicated(&self, p: Coord<f64>, coord_sys: CoordSys) -> bool {
         !self.dedicated.is_empty() && self.dedicated.polygon_at(coord_sys.to_wgs84(p)).is_some()

@@ -286,3 +286,42 @@ proptest! {
         let _ = wangge::io::upload::prepare(&raw, dir.path(), &wangge::io::upload::UploadLimits::default());
     }
 }
+
+#[test]
+fn a_large_batch_located_on_all_cores_gets_the_answers_of_one_core_in_order() {
+    use wangge::domain::{Grid, Layer};
+    use wangge::spatial::crs::CoordSys;
+    use wangge::workflow::locate::GridLocator;
+    // A 20 × 20 block of squares and 50 000 points over and around it: enough for the
+    // batch to be split, some points outside and near a boundary.
+    let grids: Vec<Grid> = (0..400)
+        .map(|i| Grid {
+            id: format!("g{i}"),
+            name: None,
+            layer: Layer::Comprehensive,
+            parent: None,
+            ancestors: vec![],
+            boundary: crate::helpers::square(
+                118.0 + 0.01 * f64::from(i % 20),
+                37.0 + 0.01 * f64::from(i / 20),
+                0.01,
+                0.01,
+            ),
+            properties: Default::default(),
+        })
+        .collect();
+    let locator = GridLocator::new(grids);
+    let points: Vec<Coord<f64>> = (0..50_000u32)
+        .map(|k| Coord {
+            x: 117.99 + 0.22 * f64::from(k.wrapping_mul(7_919) % 50_000) / 50_000.0,
+            y: 36.99 + 0.22 * f64::from(k.wrapping_mul(104_729) % 49_999) / 49_999.0,
+        })
+        .collect();
+    let options = LocateOptions::default();
+    let one = locator.locate_many_brief(&points, CoordSys::Wgs84, &options);
+    let all = locator.locate_many_brief_parallel(&points, CoordSys::Wgs84, &options);
+    assert_eq!(all, one);
+    assert!(one.iter().any(|b| b.grid.is_none()));
+    assert!(one.iter().any(|b| b.near_boundary));
+    assert!(one.iter().filter(|b| b.grid.is_some()).count() > 30_000);
+}

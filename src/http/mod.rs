@@ -41,9 +41,21 @@ pub use cases::feed_events;
 pub use error::ApiError;
 pub use ops::describe_metrics;
 
-/// What every handler can reach.
+/// What every handler can reach: one shared [`Shared`], so that the copy axum makes
+/// for every request costs one reference count, not one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The fields of [`AppState`].
+pub struct Shared {
     /// Every use case; the only way to the store.
     pub app: Arc<crate::app::App>,
     pub live: Arc<LiveGrids>,
@@ -393,7 +405,7 @@ impl AppState {
             NonZeroU32::new(settings.public_reports_per_minute).unwrap_or(NonZeroU32::MIN);
         let (case_events, _) = tokio::sync::broadcast::channel(1024);
         let settings = Arc::new(settings);
-        AppState {
+        AppState(Arc::new(Shared {
             app: Arc::new(crate::app::App::new(store, live.clone(), settings.clone())),
             report_limiter: Arc::new(RateLimiter::keyed(Quota::per_minute(reports_per_minute))),
             case_events,
@@ -427,7 +439,7 @@ impl AppState {
             ))),
             settings,
             metrics,
-        }
+        }))
     }
 
     /// Forgets rate-limit and login counts nobody needs any more (call now and then).

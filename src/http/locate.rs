@@ -422,12 +422,6 @@ pub async fn locate_batch(
         let briefs = snapshot
             .locator
             .locate_many_brief_parallel(&points, cs, &options);
-        if briefs.len() != points.len() {
-            return Err(ApiError::internal(crate::msg!(
-                "a batch worker failed",
-                "批量查询的工作线程出错"
-            )));
-        }
         let grids = snapshot.locator.grids();
         let answer = BatchAnswer {
             count: briefs.len(),
@@ -449,9 +443,11 @@ pub async fn locate_batch(
     })
     .await
     .map_err(|e| {
+        // A panic's words are for the log, as with any handler's (see `panicked`).
+        tracing::error!(error = %e, "a batch lookup panicked");
         ApiError::internal(crate::msg!(
-            "the batch worker failed: {e}",
-            "批量查询的工作线程出错：{e}"
+            "the batch worker failed; the failure is logged",
+            "批量查询的工作线程出错；错误已记录"
         ))
     })??;
     Ok((

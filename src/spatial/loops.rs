@@ -33,20 +33,24 @@ impl EdgeBag {
         if ka == kb {
             return;
         }
-        let (k, lo, hi, s) = if ka < kb {
-            ((ka, kb), a, b, 1)
+        if ka < kb {
+            self.count((ka, kb), 1, a, b);
         } else {
-            ((kb, ka), b, a, -1)
-        };
+            self.count((kb, ka), -1, b, a);
+        }
+    }
+
+    /// Adds `n` to the net multiplicity of the edge `lo → hi` keyed `k`, dropping it at 0.
+    fn count(&mut self, k: EdgeKey, n: i32, lo: Coord<f64>, hi: Coord<f64>) {
         match self.net.entry(k) {
             std::collections::hash_map::Entry::Occupied(mut o) => {
-                o.get_mut().0 += s;
+                o.get_mut().0 += n;
                 if o.get().0 == 0 {
                     o.remove();
                 }
             }
             std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert((s, lo, hi));
+                v.insert((n, lo, hi));
             }
         }
     }
@@ -68,17 +72,7 @@ impl EdgeBag {
             return;
         }
         for (k, (n, lo, hi)) in other.net {
-            match self.net.entry(k) {
-                std::collections::hash_map::Entry::Occupied(mut o) => {
-                    o.get_mut().0 += n;
-                    if o.get().0 == 0 {
-                        o.remove();
-                    }
-                }
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert((n, lo, hi));
-                }
-            }
+            self.count(k, n, lo, hi);
         }
     }
 

@@ -707,7 +707,18 @@ fn read_validated(
     if !geojson {
         bail!("this build reads GeoJSON only (build with the proj feature for GDAL formats)");
     }
-    Ok((gj::read_grids_file(&a.grids, read)?, None))
+    let pb = spinner("reading", 0);
+    pb.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let grids = gj::read_grids_file_with_progress(&a.grids, read, |done, total| {
+        pb.set_length(total);
+        pb.set_position(done);
+    });
+    pb.finish_and_clear();
+    Ok((grids?, None))
 }
 
 /// Reads a grid file; a rejected file is reported on stderr (the caller exits 2).

@@ -59,31 +59,44 @@ impl Window for &[u8] {
 }
 
 /// A file read in chunks of at least `chunk` bytes.
-pub(super) struct FileWindow {
+pub(super) struct FileWindow<'p> {
     file: File,
     buf: Vec<u8>,
     chunk: usize,
     at_end: bool,
+    /// Bytes read so far and the file's length, told after every read.
+    read: u64,
+    len: u64,
+    progress: &'p mut dyn FnMut(u64, u64),
 }
 
-impl FileWindow {
+impl<'p> FileWindow<'p> {
     /// Large enough that a read costs little per byte, small enough to stay in
     /// the cache's reach and out of the memory figures.
     pub(super) const CHUNK: usize = 4 << 20;
 
-    pub(super) fn open(file: File, chunk: usize) -> std::io::Result<Self> {
+    /// A window on `file` of `len` bytes that calls `progress(read, len)` as it reads.
+    pub(super) fn open(
+        file: File,
+        len: u64,
+        chunk: usize,
+        progress: &'p mut dyn FnMut(u64, u64),
+    ) -> std::io::Result<Self> {
         let mut w = FileWindow {
             file,
             buf: Vec::new(),
             chunk: chunk.max(1),
             at_end: false,
+            read: 0,
+            len,
+            progress,
         };
         w.advance(0)?;
         Ok(w)
     }
 }
 
-impl Window for FileWindow {
+impl Window for FileWindow<'_> {
     fn bytes(&self) -> &[u8] {
         &self.buf
     }
@@ -99,6 +112,8 @@ impl Window for FileWindow {
             .take(want as u64)
             .read_to_end(&mut self.buf)?;
         self.at_end = got < want;
+        self.read += got as u64;
+        (self.progress)(self.read, self.len.max(self.read));
         Ok(())
     }
 }

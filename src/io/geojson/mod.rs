@@ -244,7 +244,18 @@ impl InputError {
 /// Reads a file of grids, a few megabytes at a time: what is held at once is the
 /// grids and one window of the file, whatever its size (see [`read_grids`]).
 pub fn read_grids_file(path: &Path, options: &ReadOptions) -> Result<Vec<Grid>, InputError> {
-    read::read_file(path, options, fast::FileWindow::CHUNK)
+    read_grids_file_with_progress(path, options, |_, _| {})
+}
+
+/// [`read_grids_file`], calling `progress(bytes read, file length)` after every few
+/// megabytes: what a progress bar on a large plan needs. (A file the common shape
+/// does not fit is then read again, whole, by the serde reader, without progress.)
+pub fn read_grids_file_with_progress(
+    path: &Path,
+    options: &ReadOptions,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<Vec<Grid>, InputError> {
+    read::read_file(path, options, fast::FileWindow::CHUNK, &mut progress)
 }
 
 /// Parses a FeatureCollection (or a single Feature) of grids.
@@ -355,6 +366,25 @@ pub fn grids_to_json(grids: &[Grid]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reading_a_file_reports_its_bytes_until_all_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("grids.geojson");
+        let text = fc(r#"{"type":"Polygon","coordinates":[[[1,0],[2,0],[2,1],[1,0]]]}"#);
+        std::fs::write(&path, &text).unwrap();
+        let mut seen = Vec::new();
+        let grids = read::read_file(&path, &ReadOptions::default(), 64, &mut |done, total| {
+            seen.push((done, total))
+        })
+        .unwrap();
+        assert_eq!(grids.len(), 2);
+        let len = text.len() as u64;
+        assert!(seen.len() > 2, "{seen:?}");
+        assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "{seen:?}");
+        assert!(seen.iter().all(|&(_, total)| total == len), "{seen:?}");
+        assert_eq!(seen.last(), Some(&(len, len)));
+    }
 
     fn fc(geometry: &str) -> String {
         format!(
@@ -731,7 +761,7 @@ mod tests {
                 let dir = tempfile::tempdir().unwrap();
                 let path = dir.path().join("doc.geojson");
                 std::fs::write(&path, &doc).unwrap();
-                prop_assert_eq!(outcome(read::read_file(&path, &options, chunk)), tree, "{}", doc);
+                prop_assert_eq!(outcome(read::read_file(&path, &options, chunk, &mut |_, _| {})), tree, "{}", doc);
             }
         }
     }

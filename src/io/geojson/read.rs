@@ -42,6 +42,7 @@ pub(super) fn read_file(
     path: &Path,
     options: &ReadOptions,
     chunk: usize,
+    progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Vec<Grid>, InputError> {
     let io = |source| InputError::Io {
         path: path.to_path_buf(),
@@ -49,12 +50,13 @@ pub(super) fn read_file(
     };
     let file = File::open(path).map_err(io)?;
     // A pipe or a device cannot be read twice: it is read whole, once.
-    if !file.metadata().map_err(io)?.is_file() {
+    let metadata = file.metadata().map_err(io)?;
+    if !metadata.is_file() {
         let mut bytes = Vec::new();
         (&file).read_to_end(&mut bytes).map_err(io)?;
         return read_slice(&bytes, options);
     }
-    let mut window = fast::FileWindow::open(file, chunk).map_err(io)?;
+    let mut window = fast::FileWindow::open(file, metadata.len(), chunk, progress).map_err(io)?;
     if let Some(grids) = fast::read_common(&mut window, &mut Reader::new(options)).map_err(io)? {
         return Ok(grids);
     }

@@ -271,9 +271,18 @@ fn set_clock_from_env() -> Result<()> {
 }
 
 pub(crate) fn spinner(msg: &str, len: u64) -> ProgressBar {
+    bar(msg, len, "{msg} [{bar:30}] {pos}/{len} {elapsed}")
+}
+
+/// A progress bar counting bytes (of a file being read).
+pub(crate) fn byte_bar(msg: &str) -> ProgressBar {
+    bar(msg, 0, "{msg} [{bar:30}] {bytes}/{total_bytes} {elapsed}")
+}
+
+fn bar(msg: &str, len: u64, template: &str) -> ProgressBar {
     let pb = ProgressBar::new(len);
     pb.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {elapsed}")
+        ProgressStyle::with_template(template)
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
@@ -707,12 +716,7 @@ fn read_validated(
     if !geojson {
         bail!("this build reads GeoJSON only (build with the proj feature for GDAL formats)");
     }
-    let pb = spinner("reading", 0);
-    pb.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {elapsed}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
+    let pb = byte_bar("reading");
     let grids = gj::read_grids_file_with_progress(&a.grids, read, |done, total| {
         pb.set_length(total);
         pb.set_position(done);

@@ -6,8 +6,8 @@
 //! after the scanner has already seen every digit. Here the structure is walked
 //! by hand and each number is parsed once, correctly rounded like serde_json's
 //! `float_roundtrip` (by hand up to 19 digits, else by the standard library's
-//! Eisel–Lemire parser), straight into the ring's coordinate array. Properties, ids and unknown members go through
-//! serde_json as before.
+//! Eisel–Lemire parser), straight into the ring's coordinate array. Properties, ids
+//! and unknown members go through serde_json as before.
 //!
 //! The hand reader only ever answers with grids. Anything it does not expect (an
 //! escaped key, a string among the coordinates, deeper nesting, a problem in a
@@ -626,11 +626,13 @@ fn checked_quotient(significand: u64, k: u32) -> Option<f64> {
         } else {
             None
         };
-        if let Some(m) = nearest.filter(|m| (lowest..lowest << 1).contains(m)) {
-            return Some(f64::from_bits((guess & !(lowest - 1)) | (m - lowest)));
-        }
-        if nearest.is_some() {
-            return None;
+        match nearest {
+            Some(m) if (lowest..lowest << 1).contains(&m) => {
+                return Some(f64::from_bits((guess & !(lowest - 1)) | (m - lowest)));
+            }
+            // A tie rounded out of the binade: the exact division decides.
+            Some(_) => return None,
+            None => {}
         }
         mantissa = if above { mantissa + 1 } else { mantissa - 1 };
         if !(lowest..lowest << 1).contains(&mantissa) {

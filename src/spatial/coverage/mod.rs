@@ -947,13 +947,22 @@ fn grid_facts(grids: &[&MultiPolygon<f64>], threads: usize) -> Vec<GridFacts> {
     parallel::in_parallel(grids.len(), threads, |range| {
         grids[range]
             .iter()
-            .map(|g| GridFacts {
-                invalid: validity::check(g),
-                area_m2: measure::local_area_m2(g),
-                vertices: geom::vertex_count(g),
-                fingerprint: shape_fingerprint(g),
-                bounds: geom::bounds(g),
-                ring_bounds: geom::ring_bounds(g),
+            .map(|g| {
+                let bounds = geom::bounds(g);
+                // The exteriors' bounds widened by the holes', not every ring again.
+                let holes = geom::bounds_of(
+                    g.0.iter()
+                        .flat_map(|p| p.interiors())
+                        .flat_map(|r| r.0.iter().copied()),
+                );
+                GridFacts {
+                    invalid: validity::check(g),
+                    area_m2: measure::local_area_m2(g),
+                    vertices: geom::vertex_count(g),
+                    fingerprint: shape_fingerprint(g),
+                    bounds,
+                    ring_bounds: geom::merged_bounds([bounds, holes]),
+                }
             })
             .collect::<Vec<_>>()
     })

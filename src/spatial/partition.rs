@@ -11,14 +11,17 @@
 //! * `EMPTY`, when no polygon reaches the cell;
 //! * otherwise an offset into a candidate list (polygons whose edges cross the cell,
 //!   and polygons that contain the whole cell), sorted by polygon index, each tested
-//!   with the y-stripe point-in-polygon of [`PolygonSet`]. The list starts with a map
-//!   of the 8 × 8 sub-cells edges pass through, which proves most points of a
-//!   boundary's neighbourhood farther from it than `near_boundary_m` without reading
-//!   an edge.
+//!   by the crossing rule restricted to the cell (see `crossing_parity`). The list
+//!   starts with a map of the 8 × 8 sub-cells edges pass through, which proves most
+//!   points of a boundary's neighbourhood farther from it than `near_boundary_m`
+//!   without reading an edge.
 //!
-//! Every boundary cell also lists the edges that pass through it, which answers the
-//! proximity questions (`near_boundary`, nearest grid for a point outside all grids,
-//! distance to the boundary) by scanning a few cells.
+//! After its candidates, a boundary cell's list holds the edges that pass through it,
+//! in polygon order, so one region of memory answers a lookup: the candidates, their
+//! edges, then the coordinates. The same edges answer the proximity questions
+//! (`near_boundary`, nearest grid for a point outside all grids, distance to the
+//! boundary) by scanning a few cells. Only boundary cells have lists, so interior and
+//! empty cells, most of the raster, cost their one word and nothing else.
 //!
 //! Points exactly on a shared edge follow the rule documented in [`super::pip`]: the
 //! owner is the grid immediately east (north, on an east–west edge). If polygons
@@ -33,11 +36,23 @@ use std::borrow::Borrow;
 
 const EMPTY: u32 = u32::MAX;
 const LIST: u32 = 1 << 31;
-/// Words of a candidate entry: polygon and flags, cell-edge range, break range.
-const ENTRY: usize = 5;
-/// Words before a candidate list's entries: their number, and the cell's 8 × 8
-/// sub-cells that edges pass through (a `u64`, low word first, bit `8 * row + column`).
+/// Words before a candidate list's entries: the cell's 8 × 8 sub-cells that edges
+/// pass through (a `u64`, low word first, bit `8 * row + column`), and the number of
+/// edge words that follow the entries. An entry is one word, polygon and flags, the
+/// last one marked [`END`]; an edge word is the edge's coordinate offset shifted by
+/// [`EDGE_SHIFT`] with [`BREAK_A`], [`BREAK_B`] and [`LAST`] in the bits below.
 const LIST_HEAD: usize = 3;
+/// Bits of an edge word below the edge's coordinate offset.
+const EDGE_SHIFT: u32 = 3;
+/// On an edge word: the outside crossing parity of its polygon flips at the height of
+/// the edge's first vertex (see `crossing_parity`).
+const BREAK_A: u32 = 1;
+/// On an edge word: the same at the edge's second vertex.
+const BREAK_B: u32 = 2;
+/// On an edge word: the last of its polygon's edges in the cell.
+const LAST: u32 = 4;
+/// Coordinates a partition can hold: edge words keep offsets below this.
+pub const MAX_COORDINATES: usize = 1 << (32 - EDGE_SHIFT);
 /// Sub-cells per side of a cell, in a candidate list's head.
 const SUB: usize = 8;
 /// The most cells the sub-cell proof looks at for one point.
@@ -46,7 +61,11 @@ const MAX_PROOF_CELLS: usize = 64;
 const FULL: u32 = 1 << 31;
 /// On a candidate entry: crossing parity of the outside edges at the cell's bottom.
 const BASE: u32 = 1 << 30;
-const POLY: u32 = !(FULL | BASE);
+/// On a candidate entry: the list's last entry.
+const END: u32 = 1 << 29;
+const POLY: u32 = !(FULL | BASE | END);
+/// Polygons a partition can hold: entries keep their numbers below this.
+pub const MAX_POLYGONS: usize = END as usize;
 /// An interior cell's word: the polygon in the low bits, and from this bit up the
 /// chessboard distance (in cells, at most [`REACH_MAX`]) to the nearest cell an edge
 /// passes through. A cell inside polygon 2^24 or later is a one-entry list instead.
@@ -234,16 +253,17 @@ impl CellGrid {
         (((v - from) / size).max(0.0) as usize).min(SUB - 1)
     }
 
-    /// The sub-cells (bit `8 * row + column`) of `cell` that the `edges` meet, each
-    /// sub-cell grown by a hair as cells are in [`Self::cells_of_edge`].
+    /// The sub-cells (bit `8 * row + column`) of `cell` that the edges of the edge
+    /// words `edges` meet, each sub-cell grown by a hair as cells are in
+    /// [`Self::cells_of_edge`].
     fn subcells_met(&self, cell: usize, edges: &[u32], set: &PolygonSet) -> u64 {
         let (ix, iy) = (cell % self.nx, cell / self.nx);
         let (sw, sh) = (self.cw / SUB as f64, self.ch / SUB as f64);
         let (x0, y0) = (self.x0 + ix as f64 * self.cw, self.y0 + iy as f64 * self.ch);
         let (hx, hy) = (self.cw * 1e-6, self.ch * 1e-6);
         let mut bits = 0u64;
-        for &k in edges {
-            let (a, b) = set.edge(k);
+        for &w in edges {
+            let (a, b) = set.edge(w >> EDGE_SHIFT);
             // Within the segment's box the segment is its line: a sub-cell clipped to
             // that box meets the segment when its corners are not all strictly on one
             // side of the line. (A full segment–rectangle test per sub-cell doubled
@@ -363,11 +383,8 @@ pub struct Partition {
     set: PolygonSet,
     grid: CellGrid,
     cells: Vec<u32>,
+    /// The boundary cells' lists: head, entries, edge words (see [`LIST_HEAD`]).
     lists: Vec<u32>,
-    /// Heights where the outside crossing parity of a cell's candidate flips.
-    breaks: Vec<f64>,
-    cell_edge_offsets: Vec<u32>,
-    cell_edges: Vec<u32>,
     /// First coordinate offset of each polygon, for finding an edge's owner.
     poly_coord_starts: Vec<u32>,
     /// Metres per degree at most as large as anywhere in the raster, for proofs that
@@ -384,6 +401,11 @@ impl Partition {
     /// Builds the index.
     /// Takes the polygons or references to them (a caller that keeps its own copy need
     /// not clone them).
+    ///
+    /// # Panics
+    /// With more than [`MAX_COORDINATES`] coordinates (8 GiB of them) or
+    /// [`MAX_POLYGONS`] polygons: the stores and the upload reader's memory limit keep
+    /// far below.
     pub fn build_with<P: Borrow<MultiPolygon<f64>> + Sync>(
         polygons: &[P],
         options: BuildOptions,
@@ -393,6 +415,10 @@ impl Partition {
             t => t,
         };
         let set = PolygonSet::build(polygons, threads);
+        assert!(
+            set.coords.len() <= MAX_COORDINATES && set.len() <= MAX_POLYGONS,
+            "a partition holds at most {MAX_COORDINATES} coordinates and {MAX_POLYGONS} polygons"
+        );
         let bbox = geom::bounds_of(
             (0..set.len() as u32)
                 .filter(|&i| !set.polys[i as usize].rings.is_empty())
@@ -406,11 +432,11 @@ impl Partition {
             .collect();
 
         // 1. Polygon by polygon, while its coordinates are in cache: the cells each edge
-        //    passes through, what the cell-local test needs for each cell the polygon's
-        //    boundary crosses, and the cells it contains wholly. Polygons are split into
+        //    passes through, flagged for the cell-local test, each cell's entry for the
+        //    polygon, and the cells it contains wholly. Polygons are split into
         //    contiguous ranges, one per thread, and the results concatenated in order,
         //    so every cell's edges and entries stay sorted by polygon (and edge).
-        let mut parts = in_parallel(set.len(), threads, |polys| {
+        let parts = in_parallel(set.len(), threads, |polys| {
             let mut part = Rasterised::default();
             let mut local: Vec<(u32, u32)> = Vec::new();
             let mut own: Vec<u32> = Vec::new();
@@ -429,41 +455,20 @@ impl Partition {
                     own.clear();
                     own.extend(local[at..end].iter().map(|&(_, k)| k));
                     let rect = grid.rect(cell as usize % grid.nx, cell as usize / grid.nx);
-                    let (base, start) = local_reference(&set, i, &own, &rect, &mut part.breaks);
-                    part.entries.push((
-                        cell,
-                        [
-                            i | if base { BASE } else { 0 },
-                            (end - at) as u32,
-                            start,
-                            part.breaks.len() as u32,
-                        ],
-                    ));
+                    let base = outside_parity(&set, i, &own, &rect);
+                    part.entries.push((cell, i | if base { BASE } else { 0 }));
+                    push_edge_words(&set, i, &own, &rect, cell, &mut part.edges);
                     touched.push(cell);
                     at = end;
                 }
-                part.pairs.extend_from_slice(&local);
                 part.full_cells(&set, &grid, i, &touched, &mut scratch);
             }
             part
         });
-        // Each thread numbered its breaks from zero: shift them into one array.
-        let mut breaks: Vec<f64> = Vec::with_capacity(parts.iter().map(|p| p.breaks.len()).sum());
-        for part in &mut parts {
-            let shift = breaks.len() as u32;
-            for (_, e) in &mut part.entries {
-                e[2] += shift;
-                e[3] += shift;
-            }
-            breaks.append(&mut part.breaks);
-        }
         // Three independent counting sorts, each bound by memory: side by side.
-        let (
-            (cell_edge_offsets, cell_edges),
-            ((entry_offsets, entries), (full_offsets, full_polys)),
-        ) = join(
+        let ((edge_offsets, edges), ((entry_offsets, entries), (full_offsets, full_polys))) = join(
             threads,
-            || group_by_cell(ncells, parts.iter().map(|p| p.pairs.as_slice())),
+            || group_by_cell(ncells, parts.iter().map(|p| p.edges.as_slice())),
             || {
                 join(
                     threads,
@@ -474,9 +479,8 @@ impl Partition {
         );
         drop(parts);
 
-        // 2. Encode each cell: one word, or a candidate list merged in polygon order.
-        //    A candidate with edges in the cell carries its range of the cell's edges
-        //    and of the breaks (see `cell_contains`).
+        // 2. Encode each cell: one word, or a list of the candidates merged in polygon
+        //    order followed by the cell's edges (see `crossing_parity`).
         let encoded = in_parallel(ncells, threads, |range| {
             let mut words = Vec::with_capacity(range.len());
             let mut lists: Vec<u32> = Vec::new();
@@ -490,47 +494,40 @@ impl Partition {
                     (0, 1) if fulls[0] <= INTERIOR_POLY => words.push(fulls[0]),
                     _ => {
                         words.push(LIST | lists.len() as u32);
-                        let edges = cell_edge_offsets[cell]..cell_edge_offsets[cell + 1];
-                        let bits = grid.subcells_met(
-                            cell,
-                            &cell_edges[edges.start as usize..edges.end as usize],
-                            &set,
-                        );
+                        let edges =
+                            &edges[edge_offsets[cell] as usize..edge_offsets[cell + 1] as usize];
+                        let bits = grid.subcells_met(cell, edges, &set);
                         lists.extend_from_slice(&[
-                            (crossing.len() + fulls.len()) as u32,
                             bits as u32,
                             (bits >> 32) as u32,
+                            edges.len() as u32,
                         ]);
-                        let mut edge_at = edges.start;
                         let (mut c, mut f) = (0, 0);
                         while c < crossing.len() || f < fulls.len() {
                             if c == crossing.len()
-                                || (f < fulls.len() && fulls[f] < crossing[c][0] & POLY)
+                                || (f < fulls.len() && fulls[f] < crossing[c] & POLY)
                             {
-                                lists.extend_from_slice(&[fulls[f] | FULL, 0, 0, 0, 0]);
+                                lists.push(fulls[f] | FULL);
                                 f += 1;
                             } else {
-                                let [poly, n_edges, b0, b1] = crossing[c];
-                                lists.extend_from_slice(&[
-                                    poly,
-                                    edge_at,
-                                    edge_at + n_edges,
-                                    b0,
-                                    b1,
-                                ]);
-                                edge_at += n_edges;
+                                lists.push(crossing[c]);
                                 c += 1;
                             }
                         }
+                        if let Some(last) = lists.last_mut() {
+                            *last |= END;
+                        }
+                        lists.extend_from_slice(edges);
                     }
                 }
             }
             (words, lists)
         });
         drop((entry_offsets, entries, full_offsets, full_polys));
+        drop((edge_offsets, edges));
         // Each thread numbered its lists from zero: shift them into place.
         let mut cells = Vec::with_capacity(ncells);
-        let mut lists = Vec::new();
+        let mut lists = Vec::with_capacity(encoded.iter().map(|(_, l)| l.len()).sum());
         for (words, part_lists) in encoded {
             let list_base = lists.len() as u32;
             cells.extend(words.iter().map(|&w| {
@@ -542,7 +539,7 @@ impl Partition {
             }));
             lists.extend_from_slice(&part_lists);
         }
-        record_reach(&mut cells, &cell_edge_offsets, &grid);
+        record_reach(&mut cells, &lists, &grid);
         let min_scale = grid.least_scale();
         let mut set = set;
         // Lookups use the raster's cell-local test; the stripe index served the build.
@@ -552,9 +549,6 @@ impl Partition {
             grid,
             cells,
             lists,
-            breaks,
-            cell_edge_offsets,
-            cell_edges,
             poly_coord_starts,
             min_scale,
         };
@@ -565,39 +559,68 @@ impl Partition {
     fn shrink(&mut self) {
         self.cells.shrink_to_fit();
         self.lists.shrink_to_fit();
-        self.breaks.shrink_to_fit();
-        self.cell_edge_offsets.shrink_to_fit();
-        self.cell_edges.shrink_to_fit();
         self.poly_coord_starts.shrink_to_fit();
     }
 
-    /// Whether polygon entry `e` of a boundary cell contains `p`, looking only at the
-    /// polygon's edges in that cell.
+    /// The list of a boundary cell: its entries, and the edge words that follow them.
+    #[inline]
+    fn list(&self, at: usize) -> (&[u32], &[u32]) {
+        let edges = self.lists[at + 2] as usize;
+        let entries = at + LIST_HEAD;
+        // The build ends every list's entries with END: the fallback is never taken.
+        let n = self.lists[entries..]
+            .iter()
+            .position(|&e| e & END != 0)
+            .map_or(0, |last| last + 1);
+        (
+            &self.lists[entries..entries + n],
+            &self.lists[entries + n..entries + n + edges],
+        )
+    }
+
+    /// The edge words of cell `cell` (none unless it is a boundary cell).
+    #[inline]
+    fn edges_of_cell(&self, cell: usize) -> &[u32] {
+        match Cell::of(self.cells[cell]) {
+            Cell::List(at) => self.list(at).1,
+            _ => &[],
+        }
+    }
+
+    /// Whether the candidate `entry` of a boundary cell contains `p`, looking only at
+    /// the polygon's edges in that cell: the first of `edges`, up to the one marked
+    /// [`LAST`]. Returns the edges after those.
     ///
     /// The ray from `p` towards +x crosses the polygon's edges inside the cell, and
     /// beyond the cell's right border `X` the edges that do not enter the cell. Those
     /// outer crossings are known at build time for the cell's bottom (`BASE`: the
     /// crossing parity at `(X, Y0)` minus the cell's own edges) and change only at the
     /// heights of vertices right of `X` where an edge of the cell meets one that is not
-    /// (`breaks`). The result equals the full crossing test of [`super::pip`] exactly.
+    /// (`BREAK_A`, `BREAK_B`). The result equals the full crossing test of
+    /// [`super::pip`] exactly.
     #[inline]
-    fn cell_contains(&self, e: &[u32], p: Coord<f64>) -> bool {
-        if e[0] & FULL != 0 {
-            return true;
+    fn crossing_parity<'e>(
+        &self,
+        entry: u32,
+        edges: &'e [u32],
+        p: Coord<f64>,
+    ) -> (bool, &'e [u32]) {
+        if entry & FULL != 0 {
+            return (true, edges);
         }
-        let mut inside = e[0] & BASE != 0;
-        for &b in &self.breaks[e[3] as usize..e[4] as usize] {
-            if b <= p.y {
-                inside = !inside;
+        let mut inside = entry & BASE != 0;
+        let mut used = 0;
+        for &w in edges {
+            used += 1;
+            let (a, b) = self.set.edge(w >> EDGE_SHIFT);
+            inside ^= crosses_ray(a, b, p);
+            inside ^= w & BREAK_A != 0 && a.y <= p.y;
+            inside ^= w & BREAK_B != 0 && b.y <= p.y;
+            if w & LAST != 0 {
+                break;
             }
         }
-        for &k in &self.cell_edges[e[1] as usize..e[2] as usize] {
-            let (a, b) = self.set.edge(k);
-            if crosses_ray(a, b, p) {
-                inside = !inside;
-            }
-        }
-        inside
+        (inside, &edges[used..])
     }
 
     /// Number of polygons indexed.
@@ -613,12 +636,7 @@ impl Partition {
     /// Heap bytes held by the index, including the polygon coordinates.
     pub fn heap_bytes(&self) -> usize {
         self.set.heap_bytes()
-            + self.breaks.capacity() * 8
-            + (self.cells.capacity()
-                + self.lists.capacity()
-                + self.cell_edge_offsets.capacity()
-                + self.cell_edges.capacity()
-                + self.poly_coord_starts.capacity())
+            + (self.cells.capacity() + self.lists.capacity() + self.poly_coord_starts.capacity())
                 * 4
     }
 
@@ -636,12 +654,13 @@ impl Partition {
                     st.interior_far += (reach >= 2) as usize;
                 }
                 Cell::List(at) => {
+                    let (entries, edges) = self.list(at);
                     st.boundary += 1;
-                    st.candidates += self.lists[at] as usize;
+                    st.candidates += entries.len();
+                    st.cell_edges += edges.len();
                 }
             }
         }
-        st.cell_edges = self.cell_edges.len();
         st
     }
 
@@ -672,20 +691,16 @@ impl Partition {
             if let Some(at) = cells.get(j + 8).and_then(|&c| self.list_at(c)) {
                 prefetch(&self.lists[at]);
             }
-            let first_edge = |c: u32| -> Option<u32> {
+            // The edges follow the entries, often in the list's next cache line.
+            let first_edge = |c: u32| -> Option<&u32> {
                 let at = self.list_at(c)?;
-                let from = *self.lists.get(at + LIST_HEAD + 1)?;
-                self.cell_edges.get(from as usize).copied()
+                self.list(at).1.first()
             };
-            if let Some(c) = cells.get(j + 4)
-                && let Some(at) = self.list_at(*c)
-                && let Some(&from) = self.lists.get(at + LIST_HEAD + 1)
-                && let Some(k) = self.cell_edges.get(from as usize)
-            {
-                prefetch(k);
+            if let Some(w) = cells.get(j + 4).and_then(|&c| first_edge(c)) {
+                prefetch(w);
             }
-            if let Some(k) = cells.get(j + 2).and_then(|&c| first_edge(c))
-                && let Some(c) = self.set.coords.get(k as usize)
+            if let Some(&w) = cells.get(j + 2).and_then(|&c| first_edge(c))
+                && let Some(c) = self.set.coords.get((w >> EDGE_SHIFT) as usize)
             {
                 prefetch(c);
             }
@@ -715,11 +730,15 @@ impl Partition {
             Cell::Interior { poly, .. } => return Some(poly),
             Cell::List(at) => at,
         };
-        let n = self.lists[at] as usize;
-        self.lists[at + LIST_HEAD..at + LIST_HEAD + n * ENTRY]
-            .chunks_exact(ENTRY)
-            .find(|e| self.cell_contains(e, p))
-            .map(|e| e[0] & POLY)
+        let (entries, mut edges) = self.list(at);
+        for &entry in entries {
+            let (inside, rest) = self.crossing_parity(entry, edges, p);
+            if inside {
+                return Some(entry & POLY);
+            }
+            edges = rest;
+        }
+        None
     }
 
     /// Every polygon containing `p`, in index order (more than one only where polygons
@@ -734,13 +753,14 @@ impl Partition {
             Cell::Interior { poly, .. } => return out.push(poly),
             Cell::List(at) => at,
         };
-        let n = self.lists[at] as usize;
-        out.extend(
-            self.lists[at + LIST_HEAD..at + LIST_HEAD + n * ENTRY]
-                .chunks_exact(ENTRY)
-                .filter(|e| self.cell_contains(e, p))
-                .map(|e| e[0] & POLY),
-        );
+        let (entries, mut edges) = self.list(at);
+        for &entry in entries {
+            let (inside, rest) = self.crossing_parity(entry, edges, p);
+            if inside {
+                out.push(entry & POLY);
+            }
+            edges = rest;
+        }
     }
 
     /// Locates `p`: the containing polygon, or the nearest one when outside, with the
@@ -814,20 +834,10 @@ impl Partition {
             {
                 prefetch(&self.cells[c as usize]);
             }
-            // A point its cell word alone cannot answer will read the edge offsets of
-            // its cell (and maybe its neighbours) and its candidate list.
-            if let Some(&c) = cells.get(j + 8)
-                && c != u32::MAX
-            {
-                match Cell::of(self.cells[c as usize]) {
-                    Cell::Interior { reach, .. } if reach >= 2 => {}
-                    cell => {
-                        prefetch(&self.cell_edge_offsets[c as usize]);
-                        if let Cell::List(at) = cell {
-                            prefetch(&self.lists[at]);
-                        }
-                    }
-                }
+            // A point its cell word alone cannot answer will read its candidate list
+            // (and maybe its neighbours' words and lists).
+            if let Some(at) = cells.get(j + 8).and_then(|&c| self.list_at(c)) {
+                prefetch(&self.lists[at]);
             }
             out.push(self.locate(p, options));
         }
@@ -858,7 +868,7 @@ impl Partition {
         let cell = iy * self.grid.nx + ix;
         let around = match Cell::of(self.cells[cell]) {
             Cell::Interior { reach, .. } if reach >= 1 => (reach - 1) as f64,
-            _ if self.cell_edge_offsets[cell] == self.cell_edge_offsets[cell + 1] => 0.0,
+            _ if self.edges_of_cell(cell).is_empty() => 0.0,
             _ => return false,
         };
         let g = &self.grid;
@@ -904,7 +914,7 @@ impl Partition {
                 let Cell::List(at) = Cell::of(self.cells[iy * g.nx + ix]) else {
                     continue;
                 };
-                let bits = self.lists[at + 1] as u64 | (self.lists[at + 2] as u64) << 32;
+                let bits = self.lists[at] as u64 | (self.lists[at + 1] as u64) << 32;
                 if bits == 0 {
                     continue;
                 }
@@ -947,12 +957,8 @@ impl Partition {
         let (r0, r1) = (self.grid.row(p.y - ry), self.grid.row(p.y + ry));
         for iy in r0..=r1 {
             for ix in c0..=c1 {
-                let cell = iy * self.grid.nx + ix;
-                let (from, to) = (
-                    self.cell_edge_offsets[cell],
-                    self.cell_edge_offsets[cell + 1],
-                );
-                for &k in &self.cell_edges[from as usize..to as usize] {
+                for &w in self.edges_of_cell(iy * self.grid.nx + ix) {
+                    let k = w >> EDGE_SHIFT;
                     let (a, b) = self.set.edge(k);
                     let d2 = scale.segment_distance2(p, a, b);
                     if d2 > r2 {
@@ -1039,14 +1045,11 @@ impl Partition {
                 }
             }
             for (ix, iy) in ring_cells(cx, cy, r, g.nx as isize, g.ny as isize) {
-                let cell = iy * g.nx + ix;
-                let (from, to) = (
-                    self.cell_edge_offsets[cell],
-                    self.cell_edge_offsets[cell + 1],
-                );
-                let edges = &self.cell_edges[from as usize..to as usize];
-                let at = edges.partition_point(|&k| k < range.start);
-                for &k in edges[at..].iter().take_while(|&&k| k < range.end) {
+                let edges = self.edges_of_cell(iy * g.nx + ix);
+                // Edge words are ordered by edge, whatever their flags.
+                let at = edges.partition_point(|&w| w >> EDGE_SHIFT < range.start);
+                let own = edges[at..].iter().map(|&w| w >> EDGE_SHIFT);
+                for k in own.take_while(|&k| k < range.end) {
                     let (a, b) = self.set.edge(k);
                     best = best.min(scale.segment_distance2(p, a, b));
                 }
@@ -1081,18 +1084,13 @@ fn prefetch<T>(r: &T) {
     let _ = r;
 }
 
-/// For polygon `poly` and its edges `own` (sorted) in the cell `rect`: the crossing
-/// parity at `(X, Y0)` of the edges that do not enter the cell, and the breaks (pushed
-/// onto `breaks`; returns their start offset).
-fn local_reference(
-    set: &PolygonSet,
-    poly: u32,
-    own: &[u32],
-    rect: &Rect<f64>,
-    breaks: &mut Vec<f64>,
-) -> (bool, u32) {
-    let (x, y0) = (rect.max().x, rect.min().y);
-    let corner = Coord { x, y: y0 };
+/// For polygon `poly` and its edges `own` in the cell `rect`: the crossing parity at
+/// `(X, Y0)`, the cell's bottom right corner, of the edges that do not enter the cell.
+fn outside_parity(set: &PolygonSet, poly: u32, own: &[u32], rect: &Rect<f64>) -> bool {
+    let corner = Coord {
+        x: rect.max().x,
+        y: rect.min().y,
+    };
     let mut parity = set.contains(poly, corner);
     for &k in own {
         let (a, b) = set.edge(k);
@@ -1100,31 +1098,46 @@ fn local_reference(
             parity = !parity;
         }
     }
-    let start = breaks.len() as u32;
-    let is_own = |k: u32| own.binary_search(&k).is_ok();
-    for &k in own {
-        let (a, b) = set.edge(k);
-        // At a vertex right of X, an outside edge meets this cell edge: the outside
-        // crossing count changes there by one.
-        if a.x > x && a.y > y0 && !is_own(set.prev_edge_of(poly, k)) {
-            breaks.push(a.y);
-        }
-        if b.x > x && b.y > y0 && !is_own(set.next_edge_of(poly, k)) {
-            breaks.push(b.y);
-        }
-    }
-    (parity, start)
+    parity
 }
 
-/// One thread's share of the rasterised polygons, breaks numbered from zero.
+/// Pushes `(cell, edge word)` for polygon `poly`'s edges `own` (sorted) in the cell
+/// `rect`: a vertex right of the cell's right border `X` and above its bottom `Y0`,
+/// where an edge of the cell meets one of the polygon's edges that is not, is a break
+/// (the outside crossing count changes there by one); the last edge is marked.
+fn push_edge_words(
+    set: &PolygonSet,
+    poly: u32,
+    own: &[u32],
+    rect: &Rect<f64>,
+    cell: u32,
+    out: &mut Vec<(u32, u32)>,
+) {
+    let (x, y0) = (rect.max().x, rect.min().y);
+    let is_own = |k: u32| own.binary_search(&k).is_ok();
+    for (n, &k) in own.iter().enumerate() {
+        let (a, b) = set.edge(k);
+        let mut word = k << EDGE_SHIFT;
+        if a.x > x && a.y > y0 && !is_own(set.prev_edge_of(poly, k)) {
+            word |= BREAK_A;
+        }
+        if b.x > x && b.y > y0 && !is_own(set.next_edge_of(poly, k)) {
+            word |= BREAK_B;
+        }
+        if n + 1 == own.len() {
+            word |= LAST;
+        }
+        out.push((cell, word));
+    }
+}
+
+/// One thread's share of the rasterised polygons.
 #[derive(Default)]
 struct Rasterised {
-    /// (cell, edge) for every cell an edge passes through.
-    pairs: Vec<(u32, u32)>,
-    /// (cell, [polygon | BASE, edges in the cell, breaks start, breaks end]) for every
-    /// cell a polygon's boundary crosses.
-    entries: Vec<(u32, [u32; 4])>,
-    breaks: Vec<f64>,
+    /// (cell, edge word) for every cell an edge passes through.
+    edges: Vec<(u32, u32)>,
+    /// (cell, polygon | BASE) for every cell a polygon's boundary crosses.
+    entries: Vec<(u32, u32)>,
     /// (cell, polygon) for every cell a polygon contains wholly.
     full: Vec<(u32, u32)>,
 }
@@ -1297,8 +1310,6 @@ mod tests {
             let many = build(threads);
             assert_eq!(one.cells, many.cells, "{threads} threads");
             assert_eq!(one.lists, many.lists, "{threads} threads");
-            assert_eq!(one.breaks, many.breaks, "{threads} threads");
-            assert_eq!(one.cell_edges, many.cell_edges, "{threads} threads");
         }
     }
 
@@ -1317,7 +1328,7 @@ mod tests {
             );
             let nx = part.grid.nx;
             let with_edges: Vec<(usize, usize)> = (0..part.cells.len())
-                .filter(|&c| part.cell_edge_offsets[c] != part.cell_edge_offsets[c + 1])
+                .filter(|&c| !part.edges_of_cell(c).is_empty())
                 .map(|c| (c % nx, c / nx))
                 .collect();
             let mut far = 0;
@@ -1341,6 +1352,53 @@ mod tests {
 
     /// The raster's cell-local test must agree with the full crossing test everywhere,
     /// including exactly on vertices, where degenerate cases live.
+    /// Where polygons overlap, a cell's list mixes polygons containing it wholly with
+    /// polygons crossing it, and each crossing one reads its own run of the cell's
+    /// edges: every polygon containing a point is still found, in index order.
+    #[test]
+    fn overlapping_polygons_are_all_found_by_the_cell_local_test() {
+        let shifted = |polys: Vec<MultiPolygon<f64>>, dx: f64, dy: f64| {
+            polys
+                .into_iter()
+                .map(|mp| geo::Translate::translate(&mp, dx, dy))
+                .collect::<Vec<_>>()
+        };
+        let cover = MultiPolygon(vec![
+            polygon![(x: 118.02, y: 37.01), (x: 118.09, y: 37.01), (x: 118.09, y: 37.07), (x: 118.02, y: 37.07)],
+        ]);
+        let mut polys = vec![cover.clone()];
+        polys.extend(synthetic(40, 8));
+        polys.push(cover.clone());
+        polys.extend(shifted(synthetic(30, 9), 0.013, 0.007));
+        polys.push(cover);
+        for per_poly in [4.0, 96.0] {
+            let part = Partition::build_with(
+                &polys,
+                BuildOptions {
+                    cells_per_polygon: per_poly,
+                    threads: 2,
+                },
+            );
+            let full = PolygonSet::new(&polys);
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+            let (mut all, mut deepest) = (Vec::new(), 0);
+            for _ in 0..20_000 {
+                let p = Coord {
+                    x: rng.random_range(117.99..118.13),
+                    y: rng.random_range(36.99..37.10),
+                };
+                let truth: Vec<u32> = (0..polys.len() as u32)
+                    .filter(|&i| full.contains(i, p))
+                    .collect();
+                part.polygons_at(p, &mut all);
+                assert_eq!(all, truth, "at {p:?}");
+                assert_eq!(part.polygon_at(p), truth.first().copied(), "at {p:?}");
+                deepest = deepest.max(truth.len());
+            }
+            assert!(deepest >= 4, "the probes reached {deepest} layers only");
+        }
+    }
+
     #[test]
     fn cell_local_test_equals_the_full_crossing_test() {
         for (seed, per_poly) in [(1, 8.0), (2, 48.0), (3, 300.0)] {
@@ -1395,16 +1453,14 @@ struct Nearest {
 /// [`REACH_MAX`]) to the nearest cell that an edge passes through: a two-pass distance
 /// transform over the raster. Outside the raster no edge passes, so the border is no
 /// obstacle.
-fn record_reach(cells: &mut [u32], edge_offsets: &[u32], grid: &CellGrid) {
+fn record_reach(cells: &mut [u32], lists: &[u32], grid: &CellGrid) {
     let (nx, ny) = (grid.nx, grid.ny);
     let far = REACH_MAX as u8;
-    let mut reach: Vec<u8> = (0..cells.len())
-        .map(|c| {
-            if edge_offsets[c] == edge_offsets[c + 1] {
-                far
-            } else {
-                0
-            }
+    let mut reach: Vec<u8> = cells
+        .iter()
+        .map(|&w| match Cell::of(w) {
+            Cell::List(at) if lists[at + 2] > 0 => 0,
+            _ => far,
         })
         .collect();
     // Forward: from the left and the row below; backward: from the right and above.

@@ -1,6 +1,7 @@
 //! The store at city scale: importing 100 000 grids end to end (GeoPackage file → GDAL →
 //! validation → plan → activation) into PostGIS and SQLite, and loading the current
-//! partition from each into the engine.
+//! partition from each into the engine: in the bench's warm process, and as the first
+//! load of a fresh `wangge serve` (start to listening, median of five starts).
 //!
 //! PostGIS comes from the cluster `scripts/bench` starts (WANGGE_TEST_DATABASE_URL);
 //! without it only SQLite is measured. `WANGGE_BENCH_GRIDS` changes the size.
@@ -130,7 +131,10 @@ async fn import(store: &dyn Store, file: &Path, phases: bool) {
     }
 }
 
-async fn fresh_postgis(n: u64) -> Option<Arc<dyn Store>> {
+/// A store and the `DATABASE_URL` that opens it.
+type Opened = (Arc<dyn Store>, String);
+
+async fn fresh_postgis(n: u64) -> Option<Opened> {
     let template = std::env::var("WANGGE_TEST_DATABASE_URL").ok()?;
     let admin = sqlx::PgPool::connect(&template.replacen("/wangge_template", "/postgres", 1))
         .await
@@ -144,21 +148,48 @@ async fn fresh_postgis(n: u64) -> Option<Arc<dyn Store>> {
         .execute(&admin)
         .await
         .expect("create");
-    let store = PgStore::connect(&template.replacen("/wangge_template", &format!("/{name}"), 1))
-        .await
-        .expect("connect");
+    let url = template.replacen("/wangge_template", &format!("/{name}"), 1);
+    let store = PgStore::connect(&url).await.expect("connect");
     store.migrate().await.expect("migrate");
-    Some(Arc::new(store))
+    Some((Arc::new(store), url))
 }
 
-async fn fresh_sqlite(dir: &Path, n: u64) -> Arc<dyn Store> {
+async fn fresh_sqlite(dir: &Path, n: u64) -> Opened {
     let path = dir.join(format!("bench_{n}.db"));
     for ext in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
     }
     let store = SqliteStore::open(&path).await.expect("open");
     store.migrate().await.expect("migrate");
-    Arc::new(store)
+    (Arc::new(store), format!("sqlite://{}", path.display()))
+}
+
+/// Seconds from starting `wangge serve` on `database_url` to its saying where it
+/// listens: a fresh process's first load of the grids (it loads them before binding),
+/// with its memory faulted in from nothing.
+fn fresh_server_start(database_url: &str, dir: &Path) -> f64 {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let t = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wangge"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir)
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start wangge serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let listening = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| line.contains("http://"));
+    let seconds = t.elapsed().as_secs_f64();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(listening, "wangge serve exited before listening");
+    seconds
 }
 
 fn bench(c: &mut Criterion) {
@@ -190,7 +221,7 @@ fn bench(c: &mut Criterion) {
                             "postgis" => fresh_postgis(counter).await,
                             _ => Some(fresh_sqlite(dir.path(), counter).await),
                         };
-                        let Some(store) = store else {
+                        let Some((store, _)) = store else {
                             return Duration::ZERO;
                         };
                         store.upsert_regions(&regions).await.expect("regions");
@@ -211,17 +242,25 @@ fn bench(c: &mut Criterion) {
         .sample_size(10)
         .measurement_time(Duration::from_secs(1));
     for backend in ["postgis", "sqlite"] {
-        let store = rt.block_on(async {
+        let opened = rt.block_on(async {
             counter += 1;
-            let store = match backend {
+            let (store, url) = match backend {
                 "postgis" => fresh_postgis(counter).await,
                 _ => Some(fresh_sqlite(dir.path(), counter).await),
             }?;
             store.upsert_regions(&regions).await.expect("regions");
             import(store.as_ref(), &file, false).await;
-            Some(store)
+            Some((store, url))
         });
-        let Some(store) = store else { continue };
+        let Some((store, url)) = opened else { continue };
+        let mut starts: Vec<f64> = (0..5)
+            .map(|_| fresh_server_start(&url, dir.path()))
+            .collect();
+        starts.sort_by(f64::total_cmp);
+        eprintln!(
+            "{backend}: a fresh `wangge serve` listens after {:.2} s (median of 5; {:.2}–{:.2} s)",
+            starts[2], starts[0], starts[4]
+        );
         let (_, timings) = rt
             .block_on(live::load_locator_timed(store.as_ref()))
             .expect("load");

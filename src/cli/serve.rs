@@ -98,8 +98,10 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
             demo::load_dispatch_once(store.as_ref(), &matters).await?;
             demo::create_demo_users_once(store.as_ref()).await?;
         }
+        let loading = std::time::Instant::now();
         let live = Arc::new(LiveGrids::load(store.as_ref()).await?);
         let grids = live.snapshot().locator.grids().len();
+        let load_secs = loading.elapsed().as_secs_f64();
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("listening on {}", settings.listen))?;
@@ -143,7 +145,7 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         println!("  API docs http://{addr}/docs · OGC API http://{addr}/ogc · health http://{addr}/healthz");
         use std::io::Write;
         std::io::stdout().flush()?;
-        tracing::info!(%addr, grids, backend = store.backend(), "listening");
+        tracing::info!(%addr, grids, load_secs, backend = store.backend(), "listening");
         http::server::serve(listener, http::router(state), limits, shutdown_signal()).await;
         tracing::info!("stopped");
         anyhow::Ok(ExitCode::SUCCESS)

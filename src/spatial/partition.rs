@@ -404,8 +404,9 @@ impl Partition {
     ///
     /// # Panics
     /// With more than [`MAX_COORDINATES`] coordinates (8 GiB of them) or
-    /// [`MAX_POLYGONS`] polygons: the stores and the upload reader's memory limit keep
-    /// far below.
+    /// [`MAX_POLYGONS`] polygons, or if the boundary cells' lists would pass 2^31
+    /// words (8 GiB): the stores and the upload reader's memory limit keep far below,
+    /// and a panic there is safer than a list offset that wraps into a wrong answer.
     pub fn build_with<P: Borrow<MultiPolygon<f64>> + Sync>(
         polygons: &[P],
         options: BuildOptions,
@@ -529,6 +530,12 @@ impl Partition {
         let mut cells = Vec::with_capacity(ncells);
         let mut lists = Vec::with_capacity(encoded.iter().map(|(_, l)| l.len()).sum());
         for (words, part_lists) in encoded {
+            // Offsets live in the low 31 bits of a cell word; a wrapped one would send
+            // lookups to another cell's list.
+            assert!(
+                lists.len() + part_lists.len() <= LIST as usize,
+                "a partition's cell lists hold at most 2^31 words"
+            );
             let list_base = lists.len() as u32;
             cells.extend(words.iter().map(|&w| {
                 if w != EMPTY && w & LIST != 0 {
@@ -673,8 +680,8 @@ impl Partition {
 
     /// [`Self::polygon_at`] for many points, answered in input order.
     ///
-    /// A single lookup on a large partition waits on three or four cache misses in a
-    /// row (cell word, candidate list, cell edges, coordinates). Here the lookups are
+    /// A single lookup on a large partition waits on two or three cache misses in a
+    /// row (cell word, the cell's list of candidates and edges, coordinates). Here the lookups are
     /// pipelined: while point `j` is answered, the memory the points a few places
     /// ahead will need is already being fetched, so the misses overlap.
     pub fn polygon_at_many(&self, points: &[Coord<f64>], out: &mut Vec<Option<u32>>) {
@@ -1350,8 +1357,6 @@ mod tests {
         }
     }
 
-    /// The raster's cell-local test must agree with the full crossing test everywhere,
-    /// including exactly on vertices, where degenerate cases live.
     /// Where polygons overlap, a cell's list mixes polygons containing it wholly with
     /// polygons crossing it, and each crossing one reads its own run of the cell's
     /// edges: every polygon containing a point is still found, in index order.
@@ -1399,6 +1404,8 @@ mod tests {
         }
     }
 
+    /// The raster's cell-local test must agree with the full crossing test everywhere,
+    /// including exactly on vertices, where degenerate cases live.
     #[test]
     fn cell_local_test_equals_the_full_crossing_test() {
         for (seed, per_poly) in [(1, 8.0), (2, 48.0), (3, 300.0)] {

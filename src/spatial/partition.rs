@@ -528,14 +528,15 @@ impl Partition {
         drop((edge_offsets, edges));
         // Each thread numbered its lists from zero: shift them into place.
         let mut cells = Vec::with_capacity(ncells);
-        let mut lists = Vec::with_capacity(encoded.iter().map(|(_, l)| l.len()).sum());
+        let list_words: usize = encoded.iter().map(|(_, l)| l.len()).sum();
+        // Offsets live in the low 31 bits of a cell word; a wrapped one would send
+        // lookups to another cell's list.
+        assert!(
+            list_words <= LIST as usize,
+            "a partition's cell lists hold at most 2^31 words"
+        );
+        let mut lists = Vec::with_capacity(list_words);
         for (words, part_lists) in encoded {
-            // Offsets live in the low 31 bits of a cell word; a wrapped one would send
-            // lookups to another cell's list.
-            assert!(
-                lists.len() + part_lists.len() <= LIST as usize,
-                "a partition's cell lists hold at most 2^31 words"
-            );
             let list_base = lists.len() as u32;
             cells.extend(words.iter().map(|&w| {
                 if w != EMPTY && w & LIST != 0 {
@@ -681,9 +682,9 @@ impl Partition {
     /// [`Self::polygon_at`] for many points, answered in input order.
     ///
     /// A single lookup on a large partition waits on two or three cache misses in a
-    /// row (cell word, the cell's list of candidates and edges, coordinates). Here the lookups are
-    /// pipelined: while point `j` is answered, the memory the points a few places
-    /// ahead will need is already being fetched, so the misses overlap.
+    /// row (cell word, the cell's list of candidates and edges, coordinates). Here the
+    /// lookups are pipelined: while point `j` is answered, the memory the points a few
+    /// places ahead will need is already being fetched, so the misses overlap.
     pub fn polygon_at_many(&self, points: &[Coord<f64>], out: &mut Vec<Option<u32>>) {
         out.clear();
         out.reserve(points.len());
